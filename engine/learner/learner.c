@@ -1,0 +1,335 @@
+/* learner.c - logistic SGD with lazy L2 decay and truncated-gradient L1.
+ *
+ * One step of learning (slr_learner_learn) reads top to bottom:
+ *   1. bring each touched weight up to step t-1 (lazy catch-up, penalty.c)
+ *      and compute the margin z = theta . x;
+ *   2. p = sigma(z), g = h (p - y);
+ *   3. gradient step on each touched weight (and the bias);
+ *   4. penalty of step t on each touched weight (never the bias).
+ * Untouched weights are not visited: their penalty is owed, and paid in
+ * closed form at step 1 of the next example that touches them.  With
+ * cfg.eager, step 4 instead visits every weight, which is the definition the
+ * lazy path must reproduce (tests/check_learner.c compares the two). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "learner_impl.h"
+
+const char *slr_schedule_name(slr_schedule s)
+{
+    switch (s) {
+    case SLR_SCHEDULE_CONSTANT: return "constant";
+    case SLR_SCHEDULE_INVPOW: return "invpow";
+    case SLR_SCHEDULE_ADAGRAD: return "adagrad";
+    }
+    return "unknown";
+}
+
+slr_status slr_schedule_parse(const char *name, slr_schedule *out, slr_error *err)
+{
+    for (int s = SLR_SCHEDULE_CONSTANT; s <= SLR_SCHEDULE_ADAGRAD; s++)
+        if (strcmp(name, slr_schedule_name((slr_schedule)s)) == 0) {
+            *out = (slr_schedule)s;
+            return SLR_OK;
+        }
+    return slr_error_set(err, SLR_ERR_ARG,
+                         "unknown schedule \"%s\" (use constant, invpow or adagrad)", name);
+}
+
+void slr_learner_config_defaults(slr_learner_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    slr_hashing_init(&cfg->hashing, SLR_BITS_DEFAULT);
+    cfg->schedule = SLR_SCHEDULE_ADAGRAD;
+    cfg->eta = 0.5;
+    cfg->power_t = 0.5;
+    cfg->initial_t = 1.0;
+    cfg->adagrad_delta = 1e-8;
+    cfg->l1 = 0.0;
+    cfg->l2 = 0.0;
+    cfg->tg_period = 1;
+    cfg->tg_threshold = INFINITY;
+    cfg->eager = false;
+}
+
+slr_status slr_learner_config_validate(const slr_learner_config *cfg, slr_error *err)
+{
+    if (cfg->hashing.bits < SLR_BITS_MIN || cfg->hashing.bits > SLR_BITS_MAX)
+        return slr_error_set(err, SLR_ERR_ARG, "-b %u is out of range (%d..%d)", cfg->hashing.bits,
+                             SLR_BITS_MIN, SLR_BITS_MAX);
+    if (!(cfg->eta > 0) || !isfinite(cfg->eta))
+        return slr_error_set(err, SLR_ERR_ARG, "learning rate -l %g must be finite and > 0", cfg->eta);
+    if (cfg->schedule > SLR_SCHEDULE_ADAGRAD)
+        return slr_error_set(err, SLR_ERR_ARG, "unknown schedule %d", (int)cfg->schedule);
+    if (!(cfg->power_t >= 0) || !isfinite(cfg->power_t))
+        return slr_error_set(err, SLR_ERR_ARG, "--power-t %g must be finite and >= 0", cfg->power_t);
+    if (!(cfg->initial_t > 0) || !isfinite(cfg->initial_t))
+        return slr_error_set(err, SLR_ERR_ARG, "--initial-t %g must be finite and > 0", cfg->initial_t);
+    if (!(cfg->adagrad_delta > 0) || !isfinite(cfg->adagrad_delta))
+        return slr_error_set(err, SLR_ERR_ARG, "--adagrad-delta %g must be finite and > 0",
+                             cfg->adagrad_delta);
+    if (!(cfg->l1 >= 0) || !isfinite(cfg->l1))
+        return slr_error_set(err, SLR_ERR_ARG, "--l1 %g must be finite and >= 0", cfg->l1);
+    if (!(cfg->l2 >= 0) || !isfinite(cfg->l2))
+        return slr_error_set(err, SLR_ERR_ARG, "--l2 %g must be finite and >= 0", cfg->l2);
+    if (cfg->tg_period < 1)
+        return slr_error_set(err, SLR_ERR_ARG, "--tg-period must be >= 1");
+    if (!(cfg->tg_threshold > 0))
+        return slr_error_set(err, SLR_ERR_ARG, "--tg-threshold %g must be > 0 (inf for none)",
+                             cfg->tg_threshold);
+    /* With a global rate eta_t <= eta, eta l2 >= 1 would zero or sign-flip every
+     * weight each step; that is never what anyone wants, so say so up front. */
+    if (cfg->schedule != SLR_SCHEDULE_ADAGRAD && cfg->eta * cfg->l2 >= 1.0)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "-l %g with --l2 %g multiplies every weight by 1 - %g <= 0 each step; "
+                             "lower one of them",
+                             cfg->eta, cfg->l2, cfg->eta * cfg->l2);
+    return SLR_OK;
+}
+
+size_t slr_learner_history_capacity(uint64_t n_slots)
+{
+    /* A full sync costs one pass over the table; doing it every n_slots/16
+     * steps keeps that under 16 slot visits per example, and the history
+     * (16 bytes a step) at 1 byte per slot. */
+    uint64_t cap = n_slots / 16;
+    if (cap < 4096)
+        cap = 4096;
+    if (cap > (UINT64_C(1) << 24))
+        cap = UINT64_C(1) << 24;
+    return (size_t)cap;
+}
+
+slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, slr_error *err)
+{
+    *out = NULL;
+    slr_status st = slr_learner_config_validate(cfg, err);
+    if (st != SLR_OK)
+        return st;
+    slr_learner *l = calloc(1, sizeof *l);
+    if (!l)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    l->cfg = *cfg;
+    l->pen = (slr_penalty){.l1 = cfg->l1, .l2 = cfg->l2, .period = cfg->tg_period,
+                           .threshold = cfg->tg_threshold};
+    l->n_slots = UINT64_C(1) << cfg->hashing.bits;
+    l->mask = slr_hashing_mask(&cfg->hashing);
+    /* calloc of a large table maps zero pages lazily: untouched slots cost no RSS */
+    l->slots = calloc(l->n_slots + 1, sizeof *l->slots);
+    if (!l->slots) {
+        free(l);
+        return slr_error_set(err, SLR_ERR_NOMEM,
+                             "cannot allocate 2^%u weight slots (%llu MiB); lower -b",
+                             cfg->hashing.bits,
+                             (unsigned long long)(((l->n_slots + 1) * sizeof(slr_slot)) >> 20));
+    }
+    l->use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
+                     slr_penalty_active(&l->pen);
+    if (l->use_history) {
+        l->hist.cap = slr_learner_history_capacity(l->n_slots);
+        l->hist.log_p = malloc(l->hist.cap * sizeof(double));
+        l->hist.c = malloc(l->hist.cap * sizeof(double));
+        if (!l->hist.log_p || !l->hist.c) {
+            slr_learner_destroy(l);
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the penalty history");
+        }
+        slr_penalty_history_rebase(&l->hist, 0);
+    }
+    *out = l;
+    return SLR_OK;
+}
+
+void slr_learner_destroy(slr_learner *l)
+{
+    if (!l)
+        return;
+    free(l->slots);
+    free(l->hist.log_p);
+    free(l->hist.c);
+    free(l);
+}
+
+const slr_learner_config *slr_learner_config_of(const slr_learner *l) { return &l->cfg; }
+uint64_t slr_learner_steps(const slr_learner *l) { return l->step; }
+uint64_t slr_learner_bias_index(const slr_learner *l) { return l->n_slots; }
+
+double slr_sigmoid(double z)
+{
+    if (z >= 0)
+        return 1.0 / (1.0 + exp(-z));
+    double e = exp(z);
+    return e / (1.0 + e);
+}
+
+/* log(1 + e^x) without overflow */
+static double softplus(double x)
+{
+    return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+}
+
+double slr_logloss_margin(double z, double y)
+{
+    return y > 0.5 ? softplus(-z) : softplus(z);
+}
+
+/* eta_t of a global schedule for step t (1-based); AdaGrad's is per slot. */
+static double global_rate(const slr_learner *l, uint64_t t)
+{
+    if (l->cfg.schedule == SLR_SCHEDULE_INVPOW)
+        return l->cfg.eta *
+               pow(l->cfg.initial_t / (l->cfg.initial_t + (double)(t - 1)), l->cfg.power_t);
+    return l->cfg.eta;
+}
+
+static inline double slot_rate(const slr_learner *l, const slr_slot *s, double eta_t)
+{
+    if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD)
+        return l->cfg.eta / sqrt(l->cfg.adagrad_delta + (double)s->g2);
+    return eta_t;
+}
+
+/* Value of slot s brought up to step `to` (>= its stamp). */
+static inline double caught_up(const slr_learner *l, const slr_slot *s, uint64_t to)
+{
+    uint64_t from = l->epoch + s->stamp;
+    if (s->w == 0.0 || from >= to)
+        return s->w;
+    if (l->use_history)
+        return slr_penalty_catchup_history(&l->pen, &l->hist, s->w, from, to);
+    return slr_penalty_catchup_const(&l->pen, s->w, slot_rate(l, s, l->cfg.eta), from, to);
+}
+
+static inline void catch_up(slr_learner *l, slr_slot *s, uint64_t to)
+{
+    if (l->epoch + s->stamp < to) {
+        s->w = caught_up(l, s, to);
+        s->stamp = (uint32_t)(to - l->epoch);
+    }
+}
+
+void slr_learner_sync(slr_learner *l)
+{
+    if (l->cfg.eager || !slr_penalty_active(&l->pen))
+        return;
+    for (uint64_t j = 0; j < l->n_slots; j++)
+        catch_up(l, &l->slots[j], l->step);
+}
+
+void slr_learner_rebase(slr_learner *l)
+{
+    slr_learner_sync(l);
+    for (uint64_t j = 0; j < l->n_slots; j++)
+        l->slots[j].stamp = 0;
+    l->epoch = l->step;
+    if (l->use_history)
+        slr_penalty_history_rebase(&l->hist, l->step);
+}
+
+/* Before step t: keep stamps and history within range, record eta_t. */
+static void begin_step(slr_learner *l, uint64_t t, double eta_t)
+{
+    if (l->cfg.eager)
+        return;
+    bool stamps_full = t - l->epoch >= UINT32_MAX;
+    bool history_full = l->use_history && (l->hist.len >= l->hist.cap ||
+                                           l->hist.log_p[l->hist.len - 1] < -300.0);
+    if (stamps_full || history_full)
+        slr_learner_rebase(l);
+    if (l->use_history)
+        slr_penalty_history_push(&l->hist, &l->pen, eta_t);
+}
+
+static inline void gradient_step(const slr_learner *l, slr_slot *s, double g_j, double eta_t)
+{
+    if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD)
+        s->g2 = (float)((double)s->g2 + g_j * g_j);
+    s->w -= slot_rate(l, s, eta_t) * g_j;
+}
+
+double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)
+{
+    const uint64_t t = l->step + 1;
+    const double eta_t = global_rate(l, t);
+    const slr_feature *f = ex->features;
+    const uint32_t n = ex->n_features;
+    slr_slot *slots = l->slots, *bias = &l->slots[l->n_slots];
+    const bool lazy = !l->cfg.eager && slr_penalty_active(&l->pen);
+
+    begin_step(l, t, eta_t);
+
+    /* 1. margin with every touched weight owed nothing up to t-1 */
+    double z = bias->w;
+    for (uint32_t i = 0; i < n; i++) {
+        slr_slot *s = &slots[f[i].index];
+        if (lazy)
+            catch_up(l, s, t - 1);
+        z += s->w * (double)f[i].value;
+    }
+
+    /* 2. prediction and loss gradient */
+    const double p = slr_sigmoid(z);
+    if (loss)
+        *loss = slr_logloss_margin(z, ex->label);
+    const double g = ex->weight * (p - ex->label);
+
+    /* 3. gradient step */
+    for (uint32_t i = 0; i < n; i++)
+        gradient_step(l, &slots[f[i].index], g * (double)f[i].value, eta_t);
+    gradient_step(l, bias, g, eta_t);
+
+    /* 4. penalty of step t (the bias is never regularised) */
+    if (l->cfg.eager) {
+        if (slr_penalty_active(&l->pen))
+            for (uint64_t j = 0; j < l->n_slots; j++)
+                slots[j].w = slr_penalty_step(&l->pen, slots[j].w, slot_rate(l, &slots[j], eta_t), t);
+    } else if (lazy) {
+        const uint32_t stamp_t = (uint32_t)(t - l->epoch);
+        for (uint32_t i = 0; i < n; i++) {
+            slr_slot *s = &slots[f[i].index];
+            if (s->stamp != stamp_t) { /* a repeated index is penalised once */
+                s->w = slr_penalty_step(&l->pen, s->w, slot_rate(l, s, eta_t), t);
+                s->stamp = stamp_t;
+            }
+        }
+    }
+    l->step = t;
+    return p;
+}
+
+double slr_learner_predict(slr_learner *l, const slr_example *ex)
+{
+    const bool lazy = !l->cfg.eager && slr_penalty_active(&l->pen);
+    double z = l->slots[l->n_slots].w;
+    for (uint32_t i = 0; i < ex->n_features; i++) {
+        slr_slot *s = &l->slots[ex->features[i].index];
+        if (lazy)
+            catch_up(l, s, l->step);
+        z += s->w * (double)ex->features[i].value;
+    }
+    return slr_sigmoid(z);
+}
+
+double slr_learner_weight(const slr_learner *l, uint64_t index)
+{
+    if (index > l->n_slots)
+        return 0.0;
+    const slr_slot *s = &l->slots[index];
+    if (index == l->n_slots || l->cfg.eager || !slr_penalty_active(&l->pen))
+        return s->w;
+    return caught_up(l, s, l->step);
+}
+
+int slr_learner_foreach_weight(slr_learner *l, slr_weight_visitor visit, void *ctx)
+{
+    slr_learner_sync(l);
+    for (uint64_t j = 0; j <= l->n_slots; j++) {
+        double w = l->slots[j].w;
+        if (w != 0.0) {
+            int rc = visit(ctx, j, w);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,36 @@
+/* learner_impl.h - the learner's state, shared inside the engine only
+ * (checkpoint.c serialises it; everyone else uses include/streamlr/learner.h). */
+#ifndef STREAMLR_LEARNER_IMPL_H
+#define STREAMLR_LEARNER_IMPL_H
+
+#include "streamlr/learner.h"
+#include "penalty.h"
+
+/* One weight and its per-weight state, 16 bytes so that four share a cache
+ * line and one lookup brings everything an update needs. */
+typedef struct slr_slot {
+    double w;       /* theta_j as of step epoch + stamp */
+    float g2;       /* AdaGrad: sum of squared gradients */
+    uint32_t stamp; /* last step whose penalty w includes, relative to epoch */
+} slr_slot;
+
+struct slr_learner {
+    slr_learner_config cfg;
+    slr_penalty pen;
+    slr_slot *slots;  /* n_slots hashed weights, then the bias */
+    uint64_t n_slots; /* 2^bits */
+    uint32_t mask;
+    uint64_t step;  /* t: examples learned so far */
+    uint64_t epoch; /* stamps count from here; moved forward by a full sync */
+    bool use_history; /* global varying rate with a penalty: catch up via hist */
+    slr_penalty_history hist;
+};
+
+/* Rebase every stamp onto the current step (catching every weight up); runs
+ * when stamps would overflow or the history fills.  Deterministic in t, so an
+ * interrupted and an uninterrupted run do it at the same steps. */
+void slr_learner_rebase(slr_learner *l);
+
+size_t slr_learner_history_capacity(uint64_t n_slots);
+
+#endif

@@ -1,0 +1,100 @@
+/* decode.h - input formats: bytes in, raw examples out.
+ *
+ * A decoder turns the record at the front of a byte buffer into an
+ * slr_raw_example: label, importance weight, tag and (namespace, name, value)
+ * features as views into the buffer (nothing is copied or hashed here).
+ * slr_example_from_raw() then hashes it for the learner; `streamlr convert`
+ * instead re-encodes it (encode.h).  Keeping the two apart is what lets every
+ * format convert to every other without losing names.
+ *
+ * Framing is the decoder's job because it is format-specific: text formats
+ * take one line per record; msgpack takes one msgpack object.  The same call
+ * serves files (a sliding buffer, at_end only at EOF) and Kafka messages (one
+ * message, at_end true). */
+#ifndef STREAMLR_DECODE_H
+#define STREAMLR_DECODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamlr/error.h"
+#include "streamlr/example.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum slr_format {
+    SLR_FORMAT_MSGPACK = 0,
+    SLR_FORMAT_VW = 1,
+    SLR_FORMAT_LIBSVM = 2,
+    SLR_FORMAT_CRITEO = 3,
+} slr_format;
+
+const char *slr_format_name(slr_format f);
+slr_status slr_format_parse(const char *name, slr_format *out, slr_error *err);
+/* Guess from a file name's extension (.vw, .svm/.libsvm, .tsv/.criteo,
+ * .msgpack/.mp); false if it cannot tell. */
+bool slr_format_guess(const char *path, slr_format *out);
+/* True for line-oriented text formats. */
+bool slr_format_is_text(slr_format f);
+
+/* One feature as written in the input. */
+typedef struct slr_raw_feature {
+    const char *ns; /* namespace; NULL for a pre-hashed id */
+    uint32_t ns_len;
+    const char *name; /* NULL for a pre-hashed id */
+    uint32_t name_len;
+    uint64_t id; /* pre-hashed id when name == NULL */
+    double value;
+} slr_raw_feature;
+
+typedef struct slr_raw_example {
+    double label; /* raw label as written; see slr_example_set_label */
+    bool has_label;
+    double weight;
+    bool has_weight;
+    const char *tag;
+    uint32_t tag_len;
+    slr_raw_feature *features;
+    uint32_t n_features, cap_features;
+} slr_raw_example;
+
+void slr_raw_example_init(slr_raw_example *raw);
+void slr_raw_example_free(slr_raw_example *raw);
+void slr_raw_example_reset(slr_raw_example *raw);
+slr_status slr_raw_example_push(slr_raw_example *raw, const slr_raw_feature *f, slr_error *err);
+
+/* Hash a raw example into ex (which is reset first).  Bad values, labels and
+ * feature counts are reported here, as bad input. */
+slr_status slr_example_from_raw(slr_example *ex, const slr_raw_example *raw, slr_error *err);
+
+typedef enum slr_decode_result {
+    SLR_DECODE_EXAMPLE = 0,  /* raw holds one example; *consumed bytes were used */
+    SLR_DECODE_SKIP = 1,     /* a blank or comment line; drop *consumed bytes */
+    SLR_DECODE_NEED_MORE = 2, /* the record continues past len; call again with more */
+    SLR_DECODE_BAD = 3,      /* malformed; err says why, drop *consumed bytes and go on */
+} slr_decode_result;
+
+typedef struct slr_decoder slr_decoder;
+
+#define SLR_DEFAULT_MAX_RECORD (16u << 20)
+
+slr_status slr_decoder_create(slr_decoder **out, slr_format fmt, slr_error *err);
+void slr_decoder_destroy(slr_decoder *d);
+slr_format slr_decoder_format(const slr_decoder *d);
+/* Records longer than this many bytes are bad input (default 16 MiB). */
+void slr_decoder_set_max_record(slr_decoder *d, size_t max_bytes);
+
+/* Decode the record at the front of buf[0, len).  at_end says that no byte
+ * follows buf (end of file or of a message), so a last line without a
+ * newline is still a record.  Views in raw stay valid while buf does.  err
+ * is filled for SLR_DECODE_BAD only; the caller adds the position. */
+slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
+                                   size_t *consumed, slr_raw_example *raw, slr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

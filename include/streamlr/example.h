@@ -1,0 +1,114 @@
+/* example.h - one labelled example as the learner sees it: hashed sparse features.
+ *
+ * Decoders fill an slr_example through the builder calls below; hashing happens
+ * here, once per feature, so nothing downstream hashes again.  A feature is
+ * (namespace, name, value); its index is XXH3-64(name, seed = XXH3-64(namespace))
+ * masked to `bits`.  Quadratic interactions (-q AB) are expanded in
+ * slr_example_finish() from the stored 64-bit hashes.
+ *
+ * An slr_example owns growable arrays that are reused from one example to the
+ * next, so steady-state decoding does not allocate. */
+#ifndef STREAMLR_EXAMPLE_H
+#define STREAMLR_EXAMPLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamlr/error.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLR_BITS_MIN 1
+#define SLR_BITS_MAX 32
+#define SLR_BITS_DEFAULT 24
+#define SLR_MAX_QUADRATIC 64
+/* Feature values (after any decoder transform) must satisfy |v| <= this;
+ * larger values are rejected as bad input (they only ever come from broken
+ * producers, and they make the logistic update numerically meaningless). */
+#define SLR_MAX_ABS_VALUE 1e12
+#define SLR_DEFAULT_MAX_FEATURES 65536
+
+/* How feature names become weight indices.  Part of the model: a model can
+ * only score examples hashed the same way, so checkpoints store it. */
+typedef struct slr_hashing {
+    unsigned bits;                            /* index = hash & ((1 << bits) - 1) */
+    unsigned n_quadratic;                     /* number of -q pairs */
+    char quadratic[SLR_MAX_QUADRATIC][2];     /* namespace first letters, VW style */
+} slr_hashing;
+
+void slr_hashing_init(slr_hashing *h, unsigned bits);
+/* Add a -q pair given as a 2-character string ("ab", "::" is not special). */
+slr_status slr_hashing_add_quadratic(slr_hashing *h, const char *pair, slr_error *err);
+static inline uint32_t slr_hashing_mask(const slr_hashing *h)
+{
+    return h->bits >= 32 ? UINT32_MAX : ((UINT32_C(1) << h->bits) - 1);
+}
+
+typedef struct slr_feature {
+    uint32_t index;
+    float value;
+} slr_feature;
+
+/* A run of base features that share a namespace; used only for -q. */
+typedef struct slr_namespace_span {
+    unsigned char letter; /* first byte of the namespace name, ' ' for the default */
+    uint32_t begin, end;  /* [begin, end) into features / hashes */
+} slr_namespace_span;
+
+typedef struct slr_example {
+    /* label in {0, 1}; has_label is false for unlabelled (scoring) input */
+    double label;
+    bool has_label;
+    double weight; /* importance weight, > 0 */
+
+    slr_feature *features; /* base features, then quadratic ones; bias not included */
+    uint32_t n_features;
+    uint32_t cap_features;
+    uint32_t max_features; /* hard limit; more is bad input */
+
+    /* builder state: 64-bit hashes of base features and their namespaces */
+    uint64_t *hashes;
+    slr_namespace_span *spans;
+    uint32_t n_spans, cap_spans;
+    uint64_t ns_seed;
+    unsigned char ns_letter;
+    bool ns_chosen; /* a namespace was begun for this example */
+    bool ns_open;   /* ...and its span has been opened by a feature */
+
+    const slr_hashing *hashing;
+} slr_example;
+
+void slr_example_init(slr_example *ex, const slr_hashing *hashing);
+void slr_example_free(slr_example *ex);
+
+/* Start a new example: no features, label unset, weight 1. */
+void slr_example_reset(slr_example *ex);
+
+/* Set the label from a raw value: accepts 0/1 and -1/+1 (VW and LIBSVM
+ * conventions).  Anything else is bad input. */
+slr_status slr_example_set_label(slr_example *ex, double raw_label, slr_error *err);
+slr_status slr_example_set_weight(slr_example *ex, double weight, slr_error *err);
+
+/* Open a namespace; following slr_example_add() calls hash under it.  An empty
+ * name is the default namespace. */
+void slr_example_begin_namespace(slr_example *ex, const char *ns, size_t len);
+
+/* Add a named feature in the current namespace (the default one if none is
+ * open).  Rejects NaN/Inf and |value| > SLR_MAX_ABS_VALUE; value 0 is dropped. */
+slr_status slr_example_add(slr_example *ex, const char *name, size_t len, double value,
+                           slr_error *err);
+
+/* Add a pre-hashed feature: the index is `id` masked to the model's bits.  Such
+ * features belong to no namespace and take no part in -q. */
+slr_status slr_example_add_hashed(slr_example *ex, uint64_t id, double value, slr_error *err);
+
+/* Close the example: expand -q interactions.  Must be called before learning. */
+slr_status slr_example_finish(slr_example *ex, slr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

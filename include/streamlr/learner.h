@@ -1,0 +1,95 @@
+/* learner.h - per-example logistic SGD over hashed features.
+ *
+ * For example x with label y in {0,1} and importance weight h, at step t:
+ *   p = sigma(theta . x),  g = h (p - y)            (gradient of the log loss)
+ *   theta_j <- theta_j - eta_{t,j} g x_j             for every j with x_j != 0
+ *   then, for every j except the bias (touched or not):
+ *   theta_j <- (1 - eta_{t,j} l2) theta_j            (L2 decay)
+ *   theta_j <- T1(theta_j, K eta_{t,j} l1, thr)      every K-th step (truncated gradient L1)
+ * The penalty is applied lazily: an untouched weight catches up in closed form
+ * when next touched, giving the same theta as the eager loop above (which
+ * `eager` runs literally, for verification).  docs/LEARNING.md derives it. */
+#ifndef STREAMLR_LEARNER_H
+#define STREAMLR_LEARNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "streamlr/error.h"
+#include "streamlr/example.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum slr_schedule {
+    SLR_SCHEDULE_CONSTANT = 0, /* eta_t = eta */
+    SLR_SCHEDULE_INVPOW = 1,   /* eta_t = eta (t0 / (t0 + t))^p, t = examples seen before */
+    SLR_SCHEDULE_ADAGRAD = 2,  /* eta_{t,j} = eta / sqrt(delta + sum of g_j^2) */
+} slr_schedule;
+
+const char *slr_schedule_name(slr_schedule s);
+slr_status slr_schedule_parse(const char *name, slr_schedule *out, slr_error *err);
+
+typedef struct slr_learner_config {
+    slr_hashing hashing;  /* bits (table size) and -q pairs */
+    slr_schedule schedule;
+    double eta;           /* eta_0, -l */
+    double power_t;       /* p for invpow */
+    double initial_t;     /* t0 for invpow */
+    double adagrad_delta; /* delta for adagrad */
+    double l1;            /* truncated-gradient gravity lambda_1 */
+    double l2;            /* L2 decay lambda_2 */
+    uint32_t tg_period;   /* K: truncate every K steps */
+    double tg_threshold;  /* theta: truncate only |w| <= theta; INFINITY = soft threshold */
+    bool eager;           /* dense reference update (slow; for verification) */
+} slr_learner_config;
+
+void slr_learner_config_defaults(slr_learner_config *cfg);
+slr_status slr_learner_config_validate(const slr_learner_config *cfg, slr_error *err);
+
+typedef struct slr_learner slr_learner;
+
+slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, slr_error *err);
+void slr_learner_destroy(slr_learner *l);
+
+const slr_learner_config *slr_learner_config_of(const slr_learner *l);
+
+/* Learn from one labelled example; returns the prediction P(y=1|x) made
+ * before the update (progressive validation) and, if loss is non-NULL, the
+ * example's log loss under that prediction. */
+double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss);
+
+/* Score without learning.  Weights are brought up to date as they are read,
+ * which changes no value the learner would compute later. */
+double slr_learner_predict(slr_learner *l, const slr_example *ex);
+
+/* Number of examples learned (the step counter t). */
+uint64_t slr_learner_steps(const slr_learner *l);
+
+/* Bring every weight up to the current step.  Needed only before reading all
+ * weights (export, inspect); training does not call it. */
+void slr_learner_sync(slr_learner *l);
+
+/* Number of weight slots (2^bits) plus one for the bias; the bias is at
+ * index slr_learner_bias_index() == 2^bits. */
+uint64_t slr_learner_bias_index(const slr_learner *l);
+
+/* Current value of weight `index` (0 .. 2^bits, the last being the bias).
+ * Call slr_learner_sync() first when reading many. */
+double slr_learner_weight(const slr_learner *l, uint64_t index);
+
+/* Visit every nonzero weight in index order, bias last; stops early if the
+ * visitor returns non-zero (and returns that value).  Syncs first. */
+typedef int (*slr_weight_visitor)(void *ctx, uint64_t index, double weight);
+int slr_learner_foreach_weight(slr_learner *l, slr_weight_visitor visit, void *ctx);
+
+/* Numerically stable pieces, exposed for tests and tools. */
+double slr_sigmoid(double z);
+/* log loss of predicting margin z for label y in {0,1}: log(1 + e^{-z}) or log(1 + e^{z}) */
+double slr_logloss_margin(double z, double y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
