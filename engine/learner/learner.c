@@ -118,11 +118,11 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
     /* calloc of a large table maps zero pages lazily: untouched slots cost no RSS */
     l->slots = calloc(l->n_slots + 1, sizeof *l->slots);
     if (!l->slots) {
+        unsigned long long mib = ((l->n_slots + 1) * sizeof(slr_slot)) >> 20;
         free(l);
         return slr_error_set(err, SLR_ERR_NOMEM,
                              "cannot allocate 2^%u weight slots (%llu MiB); lower -b",
-                             cfg->hashing.bits,
-                             (unsigned long long)(((l->n_slots + 1) * sizeof(slr_slot)) >> 20));
+                             cfg->hashing.bits, mib);
     }
     l->use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
                      slr_penalty_active(&l->pen);
@@ -151,6 +151,36 @@ void slr_learner_destroy(slr_learner *l)
 }
 
 const slr_learner_config *slr_learner_config_of(const slr_learner *l) { return &l->cfg; }
+
+slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg, slr_error *err)
+{
+    slr_status st = slr_learner_config_validate(cfg, err);
+    if (st != SLR_OK)
+        return st;
+    if (cfg->hashing.bits != l->cfg.hashing.bits ||
+        cfg->hashing.n_quadratic != l->cfg.hashing.n_quadratic ||
+        memcmp(cfg->hashing.quadratic, l->cfg.hashing.quadratic, sizeof cfg->hashing.quadratic) ||
+        cfg->schedule != l->cfg.schedule || cfg->eager != l->cfg.eager)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "hashing (-b, -q), --schedule and --eager are fixed for a trained model");
+    slr_learner_rebase(l); /* settle the penalty owed under the old settings */
+    bool use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
+                       (cfg->l1 > 0 || cfg->l2 > 0);
+    if (use_history && !l->use_history) {
+        l->hist.cap = slr_learner_history_capacity(l->n_slots);
+        l->hist.log_p = malloc(l->hist.cap * sizeof(double));
+        l->hist.c = malloc(l->hist.cap * sizeof(double));
+        if (!l->hist.log_p || !l->hist.c)
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the penalty history");
+    }
+    l->cfg = *cfg;
+    l->pen = (slr_penalty){.l1 = cfg->l1, .l2 = cfg->l2, .period = cfg->tg_period,
+                           .threshold = cfg->tg_threshold};
+    l->use_history = use_history;
+    if (use_history)
+        slr_penalty_history_rebase(&l->hist, l->step);
+    return SLR_OK;
+}
 uint64_t slr_learner_steps(const slr_learner *l) { return l->step; }
 uint64_t slr_learner_bias_index(const slr_learner *l) { return l->n_slots; }
 
@@ -299,6 +329,11 @@ double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)
 
 double slr_learner_predict(slr_learner *l, const slr_example *ex)
 {
+    return slr_sigmoid(slr_learner_margin(l, ex));
+}
+
+double slr_learner_margin(slr_learner *l, const slr_example *ex)
+{
     const bool lazy = !l->cfg.eager && slr_penalty_active(&l->pen);
     double z = l->slots[l->n_slots].w;
     for (uint32_t i = 0; i < ex->n_features; i++) {
@@ -307,7 +342,7 @@ double slr_learner_predict(slr_learner *l, const slr_example *ex)
             catch_up(l, s, l->step);
         z += s->w * (double)ex->features[i].value;
     }
-    return slr_sigmoid(z);
+    return z;
 }
 
 double slr_learner_weight(const slr_learner *l, uint64_t index)

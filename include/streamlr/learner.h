@@ -55,6 +55,11 @@ void slr_learner_destroy(slr_learner *l);
 
 const slr_learner_config *slr_learner_config_of(const slr_learner *l);
 
+/* Change rates or penalties of a trained learner (e.g. -i model -l 0.1).  The
+ * penalty owed so far is settled under the old settings first; the new ones
+ * apply from the next step.  Hashing, schedule and eager cannot change. */
+slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg, slr_error *err);
+
 /* Learn from one labelled example; returns the prediction P(y=1|x) made
  * before the update (progressive validation) and, if loss is non-NULL, the
  * example's log loss under that prediction. */
@@ -63,6 +68,9 @@ double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss);
 /* Score without learning.  Weights are brought up to date as they are read,
  * which changes no value the learner would compute later. */
 double slr_learner_predict(slr_learner *l, const slr_example *ex);
+/* The margin theta . x behind slr_learner_predict (for a loss without
+ * round-tripping through the probability). */
+double slr_learner_margin(slr_learner *l, const slr_example *ex);
 
 /* Number of examples learned (the step counter t). */
 uint64_t slr_learner_steps(const slr_learner *l);

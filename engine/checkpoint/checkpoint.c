@@ -1,0 +1,688 @@
+/* checkpoint.c - encoding and decoding of checkpoints (see checkpoint.h).
+ *
+ * The body is one msgpack map so that it stays self-describing and can grow
+ * fields; the bulk (weights, penalty history) is in msgpack bin blobs of
+ * fixed-width little-endian records, because packing 16M weights as msgpack
+ * objects would cost seconds and the loader would allocate per weight.
+ * Weights are streamed from the table straight into the file; nothing of
+ * model size is buffered.  Only slots with state (w != 0 or g2 != 0) are
+ * stored. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <msgpack.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "atomic_file.h"
+#include "learner/learner_impl.h"
+#include "streamlr/checkpoint.h"
+
+static const char MAGIC[8] = {'S', 'T', 'R', 'E', 'A', 'M', 'L', 'R'};
+#define WEIGHT_RECORD 20 /* u32 index, f64 w, f32 g2, u32 stamp */
+
+/* ------------------------------------------------------------ job state */
+
+void slr_job_state_init(slr_job_state *st)
+{
+    memset(st, 0, sizeof *st);
+    slr_metrics_init(&st->metrics);
+    st->file.line = 1;
+}
+
+void slr_job_state_free(slr_job_state *st)
+{
+    free(st->format);
+    for (uint32_t i = 0; i < st->n_files; i++)
+        free(st->files[i]);
+    free(st->files);
+    for (uint32_t i = 0; i < st->n_kafka; i++)
+        free(st->kafka[i].topic);
+    free(st->kafka);
+    slr_job_state_init(st);
+}
+
+slr_status slr_job_state_set_files(slr_job_state *st, const char *const *files, uint32_t n,
+                                   slr_error *err)
+{
+    for (uint32_t i = 0; i < st->n_files; i++)
+        free(st->files[i]);
+    free(st->files);
+    st->files = calloc(n ? n : 1, sizeof *st->files);
+    st->n_files = 0;
+    if (!st->files)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(st->files[i] = strdup(files[i])))
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+        st->n_files = i + 1;
+    }
+    st->source = SLR_SOURCE_FILES;
+    return SLR_OK;
+}
+
+int64_t slr_job_state_kafka_offset(const slr_job_state *st, const char *topic, int32_t partition)
+{
+    for (uint32_t i = 0; i < st->n_kafka; i++)
+        if (st->kafka[i].partition == partition && !strcmp(st->kafka[i].topic, topic))
+            return st->kafka[i].offset;
+    return -1;
+}
+
+slr_status slr_job_state_set_kafka_offset(slr_job_state *st, const char *topic, int32_t partition,
+                                          int64_t offset, slr_error *err)
+{
+    st->source = SLR_SOURCE_KAFKA;
+    for (uint32_t i = 0; i < st->n_kafka; i++)
+        if (st->kafka[i].partition == partition && !strcmp(st->kafka[i].topic, topic)) {
+            st->kafka[i].offset = offset;
+            return SLR_OK;
+        }
+    slr_kafka_offset *k = realloc(st->kafka, (st->n_kafka + 1) * sizeof *k);
+    if (!k)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    st->kafka = k;
+    char *t = strdup(topic);
+    if (!t)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    st->kafka[st->n_kafka++] = (slr_kafka_offset){t, partition, offset};
+    return SLR_OK;
+}
+
+/* ------------------------------------------------------------ encoding */
+
+static void put_u32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static void put_u64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static uint32_t get_u32(const unsigned char *p)
+{
+    uint32_t v = 0;
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
+    return v;
+}
+static uint64_t get_u64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+static void put_f64(unsigned char *p, double d)
+{
+    uint64_t v;
+    memcpy(&v, &d, 8);
+    put_u64(p, v);
+}
+static double get_f64(const unsigned char *p)
+{
+    uint64_t v = get_u64(p);
+    double d;
+    memcpy(&d, &v, 8);
+    return d;
+}
+static void put_f32(unsigned char *p, float f)
+{
+    uint32_t v;
+    memcpy(&v, &f, 4);
+    put_u32(p, v);
+}
+static float get_f32(const unsigned char *p)
+{
+    uint32_t v = get_u32(p);
+    float f;
+    memcpy(&f, &v, 4);
+    return f;
+}
+
+static int write_cb(void *data, const char *buf, size_t len)
+{
+    slr_atomic_file_write(data, buf, len);
+    return 0;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    msgpack_pack_str(pk, n);
+    msgpack_pack_str_body(pk, s ? s : "", n);
+}
+
+static void pack_key(msgpack_packer *pk, const char *k) { pack_str(pk, k); }
+
+static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learner *l)
+{
+    const slr_learner_config *c = &l->cfg;
+    msgpack_pack_map(pk, 17);
+    pack_key(pk, "bits");
+    msgpack_pack_uint32(pk, c->hashing.bits);
+    pack_key(pk, "quadratic");
+    msgpack_pack_array(pk, c->hashing.n_quadratic);
+    for (unsigned i = 0; i < c->hashing.n_quadratic; i++) {
+        msgpack_pack_str(pk, 2);
+        msgpack_pack_str_body(pk, c->hashing.quadratic[i], 2);
+    }
+    pack_key(pk, "schedule");
+    pack_str(pk, slr_schedule_name(c->schedule));
+    pack_key(pk, "eta");
+    msgpack_pack_double(pk, c->eta);
+    pack_key(pk, "power_t");
+    msgpack_pack_double(pk, c->power_t);
+    pack_key(pk, "initial_t");
+    msgpack_pack_double(pk, c->initial_t);
+    pack_key(pk, "adagrad_delta");
+    msgpack_pack_double(pk, c->adagrad_delta);
+    pack_key(pk, "l1");
+    msgpack_pack_double(pk, c->l1);
+    pack_key(pk, "l2");
+    msgpack_pack_double(pk, c->l2);
+    pack_key(pk, "tg_period");
+    msgpack_pack_uint32(pk, c->tg_period);
+    pack_key(pk, "tg_threshold");
+    msgpack_pack_double(pk, c->tg_threshold);
+    pack_key(pk, "eager");
+    c->eager ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
+    pack_key(pk, "step");
+    msgpack_pack_uint64(pk, l->step);
+    pack_key(pk, "epoch");
+    msgpack_pack_uint64(pk, l->epoch);
+    pack_key(pk, "bias");
+    const slr_slot *bias = &l->slots[l->n_slots];
+    msgpack_pack_array(pk, 2);
+    msgpack_pack_double(pk, bias->w);
+    msgpack_pack_double(pk, bias->g2);
+
+    pack_key(pk, "weights");
+    uint64_t n = 0;
+    for (uint64_t j = 0; j < l->n_slots; j++)
+        n += l->slots[j].w != 0.0 || l->slots[j].g2 != 0.0f;
+    msgpack_pack_bin(pk, (size_t)(n * WEIGHT_RECORD));
+    unsigned char chunk[WEIGHT_RECORD * 1024];
+    size_t used = 0;
+    for (uint64_t j = 0; j < l->n_slots; j++) {
+        const slr_slot *s = &l->slots[j];
+        if (s->w == 0.0 && s->g2 == 0.0f)
+            continue;
+        unsigned char *r = chunk + used;
+        put_u32(r, (uint32_t)j);
+        put_f64(r + 4, s->w);
+        put_f32(r + 12, s->g2);
+        put_u32(r + 16, s->stamp);
+        used += WEIGHT_RECORD;
+        if (used == sizeof chunk) {
+            slr_atomic_file_write(f, chunk, used);
+            used = 0;
+        }
+    }
+    slr_atomic_file_write(f, chunk, used);
+
+    pack_key(pk, "history");
+    if (!l->use_history) {
+        msgpack_pack_nil(pk);
+    } else {
+        msgpack_pack_map(pk, 3);
+        pack_key(pk, "base");
+        msgpack_pack_uint64(pk, l->hist.base);
+        const double *cols[2] = {l->hist.log_p, l->hist.c};
+        const char *names[2] = {"log_p", "c"};
+        for (int k = 0; k < 2; k++) {
+            pack_key(pk, names[k]);
+            msgpack_pack_bin(pk, l->hist.len * 8);
+            for (size_t i = 0; i < l->hist.len; i++) {
+                unsigned char b[8];
+                put_f64(b, cols[k][i]);
+                slr_atomic_file_write(f, b, 8);
+            }
+        }
+    }
+}
+
+static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
+{
+    msgpack_pack_map(pk, 8);
+    pack_key(pk, "examples");
+    msgpack_pack_uint64(pk, m->examples);
+    pack_key(pk, "weight");
+    msgpack_pack_double(pk, m->weight);
+    pack_key(pk, "loss");
+    msgpack_pack_double(pk, m->loss);
+    pack_key(pk, "positives");
+    msgpack_pack_double(pk, m->positives);
+    pack_key(pk, "predicted");
+    msgpack_pack_double(pk, m->predicted);
+    pack_key(pk, "features");
+    msgpack_pack_uint64(pk, m->features);
+    pack_key(pk, "bad");
+    msgpack_pack_uint64(pk, m->bad);
+    pack_key(pk, "unlabelled");
+    msgpack_pack_uint64(pk, m->unlabelled);
+}
+
+static void pack_source(msgpack_packer *pk, const slr_job_state *st)
+{
+    msgpack_pack_map(pk, 8);
+    pack_key(pk, "kind");
+    pack_str(pk, st->source == SLR_SOURCE_FILES ? "files"
+                 : st->source == SLR_SOURCE_KAFKA ? "kafka"
+                                                  : "none");
+    pack_key(pk, "format");
+    pack_str(pk, st->format ? st->format : "");
+    pack_key(pk, "files");
+    msgpack_pack_array(pk, st->n_files);
+    for (uint32_t i = 0; i < st->n_files; i++)
+        pack_str(pk, st->files[i]);
+    pack_key(pk, "file_index");
+    msgpack_pack_uint32(pk, st->file.file_index);
+    pack_key(pk, "offset");
+    msgpack_pack_uint64(pk, st->file.offset);
+    pack_key(pk, "line");
+    msgpack_pack_uint64(pk, st->file.line);
+    pack_key(pk, "records");
+    msgpack_pack_uint64(pk, st->file.records);
+    pack_key(pk, "kafka");
+    msgpack_pack_array(pk, st->n_kafka);
+    for (uint32_t i = 0; i < st->n_kafka; i++) {
+        msgpack_pack_array(pk, 3);
+        pack_str(pk, st->kafka[i].topic);
+        msgpack_pack_int32(pk, st->kafka[i].partition);
+        msgpack_pack_int64(pk, st->kafka[i].offset);
+    }
+}
+
+slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const slr_job_state *st,
+                                slr_error *err)
+{
+    slr_atomic_file f;
+    slr_status rc = slr_atomic_file_open(&f, path, err);
+    if (rc != SLR_OK)
+        return rc;
+    slr_atomic_file_write(&f, MAGIC, sizeof MAGIC);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &f, write_cb);
+    msgpack_pack_map(&pk, 7);
+    pack_key(&pk, "format_version");
+    msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
+    pack_key(&pk, "writer");
+    pack_str(&pk, "streamlr " PACKAGE_VERSION);
+    pack_key(&pk, "created");
+    msgpack_pack_double(&pk, st->created);
+    pack_key(&pk, "sequence");
+    msgpack_pack_uint64(&pk, st->sequence);
+    pack_key(&pk, "learner");
+    pack_learner(&pk, &f, l);
+    pack_key(&pk, "metrics");
+    pack_metrics(&pk, &st->metrics);
+    pack_key(&pk, "source");
+    pack_source(&pk, st);
+    unsigned char sum[8];
+    uint64_t digest = slr_atomic_file_digest(&f);
+    for (int i = 0; i < 8; i++) /* big-endian, as written in docs/CHECKPOINT.md */
+        sum[i] = (unsigned char)(digest >> (56 - 8 * i));
+    slr_atomic_file_write(&f, sum, sizeof sum);
+    return slr_atomic_file_commit(&f, err);
+}
+
+/* ------------------------------------------------------------ decoding */
+
+typedef struct reader {
+    const char *path;
+    slr_error *err;
+} reader;
+
+static slr_status corrupt(reader *r, const char *what)
+{
+    return slr_error_set(r->err, SLR_ERR_CORRUPT, "%s: %s", r->path, what);
+}
+
+static const msgpack_object *field(const msgpack_object *map, const char *key)
+{
+    if (map->type != MSGPACK_OBJECT_MAP)
+        return NULL;
+    size_t n = strlen(key);
+    for (uint32_t i = 0; i < map->via.map.size; i++) {
+        const msgpack_object_kv *kv = &map->via.map.ptr[i];
+        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == n &&
+            !memcmp(kv->key.via.str.ptr, key, n))
+            return &kv->val;
+    }
+    return NULL;
+}
+
+static bool get_uint(const msgpack_object *map, const char *key, uint64_t *out)
+{
+    const msgpack_object *o = field(map, key);
+    if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+        return false;
+    *out = o->via.u64;
+    return true;
+}
+
+static bool get_int(const msgpack_object *o, int64_t *out)
+{
+    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
+        *out = (int64_t)o->via.u64;
+    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+        *out = o->via.i64;
+    else
+        return false;
+    return true;
+}
+
+static bool get_double(const msgpack_object *map, const char *key, double *out)
+{
+    const msgpack_object *o = field(map, key);
+    if (!o)
+        return false;
+    if (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32)
+        *out = o->via.f64;
+    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+        *out = (double)o->via.u64;
+    else
+        return false;
+    return true;
+}
+
+static char *dup_str(const msgpack_object *o)
+{
+    if (!o || o->type != MSGPACK_OBJECT_STR)
+        return NULL;
+    char *s = malloc(o->via.str.size + 1);
+    if (s) {
+        memcpy(s, o->via.str.ptr, o->via.str.size);
+        s[o->via.str.size] = '\0';
+    }
+    return s;
+}
+
+static slr_status read_config(reader *r, const msgpack_object *L, slr_learner_config *c)
+{
+    uint64_t bits, period;
+    slr_learner_config_defaults(c);
+    if (!get_uint(L, "bits", &bits) || bits < SLR_BITS_MIN || bits > SLR_BITS_MAX)
+        return corrupt(r, "learner.bits missing or out of range");
+    slr_hashing_init(&c->hashing, (unsigned)bits);
+    const msgpack_object *q = field(L, "quadratic");
+    if (!q || q->type != MSGPACK_OBJECT_ARRAY || q->via.array.size > SLR_MAX_QUADRATIC)
+        return corrupt(r, "learner.quadratic missing or malformed");
+    for (uint32_t i = 0; i < q->via.array.size; i++) {
+        const msgpack_object *p = &q->via.array.ptr[i];
+        if (p->type != MSGPACK_OBJECT_STR || p->via.str.size != 2)
+            return corrupt(r, "learner.quadratic entry is not a 2-letter string");
+        char pair[3] = {p->via.str.ptr[0], p->via.str.ptr[1], 0};
+        if (slr_hashing_add_quadratic(&c->hashing, pair, NULL) != SLR_OK)
+            return corrupt(r, "learner.quadratic entry is invalid");
+    }
+    char *sched = dup_str(field(L, "schedule"));
+    slr_status st = sched ? slr_schedule_parse(sched, &c->schedule, NULL) : SLR_ERR_ARG;
+    free(sched);
+    if (st != SLR_OK)
+        return corrupt(r, "learner.schedule missing or unknown");
+    if (!get_double(L, "eta", &c->eta) || !get_double(L, "power_t", &c->power_t) ||
+        !get_double(L, "initial_t", &c->initial_t) ||
+        !get_double(L, "adagrad_delta", &c->adagrad_delta) || !get_double(L, "l1", &c->l1) ||
+        !get_double(L, "l2", &c->l2) || !get_double(L, "tg_threshold", &c->tg_threshold) ||
+        !get_uint(L, "tg_period", &period) || period > UINT32_MAX)
+        return corrupt(r, "a learner hyperparameter is missing or not a number");
+    c->tg_period = (uint32_t)period;
+    const msgpack_object *eager = field(L, "eager");
+    if (!eager || eager->type != MSGPACK_OBJECT_BOOLEAN)
+        return corrupt(r, "learner.eager missing");
+    c->eager = eager->via.boolean;
+    slr_error verr;
+    if (slr_learner_config_validate(c, &verr) != SLR_OK)
+        return slr_error_set(r->err, SLR_ERR_CORRUPT, "%s: invalid hyperparameters: %s", r->path,
+                             verr.msg);
+    return SLR_OK;
+}
+
+static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner **out)
+{
+    slr_learner_config cfg;
+    slr_status st = read_config(r, L, &cfg);
+    if (st != SLR_OK)
+        return st;
+    uint64_t step, epoch;
+    if (!get_uint(L, "step", &step) || !get_uint(L, "epoch", &epoch) || epoch > step ||
+        step - epoch >= UINT32_MAX)
+        return corrupt(r, "learner.step/epoch missing or inconsistent");
+    const msgpack_object *bias = field(L, "bias");
+    if (!bias || bias->type != MSGPACK_OBJECT_ARRAY || bias->via.array.size != 2 ||
+        bias->via.array.ptr[0].type != MSGPACK_OBJECT_FLOAT64 ||
+        bias->via.array.ptr[1].type != MSGPACK_OBJECT_FLOAT64)
+        return corrupt(r, "learner.bias missing or malformed");
+    const msgpack_object *weights = field(L, "weights");
+    if (!weights || weights->type != MSGPACK_OBJECT_BIN ||
+        weights->via.bin.size % WEIGHT_RECORD != 0)
+        return corrupt(r, "learner.weights missing or not a whole number of records");
+
+    slr_learner *l;
+    slr_error cerr;
+    if ((st = slr_learner_create(&l, &cfg, &cerr)) != SLR_OK)
+        return slr_error_set(r->err, st, "%s: %s", r->path, cerr.msg);
+    l->step = step;
+    l->epoch = epoch;
+    l->slots[l->n_slots].w = bias->via.array.ptr[0].via.f64;
+    l->slots[l->n_slots].g2 = (float)bias->via.array.ptr[1].via.f64;
+    if (!isfinite(l->slots[l->n_slots].w))
+        goto bad_weight;
+
+    const unsigned char *p = (const unsigned char *)weights->via.bin.ptr;
+    size_t n = weights->via.bin.size / WEIGHT_RECORD;
+    int64_t prev = -1;
+    for (size_t i = 0; i < n; i++, p += WEIGHT_RECORD) {
+        uint32_t j = get_u32(p);
+        if ((uint64_t)j >= l->n_slots || (int64_t)j <= prev) {
+            slr_learner_destroy(l);
+            return corrupt(r, "learner.weights has an index out of range or out of order");
+        }
+        prev = j;
+        slr_slot *s = &l->slots[j];
+        s->w = get_f64(p + 4);
+        s->g2 = get_f32(p + 12);
+        s->stamp = get_u32(p + 16);
+        if (!isfinite(s->w) || !isfinite(s->g2) || s->g2 < 0 || epoch + s->stamp > step)
+            goto bad_weight;
+    }
+
+    const msgpack_object *h = field(L, "history");
+    if (l->use_history) {
+        uint64_t base;
+        const msgpack_object *lp = h ? field(h, "log_p") : NULL, *c = h ? field(h, "c") : NULL;
+        if (!h || !get_uint(h, "base", &base) || !lp || !c || lp->type != MSGPACK_OBJECT_BIN ||
+            c->type != MSGPACK_OBJECT_BIN || lp->via.bin.size != c->via.bin.size ||
+            lp->via.bin.size % 8 || lp->via.bin.size / 8 > l->hist.cap ||
+            lp->via.bin.size / 8 == 0 || base != epoch || base + lp->via.bin.size / 8 - 1 != step) {
+            slr_learner_destroy(l);
+            return corrupt(r, "learner.history missing or inconsistent with the step counter");
+        }
+        l->hist.base = base;
+        l->hist.len = lp->via.bin.size / 8;
+        for (size_t i = 0; i < l->hist.len; i++) {
+            l->hist.log_p[i] = get_f64((const unsigned char *)lp->via.bin.ptr + 8 * i);
+            l->hist.c[i] = get_f64((const unsigned char *)c->via.bin.ptr + 8 * i);
+        }
+    } else if (!h || h->type != MSGPACK_OBJECT_NIL) {
+        slr_learner_destroy(l);
+        return corrupt(r, "learner.history present for a learner that keeps none");
+    }
+    *out = l;
+    return SLR_OK;
+
+bad_weight:
+    slr_learner_destroy(l);
+    return corrupt(r, "learner.weights holds a non-finite or inconsistent value");
+}
+
+static slr_status read_metrics(reader *r, const msgpack_object *M, slr_metrics *m)
+{
+    slr_metrics_init(m);
+    if (!get_uint(M, "examples", &m->examples) || !get_double(M, "weight", &m->weight) ||
+        !get_double(M, "loss", &m->loss) || !get_double(M, "positives", &m->positives) ||
+        !get_double(M, "predicted", &m->predicted) || !get_uint(M, "features", &m->features) ||
+        !get_uint(M, "bad", &m->bad) || !get_uint(M, "unlabelled", &m->unlabelled))
+        return corrupt(r, "metrics missing or malformed");
+    return SLR_OK;
+}
+
+static slr_status read_source(reader *r, const msgpack_object *S, slr_job_state *st)
+{
+    char *kind_name = dup_str(field(S, "kind"));
+    if (!kind_name)
+        return corrupt(r, "source.kind missing");
+    slr_source_kind kind = !strcmp(kind_name, "files")   ? SLR_SOURCE_FILES
+                           : !strcmp(kind_name, "kafka") ? SLR_SOURCE_KAFKA
+                                                         : SLR_SOURCE_NONE;
+    free(kind_name);
+    st->format = dup_str(field(S, "format"));
+    const msgpack_object *files = field(S, "files"), *kafka = field(S, "kafka");
+    uint64_t idx, off, line, recs;
+    if (!st->format || !files || files->type != MSGPACK_OBJECT_ARRAY || !kafka ||
+        kafka->type != MSGPACK_OBJECT_ARRAY || !get_uint(S, "file_index", &idx) ||
+        !get_uint(S, "offset", &off) || !get_uint(S, "line", &line) ||
+        !get_uint(S, "records", &recs) || idx > UINT32_MAX)
+        return corrupt(r, "source position missing or malformed");
+    st->files = calloc(files->via.array.size + 1, sizeof *st->files);
+    if (!st->files)
+        return slr_error_set(r->err, SLR_ERR_NOMEM, "out of memory");
+    for (uint32_t i = 0; i < files->via.array.size; i++) {
+        if (!(st->files[i] = dup_str(&files->via.array.ptr[i])))
+            return corrupt(r, "source.files entry is not a string");
+        st->n_files = i + 1;
+    }
+    st->file = (slr_file_position){(uint32_t)idx, off, line, recs};
+    for (uint32_t i = 0; i < kafka->via.array.size; i++) {
+        const msgpack_object *e = &kafka->via.array.ptr[i];
+        int64_t part, offset;
+        if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 3 ||
+            e->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
+            !get_int(&e->via.array.ptr[1], &part) || !get_int(&e->via.array.ptr[2], &offset) ||
+            part < 0 || part > INT32_MAX)
+            return corrupt(r, "source.kafka entry malformed");
+        char *topic = dup_str(&e->via.array.ptr[0]);
+        slr_status s = topic ? slr_job_state_set_kafka_offset(st, topic, (int32_t)part, offset,
+                                                              r->err)
+                             : SLR_ERR_NOMEM;
+        free(topic);
+        if (s != SLR_OK)
+            return s;
+    }
+    st->source = kind; /* after set_kafka_offset, which assumes Kafka */
+    return SLR_OK;
+}
+
+static slr_status read_file(const char *path, char **data, size_t *len, slr_error *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return slr_error_set(err, errno == ENOENT ? SLR_ERR_NOT_FOUND : SLR_ERR_IO,
+                             "cannot open %s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return slr_error_set(err, SLR_ERR_IO, "%s is not a regular file", path);
+    }
+    size_t n = (size_t)sb.st_size, got = 0;
+    char *buf = malloc(n ? n : 1);
+    if (!buf) {
+        close(fd);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory reading %s (%zu bytes)", path, n);
+    }
+    while (got < n) {
+        ssize_t k = read(fd, buf + got, n - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            int e = k < 0 ? errno : EIO;
+            free(buf);
+            close(fd);
+            return slr_error_set(err, SLR_ERR_IO, "reading %s failed: %s", path, strerror(e));
+        }
+        got += (size_t)k;
+    }
+    close(fd);
+    *data = buf;
+    *len = n;
+    return SLR_OK;
+}
+
+slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
+                               slr_error *err)
+{
+    *out = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    slr_status rc = read_file(path, &data, &len, err);
+    if (rc != SLR_OK)
+        return rc;
+    reader r = {path, err};
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    slr_learner *l = NULL;
+
+    if (len < sizeof MAGIC + 8 || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
+        rc = corrupt(&r, "not a streamlr checkpoint (bad magic or too short)");
+        goto done;
+    }
+    uint64_t want = 0;
+    for (int i = 0; i < 8; i++)
+        want = (want << 8) | (unsigned char)data[len - 8 + i];
+    if (XXH3_64bits(data, len - 8) != want) {
+        rc = corrupt(&r, "checksum mismatch (truncated or damaged file)");
+        goto done;
+    }
+    msgpack_object body;
+    size_t off = 0;
+    const char *b = data + sizeof MAGIC;
+    size_t blen = len - sizeof MAGIC - 8;
+    if (msgpack_unpack(b, blen, &off, &zone, &body) != MSGPACK_UNPACK_SUCCESS || off != blen ||
+        body.type != MSGPACK_OBJECT_MAP) {
+        rc = corrupt(&r, "body is not one msgpack map");
+        goto done;
+    }
+    uint64_t version;
+    if (!get_uint(&body, "format_version", &version)) {
+        rc = corrupt(&r, "format_version missing");
+        goto done;
+    }
+    if (version != SLR_CHECKPOINT_FORMAT_VERSION) {
+        rc = slr_error_set(err, SLR_ERR_MISMATCH,
+                           "%s: checkpoint format version %llu; this streamlr reads version %d",
+                           path, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
+        goto done;
+    }
+    const msgpack_object *L = field(&body, "learner"), *M = field(&body, "metrics"),
+                         *S = field(&body, "source");
+    if (!L || !M || !S) {
+        rc = corrupt(&r, "learner, metrics or source section missing");
+        goto done;
+    }
+    slr_job_state_free(st);
+    if (!get_uint(&body, "sequence", &st->sequence) || !get_double(&body, "created", &st->created)) {
+        rc = corrupt(&r, "sequence or created missing");
+        goto done;
+    }
+    if ((rc = read_learner(&r, L, &l)) != SLR_OK || (rc = read_metrics(&r, M, &st->metrics)) != SLR_OK ||
+        (rc = read_source(&r, S, st)) != SLR_OK)
+        goto done;
+    *out = l;
+    l = NULL;
+done:
+    slr_learner_destroy(l);
+    if (rc != SLR_OK)
+        slr_job_state_free(st);
+    msgpack_zone_destroy(&zone);
+    free(data);
+    return rc;
+}

@@ -1,0 +1,374 @@
+/* job.c - the per-record pipeline shared by every source (see job.h). */
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "job.h"
+#include "learner/learner_impl.h"
+
+/* Bad records beyond this many are counted but not printed one by one. */
+#define BAD_REPORT_LIMIT 100
+
+double slr_monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void slr_job_log(slr_job *job, const char *fmt, ...)
+{
+    if (!job->opt->log)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    job->opt->log(job->opt->log_ctx, msg);
+}
+
+static void warn_cb(void *ctx, const char *msg) { slr_job_log(ctx, "%s", msg); }
+
+void slr_train_options_init(slr_train_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    slr_learner_config_defaults(&opt->learner);
+    opt->format = SLR_FORMAT_VW;
+    opt->checkpoint_keep = SLR_CHECKPOINT_KEEP_DEFAULT;
+}
+
+/* ------------------------------------------------------------ setup */
+
+/* The first explicitly given setting on which `want` and `have` differ. */
+static const char *config_mismatch(const slr_learner_config *want, const slr_learner_config *have,
+                                   uint32_t set)
+{
+    if ((set & SLR_SET_BITS) && want->hashing.bits != have->hashing.bits)
+        return "-b";
+    if ((set & SLR_SET_QUADRATIC) &&
+        (want->hashing.n_quadratic != have->hashing.n_quadratic ||
+         memcmp(want->hashing.quadratic, have->hashing.quadratic, 2 * want->hashing.n_quadratic)))
+        return "-q";
+    if ((set & SLR_SET_SCHEDULE) && want->schedule != have->schedule)
+        return "--schedule";
+    if ((set & SLR_SET_ETA) && want->eta != have->eta)
+        return "-l";
+    if ((set & SLR_SET_POWER_T) && want->power_t != have->power_t)
+        return "--power-t";
+    if ((set & SLR_SET_INITIAL_T) && want->initial_t != have->initial_t)
+        return "--initial-t";
+    if ((set & SLR_SET_ADAGRAD_DELTA) && want->adagrad_delta != have->adagrad_delta)
+        return "--adagrad-delta";
+    if ((set & SLR_SET_L1) && want->l1 != have->l1)
+        return "--l1";
+    if ((set & SLR_SET_L2) && want->l2 != have->l2)
+        return "--l2";
+    if ((set & SLR_SET_TG_PERIOD) && want->tg_period != have->tg_period)
+        return "--tg-period";
+    if ((set & SLR_SET_TG_THRESHOLD) && want->tg_threshold != have->tg_threshold)
+        return "--tg-threshold";
+    if ((set & SLR_SET_EAGER) && want->eager != have->eager)
+        return "--eager";
+    return NULL;
+}
+
+static slr_status check_resumable(slr_job *job, slr_error *err)
+{
+    const slr_train_options *opt = job->opt;
+    const char *flag = config_mismatch(&opt->learner, slr_learner_config_of(job->learner),
+                                       opt->learner_set);
+    if (flag)
+        return slr_error_set(err, SLR_ERR_MISMATCH,
+                             "%s differs from the checkpoint in %s; a resumed run continues with "
+                             "the checkpoint's settings (drop %s, or start a new run)",
+                             flag, opt->checkpoint_dir, flag);
+    const slr_job_state *st = &job->state;
+    if (st->format && strcmp(st->format, slr_format_name(opt->format)))
+        return slr_error_set(err, SLR_ERR_MISMATCH,
+                             "the checkpoint in %s was taken reading --format %s, not %s",
+                             opt->checkpoint_dir, st->format, slr_format_name(opt->format));
+    if (opt->n_files) { /* replay: same files, same order */
+        if (st->source != SLR_SOURCE_FILES)
+            return slr_error_set(err, SLR_ERR_MISMATCH,
+                                 "the checkpoint in %s was not taken replaying files",
+                                 opt->checkpoint_dir);
+        bool same = st->n_files == opt->n_files;
+        for (uint32_t i = 0; same && i < opt->n_files; i++)
+            same = !strcmp(st->files[i], opt->files[i]);
+        if (!same)
+            return slr_error_set(err, SLR_ERR_MISMATCH,
+                                 "the checkpoint in %s was taken replaying %u file(s) starting "
+                                 "with %s; pass the same --data list to resume it",
+                                 opt->checkpoint_dir, st->n_files,
+                                 st->n_files ? st->files[0] : "(none)");
+    }
+    return SLR_OK;
+}
+
+static slr_status open_learner(slr_job *job, slr_error *err)
+{
+    const slr_train_options *opt = job->opt;
+    slr_status st;
+    if (opt->resume) {
+        if (!opt->checkpoint_dir)
+            return slr_error_set(err, SLR_ERR_ARG, "--resume needs --checkpoint-dir");
+        if (opt->model_in)
+            return slr_error_set(err, SLR_ERR_ARG,
+                                 "--resume and -i both choose the starting model; use one");
+        st = slr_checkpoint_dir_load(opt->checkpoint_dir, &job->learner, &job->state,
+                                     job->last_checkpoint, warn_cb, job, err);
+        if (st == SLR_OK) {
+            slr_job_log(job, "resuming from %s (%llu examples learned)", job->last_checkpoint,
+                        (unsigned long long)slr_learner_steps(job->learner));
+            return check_resumable(job, err);
+        }
+        if (st != SLR_ERR_NOT_FOUND)
+            return st;
+        slr_job_log(job, "no checkpoint in %s yet; starting from scratch", opt->checkpoint_dir);
+    } else if (opt->model_in) {
+        slr_job_state model_state;
+        slr_job_state_init(&model_state);
+        st = slr_checkpoint_read(opt->model_in, &job->learner, &model_state, err);
+        slr_job_state_free(&model_state); /* a new run: fresh metrics and position */
+        if (st != SLR_OK)
+            return st;
+        slr_learner_config cfg = *slr_learner_config_of(job->learner);
+        const slr_learner_config *want = &opt->learner;
+        uint32_t set = opt->learner_set;
+        const char *fixed = config_mismatch(want, &cfg, set & (SLR_SET_BITS | SLR_SET_QUADRATIC |
+                                                               SLR_SET_SCHEDULE | SLR_SET_EAGER));
+        if (fixed)
+            return slr_error_set(err, SLR_ERR_MISMATCH,
+                                 "%s differs from the model %s; hashing, schedule and --eager are "
+                                 "fixed by the model",
+                                 fixed, opt->model_in);
+        if (set & SLR_SET_ETA) cfg.eta = want->eta;
+        if (set & SLR_SET_POWER_T) cfg.power_t = want->power_t;
+        if (set & SLR_SET_INITIAL_T) cfg.initial_t = want->initial_t;
+        if (set & SLR_SET_ADAGRAD_DELTA) cfg.adagrad_delta = want->adagrad_delta;
+        if (set & SLR_SET_L1) cfg.l1 = want->l1;
+        if (set & SLR_SET_L2) cfg.l2 = want->l2;
+        if (set & SLR_SET_TG_PERIOD) cfg.tg_period = want->tg_period;
+        if (set & SLR_SET_TG_THRESHOLD) cfg.tg_threshold = want->tg_threshold;
+        return slr_learner_reconfigure(job->learner, &cfg, err);
+    }
+    return slr_learner_create(&job->learner, &opt->learner, err);
+}
+
+slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err)
+{
+    memset(job, 0, sizeof *job);
+    job->opt = opt;
+    slr_job_state_init(&job->state);
+    slr_raw_example_init(&job->raw);
+    job->started = job->time_at_checkpoint = slr_monotonic_seconds();
+    slr_status st = slr_decoder_create(&job->decoder, opt->format, err);
+    if (st != SLR_OK)
+        return st;
+    slr_decoder_set_max_record(job->decoder, opt->max_record ? opt->max_record : SLR_DEFAULT_MAX_RECORD);
+    if ((st = open_learner(job, err)) != SLR_OK)
+        return st;
+    slr_example_init(&job->ex, &slr_learner_config_of(job->learner)->hashing);
+    if (opt->max_features)
+        job->ex.max_features = opt->max_features;
+    free(job->state.format);
+    job->state.format = strdup(slr_format_name(opt->format));
+    if (!job->state.format)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    job->examples_at_checkpoint = job->state.metrics.examples;
+    job->at_last_row = job->state.metrics;
+    job->next_progress = 1;
+    while (job->next_progress <= job->state.metrics.examples)
+        job->next_progress *= 2;
+    return SLR_OK;
+}
+
+void slr_job_close(slr_job *job)
+{
+    slr_learner_destroy(job->learner);
+    slr_decoder_destroy(job->decoder);
+    slr_raw_example_free(&job->raw);
+    slr_example_free(&job->ex);
+    slr_job_state_free(&job->state);
+    memset(job, 0, sizeof *job);
+}
+
+/* ------------------------------------------------------------ records */
+
+static void format_where(char *buf, size_t size, const slr_where *w)
+{
+    if (w->is_message)
+        snprintf(buf, size, "%s@%llu", w->name, (unsigned long long)w->offset);
+    else if (w->line)
+        snprintf(buf, size, "%s:%llu", w->name, (unsigned long long)w->line);
+    else
+        snprintf(buf, size, "%s@%llu", w->name, (unsigned long long)w->offset);
+}
+
+static slr_status bad_record(slr_job *job, const slr_where *where, const char *reason,
+                             slr_error *err)
+{
+    char at[1024];
+    format_where(at, sizeof at, where);
+    job->state.metrics.bad++;
+    if (job->opt->strict)
+        return slr_error_set(err, SLR_ERR_BAD_INPUT, "%s: %s (stopping: --strict)", at, reason);
+    if (job->bad_reported < BAD_REPORT_LIMIT)
+        slr_job_log(job, "%s: %s; skipped", at, reason);
+    else if (job->bad_reported == BAD_REPORT_LIMIT)
+        slr_job_log(job, "more than %d bad records; counting the rest without printing them",
+                    BAD_REPORT_LIMIT);
+    job->bad_reported++;
+    return SLR_OK;
+}
+
+static void progress_header(FILE *out)
+{
+    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "average", "since", "example", "example",
+            "current", "current", "current");
+    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "loss", "last", "counter", "weight",
+            "label", "predict", "features");
+}
+
+static void progress_row(slr_job *job, double p)
+{
+    FILE *out = job->opt->progress;
+    const slr_metrics *m = &job->state.metrics, *l = &job->at_last_row;
+    if (l->examples == 0 || job->examples_this_run == 1)
+        progress_header(out);
+    double dw = m->weight - l->weight;
+    double since = dw > 0 ? (m->loss - l->loss) / dw : 0.0;
+    fprintf(out, "%-10.6f %-10.6f %12llu %14.1f %8.4f %8.4f %8u\n", slr_metrics_logloss(m), since,
+            (unsigned long long)m->examples, m->weight, job->ex.label, p, job->ex.n_features + 1);
+    fflush(out);
+    job->at_last_row = *m;
+}
+
+slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
+                         const slr_where *where, size_t *consumed, slr_apply_result *result,
+                         slr_error *err)
+{
+    slr_error derr;
+    slr_decode_result r =
+        slr_decoder_next(job->decoder, buf, len, at_end, consumed, &job->raw, &derr);
+    if (r == SLR_DECODE_NEED_MORE) {
+        *result = SLR_APPLY_NEED_MORE;
+        return SLR_OK;
+    }
+    job->records_this_run++;
+    job->state.file.records++;
+    if (r == SLR_DECODE_SKIP) {
+        *result = SLR_APPLY_SKIPPED;
+        return SLR_OK;
+    }
+    if (r == SLR_DECODE_BAD || slr_example_from_raw(&job->ex, &job->raw, &derr) != SLR_OK) {
+        *result = SLR_APPLY_BAD;
+        return bad_record(job, where, derr.msg, err);
+    }
+    if (!job->ex.has_label) {
+        if (job->state.metrics.unlabelled++ == 0) {
+            char at[1024];
+            format_where(at, sizeof at, where);
+            slr_job_log(job, "%s: example has no label; training skips unlabelled examples "
+                             "(counted as unlabelled)", at);
+        }
+        *result = SLR_APPLY_SKIPPED;
+        return SLR_OK;
+    }
+    double loss;
+    double p = slr_learner_learn(job->learner, &job->ex, &loss);
+    slr_metrics_add(&job->state.metrics, p, loss, job->ex.label, job->ex.weight,
+                    job->ex.n_features);
+    job->examples_this_run++;
+    if (job->opt->progress && job->state.metrics.examples >= job->next_progress) {
+        progress_row(job, p);
+        while (job->next_progress <= job->state.metrics.examples)
+            job->next_progress *= 2;
+    }
+    *result = SLR_APPLY_LEARNED;
+    return SLR_OK;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+bool slr_job_checkpoint_due(slr_job *job)
+{
+    const slr_train_options *opt = job->opt;
+    if (!opt->checkpoint_dir)
+        return false;
+    if (opt->checkpoint_every_examples &&
+        job->state.metrics.examples - job->examples_at_checkpoint >= opt->checkpoint_every_examples)
+        return true;
+    /* reading the clock is cheap (vDSO) but not free: look every 1024 records */
+    if (opt->checkpoint_every_seconds > 0 && (job->records_this_run & 1023) == 0 &&
+        slr_monotonic_seconds() - job->time_at_checkpoint >= opt->checkpoint_every_seconds)
+        return true;
+    return false;
+}
+
+slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
+{
+    job->examples_at_checkpoint = job->state.metrics.examples;
+    job->records_at_checkpoint = job->records_this_run;
+    job->time_at_checkpoint = slr_monotonic_seconds();
+    slr_status st = slr_checkpoint_dir_save(job->opt->checkpoint_dir, job->learner, &job->state,
+                                            job->opt->checkpoint_keep, job->last_checkpoint, err);
+    if (st != SLR_OK) {
+        slr_job_log(job, "checkpoint failed: %s; training goes on and retries at the next period",
+                    err ? err->msg : slr_status_name(st));
+        return st;
+    }
+    job->checkpoints_written++;
+    return SLR_OK;
+}
+
+slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err)
+{
+    const slr_train_options *opt = job->opt;
+    slr_status st = SLR_OK;
+    if (opt->checkpoint_dir &&
+        (job->records_this_run != job->records_at_checkpoint || job->last_checkpoint[0] == '\0'))
+        st = slr_job_checkpoint(job, err);
+    if (st == SLR_OK && opt->model_out) {
+        job->state.created = (double)time(NULL);
+        st = slr_checkpoint_write(opt->model_out, job->learner, &job->state, err);
+        if (st == SLR_OK)
+            slr_job_log(job, "model written to %s", opt->model_out);
+    }
+    double secs = slr_monotonic_seconds() - job->started;
+    const slr_metrics *m = &job->state.metrics;
+    if (opt->progress) {
+        FILE *out = opt->progress;
+        fprintf(out, "\n%s\n", stopped ? "stopped on request" : "finished run");
+        fprintf(out, "number of examples = %llu (this run %llu)\n", (unsigned long long)m->examples,
+                (unsigned long long)job->examples_this_run);
+        fprintf(out, "weighted example sum = %.6g\n", m->weight);
+        fprintf(out, "weighted label sum = %.6g\n", m->positives);
+        fprintf(out, "average loss = %.6f (progressive validation)\n", slr_metrics_logloss(m));
+        if (m->weight > 0)
+            fprintf(out, "mean prediction = %.4f, positive rate = %.4f\n", m->predicted / m->weight,
+                    m->positives / m->weight);
+        fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
+                (unsigned long long)m->unlabelled);
+        fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
+        fprintf(out, "this run: %.3f s, %.0f examples/s\n", secs,
+                secs > 0 ? (double)job->examples_this_run / secs : 0.0);
+        if (job->last_checkpoint[0])
+            fprintf(out, "checkpoint: %s\n", job->last_checkpoint);
+    }
+    if (res) {
+        res->metrics = *m;
+        res->records = job->records_this_run;
+        res->examples = job->examples_this_run;
+        res->seconds = secs;
+        res->stopped = stopped;
+        res->checkpoints = job->checkpoints_written;
+        snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
+    }
+    return st;
+}

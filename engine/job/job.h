@@ -1,0 +1,77 @@
+/* job.h - the per-record pipeline shared by every training source.
+ *
+ * A source (files, Kafka) hands records to slr_job_apply(); the job decodes,
+ * hashes, learns, keeps the progressive metrics, reports bad input with its
+ * position, prints progress, and decides when a checkpoint is due.  The
+ * source owns the notion of position and passes it in (slr_where), so the
+ * same code serves "file.vw:1234" and "clicks[3]@98765". */
+#ifndef STREAMLR_JOB_H
+#define STREAMLR_JOB_H
+
+#include <stdbool.h>
+
+#include "streamlr/checkpoint.h"
+#include "streamlr/decode.h"
+#include "streamlr/train.h"
+
+typedef struct slr_where {
+    const char *name; /* file path, or topic[partition] */
+    uint64_t line;    /* 0 when not meaningful */
+    uint64_t offset;  /* byte offset (files) or message offset (Kafka) */
+    bool is_message;  /* offset is a Kafka message offset */
+} slr_where;
+
+typedef struct slr_job {
+    const slr_train_options *opt;
+    slr_learner *learner;
+    slr_job_state state; /* metrics, position, checkpoint sequence */
+    slr_decoder *decoder;
+    slr_raw_example raw;
+    slr_example ex;
+
+    double started;                /* monotonic seconds */
+    uint64_t examples_this_run;
+    uint64_t records_this_run;
+    uint64_t next_progress;        /* print a progress row at this example count */
+    slr_metrics at_last_row;       /* for the "since last" column */
+    uint64_t examples_at_checkpoint;
+    uint64_t records_at_checkpoint;
+    double time_at_checkpoint;
+    uint64_t checkpoints_written;
+    uint64_t bad_reported;
+    char last_checkpoint[4096];
+} slr_job;
+
+/* Build the learner (fresh, -i or --resume) and the decoding pipeline.  On
+ * --resume, state receives the checkpoint's position for the source to seek. */
+slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err);
+void slr_job_close(slr_job *job);
+
+typedef enum slr_apply_result {
+    SLR_APPLY_LEARNED,   /* one example learned */
+    SLR_APPLY_SKIPPED,   /* blank line, comment, or unlabelled example */
+    SLR_APPLY_BAD,       /* reported and counted; go on (unless strict) */
+    SLR_APPLY_NEED_MORE, /* the record continues past the buffer */
+} slr_apply_result;
+
+/* Decode and learn the record at the front of buf.  *consumed is set for
+ * every result but NEED_MORE.  Returns an error only for --strict bad input
+ * (SLR_ERR_BAD_INPUT) or resource failures. */
+slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
+                         const slr_where *where, size_t *consumed, slr_apply_result *result,
+                         slr_error *err);
+
+/* Is a periodic checkpoint due (by count or time)? */
+bool slr_job_checkpoint_due(slr_job *job);
+/* Write a checkpoint of the current learner and state (the caller has put the
+ * source position into job->state).  Failures are reported through the log
+ * and returned; the job can go on and retry at the next period. */
+slr_status slr_job_checkpoint(slr_job *job, slr_error *err);
+
+/* Final checkpoint, -f model, summary; fills res. */
+slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err);
+
+void slr_job_log(slr_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+double slr_monotonic_seconds(void);
+
+#endif

@@ -1,0 +1,108 @@
+/* checkpoint.h - the durable state of a job: model plus where its input stands.
+ *
+ * A checkpoint holds everything needed to continue exactly: the learner
+ * (hyperparameters, hashing, step counter, every nonzero weight with its
+ * per-weight state, the lazy-penalty state), the progressive metrics, and the
+ * source position that state reflects (file + byte offset + records
+ * consumed, or Kafka offsets).  Model files (-f/-i) are checkpoints too.
+ *
+ * On disk: the 8-byte magic "STREAMLR", a msgpack map, and an XXH3-64
+ * checksum of everything before it (8 bytes, big-endian).  Writes are atomic:
+ * a temporary file created O_EXCL|O_NOFOLLOW with mode 0600, fsync, rename,
+ * fsync of the directory.  docs/CHECKPOINT.md has the layout. */
+#ifndef STREAMLR_CHECKPOINT_H
+#define STREAMLR_CHECKPOINT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamlr/error.h"
+#include "streamlr/learner.h"
+#include "streamlr/metrics.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SLR_CHECKPOINT_FORMAT_VERSION 1
+#define SLR_CHECKPOINT_KEEP_DEFAULT 3
+
+typedef enum slr_source_kind {
+    SLR_SOURCE_NONE = 0, /* a model written without a source (e.g. by the API) */
+    SLR_SOURCE_FILES = 1,
+    SLR_SOURCE_KAFKA = 2,
+} slr_source_kind;
+
+/* Replay position in a list of input files: the next record to apply. */
+typedef struct slr_file_position {
+    uint32_t file_index; /* index into the file list */
+    uint64_t offset;     /* byte offset of the next record in that file */
+    uint64_t line;       /* its 1-based line number (text formats) */
+    uint64_t records;    /* records consumed over all files (learned, bad or skipped) */
+} slr_file_position;
+
+/* Next offset to apply for one topic-partition. */
+typedef struct slr_kafka_offset {
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+} slr_kafka_offset;
+
+/* Everything in a checkpoint besides the learner.  Strings are owned. */
+typedef struct slr_job_state {
+    slr_source_kind source;
+    char *format; /* input format name */
+    char **files; /* replay: the input files, in order */
+    uint32_t n_files;
+    slr_file_position file;
+    slr_kafka_offset *kafka;
+    uint32_t n_kafka;
+    slr_metrics metrics;
+    uint64_t sequence; /* checkpoint number within its directory */
+    double created;    /* unix time of writing */
+} slr_job_state;
+
+void slr_job_state_init(slr_job_state *st);
+void slr_job_state_free(slr_job_state *st);
+slr_status slr_job_state_set_files(slr_job_state *st, const char *const *files, uint32_t n,
+                                   slr_error *err);
+/* Set (or add) the next offset of one topic-partition. */
+slr_status slr_job_state_set_kafka_offset(slr_job_state *st, const char *topic, int32_t partition,
+                                          int64_t offset, slr_error *err);
+/* The stored offset for topic-partition, or -1 if the state has never seen it. */
+int64_t slr_job_state_kafka_offset(const slr_job_state *st, const char *topic, int32_t partition);
+
+/* Write a checkpoint atomically to `path`. */
+slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const slr_job_state *st,
+                                slr_error *err);
+
+/* Read and verify a checkpoint; on success *out is a new learner and st (which
+ * must be initialised) is filled. */
+slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
+                               slr_error *err);
+
+/* ------------------------------------------------------------ directories */
+
+/* Messages about checkpoints that were skipped (corrupt, unreadable). */
+typedef void (*slr_warn_fn)(void *ctx, const char *msg);
+
+/* Write the next checkpoint in `dir` (created if missing, mode 0700) as
+ * ckpt-<sequence>.slr and remove all but the newest `keep`.  st->sequence is
+ * set to the number used.  `written` (if non-NULL, PATH_MAX bytes) receives
+ * the path. */
+slr_status slr_checkpoint_dir_save(const char *dir, const slr_learner *l, slr_job_state *st,
+                                   unsigned keep, char *written, slr_error *err);
+
+/* Load the newest valid checkpoint in `dir`, falling back to older ones when
+ * the newest is corrupt (each skip is reported through warn).  Returns
+ * SLR_ERR_NOT_FOUND if the directory holds no checkpoint, SLR_ERR_CORRUPT if
+ * none is valid. */
+slr_status slr_checkpoint_dir_load(const char *dir, slr_learner **out, slr_job_state *st,
+                                   char *loaded, slr_warn_fn warn, void *warn_ctx,
+                                   slr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

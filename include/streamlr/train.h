@@ -1,0 +1,85 @@
+/* train.h - a training job: source -> decode -> example -> learner -> checkpoint.
+ *
+ * slr_train_files() replays files; the Kafka consumer (kafka.h) drives the
+ * same per-record pipeline.  A job starts from scratch, from a model (-i), or
+ * from the newest valid checkpoint in its directory (--resume), and writes
+ * checkpoints every N examples and/or N seconds, plus a final one. */
+#ifndef STREAMLR_TRAIN_H
+#define STREAMLR_TRAIN_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "streamlr/checkpoint.h"
+#include "streamlr/decode.h"
+#include "streamlr/learner.h"
+#include "streamlr/metrics.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Which learner settings the user gave explicitly: a resumed job must agree
+ * with its checkpoint on these, and -i applies them over the model's. */
+enum {
+    SLR_SET_BITS = 1u << 0,
+    SLR_SET_QUADRATIC = 1u << 1,
+    SLR_SET_SCHEDULE = 1u << 2,
+    SLR_SET_ETA = 1u << 3,
+    SLR_SET_POWER_T = 1u << 4,
+    SLR_SET_INITIAL_T = 1u << 5,
+    SLR_SET_ADAGRAD_DELTA = 1u << 6,
+    SLR_SET_L1 = 1u << 7,
+    SLR_SET_L2 = 1u << 8,
+    SLR_SET_TG_PERIOD = 1u << 9,
+    SLR_SET_TG_THRESHOLD = 1u << 10,
+    SLR_SET_EAGER = 1u << 11,
+};
+
+typedef void (*slr_log_fn)(void *ctx, const char *msg);
+
+typedef struct slr_train_options {
+    slr_learner_config learner;
+    uint32_t learner_set; /* SLR_SET_* bits */
+    slr_format format;
+    const char *const *files; /* replay input; "-" is stdin */
+    uint32_t n_files;
+
+    const char *model_in;  /* -i: start from this model */
+    const char *model_out; /* -f: write the final model here */
+    const char *checkpoint_dir;
+    uint64_t checkpoint_every_examples; /* 0 = not by count */
+    double checkpoint_every_seconds;    /* 0 = not by time */
+    unsigned checkpoint_keep;           /* default 3 */
+    bool resume;
+
+    bool strict;           /* stop at the first bad record */
+    uint32_t max_features; /* per example, after -q; 0 = default */
+    size_t max_record;     /* bytes; 0 = default */
+
+    FILE *progress; /* VW-style progress table and summary; NULL = quiet */
+    slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
+    void *log_ctx;
+    volatile sig_atomic_t *stop; /* when set, stop after the record in hand */
+} slr_train_options;
+
+void slr_train_options_init(slr_train_options *opt);
+
+typedef struct slr_train_result {
+    slr_metrics metrics;      /* progressive metrics, including resumed history */
+    uint64_t records;         /* records consumed in this run */
+    uint64_t examples;        /* examples learned in this run */
+    double seconds;           /* wall time of this run */
+    bool stopped;             /* ended by *stop rather than end of input */
+    uint64_t checkpoints;     /* checkpoints written in this run */
+    char checkpoint[4096];    /* newest checkpoint written or loaded, "" if none */
+} slr_train_result;
+
+slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

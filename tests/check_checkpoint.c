@@ -1,0 +1,395 @@
+/* check_checkpoint.c - checkpoints round-trip exactly, detect damage, fall
+ * back to an older one, rotate, and make a learner resume bit-identically. */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "learner/learner_impl.h"
+#include "streamlr/checkpoint.h"
+#include "testutil.h"
+
+static void random_example(test_rng *r, slr_example *ex, unsigned bits)
+{
+    slr_example_reset(ex);
+    int nf = 1 + (int)test_rng_below(r, 10);
+    for (int k = 0; k < nf; k++) {
+        uint64_t j = (uint64_t)floor(pow((double)(1u << bits), test_rng_unif(r))) - 1;
+        slr_example_add_hashed(ex, j, test_rng_unif(r) < 0.5 ? 1.0 : test_rng_normal(r), NULL);
+    }
+    slr_example_finish(ex, NULL);
+    ex->label = test_rng_unif(r) < 0.3;
+    ex->has_label = true;
+}
+
+static slr_learner *make_learner(slr_schedule sched, double l1, double l2, unsigned bits)
+{
+    slr_learner_config cfg;
+    slr_learner_config_defaults(&cfg);
+    slr_hashing_init(&cfg.hashing, bits);
+    slr_hashing_add_quadratic(&cfg.hashing, "ab", NULL);
+    cfg.schedule = sched;
+    cfg.eta = 0.3;
+    cfg.l1 = l1;
+    cfg.l2 = l2;
+    cfg.tg_period = 3;
+    cfg.tg_threshold = 0.7;
+    slr_learner *l;
+    ck_assert_int_eq(slr_learner_create(&l, &cfg, NULL), SLR_OK);
+    return l;
+}
+
+static void train(slr_learner *l, test_rng *r, int steps)
+{
+    slr_example ex;
+    slr_example_init(&ex, &slr_learner_config_of(l)->hashing);
+    for (int i = 0; i < steps; i++) {
+        random_example(r, &ex, slr_learner_config_of(l)->hashing.bits);
+        slr_learner_learn(l, &ex, NULL);
+    }
+    slr_example_free(&ex);
+}
+
+/* Bitwise equality of the complete learner state. */
+static void assert_same_state(const slr_learner *a, const slr_learner *b)
+{
+    ck_assert_uint_eq(a->n_slots, b->n_slots);
+    ck_assert_uint_eq(a->step, b->step);
+    ck_assert_uint_eq(a->epoch, b->epoch);
+    ck_assert(!memcmp(&a->cfg, &b->cfg, sizeof a->cfg));
+    for (uint64_t j = 0; j <= a->n_slots; j++) {
+        const slr_slot *x = &a->slots[j], *y = &b->slots[j];
+        ck_assert_msg(!memcmp(&x->w, &y->w, 8) && !memcmp(&x->g2, &y->g2, 4),
+                      "slot %llu differs", (unsigned long long)j);
+        if (x->w != 0.0 || x->g2 != 0.0f)
+            ck_assert_uint_eq(x->stamp, y->stamp);
+    }
+    ck_assert_int_eq(a->use_history, b->use_history);
+    if (a->use_history) {
+        ck_assert_uint_eq(a->hist.base, b->hist.base);
+        ck_assert_uint_eq(a->hist.len, b->hist.len);
+        ck_assert(!memcmp(a->hist.log_p, b->hist.log_p, a->hist.len * 8));
+        ck_assert(!memcmp(a->hist.c, b->hist.c, a->hist.len * 8));
+    }
+}
+
+static const slr_schedule schedules[] = {SLR_SCHEDULE_CONSTANT, SLR_SCHEDULE_INVPOW,
+                                         SLR_SCHEDULE_ADAGRAD};
+
+/* Save mid-stream, load, continue both: the two learners stay identical. */
+START_TEST(resume_is_bit_identical)
+{
+    char *dir = test_mkdtemp("ckpt");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.slr", dir);
+    slr_learner *a = make_learner(schedules[_i], 1e-3, 1e-3, 10);
+    test_rng r = {.s = 77};
+    train(a, &r, 5000); /* past one history rebase under invpow */
+
+    slr_job_state st;
+    slr_job_state_init(&st);
+    const char *files[] = {"a.vw", "b.vw"};
+    ck_assert_int_eq(slr_job_state_set_files(&st, files, 2, NULL), SLR_OK);
+    st.file = (slr_file_position){1, 12345, 678, 9000};
+    st.metrics.examples = 5000;
+    st.metrics.loss = 1234.5678901234567;
+    st.format = strdup("vw");
+    slr_error err;
+    ck_assert_int_eq(slr_checkpoint_write(path, a, &st, &err), SLR_OK);
+
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_int_eq(sb.st_mode & 0777, 0600);
+
+    slr_learner *b;
+    slr_job_state st2;
+    slr_job_state_init(&st2);
+    ck_assert_msg(slr_checkpoint_read(path, &b, &st2, &err) == SLR_OK, "%s", err.msg);
+    assert_same_state(a, b);
+    ck_assert_uint_eq(st2.n_files, 2);
+    ck_assert_str_eq(st2.files[1], "b.vw");
+    ck_assert_str_eq(st2.format, "vw");
+    ck_assert_int_eq(st2.source, SLR_SOURCE_FILES);
+    ck_assert_uint_eq(st2.file.offset, 12345);
+    ck_assert_uint_eq(st2.file.line, 678);
+    ck_assert_uint_eq(st2.file.records, 9000);
+    ck_assert(st2.metrics.loss == st.metrics.loss);
+
+    test_rng r2 = r;
+    train(a, &r, 3000);
+    train(b, &r2, 3000);
+    assert_same_state(a, b);
+    slr_learner_sync(a);
+    slr_learner_sync(b);
+    assert_same_state(a, b);
+
+    slr_learner_destroy(a);
+    slr_learner_destroy(b);
+    slr_job_state_free(&st);
+    slr_job_state_free(&st2);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(kafka_offsets_round_trip)
+{
+    char *dir = test_mkdtemp("ckpt");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/k.slr", dir);
+    slr_learner *a = make_learner(SLR_SCHEDULE_ADAGRAD, 0, 0, 6);
+    slr_job_state st, st2;
+    slr_job_state_init(&st);
+    slr_job_state_init(&st2);
+    ck_assert_int_eq(slr_job_state_set_kafka_offset(&st, "clicks", 0, 42, NULL), SLR_OK);
+    ck_assert_int_eq(slr_job_state_set_kafka_offset(&st, "clicks", 3, 7, NULL), SLR_OK);
+    ck_assert_int_eq(slr_job_state_set_kafka_offset(&st, "clicks", 0, 43, NULL), SLR_OK);
+    st.format = strdup("msgpack");
+    ck_assert_int_eq(slr_checkpoint_write(path, a, &st, NULL), SLR_OK);
+    slr_learner *b;
+    ck_assert_int_eq(slr_checkpoint_read(path, &b, &st2, NULL), SLR_OK);
+    ck_assert_int_eq(st2.source, SLR_SOURCE_KAFKA);
+    ck_assert_uint_eq(st2.n_kafka, 2);
+    ck_assert_int_eq(slr_job_state_kafka_offset(&st2, "clicks", 0), 43);
+    ck_assert_int_eq(slr_job_state_kafka_offset(&st2, "clicks", 3), 7);
+    ck_assert_int_eq(slr_job_state_kafka_offset(&st2, "clicks", 1), -1);
+    slr_learner_destroy(a);
+    slr_learner_destroy(b);
+    slr_job_state_free(&st);
+    slr_job_state_free(&st2);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+static char *read_all(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc(*len);
+    ck_assert_uint_eq(fread(buf, 1, *len, f), *len);
+    fclose(f);
+    return buf;
+}
+
+static void write_all(const char *path, const char *buf, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+    fclose(f);
+}
+
+/* Any single bit flip or truncation is caught by the checksum. */
+START_TEST(damage_is_detected)
+{
+    char *dir = test_mkdtemp("ckpt");
+    char path[4200], bad[4200];
+    snprintf(path, sizeof path, "%s/m.slr", dir);
+    snprintf(bad, sizeof bad, "%s/bad.slr", dir);
+    slr_learner *a = make_learner(SLR_SCHEDULE_INVPOW, 1e-3, 1e-3, 8);
+    test_rng r = {.s = 3};
+    train(a, &r, 500);
+    slr_job_state st;
+    slr_job_state_init(&st);
+    st.format = strdup("vw");
+    ck_assert_int_eq(slr_checkpoint_write(path, a, &st, NULL), SLR_OK);
+    size_t len;
+    char *good = read_all(path, &len);
+    char *copy = malloc(len);
+    for (int trial = 0; trial < 300; trial++) {
+        memcpy(copy, good, len);
+        size_t n = len;
+        if (trial % 3 == 0)
+            n = test_rng_below(&r, len); /* truncated */
+        else
+            copy[test_rng_below(&r, len)] ^= (char)(1u << test_rng_below(&r, 8));
+        write_all(bad, copy, n);
+        slr_learner *b = NULL;
+        slr_job_state st2;
+        slr_job_state_init(&st2);
+        slr_error err;
+        slr_status rc = slr_checkpoint_read(bad, &b, &st2, &err);
+        ck_assert_msg(rc == SLR_ERR_CORRUPT, "trial %d: damage not detected (%d)", trial, rc);
+        ck_assert_ptr_null(b);
+        ck_assert_ptr_nonnull(strstr(err.msg, "bad.slr"));
+        slr_job_state_free(&st2);
+    }
+    free(copy);
+    free(good);
+    slr_learner_destroy(a);
+    slr_job_state_free(&st);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+typedef struct warnings {
+    int n;
+    char last[1024];
+} warnings;
+
+static void collect_warning(void *ctx, const char *msg)
+{
+    warnings *w = ctx;
+    w->n++;
+    snprintf(w->last, sizeof w->last, "%s", msg);
+}
+
+static int count_files(const char *dir, const char *prefix)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += !strncmp(de->d_name, prefix, strlen(prefix));
+    closedir(d);
+    return n;
+}
+
+START_TEST(directory_rotates_and_falls_back)
+{
+    char *dir = test_mkdtemp("ckptdir");
+    char sub[4200];
+    snprintf(sub, sizeof sub, "%s/checkpoints", dir); /* created on first save */
+    slr_learner *a = make_learner(SLR_SCHEDULE_ADAGRAD, 1e-4, 1e-4, 8);
+    test_rng r = {.s = 11};
+    slr_job_state st;
+    slr_job_state_init(&st);
+    st.format = strdup("vw");
+    char written[4096];
+    uint64_t steps_at[6];
+    for (int i = 0; i < 6; i++) {
+        train(a, &r, 100);
+        steps_at[i] = slr_learner_steps(a);
+        ck_assert_int_eq(slr_checkpoint_dir_save(sub, a, &st, 3, written, NULL), SLR_OK);
+        ck_assert_uint_eq(st.sequence, (uint64_t)i + 1);
+    }
+    ck_assert_int_eq(count_files(sub, "ckpt-"), 3);
+    ck_assert_int_eq(count_files(sub, "."), 2); /* only . and ..: no temp file left */
+
+    /* newest intact: loaded, no warning */
+    slr_learner *b;
+    slr_job_state st2;
+    slr_job_state_init(&st2);
+    warnings w = {0};
+    char loaded[4096];
+    ck_assert_int_eq(slr_checkpoint_dir_load(sub, &b, &st2, loaded, collect_warning, &w, NULL),
+                     SLR_OK);
+    ck_assert_int_eq(w.n, 0);
+    ck_assert_str_eq(loaded, written);
+    ck_assert_uint_eq(slr_learner_steps(b), steps_at[5]);
+    slr_learner_destroy(b);
+
+    /* newest damaged: fall back to the previous one, with a warning */
+    size_t len;
+    char *buf = read_all(written, &len);
+    write_all(written, buf, len / 2);
+    free(buf);
+    ck_assert_int_eq(slr_checkpoint_dir_load(sub, &b, &st2, loaded, collect_warning, &w, NULL),
+                     SLR_OK);
+    ck_assert_int_eq(w.n, 1);
+    ck_assert_ptr_nonnull(strstr(w.last, "falling back"));
+    ck_assert_uint_eq(slr_learner_steps(b), steps_at[4]);
+    ck_assert_uint_eq(st2.sequence, 5);
+    slr_learner_destroy(b);
+
+    /* the next save continues the numbering past the damaged one */
+    ck_assert_int_eq(slr_checkpoint_dir_save(sub, a, &st2, 3, written, NULL), SLR_OK);
+    ck_assert_uint_eq(st2.sequence, 7);
+
+    /* all damaged: a clear error, nothing deleted */
+    DIR *d = opendir(sub);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "ckpt-", 5))
+            continue;
+        char p[8400];
+        snprintf(p, sizeof p, "%s/%s", sub, de->d_name);
+        write_all(p, "STREAMLR", 8);
+    }
+    closedir(d);
+    slr_error err;
+    w.n = 0;
+    ck_assert_int_eq(slr_checkpoint_dir_load(sub, &b, &st2, loaded, collect_warning, &w, &err),
+                     SLR_ERR_CORRUPT);
+    ck_assert_int_eq(w.n, 3);
+    ck_assert_ptr_nonnull(strstr(err.msg, "none of the 3 checkpoints"));
+    ck_assert_int_eq(count_files(sub, "ckpt-"), 3);
+
+    /* an empty directory is "not found", not an error */
+    char empty[4200];
+    snprintf(empty, sizeof empty, "%s/empty", dir);
+    mkdir(empty, 0700);
+    ck_assert_int_eq(slr_checkpoint_dir_load(empty, &b, &st2, NULL, NULL, NULL, NULL),
+                     SLR_ERR_NOT_FOUND);
+
+    slr_learner_destroy(a);
+    slr_job_state_free(&st);
+    slr_job_state_free(&st2);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* A failed write leaves the previous checkpoint intact. */
+START_TEST(failed_write_keeps_previous)
+{
+    /* root ignores directory permissions, so the failure is a parent that is a file */
+    char *dir = test_mkdtemp("ckptfail");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/m.slr", dir);
+    slr_learner *a = make_learner(SLR_SCHEDULE_CONSTANT, 0, 1e-3, 6);
+    slr_job_state st;
+    slr_job_state_init(&st);
+    st.format = strdup("vw");
+    ck_assert_int_eq(slr_checkpoint_write(path, a, &st, NULL), SLR_OK);
+    char notadir[4300];
+    snprintf(notadir, sizeof notadir, "%s/m.slr/x.slr", dir);
+    slr_error err;
+    ck_assert_int_eq(slr_checkpoint_write(notadir, a, &st, &err), SLR_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "cannot create"));
+    slr_learner *b;
+    slr_job_state st2;
+    slr_job_state_init(&st2);
+    ck_assert_int_eq(slr_checkpoint_read(path, &b, &st2, NULL), SLR_OK);
+    slr_learner_destroy(b);
+    slr_learner_destroy(a);
+    slr_job_state_free(&st);
+    slr_job_state_free(&st2);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+static Suite *checkpoint_suite(void)
+{
+    Suite *s = suite_create("checkpoint");
+    TCase *tc = tcase_create("checkpoint");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, resume_is_bit_identical, 0, 3);
+    tcase_add_test(tc, kafka_offsets_round_trip);
+    tcase_add_test(tc, damage_is_detected);
+    tcase_add_test(tc, directory_rotates_and_falls_back);
+    tcase_add_test(tc, failed_write_keeps_previous);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(checkpoint_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,379 @@
+/* check_train.c - replaying files end to end: a replay stopped after any
+ * checkpoint and resumed ends bit-identical to an uninterrupted one; bad
+ * records are reported with file:line, counted and skipped (or stop the job
+ * under --strict); a resume that does not fit its checkpoint is refused. */
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "streamlr/checkpoint.h"
+#include "streamlr/train.h"
+#include "testutil.h"
+
+static char *tmp;
+static char *files[3];
+static const int LINES_PER_FILE = 1500;
+#define BAD_LINE_FILE 1  /* which file gets bad lines */
+#define BAD_LINE_NO 700  /* ...at this line number */
+
+/* VW text with three namespaces, a long tail of feature names, importance
+ * weights and tags, labels from a hidden model; a few bad lines. */
+static void write_inputs(void)
+{
+    test_rng r = {.s = 12345};
+    for (int f = 0; f < 3; f++) {
+        files[f] = malloc(4200);
+        snprintf(files[f], 4200, "%s/part%d.vw", tmp, f);
+        FILE *out = fopen(files[f], "w");
+        ck_assert_ptr_nonnull(out);
+        for (int line = 1; line <= LINES_PER_FILE; line++) {
+            if (f == BAD_LINE_FILE && (line == BAD_LINE_NO || line == BAD_LINE_NO + 3)) {
+                fputs(line == BAD_LINE_NO ? "2 |u user_1\n" : "1 |u user_1:notanumber\n", out);
+                continue;
+            }
+            if (line % 97 == 0) {
+                fputs("\n", out); /* blank lines are skipped, not bad */
+                continue;
+            }
+            int user = (int)floor(pow(5000.0, test_rng_unif(&r)));
+            int item = (int)floor(pow(300.0, test_rng_unif(&r)));
+            double price = test_rng_unif(&r) * 3;
+            double z = -1.0 + (user % 7 == 0 ? 1.5 : 0) + (item % 5 == 0 ? -1 : 0.5) + 0.3 * price;
+            int y = test_rng_unif(&r) < 1.0 / (1.0 + exp(-z)) ? 1 : -1;
+            double w = line % 10 == 0 ? 2.0 : 1.0;
+            fprintf(out, "%d %g 'ex%d|user u%d |item i%d cat%d |ctx price:%.4f hour_%d\n", y, w, line,
+                    user, item, item % 13, price, line % 24);
+        }
+        fclose(out);
+    }
+}
+
+static void setup(void)
+{
+    tmp = test_mkdtemp("train");
+    write_inputs();
+}
+
+static void teardown(void)
+{
+    test_rmtree(tmp);
+    free(tmp);
+    for (int f = 0; f < 3; f++)
+        free(files[f]);
+}
+
+typedef struct log_capture {
+    int n;
+    char text[16384];
+    volatile sig_atomic_t *stop_on_bad;
+} log_capture;
+
+static void capture(void *ctx, const char *msg)
+{
+    log_capture *c = ctx;
+    c->n++;
+    size_t used = strlen(c->text);
+    snprintf(c->text + used, sizeof c->text - used, "%s\n", msg);
+    if (c->stop_on_bad && strstr(msg, "skipped"))
+        *c->stop_on_bad = 1;
+}
+
+static void base_options(slr_train_options *opt, const char *ckdir, log_capture *log)
+{
+    slr_train_options_init(opt);
+    slr_hashing_init(&opt->learner.hashing, 16);
+    slr_hashing_add_quadratic(&opt->learner.hashing, "ui", NULL);
+    opt->learner.l1 = 1e-5;
+    opt->learner.l2 = 1e-5;
+    opt->format = SLR_FORMAT_VW;
+    opt->files = (const char *const *)files;
+    opt->n_files = 3;
+    opt->checkpoint_dir = ckdir;
+    opt->checkpoint_every_examples = 400;
+    opt->checkpoint_keep = 1000;
+    opt->log = capture;
+    opt->log_ctx = log;
+}
+
+/* weights of a model as exported: (index, exact bits) in index order */
+typedef struct export {
+    uint64_t n;
+    uint64_t idx[1 << 17];
+    double w[1 << 17];
+} export;
+
+static int collect(void *ctx, uint64_t index, double w)
+{
+    export *e = ctx;
+    e->idx[e->n] = index;
+    e->w[e->n] = w;
+    e->n++;
+    return 0;
+}
+
+static export *export_model(const char *path)
+{
+    slr_learner *l;
+    slr_job_state st;
+    slr_job_state_init(&st);
+    slr_error err;
+    ck_assert_msg(slr_checkpoint_read(path, &l, &st, &err) == SLR_OK, "%s", err.msg);
+    export *e = calloc(1, sizeof *e);
+    slr_learner_foreach_weight(l, collect, e);
+    slr_learner_destroy(l);
+    slr_job_state_free(&st);
+    return e;
+}
+
+static void assert_same_export(const export *a, const export *b, const char *what)
+{
+    ck_assert_msg(a->n == b->n, "%s: %llu vs %llu nonzero weights", what,
+                  (unsigned long long)a->n, (unsigned long long)b->n);
+    ck_assert_msg(a->n > 100, "%s: too few weights (%llu) for a meaningful test", what,
+                  (unsigned long long)a->n);
+    for (uint64_t i = 0; i < a->n; i++)
+        ck_assert_msg(a->idx[i] == b->idx[i] && !memcmp(&a->w[i], &b->w[i], 8),
+                      "%s: weight %llu differs (%.17g vs %.17g)", what,
+                      (unsigned long long)a->idx[i], a->w[i], b->w[i]);
+}
+
+static uint64_t list_checkpoints(const char *dir, char names[][64], int max)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) && n < max)
+        if (!strncmp(de->d_name, "ckpt-", 5))
+            snprintf(names[n++], 64, "%s", de->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, 64, (int (*)(const void *, const void *))strcmp);
+    return (uint64_t)n;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+START_TEST(resume_after_any_checkpoint_is_bit_identical)
+{
+    char full_dir[4200], full_model[4200];
+    snprintf(full_dir, sizeof full_dir, "%s/full", tmp);
+    snprintf(full_model, sizeof full_model, "%s/full.model", tmp);
+    log_capture log = {0};
+    slr_train_options opt;
+    base_options(&opt, full_dir, &log);
+    opt.model_out = full_model;
+    slr_train_result full;
+    slr_error err;
+    ck_assert_msg(slr_train_files(&opt, &full, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_uint_eq(full.metrics.bad, 2);
+    ck_assert_uint_gt(full.checkpoints, 8);
+    export *want = export_model(full_model);
+
+    char names[64][64];
+    uint64_t n = list_checkpoints(full_dir, names, 64);
+    ck_assert_uint_gt(n, 8);
+    /* resume from every intermediate checkpoint (the last one is the end) */
+    for (uint64_t k = 0; k + 1 < n; k++) {
+        char dir[4200], from[4300], to[4300], model[4200];
+        snprintf(dir, sizeof dir, "%s/resume%llu", tmp, (unsigned long long)k);
+        mkdir(dir, 0700);
+        snprintf(from, sizeof from, "%s/%s", full_dir, names[k]);
+        snprintf(to, sizeof to, "%s/%s", dir, names[k]);
+        copy_file(from, to);
+        snprintf(model, sizeof model, "%s/resume%llu.model", tmp, (unsigned long long)k);
+        log_capture rlog = {0};
+        base_options(&opt, dir, &rlog);
+        opt.model_out = model;
+        opt.resume = true;
+        slr_train_result res;
+        ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+        ck_assert_ptr_nonnull(strstr(rlog.text, "resuming from"));
+        /* the same examples were learned, none twice: identical progressive metrics */
+        ck_assert_uint_eq(res.metrics.examples, full.metrics.examples);
+        ck_assert(res.metrics.loss == full.metrics.loss);
+        ck_assert_uint_eq(res.metrics.bad, full.metrics.bad);
+        ck_assert_uint_lt(res.examples, full.examples);
+        export *got = export_model(model);
+        assert_same_export(want, got, names[k]);
+        free(got);
+    }
+    free(want);
+}
+END_TEST
+
+/* A stop request (SIGTERM in the CLI) mid-file: final checkpoint, then resume. */
+START_TEST(stop_and_resume_mid_file)
+{
+    char dir[4200], model_a[4200], model_b[4200];
+    snprintf(dir, sizeof dir, "%s/stop", tmp);
+    snprintf(model_a, sizeof model_a, "%s/a.model", tmp);
+    snprintf(model_b, sizeof model_b, "%s/b.model", tmp);
+    volatile sig_atomic_t stop = 0;
+    log_capture log = {.stop_on_bad = &stop};
+    slr_train_options opt;
+    base_options(&opt, dir, &log);
+    opt.checkpoint_every_examples = 0; /* only the final checkpoint */
+    opt.stop = &stop;
+    slr_train_result res;
+    slr_error err;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    ck_assert(res.stopped);
+    ck_assert_uint_eq(res.checkpoints, 1);
+    /* stopped right after the first bad line, in the middle of file 2 */
+    ck_assert_ptr_nonnull(strstr(log.text, "part1.vw:700: "));
+
+    log_capture log2 = {0};
+    base_options(&opt, dir, &log2);
+    opt.resume = true;
+    opt.model_out = model_b;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_ptr_nonnull(strstr(log2.text, "continuing"));
+    ck_assert_uint_eq(res.metrics.bad, 2); /* one before the stop, one after */
+
+    char dir2[4200];
+    snprintf(dir2, sizeof dir2, "%s/nostop", tmp);
+    log_capture log3 = {0};
+    base_options(&opt, dir2, &log3);
+    opt.model_out = model_a;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    export *a = export_model(model_a), *b = export_model(model_b);
+    assert_same_export(a, b, "stop/resume");
+    free(a);
+    free(b);
+}
+END_TEST
+
+START_TEST(bad_records_reported_counted_skipped)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/bad", tmp);
+    log_capture log = {0};
+    slr_train_options opt;
+    base_options(&opt, dir, &log);
+    slr_train_result res;
+    slr_error err;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_OK);
+    ck_assert_uint_eq(res.metrics.bad, 2);
+    ck_assert_ptr_nonnull(strstr(log.text, "part1.vw:700: "));
+    ck_assert_ptr_nonnull(strstr(log.text, "part1.vw:703: "));
+    /* every other non-blank line was learned */
+    int blank = 3 * (LINES_PER_FILE / 97);
+    ck_assert_uint_eq(res.metrics.examples, (uint64_t)(3 * LINES_PER_FILE - blank - 2));
+    ck_assert_uint_eq(res.records, (uint64_t)(3 * LINES_PER_FILE));
+
+    /* --strict: stop at the first one, with the position */
+    char dir2[4200];
+    snprintf(dir2, sizeof dir2, "%s/strict", tmp);
+    log_capture log2 = {0};
+    base_options(&opt, dir2, &log2);
+    opt.strict = true;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_ERR_BAD_INPUT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "part1.vw:700: "));
+    ck_assert_ptr_nonnull(strstr(err.msg, "--strict"));
+}
+END_TEST
+
+START_TEST(resume_refuses_what_does_not_fit)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/fit", tmp);
+    log_capture log = {0};
+    slr_train_options opt;
+    base_options(&opt, dir, &log);
+    slr_train_result res;
+    slr_error err;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_OK);
+
+    base_options(&opt, dir, &log);
+    opt.resume = true;
+    opt.learner.l1 = 0.5;
+    opt.learner_set = SLR_SET_L1;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_ERR_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--l1"));
+
+    base_options(&opt, dir, &log);
+    opt.resume = true;
+    opt.n_files = 2;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_ERR_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--data"));
+
+    base_options(&opt, dir, &log);
+    opt.resume = true;
+    opt.format = SLR_FORMAT_LIBSVM;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_ERR_MISMATCH);
+    ck_assert_ptr_nonnull(strstr(err.msg, "--format"));
+}
+END_TEST
+
+/* The newest checkpoint is damaged: resume falls back and still ends identical. */
+START_TEST(resume_falls_back_past_a_damaged_checkpoint)
+{
+    char dir[4200], model_a[4200], model_b[4200];
+    snprintf(dir, sizeof dir, "%s/dmg", tmp);
+    snprintf(model_a, sizeof model_a, "%s/dmg-a.model", tmp);
+    snprintf(model_b, sizeof model_b, "%s/dmg-b.model", tmp);
+    volatile sig_atomic_t stop = 0;
+    log_capture log = {.stop_on_bad = &stop};
+    slr_train_options opt;
+    base_options(&opt, dir, &log);
+    opt.stop = &stop;
+    opt.checkpoint_keep = 3;
+    slr_train_result res;
+    slr_error err;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_OK);
+    ck_assert(res.stopped);
+    /* truncate the newest (the stop checkpoint) */
+    ck_assert_int_eq(truncate(res.checkpoint, 100), 0);
+
+    log_capture log2 = {0};
+    base_options(&opt, dir, &log2);
+    opt.resume = true;
+    opt.model_out = model_b;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_OK);
+    ck_assert_ptr_nonnull(strstr(log2.text, "falling back"));
+
+    char dir2[4200];
+    snprintf(dir2, sizeof dir2, "%s/dmg-ref", tmp);
+    log_capture log3 = {0};
+    base_options(&opt, dir2, &log3);
+    opt.model_out = model_a;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_OK);
+    export *a = export_model(model_a), *b = export_model(model_b);
+    assert_same_export(a, b, "fallback");
+    free(a);
+    free(b);
+}
+END_TEST
+
+static Suite *train_suite(void)
+{
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("replay");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, resume_after_any_checkpoint_is_bit_identical);
+    tcase_add_test(tc, stop_and_resume_mid_file);
+    tcase_add_test(tc, bad_records_reported_counted_skipped);
+    tcase_add_test(tc, resume_refuses_what_does_not_fit);
+    tcase_add_test(tc, resume_falls_back_past_a_damaged_checkpoint);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(train_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,26 @@
+/* cli.h - small helpers shared by the subcommands: strict number parsing
+ * (a typo in a flag must be an error, not a silent 0) and printing. */
+#ifndef STREAMLR_TOOLS_CLI_H
+#define STREAMLR_TOOLS_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "streamlr/learner.h"
+#include "streamlr/train.h"
+
+/* Parse the whole string or print "streamlr <cmd>: <flag> ..." and fail. */
+bool cli_double(const char *cmd, const char *flag, const char *s, double *out);
+bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
+bool cli_u32(const char *cmd, const char *flag, const char *s, uint32_t *out);
+
+/* stderr logger for slr_train_options.log: "streamlr: <msg>" */
+void cli_log(void *ctx, const char *msg);
+
+/* The learning flags shared by train (and documented once): returns 1 if
+ * `opt` was one of them and was handled, 0 if not, -1 on a bad value. */
+int cli_learner_option(const char *cmd, int opt, const char *arg, slr_learner_config *cfg,
+                       uint32_t *set);
+extern const char cli_learner_help[];
+
+#endif

@@ -1,0 +1,43 @@
+/* cli_options.h - long-option codes shared by the subcommands, so that the
+ * learning flags are parsed in one place (cli.c) for every command. */
+#ifndef STREAMLR_TOOLS_CLI_OPTIONS_H
+#define STREAMLR_TOOLS_CLI_OPTIONS_H
+
+#include <getopt.h>
+
+enum {
+    OPT_SCHEDULE = 1000,
+    OPT_POWER_T,
+    OPT_INITIAL_T,
+    OPT_ADAGRAD_DELTA,
+    OPT_L1,
+    OPT_L2,
+    OPT_TG_PERIOD,
+    OPT_TG_THRESHOLD,
+    OPT_EAGER,
+    OPT_FORMAT,
+    OPT_CHECKPOINT_DIR,
+    OPT_CHECKPOINT_EVERY,
+    OPT_CHECKPOINT_KEEP,
+    OPT_RESUME,
+    OPT_STRICT,
+    OPT_MAX_FEATURES,
+    OPT_MAX_RECORD,
+    OPT_QUIET,
+    OPT_HELP,
+    OPT_FIRST_COMMAND_SPECIFIC = 2000,
+};
+
+#define CLI_LEARNER_LONG_OPTIONS                                                \
+    {"bits", required_argument, 0, 'b'}, {"quadratic", required_argument, 0, 'q'}, \
+        {"learning-rate", required_argument, 0, 'l'},                           \
+        {"schedule", required_argument, 0, OPT_SCHEDULE},                       \
+        {"power-t", required_argument, 0, OPT_POWER_T},                         \
+        {"initial-t", required_argument, 0, OPT_INITIAL_T},                     \
+        {"adagrad-delta", required_argument, 0, OPT_ADAGRAD_DELTA},             \
+        {"l1", required_argument, 0, OPT_L1}, {"l2", required_argument, 0, OPT_L2}, \
+        {"tg-period", required_argument, 0, OPT_TG_PERIOD},                     \
+        {"tg-threshold", required_argument, 0, OPT_TG_THRESHOLD},               \
+        {"eager", no_argument, 0, OPT_EAGER}
+
+#endif

@@ -1,0 +1,134 @@
+/* cmd_inspect.c - `streamlr inspect MODEL`: what a model or checkpoint holds:
+ * settings, progress, input position, sparsity and the largest weights. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "cli_options.h"
+#include "commands.h"
+#include "streamlr/checkpoint.h"
+
+typedef struct top_weights {
+    uint64_t *index;
+    double *w;
+    unsigned n, k;
+    uint64_t nnz;
+} top_weights;
+
+/* keep the k largest |w| in a small sorted array (k is tiny) */
+static int collect(void *ctx, uint64_t index, double w)
+{
+    top_weights *t = ctx;
+    t->nnz++;
+    if (t->k == 0)
+        return 0;
+    if (t->n == t->k && fabs(w) <= fabs(t->w[t->n - 1]))
+        return 0;
+    unsigned i = t->n < t->k ? t->n++ : t->n - 1;
+    while (i > 0 && fabs(t->w[i - 1]) < fabs(w)) {
+        t->w[i] = t->w[i - 1];
+        t->index[i] = t->index[i - 1];
+        i--;
+    }
+    t->w[i] = w;
+    t->index[i] = index;
+    return 0;
+}
+
+int slr_cmd_inspect(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"top", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    uint32_t top = 20;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (c == 't') {
+            if (!cli_u32("inspect", "--top", optarg, &top) || top > 100000)
+                return 2;
+        } else if (c == 'h') {
+            printf("usage: streamlr inspect [--top N] MODEL\n\n"
+                   "Show a model's hyperparameters, examples seen, progressive loss, input\n"
+                   "position, number of nonzero weights and the N largest (default 20).\n");
+            return 0;
+        } else {
+            fprintf(stderr, "usage: streamlr inspect [--top N] MODEL\n");
+            return 2;
+        }
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "usage: streamlr inspect [--top N] MODEL\n");
+        return 2;
+    }
+    const char *path = argv[optind];
+    slr_learner *l;
+    slr_job_state st;
+    slr_error err;
+    slr_job_state_init(&st);
+    if (slr_checkpoint_read(path, &l, &st, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr inspect: %s\n", err.msg);
+        return 1;
+    }
+    const slr_learner_config *cfg = slr_learner_config_of(l);
+    const slr_metrics *m = &st.metrics;
+    time_t when = (time_t)st.created;
+    char date[64] = "?";
+    strftime(date, sizeof date, "%Y-%m-%d %H:%M:%S UTC", gmtime(&when));
+
+    printf("model            %s (checkpoint #%llu, written %s)\n", path,
+           (unsigned long long)st.sequence, date);
+    printf("hashing          -b %u (%llu weights)", cfg->hashing.bits,
+           (unsigned long long)slr_learner_bias_index(l));
+    for (unsigned i = 0; i < cfg->hashing.n_quadratic; i++)
+        printf(" -q %c%c", cfg->hashing.quadratic[i][0], cfg->hashing.quadratic[i][1]);
+    printf("\nschedule         %s, -l %g", slr_schedule_name(cfg->schedule), cfg->eta);
+    if (cfg->schedule == SLR_SCHEDULE_INVPOW)
+        printf(", --power-t %g, --initial-t %g", cfg->power_t, cfg->initial_t);
+    if (cfg->schedule == SLR_SCHEDULE_ADAGRAD)
+        printf(", --adagrad-delta %g", cfg->adagrad_delta);
+    printf("\npenalty          --l1 %g --l2 %g --tg-period %u --tg-threshold %g%s\n", cfg->l1,
+           cfg->l2, cfg->tg_period, cfg->tg_threshold, cfg->eager ? " (eager)" : "");
+    printf("examples learned %llu (weighted %.6g, positives %.6g)\n",
+           (unsigned long long)slr_learner_steps(l), m->weight, m->positives);
+    printf("progressive loss %.6f", slr_metrics_logloss(m));
+    if (m->weight > 0)
+        printf(" (mean prediction %.4f vs positive rate %.4f)", m->predicted / m->weight,
+               m->positives / m->weight);
+    printf("\nbad records      %llu, unlabelled %llu\n", (unsigned long long)m->bad,
+           (unsigned long long)m->unlabelled);
+    printf("input            format %s", st.format && *st.format ? st.format : "?");
+    if (st.source == SLR_SOURCE_FILES) {
+        printf(", %u file(s)", st.n_files);
+        if (st.file.file_index < st.n_files)
+            printf(", next record at %s byte %llu (line %llu)", st.files[st.file.file_index],
+                   (unsigned long long)st.file.offset, (unsigned long long)st.file.line);
+        else
+            printf(", all consumed");
+        printf(", %llu records", (unsigned long long)st.file.records);
+    }
+    for (uint32_t i = 0; i < st.n_kafka; i++)
+        printf("%s %s[%d] next offset %lld", i ? "," : ", kafka", st.kafka[i].topic,
+               st.kafka[i].partition, (long long)st.kafka[i].offset);
+    printf("\n");
+
+    top_weights t = {calloc(top ? top : 1, sizeof(uint64_t)), calloc(top ? top : 1, sizeof(double)),
+                     0, top, 0};
+    slr_learner_foreach_weight(l, collect, &t);
+    printf("nonzero weights  %llu of %llu (%.3g%%), bias %.6g\n", (unsigned long long)t.nnz,
+           (unsigned long long)slr_learner_bias_index(l) + 1,
+           100.0 * (double)t.nnz / (double)(slr_learner_bias_index(l) + 1),
+           slr_learner_weight(l, slr_learner_bias_index(l)));
+    if (t.n)
+        printf("largest |weight|:\n");
+    for (unsigned i = 0; i < t.n; i++)
+        printf("  %12llu %+.6g%s\n", (unsigned long long)t.index[i], t.w[i],
+               t.index[i] == slr_learner_bias_index(l) ? "  (bias)" : "");
+    free(t.index);
+    free(t.w);
+    slr_learner_destroy(l);
+    slr_job_state_free(&st);
+    return 0;
+}

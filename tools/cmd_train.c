@@ -1,0 +1,197 @@
+/* cmd_train.c - `streamlr train`: replay files (or, with --brokers, consume
+ * Kafka) into the learner, with progress and checkpoints. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "cli_options.h"
+#include "commands.h"
+#include "streamlr/train.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: streamlr train --data FILE|- [--data FILE]... [--format F] [options]\n"
+            "\n"
+            "Learn a logistic regression model online, one example at a time: each example is\n"
+            "scored before it is learned from, so the average loss printed is an honest\n"
+            "out-of-sample estimate (progressive validation).\n"
+            "\n"
+            "Input:\n"
+            "  -d, --data FILE          input file, - for stdin; repeatable, read in order\n"
+            "                           (bare FILE arguments are taken as --data too)\n"
+            "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
+            "                           file extension, else vw); see docs/FORMAT.md\n"
+            "      --strict             stop at the first bad record instead of skipping it\n"
+            "      --max-features N     reject examples with more than N features after -q\n"
+            "                           (default 65536)\n"
+            "      --max-record BYTES   reject records longer than this (default 16 MiB)\n"
+            "\n"
+            "%s"
+            "\n"
+            "Models and checkpoints:\n"
+            "  -i, --initial-model FILE start from this model (rates and penalties given\n"
+            "                           on the command line replace the model's)\n"
+            "  -f, --final-model FILE   write the final model here\n"
+            "      --checkpoint-dir DIR write checkpoints here (model + input position)\n"
+            "      --checkpoint-every N|Ns  every N examples, or every N seconds with a\n"
+            "                           trailing s (default 60s when --checkpoint-dir is set)\n"
+            "      --checkpoint-keep N  keep the newest N checkpoints (default 3)\n"
+            "      --resume             continue from the newest valid checkpoint in\n"
+            "                           --checkpoint-dir (start fresh if there is none)\n"
+            "\n"
+            "Output:\n"
+            "      --quiet              no progress table or summary\n"
+            "  -h, --help               this text\n"
+            "\n"
+            "SIGINT/SIGTERM stop after the example in hand and write a final checkpoint.\n"
+            "Exit status: 0 done (or stopped on request), 1 the job failed, 2 usage error.\n",
+            cli_learner_help);
+}
+
+static bool parse_every(const char *s, slr_train_options *opt)
+{
+    size_t n = strlen(s);
+    if (n > 1 && s[n - 1] == 's') {
+        char *num = strndup(s, n - 1);
+        double secs;
+        bool ok = num && cli_double("train", "--checkpoint-every", num, &secs) && secs > 0;
+        free(num);
+        if (!ok)
+            return false;
+        opt->checkpoint_every_seconds = secs;
+        return true;
+    }
+    return cli_u64("train", "--checkpoint-every", s, &opt->checkpoint_every_examples);
+}
+
+int slr_cmd_train(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        CLI_LEARNER_LONG_OPTIONS,
+        {"data", required_argument, 0, 'd'},
+        {"format", required_argument, 0, OPT_FORMAT},
+        {"initial-model", required_argument, 0, 'i'},
+        {"final-model", required_argument, 0, 'f'},
+        {"checkpoint-dir", required_argument, 0, OPT_CHECKPOINT_DIR},
+        {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
+        {"checkpoint-keep", required_argument, 0, OPT_CHECKPOINT_KEEP},
+        {"resume", no_argument, 0, OPT_RESUME},
+        {"strict", no_argument, 0, OPT_STRICT},
+        {"max-features", required_argument, 0, OPT_MAX_FEATURES},
+        {"max-record", required_argument, 0, OPT_MAX_RECORD},
+        {"quiet", no_argument, 0, OPT_QUIET},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    slr_train_options opt;
+    slr_train_options_init(&opt);
+    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    uint32_t n_files = 0;
+    bool format_given = false, quiet = false, every_given = false;
+    int rc = 2;
+    uint64_t u64;
+    slr_error err;
+
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:h", longopts, NULL)) != -1) {
+        int handled = cli_learner_option("train", c, optarg, &opt.learner, &opt.learner_set);
+        if (handled < 0)
+            goto done;
+        if (handled)
+            continue;
+        switch (c) {
+        case 'd': files[n_files++] = optarg; break;
+        case OPT_FORMAT:
+            if (slr_format_parse(optarg, &opt.format, &err) != SLR_OK) {
+                fprintf(stderr, "streamlr train: %s\n", err.msg);
+                goto done;
+            }
+            format_given = true;
+            break;
+        case 'i': opt.model_in = optarg; break;
+        case 'f': opt.model_out = optarg; break;
+        case OPT_CHECKPOINT_DIR: opt.checkpoint_dir = optarg; break;
+        case OPT_CHECKPOINT_EVERY:
+            if (!parse_every(optarg, &opt))
+                goto done;
+            every_given = true;
+            break;
+        case OPT_CHECKPOINT_KEEP:
+            if (!cli_u64("train", "--checkpoint-keep", optarg, &u64) || u64 < 1 || u64 > 1000) {
+                fprintf(stderr, "streamlr train: --checkpoint-keep must be 1..1000\n");
+                goto done;
+            }
+            opt.checkpoint_keep = (unsigned)u64;
+            break;
+        case OPT_RESUME: opt.resume = true; break;
+        case OPT_STRICT: opt.strict = true; break;
+        case OPT_MAX_FEATURES:
+            if (!cli_u32("train", "--max-features", optarg, &opt.max_features))
+                goto done;
+            break;
+        case OPT_MAX_RECORD:
+            if (!cli_u64("train", "--max-record", optarg, &u64) || u64 < 16) {
+                fprintf(stderr, "streamlr train: --max-record must be at least 16 bytes\n");
+                goto done;
+            }
+            opt.max_record = (size_t)u64;
+            break;
+        case OPT_QUIET: quiet = true; break;
+        case 'h': usage(stdout); rc = 0; goto done;
+        default: usage(stderr); goto done;
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        files[n_files++] = argv[i];
+    if (n_files == 0) {
+        fprintf(stderr, "streamlr train: no input; give --data FILE (or - for stdin)\n");
+        goto done;
+    }
+    if (!format_given && !slr_format_guess(files[0], &opt.format))
+        opt.format = SLR_FORMAT_VW;
+    if (opt.checkpoint_dir && !every_given)
+        opt.checkpoint_every_seconds = 60;
+    if ((every_given || opt.resume) && !opt.checkpoint_dir) {
+        fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
+        goto done;
+    }
+    if (slr_learner_config_validate(&opt.learner, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr train: %s\n", err.msg);
+        goto done;
+    }
+    opt.files = files;
+    opt.n_files = n_files;
+    opt.progress = quiet ? NULL : stderr;
+    opt.log = cli_log;
+    opt.stop = &stop_requested;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    slr_train_result res;
+    if (slr_train_files(&opt, &res, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr train: %s\n", err.msg);
+        rc = 1;
+        goto done;
+    }
+    rc = 0;
+done:
+    free(files);
+    return rc;
+}
