@@ -66,6 +66,17 @@ void slr_raw_example_free(slr_raw_example *raw);
 void slr_raw_example_reset(slr_raw_example *raw);
 slr_status slr_raw_example_push(slr_raw_example *raw, const slr_raw_feature *f, slr_error *err);
 
+/* True when a and b are both named features of the same namespace (same
+ * bytes; NULL and "" both mean the default namespace).  Consumers use it to
+ * find runs of one namespace without comparing strings at every feature. */
+bool slr_raw_feature_same_namespace(const slr_raw_feature *a, const slr_raw_feature *b);
+
+/* The value given to a Criteo integer column I1..I13: a sign-preserving
+ * log1p, so that counts spanning six orders of magnitude land in a range a
+ * single learning rate can handle.  One function so it can be tuned; a
+ * change alters every Criteo model, so note it in the changelog. */
+double slr_criteo_numeric_transform(double v);
+
 /* Hash a raw example into ex (which is reset first).  Bad values, labels and
  * feature counts are reported here, as bad input. */
 slr_status slr_example_from_raw(slr_example *ex, const slr_raw_example *raw, slr_error *err);
@@ -90,7 +101,18 @@ void slr_decoder_set_max_record(slr_decoder *d, size_t max_bytes);
 /* Decode the record at the front of buf[0, len).  at_end says that no byte
  * follows buf (end of file or of a message), so a last line without a
  * newline is still a record.  Views in raw stay valid while buf does.  err
- * is filled for SLR_DECODE_BAD only; the caller adds the position. */
+ * is filled for SLR_DECODE_BAD only; the caller adds the position.
+ *
+ * Every result but NEED_MORE sets *consumed > 0, so a loop that drops
+ * *consumed bytes always advances; len == 0 gives NEED_MORE.  Text: one line
+ * per record, *consumed includes the '\n'; a line over the record limit is
+ * BAD once, then its tail comes back as SKIP up to the next newline (the
+ * decoder remembers this between calls).  msgpack: one object per record; a
+ * well-formed object that is not an example is BAD with *consumed = its size;
+ * bytes that are not msgpack (or an object cut off by at_end, or one that
+ * would exceed the record limit) are BAD with *consumed = 1, i.e. the decoder
+ * resynchronises byte by byte, which is slow on long runs of garbage but
+ * never skips a good record that follows. */
 slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
                                    size_t *consumed, slr_raw_example *raw, slr_error *err);
 

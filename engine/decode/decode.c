@@ -1,0 +1,260 @@
+/* decode.c - formats, the decoder object and text framing (see decode.h).
+ *
+ * The three text formats share their framing, so it lives here once: a
+ * record is one line; the per-format code in decode_<fmt>.c only ever sees a
+ * complete, non-blank line without its line ending.  A line longer than the
+ * record limit is reported once and its tail is then dropped as SKIP until
+ * the next newline, so a runaway line costs bounded memory in the caller's
+ * sliding buffer and still leaves the following records readable. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "decode/decode_impl.h"
+
+/* ------------------------------------------------------------------ formats */
+
+static const struct {
+    const char *name;
+    slr_format format;
+} format_names[] = {
+    {"msgpack", SLR_FORMAT_MSGPACK}, {"mp", SLR_FORMAT_MSGPACK},
+    {"vw", SLR_FORMAT_VW},
+    {"libsvm", SLR_FORMAT_LIBSVM},   {"svm", SLR_FORMAT_LIBSVM},
+    {"criteo", SLR_FORMAT_CRITEO},   {"tsv", SLR_FORMAT_CRITEO},
+};
+
+const char *slr_format_name(slr_format f)
+{
+    switch (f) {
+    case SLR_FORMAT_MSGPACK: return "msgpack";
+    case SLR_FORMAT_VW: return "vw";
+    case SLR_FORMAT_LIBSVM: return "libsvm";
+    case SLR_FORMAT_CRITEO: return "criteo";
+    }
+    return "unknown";
+}
+
+static bool format_lookup(const char *name, slr_format *out)
+{
+    for (size_t i = 0; i < sizeof format_names / sizeof format_names[0]; i++)
+        if (!strcasecmp(name, format_names[i].name)) {
+            *out = format_names[i].format;
+            return true;
+        }
+    return false;
+}
+
+slr_status slr_format_parse(const char *name, slr_format *out, slr_error *err)
+{
+    if (name && format_lookup(name, out))
+        return SLR_OK;
+    return slr_error_set(err, SLR_ERR_ARG,
+                         "unknown input format \"%s\" (expected msgpack, vw, libsvm or criteo)",
+                         name ? name : "");
+}
+
+bool slr_format_guess(const char *path, slr_format *out)
+{
+    if (!path)
+        return false;
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    /* A compressed file (.vw.gz) is not readable as is, so no guess. */
+    if (!dot || dot == base)
+        return false;
+    return format_lookup(dot + 1, out);
+}
+
+bool slr_format_is_text(slr_format f)
+{
+    return f == SLR_FORMAT_VW || f == SLR_FORMAT_LIBSVM || f == SLR_FORMAT_CRITEO;
+}
+
+/* -------------------------------------------------------------- raw example */
+
+void slr_raw_example_init(slr_raw_example *raw)
+{
+    memset(raw, 0, sizeof *raw);
+    slr_raw_example_reset(raw);
+}
+
+void slr_raw_example_free(slr_raw_example *raw)
+{
+    free(raw->features);
+    memset(raw, 0, sizeof *raw);
+}
+
+void slr_raw_example_reset(slr_raw_example *raw)
+{
+    raw->label = 0;
+    raw->has_label = false;
+    raw->weight = 1.0;
+    raw->has_weight = false;
+    raw->tag = NULL;
+    raw->tag_len = 0;
+    raw->n_features = 0;
+}
+
+slr_status slr_raw_example_grow(slr_raw_example *raw, uint32_t extra, slr_error *err)
+{
+    if (extra > UINT32_MAX - raw->n_features)
+        return slr_error_set(err, SLR_ERR_BAD_INPUT, "too many features in one record");
+    uint32_t need = raw->n_features + extra;
+    if (need <= raw->cap_features)
+        return SLR_OK;
+    uint64_t cap = raw->cap_features ? raw->cap_features : 64;
+    while (cap < need)
+        cap *= 2;
+    if (cap > UINT32_MAX)
+        cap = UINT32_MAX;
+    slr_raw_feature *f = realloc(raw->features, (size_t)cap * sizeof *f);
+    if (!f)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for %llu raw features",
+                             (unsigned long long)cap);
+    raw->features = f;
+    raw->cap_features = (uint32_t)cap;
+    return SLR_OK;
+}
+
+slr_status slr_raw_example_push(slr_raw_example *raw, const slr_raw_feature *f, slr_error *err)
+{
+    if (raw->n_features == raw->cap_features) {
+        slr_status st = slr_raw_example_grow(raw, 1, err);
+        if (st != SLR_OK)
+            return st;
+    }
+    raw->features[raw->n_features++] = *f;
+    return SLR_OK;
+}
+
+bool slr_raw_feature_same_namespace(const slr_raw_feature *a, const slr_raw_feature *b)
+{
+    if (!a->name || !b->name || a->ns_len != b->ns_len)
+        return false;
+    return a->ns == b->ns || a->ns_len == 0 || !memcmp(a->ns, b->ns, a->ns_len);
+}
+
+slr_decode_result slr_decode_bad(slr_error *err, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    slr_error_vset(err, SLR_ERR_BAD_INPUT, fmt, ap);
+    va_end(ap);
+    return SLR_DECODE_BAD;
+}
+
+/* ------------------------------------------------------------------ decoder */
+
+slr_status slr_decoder_create(slr_decoder **out, slr_format fmt, slr_error *err)
+{
+    *out = NULL;
+    if (fmt != SLR_FORMAT_MSGPACK && !slr_format_is_text(fmt))
+        return slr_error_set(err, SLR_ERR_ARG, "unknown input format %d", (int)fmt);
+    slr_decoder *d = calloc(1, sizeof *d);
+    if (!d)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a decoder");
+    d->format = fmt;
+    d->max_record = SLR_DEFAULT_MAX_RECORD;
+    d->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+    if (d->c_locale == (locale_t)0) {
+        free(d);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a decoder (C locale)");
+    }
+    if (fmt == SLR_FORMAT_MSGPACK) {
+        slr_status st = slr_decode_msgpack_init(d, err);
+        if (st != SLR_OK) {
+            slr_decoder_destroy(d);
+            return st;
+        }
+    }
+    *out = d;
+    return SLR_OK;
+}
+
+void slr_decoder_destroy(slr_decoder *d)
+{
+    if (!d)
+        return;
+    slr_decode_msgpack_fini(d);
+    if (d->c_locale != (locale_t)0)
+        freelocale(d->c_locale);
+    free(d);
+}
+
+slr_format slr_decoder_format(const slr_decoder *d)
+{
+    return d->format;
+}
+
+void slr_decoder_set_max_record(slr_decoder *d, size_t max_bytes)
+{
+    /* Views store 32-bit lengths, so no record may be longer than that. */
+    if (max_bytes == 0)
+        max_bytes = SLR_DEFAULT_MAX_RECORD;
+    if (max_bytes > UINT32_MAX)
+        max_bytes = UINT32_MAX;
+    d->max_record = max_bytes;
+}
+
+static slr_line_parser *line_parser(slr_format f)
+{
+    switch (f) {
+    case SLR_FORMAT_VW: return slr_decode_vw_line;
+    case SLR_FORMAT_LIBSVM: return slr_decode_libsvm_line;
+    case SLR_FORMAT_CRITEO: return slr_decode_criteo_line;
+    case SLR_FORMAT_MSGPACK: break;
+    }
+    return NULL;
+}
+
+static slr_decode_result next_line(slr_decoder *d, const char *buf, size_t len, bool at_end,
+                                   size_t *consumed, slr_raw_example *raw, slr_error *err)
+{
+    const char *nl = memchr(buf, '\n', len);
+    if (d->discarding) {
+        *consumed = nl ? (size_t)(nl - buf) + 1 : len;
+        d->discarding = !nl && !at_end;
+        return SLR_DECODE_SKIP;
+    }
+    size_t line_len;
+    if (nl) {
+        line_len = (size_t)(nl - buf);
+        *consumed = line_len + 1;
+        if (*consumed > d->max_record)
+            return slr_decode_bad(err, "line longer than %zu bytes", d->max_record);
+    } else if (len >= d->max_record) {
+        *consumed = len;
+        d->discarding = !at_end;
+        return slr_decode_bad(err, "line longer than %zu bytes", d->max_record);
+    } else if (at_end) {
+        line_len = len;
+        *consumed = len;
+    } else {
+        *consumed = 0;
+        return SLR_DECODE_NEED_MORE;
+    }
+
+    if (line_len > 0 && buf[line_len - 1] == '\r')
+        line_len--;
+    size_t i = 0;
+    while (i < line_len && (slr_is_blank(buf[i]) || buf[i] == '\r'))
+        i++;
+    if (i == line_len)
+        return SLR_DECODE_SKIP;
+    slr_raw_example_reset(raw);
+    return line_parser(d->format)(d, buf, line_len, raw, err);
+}
+
+slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
+                                   size_t *consumed, slr_raw_example *raw, slr_error *err)
+{
+    *consumed = 0;
+    if (len == 0)
+        return SLR_DECODE_NEED_MORE;
+    if (d->format == SLR_FORMAT_MSGPACK)
+        return slr_decode_msgpack_next(d, buf, len, at_end, consumed, raw, err);
+    return next_line(d, buf, len, at_end, consumed, raw, err);
+}

@@ -1,0 +1,495 @@
+/* decode_msgpack.c - the native format: one msgpack object per example.
+ *
+ *   [label, features]            [label, weight, features]
+ *   [label, weight, ids, values] (compact, pre-hashed: bins of LE uint32 / float32)
+ *   {"label"|"y", "weight"|"w", "tag", "features"|"f", "ids", "values"}
+ * docs/FORMAT.md has the full schema.
+ *
+ * Two steps.  scan_object() first walks the bytes to find where the object
+ * ends, without allocating: msgpack_unpack() would otherwise report a cut-off
+ * object only after reserving zone memory for every element its headers
+ * promise (5 bytes can promise 4 billion), and it advances its offset even
+ * when it fails, so it cannot tell us the object's size either.  The scan
+ * also says how much zone memory the unpack will take, so the decoder's zone
+ * is sized once and then reused: after warm-up no call allocates.  Then
+ * msgpack_unpack() builds the object tree and interpret() maps it onto the
+ * raw example.
+ *
+ * msgpack-c's C unpacker (checked for 4.0: template_callback_str/_bin) makes
+ * str and bin objects point into the input buffer rather than copying them,
+ * so names, tags and the compact bins are views into the caller's buffer,
+ * like in the text formats; the zone holds only the object tree, which is
+ * not referenced once the call returns, so it is cleared at once. */
+#include <math.h>
+#include <msgpack.h>
+#include <msgpack/unpack_define.h> /* MSGPACK_EMBED_STACK_SIZE */
+#include <stdlib.h>
+#include <string.h>
+
+#include "decode/decode_impl.h"
+
+#define ZONE_INITIAL_CHUNK (64u << 10)
+#define ZONE_SLACK 256 /* alignment of the first allocation, rounding */
+
+struct slr_msgpack_state {
+    msgpack_zone zone;
+    size_t chunk_size;
+};
+
+slr_status slr_decode_msgpack_init(slr_decoder *d, slr_error *err)
+{
+    struct slr_msgpack_state *mp = malloc(sizeof *mp);
+    if (!mp || !msgpack_zone_init(&mp->zone, ZONE_INITIAL_CHUNK)) {
+        free(mp);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the msgpack decoder");
+    }
+    mp->chunk_size = ZONE_INITIAL_CHUNK;
+    d->mp = mp;
+    return SLR_OK;
+}
+
+void slr_decode_msgpack_fini(slr_decoder *d)
+{
+    if (d->mp) {
+        msgpack_zone_destroy(&d->mp->zone);
+        free(d->mp);
+        d->mp = NULL;
+    }
+}
+
+/* Grow the zone's chunk so one object's tree fits in it. */
+static bool zone_fit(struct slr_msgpack_state *mp, size_t need)
+{
+    need += ZONE_SLACK;
+    if (need <= mp->chunk_size)
+        return true;
+    size_t chunk = mp->chunk_size;
+    while (chunk < need)
+        chunk *= 2;
+    msgpack_zone fresh;
+    if (!msgpack_zone_init(&fresh, chunk))
+        return false;
+    msgpack_zone_destroy(&mp->zone);
+    mp->zone = fresh;
+    mp->chunk_size = chunk;
+    return true;
+}
+
+/* ------------------------------------------------------------------- scan */
+
+typedef enum scan_result { SCAN_COMPLETE, SCAN_INCOMPLETE, SCAN_INVALID } scan_result;
+
+static inline uint64_t be_read(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+/* Find the end of the object at b[0, len) and the zone bytes its containers
+ * will take.  Every object is at least one byte, so more pending objects
+ * than remaining bytes means the object is cut off; that also keeps the
+ * counters below len, so they cannot overflow. */
+static scan_result scan_object(const unsigned char *b, size_t len, size_t *size, size_t *zone_need)
+{
+    size_t pos = 0, need = 0;
+    uint64_t pending = 1;
+    while (pending > 0) {
+        if (pending > len - pos)
+            return SCAN_INCOMPLETE;
+        unsigned c = b[pos++];
+        pending--;
+        if (c <= 0x7f || c >= 0xe0)
+            continue; /* fixint */
+        int len_bytes = 0;     /* big-endian length or count that follows */
+        uint64_t skip = 0;     /* payload bytes after that */
+        int container = 0;     /* 1 array, 2 map */
+        uint64_t count = 0;
+        if (c <= 0x8f) {
+            container = 2, count = c & 0x0f;
+        } else if (c <= 0x9f) {
+            container = 1, count = c & 0x0f;
+        } else if (c <= 0xbf) {
+            skip = c & 0x1f; /* fixstr */
+        } else {
+            switch (c) {
+            case 0xc0: case 0xc2: case 0xc3: break;            /* nil, false, true */
+            case 0xc1: return SCAN_INVALID;                     /* never used */
+            case 0xc4: case 0xd9: len_bytes = 1; break;         /* bin8, str8 */
+            case 0xc5: case 0xda: len_bytes = 2; break;
+            case 0xc6: case 0xdb: len_bytes = 4; break;
+            case 0xc7: len_bytes = 1, skip = 1; break;          /* ext: + type byte */
+            case 0xc8: len_bytes = 2, skip = 1; break;
+            case 0xc9: len_bytes = 4, skip = 1; break;
+            case 0xca: skip = 4; break;                         /* float32 */
+            case 0xcb: skip = 8; break;
+            case 0xcc: case 0xd0: skip = 1; break;              /* (u)int8 */
+            case 0xcd: case 0xd1: skip = 2; break;
+            case 0xce: case 0xd2: skip = 4; break;
+            case 0xcf: case 0xd3: skip = 8; break;
+            case 0xd4: skip = 2; break;                         /* fixext */
+            case 0xd5: skip = 3; break;
+            case 0xd6: skip = 5; break;
+            case 0xd7: skip = 9; break;
+            case 0xd8: skip = 17; break;
+            case 0xdc: container = 1, len_bytes = 2; break;
+            case 0xdd: container = 1, len_bytes = 4; break;
+            case 0xde: container = 2, len_bytes = 2; break;
+            case 0xdf: container = 2, len_bytes = 4; break;
+            }
+        }
+        if (len_bytes) {
+            if ((size_t)len_bytes > len - pos)
+                return SCAN_INCOMPLETE;
+            uint64_t v = be_read(b + pos, len_bytes);
+            pos += (size_t)len_bytes;
+            if (container)
+                count = v;
+            else
+                skip += v;
+        }
+        if (skip > len - pos)
+            return SCAN_INCOMPLETE;
+        pos += (size_t)skip;
+        if (container == 1) {
+            pending += count;
+            need += (size_t)count * sizeof(msgpack_object) + sizeof(void *);
+        } else if (container == 2) {
+            pending += 2 * count;
+            need += (size_t)count * sizeof(msgpack_object_kv) + sizeof(void *);
+        }
+    }
+    *size = pos;
+    *zone_need = need;
+    return SCAN_COMPLETE;
+}
+
+/* -------------------------------------------------------------- interpret */
+
+static const char default_ns[] = "";
+
+static const char *type_name(msgpack_object_type t)
+{
+    switch (t) {
+    case MSGPACK_OBJECT_NIL: return "nil";
+    case MSGPACK_OBJECT_BOOLEAN: return "a bool";
+    case MSGPACK_OBJECT_POSITIVE_INTEGER:
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: return "an integer";
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: return "a float";
+    case MSGPACK_OBJECT_STR: return "a string";
+    case MSGPACK_OBJECT_ARRAY: return "an array";
+    case MSGPACK_OBJECT_MAP: return "a map";
+    case MSGPACK_OBJECT_BIN: return "a bin";
+    case MSGPACK_OBJECT_EXT: return "an ext";
+    }
+    return "an unknown type";
+}
+
+static bool as_number(const msgpack_object *o, double *out)
+{
+    switch (o->type) {
+    case MSGPACK_OBJECT_POSITIVE_INTEGER: *out = (double)o->via.u64; return true;
+    case MSGPACK_OBJECT_NEGATIVE_INTEGER: *out = (double)o->via.i64; return true;
+    case MSGPACK_OBJECT_FLOAT32:
+    case MSGPACK_OBJECT_FLOAT64: *out = o->via.f64; return true;
+    default: return false;
+    }
+}
+
+static inline bool str_is(const msgpack_object_str *s, const char *lit)
+{
+    size_t n = strlen(lit);
+    return s->size == n && !memcmp(s->ptr, lit, n);
+}
+
+static slr_decode_result set_label(const msgpack_object *o, slr_raw_example *raw, slr_error *err)
+{
+    if (o->type == MSGPACK_OBJECT_NIL)
+        return SLR_DECODE_EXAMPLE;
+    if (o->type == MSGPACK_OBJECT_BOOLEAN)
+        raw->label = o->via.boolean ? 1.0 : 0.0;
+    else if (!as_number(o, &raw->label))
+        return slr_decode_bad(err, "label is %s; expected 0, 1, -1, a bool or nil", type_name(o->type));
+    raw->has_label = true;
+    return SLR_DECODE_EXAMPLE;
+}
+
+static slr_decode_result set_weight(const msgpack_object *o, slr_raw_example *raw, slr_error *err)
+{
+    if (o->type == MSGPACK_OBJECT_NIL)
+        return SLR_DECODE_EXAMPLE;
+    if (!as_number(o, &raw->weight))
+        return slr_decode_bad(err, "weight is %s; expected a number or nil", type_name(o->type));
+    raw->has_weight = true;
+    return SLR_DECODE_EXAMPLE;
+}
+
+static inline slr_decode_result add(slr_raw_example *raw, const char *ns, size_t ns_len,
+                                    const char *name, size_t name_len, uint64_t id, double v,
+                                    slr_error *err)
+{
+    return slr_raw_add(raw, ns, ns_len, name, name_len, id, v, err) == SLR_OK ? SLR_DECODE_EXAMPLE
+                                                                             : SLR_DECODE_BAD;
+}
+
+/* One entry of the features map whose key is a string. */
+static slr_decode_result named_entry(const msgpack_object_str *key, const msgpack_object *val,
+                                     slr_raw_example *raw, slr_error *err)
+{
+    double v;
+    slr_decode_result r = SLR_DECODE_EXAMPLE;
+    switch (val->type) {
+    case MSGPACK_OBJECT_MAP: /* a namespace of named features */
+        for (uint32_t i = 0; i < val->via.map.size && r == SLR_DECODE_EXAMPLE; i++) {
+            const msgpack_object *k = &val->via.map.ptr[i].key, *x = &val->via.map.ptr[i].val;
+            if (k->type != MSGPACK_OBJECT_STR)
+                return slr_decode_bad(err, "features[\"%.*s\"] has a key that is %s; names must be strings",
+                                      SLR_QUOTE(key->ptr, key->size), type_name(k->type));
+            if (!as_number(x, &v))
+                return slr_decode_bad(err, "feature \"%.*s\" in namespace \"%.*s\" is %s, not a number",
+                                      SLR_QUOTE(k->via.str.ptr, k->via.str.size),
+                                      SLR_QUOTE(key->ptr, key->size), type_name(x->type));
+            r = add(raw, key->ptr, key->size, k->via.str.ptr, k->via.str.size, 0, v, err);
+        }
+        return r;
+    case MSGPACK_OBJECT_ARRAY: /* a namespace of categorical names */
+        for (uint32_t i = 0; i < val->via.array.size && r == SLR_DECODE_EXAMPLE; i++) {
+            const msgpack_object *x = &val->via.array.ptr[i];
+            if (x->type != MSGPACK_OBJECT_STR)
+                return slr_decode_bad(err, "features[\"%.*s\"] holds %s; a namespace array holds names (strings)",
+                                      SLR_QUOTE(key->ptr, key->size), type_name(x->type));
+            r = add(raw, key->ptr, key->size, x->via.str.ptr, x->via.str.size, 0, 1.0, err);
+        }
+        return r;
+    case MSGPACK_OBJECT_STR: /* a categorical field: namespace = key */
+        return add(raw, key->ptr, key->size, val->via.str.ptr, val->via.str.size, 0, 1.0, err);
+    case MSGPACK_OBJECT_BOOLEAN:
+        if (!val->via.boolean)
+            return SLR_DECODE_EXAMPLE;
+        return add(raw, default_ns, 0, key->ptr, key->size, 0, 1.0, err);
+    case MSGPACK_OBJECT_NIL:
+        return SLR_DECODE_EXAMPLE; /* a missing value */
+    default:
+        if (as_number(val, &v))
+            return add(raw, default_ns, 0, key->ptr, key->size, 0, v, err);
+        return slr_decode_bad(err, "features[\"%.*s\"] is %s; expected a number, string, bool, nil, "
+                                   "array of names or map of name to number",
+                              SLR_QUOTE(key->ptr, key->size), type_name(val->type));
+    }
+}
+
+static slr_decode_result features(const msgpack_object *f, slr_raw_example *raw, slr_error *err)
+{
+    slr_decode_result r = SLR_DECODE_EXAMPLE;
+    if (f->type == MSGPACK_OBJECT_ARRAY) {
+        for (uint32_t i = 0; i < f->via.array.size && r == SLR_DECODE_EXAMPLE; i++) {
+            const msgpack_object *x = &f->via.array.ptr[i];
+            if (x->type != MSGPACK_OBJECT_STR)
+                return slr_decode_bad(err, "features array holds %s; it may hold only names (strings)",
+                                      type_name(x->type));
+            r = add(raw, default_ns, 0, x->via.str.ptr, x->via.str.size, 0, 1.0, err);
+        }
+        return r;
+    }
+    if (f->type != MSGPACK_OBJECT_MAP)
+        return slr_decode_bad(err, "features is %s; expected a map or an array of names",
+                              type_name(f->type));
+    for (uint32_t i = 0; i < f->via.map.size && r == SLR_DECODE_EXAMPLE; i++) {
+        const msgpack_object *k = &f->via.map.ptr[i].key, *v = &f->via.map.ptr[i].val;
+        double x;
+        if (k->type == MSGPACK_OBJECT_STR) {
+            r = named_entry(&k->via.str, v, raw, err);
+        } else if (k->type == MSGPACK_OBJECT_POSITIVE_INTEGER) {
+            if (!as_number(v, &x))
+                return slr_decode_bad(err, "pre-hashed feature %llu is %s, not a number",
+                                      (unsigned long long)k->via.u64, type_name(v->type));
+            r = add(raw, NULL, 0, NULL, 0, k->via.u64, x, err);
+        } else {
+            return slr_decode_bad(err, "features has a key that is %s; keys must be strings "
+                                       "(names) or non-negative integers (pre-hashed ids)",
+                                  type_name(k->type));
+        }
+    }
+    return r;
+}
+
+static inline uint32_t le32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return (uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24;
+}
+
+/* The fast path: two bins, no per-feature objects at all. */
+static slr_decode_result compact(const msgpack_object *ids, const msgpack_object *values,
+                                 slr_raw_example *raw, slr_error *err)
+{
+    if (ids->type != MSGPACK_OBJECT_BIN || ids->via.bin.size % 4)
+        return slr_decode_bad(err, "ids must be a bin of little-endian uint32 (a multiple of 4 bytes); "
+                                   "got %s of %u bytes", type_name(ids->type),
+                              ids->type == MSGPACK_OBJECT_BIN ? ids->via.bin.size : 0);
+    uint32_t n = ids->via.bin.size / 4;
+    const char *vals = NULL;
+    if (values->type == MSGPACK_OBJECT_BIN) {
+        if (values->via.bin.size != ids->via.bin.size)
+            return slr_decode_bad(err, "ids holds %u ids but values holds %u bytes (needs %u float32)",
+                                  n, values->via.bin.size, n);
+        vals = values->via.bin.ptr;
+    } else if (values->type != MSGPACK_OBJECT_NIL) {
+        return slr_decode_bad(err, "values must be a bin of little-endian float32 or nil; got %s",
+                              type_name(values->type));
+    }
+    if (slr_raw_example_grow(raw, n, err) != SLR_OK)
+        return SLR_DECODE_BAD;
+    slr_raw_feature *out = raw->features + raw->n_features;
+    const char *ip = ids->via.bin.ptr;
+    for (uint32_t i = 0; i < n; i++) {
+        float v = 1.0f;
+        if (vals) {
+            uint32_t bits = le32(vals + 4 * (size_t)i);
+            memcpy(&v, &bits, sizeof v);
+        }
+        out[i] = (slr_raw_feature){.id = le32(ip + 4 * (size_t)i), .value = v};
+    }
+    raw->n_features += n;
+    return SLR_DECODE_EXAMPLE;
+}
+
+static slr_decode_result from_array(const msgpack_object_array *a, slr_raw_example *raw,
+                                    slr_error *err)
+{
+    if (a->size < 2 || a->size > 4)
+        return slr_decode_bad(err, "an example array has 2 to 4 elements ([label, features], "
+                                   "[label, weight, features] or [label, weight, ids, values]); got %u",
+                              a->size);
+    slr_decode_result r = set_label(&a->ptr[0], raw, err);
+    if (r == SLR_DECODE_EXAMPLE && a->size >= 3)
+        r = set_weight(&a->ptr[1], raw, err);
+    if (r != SLR_DECODE_EXAMPLE)
+        return r;
+    if (a->size == 4)
+        return compact(&a->ptr[2], &a->ptr[3], raw, err);
+    return features(&a->ptr[a->size - 1], raw, err);
+}
+
+enum { KEY_LABEL = 1, KEY_WEIGHT = 2, KEY_TAG = 4, KEY_FEATURES = 8, KEY_IDS = 16, KEY_VALUES = 32 };
+
+static int key_bit(const msgpack_object_str *k)
+{
+    if (str_is(k, "label") || str_is(k, "y"))
+        return KEY_LABEL;
+    if (str_is(k, "weight") || str_is(k, "w"))
+        return KEY_WEIGHT;
+    if (str_is(k, "tag"))
+        return KEY_TAG;
+    if (str_is(k, "features") || str_is(k, "f"))
+        return KEY_FEATURES;
+    if (str_is(k, "ids"))
+        return KEY_IDS;
+    if (str_is(k, "values"))
+        return KEY_VALUES;
+    return 0;
+}
+
+static slr_decode_result from_map(const msgpack_object_map *m, slr_raw_example *raw, slr_error *err)
+{
+    static const msgpack_object nil = {.type = MSGPACK_OBJECT_NIL};
+    const msgpack_object *feats = NULL, *ids = NULL, *values = &nil;
+    int seen = 0;
+    slr_decode_result r = SLR_DECODE_EXAMPLE;
+    for (uint32_t i = 0; i < m->size && r == SLR_DECODE_EXAMPLE; i++) {
+        const msgpack_object *k = &m->ptr[i].key, *v = &m->ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR)
+            return slr_decode_bad(err, "an example map has a key that is %s; keys are strings",
+                                  type_name(k->type));
+        int bit = key_bit(&k->via.str);
+        if (!bit)
+            return slr_decode_bad(err, "unknown key \"%.*s\" in an example map (expected label/y, "
+                                       "weight/w, tag, features/f, ids, values)",
+                                  SLR_QUOTE(k->via.str.ptr, k->via.str.size));
+        if (seen & bit)
+            return slr_decode_bad(err, "key \"%.*s\" repeats a field already given",
+                                  SLR_QUOTE(k->via.str.ptr, k->via.str.size));
+        seen |= bit;
+        switch (bit) {
+        case KEY_LABEL: r = set_label(v, raw, err); break;
+        case KEY_WEIGHT: r = set_weight(v, raw, err); break;
+        case KEY_FEATURES: feats = v; break;
+        case KEY_IDS: ids = v; break;
+        case KEY_VALUES: values = v; break;
+        case KEY_TAG:
+            if (v->type == MSGPACK_OBJECT_STR) {
+                raw->tag = v->via.str.ptr;
+                raw->tag_len = v->via.str.size;
+            } else if (v->type != MSGPACK_OBJECT_NIL) {
+                r = slr_decode_bad(err, "tag is %s; expected a string or nil", type_name(v->type));
+            }
+            break;
+        }
+    }
+    if (r != SLR_DECODE_EXAMPLE)
+        return r;
+    if ((seen & KEY_VALUES) && !ids)
+        return slr_decode_bad(err, "\"values\" given without \"ids\"");
+    if (feats && (r = features(feats, raw, err)) != SLR_DECODE_EXAMPLE)
+        return r;
+    return ids ? compact(ids, values, raw, err) : SLR_DECODE_EXAMPLE;
+}
+
+static slr_decode_result interpret(const msgpack_object *o, slr_raw_example *raw, slr_error *err)
+{
+    if (o->type == MSGPACK_OBJECT_ARRAY)
+        return from_array(&o->via.array, raw, err);
+    if (o->type == MSGPACK_OBJECT_MAP)
+        return from_map(&o->via.map, raw, err);
+    return slr_decode_bad(err, "an example is a msgpack array or map; got %s", type_name(o->type));
+}
+
+/* ------------------------------------------------------------------- next */
+
+slr_decode_result slr_decode_msgpack_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
+                                          size_t *consumed, slr_raw_example *raw, slr_error *err)
+{
+    size_t size = 0, need = 0;
+    switch (scan_object((const unsigned char *)buf, len, &size, &need)) {
+    case SCAN_INVALID:
+        *consumed = 1;
+        return slr_decode_bad(err, "not msgpack data (byte 0xc1 is never used); skipping a byte");
+    case SCAN_INCOMPLETE:
+        if (len >= d->max_record) {
+            *consumed = 1;
+            return slr_decode_bad(err, "msgpack object longer than %zu bytes; skipping a byte",
+                                  d->max_record);
+        }
+        if (!at_end)
+            return SLR_DECODE_NEED_MORE;
+        *consumed = 1;
+        return slr_decode_bad(err, "truncated msgpack object (%zu bytes left); skipping a byte", len);
+    case SCAN_COMPLETE:
+        break;
+    }
+    *consumed = size;
+    if (size > d->max_record)
+        return slr_decode_bad(err, "msgpack object of %zu bytes is longer than the %zu-byte limit",
+                              size, d->max_record);
+    if (!zone_fit(d->mp, need)) {
+        slr_error_set(err, SLR_ERR_NOMEM, "out of memory unpacking a msgpack object of %zu bytes", size);
+        return SLR_DECODE_BAD;
+    }
+
+    msgpack_object obj;
+    size_t off = 0;
+    msgpack_unpack_return ur = msgpack_unpack(buf, size, &off, &d->mp->zone, &obj);
+    slr_decode_result r;
+    if (ur != MSGPACK_UNPACK_SUCCESS || off != size) {
+        /* The scan accepted the bytes, so only the unpacker's fixed stack can refuse them. */
+        r = slr_decode_bad(err, "msgpack object is nested more than %d levels deep",
+                           MSGPACK_EMBED_STACK_SIZE);
+    } else {
+        slr_raw_example_reset(raw);
+        r = interpret(&obj, raw, err);
+    }
+    msgpack_zone_clear(&d->mp->zone);
+    return r;
+}
