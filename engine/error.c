@@ -9,6 +9,11 @@ slr_status slr_error_vset(slr_error *err, slr_status code, const char *fmt, va_l
     if (err) {
         err->code = code;
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        /* Messages quote input bytes; keep them one printable line so a
+         * hostile record cannot forge log lines or move the terminal. */
+        for (char *c = err->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
     }
     return code;
 }
@@ -26,13 +31,18 @@ slr_status slr_error_prefix(slr_error *err, const char *fmt, ...)
 {
     if (!err)
         return SLR_ERR_ARG;
-    char prefix[SLR_ERROR_MSG_MAX], old[SLR_ERROR_MSG_MAX];
+    /* Build "prefix: old" in a buffer that fits both, then cut to size: a
+     * long prefix may truncate the message, which is better than losing it. */
+    char joined[2 * SLR_ERROR_MSG_MAX + 2];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    int n = vsnprintf(joined, SLR_ERROR_MSG_MAX, fmt, ap);
     va_end(ap);
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    size_t used = n < 0 ? 0 : (size_t)n < SLR_ERROR_MSG_MAX ? (size_t)n : SLR_ERROR_MSG_MAX - 1;
+    memcpy(joined + used, ": ", 2);
+    memcpy(joined + used + 2, err->msg, strnlen(err->msg, SLR_ERROR_MSG_MAX - 1) + 1);
+    memcpy(err->msg, joined, SLR_ERROR_MSG_MAX - 1);
+    err->msg[SLR_ERROR_MSG_MAX - 1] = '\0';
     return err->code;
 }
 

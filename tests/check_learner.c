@@ -414,7 +414,7 @@ START_TEST(config_rejects_nonsense)
     ck_assert_int_eq(slr_learner_config_validate(&cfg, &err), SLR_ERR_ARG);
     slr_learner_config_defaults(&cfg);
     cfg.schedule = SLR_SCHEDULE_CONSTANT;
-    cfg.l2 = 3.0;
+    cfg.l2 = 20.0; /* eta l2 = 2 */
     ck_assert_int_eq(slr_learner_config_validate(&cfg, &err), SLR_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(err.msg, "--l2"));
     slr_learner_config_defaults(&cfg);

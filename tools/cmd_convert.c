@@ -83,16 +83,11 @@ typedef struct convert_run {
     unsigned long long converted, bad;
 } convert_run;
 
-/* One line of stderr per bad record; input bytes in the message are made
- * printable so a binary name cannot break the one-line format. */
+/* One line of stderr per bad record (slr_error messages are already made
+ * printable by the library). */
 static void report(const char *name, bool text, unsigned long long where, const char *msg)
 {
-    char clean[SLR_ERROR_MSG_MAX];
-    size_t i = 0;
-    for (; msg[i] && i + 1 < sizeof clean; i++)
-        clean[i] = (unsigned char)msg[i] < 0x20 || msg[i] == 0x7f ? '?' : msg[i];
-    clean[i] = '\0';
-    fprintf(stderr, text ? "%s:%llu: %s\n" : "%s@%llu: %s\n", name, where, clean);
+    fprintf(stderr, text ? "%s:%llu: %s\n" : "%s@%llu: %s\n", name, where, msg);
 }
 
 static int flush_output(convert_run *run)

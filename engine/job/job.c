@@ -318,6 +318,7 @@ slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
     job->time_at_checkpoint = slr_monotonic_seconds();
     slr_status st = slr_checkpoint_dir_save(job->opt->checkpoint_dir, job->learner, &job->state,
                                             job->opt->checkpoint_keep, job->last_checkpoint, err);
+    job->checkpoint_seconds += slr_monotonic_seconds() - job->time_at_checkpoint;
     if (st != SLR_OK) {
         slr_job_log(job, "checkpoint failed: %s; training goes on and retries at the next period",
                     err ? err->msg : slr_status_name(st));
@@ -335,8 +336,10 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         (job->records_this_run != job->records_at_checkpoint || job->last_checkpoint[0] == '\0'))
         st = slr_job_checkpoint(job, err);
     if (st == SLR_OK && opt->model_out) {
+        double t0 = slr_monotonic_seconds();
         job->state.created = (double)time(NULL);
         st = slr_checkpoint_write(opt->model_out, job->learner, &job->state, err);
+        job->checkpoint_seconds += slr_monotonic_seconds() - t0;
         if (st == SLR_OK)
             slr_job_log(job, "model written to %s", opt->model_out);
     }
@@ -356,8 +359,10 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
                 (unsigned long long)m->unlabelled);
         fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
-        fprintf(out, "this run: %.3f s, %.0f examples/s\n", secs,
-                secs > 0 ? (double)job->examples_this_run / secs : 0.0);
+        double learning = secs - job->checkpoint_seconds;
+        fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models), %.0f examples/s\n",
+                secs, job->checkpoint_seconds,
+                learning > 0 ? (double)job->examples_this_run / learning : 0.0);
         if (job->last_checkpoint[0])
             fprintf(out, "checkpoint: %s\n", job->last_checkpoint);
     }

@@ -38,6 +38,7 @@ typedef struct slr_job {
     uint64_t records_at_checkpoint;
     double time_at_checkpoint;
     uint64_t checkpoints_written;
+    double checkpoint_seconds;     /* time spent writing checkpoints and models */
     uint64_t bad_reported;
     char last_checkpoint[4096];
 } slr_job;

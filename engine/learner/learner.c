@@ -42,10 +42,10 @@ void slr_learner_config_defaults(slr_learner_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     slr_hashing_init(&cfg->hashing, SLR_BITS_DEFAULT);
     cfg->schedule = SLR_SCHEDULE_ADAGRAD;
-    cfg->eta = 0.5;
+    cfg->eta = 0.1;
     cfg->power_t = 0.5;
     cfg->initial_t = 1.0;
-    cfg->adagrad_delta = 1e-8;
+    cfg->adagrad_delta = 1.0;
     cfg->l1 = 0.0;
     cfg->l2 = 0.0;
     cfg->tg_period = 1;
