@@ -251,7 +251,7 @@ static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learn
 
 static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
 {
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 9);
     pack_key(pk, "examples");
     msgpack_pack_uint64(pk, m->examples);
     pack_key(pk, "weight");
@@ -268,6 +268,8 @@ static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
     msgpack_pack_uint64(pk, m->bad);
     pack_key(pk, "unlabelled");
     msgpack_pack_uint64(pk, m->unlabelled);
+    pack_key(pk, "lost");
+    msgpack_pack_uint64(pk, m->lost);
 }
 
 static void pack_source(msgpack_packer *pk, const slr_job_state *st)
@@ -533,6 +535,9 @@ static slr_status read_metrics(reader *r, const msgpack_object *M, slr_metrics *
         !get_double(M, "predicted", &m->predicted) || !get_uint(M, "features", &m->features) ||
         !get_uint(M, "bad", &m->bad) || !get_uint(M, "unlabelled", &m->unlabelled))
         return corrupt(r, "metrics missing or malformed");
+    /* "lost" came with the Kafka source; older checkpoints lack it (= 0) */
+    if (field(M, "lost") && !get_uint(M, "lost", &m->lost))
+        return corrupt(r, "metrics.lost malformed");
     return SLR_OK;
 }
 

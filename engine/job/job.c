@@ -117,20 +117,21 @@ static slr_status open_learner(slr_job *job, slr_error *err)
     if (opt->resume) {
         if (!opt->checkpoint_dir)
             return slr_error_set(err, SLR_ERR_ARG, "--resume needs --checkpoint-dir");
-        if (opt->model_in)
-            return slr_error_set(err, SLR_ERR_ARG,
-                                 "--resume and -i both choose the starting model; use one");
         st = slr_checkpoint_dir_load(opt->checkpoint_dir, &job->learner, &job->state,
                                      job->last_checkpoint, warn_cb, job, err);
         if (st == SLR_OK) {
-            slr_job_log(job, "resuming from %s (%llu examples learned)", job->last_checkpoint,
-                        (unsigned long long)slr_learner_steps(job->learner));
+            slr_job_log(job, "resuming from %s (%llu examples learned)%s", job->last_checkpoint,
+                        (unsigned long long)slr_learner_steps(job->learner),
+                        opt->model_in ? "; -i applies only to a directory without checkpoints"
+                                      : "");
             return check_resumable(job, err);
         }
         if (st != SLR_ERR_NOT_FOUND)
             return st;
-        slr_job_log(job, "no checkpoint in %s yet; starting from scratch", opt->checkpoint_dir);
-    } else if (opt->model_in) {
+        slr_job_log(job, "no checkpoint in %s yet; starting from %s", opt->checkpoint_dir,
+                    opt->model_in ? opt->model_in : "scratch");
+    }
+    if (opt->model_in) {
         slr_job_state model_state;
         slr_job_state_init(&model_state);
         st = slr_checkpoint_read(opt->model_in, &job->learner, &model_state, err);
@@ -296,6 +297,13 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
 
 /* ------------------------------------------------------------ checkpoints */
 
+bool slr_job_should_stop(const slr_job *job)
+{
+    const slr_train_options *opt = job->opt;
+    return (opt->stop && *opt->stop) ||
+           (opt->max_examples && job->examples_this_run >= opt->max_examples);
+}
+
 bool slr_job_checkpoint_due(slr_job *job)
 {
     const slr_train_options *opt = job->opt;
@@ -305,10 +313,23 @@ bool slr_job_checkpoint_due(slr_job *job)
         job->state.metrics.examples - job->examples_at_checkpoint >= opt->checkpoint_every_examples)
         return true;
     /* reading the clock is cheap (vDSO) but not free: look every 1024 records */
-    if (opt->checkpoint_every_seconds > 0 && (job->records_this_run & 1023) == 0 &&
-        slr_monotonic_seconds() - job->time_at_checkpoint >= opt->checkpoint_every_seconds)
-        return true;
+    if (opt->checkpoint_every_seconds > 0 && job->records_this_run - job->records_at_clock >= 1024) {
+        job->records_at_clock = job->records_this_run;
+        return slr_monotonic_seconds() - job->time_at_checkpoint >= opt->checkpoint_every_seconds;
+    }
     return false;
+}
+
+bool slr_job_checkpoint_due_now(slr_job *job)
+{
+    const slr_train_options *opt = job->opt;
+    if (!opt->checkpoint_dir || (job->records_this_run == job->records_at_checkpoint && !job->moved))
+        return false;
+    if (slr_job_checkpoint_due(job))
+        return true;
+    job->records_at_clock = job->records_this_run;
+    return opt->checkpoint_every_seconds > 0 &&
+           slr_monotonic_seconds() - job->time_at_checkpoint >= opt->checkpoint_every_seconds;
 }
 
 slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
@@ -325,6 +346,7 @@ slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
         return st;
     }
     job->checkpoints_written++;
+    job->moved = false;
     return SLR_OK;
 }
 
@@ -332,8 +354,8 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
 {
     const slr_train_options *opt = job->opt;
     slr_status st = SLR_OK;
-    if (opt->checkpoint_dir &&
-        (job->records_this_run != job->records_at_checkpoint || job->last_checkpoint[0] == '\0'))
+    if (opt->checkpoint_dir && (job->records_this_run != job->records_at_checkpoint ||
+                                job->moved || job->last_checkpoint[0] == '\0'))
         st = slr_job_checkpoint(job, err);
     if (st == SLR_OK && opt->model_out) {
         double t0 = slr_monotonic_seconds();
@@ -358,6 +380,9 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
                     m->positives / m->weight);
         fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
                 (unsigned long long)m->unlabelled);
+        if (m->lost)
+            fprintf(out, "LOST to retention = %llu Kafka offsets (deleted by the broker before "
+                         "they were consumed)\n", (unsigned long long)m->lost);
         fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
         double learning = secs - job->checkpoint_seconds;
         fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models), %.0f examples/s\n",

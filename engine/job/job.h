@@ -36,6 +36,9 @@ typedef struct slr_job {
     slr_metrics at_last_row;       /* for the "since last" column */
     uint64_t examples_at_checkpoint;
     uint64_t records_at_checkpoint;
+    uint64_t records_at_clock;     /* records_this_run when the clock was last read */
+    bool moved;                    /* the source position changed without a record (Kafka:
+                                      a partition's end or a reset): checkpoint it at the end */
     double time_at_checkpoint;
     uint64_t checkpoints_written;
     double checkpoint_seconds;     /* time spent writing checkpoints and models */
@@ -44,7 +47,9 @@ typedef struct slr_job {
 } slr_job;
 
 /* Build the learner (fresh, -i or --resume) and the decoding pipeline.  On
- * --resume, state receives the checkpoint's position for the source to seek. */
+ * --resume, state receives the checkpoint's position for the source to seek;
+ * with both --resume and -i, -i is the start only when the directory holds
+ * no checkpoint yet. */
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err);
 void slr_job_close(slr_job *job);
 
@@ -62,8 +67,16 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
                          const slr_where *where, size_t *consumed, slr_apply_result *result,
                          slr_error *err);
 
-/* Is a periodic checkpoint due (by count or time)? */
+/* Should the source stop before the next record: *opt->stop was set, or
+ * opt->max_examples have been learned in this run? */
+bool slr_job_should_stop(const slr_job *job);
+
+/* Is a periodic checkpoint due (by count, or by time -- the clock is read
+ * every 1024 records)? */
 bool slr_job_checkpoint_due(slr_job *job);
+/* The same, reading the clock now: for sources that can sit idle between
+ * records (Kafka).  False if nothing changed since the last checkpoint. */
+bool slr_job_checkpoint_due_now(slr_job *job);
 /* Write a checkpoint of the current learner and state (the caller has put the
  * source position into job->state).  Failures are reported through the log
  * and returned; the job can go on and retry at the next period. */

@@ -42,8 +42,8 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
     }
 
     while (!slr_file_source_done(src)) {
-        if (opt->stop && *opt->stop) {
-            stopped = true;
+        if (slr_job_should_stop(&job)) {
+            stopped = opt->stop && *opt->stop; /* not when --examples was reached */
             break;
         }
         const char *buf;

@@ -22,6 +22,8 @@ typedef struct slr_metrics {
     uint64_t features;   /* features seen (incl. -q, excl. bias) */
     uint64_t bad;        /* records rejected as bad input */
     uint64_t unlabelled; /* examples without a label (skipped by train) */
+    uint64_t lost;       /* Kafka offsets skipped because the broker had deleted them
+                            (retention) before they were consumed: data loss */
 } slr_metrics;
 
 void slr_metrics_init(slr_metrics *m);

@@ -53,8 +53,11 @@ typedef struct slr_train_options {
     uint64_t checkpoint_every_examples; /* 0 = not by count */
     double checkpoint_every_seconds;    /* 0 = not by time */
     unsigned checkpoint_keep;           /* default 3 */
-    bool resume;
+    bool resume;  /* continue from the newest checkpoint in checkpoint_dir, if any (then
+                     model_in is ignored) */
 
+    uint64_t max_examples; /* stop after this many examples learned in this run; 0 = all
+                              (VW's --examples) */
     bool strict;           /* stop at the first bad record */
     uint32_t max_features; /* per example, after -q; 0 = default */
     size_t max_record;     /* bytes; 0 = default */
