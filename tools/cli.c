@@ -47,6 +47,24 @@ bool cli_u32(const char *cmd, const char *flag, const char *s, uint32_t *out)
     return true;
 }
 
+volatile sig_atomic_t cli_stop_requested;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    cli_stop_requested = 1;
+}
+
+void cli_catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
 void cli_log(void *ctx, const char *msg)
 {
     (void)ctx;

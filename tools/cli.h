@@ -3,6 +3,7 @@
 #ifndef STREAMLR_TOOLS_CLI_H
 #define STREAMLR_TOOLS_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -13,6 +14,11 @@
 bool cli_double(const char *cmd, const char *flag, const char *s, double *out);
 bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 bool cli_u32(const char *cmd, const char *flag, const char *s, uint32_t *out);
+
+/* SIGINT and SIGTERM set cli_stop_requested (a signal handler can reach
+ * nothing else); long-running commands check it between units of work. */
+extern volatile sig_atomic_t cli_stop_requested;
+void cli_catch_stop_signals(void);
 
 /* stderr logger for slr_train_options.log: "streamlr: <msg>" */
 void cli_log(void *ctx, const char *msg);

@@ -1,6 +1,7 @@
 /* cmd_train.c - `streamlr train`: replay files (or, with --brokers, consume
  * Kafka) into the learner, with progress and checkpoints. */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,34 +9,68 @@
 #include "cli.h"
 #include "cli_options.h"
 #include "commands.h"
+#include "kafka_conf.h"
+#include "streamlr/kafka.h"
 #include "streamlr/train.h"
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_requested = 1;
-}
+enum {
+    OPT_BROKERS = OPT_FIRST_COMMAND_SPECIFIC,
+    OPT_TOPIC,
+    OPT_GROUP,
+    OPT_KAFKA_CONFIG,
+    OPT_EXIT_AT_END,
+    OPT_PARTITIONS,
+    OPT_EXAMPLES,
+};
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: streamlr train --data FILE|- [--data FILE]... [--format F] [options]\n"
+            "       streamlr train --brokers HOST:PORT[,..] --topic T[,T2..] --group G\n"
+            "                      [-X key=value]... [--kafka-config FILE] [--exit-at-end] [options]\n"
             "\n"
             "Learn a logistic regression model online, one example at a time: each example is\n"
             "scored before it is learned from, so the average loss printed is an honest\n"
             "out-of-sample estimate (progressive validation).\n"
             "\n"
-            "Input:\n"
+            "Input from files (an event log to replay):\n"
             "  -d, --data FILE          input file, - for stdin; repeatable, read in order\n"
             "                           (bare FILE arguments are taken as --data too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
-            "                           file extension, else vw); see docs/FORMAT.md\n"
+            "                           file extension, else vw; msgpack for Kafka); see\n"
+            "                           docs/FORMAT.md\n"
             "      --strict             stop at the first bad record instead of skipping it\n"
             "      --max-features N     reject examples with more than N features after -q\n"
             "                           (default 65536)\n"
             "      --max-record BYTES   reject records longer than this (default 16 MiB)\n"
+            "      --examples N         stop after N examples learned in this run\n"
+            "\n"
+            "Input from Kafka (a long-running consumer; docs/KAFKA.md):\n"
+            "      --brokers LIST       bootstrap servers, HOST:PORT[,HOST:PORT..]\n"
+            "      --topic T[,T2..]     topics to consume (repeatable)\n"
+            "      --group G            consumer group: partitions are shared among its\n"
+            "                           members (each trains its own model on its own\n"
+            "                           partitions) and offsets are committed to it\n"
+            "  -X key=value             any librdkafka property (repeatable), as in kcat:\n"
+            "                           -X security.protocol=ssl, -X fetch.wait.max.ms=10\n"
+            "      --kafka-config FILE  librdkafka properties file (key=value lines)\n"
+            "      --partitions all|N,..  consume these partitions of each topic directly,\n"
+            "                           without group rebalancing (offsets are still\n"
+            "                           committed to --group)\n"
+            "      --exit-at-end        stop once every assigned partition is consumed to its\n"
+            "                           end (replays, tests, benchmarks)\n"
+            "                           Payloads are msgpack examples (several may share one\n"
+            "                           message) or, with --format vw|libsvm|criteo, text lines.\n"
+            "                           The checkpoint holds each partition's next offset and\n"
+            "                           is what a restart trusts; offsets are committed to\n"
+            "                           Kafka after each checkpoint is durable.  With\n"
+            "                           --checkpoint-dir a Kafka job always continues from\n"
+            "                           its newest checkpoint (--resume is implied).\n"
+            "                           Partitions the checkpoint never saw start at the\n"
+            "                           group's committed offset, else at auto.offset.reset\n"
+            "                           (default earliest).  Offsets deleted by retention\n"
+            "                           before they were consumed are reported and counted.\n"
             "\n"
             "%s"
             "\n"
@@ -48,13 +83,15 @@ static void usage(FILE *out)
             "                           trailing s (default 60s when --checkpoint-dir is set)\n"
             "      --checkpoint-keep N  keep the newest N checkpoints (default 3)\n"
             "      --resume             continue from the newest valid checkpoint in\n"
-            "                           --checkpoint-dir (start fresh if there is none)\n"
+            "                           --checkpoint-dir (if there is none: from -i, else\n"
+            "                           fresh); without it a replay starts a new run\n"
             "\n"
             "Output:\n"
             "      --quiet              no progress table or summary\n"
             "  -h, --help               this text\n"
             "\n"
-            "SIGINT/SIGTERM stop after the example in hand and write a final checkpoint.\n"
+            "SIGINT/SIGTERM stop after the example (Kafka: the message) in hand, write a final\n"
+            "checkpoint, commit its offsets and leave the consumer group.\n"
             "Exit status: 0 done (or stopped on request), 1 the job failed, 2 usage error.\n",
             cli_learner_help);
 }
@@ -75,6 +112,53 @@ static bool parse_every(const char *s, slr_train_options *opt)
     return cli_u64("train", "--checkpoint-every", s, &opt->checkpoint_every_examples);
 }
 
+/* Append the comma-separated items of s to *list (each strdup'ed). */
+static bool split_list(const char *s, char ***list, uint32_t *n, const char *flag)
+{
+    char *copy = strdup(s);
+    bool ok = copy != NULL;
+    for (char *save = NULL, *tok = ok ? strtok_r(copy, ",", &save) : NULL; ok && tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char **l = realloc(*list, (*n + 1) * sizeof *l);
+        if (l)
+            *list = l;
+        if (!(ok = l && (l[*n] = strdup(tok))))
+            break;
+        (*n)++;
+    }
+    free(copy);
+    if (!ok)
+        fprintf(stderr, "streamlr train: out of memory\n");
+    else if (*n == 0)
+        fprintf(stderr, "streamlr train: %s needs a value\n", flag);
+    return ok && *n > 0;
+}
+
+static bool parse_partitions(const char *s, slr_kafka_options *k, int32_t **parts)
+{
+    k->assign = true;
+    if (!strcmp(s, "all"))
+        return true;
+    char **list = NULL;
+    uint32_t n = 0;
+    bool ok = split_list(s, &list, &n, "--partitions");
+    for (uint32_t i = 0; ok && i < n; i++) {
+        uint32_t v;
+        if (!(ok = cli_u32("train", "--partitions", list[i], &v) && v <= INT32_MAX))
+            break;
+        int32_t *p = realloc(*parts, (k->n_partitions + 1) * sizeof *p);
+        if (!(ok = p != NULL))
+            break;
+        *parts = p;
+        p[k->n_partitions++] = (int32_t)v;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        free(list[i]);
+    free(list);
+    k->partitions = *parts;
+    return ok;
+}
+
 int slr_cmd_train(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -90,12 +174,26 @@ int slr_cmd_train(int argc, char **argv)
         {"strict", no_argument, 0, OPT_STRICT},
         {"max-features", required_argument, 0, OPT_MAX_FEATURES},
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
+        {"examples", required_argument, 0, OPT_EXAMPLES},
+        {"brokers", required_argument, 0, OPT_BROKERS},
+        {"topic", required_argument, 0, OPT_TOPIC},
+        {"group", required_argument, 0, OPT_GROUP},
+        {"kafka-config", required_argument, 0, OPT_KAFKA_CONFIG},
+        {"partitions", required_argument, 0, OPT_PARTITIONS},
+        {"exit-at-end", no_argument, 0, OPT_EXIT_AT_END},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     slr_train_options opt;
     slr_train_options_init(&opt);
+    slr_kafka_options kafka;
+    slr_kafka_options_init(&kafka);
+    cli_kafka_conf conf = {0};
+    char **topics = NULL;
+    uint32_t n_topics = 0;
+    int32_t *partitions = NULL;
+    bool kafka_flag = false; /* a Kafka-only flag was given */
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
@@ -105,7 +203,7 @@ int slr_cmd_train(int argc, char **argv)
 
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:X:h", longopts, NULL)) != -1) {
         int handled = cli_learner_option("train", c, optarg, &opt.learner, &opt.learner_set);
         if (handled < 0)
             goto done;
@@ -148,6 +246,34 @@ int slr_cmd_train(int argc, char **argv)
             }
             opt.max_record = (size_t)u64;
             break;
+        case OPT_EXAMPLES:
+            if (!cli_u64("train", "--examples", optarg, &opt.max_examples) || !opt.max_examples) {
+                fprintf(stderr, "streamlr train: --examples must be at least 1\n");
+                goto done;
+            }
+            break;
+        case OPT_BROKERS: kafka.brokers = optarg; break;
+        case OPT_TOPIC:
+            if (!split_list(optarg, &topics, &n_topics, "--topic"))
+                goto done;
+            break;
+        case OPT_GROUP: kafka.group = optarg; kafka_flag = true; break;
+        case 'X':
+            if (!cli_kafka_conf_add(&conf, "train", optarg))
+                goto done;
+            kafka_flag = true;
+            break;
+        case OPT_KAFKA_CONFIG:
+            if (!cli_kafka_conf_file(&conf, "train", optarg))
+                goto done;
+            kafka_flag = true;
+            break;
+        case OPT_PARTITIONS:
+            if (!parse_partitions(optarg, &kafka, &partitions))
+                goto done;
+            kafka_flag = true;
+            break;
+        case OPT_EXIT_AT_END: kafka.exit_at_end = true; kafka_flag = true; break;
         case OPT_QUIET: quiet = true; break;
         case 'h': usage(stdout); rc = 0; goto done;
         default: usage(stderr); goto done;
@@ -155,12 +281,30 @@ int slr_cmd_train(int argc, char **argv)
     }
     for (int i = optind; i < argc; i++)
         files[n_files++] = argv[i];
-    if (n_files == 0) {
-        fprintf(stderr, "streamlr train: no input; give --data FILE (or - for stdin)\n");
+    bool from_kafka = kafka.brokers || n_topics;
+    if (from_kafka && n_files) {
+        fprintf(stderr, "streamlr train: give either --data files or --brokers/--topic, not both\n");
         goto done;
     }
-    if (!format_given && !slr_format_guess(files[0], &opt.format))
-        opt.format = SLR_FORMAT_VW;
+    if (from_kafka && (!n_topics || !kafka.group)) {
+        fprintf(stderr, "streamlr train: a Kafka job needs --topic and --group (and --brokers, "
+                        "unless bootstrap.servers is in --kafka-config)\n");
+        goto done;
+    }
+    if (!from_kafka && kafka_flag) {
+        fprintf(stderr, "streamlr train: --group, -X, --kafka-config, --partitions and "
+                        "--exit-at-end apply to Kafka input (--brokers, --topic)\n");
+        goto done;
+    }
+    if (!from_kafka && n_files == 0) {
+        fprintf(stderr, "streamlr train: no input; give --data FILE (or - for stdin), or "
+                        "--brokers/--topic/--group\n");
+        goto done;
+    }
+    if (!format_given)
+        opt.format = from_kafka                              ? SLR_FORMAT_MSGPACK
+                     : slr_format_guess(files[0], &opt.format) ? opt.format
+                                                               : SLR_FORMAT_VW;
     if (opt.checkpoint_dir && !every_given)
         opt.checkpoint_every_seconds = 60;
     if ((every_given || opt.resume) && !opt.checkpoint_dir) {
@@ -175,17 +319,18 @@ int slr_cmd_train(int argc, char **argv)
     opt.n_files = n_files;
     opt.progress = quiet ? NULL : stderr;
     opt.log = cli_log;
-    opt.stop = &stop_requested;
+    opt.stop = &cli_stop_requested;
+    kafka.topics = (const char *const *)topics;
+    kafka.n_topics = n_topics;
+    kafka.config = (const char *const *)conf.kv;
+    kafka.n_config = conf.n;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    cli_catch_stop_signals();
 
     slr_train_result res;
-    if (slr_train_files(&opt, &res, &err) != SLR_OK) {
+    slr_status st = from_kafka ? slr_train_kafka(&opt, &kafka, &res, &err)
+                               : slr_train_files(&opt, &res, &err);
+    if (st != SLR_OK) {
         fprintf(stderr, "streamlr train: %s\n", err.msg);
         rc = 1;
         goto done;
@@ -193,5 +338,10 @@ int slr_cmd_train(int argc, char **argv)
     rc = 0;
 done:
     free(files);
+    for (uint32_t i = 0; i < n_topics; i++)
+        free(topics[i]);
+    free(topics);
+    free(partitions);
+    cli_kafka_conf_free(&conf);
     return rc;
 }

@@ -9,5 +9,7 @@ int slr_cmd_predict(int argc, char **argv);
 int slr_cmd_inspect(int argc, char **argv);
 int slr_cmd_export(int argc, char **argv);
 int slr_cmd_convert(int argc, char **argv);
+int slr_cmd_broker(int argc, char **argv);
+int slr_cmd_produce(int argc, char **argv);
 
 #endif

@@ -18,6 +18,8 @@ static const command commands[] = {
     {"inspect", slr_cmd_inspect, "show a model's settings, progress and top weights"},
     {"export", slr_cmd_export, "print every nonzero weight as \"<index> <weight>\""},
     {"convert", slr_cmd_convert, "re-encode examples between input formats"},
+    {"produce", slr_cmd_produce, "send examples from files to a Kafka topic"},
+    {"broker", slr_cmd_broker, "run an embedded Kafka broker (tests, quickstart; not production)"},
 };
 
 static void usage(FILE *out)

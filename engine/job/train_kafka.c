@@ -1,0 +1,197 @@
+/* train_kafka.c - learning from Kafka topics (see kafka.h, docs/KAFKA.md).
+ *
+ * The loop reads top to bottom like librdkafka's examples/consumer.c: take
+ * a batch, hand each message to the source, which says whether it is to be
+ * applied; apply it whole (every example it holds); checkpoint when due --
+ * always between messages, so a checkpoint never holds half a message --
+ * and commit the offsets the checkpoint holds once it is durable.  When
+ * partitions are taken away (rebalance, leaving) the source calls
+ * release(), which checkpoints first, so the next owner starts exactly
+ * where this model stopped. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "job.h"
+#include "source/kafka_source.h"
+#include "streamlr/kafka.h"
+
+#define DEFAULT_BATCH 1000
+#define BATCH_MAX 100000
+#define POLL_MS 100 /* how long a consume call may wait: bounds reaction to a stop */
+#define COMMIT_WAIT_SECONDS 5.0
+
+typedef struct kafka_run {
+    slr_job job;
+    slr_kafka_source *src;
+    const slr_kafka_options *k;
+    bool checkpoint_failed; /* the last checkpoint attempt failed: do not commit */
+    bool done;              /* finished or failed: leaving must not checkpoint again (after a
+                               failure the model may hold part of a message) */
+} kafka_run;
+
+void slr_kafka_options_init(slr_kafka_options *k)
+{
+    memset(k, 0, sizeof *k);
+    k->batch = DEFAULT_BATCH;
+}
+
+static void log_hook(void *ctx, const char *msg)
+{
+    kafka_run *run = ctx;
+    slr_job_log(&run->job, "%s", msg);
+}
+
+/* Positions into the job state, then a checkpoint.  True if the positions
+ * the source holds may be committed. */
+static bool checkpoint(kafka_run *run)
+{
+    slr_job *job = &run->job;
+    slr_error err;
+    if (slr_kafka_source_note_positions(run->src, &err) != SLR_OK) {
+        slr_job_log(job, "checkpoint skipped: %s", err.msg);
+        return false;
+    }
+    if (!job->opt->checkpoint_dir)
+        return true; /* nothing durable to wait for: see docs/KAFKA.md */
+    if (job->records_this_run == job->records_at_checkpoint && !job->moved &&
+        job->last_checkpoint[0])
+        return !run->checkpoint_failed; /* nothing new since the last one */
+    run->checkpoint_failed = slr_job_checkpoint(job, NULL) != SLR_OK; /* logged */
+    return !run->checkpoint_failed;
+}
+
+/* The source is about to give partitions away. */
+static bool release_hook(void *ctx)
+{
+    kafka_run *run = ctx;
+    return run->done ? false : checkpoint(run);
+}
+
+/* Apply every example in one message, then move the partition past it. */
+static slr_status apply_message(kafka_run *run, slr_kafka_partition *p,
+                                const rd_kafka_message_t *m, slr_error *err)
+{
+    const char *buf = m->payload ? (const char *)m->payload : "";
+    size_t len = m->len;
+    slr_where where = {p->name, 0, (uint64_t)m->offset, true};
+    while (len > 0) {
+        size_t used = 0;
+        slr_apply_result r;
+        slr_status st = slr_job_apply(&run->job, buf, len, true, &where, &used, &r, err);
+        if (st != SLR_OK)
+            return st;
+        if (r == SLR_APPLY_NEED_MORE || used == 0 || used > len)
+            break; /* cannot happen with at_end; never loop on it */
+        buf += used;
+        len -= used;
+    }
+    slr_kafka_source_applied(p, m->offset);
+    if (run->k->applied)
+        run->k->applied(run->k->applied_ctx, p->topic, p->partition, m->offset);
+    return SLR_OK;
+}
+
+static void print_lag(kafka_run *run)
+{
+    char line[1024];
+    FILE *out = run->job.opt->progress;
+    if (slr_kafka_source_lag(run->src, line, sizeof line) && out) {
+        fprintf(out, "kafka: %s; %llu examples learned\n", line,
+                (unsigned long long)run->job.state.metrics.examples);
+        fflush(out);
+    }
+}
+
+slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_options *k,
+                           slr_train_result *res, slr_error *err)
+{
+    kafka_run run = {.k = k};
+    slr_train_options opt = *opt_in;
+    rd_kafka_message_t **msgs = NULL;
+    bool stopped = false;
+    slr_status st;
+
+    if (opt.n_files)
+        return slr_error_set(err, SLR_ERR_ARG, "a Kafka job takes no input files");
+    /* a consumer restarted with the same command line must continue */
+    opt.resume = opt.checkpoint_dir != NULL;
+    size_t batch = k->batch ? k->batch : DEFAULT_BATCH;
+    if (batch > BATCH_MAX)
+        batch = BATCH_MAX;
+    if ((st = slr_job_open(&run.job, &opt, err)) != SLR_OK)
+        goto out;
+    if (run.job.state.source == SLR_SOURCE_FILES) {
+        st = slr_error_set(err, SLR_ERR_MISMATCH,
+                           "the checkpoints in %s were taken replaying files; give a Kafka job "
+                           "its own --checkpoint-dir",
+                           opt.checkpoint_dir);
+        goto out;
+    }
+    run.job.state.source = SLR_SOURCE_KAFKA;
+    if (!opt.checkpoint_dir)
+        slr_job_log(&run.job, "no --checkpoint-dir: the model is not durable while running, and "
+                              "offsets are committed only when the job ends");
+    if (!(msgs = malloc(batch * sizeof *msgs))) {
+        st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    slr_kafka_hooks hooks = {&run, log_hook, release_hook};
+    if ((st = slr_kafka_source_open(&run.src, k, opt.progress != NULL, &run.job.state, &hooks,
+                                    err)) != SLR_OK)
+        goto out;
+
+    while (!stopped) {
+        if (slr_job_should_stop(&run.job) || (k->exit_at_end && slr_kafka_source_at_end(run.src)))
+            break;
+        size_t n = slr_kafka_source_consume(run.src, msgs, batch, POLL_MS);
+        for (size_t i = 0; i < n; i++) {
+            rd_kafka_message_t *m = msgs[i];
+            slr_kafka_partition *p;
+            if (!stopped && slr_job_should_stop(&run.job))
+                stopped = true; /* the rest of the batch stays unapplied */
+            switch (stopped ? SLR_KAFKA_SKIP : slr_kafka_source_take(run.src, m, &p, err)) {
+            case SLR_KAFKA_APPLY:
+                st = apply_message(&run, p, m, err);
+                break;
+            case SLR_KAFKA_MOVED:
+                run.job.moved = true;
+                break;
+            case SLR_KAFKA_FAILED:
+                st = SLR_ERR_KAFKA;
+                break;
+            case SLR_KAFKA_SKIP:
+                break;
+            }
+            rd_kafka_message_destroy(m);
+            if (st != SLR_OK) {
+                for (size_t j = i + 1; j < n; j++)
+                    rd_kafka_message_destroy(msgs[j]);
+                goto out;
+            }
+            if (!stopped && slr_job_checkpoint_due(&run.job) && checkpoint(&run))
+                slr_kafka_source_commit(run.src, 0);
+        }
+        if (slr_kafka_source_failed(run.src, err)) {
+            st = SLR_ERR_KAFKA;
+            goto out;
+        }
+        if (!stopped && slr_job_checkpoint_due_now(&run.job) && checkpoint(&run))
+            slr_kafka_source_commit(run.src, 0);
+        print_lag(&run);
+    }
+    stopped = opt.stop && *opt.stop; /* not when --examples or the end was reached */
+
+    /* final checkpoint and model, then commit what they hold, then leave */
+    if ((st = slr_kafka_source_note_positions(run.src, err)) != SLR_OK)
+        goto out;
+    st = slr_job_finish(&run.job, stopped, res, err);
+    if (st == SLR_OK)
+        slr_kafka_source_commit(run.src, COMMIT_WAIT_SECONDS);
+out:
+    run.done = true; /* the final checkpoint and commit are behind us (or must not happen) */
+    slr_kafka_source_close(run.src, k->close_timeout_seconds > 0 ? k->close_timeout_seconds : 10.0);
+    free(msgs);
+    slr_job_close(&run.job);
+    return st;
+}

@@ -1,0 +1,883 @@
+/* kafka_source.c - the librdkafka consumer behind slr_train_kafka (see
+ * kafka_source.h for the contract, docs/KAFKA.md for the semantics).
+ *
+ * Why it is shaped this way:
+ * - The checkpoint, not Kafka, says where each partition stands.  Every
+ *   assignment (group rebalance or static) carries explicit offsets for the
+ *   partitions the checkpoints have seen; the others start at
+ *   RD_KAFKA_OFFSET_STORED, i.e. the group's committed offset.
+ * - librdkafka is configured with auto.offset.reset=error so that it never
+ *   moves a position on its own.  Its reset event tells us either that a
+ *   partition has no committed offset (we then apply the user's
+ *   auto.offset.reset) or that our offset is gone from the broker (data
+ *   deleted by retention: we count and report what was skipped).
+ * - A partition's position only moves forward through messages we applied,
+ *   so a message below it is one we already have (a refetch after a
+ *   reassignment) and is dropped, and a message of a partition we no longer
+ *   own (revoked while it sat in a batch) is dropped too: its new owner
+ *   starts from what we committed on revocation.
+ * - All callbacks are served on the caller's thread (log.queue, main queue
+ *   forwarded to the consumer queue), so nothing here needs a lock. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "kafka_source.h"
+#include "kafka_stats.h"
+
+#define METADATA_TIMEOUT_MS 10000
+#define COMMITTED_TIMEOUT_MS 10000
+#define DEFAULT_STATS_MS "5000"
+#define LAG_LINE_MAX_PARTITIONS 8
+
+typedef enum reset_policy { RESET_EARLIEST, RESET_LATEST, RESET_ERROR } reset_policy;
+
+struct slr_kafka_source {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue; /* the consumer queue: messages, events, callbacks */
+    slr_kafka_hooks hooks;
+    slr_job_state *state;
+    reset_policy policy;
+    bool assign_mode;        /* static assignment, no group rebalancing */
+    bool uncommitted;        /* positions moved since the last commit */
+    bool stats_fresh;
+    bool outage;             /* all brokers reported down */
+    char *failure;           /* why the job cannot go on, if it cannot */
+
+    slr_kafka_partition **parts; /* the current assignment */
+    size_t n_parts, cap_parts;
+    slr_kafka_partition *last;   /* lookup cache: messages come in runs */
+};
+
+/* ------------------------------------------------------------ helpers */
+
+static void say(slr_kafka_source *src, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(slr_kafka_source *src, const char *fmt, ...)
+{
+    if (!src->hooks.log)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    src->hooks.log(src->hooks.ctx, msg);
+}
+
+/* The assigned partition a message belongs to, or NULL. */
+static slr_kafka_partition *partition_of(slr_kafka_source *src, const rd_kafka_message_t *m)
+{
+    slr_kafka_partition *p = src->last;
+    if (p && p->rkt == m->rkt && p->partition == m->partition)
+        return p;
+    for (size_t i = 0; i < src->n_parts; i++) {
+        p = src->parts[i];
+        if (p->partition != m->partition)
+            continue;
+        if (!p->rkt && !strcmp(p->topic, rd_kafka_topic_name(m->rkt)))
+            p->rkt = m->rkt;
+        if (p->rkt == m->rkt)
+            return src->last = p;
+    }
+    return NULL;
+}
+
+static void free_partition(slr_kafka_partition *p)
+{
+    if (p) {
+        free(p->topic);
+        free(p->name);
+        free(p);
+    }
+}
+
+/* Add topic[partition] to the assignment table, positioned at `next`. */
+static slr_kafka_partition *add_partition(slr_kafka_source *src, const char *topic,
+                                          int32_t partition, int64_t next)
+{
+    if (src->n_parts == src->cap_parts) {
+        size_t cap = src->cap_parts ? 2 * src->cap_parts : 16;
+        slr_kafka_partition **a = realloc(src->parts, cap * sizeof *a);
+        if (!a)
+            return NULL;
+        src->parts = a;
+        src->cap_parts = cap;
+    }
+    slr_kafka_partition *p = calloc(1, sizeof *p);
+    size_t n = strlen(topic) + 16;
+    if (!p || !(p->topic = strdup(topic)) || !(p->name = malloc(n))) {
+        free_partition(p);
+        return NULL;
+    }
+    snprintf(p->name, n, "%s[%d]", topic, (int)partition);
+    p->partition = partition;
+    p->next = next;
+    p->reset_from = -1;
+    p->end = -1;
+    src->parts[src->n_parts++] = p;
+    src->last = NULL;
+    return p;
+}
+
+static void remove_partition(slr_kafka_source *src, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < src->n_parts; i++)
+        if (src->parts[i]->partition == partition && !strcmp(src->parts[i]->topic, topic)) {
+            free_partition(src->parts[i]);
+            src->parts[i] = src->parts[--src->n_parts];
+            break;
+        }
+    src->last = NULL;
+}
+
+static void clear_partitions(slr_kafka_source *src)
+{
+    for (size_t i = 0; i < src->n_parts; i++)
+        free_partition(src->parts[i]);
+    src->n_parts = 0;
+    src->last = NULL;
+}
+
+static int64_t policy_offset(const slr_kafka_source *src)
+{
+    return src->policy == RESET_LATEST ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+}
+
+static const char *policy_name(const slr_kafka_source *src)
+{
+    return src->policy == RESET_LATEST ? "latest" : src->policy == RESET_ERROR ? "error" : "earliest";
+}
+
+/* Where each partition of a new assignment starts: the job state's offset
+ * (the checkpoint, or what this run has applied); for partitions it has
+ * never seen, the group's committed offset, else auto.offset.reset.  We ask
+ * for committed offsets ourselves rather than leave it to librdkafka: 2.0
+ * loses the "no committed offset" event of a group member's partition,
+ * which would leave it silently idle.  False (err set) if the job cannot
+ * start some partition. */
+static bool start_offsets(slr_kafka_source *src, rd_kafka_topic_partition_list_t *parts,
+                          slr_error *err)
+{
+    rd_kafka_topic_partition_list_t *unseen = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        tp->offset = slr_job_state_kafka_offset(src->state, tp->topic, tp->partition);
+        if (tp->offset < 0)
+            rd_kafka_topic_partition_list_add(unseen, tp->topic, tp->partition);
+    }
+    bool ok = true;
+    rd_kafka_resp_err_t re = unseen->cnt ? rd_kafka_committed(src->rk, unseen, COMMITTED_TIMEOUT_MS)
+                                         : RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (re) {
+        slr_error_set(err, SLR_ERR_KAFKA, "fetching the group's committed offsets: %s",
+                      rd_kafka_err2str(re));
+        ok = false;
+    }
+    for (int i = 0; ok && i < unseen->cnt; i++) {
+        const rd_kafka_topic_partition_t *c = &unseen->elems[i];
+        rd_kafka_topic_partition_t *tp =
+            rd_kafka_topic_partition_list_find(parts, c->topic, c->partition);
+        if (c->err || c->offset >= 0) {
+            tp->offset = c->offset;
+        } else if (src->policy == RESET_ERROR) {
+            slr_error_set(err, SLR_ERR_KAFKA,
+                          "%s[%d] has no checkpoint position and no committed offset, and "
+                          "auto.offset.reset=error",
+                          c->topic, (int)c->partition);
+            ok = false;
+        } else {
+            tp->offset = policy_offset(src);
+        }
+        if (c->err) {
+            slr_error_set(err, SLR_ERR_KAFKA, "committed offset of %s[%d]: %s", c->topic,
+                          (int)c->partition, rd_kafka_err2str(c->err));
+            ok = false;
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(unseen);
+    return ok;
+}
+
+static void describe_assignment(slr_kafka_source *src, const char *what,
+                                const rd_kafka_topic_partition_list_t *parts)
+{
+    char buf[800];
+    size_t used = 0;
+    int shown = 0;
+    for (int i = 0; i < parts->cnt && used < sizeof buf - 64; i++, shown++) {
+        const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        const char *from = slr_job_state_kafka_offset(src->state, tp->topic, tp->partition) >= 0
+                               ? "checkpoint"
+                           : tp->offset >= 0 ? "committed"
+                           : tp->offset == RD_KAFKA_OFFSET_END ? "latest"
+                           : tp->offset == RD_KAFKA_OFFSET_BEGINNING ? "earliest"
+                                                                     : NULL;
+        if (tp->offset >= 0)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s[%d]@%lld (%s)",
+                                     i ? ", " : "", tp->topic, (int)tp->partition,
+                                     (long long)tp->offset, from);
+        else
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s[%d]%s%s%s", i ? ", " : "",
+                                     tp->topic, (int)tp->partition, from ? " (" : "",
+                                     from ? from : "", from ? ")" : "");
+    }
+    if (shown < parts->cnt)
+        snprintf(buf + used, sizeof buf - used, ", ... (%d partitions)", parts->cnt);
+    say(src, "kafka: %s %s%s", what, parts->cnt ? buf : "no partitions",
+        "");
+}
+
+/* ------------------------------------------------------------ (re)assignment */
+
+/* The offset to hand librdkafka for p in a (re)assignment. */
+static int64_t assign_offset(const slr_kafka_source *src, const slr_kafka_partition *p)
+{
+    if (p->reset_from >= 0 && p->next == p->reset_from)
+        return policy_offset(src); /* reset pending: do not ask for the lost offset again */
+    return p->next >= 0 ? p->next : RD_KAFKA_OFFSET_STORED;
+}
+
+static bool cooperative(slr_kafka_source *src)
+{
+    return !src->assign_mode && !strcmp(rd_kafka_rebalance_protocol(src->rk), "COOPERATIVE");
+}
+
+/* Restart fetching p at `offset` (a logical offset).  librdkafka stops a
+ * partition after a reset error and refuses to seek it, so it is assigned
+ * anew: incrementally under the cooperative protocol, else by re-assigning
+ * the whole set at the current positions. */
+static void reposition(slr_kafka_source *src, slr_kafka_partition *p, int64_t offset)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)src->n_parts);
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (cooperative(src)) {
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+        e = rd_kafka_incremental_unassign(src->rk, l);
+        if (!e) {
+            l->elems[0].offset = offset;
+            e = rd_kafka_incremental_assign(src->rk, l);
+        }
+    } else {
+        for (size_t i = 0; i < src->n_parts; i++) {
+            slr_kafka_partition *q = src->parts[i];
+            rd_kafka_topic_partition_list_add(l, q->topic, q->partition)->offset =
+                q == p ? offset : assign_offset(src, q);
+        }
+        re = rd_kafka_assign(src->rk, l);
+    }
+    if (e || re)
+        say(src, "kafka: %s: cannot restart fetching: %s", p->name,
+            e ? rd_kafka_error_string(e) : rd_kafka_err2str(re));
+    if (e)
+        rd_kafka_error_destroy(e);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+static void release(slr_kafka_source *src, bool lost)
+{
+    bool durable = src->hooks.release ? src->hooks.release(src->hooks.ctx) : true;
+    if (lost)
+        say(src, "kafka: partitions lost (the group moved on without us, e.g. after a session "
+                 "timeout); their positions are in the checkpoint but are not committed");
+    else if (durable)
+        slr_kafka_source_commit(src, 5.0);
+}
+
+static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    slr_kafka_source *src = opaque;
+    bool coop = cooperative(src);
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        if (!coop)
+            clear_partitions(src);
+        slr_error serr;
+        if (!start_offsets(src, parts, &serr)) {
+            /* the job stops (fatal below); consume nothing meanwhile */
+            if (!src->failure)
+                src->failure = strdup(serr.msg);
+            return;
+        }
+        for (int i = 0; i < parts->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &parts->elems[i];
+            if (!add_partition(src, tp->topic, tp->partition, tp->offset >= 0 ? tp->offset : -1))
+                say(src, "kafka: out of memory tracking %s[%d]", tp->topic, (int)tp->partition);
+        }
+        describe_assignment(src, "assigned", parts);
+        if (coop)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            re = rd_kafka_assign(rk, parts);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        describe_assignment(src, "releasing", parts);
+        release(src, rd_kafka_assignment_lost(rk));
+        if (coop) {
+            for (int i = 0; i < parts->cnt; i++)
+                remove_partition(src, parts->elems[i].topic, parts->elems[i].partition);
+            e = rd_kafka_incremental_unassign(rk, parts);
+        } else {
+            clear_partitions(src);
+            re = rd_kafka_assign(rk, NULL);
+        }
+    } else {
+        say(src, "kafka: rebalance failed: %s; dropping the assignment", rd_kafka_err2str(err));
+        clear_partitions(src);
+        re = rd_kafka_assign(rk, NULL);
+    }
+    if (e || re)
+        say(src, "kafka: updating the assignment failed: %s",
+            e ? rd_kafka_error_string(e) : rd_kafka_err2str(re));
+    if (e)
+        rd_kafka_error_destroy(e);
+    /* no rd_kafka_yield() here: in librdkafka 2.0 a yield inside
+     * rd_kafka_consume_batch_queue() drops the message it has just dequeued
+     * (and leaks it, which then hangs rd_kafka_destroy) */
+}
+
+static void on_stats_field(void *ctx, const char *topic, size_t topic_len, int32_t partition,
+                           const char *field, int64_t value)
+{
+    slr_kafka_source *src = ctx;
+    /* ls_offset (last stable) is the end a read_committed consumer can reach;
+     * it comes after hi_offset in the document, so it wins when present */
+    if (strcmp(field, "hi_offset") && strcmp(field, "ls_offset"))
+        return;
+    for (size_t i = 0; i < src->n_parts; i++) {
+        slr_kafka_partition *p = src->parts[i];
+        if (p->partition == partition && strlen(p->topic) == topic_len &&
+            !memcmp(p->topic, topic, topic_len) && value >= 0)
+            p->end = value;
+    }
+}
+
+static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+    (void)rk;
+    slr_kafka_source *src = opaque;
+    while (len && json[len - 1] == '\0')
+        len--;
+    if (slr_kafka_stats_walk(json, len, on_stats_field, src))
+        src->stats_fresh = true;
+    return 0; /* librdkafka frees json */
+}
+
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    slr_kafka_source *src = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512], msg[600];
+        rd_kafka_fatal_error(rk, buf, sizeof buf);
+        snprintf(msg, sizeof msg, "the Kafka client failed: %s", buf);
+        if (!src->failure)
+            src->failure = strdup(msg);
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        if (!src->outage)
+            say(src, "kafka: all brokers are down (%s); keeping the model and its positions, "
+                     "reconnecting", reason);
+        src->outage = true;
+        return;
+    }
+    /* connection failures also arrive as log lines; report the rest */
+    if (err != RD_KAFKA_RESP_ERR__TRANSPORT)
+        say(src, "kafka: %s", reason);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    slr_kafka_source *src = rd_kafka_opaque(rk);
+    (void)level;
+    if (src)
+        say(src, "kafka: %s: %s", fac, buf);
+}
+
+static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                      rd_kafka_topic_partition_list_t *offsets, void *opaque)
+{
+    (void)rk;
+    (void)offsets;
+    slr_kafka_source *src = opaque;
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
+        src->uncommitted = true;
+        say(src, "kafka: committing offsets failed: %s (the checkpoint holds the positions; "
+                 "the next checkpoint commits again)", rd_kafka_err2str(err));
+    }
+}
+
+/* ------------------------------------------------------------ configuration */
+
+/* Properties streamlr sets itself: the exactly-once design depends on them. */
+static const struct {
+    const char *key, *value, *why;
+} FORCED[] = {
+    {"enable.auto.commit", "false", "streamlr commits offsets itself, after each durable checkpoint"},
+    {"enable.auto.offset.store", "false", "streamlr tracks positions itself"},
+    {"enable.partition.eof", "true", "streamlr needs end-of-partition events"},
+    {"log.queue", "true", "streamlr serves librdkafka's logs on its own thread"},
+};
+
+static slr_status set_conf(rd_kafka_conf_t *conf, const char *key, const char *value,
+                           slr_error *err)
+{
+    char errstr[512];
+    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
+        return slr_error_set(err, SLR_ERR_ARG, "kafka property %s=%s: %s", key, value, errstr);
+    return SLR_OK;
+}
+
+static slr_status parse_policy(const char *v, reset_policy *out, slr_error *err)
+{
+    static const char *early[] = {"smallest", "earliest", "beginning"};
+    static const char *late[] = {"largest", "latest", "end"};
+    for (int i = 0; i < 3; i++) {
+        if (!strcasecmp(v, early[i])) {
+            *out = RESET_EARLIEST;
+            return SLR_OK;
+        }
+        if (!strcasecmp(v, late[i])) {
+            *out = RESET_LATEST;
+            return SLR_OK;
+        }
+    }
+    if (!strcasecmp(v, "error")) {
+        *out = RESET_ERROR;
+        return SLR_OK;
+    }
+    return slr_error_set(err, SLR_ERR_ARG,
+                         "auto.offset.reset=%s: expected earliest, latest or error", v);
+}
+
+/* One "key=value" from the user (-X, --kafka-config). */
+static slr_status apply_property(slr_kafka_source *src, rd_kafka_conf_t *conf, const char *kv,
+                                 bool *stats_set, slr_error *err)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return slr_error_set(err, SLR_ERR_ARG, "kafka property \"%s\": expected key=value", kv);
+    char key[256];
+    size_t n = (size_t)(eq - kv);
+    if (n >= sizeof key)
+        return slr_error_set(err, SLR_ERR_ARG, "kafka property name too long: %.40s...", kv);
+    memcpy(key, kv, n);
+    key[n] = '\0';
+    const char *value = eq + 1;
+    for (size_t i = 0; i < sizeof FORCED / sizeof FORCED[0]; i++)
+        if (!strcmp(key, FORCED[i].key)) {
+            if (strcasecmp(value, FORCED[i].value))
+                return slr_error_set(err, SLR_ERR_ARG, "kafka property %s cannot be changed: %s",
+                                     key, FORCED[i].why);
+            return SLR_OK;
+        }
+    if (!strcmp(key, "auto.offset.reset") || !strcmp(key, "topic.auto.offset.reset"))
+        return parse_policy(value, &src->policy, err);
+    if (!strcmp(key, "statistics.interval.ms"))
+        *stats_set = true;
+    return set_conf(conf, key, value, err);
+}
+
+static slr_status build_conf(slr_kafka_source *src, const slr_kafka_options *k, bool want_stats,
+                             rd_kafka_conf_t **out, slr_error *err)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    slr_status st = set_conf(conf, "client.id", "streamlr", err);
+    for (size_t i = 0; st == SLR_OK && i < sizeof FORCED / sizeof FORCED[0]; i++)
+        st = set_conf(conf, FORCED[i].key, FORCED[i].value, err);
+    if (st == SLR_OK && k->brokers)
+        st = set_conf(conf, "bootstrap.servers", k->brokers, err);
+    if (st == SLR_OK && k->group)
+        st = set_conf(conf, "group.id", k->group, err);
+    bool stats_set = false;
+    for (uint32_t i = 0; st == SLR_OK && i < k->n_config; i++)
+        st = apply_property(src, conf, k->config[i], &stats_set, err);
+    if (st == SLR_OK && want_stats && !stats_set)
+        st = set_conf(conf, "statistics.interval.ms", DEFAULT_STATS_MS, err);
+    /* librdkafka must never move a position by itself: see the top of the file */
+    if (st == SLR_OK)
+        st = set_conf(conf, "auto.offset.reset", "error", err);
+    char buf[512];
+    size_t n = sizeof buf;
+    if (st == SLR_OK && (rd_kafka_conf_get(conf, "group.id", buf, &n) != RD_KAFKA_CONF_OK || !*buf))
+        st = slr_error_set(err, SLR_ERR_ARG,
+                           "a Kafka job needs a consumer group (--group): offsets are committed "
+                           "to it");
+    n = sizeof buf;
+    if (st == SLR_OK &&
+        (rd_kafka_conf_get(conf, "bootstrap.servers", buf, &n) != RD_KAFKA_CONF_OK || !*buf))
+        st = slr_error_set(err, SLR_ERR_ARG,
+                           "no Kafka brokers: give --brokers HOST:PORT (or bootstrap.servers)");
+    if (st != SLR_OK) {
+        rd_kafka_conf_destroy(conf);
+        return st;
+    }
+    rd_kafka_conf_set_opaque(conf, src);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
+    *out = conf;
+    return SLR_OK;
+}
+
+/* ------------------------------------------------------------ open */
+
+/* Static assignment: the given partitions (or all) of every topic. */
+static slr_status assign_static(slr_kafka_source *src, const slr_kafka_options *k, slr_error *err)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    slr_status st = SLR_OK;
+    for (uint32_t t = 0; st == SLR_OK && t < k->n_topics; t++) {
+        const char *topic = k->topics[t];
+        if (k->n_partitions) {
+            for (uint32_t i = 0; i < k->n_partitions; i++)
+                rd_kafka_topic_partition_list_add(l, topic, k->partitions[i]);
+            continue;
+        }
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(src->rk, topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t re = rkt ? rd_kafka_metadata(src->rk, 0, rkt, &md, METADATA_TIMEOUT_MS)
+                                     : rd_kafka_last_error();
+        if (!re && (md->topic_cnt != 1 || md->topics[0].err))
+            re = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+        if (re)
+            st = slr_error_set(err, SLR_ERR_KAFKA, "listing the partitions of topic %s: %s", topic,
+                               rd_kafka_err2str(re));
+        else
+            for (int i = 0; i < md->topics[0].partition_cnt; i++)
+                rd_kafka_topic_partition_list_add(l, topic, md->topics[0].partitions[i].id);
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+    }
+    if (st == SLR_OK && !start_offsets(src, l, err))
+        st = err ? err->code : SLR_ERR_KAFKA;
+    for (int i = 0; st == SLR_OK && i < l->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &l->elems[i];
+        if (!add_partition(src, tp->topic, tp->partition, tp->offset >= 0 ? tp->offset : -1))
+            st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    }
+    if (st == SLR_OK) {
+        describe_assignment(src, "assigned", l);
+        rd_kafka_resp_err_t re = rd_kafka_assign(src->rk, l);
+        if (re)
+            st = slr_error_set(err, SLR_ERR_KAFKA, "assigning partitions: %s", rd_kafka_err2str(re));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return st;
+}
+
+static slr_status subscribe(slr_kafka_source *src, const slr_kafka_options *k, slr_error *err)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)k->n_topics);
+    for (uint32_t t = 0; t < k->n_topics; t++)
+        rd_kafka_topic_partition_list_add(l, k->topics[t], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t re = rd_kafka_subscribe(src->rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (re)
+        return slr_error_set(err, SLR_ERR_KAFKA, "subscribing: %s", rd_kafka_err2str(re));
+    return SLR_OK;
+}
+
+slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options *k,
+                                 bool want_stats, slr_job_state *state,
+                                 const slr_kafka_hooks *hooks, slr_error *err)
+{
+    *out = NULL;
+    if (!k->n_topics)
+        return slr_error_set(err, SLR_ERR_ARG, "no Kafka topic given (--topic)");
+    slr_kafka_source *src = calloc(1, sizeof *src);
+    if (!src)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    src->hooks = *hooks;
+    src->state = state;
+    src->policy = RESET_EARLIEST;
+    src->assign_mode = k->assign;
+    rd_kafka_conf_t *conf;
+    slr_status st = build_conf(src, k, want_stats, &conf, err);
+    if (st != SLR_OK) {
+        free(src);
+        return st;
+    }
+    char errstr[512];
+    src->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!src->rk) {
+        rd_kafka_conf_destroy(conf);
+        free(src);
+        return slr_error_set(err, SLR_ERR_KAFKA, "creating the Kafka consumer: %s", errstr);
+    }
+    rd_kafka_set_log_queue(src->rk, NULL); /* logs -> main queue -> consumer queue */
+    rd_kafka_poll_set_consumer(src->rk);
+    src->queue = rd_kafka_queue_get_consumer(src->rk);
+    st = k->assign ? assign_static(src, k, err) : subscribe(src, k, err);
+    if (st != SLR_OK) {
+        slr_kafka_source_close(src, 1.0);
+        return st;
+    }
+    *out = src;
+    return SLR_OK;
+}
+
+/* ------------------------------------------------------------ consuming */
+
+size_t slr_kafka_source_consume(slr_kafka_source *src, rd_kafka_message_t **msgs, size_t max,
+                                int timeout_ms)
+{
+    ssize_t n = rd_kafka_consume_batch_queue(src->queue, timeout_ms, msgs, max);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* The broker told us where p's data starts again after a reset: count and
+ * report what was skipped. */
+static void reset_resolved(slr_kafka_source *src, slr_kafka_partition *p, int64_t now_at)
+{
+    int64_t from = p->reset_from;
+    p->reset_from = -1;
+    p->next = now_at;
+    if (now_at > from) {
+        uint64_t lost = (uint64_t)(now_at - from);
+        src->state->metrics.lost += lost;
+        say(src, "kafka: %s: LOST %llu messages (offsets %lld to %lld were deleted by the broker "
+                 "before they were consumed, e.g. by retention); continuing at %lld",
+            p->name, (unsigned long long)lost, (long long)from, (long long)now_at - 1,
+            (long long)now_at);
+    } else if (now_at < from) {
+        say(src, "kafka: %s: the log now ends before our position %lld (topic recreated or "
+                 "truncated?); continuing at %lld",
+            p->name, (long long)from, (long long)now_at);
+    }
+}
+
+static slr_kafka_take offset_reset(slr_kafka_source *src, const rd_kafka_message_t *m,
+                                   slr_kafka_partition *p, slr_error *err)
+{
+    if (m->offset < 0) { /* no committed offset: the user's auto.offset.reset */
+        if (src->policy == RESET_ERROR) {
+            slr_error_set(err, SLR_ERR_KAFKA,
+                          "%s has no checkpoint position and no committed offset, and "
+                          "auto.offset.reset=error",
+                          p->name);
+            return SLR_KAFKA_FAILED;
+        }
+        say(src, "kafka: %s: no committed offset; starting at the %s offset (auto.offset.reset)",
+            p->name, policy_name(src));
+        reposition(src, p, policy_offset(src));
+        return SLR_KAFKA_SKIP;
+    }
+    int64_t expected = p->next >= 0 ? p->next : m->offset;
+    if (src->policy == RESET_ERROR) {
+        slr_error_set(err, SLR_ERR_KAFKA,
+                      "%s: offset %lld is no longer on the broker (deleted by retention?) and "
+                      "auto.offset.reset=error; to go on and count the loss, drop that setting",
+                      p->name, (long long)expected);
+        return SLR_KAFKA_FAILED;
+    }
+    say(src, "kafka: %s: offset %lld is no longer on the broker (%s); skipping to the %s "
+             "retained offset",
+        p->name, (long long)expected, rd_kafka_message_errstr(m), policy_name(src));
+    p->next = p->reset_from = expected;
+    reposition(src, p, policy_offset(src));
+    return SLR_KAFKA_SKIP;
+}
+
+slr_kafka_take slr_kafka_source_take(slr_kafka_source *src, const rd_kafka_message_t *m,
+                                     slr_kafka_partition **out, slr_error *err)
+{
+    slr_kafka_partition *p = m->rkt ? partition_of(src, m) : NULL;
+    *out = p;
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        if (src->outage) {
+            say(src, "kafka: brokers reachable again");
+            src->outage = false;
+        }
+    }
+    if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (!p)
+            return SLR_KAFKA_SKIP; /* revoked while it sat in a batch; its new owner has it */
+        if (p->reset_from >= 0)
+            reset_resolved(src, p, m->offset);
+        if (p->next >= 0 && m->offset < p->next)
+            return SLR_KAFKA_SKIP; /* applied already (refetched after a reassignment) */
+        src->uncommitted = true;
+        return SLR_KAFKA_APPLY;
+    }
+    if (!p) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            say(src, "kafka: %s%s%s", m->rkt ? rd_kafka_topic_name(m->rkt) : "",
+                m->rkt ? ": " : "", rd_kafka_message_errstr(m));
+        return SLR_KAFKA_SKIP;
+    }
+    switch (m->err) {
+    case RD_KAFKA_RESP_ERR__PARTITION_EOF: {
+        /* m->offset is where fetching stands: everything before it has been
+         * delivered (or was a transaction marker) */
+        int64_t before = p->next;
+        if (p->reset_from >= 0)
+            reset_resolved(src, p, m->offset);
+        else if (m->offset > p->next)
+            p->next = m->offset;
+        p->at_end = true;
+        if (p->next == before)
+            return SLR_KAFKA_SKIP;
+        src->uncommitted = true;
+        return SLR_KAFKA_MOVED;
+    }
+    case RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET:
+        return offset_reset(src, m, p, err);
+    default:
+        say(src, "kafka: %s: %s", p->name, rd_kafka_message_errstr(m));
+        return SLR_KAFKA_SKIP;
+    }
+}
+
+/* ------------------------------------------------------------ positions */
+
+slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err)
+{
+    for (size_t i = 0; i < src->n_parts; i++) {
+        const slr_kafka_partition *p = src->parts[i];
+        if (p->next < 0)
+            continue;
+        slr_status st = slr_job_state_set_kafka_offset(src->state, p->topic, p->partition,
+                                                       p->next, err);
+        if (st != SLR_OK)
+            return st;
+    }
+    return SLR_OK;
+}
+
+void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds)
+{
+    if (!src->uncommitted)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)src->n_parts);
+    for (size_t i = 0; i < src->n_parts; i++)
+        if (src->parts[i]->next >= 0)
+            rd_kafka_topic_partition_list_add(l, src->parts[i]->topic, src->parts[i]->partition)
+                ->offset = src->parts[i]->next;
+    src->uncommitted = false;
+    if (l->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(l);
+        return;
+    }
+    if (wait_seconds <= 0) { /* the result comes back through on_commit */
+        rd_kafka_resp_err_t re = rd_kafka_commit(src->rk, l, 1);
+        if (re)
+            on_commit(src->rk, re, l, src);
+        rd_kafka_topic_partition_list_destroy(l);
+        return;
+    }
+    /* a queue of our own, so that waiting is bounded and serves nothing else */
+    rd_kafka_queue_t *q = rd_kafka_queue_new(src->rk);
+    rd_kafka_resp_err_t re = rd_kafka_commit_queue(src->rk, l, q, NULL, NULL);
+    if (!re) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)(wait_seconds * 1000));
+        if (!ev)
+            re = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        else {
+            re = rd_kafka_event_error(ev);
+            rd_kafka_event_destroy(ev);
+        }
+    }
+    if (re)
+        on_commit(src->rk, re, l, src);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+bool slr_kafka_source_at_end(const slr_kafka_source *src)
+{
+    if (src->n_parts == 0)
+        return false;
+    for (size_t i = 0; i < src->n_parts; i++)
+        if (!src->parts[i]->at_end || src->parts[i]->reset_from >= 0)
+            return false;
+    return true;
+}
+
+bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err)
+{
+    if (!src->failure)
+        return false;
+    slr_error_set(err, SLR_ERR_KAFKA, "%s", src->failure);
+    return true;
+}
+
+bool slr_kafka_source_lag(slr_kafka_source *src, char *buf, size_t size)
+{
+    if (!src->stats_fresh || size == 0)
+        return false;
+    src->stats_fresh = false;
+    size_t used = (size_t)snprintf(buf, size, "lag");
+    int64_t total = 0;
+    size_t shown = 0;
+    bool unknown = false;
+    for (size_t i = 0; i < src->n_parts && used < size; i++) {
+        const slr_kafka_partition *p = src->parts[i];
+        if (p->end < 0 || p->next < 0) {
+            unknown = true;
+            continue;
+        }
+        int64_t lag = p->end > p->next ? p->end - p->next : 0;
+        total += lag;
+        if (shown++ < LAG_LINE_MAX_PARTITIONS)
+            used += (size_t)snprintf(buf + used, size - used, "%s %s %lld", shown > 1 ? "," : "",
+                                     p->name, (long long)lag);
+    }
+    if (used < size)
+        snprintf(buf + used, size - used, "%s(total %lld messages%s)", shown ? " " : " ",
+                 (long long)total, unknown ? "; some partitions not started yet" : "");
+    return true;
+}
+
+/* ------------------------------------------------------------ close */
+
+void slr_kafka_source_close(slr_kafka_source *src, double timeout_seconds)
+{
+    if (!src)
+        return;
+    if (src->rk) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        double deadline = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + timeout_seconds;
+        /* closing serves the revocation (release hook) on this thread, through
+         * the consumer queue, within the time bound */
+        rd_kafka_error_t *e = rd_kafka_consumer_close_queue(src->rk, src->queue);
+        if (e) {
+            say(src, "kafka: leaving the group: %s", rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+        }
+        bool closed = false;
+        for (;;) {
+            if (rd_kafka_consumer_closed(src->rk)) {
+                closed = true;
+                break;
+            }
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            if ((double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec >= deadline)
+                break;
+            rd_kafka_message_t *msgs[64];
+            size_t n = slr_kafka_source_consume(src, msgs, 64, 100);
+            for (size_t i = 0; i < n; i++) /* we have stopped: nothing more is applied */
+                rd_kafka_message_destroy(msgs[i]);
+        }
+        if (!closed)
+            say(src, "kafka: leaving the group took longer than %.0f s; closing anyway (the group "
+                     "notices after session.timeout.ms)", timeout_seconds);
+        rd_kafka_queue_destroy(src->queue);
+        rd_kafka_destroy_flags(src->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    }
+    clear_partitions(src);
+    free(src->parts);
+    free(src->failure);
+    free(src);
+}

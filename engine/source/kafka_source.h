@@ -1,0 +1,108 @@
+/* kafka_source.h - the librdkafka consumer behind slr_train_kafka (kafka.h).
+ *
+ * The source owns the client and everything Kafka-specific: configuration,
+ * where each partition starts (checkpoint, else committed offset, else
+ * auto.offset.reset), rebalances, offset resets, end-of-partition, commits,
+ * lag.  It hands the training loop messages in the order librdkafka
+ * delivers them and decides for each one whether it is to be applied; the
+ * loop decodes and learns, then tells the source it was applied.  Positions
+ * ("next offset to apply") live here and are copied into the job state just
+ * before a checkpoint, so a checkpoint and the commit after it carry the
+ * same offsets.
+ *
+ * Everything runs on the caller's thread: librdkafka's callbacks (rebalance,
+ * statistics, errors, logs, commit results) are served from inside
+ * slr_kafka_source_consume(). */
+#ifndef STREAMLR_KAFKA_SOURCE_H
+#define STREAMLR_KAFKA_SOURCE_H
+
+#include <librdkafka/rdkafka.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamlr/checkpoint.h"
+#include "streamlr/error.h"
+#include "streamlr/kafka.h"
+
+typedef struct slr_kafka_partition {
+    char *topic;
+    int32_t partition;
+    char *name;                  /* "topic[partition]", for positions in reports */
+    const rd_kafka_topic_t *rkt; /* matched from the first message; NULL until then */
+    int64_t next;                /* next offset to apply; -1 while unknown */
+    int64_t reset_from;          /* >= 0: the broker no longer had this offset; the next
+                                    offset seen tells how many were lost */
+    int64_t end;                 /* log end offset from the latest statistics; -1 unknown */
+    bool at_end;                 /* reached the end, nothing applied since */
+} slr_kafka_partition;
+
+typedef struct slr_kafka_hooks {
+    void *ctx;
+    void (*log)(void *ctx, const char *msg);
+    /* Partitions are about to be released (rebalance, or leaving): make what
+     * has been learned durable.  Returns true if their positions may now be
+     * committed. */
+    bool (*release)(void *ctx);
+} slr_kafka_hooks;
+
+typedef struct slr_kafka_source slr_kafka_source;
+
+/* Create the consumer, subscribe (or assign), with positions taken from
+ * state (the loaded checkpoint).  state must outlive the source; it receives
+ * positions (note_positions) and lost-offset counts (metrics.lost).
+ * want_stats: turn on librdkafka statistics for the lag report unless the
+ * configuration sets statistics.interval.ms itself. */
+slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options *k,
+                                 bool want_stats, slr_job_state *state,
+                                 const slr_kafka_hooks *hooks, slr_error *err);
+
+/* Up to max messages and events, in delivery order (0 after timeout_ms
+ * without any).  Each must be passed to slr_kafka_source_take() in order
+ * and destroyed with rd_kafka_message_destroy(). */
+size_t slr_kafka_source_consume(slr_kafka_source *src, rd_kafka_message_t **msgs, size_t max,
+                                int timeout_ms);
+
+typedef enum slr_kafka_take {
+    SLR_KAFKA_APPLY,   /* a message to apply; *p is its partition */
+    SLR_KAFKA_SKIP,    /* nothing to do (already applied, not ours any more, an event) */
+    SLR_KAFKA_MOVED,   /* an event moved a position without a message (end of partition
+                          seen first, retention loss measured): checkpoint it */
+    SLR_KAFKA_FAILED,  /* the job cannot go on; err says why */
+} slr_kafka_take;
+
+slr_kafka_take slr_kafka_source_take(slr_kafka_source *src, const rd_kafka_message_t *m,
+                                     slr_kafka_partition **p, slr_error *err);
+
+/* The message at offset of p has been applied. */
+static inline void slr_kafka_source_applied(slr_kafka_partition *p, int64_t offset)
+{
+    p->next = offset + 1;
+    p->at_end = false;
+}
+
+/* Copy the assigned partitions' positions into the job state. */
+slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err);
+
+/* Commit the assigned partitions' positions (call right after the checkpoint
+ * holding them is durable).  wait_seconds > 0 waits that long at most for
+ * the broker's answer; 0 commits asynchronously.  Failures are logged; the
+ * next commit carries the positions again. */
+void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds);
+
+/* Every assigned partition (at least one) has reached its end. */
+bool slr_kafka_source_at_end(const slr_kafka_source *src);
+
+/* The job cannot go on (a fatal client error, e.g. authentication, or a
+ * partition that cannot be started): fills err. */
+bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err);
+
+/* If statistics arrived since the last call: a one-line lag report
+ * ("lag clicks[0] 12, clicks[1] 0 (total 12)") into buf. */
+bool slr_kafka_source_lag(slr_kafka_source *src, char *buf, size_t size);
+
+/* Leave the group (revocation runs the release hook) within timeout_seconds,
+ * then free everything.  NULL is a no-op. */
+void slr_kafka_source_close(slr_kafka_source *src, double timeout_seconds);
+
+#endif
