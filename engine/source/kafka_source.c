@@ -45,6 +45,7 @@ struct slr_kafka_source {
     bool uncommitted;        /* positions moved since the last commit */
     bool stats_fresh;
     bool outage;             /* all brokers reported down */
+    unsigned long long commits_failing; /* failed commits since the last success */
     char *failure;           /* why the job cannot go on, if it cannot */
 
     slr_kafka_partition **parts; /* the current assignment */
@@ -404,12 +405,18 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                       rd_kafka_topic_partition_list_t *offsets, void *opaque)
 {
     (void)rk;
-    (void)offsets;
     slr_kafka_source *src = opaque;
+    for (int i = 0; !err && offsets && i < offsets->cnt; i++)
+        err = offsets->elems[i].err; /* a partition can fail alone */
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         src->uncommitted = true;
-        say(src, "kafka: committing offsets failed: %s (the checkpoint holds the positions; "
-                 "the next checkpoint commits again)", rd_kafka_err2str(err));
+        if (src->commits_failing++ == 0) /* once per run of failures */
+            say(src, "kafka: committing offsets failed: %s (the checkpoint holds the "
+                     "positions; the next checkpoint commits again)", rd_kafka_err2str(err));
+    } else if (!err && src->commits_failing) {
+        say(src, "kafka: committing offsets works again (%llu commits had failed)",
+            src->commits_failing);
+        src->commits_failing = 0;
     }
 }
 
@@ -489,6 +496,11 @@ static slr_status build_conf(slr_kafka_source *src, const slr_kafka_options *k, 
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     slr_status st = set_conf(conf, "client.id", "streamlr", err);
+    /* sticky: a partition stays with the member whose model has learned it;
+     * cooperative: members keep consuming the partitions that do not move,
+     * and revoke (checkpoint, commit) while the group is still stable */
+    if (st == SLR_OK)
+        st = set_conf(conf, "partition.assignment.strategy", "cooperative-sticky", err);
     for (size_t i = 0; st == SLR_OK && i < sizeof FORCED / sizeof FORCED[0]; i++)
         st = set_conf(conf, FORCED[i].key, FORCED[i].value, err);
     if (st == SLR_OK && k->brokers)
@@ -629,11 +641,31 @@ slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options
 
 /* ------------------------------------------------------------ consuming */
 
+/* Under the cooperative protocol librdkafka pauses and resumes the
+ * partitions a member keeps, and a resumed partition restarts at the
+ * "application position".  rd_kafka_consume_batch_queue() in librdkafka 2.0
+ * advances that position for messages it then purges from the batch at the
+ * pause, so the restart skips them (fixed in 2.1, librdkafka PR #4208).
+ * One message per call keeps the position exact, so that protocol takes
+ * messages one by one (still collected into a batch for the loop); eager
+ * rebalances and static assignments restart every partition at an explicit
+ * offset and use the batch call. */
 size_t slr_kafka_source_consume(slr_kafka_source *src, rd_kafka_message_t **msgs, size_t max,
                                 int timeout_ms)
 {
-    ssize_t n = rd_kafka_consume_batch_queue(src->queue, timeout_ms, msgs, max);
-    return n > 0 ? (size_t)n : 0;
+    if (!cooperative(src)) {
+        ssize_t n = rd_kafka_consume_batch_queue(src->queue, timeout_ms, msgs, max);
+        return n > 0 ? (size_t)n : 0;
+    }
+    size_t n = 0;
+    rd_kafka_message_t *m = rd_kafka_consume_queue(src->queue, timeout_ms);
+    while (m) {
+        msgs[n++] = m;
+        if (n == max)
+            break;
+        m = rd_kafka_consume_queue(src->queue, 0);
+    }
+    return n;
 }
 
 /* The broker told us where p's data starts again after a reset: count and
@@ -785,11 +817,13 @@ void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds)
             re = RD_KAFKA_RESP_ERR__TIMED_OUT;
         else {
             re = rd_kafka_event_error(ev);
+            const rd_kafka_topic_partition_list_t *r = rd_kafka_event_topic_partition_list(ev);
+            for (int i = 0; !re && r && i < r->cnt; i++)
+                re = r->elems[i].err; /* a partition can fail alone */
             rd_kafka_event_destroy(ev);
         }
     }
-    if (re)
-        on_commit(src->rk, re, l, src);
+    on_commit(src->rk, re, l, src);
     rd_kafka_queue_destroy(q);
     rd_kafka_topic_partition_list_destroy(l);
 }
