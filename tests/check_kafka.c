@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "kafka_testutil.h"
+#include "source/kafka_source.h"
 #include "source/kafka_stats.h"
 #include "streamlr/checkpoint.h"
 #include "streamlr/kafka.h"
@@ -558,6 +559,71 @@ START_TEST(test_text_payloads)
 }
 END_TEST
 
+/* The source's guard on positions, fed messages directly: a message below a
+ * partition's position is not applied again, a gap (compaction, transaction
+ * markers) is accepted, a partition not assigned is ignored, and the end of
+ * a partition moves the position there. */
+START_TEST(test_take_guards_positions)
+{
+    char topic[128], group[128];
+    names(topic, group, "guard");
+    test_topic(&cluster, topic, 2);
+    slr_job_state st;
+    slr_job_state_init(&st);
+    slr_error err;
+    ck_assert_int_eq(slr_job_state_set_kafka_offset(&st, topic, 0, 5, &err), SLR_OK);
+    ck_assert_int_eq(slr_job_state_set_kafka_offset(&st, topic, 1, 0, &err), SLR_OK);
+    const char *topics[] = {topic}, *config[] = {TEST_KAFKA_CONFIG};
+    const int32_t parts[] = {0, 1};
+    slr_kafka_options k;
+    slr_kafka_options_init(&k);
+    k.brokers = cluster.bootstraps;
+    k.topics = topics;
+    k.n_topics = 1;
+    k.group = group;
+    k.config = config;
+    k.n_config = sizeof config / sizeof config[0];
+    k.assign = true;
+    k.partitions = parts;
+    k.n_partitions = 2;
+    slr_kafka_hooks hooks = {NULL, NULL, NULL};
+    slr_kafka_source *src;
+    ck_assert_msg(slr_kafka_source_open(&src, &k, false, &st, &hooks, &err) == SLR_OK, "%s",
+                  err.msg);
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(cluster.producer, topic, NULL);
+    rd_kafka_message_t m = {.rkt = rkt, .partition = 0, .offset = 5};
+    slr_kafka_partition *p;
+    ck_assert_int_eq(slr_kafka_source_take(src, &m, &p, &err), SLR_KAFKA_APPLY);
+    ck_assert_int_eq(p->partition, 0);
+    slr_kafka_source_applied(p, 5);
+    ck_assert_int_eq(slr_kafka_source_take(src, &m, &p, &err), SLR_KAFKA_SKIP);
+    m.offset = 3;
+    ck_assert_int_eq(slr_kafka_source_take(src, &m, &p, &err), SLR_KAFKA_SKIP);
+    m.offset = 8;
+    ck_assert_int_eq(slr_kafka_source_take(src, &m, &p, &err), SLR_KAFKA_APPLY);
+    slr_kafka_source_applied(p, 8);
+    m.partition = 3; /* not assigned */
+    ck_assert_int_eq(slr_kafka_source_take(src, &m, &p, &err), SLR_KAFKA_SKIP);
+    ck_assert_ptr_null(p);
+    m.err = RD_KAFKA_RESP_ERR__PARTITION_EOF;
+    m.partition = 0;
+    m.offset = 12; /* transaction markers after 8, say */
+    ck_assert_int_eq(slr_kafka_source_take(src, &m, &p, &err), SLR_KAFKA_MOVED);
+    ck_assert_int_eq(p->next, 12);
+    ck_assert(!slr_kafka_source_at_end(src)); /* partition 1 has not reached its end */
+    m.partition = 1;
+    m.offset = 0;
+    ck_assert_int_eq(slr_kafka_source_take(src, &m, &p, &err), SLR_KAFKA_SKIP);
+    ck_assert(slr_kafka_source_at_end(src));
+    ck_assert_int_eq(slr_kafka_source_note_positions(src, &err), SLR_OK);
+    ck_assert_int_eq(slr_job_state_kafka_offset(&st, topic, 0), 12);
+    ck_assert_int_eq(slr_job_state_kafka_offset(&st, topic, 1), 0);
+    rd_kafka_topic_destroy(rkt);
+    slr_kafka_source_close(src, 10);
+    slr_job_state_free(&st);
+}
+END_TEST
+
 /* Settings that would break exactly-once are refused before connecting. */
 START_TEST(test_settings_refused)
 {
@@ -646,6 +712,7 @@ static Suite *kafka_suite(void)
 #define ADD(t) if (!only || !strcmp(only, #t)) tcase_add_test(tc, t)
     ADD(test_stats_walker);
     ADD(test_settings_refused);
+    ADD(test_take_guards_positions);
     ADD(test_text_payloads);
     ADD(test_retention_loss_reported);
     ADD(test_multi_partition_exactly_once);

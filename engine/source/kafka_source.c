@@ -202,7 +202,9 @@ static bool start_offsets(slr_kafka_source *src, rd_kafka_topic_partition_list_t
     return ok;
 }
 
-static void describe_assignment(slr_kafka_source *src, const char *what,
+/* "assigned clicks[0]@1200 (checkpoint), clicks[1] (earliest)" or
+ * "releasing clicks[0]@1500": where each partition starts or stops. */
+static void describe_assignment(slr_kafka_source *src, bool releasing,
                                 const rd_kafka_topic_partition_list_t *parts)
 {
     char buf[800];
@@ -210,25 +212,33 @@ static void describe_assignment(slr_kafka_source *src, const char *what,
     int shown = 0;
     for (int i = 0; i < parts->cnt && used < sizeof buf - 64; i++, shown++) {
         const rd_kafka_topic_partition_t *tp = &parts->elems[i];
-        const char *from = slr_job_state_kafka_offset(src->state, tp->topic, tp->partition) >= 0
-                               ? "checkpoint"
-                           : tp->offset >= 0 ? "committed"
-                           : tp->offset == RD_KAFKA_OFFSET_END ? "latest"
-                           : tp->offset == RD_KAFKA_OFFSET_BEGINNING ? "earliest"
-                                                                     : NULL;
-        if (tp->offset >= 0)
-            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s[%d]@%lld (%s)",
-                                     i ? ", " : "", tp->topic, (int)tp->partition,
-                                     (long long)tp->offset, from);
-        else
-            used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s[%d]%s%s%s", i ? ", " : "",
-                                     tp->topic, (int)tp->partition, from ? " (" : "",
-                                     from ? from : "", from ? ")" : "");
+        int64_t at = tp->offset;
+        const char *from = NULL;
+        if (releasing) {
+            at = -1;
+            for (size_t k = 0; k < src->n_parts; k++)
+                if (src->parts[k]->partition == tp->partition &&
+                    !strcmp(src->parts[k]->topic, tp->topic))
+                    at = src->parts[k]->next;
+        } else {
+            from = slr_job_state_kafka_offset(src->state, tp->topic, tp->partition) >= 0
+                       ? "checkpoint"
+                   : at >= 0                         ? "committed"
+                   : at == RD_KAFKA_OFFSET_END       ? "latest"
+                   : at == RD_KAFKA_OFFSET_BEGINNING ? "earliest"
+                                                     : NULL;
+        }
+        used += (size_t)snprintf(buf + used, sizeof buf - used, "%s%s[%d]", i ? ", " : "",
+                                 tp->topic, (int)tp->partition);
+        if (at >= 0)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, "@%lld", (long long)at);
+        if (from)
+            used += (size_t)snprintf(buf + used, sizeof buf - used, " (%s)", from);
     }
     if (shown < parts->cnt)
         snprintf(buf + used, sizeof buf - used, ", ... (%d partitions)", parts->cnt);
-    say(src, "kafka: %s %s%s", what, parts->cnt ? buf : "no partitions",
-        "");
+    say(src, "kafka: %s %s", releasing ? "releasing" : "assigned",
+        parts->cnt ? buf : "no partitions");
 }
 
 /* ------------------------------------------------------------ (re)assignment */
@@ -312,13 +322,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             if (!add_partition(src, tp->topic, tp->partition, tp->offset >= 0 ? tp->offset : -1))
                 say(src, "kafka: out of memory tracking %s[%d]", tp->topic, (int)tp->partition);
         }
-        describe_assignment(src, "assigned", parts);
+        describe_assignment(src, false, parts);
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else
             re = rd_kafka_assign(rk, parts);
     } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
-        describe_assignment(src, "releasing", parts);
+        describe_assignment(src, true, parts);
         release(src, rd_kafka_assignment_lost(rk));
         if (coop) {
             for (int i = 0; i < parts->cnt; i++)
@@ -579,7 +589,7 @@ static slr_status assign_static(slr_kafka_source *src, const slr_kafka_options *
             st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     }
     if (st == SLR_OK) {
-        describe_assignment(src, "assigned", l);
+        describe_assignment(src, false, l);
         rd_kafka_resp_err_t re = rd_kafka_assign(src->rk, l);
         if (re)
             st = slr_error_set(err, SLR_ERR_KAFKA, "assigning partitions: %s", rd_kafka_err2str(re));
