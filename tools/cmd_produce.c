@@ -36,15 +36,17 @@ static void usage(FILE *out)
             "usage: streamlr produce --brokers HOST:PORT[,..] --topic T [options] FILE...\n"
             "\n"
             "Send the examples in FILE... (- for stdin) to Kafka topic T, one message per\n"
-            "example, as msgpack examples that `streamlr train --brokers` reads by default.\n"
+            "example, as msgpack examples that `streamlr train --brokers` reads by default\n"
+            "(msgpack input is sent as it is, once checked).\n"
             "Records that train would reject are reported as FILE:LINE: reason and skipped.\n"
             "\n"
             "  --brokers LIST       bootstrap servers\n"
             "  --topic T            destination topic\n"
             "  --format F           input format: msgpack | vw | libsvm | criteo (default:\n"
             "                       from the file extension)\n"
-            "  --raw                send text lines as they are (no decoding; train then needs\n"
-            "                       the same --format); blank lines are skipped\n"
+            "  --raw                send records as they are, unchecked: text lines (train then\n"
+            "                       needs the same --format; blank lines are skipped) or\n"
+            "                       msgpack objects\n"
             "  --hashed             send hashed examples in the compact msgpack form, with\n"
             "  -b, --bits N         ... N index bits (default %d) and\n"
             "  -q, --quadratic AB   ... -q interactions added here (train without -q then)\n"
@@ -192,14 +194,18 @@ static void pick_key(producer *p)
     }
 }
 
-/* One decoded example: check, encode, and send when the message is full. */
-static bool add_example(producer *p, const char *where, unsigned long long line)
+/* One decoded example (record: its bytes): check, encode, and send when the
+ * message is full.  A msgpack record that passes the checks is sent as it
+ * is: re-encoding it would only cost time. */
+static bool add_example(producer *p, const char *record, size_t len, bool is_msgpack,
+                        const char *where, unsigned long long line)
 {
     slr_error err;
     slr_status st = slr_example_from_raw(&p->ex, &p->rawex, &err);
     if (st == SLR_OK)
-        st = p->hashed ? slr_encode_hashed(&p->msg, &p->ex, &err)
-                       : slr_encode_raw(&p->msg, SLR_FORMAT_MSGPACK, &p->rawex, &err);
+        st = p->hashed     ? slr_encode_hashed(&p->msg, &p->ex, &err)
+             : is_msgpack ? slr_buf_append(&p->msg, record, len, &err)
+                          : slr_encode_raw(&p->msg, SLR_FORMAT_MSGPACK, &p->rawex, &err);
     if (st == SLR_ERR_NOMEM) {
         fprintf(stderr, "streamlr produce: out of memory\n");
         return false;
@@ -215,8 +221,8 @@ static bool add_example(producer *p, const char *where, unsigned long long line)
     return ++p->in_msg < p->per_message || send_message(p);
 }
 
-/* --raw: one message per non-blank line, as it is. */
-static bool add_line(producer *p, const char *s, size_t n)
+/* --raw: one message per record (non-blank line, or msgpack object), as it is. */
+static bool add_record(producer *p, const char *s, size_t n)
 {
     while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
         n--;
@@ -258,29 +264,27 @@ static bool produce_files(producer *p, const char *const *files, uint32_t n, slr
         slr_file_position pos;
         slr_file_source_position(src, &pos);
         size_t used = 0;
+        slr_decode_result r = p->raw ? slr_decoder_frame(p->dec, buf, len, at_end, &used)
+                                     : slr_decoder_next(p->dec, buf, len, at_end, &used, &p->rawex,
+                                                        &err);
+        if (r == SLR_DECODE_NEED_MORE) {
+            if ((st = slr_file_source_fill(src, &err)) != SLR_OK) {
+                fprintf(stderr, "streamlr produce: %s\n", err.msg);
+                ok = false;
+            }
+            continue;
+        }
+        unsigned long long where = slr_format_is_text(fmt) ? pos.line : pos.offset;
         if (p->raw) {
-            const char *nl = memchr(buf, '\n', len);
-            if (!nl && !at_end) {
-                if ((st = slr_file_source_fill(src, &err)) != SLR_OK) {
-                    fprintf(stderr, "streamlr produce: %s\n", err.msg);
-                    ok = false;
-                }
-                continue;
-            }
-            used = nl ? (size_t)(nl - buf) + 1 : len;
-            ok = add_line(p, buf, used);
+            if (r == SLR_DECODE_EXAMPLE)
+                ok = add_record(p, buf, used);
+            else if (p->bad++ == 0) /* not msgpack: skipped byte by byte, reported once */
+                fprintf(stderr, "%s@%llu: not msgpack data; skipping bytes\n",
+                        slr_file_source_path(src), where);
         } else {
-            slr_decode_result r = slr_decoder_next(p->dec, buf, len, at_end, &used, &p->rawex, &err);
-            if (r == SLR_DECODE_NEED_MORE) {
-                if ((st = slr_file_source_fill(src, &err)) != SLR_OK) {
-                    fprintf(stderr, "streamlr produce: %s\n", err.msg);
-                    ok = false;
-                }
-                continue;
-            }
-            unsigned long long where = slr_format_is_text(fmt) ? pos.line : pos.offset;
             if (r == SLR_DECODE_EXAMPLE) {
-                ok = add_example(p, slr_file_source_path(src), where);
+                ok = add_example(p, buf, used, fmt == SLR_FORMAT_MSGPACK,
+                                 slr_file_source_path(src), where);
             } else if (r == SLR_DECODE_BAD) {
                 p->bad++;
                 fprintf(stderr, "%s%s%llu: %s; skipped\n", slr_file_source_path(src),
@@ -404,9 +408,9 @@ int slr_cmd_produce(int argc, char **argv)
         fprintf(stderr, "streamlr produce: cannot tell the format of %s; use --format\n", files[0]);
         goto done;
     }
-    if (p.raw && (!slr_format_is_text(fmt) || p.hashed || p.key_field || p.per_message > 1)) {
-        fprintf(stderr, "streamlr produce: --raw sends text lines as they are: it takes a text "
-                        "--format and no --hashed, --key-field or --per-message\n");
+    if (p.raw && (p.hashed || p.key_field || p.per_message > 1)) {
+        fprintf(stderr, "streamlr produce: --raw sends records as they are: it takes no "
+                        "--hashed, --key-field or --per-message\n");
         goto done;
     }
     if (have_hashing && !p.hashed) {
@@ -439,7 +443,7 @@ int slr_cmd_produce(int argc, char **argv)
         rc = 1;
         goto done;
     }
-    if (!p.raw && slr_decoder_create(&p.dec, fmt, &err) != SLR_OK) {
+    if (slr_decoder_create(&p.dec, fmt, &err) != SLR_OK) {
         fprintf(stderr, "streamlr produce: %s\n", err.msg);
         rc = 1;
         goto done;

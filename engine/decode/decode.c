@@ -248,6 +248,21 @@ static slr_decode_result next_line(slr_decoder *d, const char *buf, size_t len, 
     return line_parser(d->format)(d, buf, line_len, raw, err);
 }
 
+slr_decode_result slr_decoder_frame(const slr_decoder *d, const char *buf, size_t len,
+                                    bool at_end, size_t *consumed)
+{
+    *consumed = 0;
+    if (len == 0)
+        return SLR_DECODE_NEED_MORE;
+    if (d->format == SLR_FORMAT_MSGPACK)
+        return slr_decode_msgpack_frame(buf, len, at_end, consumed);
+    const char *nl = memchr(buf, '\n', len);
+    if (!nl && !at_end)
+        return SLR_DECODE_NEED_MORE;
+    *consumed = nl ? (size_t)(nl - buf) + 1 : len;
+    return SLR_DECODE_EXAMPLE;
+}
+
 slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
                                    size_t *consumed, slr_raw_example *raw, slr_error *err)
 {

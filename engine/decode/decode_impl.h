@@ -35,6 +35,8 @@ slr_status slr_decode_msgpack_init(slr_decoder *d, slr_error *err);
 void slr_decode_msgpack_fini(slr_decoder *d);
 slr_decode_result slr_decode_msgpack_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
                                           size_t *consumed, slr_raw_example *raw, slr_error *err);
+slr_decode_result slr_decode_msgpack_frame(const char *buf, size_t len, bool at_end,
+                                           size_t *consumed);
 
 /* Fill err and return SLR_DECODE_BAD (decode.c). */
 slr_decode_result slr_decode_bad(slr_error *err, const char *fmt, ...)

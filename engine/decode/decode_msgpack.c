@@ -448,6 +448,25 @@ static slr_decode_result interpret(const msgpack_object *o, slr_raw_example *raw
 
 /* ------------------------------------------------------------------- next */
 
+slr_decode_result slr_decode_msgpack_frame(const char *buf, size_t len, bool at_end,
+                                           size_t *consumed)
+{
+    size_t size = 0, need = 0;
+    switch (scan_object((const unsigned char *)buf, len, &size, &need)) {
+    case SCAN_COMPLETE:
+        *consumed = size;
+        return SLR_DECODE_EXAMPLE;
+    case SCAN_INCOMPLETE:
+        if (!at_end)
+            return SLR_DECODE_NEED_MORE;
+        break;
+    case SCAN_INVALID:
+        break;
+    }
+    *consumed = 1;
+    return SLR_DECODE_BAD;
+}
+
 slr_decode_result slr_decode_msgpack_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
                                           size_t *consumed, slr_raw_example *raw, slr_error *err)
 {

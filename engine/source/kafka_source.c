@@ -42,6 +42,7 @@ struct slr_kafka_source {
     slr_job_state *state;
     reset_policy policy;
     bool assign_mode;        /* static assignment, no group rebalancing */
+    bool cooperative;        /* the group uses the cooperative rebalance protocol */
     bool uncommitted;        /* positions moved since the last commit */
     bool stats_fresh;
     bool outage;             /* all brokers reported down */
@@ -251,9 +252,11 @@ static int64_t assign_offset(const slr_kafka_source *src, const slr_kafka_partit
     return p->next >= 0 ? p->next : RD_KAFKA_OFFSET_STORED;
 }
 
-static bool cooperative(slr_kafka_source *src)
+/* Under the cooperative protocol?  Known from the first rebalance on; asking
+ * librdkafka is a round trip to its main thread, so it is asked there only. */
+static bool cooperative(const slr_kafka_source *src)
 {
-    return !src->assign_mode && !strcmp(rd_kafka_rebalance_protocol(src->rk), "COOPERATIVE");
+    return src->cooperative;
 }
 
 /* Restart fetching p at `offset` (a logical offset).  librdkafka stops a
@@ -304,6 +307,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     slr_kafka_source *src = opaque;
+    src->cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     bool coop = cooperative(src);
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;

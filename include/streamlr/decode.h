@@ -116,6 +116,15 @@ void slr_decoder_set_max_record(slr_decoder *d, size_t max_bytes);
 slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
                                    size_t *consumed, slr_raw_example *raw, slr_error *err);
 
+/* Find where the record at the front of buf ends without decoding it, for
+ * passing records on as they are (streamlr produce --raw): *consumed is the
+ * size of the line (with its '\n') or of the msgpack object.  Returns
+ * EXAMPLE, NEED_MORE (the record continues past len and !at_end), or BAD
+ * with *consumed = 1 for bytes that are not msgpack or an object cut off by
+ * the end (as slr_decoder_next does).  Nothing is checked beyond framing. */
+slr_decode_result slr_decoder_frame(const slr_decoder *d, const char *buf, size_t len,
+                                    bool at_end, size_t *consumed);
+
 #ifdef __cplusplus
 }
 #endif
