@@ -443,6 +443,21 @@ int slr_cmd_produce(int argc, char **argv)
         rc = 1;
         goto done;
     }
+    /* Ask for the topic's partitions now: otherwise librdkafka learns them
+     * from its once-a-second scan, and the first messages wait for it. */
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(p.rk, p.topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t me = rkt ? rd_kafka_metadata(p.rk, 0, rkt, &md, 10000)
+                                 : rd_kafka_last_error();
+    if (!me && md->topic_cnt == 1)
+        me = md->topics[0].err;
+    if (me)
+        fprintf(stderr, "streamlr produce: topic %s: %s (sending anyway)\n", p.topic,
+                rd_kafka_err2str(me));
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
     if (slr_decoder_create(&p.dec, fmt, &err) != SLR_OK) {
         fprintf(stderr, "streamlr produce: %s\n", err.msg);
         rc = 1;
