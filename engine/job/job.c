@@ -384,9 +384,13 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
             fprintf(out, "LOST to retention = %llu Kafka offsets (deleted by the broker before "
                          "they were consumed)\n", (unsigned long long)m->lost);
         fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
-        double learning = secs - job->checkpoint_seconds;
-        fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models), %.0f examples/s\n",
-                secs, job->checkpoint_seconds,
+        double learning = secs - job->checkpoint_seconds - job->waiting_seconds;
+        char waited[64] = "";
+        if (job->waiting_seconds > 0)
+            snprintf(waited, sizeof waited, ", %.3f s waiting for the first record",
+                     job->waiting_seconds);
+        fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models%s), %.0f examples/s\n",
+                secs, job->checkpoint_seconds, waited,
                 learning > 0 ? (double)job->examples_this_run / learning : 0.0);
         if (job->last_checkpoint[0])
             fprintf(out, "checkpoint: %s\n", job->last_checkpoint);

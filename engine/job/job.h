@@ -42,6 +42,8 @@ typedef struct slr_job {
     double time_at_checkpoint;
     uint64_t checkpoints_written;
     double checkpoint_seconds;     /* time spent writing checkpoints and models */
+    double waiting_seconds;        /* time before the first record (a source that waits for
+                                      data: joining a consumer group); not in the rate */
     uint64_t bad_reported;
     char last_checkpoint[4096];
 } slr_job;

@@ -152,6 +152,8 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
                 stopped = true; /* the rest of the batch stays unapplied */
             switch (stopped ? SLR_KAFKA_SKIP : slr_kafka_source_take(run.src, m, &p, err)) {
             case SLR_KAFKA_APPLY:
+                if (run.job.records_this_run == 0 && run.job.waiting_seconds == 0)
+                    run.job.waiting_seconds = slr_monotonic_seconds() - run.job.started;
                 st = apply_message(&run, p, m, err);
                 break;
             case SLR_KAFKA_MOVED:

@@ -865,6 +865,8 @@ bool slr_kafka_source_lag(slr_kafka_source *src, char *buf, size_t size)
     if (!src->stats_fresh || size == 0)
         return false;
     src->stats_fresh = false;
+    if (src->n_parts == 0)
+        return false; /* nothing assigned (yet): nothing to say */
     size_t used = (size_t)snprintf(buf, size, "lag");
     int64_t total = 0;
     size_t shown = 0;
