@@ -232,6 +232,46 @@ START_TEST(damage_is_detected)
 }
 END_TEST
 
+/* A checkpoint with a valid checksum but a state the learner cannot use
+ * (what a buggy or hostile writer could produce) is corrupt, not loaded. */
+START_TEST(implausible_values_are_corrupt)
+{
+    char *dir = test_mkdtemp("ckpt");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/m.slr", dir);
+    for (int what = 0; what < 6; what++) {
+        slr_learner *a = make_learner(SLR_SCHEDULE_INVPOW, 1e-3, 1e-3, 6);
+        test_rng r = {.s = 11};
+        train(a, &r, 50);
+        slr_job_state st;
+        slr_job_state_init(&st);
+        st.format = strdup("vw");
+        uint64_t j = 0;
+        while (a->slots[j].w == 0.0)
+            j++;
+        switch (what) {
+        case 0: a->slots[j].w = 2 * SLR_MAX_ABS_WEIGHT; break;
+        case 1: a->slots[j].w = NAN; break;
+        case 2: a->slots[a->n_slots].w = -INFINITY; break; /* the bias */
+        case 3: st.metrics.loss = NAN; break;
+        case 4: st.metrics.weight = -1; break;
+        case 5: a->hist.c[a->hist.len - 1] = a->hist.c[a->hist.len - 2] - 1; break; /* not a running sum */
+        }
+        ck_assert_int_eq(slr_checkpoint_write(path, a, &st, NULL), SLR_OK);
+        slr_learner *b = NULL;
+        slr_job_state st2;
+        slr_job_state_init(&st2);
+        slr_error err;
+        ck_assert_msg(slr_checkpoint_read(path, &b, &st2, &err) == SLR_ERR_CORRUPT, "case %d loaded", what);
+        ck_assert_ptr_null(b);
+        slr_learner_destroy(a);
+        slr_job_state_free(&st);
+    }
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 typedef struct warnings {
     int n;
     char last[1024];
@@ -379,6 +419,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_loop_test(tc, resume_is_bit_identical, 0, 3);
     tcase_add_test(tc, kafka_offsets_round_trip);
     tcase_add_test(tc, damage_is_detected);
+    tcase_add_test(tc, implausible_values_are_corrupt);
     tcase_add_test(tc, directory_rotates_and_falls_back);
     tcase_add_test(tc, failed_write_keeps_previous);
     suite_add_tcase(s, tc);

@@ -740,6 +740,26 @@ START_TEST(msgpack_compact_and_map_forms)
     ck_assert_int_eq(dc_next(&c, true), SLR_DECODE_EXAMPLE);
     ck_assert(!c.raw.has_label && c.raw.weight == 0.25 && c.raw.tag == NULL);
     check_named(&c.raw, 0, "", "z", 1);
+
+    /* empty strings stay strings (msgpack-c hands them out as NULL): an empty
+     * name is a named feature, not pre-hashed id 0, and an empty tag is a tag
+     * (found by fuzz_vw: VW "| :2" did not survive a msgpack round trip) */
+    dc_feed_mp(&c, "{y: 1, tag: \"\", f: {\"\": {\"\": 2}, n: [\"\"], \"\": 3}}");
+    ck_assert_int_eq(dc_next(&c, true), SLR_DECODE_EXAMPLE);
+    ck_assert(c.raw.tag != NULL && c.raw.tag_len == 0);
+    ck_assert_uint_eq(c.raw.n_features, 3);
+    check_named(&c.raw, 0, "", "", 2);
+    check_named(&c.raw, 1, "n", "", 1);
+    check_named(&c.raw, 2, "", "", 3);
+    dc_feed_mp(&c, "[1, {\"\": {\"\": -2}, \"\": [\"\"]}]"); /* NULL pointers in this shape */
+    ck_assert_int_eq(dc_next(&c, true), SLR_DECODE_EXAMPLE);
+    ck_assert_uint_eq(c.raw.n_features, 2);
+    check_named(&c.raw, 0, "", "", -2);
+    check_named(&c.raw, 1, "", "", 1);
+    /* an empty compact form is an example without features */
+    dc_feed_mp(&c, "[1, nil, bin\"\", bin\"\"]");
+    ck_assert_int_eq(dc_next(&c, true), SLR_DECODE_EXAMPLE);
+    ck_assert_uint_eq(c.raw.n_features, 0);
     dc_close(&c);
 }
 END_TEST

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "decode/msgpack_scan.h"
 #include "learner/learner_impl.h"
 #include "streamlr/checkpoint.h"
 
@@ -474,9 +476,10 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
     l->step = step;
     l->epoch = epoch;
     l->slots[l->n_slots].w = bias->via.array.ptr[0].via.f64;
-    l->slots[l->n_slots].g2 = (float)bias->via.array.ptr[1].via.f64;
-    if (!isfinite(l->slots[l->n_slots].w))
+    double bias_g2 = bias->via.array.ptr[1].via.f64;
+    if (!(fabs(l->slots[l->n_slots].w) <= SLR_MAX_ABS_WEIGHT) || !(bias_g2 >= 0 && bias_g2 <= FLT_MAX))
         goto bad_weight;
+    l->slots[l->n_slots].g2 = (float)bias_g2;
 
     const unsigned char *p = (const unsigned char *)weights->via.bin.ptr;
     size_t n = weights->via.bin.size / WEIGHT_RECORD;
@@ -492,7 +495,8 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
         s->w = get_f64(p + 4);
         s->g2 = get_f32(p + 12);
         s->stamp = get_u32(p + 16);
-        if (!isfinite(s->w) || !isfinite(s->g2) || s->g2 < 0 || epoch + s->stamp > step)
+        if (!(fabs(s->w) <= SLR_MAX_ABS_WEIGHT) || !isfinite(s->g2) || s->g2 < 0 ||
+            epoch + s->stamp > step)
             goto bad_weight;
     }
 
@@ -510,8 +514,18 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
         l->hist.base = base;
         l->hist.len = lp->via.bin.size / 8;
         for (size_t i = 0; i < l->hist.len; i++) {
-            l->hist.log_p[i] = get_f64((const unsigned char *)lp->via.bin.ptr + 8 * i);
-            l->hist.c[i] = get_f64((const unsigned char *)c->via.bin.ptr + 8 * i);
+            double lpi = get_f64((const unsigned char *)lp->via.bin.ptr + 8 * i);
+            double ci = get_f64((const unsigned char *)c->via.bin.ptr + 8 * i);
+            /* the catch-up searches these sums and relies on their order */
+            bool ok = i == 0 ? lpi == 0.0 && ci == 0.0
+                             : isfinite(lpi) && isfinite(ci) && lpi <= l->hist.log_p[i - 1] &&
+                                   ci >= l->hist.c[i - 1];
+            if (!ok) {
+                slr_learner_destroy(l);
+                return corrupt(r, "learner.history is not a valid sequence of running sums");
+            }
+            l->hist.log_p[i] = lpi;
+            l->hist.c[i] = ci;
         }
     } else if (!h || h->type != MSGPACK_OBJECT_NIL) {
         slr_learner_destroy(l);
@@ -533,6 +547,10 @@ static slr_status read_metrics(reader *r, const msgpack_object *M, slr_metrics *
         !get_double(M, "predicted", &m->predicted) || !get_uint(M, "features", &m->features) ||
         !get_uint(M, "bad", &m->bad) || !get_uint(M, "unlabelled", &m->unlabelled))
         return corrupt(r, "metrics missing or malformed");
+    const double sums[4] = {m->weight, m->loss, m->positives, m->predicted};
+    for (int i = 0; i < 4; i++)
+        if (!isfinite(sums[i]) || sums[i] < 0)
+            return corrupt(r, "metrics hold a negative or non-finite sum");
     return SLR_OK;
 }
 
@@ -617,19 +635,15 @@ static slr_status read_file(const char *path, char **data, size_t *len, slr_erro
     return SLR_OK;
 }
 
-slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
-                               slr_error *err)
+slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
+                                 slr_learner **out, slr_job_state *st, slr_error *err)
 {
     *out = NULL;
-    char *data = NULL;
-    size_t len = 0;
-    slr_status rc = read_file(path, &data, &len, err);
-    if (rc != SLR_OK)
-        return rc;
-    reader r = {path, err};
+    reader r = {name, err};
     msgpack_zone zone;
-    msgpack_zone_init(&zone, 4096);
+    bool zone_ready = false;
     slr_learner *l = NULL;
+    slr_status rc;
 
     if (len < sizeof MAGIC + 8 || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
         rc = corrupt(&r, "not a streamlr checkpoint (bad magic or too short)");
@@ -642,10 +656,22 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
         rc = corrupt(&r, "checksum mismatch (truncated or damaged file)");
         goto done;
     }
+    const char *b = data + sizeof MAGIC;
+    size_t blen = len - sizeof MAGIC - 8, size, need;
+    /* A valid checksum only says the bytes are what a writer wrote; the
+     * scan bounds what unpacking them can allocate, whoever wrote them. */
+    if (slr_msgpack_scan((const unsigned char *)b, blen, &size, &need) != SLR_MSGPACK_COMPLETE ||
+        size != blen) {
+        rc = corrupt(&r, "body is not one msgpack map");
+        goto done;
+    }
+    if (!msgpack_zone_init(&zone, need + 256)) {
+        rc = slr_error_set(err, SLR_ERR_NOMEM, "%s: out of memory (%zu bytes)", name, need);
+        goto done;
+    }
+    zone_ready = true;
     msgpack_object body;
     size_t off = 0;
-    const char *b = data + sizeof MAGIC;
-    size_t blen = len - sizeof MAGIC - 8;
     if (msgpack_unpack(b, blen, &off, &zone, &body) != MSGPACK_UNPACK_SUCCESS || off != blen ||
         body.type != MSGPACK_OBJECT_MAP) {
         rc = corrupt(&r, "body is not one msgpack map");
@@ -659,7 +685,7 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
     if (version != SLR_CHECKPOINT_FORMAT_VERSION) {
         rc = slr_error_set(err, SLR_ERR_MISMATCH,
                            "%s: checkpoint format version %llu; this streamlr reads version %d",
-                           path, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
+                           name, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
         goto done;
     }
     const msgpack_object *L = field(&body, "learner"), *M = field(&body, "metrics"),
@@ -682,7 +708,21 @@ done:
     slr_learner_destroy(l);
     if (rc != SLR_OK)
         slr_job_state_free(st);
-    msgpack_zone_destroy(&zone);
+    if (zone_ready)
+        msgpack_zone_destroy(&zone);
+    return rc;
+}
+
+slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
+                               slr_error *err)
+{
+    *out = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    slr_status rc = read_file(path, &data, &len, err);
+    if (rc != SLR_OK)
+        return rc;
+    rc = slr_checkpoint_decode(data, len, path, out, st, err);
     free(data);
     return rc;
 }

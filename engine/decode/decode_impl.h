@@ -67,6 +67,6 @@ static inline bool slr_is_blank(char c)
 
 /* Error messages quote input text; long or binary junk is cut short. */
 #define SLR_QUOTE_MAX 64
-#define SLR_QUOTE(p, n) (int)((n) > SLR_QUOTE_MAX ? SLR_QUOTE_MAX : (n)), (p)
+#define SLR_QUOTE(p, n) (int)((n) > SLR_QUOTE_MAX ? SLR_QUOTE_MAX : (n)), ((p) ? (p) : "")
 
 #endif

@@ -81,6 +81,10 @@ slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const sl
  * must be initialised) is filled. */
 slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
                                slr_error *err);
+/* The same for a checkpoint held in memory (data[0, len), the whole file);
+ * name is used in messages. */
+slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
+                                 slr_learner **out, slr_job_state *st, slr_error *err);
 
 /* ------------------------------------------------------------ directories */
 
