@@ -112,6 +112,37 @@ START_TEST(catchup_history_matches_steps)
 }
 END_TEST
 
+/* Where the logarithm's estimate of the band entry is poor (a subnormal
+ * threshold, a decay of 1e-15 a step: found by fuzz_checkpoint_body), the
+ * catch-up must still answer at once and agree with the plain decay before
+ * the entry and with a replay after it. */
+START_TEST(catchup_with_a_degenerate_band)
+{
+    const double ell = -1.5016817252530793e-15, a = -expm1(ell);
+    const slr_penalty pen = {.l1 = 1e-3, .l2 = 1.0, .period = 1, .threshold = 6.9169190417774516e-323};
+    const double w = 0.0085519839600705222, eta = a; /* eta l2 = a */
+    for (uint64_t gap = 1000; gap < UINT64_C(4000000000000000000); gap *= 10) {
+        double got = slr_penalty_catchup_const(&pen, w, eta, 0, gap);
+        double decayed = w * exp(ell * (double)gap);
+        ck_assert_msg(isfinite(got) && got >= 0 && got <= w, "gap %llu: %g", (unsigned long long)gap, got);
+        if (decayed > 1e-300) /* far from the band: decay only */
+            ck_assert_msg(test_close(got, decayed, 1e-9, 0), "gap %llu: %.17g vs %.17g",
+                          (unsigned long long)gap, got, decayed);
+    }
+    /* a sane threshold reached after ~1e15 steps: the same branch, checked against a
+     * replay of the last few steps from just before the entry */
+    const slr_penalty pen2 = {.l1 = 1e-3, .l2 = 1.0, .period = 1, .threshold = 1e-3};
+    double n_enter = ceil(log(1e-3 / w) / ell);
+    uint64_t before = (uint64_t)n_enter - 5;
+    double at = slr_penalty_catchup_const(&pen2, w, eta, 0, before);
+    double want = at;
+    for (uint64_t t = before + 1; t <= before + 10; t++)
+        want = slr_penalty_step(&pen2, want, eta, t);
+    double got = slr_penalty_catchup_const(&pen2, w, eta, 0, before + 10);
+    ck_assert_msg(test_close(got, want, 1e-6, 1e-12), "%.17g vs %.17g", got, want);
+}
+END_TEST
+
 /* ------------------------------------------------ whole learner: lazy == eager */
 
 /* A random sparse stream over 2^bits slots: a few frequent features and a
@@ -571,6 +602,7 @@ static Suite *learner_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, catchup_const_matches_steps, 0, 3);
     tcase_add_loop_test(tc, catchup_history_matches_steps, 0, 2);
+    tcase_add_test(tc, catchup_with_a_degenerate_band);
     suite_add_tcase(s, tc);
 
     build_lazy_cases();
