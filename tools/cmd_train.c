@@ -33,6 +33,9 @@ static void usage(FILE *out)
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           file extension, else vw); see docs/FORMAT.md\n"
             "      --strict             stop at the first bad record instead of skipping it\n"
+            "      --dead-letter FILE   append every record that cannot be learned from (bad\n"
+            "                           or unlabelled) to FILE as a JSON line with its exact\n"
+            "                           bytes, position and reason (docs/DEAD_LETTERS.md)\n"
             "      --max-features N     reject examples with more than N features after -q\n"
             "                           (default 65536)\n"
             "      --max-record BYTES   reject records longer than this (default 16 MiB)\n"
@@ -88,6 +91,7 @@ int slr_cmd_train(int argc, char **argv)
         {"checkpoint-keep", required_argument, 0, OPT_CHECKPOINT_KEEP},
         {"resume", no_argument, 0, OPT_RESUME},
         {"strict", no_argument, 0, OPT_STRICT},
+        {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"max-features", required_argument, 0, OPT_MAX_FEATURES},
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
         {"quiet", no_argument, 0, OPT_QUIET},
@@ -99,6 +103,8 @@ int slr_cmd_train(int argc, char **argv)
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
+    const char *dead_letter_path = NULL;
+    slr_dead_letter_sink *dead_letter = NULL;
     int rc = 2;
     uint64_t u64;
     slr_error err;
@@ -137,6 +143,7 @@ int slr_cmd_train(int argc, char **argv)
             break;
         case OPT_RESUME: opt.resume = true; break;
         case OPT_STRICT: opt.strict = true; break;
+        case OPT_DEAD_LETTER: dead_letter_path = optarg; break;
         case OPT_MAX_FEATURES:
             if (!cli_u32("train", "--max-features", optarg, &opt.max_features))
                 goto done;
@@ -167,9 +174,22 @@ int slr_cmd_train(int argc, char **argv)
         fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
         goto done;
     }
+    if (dead_letter_path && opt.strict) {
+        fprintf(stderr, "streamlr train: --strict stops at the first bad record, --dead-letter keeps "
+                        "bad records and goes on; choose one\n");
+        goto done;
+    }
     if (slr_learner_config_validate(&opt.learner, &err) != SLR_OK) {
         fprintf(stderr, "streamlr train: %s\n", err.msg);
         goto done;
+    }
+    if (dead_letter_path) {
+        if (slr_dead_letter_file_open(&dead_letter, dead_letter_path, &err) != SLR_OK) {
+            fprintf(stderr, "streamlr train: %s\n", err.msg);
+            rc = 1;
+            goto done;
+        }
+        opt.dead_letter = dead_letter;
     }
     opt.files = files;
     opt.n_files = n_files;
@@ -192,6 +212,8 @@ int slr_cmd_train(int argc, char **argv)
     }
     rc = 0;
 done:
+    if (dead_letter)
+        dead_letter->close(dead_letter);
     free(files);
     return rc;
 }

@@ -46,6 +46,8 @@ void slr_job_state_free(slr_job_state *st)
     for (uint32_t i = 0; i < st->n_kafka; i++)
         free(st->kafka[i].topic);
     free(st->kafka);
+    free(st->dead_letter.kind);
+    free(st->dead_letter.name);
     slr_job_state_init(st);
 }
 
@@ -253,7 +255,7 @@ static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learn
 
 static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
 {
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_map(pk, 9);
     pack_key(pk, "examples");
     msgpack_pack_uint64(pk, m->examples);
     pack_key(pk, "weight");
@@ -270,6 +272,31 @@ static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
     msgpack_pack_uint64(pk, m->bad);
     pack_key(pk, "unlabelled");
     msgpack_pack_uint64(pk, m->unlabelled);
+    pack_key(pk, "rejected");
+    uint32_t n = 0;
+    for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+        n += m->rejected[r] != 0;
+    msgpack_pack_map(pk, n);
+    for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+        if (m->rejected[r]) {
+            pack_str(pk, slr_bad_reason_name((slr_bad_reason)r));
+            msgpack_pack_uint64(pk, m->rejected[r]);
+        }
+}
+
+static void pack_dead_letter(msgpack_packer *pk, const slr_dead_letter_mark *d)
+{
+    if (!d->kind) {
+        msgpack_pack_nil(pk);
+        return;
+    }
+    msgpack_pack_map(pk, 3);
+    pack_key(pk, "kind");
+    pack_str(pk, d->kind);
+    pack_key(pk, "name");
+    pack_str(pk, d->name);
+    pack_key(pk, "position");
+    msgpack_pack_uint64(pk, d->position);
 }
 
 static void pack_source(msgpack_packer *pk, const slr_job_state *st)
@@ -313,7 +340,7 @@ slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const sl
     slr_atomic_file_write(&f, MAGIC, sizeof MAGIC);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &f, write_cb);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, 8);
     pack_key(&pk, "format_version");
     msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
     pack_key(&pk, "writer");
@@ -328,6 +355,8 @@ slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const sl
     pack_metrics(&pk, &st->metrics);
     pack_key(&pk, "source");
     pack_source(&pk, st);
+    pack_key(&pk, "dead_letters");
+    pack_dead_letter(&pk, &st->dead_letter);
     unsigned char sum[8];
     uint64_t digest = slr_atomic_file_digest(&f);
     for (int i = 0; i < 8; i++) /* big-endian, as written in docs/CHECKPOINT.md */
@@ -547,6 +576,19 @@ static slr_status read_metrics(reader *r, const msgpack_object *M, slr_metrics *
         !get_double(M, "predicted", &m->predicted) || !get_uint(M, "features", &m->features) ||
         !get_uint(M, "bad", &m->bad) || !get_uint(M, "unlabelled", &m->unlabelled))
         return corrupt(r, "metrics missing or malformed");
+    /* per-reason counts: absent in checkpoints from before they existed;
+     * a reason this version does not know is left out */
+    const msgpack_object *rej = field(M, "rejected");
+    if (rej && rej->type != MSGPACK_OBJECT_MAP)
+        return corrupt(r, "metrics.rejected is not a map");
+    for (uint32_t i = 0; rej && i < rej->via.map.size; i++) {
+        const msgpack_object *k = &rej->via.map.ptr[i].key, *v = &rej->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return corrupt(r, "metrics.rejected entry malformed");
+        slr_bad_reason why = slr_bad_reason_from_name(k->via.str.ptr, k->via.str.size);
+        if (why != SLR_BAD_REASON_COUNT)
+            m->rejected[why] = v->via.u64;
+    }
     const double sums[4] = {m->weight, m->loss, m->positives, m->predicted};
     for (int i = 0; i < 4; i++)
         if (!isfinite(sums[i]) || sums[i] < 0)
@@ -597,6 +639,18 @@ static slr_status read_source(reader *r, const msgpack_object *S, slr_job_state 
             return s;
     }
     st->source = kind; /* after set_kafka_offset, which assumes Kafka */
+    return SLR_OK;
+}
+
+/* Absent in checkpoints from before dead letters existed, nil without a sink. */
+static slr_status read_dead_letter(reader *r, const msgpack_object *D, slr_dead_letter_mark *d)
+{
+    if (!D || D->type == MSGPACK_OBJECT_NIL)
+        return SLR_OK;
+    d->kind = dup_str(field(D, "kind"));
+    d->name = dup_str(field(D, "name"));
+    if (!d->kind || !d->name || !get_uint(D, "position", &d->position))
+        return corrupt(r, "dead_letters malformed");
     return SLR_OK;
 }
 
@@ -700,7 +754,8 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
         goto done;
     }
     if ((rc = read_learner(&r, L, &l)) != SLR_OK || (rc = read_metrics(&r, M, &st->metrics)) != SLR_OK ||
-        (rc = read_source(&r, S, st)) != SLR_OK)
+        (rc = read_source(&r, S, st)) != SLR_OK ||
+        (rc = read_dead_letter(&r, field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK)
         goto done;
     *out = l;
     l = NULL;

@@ -371,24 +371,32 @@ slr_decode_result slr_decode_msgpack_next(slr_decoder *d, const char *buf, size_
     switch (slr_msgpack_scan((const unsigned char *)buf, len, &size, &need)) {
     case SLR_MSGPACK_INVALID:
         *consumed = 1;
+        d->bad_reason = SLR_BAD_JUNK;
+        d->bad_resync = true;
         return slr_decode_bad(err, "not msgpack data (byte 0xc1 is never used); skipping a byte");
     case SLR_MSGPACK_INCOMPLETE:
         if (len >= d->max_record) {
             *consumed = 1;
+            d->bad_reason = SLR_BAD_TOO_LARGE;
+            d->bad_resync = true;
             return slr_decode_bad(err, "msgpack object longer than %zu bytes; skipping a byte",
                                   d->max_record);
         }
         if (!at_end)
             return SLR_DECODE_NEED_MORE;
         *consumed = 1;
+        d->bad_reason = SLR_BAD_JUNK;
+        d->bad_resync = true;
         return slr_decode_bad(err, "truncated msgpack object (%zu bytes left); skipping a byte", len);
     case SLR_MSGPACK_COMPLETE:
         break;
     }
     *consumed = size;
-    if (size > d->max_record)
+    if (size > d->max_record) {
+        d->bad_reason = SLR_BAD_TOO_LARGE;
         return slr_decode_bad(err, "msgpack object of %zu bytes is longer than the %zu-byte limit",
                               size, d->max_record);
+    }
     if (!zone_fit(d->mp, need)) {
         slr_error_set(err, SLR_ERR_NOMEM, "out of memory unpacking a msgpack object of %zu bytes", size);
         return SLR_DECODE_BAD;

@@ -110,6 +110,32 @@ static slr_status check_resumable(slr_job *job, slr_error *err)
     return SLR_OK;
 }
 
+/* The checkpoint says how far the dead-letter sink had got; what it received
+ * after that belongs to records the replay is about to apply again. */
+static slr_status resume_dead_letters(slr_job *job, slr_error *err)
+{
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    const slr_dead_letter_mark *mark = &job->state.dead_letter;
+    if (!sink) {
+        if (mark->kind)
+            slr_job_log(job, "the checkpoint's run kept dead letters in %s; this run has no "
+                             "--dead-letter, so rejected records are only counted", mark->name);
+        return SLR_OK;
+    }
+    if (!mark->kind || strcmp(mark->kind, sink->kind) || strcmp(mark->name, sink->name)) {
+        if (mark->kind)
+            slr_job_log(job, "dead letters now go to %s (the checkpoint's run kept them in %s)",
+                        sink->name, mark->name);
+        return SLR_OK;
+    }
+    uint64_t dropped = 0;
+    slr_status st = sink->resume(sink, mark->position, &dropped, err);
+    if (st == SLR_OK && dropped)
+        slr_job_log(job, "%s: dropped the dead letters written after the checkpoint (%llu bytes); "
+                         "the replay writes them again", sink->name, (unsigned long long)dropped);
+    return st;
+}
+
 static slr_status open_learner(slr_job *job, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
@@ -125,7 +151,9 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         if (st == SLR_OK) {
             slr_job_log(job, "resuming from %s (%llu examples learned)", job->last_checkpoint,
                         (unsigned long long)slr_learner_steps(job->learner));
-            return check_resumable(job, err);
+            if ((st = check_resumable(job, err)) != SLR_OK)
+                return st;
+            return resume_dead_letters(job, err);
         }
         if (st != SLR_ERR_NOT_FOUND)
             return st;
@@ -190,6 +218,8 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
 
 void slr_job_close(slr_job *job)
 {
+    free(job->junk.source);
+    slr_buf_free(&job->junk.data);
     slr_learner_destroy(job->learner);
     slr_decoder_destroy(job->decoder);
     slr_raw_example_free(&job->raw);
@@ -210,21 +240,92 @@ static void format_where(char *buf, size_t size, const slr_where *w)
         snprintf(buf, size, "%s@%llu", w->name, (unsigned long long)w->offset);
 }
 
-static slr_status bad_record(slr_job *job, const slr_where *where, const char *reason,
-                             slr_error *err)
+/* A record that cannot be learned from: count it by reason, report it, and
+ * hand its exact bytes to the dead-letter sink.  Unlabelled examples are not
+ * bad input, but training cannot use them either, so they are kept too. */
+static slr_status reject_record(slr_job *job, const slr_where *where, slr_bad_reason why,
+                                const char *msg, const char *data, size_t len, bool truncated,
+                                slr_error *err)
 {
     char at[1024];
     format_where(at, sizeof at, where);
-    job->state.metrics.bad++;
-    if (job->opt->strict)
-        return slr_error_set(err, SLR_ERR_BAD_INPUT, "%s: %s (stopping: --strict)", at, reason);
-    if (job->bad_reported < BAD_REPORT_LIMIT)
-        slr_job_log(job, "%s: %s; skipped", at, reason);
-    else if (job->bad_reported == BAD_REPORT_LIMIT)
-        slr_job_log(job, "more than %d bad records; counting the rest without printing them",
-                    BAD_REPORT_LIMIT);
-    job->bad_reported++;
+    job->state.metrics.rejected[why]++;
+    if (why == SLR_BAD_UNLABELLED) {
+        if (job->state.metrics.unlabelled++ == 0)
+            slr_job_log(job, "%s: example has no label; training skips unlabelled examples "
+                             "(counted as unlabelled)", at);
+    } else {
+        job->state.metrics.bad++;
+        if (job->opt->strict)
+            return slr_error_set(err, SLR_ERR_BAD_INPUT, "%s: %s (stopping: --strict)", at, msg);
+        if (job->bad_reported < BAD_REPORT_LIMIT)
+            slr_job_log(job, "%s: %s; skipped", at, msg);
+        else if (job->bad_reported == BAD_REPORT_LIMIT)
+            slr_job_log(job, "more than %d bad records; counting the rest without printing them",
+                        BAD_REPORT_LIMIT);
+        job->bad_reported++;
+    }
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    if (!sink)
+        return SLR_OK;
+    slr_dead_letter dl = {.reason = why, .error = msg, .source = where->name,
+                          .offset = where->offset, .line = where->line,
+                          .is_message = where->is_message,
+                          .format = slr_format_name(job->opt->format), .data = data, .len = len,
+                          .truncated = truncated};
+    slr_error e;
+    slr_status st = sink->put(sink, &dl, &e);
+    if (st != SLR_OK)
+        return slr_error_set(err, st, "%s: cannot keep this record as a dead letter (%s); stopping, "
+                             "since it could be neither learned nor kept", at, e.msg);
+    job->dead_letters++;
     return SLR_OK;
+}
+
+static slr_status flush_junk(slr_job *job, slr_error *err)
+{
+    slr_junk_span *j = &job->junk;
+    if (!j->active)
+        return SLR_OK;
+    j->active = false;
+    char msg[SLR_ERROR_MSG_MAX + 64];
+    if (j->data.len > 1)
+        snprintf(msg, sizeof msg, "%s (%zu bytes skipped in all)", j->error, j->data.len);
+    else
+        snprintf(msg, sizeof msg, "%s", j->error);
+    slr_where w = {j->source, 0, j->offset, j->is_message};
+    slr_status st = reject_record(job, &w, j->reason, msg, j->data.data, j->data.len, false, err);
+    free(j->source);
+    j->source = NULL;
+    slr_buf_reset(&j->data);
+    return st;
+}
+
+/* Bytes the decoder skipped to resynchronise: extend the current span if
+ * they follow it, else start a new one (after reporting the old). */
+static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason why,
+                           const char *msg, const char *buf, size_t n, slr_error *err)
+{
+    slr_junk_span *j = &job->junk;
+    if (job->opt->strict)
+        return reject_record(job, where, why, msg, buf, n, false, err);
+    size_t limit = job->opt->max_record ? job->opt->max_record : SLR_DEFAULT_MAX_RECORD;
+    bool continues = j->active && j->offset + j->data.len == where->offset &&
+                     j->is_message == where->is_message && !strcmp(j->source, where->name) &&
+                     j->data.len + n <= limit;
+    slr_status st;
+    if (!continues) {
+        if ((st = flush_junk(job, err)) != SLR_OK)
+            return st;
+        if (!(j->source = strdup(where->name)))
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+        j->active = true;
+        j->offset = where->offset;
+        j->is_message = where->is_message;
+        j->reason = why;
+        snprintf(j->error, sizeof j->error, "%s", msg);
+    }
+    return slr_buf_append(&j->data, buf, n, err);
 }
 
 static void progress_header(FILE *out)
@@ -262,23 +363,35 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
     }
     job->records_this_run++;
     job->state.file.records++;
+    slr_status st;
+    if (r == SLR_DECODE_BAD) {
+        *result = SLR_APPLY_BAD;
+        if (derr.code == SLR_ERR_NOMEM)
+            return slr_error_set(err, SLR_ERR_NOMEM, "%s", derr.msg);
+        bool resync, truncated;
+        slr_bad_reason why = slr_decoder_last_bad(job->decoder, &resync, &truncated);
+        if (resync)
+            return add_junk(job, where, why, derr.msg, buf, *consumed, err);
+        if ((st = flush_junk(job, err)) != SLR_OK)
+            return st;
+        return reject_record(job, where, why, derr.msg, buf, *consumed, truncated, err);
+    }
+    if ((st = flush_junk(job, err)) != SLR_OK) /* it came before this record */
+        return st;
     if (r == SLR_DECODE_SKIP) {
         *result = SLR_APPLY_SKIPPED;
         return SLR_OK;
     }
-    if (r == SLR_DECODE_BAD || slr_example_from_raw(&job->ex, &job->raw, &derr) != SLR_OK) {
+    if ((st = slr_example_from_raw(&job->ex, &job->raw, &derr)) != SLR_OK) {
         *result = SLR_APPLY_BAD;
-        return bad_record(job, where, derr.msg, err);
+        if (st == SLR_ERR_NOMEM)
+            return slr_error_set(err, st, "%s", derr.msg);
+        return reject_record(job, where, job->ex.bad_reason, derr.msg, buf, *consumed, false, err);
     }
     if (!job->ex.has_label) {
-        if (job->state.metrics.unlabelled++ == 0) {
-            char at[1024];
-            format_where(at, sizeof at, where);
-            slr_job_log(job, "%s: example has no label; training skips unlabelled examples "
-                             "(counted as unlabelled)", at);
-        }
         *result = SLR_APPLY_SKIPPED;
-        return SLR_OK;
+        return reject_record(job, where, SLR_BAD_UNLABELLED, "example has no label", buf,
+                             *consumed, false, err);
     }
     double loss;
     double p = slr_learner_learn(job->learner, &job->ex, &loss);
@@ -311,7 +424,34 @@ bool slr_job_checkpoint_due(slr_job *job)
     return false;
 }
 
-slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
+/* Make every dead letter so far durable and note where the sink stands: the
+ * checkpoint about to be written must not move past a record whose dead
+ * letter could still be lost. */
+static slr_status sync_dead_letters(slr_job *job, slr_error *err)
+{
+    slr_status st = flush_junk(job, err);
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    if (st != SLR_OK || !sink)
+        return st;
+    uint64_t position;
+    slr_error e;
+    if ((st = sink->sync(sink, &position, &e)) != SLR_OK)
+        return slr_error_set(err, st, "%s; stopping without a further checkpoint, so that a resumed "
+                             "run reapplies the records since the last one", e.msg);
+    slr_dead_letter_mark *mark = &job->state.dead_letter;
+    if (!mark->kind || strcmp(mark->kind, sink->kind) || strcmp(mark->name, sink->name)) {
+        free(mark->kind);
+        free(mark->name);
+        mark->kind = strdup(sink->kind);
+        mark->name = strdup(sink->name);
+        if (!mark->kind || !mark->name)
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    }
+    mark->position = position;
+    return SLR_OK;
+}
+
+static slr_status write_checkpoint(slr_job *job, slr_error *err)
 {
     job->examples_at_checkpoint = job->state.metrics.examples;
     job->records_at_checkpoint = job->records_this_run;
@@ -328,13 +468,30 @@ slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
     return SLR_OK;
 }
 
+slr_status slr_job_start(slr_job *job, slr_error *err)
+{
+    if (!job->opt->dead_letter || !job->opt->checkpoint_dir || job->last_checkpoint[0])
+        return SLR_OK;
+    return slr_job_checkpoint(job, err);
+}
+
+slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
+{
+    slr_status st = sync_dead_letters(job, err);
+    if (st != SLR_OK)
+        return st;
+    slr_error werr;
+    write_checkpoint(job, &werr); /* a failure is logged; the next period retries */
+    return SLR_OK;
+}
+
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
-    slr_status st = SLR_OK;
-    if (opt->checkpoint_dir &&
+    slr_status st = sync_dead_letters(job, err);
+    if (st == SLR_OK && opt->checkpoint_dir &&
         (job->records_this_run != job->records_at_checkpoint || job->last_checkpoint[0] == '\0'))
-        st = slr_job_checkpoint(job, err);
+        st = write_checkpoint(job, err);
     if (st == SLR_OK && opt->model_out) {
         double t0 = slr_monotonic_seconds();
         job->state.created = (double)time(NULL);
@@ -358,6 +515,17 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
                     m->positives / m->weight);
         fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
                 (unsigned long long)m->unlabelled);
+        if (m->bad || m->unlabelled) {
+            fprintf(out, "rejected by reason:");
+            for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+                if (m->rejected[r])
+                    fprintf(out, " %s %llu", slr_bad_reason_name((slr_bad_reason)r),
+                            (unsigned long long)m->rejected[r]);
+            fputc('\n', out);
+        }
+        if (opt->dead_letter)
+            fprintf(out, "dead letters = %llu this run, in %s\n",
+                    (unsigned long long)job->dead_letters, opt->dead_letter->name);
         fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
         double learning = secs - job->checkpoint_seconds;
         fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models), %.0f examples/s\n",
@@ -373,6 +541,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->seconds = secs;
         res->stopped = stopped;
         res->checkpoints = job->checkpoints_written;
+        res->dead_letters = job->dead_letters;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
     }
     return st;

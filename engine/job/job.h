@@ -2,9 +2,10 @@
  *
  * A source (files, Kafka) hands records to slr_job_apply(); the job decodes,
  * hashes, learns, keeps the progressive metrics, reports bad input with its
- * position, prints progress, and decides when a checkpoint is due.  The
- * source owns the notion of position and passes it in (slr_where), so the
- * same code serves "file.vw:1234" and "clicks[3]@98765". */
+ * position and hands it to the dead-letter sink, prints progress, and
+ * decides when a checkpoint is due.  The source owns the notion of position
+ * and passes it in (slr_where), so the same code serves "file.vw:1234" and
+ * "clicks[3]@98765". */
 #ifndef STREAMLR_JOB_H
 #define STREAMLR_JOB_H
 
@@ -20,6 +21,19 @@ typedef struct slr_where {
     uint64_t offset;  /* byte offset (files) or message offset (Kafka) */
     bool is_message;  /* offset is a Kafka message offset */
 } slr_where;
+
+/* A run of msgpack bytes skipped to resynchronise, gathered into one dead
+ * letter instead of one per byte (cut at checkpoints and at the record
+ * limit). */
+typedef struct slr_junk_span {
+    bool active;
+    char *source;
+    uint64_t offset;
+    bool is_message;
+    slr_bad_reason reason;
+    char error[SLR_ERROR_MSG_MAX];
+    slr_buf data;
+} slr_junk_span;
 
 typedef struct slr_job {
     const slr_train_options *opt;
@@ -40,6 +54,8 @@ typedef struct slr_job {
     uint64_t checkpoints_written;
     double checkpoint_seconds;     /* time spent writing checkpoints and models */
     uint64_t bad_reported;
+    slr_junk_span junk;
+    uint64_t dead_letters;         /* given to the sink in this run */
     char last_checkpoint[4096];
 } slr_job;
 
@@ -47,6 +63,14 @@ typedef struct slr_job {
  * --resume, state receives the checkpoint's position for the source to seek. */
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err);
 void slr_job_close(slr_job *job);
+
+/* Call once the source has put its starting position into job->state,
+ * before the first record.  With a dead-letter sink and a checkpoint
+ * directory, a job that did not resume from a checkpoint writes one now:
+ * the sink's starting position must be durable before the first dead
+ * letter, or a crash before the first periodic checkpoint would leave
+ * letters that a restart from scratch writes again. */
+slr_status slr_job_start(slr_job *job, slr_error *err);
 
 typedef enum slr_apply_result {
     SLR_APPLY_LEARNED,   /* one example learned */
@@ -64,9 +88,12 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
 
 /* Is a periodic checkpoint due (by count or time)? */
 bool slr_job_checkpoint_due(slr_job *job);
-/* Write a checkpoint of the current learner and state (the caller has put the
- * source position into job->state).  Failures are reported through the log
- * and returned; the job can go on and retry at the next period. */
+/* Make the dead letters durable, then write a checkpoint of the current
+ * learner and state (the caller has put the source position into
+ * job->state).  A failed checkpoint write is logged, leaves the previous
+ * checkpoint in place and is retried at the next period: that returns
+ * SLR_OK.  An error means the job must stop: the dead letters could not be
+ * made durable, so no checkpoint may move past them. */
 slr_status slr_job_checkpoint(slr_job *job, slr_error *err);
 
 /* Final checkpoint, -f model, summary; fills res. */

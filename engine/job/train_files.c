@@ -40,6 +40,9 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
                     (unsigned long long)job.state.file.offset,
                     (unsigned long long)job.state.file.line);
     }
+    note_position(&job, src);
+    if ((st = slr_job_start(&job, err)) != SLR_OK)
+        goto out;
 
     while (!slr_file_source_done(src)) {
         if (opt->stop && *opt->stop) {
@@ -78,7 +81,10 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
         slr_file_source_consume(src, used);
         if (slr_job_checkpoint_due(&job)) {
             note_position(&job, src);
-            slr_job_checkpoint(&job, NULL); /* a failure is logged; retried next period */
+            /* a failed write is logged and retried next period; an error
+             * here means the dead letters could not be made durable */
+            if ((st = slr_job_checkpoint(&job, err)) != SLR_OK)
+                goto out;
         }
     }
     note_position(&job, src);

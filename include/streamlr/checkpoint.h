@@ -49,6 +49,14 @@ typedef struct slr_kafka_offset {
     int64_t offset;
 } slr_kafka_offset;
 
+/* Where the dead-letter sink stood when the checkpoint was taken: a
+ * resumed run forgets what the sink received after it (dead_letter.h). */
+typedef struct slr_dead_letter_mark {
+    char *kind; /* "file", "kafka"; NULL when the run had no sink */
+    char *name; /* the file's path, or the topic */
+    uint64_t position;
+} slr_dead_letter_mark;
+
 /* Everything in a checkpoint besides the learner.  Strings are owned. */
 typedef struct slr_job_state {
     slr_source_kind source;
@@ -59,6 +67,7 @@ typedef struct slr_job_state {
     slr_kafka_offset *kafka;
     uint32_t n_kafka;
     slr_metrics metrics;
+    slr_dead_letter_mark dead_letter;
     uint64_t sequence; /* checkpoint number within its directory */
     double created;    /* unix time of writing */
 } slr_job_state;

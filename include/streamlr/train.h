@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "streamlr/checkpoint.h"
+#include "streamlr/dead_letter.h"
 #include "streamlr/decode.h"
 #include "streamlr/learner.h"
 #include "streamlr/metrics.h"
@@ -56,6 +57,7 @@ typedef struct slr_train_options {
     bool resume;
 
     bool strict;           /* stop at the first bad record */
+    slr_dead_letter_sink *dead_letter; /* keep rejected records here; NULL = count only */
     uint32_t max_features; /* per example, after -q; 0 = default */
     size_t max_record;     /* bytes; 0 = default */
 
@@ -74,6 +76,7 @@ typedef struct slr_train_result {
     double seconds;           /* wall time of this run */
     bool stopped;             /* ended by *stop rather than end of input */
     uint64_t checkpoints;     /* checkpoints written in this run */
+    uint64_t dead_letters;    /* records given to the dead-letter sink in this run */
     char checkpoint[4096];    /* newest checkpoint written or loaded, "" if none */
 } slr_train_result;
 
