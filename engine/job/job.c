@@ -453,8 +453,8 @@ static slr_status sync_dead_letters(slr_job *job, slr_error *err)
 
 static slr_status write_checkpoint(slr_job *job, slr_error *err)
 {
+    /* the next periodic attempt is a period away, whatever this one does */
     job->examples_at_checkpoint = job->state.metrics.examples;
-    job->records_at_checkpoint = job->records_this_run;
     job->time_at_checkpoint = slr_monotonic_seconds();
     slr_status st = slr_checkpoint_dir_save(job->opt->checkpoint_dir, job->learner, &job->state,
                                             job->opt->checkpoint_keep, job->last_checkpoint, err);
@@ -464,6 +464,7 @@ static slr_status write_checkpoint(slr_job *job, slr_error *err)
                     err ? err->msg : slr_status_name(st));
         return st;
     }
+    job->records_at_checkpoint = job->records_this_run; /* saved: finish need not write again */
     job->checkpoints_written++;
     return SLR_OK;
 }

@@ -48,8 +48,8 @@ typedef struct slr_job {
     uint64_t records_this_run;
     uint64_t next_progress;        /* print a progress row at this example count */
     slr_metrics at_last_row;       /* for the "since last" column */
-    uint64_t examples_at_checkpoint;
-    uint64_t records_at_checkpoint;
+    uint64_t examples_at_checkpoint; /* at the last attempt: the period counts from here */
+    uint64_t records_at_checkpoint;  /* at the last checkpoint actually written */
     double time_at_checkpoint;
     uint64_t checkpoints_written;
     double checkpoint_seconds;     /* time spent writing checkpoints and models */
