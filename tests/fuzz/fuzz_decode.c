@@ -147,8 +147,15 @@ static void check_msgpack_round_trip(run *r)
 static void check_hashed(run *r)
 {
     slr_error err;
-    if (slr_example_from_raw(&r->ex, &r->raw, &err) != SLR_OK)
+    slr_status st = slr_example_from_raw(&r->ex, &r->raw, &err);
+    if (st != SLR_OK) {
+        slr_bad_reason why = r->ex.bad_reason;
+        FUZZ_CHECK(st == SLR_ERR_BAD_INPUT && err.msg[0], "from_raw: status %d", st);
+        FUZZ_CHECK(why == SLR_BAD_LABEL || why == SLR_BAD_WEIGHT || why == SLR_BAD_VALUE ||
+                       why == SLR_BAD_TOO_MANY_FEATURES,
+                   "example reason %s: %s", slr_bad_reason_name(why), err.msg);
         return;
+    }
     const slr_example *ex = &r->ex;
     uint32_t mask = slr_hashing_mask(&r->hashing);
     FUZZ_CHECK(ex->n_features <= ex->max_features, "%u features, limit %u", ex->n_features,
@@ -173,8 +180,16 @@ static size_t step(run *r, const char *win, size_t len, bool at_end, size_t offs
         return 0;
     }
     FUZZ_CHECK(used > 0 && used <= len, "result %d consumed %zu of %zu", (int)res, used, len);
-    if (res == SLR_DECODE_BAD)
+    if (res == SLR_DECODE_BAD) {
         FUZZ_CHECK(err.code != SLR_OK && err.msg[0], "BAD without a message");
+        bool resync, truncated;
+        slr_bad_reason why = slr_decoder_last_bad(r->d, &resync, &truncated);
+        FUZZ_CHECK(why == SLR_BAD_DECODE || why == SLR_BAD_JUNK || why == SLR_BAD_TOO_LARGE,
+                   "decoder reason %s", slr_bad_reason_name(why));
+        FUZZ_CHECK(!resync || (used == 1 && r->format == SLR_FORMAT_MSGPACK), "resync consumed %zu", used);
+        FUZZ_CHECK(!truncated || (why == SLR_BAD_TOO_LARGE && !at_end), "truncated %s",
+                   slr_bad_reason_name(why));
+    }
     if (res == SLR_DECODE_EXAMPLE) {
         uint64_t h = digest_raw(&r->raw, win, len, used);
         if (r->n_examples < MAX_OUTCOMES)
