@@ -20,6 +20,7 @@
 #include "streamlr/error.h"
 #include "streamlr/learner.h"
 #include "streamlr/metrics.h"
+#include "streamlr/names.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,7 +50,8 @@ typedef struct slr_kafka_offset {
     int64_t offset;
 } slr_kafka_offset;
 
-/* Everything in a checkpoint besides the learner.  Strings are owned. */
+/* Everything in a checkpoint besides the learner.  Strings and the window,
+ * histogram and names objects are owned (slr_job_state_free frees them). */
 typedef struct slr_job_state {
     slr_source_kind source;
     char *format; /* input format name */
@@ -59,6 +61,9 @@ typedef struct slr_job_state {
     slr_kafka_offset *kafka;
     uint32_t n_kafka;
     slr_metrics metrics;
+    slr_auc_window *window;       /* sliding-window metrics; NULL = none kept */
+    slr_auc_histogram *histogram; /* cumulative AUC; NULL = none kept */
+    slr_names *names;             /* --keep-names; NULL = none kept */
     uint64_t sequence; /* checkpoint number within its directory */
     double created;    /* unix time of writing */
 } slr_job_state;
