@@ -53,6 +53,7 @@ typedef struct slr_job {
     bool metrics_failed;        /* writing the metrics file failed (reported once) */
     uint64_t line_examples;     /* examples and time at the last line, for its rate */
     double line_time;
+    uint64_t published_at;      /* examples + 1 at the last publish */
     uint64_t window_at;         /* examples when window_stats was computed (+1; 0 = never) */
     slr_window_stats window_stats;
 } slr_job;
@@ -108,6 +109,10 @@ void slr_job_report_close(slr_job *job);
  * the server, whichever is due.  The job calls it every 1024 records; a
  * source that can sit idle (Kafka) calls it when a poll returns nothing. */
 void slr_job_tick(slr_job *job);
+
+/* The source is waiting for input: like a tick, and publish to the server
+ * now if anything changed, so a scrape of an idle job is not stale. */
+void slr_job_idle(slr_job *job);
 
 /* The metrics as of now. */
 void slr_job_report(slr_job *job, bool final, slr_metrics_report *r);

@@ -17,7 +17,7 @@
 
 #define PROGRESS_SECONDS_DEFAULT 0.5
 #define METRICS_INTERVAL_DEFAULT 10.0
-#define PUBLISH_SECONDS 1.0 /* how stale a Prometheus scrape may be */
+#define PUBLISH_SECONDS 1.0 /* how stale a Prometheus scrape may be (or the metrics interval) */
 
 static double unix_seconds(void)
 {
@@ -34,6 +34,11 @@ static double progress_seconds(const slr_train_options *opt)
 static double metrics_interval(const slr_train_options *opt)
 {
     return opt->metrics_interval > 0 ? opt->metrics_interval : METRICS_INTERVAL_DEFAULT;
+}
+
+static double publish_seconds(const slr_train_options *opt)
+{
+    return metrics_interval(opt) < PUBLISH_SECONDS ? metrics_interval(opt) : PUBLISH_SECONDS;
 }
 
 slr_status slr_job_report_open(slr_job *job, slr_error *err)
@@ -65,7 +70,7 @@ slr_status slr_job_report_open(slr_job *job, slr_error *err)
     double now = slr_monotonic_seconds();
     job->next_line = now + progress_seconds(opt);
     job->next_json = now + metrics_interval(opt);
-    job->next_publish = now + PUBLISH_SECONDS;
+    job->next_publish = now + publish_seconds(opt);
     job->line_time = now;
     job->line_examples = 0;
     if (opt->metrics_port >= 0) {
@@ -248,8 +253,16 @@ void slr_job_tick(slr_job *job)
     }
     if (publish) {
         slr_metrics_server_publish(job->server, &r);
-        job->next_publish = now + PUBLISH_SECONDS;
+        job->published_at = r.totals.examples + 1;
+        job->next_publish = now + publish_seconds(opt);
     }
+}
+
+void slr_job_idle(slr_job *job)
+{
+    if (job->server && job->published_at != job->state.metrics.examples + 1)
+        job->next_publish = 0;
+    slr_job_tick(job);
 }
 
 void slr_job_report_finish(slr_job *job, slr_metrics_report *r)

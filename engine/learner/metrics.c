@@ -113,14 +113,18 @@ void slr_auc_window_stats(slr_auc_window *w, slr_window_stats *out)
 {
     memset(out, 0, sizeof *out);
     out->examples = w->size;
+    /* oldest first, so the sums do not depend on where the ring wraps (a
+     * resumed job refills it from slot 0 and must report the same numbers) */
+    uint32_t first = w->size == w->capacity ? w->next : 0;
+    memcpy(w->scratch, w->ring + first, (size_t)(w->size - first) * sizeof *w->ring);
+    memcpy(w->scratch + (w->size - first), w->ring, (size_t)first * sizeof *w->ring);
     for (uint32_t i = 0; i < w->size; i++) {
-        const slr_scored *s = &w->ring[i];
+        const slr_scored *s = &w->scratch[i];
         out->weight += s->weight;
         out->loss += s->weight * s->loss;
         out->positives += s->weight * s->y;
         out->predicted += s->weight * s->p;
     }
-    memcpy(w->scratch, w->ring, (size_t)w->size * sizeof *w->ring);
     qsort(w->scratch, w->size, sizeof *w->scratch, by_score);
     out->auc = auc_of_sorted(w->scratch, w->size);
 }
