@@ -70,6 +70,7 @@ int slr_cmd_predict(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"initial-model", required_argument, 0, 'i'},
+        {"initial_regressor", required_argument, 0, 'i'},
         {"data", required_argument, 0, 'd'},
         {"format", required_argument, 0, OPT_FORMAT},
         {"predictions", required_argument, 0, 'p'},

@@ -119,6 +119,8 @@ int slr_cmd_train(int argc, char **argv)
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"predictions", required_argument, 0, 'p'},
+        {"final_regressor", required_argument, 0, 'f'},
+        {"initial_regressor", required_argument, 0, 'i'},
         {"testonly", no_argument, 0, 't'},
         {"auc-window", required_argument, 0, OPT_AUC_WINDOW},
         {"metrics", required_argument, 0, OPT_METRICS},
