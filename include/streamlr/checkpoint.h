@@ -107,6 +107,33 @@ slr_status slr_checkpoint_dir_load(const char *dir, slr_learner **out, slr_job_s
                                    char *loaded, slr_warn_fn warn, void *warn_ctx,
                                    slr_error *err);
 
+/* The sequence number of the newest checkpoint file in `dir` (without
+ * reading it); SLR_ERR_NOT_FOUND if there is none. */
+slr_status slr_checkpoint_dir_newest(const char *dir, uint64_t *sequence, slr_error *err);
+
+/* ------------------------------------------------------------ following */
+
+/* The newest model in a checkpoint directory that a training job keeps
+ * writing, for scoring with `predict --follow DIR`: open loads the newest
+ * valid checkpoint; refresh switches to a newer one when there is one.  The
+ * learner is synced (every owed penalty settled) so scoring only reads it. */
+typedef struct slr_follower slr_follower;
+
+slr_status slr_follower_open(slr_follower **out, const char *dir, slr_warn_fn warn,
+                             void *warn_ctx, slr_error *err);
+void slr_follower_close(slr_follower *f);
+slr_learner *slr_follower_learner(const slr_follower *f);
+/* Path and job state of the checkpoint in use. */
+const char *slr_follower_path(const slr_follower *f);
+const slr_job_state *slr_follower_state(const slr_follower *f);
+
+/* If the directory holds a checkpoint newer than the one in use, load it and
+ * switch: returns true, and the previous learner (and anything pointing
+ * into it, such as an slr_example's hashing) is gone.  A newer checkpoint
+ * that fails to load is reported through warn once and the current model is
+ * kept. */
+bool slr_follower_refresh(slr_follower *f);
+
 #ifdef __cplusplus
 }
 #endif
