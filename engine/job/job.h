@@ -56,6 +56,7 @@ typedef struct slr_job {
     uint64_t published_at;      /* examples + 1 at the last publish */
     uint64_t window_at;         /* examples when window_stats was computed (+1; 0 = never) */
     slr_window_stats window_stats;
+    double window_time, window_cost; /* when window_stats was computed, and its cost */
 } slr_job;
 
 /* Build the learner (fresh, -i or --resume) and the decoding pipeline.  On

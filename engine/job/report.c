@@ -17,6 +17,7 @@
 
 #define PROGRESS_SECONDS_DEFAULT 0.5
 #define METRICS_INTERVAL_DEFAULT 10.0
+#define WINDOW_BUDGET 0.05 /* share of the time window sorts may take */
 #define PUBLISH_SECONDS 1.0 /* how stale a Prometheus scrape may be (or the metrics interval) */
 
 static double unix_seconds(void)
@@ -110,10 +111,18 @@ void slr_job_report(slr_job *job, bool final, slr_metrics_report *r)
     r->examples_per_second = learning > 0 ? (double)job->examples_this_run / learning : 0.0;
     r->totals = job->state.metrics;
     if (job->state.window) {
-        /* the one costly part (a sort): reuse it while no example came in */
-        if (job->window_at != job->state.metrics.examples + 1) {
+        /* The one costly part, a sort of the window: O(N log N), about 3 ms
+         * for N = 10^4 but 0.3 s for 10^6.  Reuse the last result while no
+         * example came in, and (except for the final report) while less than
+         * WINDOW_BUDGET^-1 times its cost has passed, so that a large window
+         * and a fast progress line cannot take more than ~5% of the time. */
+        bool changed = job->window_at != job->state.metrics.examples + 1;
+        if (changed && (final || now - job->window_time >= job->window_cost / WINDOW_BUDGET)) {
             slr_auc_window_stats(job->state.window, &job->window_stats);
             job->window_at = job->state.metrics.examples + 1;
+            double done = slr_monotonic_seconds();
+            job->window_cost = done - now;
+            job->window_time = done;
         }
         r->window = job->window_stats;
         r->window_capacity = job->state.window->capacity;
