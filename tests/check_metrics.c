@@ -108,7 +108,9 @@ START_TEST(window_copy_tail_keeps_the_newest)
     ck_assert_uint_eq(bigger->size, 50);
     for (uint32_t i = 0; i < 50; i++)
         ck_assert(slr_auc_window_at(bigger, i)->weight == all[80 + i].weight);
-    ck_assert_int_eq(slr_auc_window_create(&big, 0, NULL), SLR_ERR_ARG);
+    slr_auc_window *none;
+    ck_assert_int_eq(slr_auc_window_create(&none, 0, NULL), SLR_ERR_ARG);
+    ck_assert_ptr_null(none);
     slr_auc_window_destroy(small);
     slr_auc_window_destroy(bigger);
     slr_auc_window_destroy(big);
