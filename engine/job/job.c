@@ -24,6 +24,10 @@ void slr_job_log(slr_job *job, const char *fmt, ...)
 {
     if (!job->opt->log)
         return;
+    if (job->line_shown) { /* the message goes where the progress line is */
+        fputs("\r\033[K", job->opt->progress);
+        job->line_shown = false;
+    }
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -40,6 +44,8 @@ void slr_train_options_init(slr_train_options *opt)
     slr_learner_config_defaults(&opt->learner);
     opt->format = SLR_FORMAT_VW;
     opt->checkpoint_keep = SLR_CHECKPOINT_KEEP_DEFAULT;
+    opt->auc_window = SLR_AUC_WINDOW_DEFAULT;
+    opt->metrics_port = -1;
 }
 
 /* ------------------------------------------------------------ setup */
@@ -162,6 +168,8 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         slr_job_state model_state;
         slr_job_state_init(&model_state);
         st = slr_checkpoint_read(opt->model_in, &job->learner, &model_state, err);
+        job->state.names = model_state.names; /* names belong to the weights */
+        model_state.names = NULL;
         slr_job_state_free(&model_state); /* a new run: fresh metrics and position */
         if (st != SLR_OK)
             return st;
@@ -213,13 +221,14 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
     job->next_progress = 1;
     while (job->next_progress <= job->state.metrics.examples)
         job->next_progress *= 2;
-    return SLR_OK;
+    return slr_job_report_open(job, err);
 }
 
 void slr_job_close(slr_job *job)
 {
     free(job->junk.source);
     slr_buf_free(&job->junk.data);
+    slr_job_report_close(job);
     slr_learner_destroy(job->learner);
     slr_decoder_destroy(job->decoder);
     slr_raw_example_free(&job->raw);
@@ -328,26 +337,10 @@ static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason 
     return slr_buf_append(&j->data, buf, n, err);
 }
 
-static void progress_header(FILE *out)
+/* -p: one line per example or bad record, so line i answers record i */
+static void write_prediction(slr_job *job, double p)
 {
-    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "average", "since", "example", "example",
-            "current", "current", "current");
-    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "loss", "last", "counter", "weight",
-            "label", "predict", "features");
-}
-
-static void progress_row(slr_job *job, double p)
-{
-    FILE *out = job->opt->progress;
-    const slr_metrics *m = &job->state.metrics, *l = &job->at_last_row;
-    if (l->examples == 0 || job->examples_this_run == 1)
-        progress_header(out);
-    double dw = m->weight - l->weight;
-    double since = dw > 0 ? (m->loss - l->loss) / dw : 0.0;
-    fprintf(out, "%-10.6f %-10.6f %12llu %14.1f %8.4f %8.4f %8u\n", slr_metrics_logloss(m), since,
-            (unsigned long long)m->examples, m->weight, job->ex.label, p, job->ex.n_features + 1);
-    fflush(out);
-    job->at_last_row = *m;
+    fprintf(job->opt->predictions, "%.9g\n", p);
 }
 
 slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
@@ -363,11 +356,15 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
     }
     job->records_this_run++;
     job->state.file.records++;
+    if ((job->records_this_run & 1023) == 0) /* reading the clock is cheap, not free */
+        slr_job_tick(job);
     slr_status st;
     if (r == SLR_DECODE_BAD) {
         *result = SLR_APPLY_BAD;
         if (derr.code == SLR_ERR_NOMEM)
             return slr_error_set(err, SLR_ERR_NOMEM, "%s", derr.msg);
+        if (job->opt->predictions)
+            write_prediction(job, NAN);
         bool resync, truncated;
         slr_bad_reason why = slr_decoder_last_bad(job->decoder, &resync, &truncated);
         if (resync)
@@ -386,20 +383,34 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
         *result = SLR_APPLY_BAD;
         if (st == SLR_ERR_NOMEM)
             return slr_error_set(err, st, "%s", derr.msg);
+        if (job->opt->predictions)
+            write_prediction(job, NAN);
         return reject_record(job, where, job->ex.bad_reason, derr.msg, buf, *consumed, false, err);
     }
     if (!job->ex.has_label) {
+        if (job->opt->predictions)
+            write_prediction(job, slr_learner_predict(job->learner, &job->ex));
         *result = SLR_APPLY_SKIPPED;
         return reject_record(job, where, SLR_BAD_UNLABELLED, "example has no label", buf,
                              *consumed, false, err);
     }
-    double loss;
-    double p = slr_learner_learn(job->learner, &job->ex, &loss);
-    slr_metrics_add(&job->state.metrics, p, loss, job->ex.label, job->ex.weight,
-                    job->ex.n_features);
+    if (job->opt->keep_names)
+        slr_names_record(job->state.names, &job->raw, &job->ex);
+    double loss, p;
+    if (job->opt->test_only) {
+        double z = slr_learner_margin(job->learner, &job->ex);
+        p = slr_sigmoid(z);
+        loss = slr_logloss_margin(z, job->ex.label);
+    } else {
+        p = slr_learner_learn(job->learner, &job->ex, &loss);
+    }
+    slr_job_observe(job, p, loss);
+    if (job->opt->predictions)
+        write_prediction(job, p);
     job->examples_this_run++;
-    if (job->opt->progress && job->state.metrics.examples >= job->next_progress) {
-        progress_row(job, p);
+    if (job->opt->progress && job->opt->progress_style == SLR_PROGRESS_TABLE &&
+        job->state.metrics.examples >= job->next_progress) {
+        slr_job_progress_row(job, p);
         while (job->next_progress <= job->state.metrics.examples)
             job->next_progress *= 2;
     }
@@ -466,6 +477,7 @@ static slr_status write_checkpoint(slr_job *job, slr_error *err)
     }
     job->records_at_checkpoint = job->records_this_run; /* saved: finish need not write again */
     job->checkpoints_written++;
+    job->last_checkpoint_unix = (double)time(NULL);
     return SLR_OK;
 }
 
@@ -503,6 +515,8 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
     }
     double secs = slr_monotonic_seconds() - job->started;
     const slr_metrics *m = &job->state.metrics;
+    slr_metrics_report report;
+    slr_job_report_finish(job, &report);
     if (opt->progress) {
         FILE *out = opt->progress;
         fprintf(out, "\n%s\n", stopped ? "stopped on request" : "finished run");
@@ -514,6 +528,13 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         if (m->weight > 0)
             fprintf(out, "mean prediction = %.4f, positive rate = %.4f\n", m->predicted / m->weight,
                     m->positives / m->weight);
+        if (isfinite(report.auc))
+            fprintf(out, "AUC = %.6f (all examples, exact within %.2g)\n", report.auc,
+                    report.auc_error_bound);
+        if (isfinite(report.window.auc))
+            fprintf(out, "last %llu examples: AUC = %.6f, loss = %.6f\n",
+                    (unsigned long long)report.window.examples, report.window.auc,
+                    slr_report_window_logloss(&report));
         fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
                 (unsigned long long)m->unlabelled);
         if (m->bad || m->unlabelled) {
@@ -544,6 +565,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->checkpoints = job->checkpoints_written;
         res->dead_letters = job->dead_letters;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
+        res->report = report;
     }
     return st;
 }
