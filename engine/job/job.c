@@ -288,6 +288,7 @@ static slr_status reject_record(slr_job *job, const slr_where *where, slr_bad_re
         return slr_error_set(err, st, "%s: cannot keep this record as a dead letter (%s); stopping, "
                              "since it could be neither learned nor kept", at, e.msg);
     job->dead_letters++;
+    job->source.dead_lettered++;
     return SLR_OK;
 }
 
