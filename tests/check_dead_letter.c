@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "job/job.h"
 #include "streamlr/checkpoint.h"
 #include "streamlr/dead_letter.h"
 #include "streamlr/train.h"
@@ -193,6 +194,67 @@ START_TEST(file_sink_writes_exact_json_lines)
 
     /* not a regular file */
     ck_assert_int_eq(slr_dead_letter_file_open(&s, dir, &err), SLR_ERR_IO);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The job as a Kafka consumer drives it: each message applied until used up,
+ * with the message's offset.  A message of junk is one dead letter holding
+ * the whole message, not one per byte; a good message between two junk ones
+ * keeps them apart. */
+START_TEST(junk_in_a_message_is_one_dead_letter)
+{
+    char *dir = test_mkdtemp("dlmsg");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/dead.jsonl", dir);
+    slr_dead_letter_sink *sink;
+    slr_error err;
+    ck_assert_int_eq(slr_dead_letter_file_open(&sink, path, &err), SLR_OK);
+    slr_train_options opt;
+    slr_train_options_init(&opt);
+    slr_hashing_init(&opt.learner.hashing, 10);
+    opt.format = SLR_FORMAT_MSGPACK;
+    opt.dead_letter = sink;
+    slr_job job;
+    ck_assert_msg(slr_job_open(&job, &opt, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_int_eq(slr_job_start(&job, &err), SLR_OK);
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } messages[] = {
+        {"\xc1\xc1\x92\xa1", 4},     /* junk, then a cut-off record */
+        {"\x92\x01\x91\xa1x", 5},   /* [1, ["x"]] */
+        {"\xc1\xc1\xc1", 3},
+    };
+    for (int m = 0; m < 3; m++) {
+        slr_where where = {"clicks[3]", 0, 98765 + (uint64_t)m, true};
+        for (size_t pos = 0; pos < messages[m].len;) {
+            size_t used;
+            slr_apply_result r;
+            ck_assert_int_eq(slr_job_apply(&job, messages[m].bytes + pos, messages[m].len - pos, true,
+                                           &where, &used, &r, &err), SLR_OK);
+            ck_assert_int_ne(r, SLR_APPLY_NEED_MORE);
+            pos += used;
+        }
+    }
+    slr_train_result res;
+    ck_assert_int_eq(slr_job_finish(&job, false, &res, &err), SLR_OK);
+    ck_assert_uint_eq(res.metrics.examples, 1);
+    ck_assert_uint_eq(res.metrics.bad, 2);
+    ck_assert_uint_eq(res.metrics.rejected[SLR_BAD_JUNK], 2);
+    slr_job_close(&job);
+    sink->close(sink);
+    size_t len;
+    char *text = slurp(path, &len);
+    ck_assert_ptr_nonnull(strstr(text, "\"source\":\"clicks[3]\",\"offset\":98765,\"message\":true,"
+                                       "\"format\":\"msgpack\",\"length\":4,\"data\":\"wcGSoQ==\"}\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\"offset\":98767,\"message\":true,\"format\":\"msgpack\","
+                                       "\"length\":3,\"data\":\"wcHB\"}\n"));
+    letters got = read_letters(path);
+    ck_assert_uint_eq(got.n, 2);
+    free_letters(&got);
+    free(text);
     test_rmtree(dir);
     free(dir);
 }
@@ -557,6 +619,7 @@ static Suite *dead_letter_suite(void)
     Suite *s = suite_create("dead_letter");
     TCase *tc = tcase_create("sink");
     tcase_add_test(tc, file_sink_writes_exact_json_lines);
+    tcase_add_test(tc, junk_in_a_message_is_one_dead_letter);
     suite_add_tcase(s, tc);
     tc = tcase_create("stream");
     tcase_add_checked_fixture(tc, setup, teardown);

@@ -320,9 +320,12 @@ static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason 
     if (job->opt->strict)
         return reject_record(job, where, why, msg, buf, n, false, err);
     size_t limit = job->opt->max_record ? job->opt->max_record : SLR_DEFAULT_MAX_RECORD;
-    bool continues = j->active && j->offset + j->data.len == where->offset &&
-                     j->is_message == where->is_message && !strcmp(j->source, where->name) &&
-                     j->data.len + n <= limit;
+    /* in a file the next junk byte is at the next offset; in a Kafka message
+     * every byte has the message's offset, and the message is the unit */
+    bool adjacent = where->is_message ? j->offset == where->offset
+                                      : j->offset + j->data.len == where->offset;
+    bool continues = j->active && adjacent && j->is_message == where->is_message &&
+                     !strcmp(j->source, where->name) && j->data.len + n <= limit;
     slr_status st;
     if (!continues) {
         if ((st = flush_junk(job, err)) != SLR_OK)
