@@ -49,15 +49,22 @@ static bool asks_for_a_big_table(const uint8_t *b, size_t n)
     return false;
 }
 
+static char scratch[256];
+
+static void remove_scratch(void)
+{
+    rmdir(scratch); /* each use unlinks its file */
+}
+
 static const char *scratch_dir(void)
 {
-    static char dir[256];
-    if (!dir[0]) {
+    if (!scratch[0]) {
         const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-        snprintf(dir, sizeof dir, "%s/streamlr-fuzz-XXXXXX", base);
-        FUZZ_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+        snprintf(scratch, sizeof scratch, "%s/streamlr-fuzz-XXXXXX", base);
+        FUZZ_CHECK(mkdtemp(scratch) != NULL, "mkdtemp");
+        atexit(remove_scratch);
     }
-    return dir;
+    return scratch;
 }
 
 static int check_weight(void *ctx, uint64_t index, double w)

@@ -21,16 +21,28 @@
 static const size_t train_max_records[4] = {16, 40, 200, 1u << 20};
 static const uint32_t train_max_features[2] = {4, 1000};
 
+static char scratch[256];
+
+static void remove_scratch(void)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/in", scratch);
+    unlink(path);
+    snprintf(path, sizeof path, "%s/dead.jsonl", scratch);
+    unlink(path);
+    rmdir(scratch);
+}
+
 static char *scratch_file(const char *name)
 {
-    static char dir[256];
-    if (!dir[0]) {
+    if (!scratch[0]) {
         const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-        snprintf(dir, sizeof dir, "%s/streamlr-fuzz-train-XXXXXX", base);
-        FUZZ_CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+        snprintf(scratch, sizeof scratch, "%s/streamlr-fuzz-train-XXXXXX", base);
+        FUZZ_CHECK(mkdtemp(scratch) != NULL, "mkdtemp");
+        atexit(remove_scratch);
     }
     static char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", scratch, name);
     return path;
 }
 
