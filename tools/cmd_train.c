@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_options.h"
@@ -41,6 +42,9 @@ static void usage(FILE *out)
             "                           file extension, else vw; msgpack for Kafka); see\n"
             "                           docs/FORMAT.md\n"
             "      --strict             stop at the first bad record instead of skipping it\n"
+            "      --dead-letter FILE   append every record that cannot be learned from (bad\n"
+            "                           or unlabelled) to FILE as a JSON line with its exact\n"
+            "                           bytes, position and reason (docs/DEAD_LETTERS.md)\n"
             "      --max-features N     reject examples with more than N features after -q\n"
             "                           (default 65536)\n"
             "      --max-record BYTES   reject records longer than this (default 16 MiB)\n"
@@ -84,8 +88,34 @@ static void usage(FILE *out)
             "                           --checkpoint-dir (if there is none: from -i, else\n"
             "                           fresh); without it a replay starts a new run\n"
             "\n"
+            "Scoring (as in VW):\n"
+            "  -p, --predictions FILE   write each example's progressive prediction (made\n"
+            "                           before learning from it), one per line in input\n"
+            "                           order (- for stdout); unlabelled examples are scored\n"
+            "                           too, a bad record gets \"nan\"; --resume appends\n"
+            "  -t, --testonly           score and report but learn nothing (with -i MODEL)\n"
+            "\n"
+            "Metrics:\n"
+            "      --auc-window N       window of the \"last N\" metrics: exact AUC, log loss\n"
+            "                           and calibration over the last N examples (default\n"
+            "                           10000); the cumulative AUC covers every example\n"
+            "      --metrics FILE       append a JSON line with every metric each\n"
+            "                           --metrics-interval and at the end (replaced unless\n"
+            "                           --resume); streamlr plot draws it\n"
+            "      --metrics-interval S seconds between JSON lines (default 10)\n"
+            "      --metrics-port N     serve the metrics for Prometheus at\n"
+            "                           http://127.0.0.1:N/metrics (0: any free port, logged)\n"
+            "      --metrics-bind ADDR  listen on ADDR instead of 127.0.0.1 (e.g. 0.0.0.0)\n"
+            "      --keep-names         record feature names for inspect and export (VW's\n"
+            "                           --invert_hash); stored in the model\n"
+            "      --keep-names-max N   keep at most N names (default 1000000; about\n"
+            "                           32 bytes + the name each)\n"
+            "\n"
             "Output:\n"
-            "      --quiet              no progress table or summary\n"
+            "      --progress-style S   line: one status line redrawn in place; table: VW's\n"
+            "                           table, a row at examples 1, 2, 4, ...  (default: line\n"
+            "                           when stderr is a terminal, else table)\n"
+            "      --quiet              no progress or summary\n"
             "  -h, --help               this text\n"
             "\n"
             "SIGINT/SIGTERM stop after the example (Kafka: the message) in hand, write a final\n"
@@ -170,6 +200,7 @@ int slr_cmd_train(int argc, char **argv)
         {"checkpoint-keep", required_argument, 0, OPT_CHECKPOINT_KEEP},
         {"resume", no_argument, 0, OPT_RESUME},
         {"strict", no_argument, 0, OPT_STRICT},
+        {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"max-features", required_argument, 0, OPT_MAX_FEATURES},
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
         {"examples", required_argument, 0, OPT_EXAMPLES},
@@ -180,6 +211,18 @@ int slr_cmd_train(int argc, char **argv)
         {"partitions", required_argument, 0, OPT_PARTITIONS},
         {"exit-at-end", no_argument, 0, OPT_EXIT_AT_END},
         {"quiet", no_argument, 0, OPT_QUIET},
+        {"predictions", required_argument, 0, 'p'},
+        {"final_regressor", required_argument, 0, 'f'},
+        {"initial_regressor", required_argument, 0, 'i'},
+        {"testonly", no_argument, 0, 't'},
+        {"auc-window", required_argument, 0, OPT_AUC_WINDOW},
+        {"metrics", required_argument, 0, OPT_METRICS},
+        {"metrics-interval", required_argument, 0, OPT_METRICS_INTERVAL},
+        {"metrics-port", required_argument, 0, OPT_METRICS_PORT},
+        {"metrics-bind", required_argument, 0, OPT_METRICS_BIND},
+        {"progress-style", required_argument, 0, OPT_PROGRESS_STYLE},
+        {"keep-names", no_argument, 0, OPT_KEEP_NAMES},
+        {"keep-names-max", required_argument, 0, OPT_KEEP_NAMES_MAX},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -195,13 +238,17 @@ int slr_cmd_train(int argc, char **argv)
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
+    const char *pred_path = NULL, *metrics_path = NULL, *style = "auto";
+    FILE *pred = NULL, *metrics = NULL;
+    const char *dead_letter_path = NULL;
+    slr_dead_letter_sink *dead_letter = NULL;
     int rc = 2;
     uint64_t u64;
     slr_error err;
 
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:X:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:p:tX:h", longopts, NULL)) != -1) {
         int handled = cli_learner_option("train", c, optarg, &opt.learner, &opt.learner_set);
         if (handled < 0)
             goto done;
@@ -233,6 +280,7 @@ int slr_cmd_train(int argc, char **argv)
             break;
         case OPT_RESUME: opt.resume = true; break;
         case OPT_STRICT: opt.strict = true; break;
+        case OPT_DEAD_LETTER: dead_letter_path = optarg; break;
         case OPT_MAX_FEATURES:
             if (!cli_u32("train", "--max-features", optarg, &opt.max_features))
                 goto done;
@@ -273,6 +321,49 @@ int slr_cmd_train(int argc, char **argv)
             break;
         case OPT_EXIT_AT_END: kafka.exit_at_end = true; kafka_flag = true; break;
         case OPT_QUIET: quiet = true; break;
+        case 'p': pred_path = optarg; break;
+        case 't': opt.test_only = true; break;
+        case OPT_AUC_WINDOW:
+            if (!cli_u32("train", "--auc-window", optarg, &opt.auc_window) ||
+                opt.auc_window < 1 || opt.auc_window > SLR_AUC_WINDOW_MAX) {
+                fprintf(stderr, "streamlr train: --auc-window must be 1..%u\n",
+                        SLR_AUC_WINDOW_MAX);
+                goto done;
+            }
+            break;
+        case OPT_METRICS: metrics_path = optarg; break;
+        case OPT_METRICS_INTERVAL:
+            if (!cli_double("train", "--metrics-interval", optarg, &opt.metrics_interval) ||
+                !(opt.metrics_interval >= 0.01)) {
+                fprintf(stderr, "streamlr train: --metrics-interval must be at least 0.01 s\n");
+                goto done;
+            }
+            break;
+        case OPT_METRICS_PORT:
+            if (!cli_u64("train", "--metrics-port", optarg, &u64) || u64 > 65535) {
+                fprintf(stderr, "streamlr train: --metrics-port must be 0..65535\n");
+                goto done;
+            }
+            opt.metrics_port = (int)u64;
+            break;
+        case OPT_METRICS_BIND: opt.metrics_bind = optarg; break;
+        case OPT_PROGRESS_STYLE:
+            if (strcmp(optarg, "line") && strcmp(optarg, "table") && strcmp(optarg, "auto")) {
+                fprintf(stderr, "streamlr train: --progress-style is line, table or auto\n");
+                goto done;
+            }
+            style = optarg;
+            break;
+        case OPT_KEEP_NAMES: opt.keep_names = true; break;
+        case OPT_KEEP_NAMES_MAX:
+            if (!cli_u64("train", "--keep-names-max", optarg, &opt.keep_names_max) ||
+                opt.keep_names_max < 1 || opt.keep_names_max > UINT32_MAX / 4) {
+                fprintf(stderr, "streamlr train: --keep-names-max must be 1..%u\n",
+                        UINT32_MAX / 4);
+                goto done;
+            }
+            opt.keep_names = true;
+            break;
         case 'h': usage(stdout); rc = 0; goto done;
         default: usage(stderr); goto done;
         }
@@ -305,17 +396,56 @@ int slr_cmd_train(int argc, char **argv)
                                                                : SLR_FORMAT_VW;
     if (opt.checkpoint_dir && !every_given)
         opt.checkpoint_every_seconds = 60;
+    if (from_kafka && opt.checkpoint_dir)
+        opt.resume = true; /* a Kafka job always continues its checkpoints (docs/KAFKA.md) */
     if ((every_given || opt.resume) && !opt.checkpoint_dir) {
         fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
+        goto done;
+    }
+    if (dead_letter_path && opt.strict) {
+        fprintf(stderr, "streamlr train: --strict stops at the first bad record, --dead-letter keeps "
+                        "bad records and goes on; choose one\n");
+        goto done;
+    }
+    if (opt.test_only && (opt.checkpoint_dir || !opt.model_in)) {
+        fprintf(stderr, "streamlr train: -t learns nothing, so it takes -i MODEL and no "
+                        "--checkpoint-dir\n");
         goto done;
     }
     if (slr_learner_config_validate(&opt.learner, &err) != SLR_OK) {
         fprintf(stderr, "streamlr train: %s\n", err.msg);
         goto done;
     }
+    if (dead_letter_path) {
+        if (slr_dead_letter_file_open(&dead_letter, dead_letter_path, &err) != SLR_OK) {
+            fprintf(stderr, "streamlr train: %s\n", err.msg);
+            rc = 1;
+            goto done;
+        }
+        opt.dead_letter = dead_letter;
+    }
+    /* a resumed job continues its files; a fresh one starts them over */
+    if (pred_path) {
+        pred = strcmp(pred_path, "-") ? fopen(pred_path, opt.resume ? "a" : "w") : stdout;
+        if (!pred) {
+            perror(pred_path);
+            goto done;
+        }
+        opt.predictions = pred;
+    }
+    if (metrics_path) {
+        metrics = fopen(metrics_path, opt.resume ? "a" : "w");
+        if (!metrics) {
+            perror(metrics_path);
+            goto done;
+        }
+        opt.metrics_out = metrics;
+    }
     opt.files = files;
     opt.n_files = n_files;
     opt.progress = quiet ? NULL : stderr;
+    if (!strcmp(style, "line") || (!strcmp(style, "auto") && isatty(STDERR_FILENO)))
+        opt.progress_style = SLR_PROGRESS_LINE;
     opt.log = cli_log;
     opt.stop = &cli_stop_requested;
     kafka.topics = (const char *const *)topics;
@@ -335,6 +465,18 @@ int slr_cmd_train(int argc, char **argv)
     }
     rc = 0;
 done:
+    if (dead_letter)
+        dead_letter->close(dead_letter);
+    if (pred && pred != stdout && fclose(pred) != 0) {
+        perror(pred_path);
+        rc = 1;
+    }
+    if (pred == stdout && fflush(stdout) != 0)
+        rc = 1;
+    if (metrics && fclose(metrics) != 0) {
+        perror(metrics_path);
+        rc = 1;
+    }
     free(files);
     for (uint32_t i = 0; i < n_topics; i++)
         free(topics[i]);

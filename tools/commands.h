@@ -11,5 +11,6 @@ int slr_cmd_export(int argc, char **argv);
 int slr_cmd_convert(int argc, char **argv);
 int slr_cmd_broker(int argc, char **argv);
 int slr_cmd_produce(int argc, char **argv);
+int slr_cmd_plot(int argc, char **argv);
 
 #endif

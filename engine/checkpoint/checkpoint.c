@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "atomic_file.h"
+#include "decode/msgpack_scan.h"
 #include "learner/learner_impl.h"
 #include "streamlr/checkpoint.h"
 
@@ -44,6 +46,11 @@ void slr_job_state_free(slr_job_state *st)
     for (uint32_t i = 0; i < st->n_kafka; i++)
         free(st->kafka[i].topic);
     free(st->kafka);
+    free(st->dead_letter.kind);
+    free(st->dead_letter.name);
+    slr_auc_window_destroy(st->window);
+    slr_auc_histogram_destroy(st->histogram);
+    slr_names_destroy(st->names);
     slr_job_state_init(st);
 }
 
@@ -249,9 +256,77 @@ static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learn
     }
 }
 
-static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
+#define WINDOW_RECORD 25    /* f64 p, f64 weight, f64 loss, u8 y */
+#define HISTOGRAM_RECORD 20 /* u32 bin, f64 positive weight, f64 negative weight */
+
+#define NAME_HEADER 14          /* u64 key, u32 index, u16 length, then the bytes */
+#define RECORD_MAX (NAME_HEADER + SLR_NAME_MAX)
+
+/* Write a bin blob of `bytes` bytes made of n records produced one at a time
+ * by `fill` (each at most RECORD_MAX bytes), through a fixed buffer: like
+ * the weights, nothing of the data's size is buffered. */
+typedef size_t (*record_fn)(void *src, uint64_t i, unsigned char *out);
+static void pack_records(msgpack_packer *pk, slr_atomic_file *f, void *src, uint64_t n,
+                         uint64_t bytes, record_fn fill)
 {
-    msgpack_pack_map(pk, 9);
+    msgpack_pack_bin(pk, (size_t)bytes);
+    unsigned char chunk[1024 * 32];
+    size_t used = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        used += fill(src, i, chunk + used);
+        if (used + RECORD_MAX > sizeof chunk) {
+            slr_atomic_file_write(f, chunk, used);
+            used = 0;
+        }
+    }
+    slr_atomic_file_write(f, chunk, used);
+}
+
+static size_t window_record(void *src, uint64_t i, unsigned char *r)
+{
+    const slr_scored *s = slr_auc_window_at(src, (uint32_t)i);
+    put_f64(r, s->p);
+    put_f64(r + 8, s->weight);
+    put_f64(r + 16, s->loss);
+    r[24] = s->y > 0.5;
+    return WINDOW_RECORD;
+}
+
+/* the histogram's nonzero bins, found by a cursor the caller resets */
+typedef struct histogram_cursor {
+    const slr_auc_histogram *h;
+    uint32_t bin;
+} histogram_cursor;
+
+static uint64_t histogram_nonzero(const slr_auc_histogram *h)
+{
+    uint64_t n = 0;
+    for (uint32_t b = 0; b < SLR_AUC_HISTOGRAM_BINS; b++)
+        n += h->pos[b] != 0 || h->neg[b] != 0;
+    return n;
+}
+
+static size_t histogram_record(void *src, uint64_t i, unsigned char *r)
+{
+    histogram_cursor *c = src;
+    (void)i;
+    while (c->h->pos[c->bin] == 0 && c->h->neg[c->bin] == 0)
+        c->bin++;
+    put_u32(r, c->bin);
+    put_f64(r + 4, c->h->pos[c->bin]);
+    put_f64(r + 12, c->h->neg[c->bin]);
+    c->bin++;
+    return HISTOGRAM_RECORD;
+}
+
+static void pack_metrics(msgpack_packer *pk, slr_atomic_file *f, const slr_job_state *st)
+{
+    const slr_metrics *m = &st->metrics;
+    uint32_t reasons = 0;
+    for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+        reasons += m->rejected[r] != 0;
+    msgpack_pack_map(pk, 8 + (reasons > 0) + (m->lost > 0) + (st->window ? 2 : 0) +
+                             (st->histogram ? 2 : 0));
     pack_key(pk, "examples");
     msgpack_pack_uint64(pk, m->examples);
     pack_key(pk, "weight");
@@ -268,8 +343,70 @@ static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
     msgpack_pack_uint64(pk, m->bad);
     pack_key(pk, "unlabelled");
     msgpack_pack_uint64(pk, m->unlabelled);
-    pack_key(pk, "lost");
-    msgpack_pack_uint64(pk, m->lost);
+    if (m->lost > 0) { /* Kafka offsets deleted by retention before they were consumed */
+        pack_key(pk, "lost");
+        msgpack_pack_uint64(pk, m->lost);
+    }
+    if (reasons > 0) {
+        pack_key(pk, "rejected");
+        msgpack_pack_map(pk, reasons);
+        for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+            if (m->rejected[r]) {
+                pack_str(pk, slr_bad_reason_name((slr_bad_reason)r));
+                msgpack_pack_uint64(pk, m->rejected[r]);
+            }
+    }
+    if (st->window) {
+        pack_key(pk, "window_capacity");
+        msgpack_pack_uint32(pk, st->window->capacity);
+        pack_key(pk, "window");
+        pack_records(pk, f, st->window, st->window->size,
+                     (uint64_t)st->window->size * WINDOW_RECORD, window_record);
+    }
+    if (st->histogram) {
+        pack_key(pk, "auc_histogram_scheme");
+        pack_str(pk, SLR_AUC_HISTOGRAM_SCHEME);
+        pack_key(pk, "auc_histogram");
+        histogram_cursor c = {st->histogram, 0};
+        uint64_t n = histogram_nonzero(st->histogram);
+        pack_records(pk, f, &c, n, n * HISTOGRAM_RECORD, histogram_record);
+    }
+}
+
+static size_t name_record(void *src, uint64_t i, unsigned char *r)
+{
+    slr_name_ref ref = slr_names_at(src, i);
+    put_u64(r, ref.key);
+    put_u32(r + 8, ref.index);
+    r[12] = (unsigned char)(ref.len & 0xff);
+    r[13] = (unsigned char)(ref.len >> 8);
+    memcpy(r + NAME_HEADER, ref.name, ref.len);
+    return NAME_HEADER + ref.len;
+}
+
+static void pack_names(msgpack_packer *pk, slr_atomic_file *f, slr_names *n)
+{
+    uint64_t count = slr_names_count(n), bytes = 0;
+    for (uint64_t i = 0; i < count; i++)
+        bytes += NAME_HEADER + slr_names_at(n, i).len;
+    msgpack_pack_map(pk, 3);
+    pack_key(pk, "max");
+    msgpack_pack_uint64(pk, slr_names_max(n));
+    pack_key(pk, "dropped");
+    msgpack_pack_uint64(pk, slr_names_dropped(n));
+    pack_key(pk, "entries");
+    pack_records(pk, f, n, count, bytes, name_record);
+}
+
+static void pack_dead_letter(msgpack_packer *pk, const slr_dead_letter_mark *d)
+{
+    msgpack_pack_map(pk, 3);
+    pack_key(pk, "kind");
+    pack_str(pk, d->kind);
+    pack_key(pk, "name");
+    pack_str(pk, d->name);
+    pack_key(pk, "position");
+    msgpack_pack_uint64(pk, d->position);
 }
 
 static void pack_source(msgpack_packer *pk, const slr_job_state *st)
@@ -313,7 +450,7 @@ slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const sl
     slr_atomic_file_write(&f, MAGIC, sizeof MAGIC);
     msgpack_packer pk;
     msgpack_packer_init(&pk, &f, write_cb);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, 7 + (st->names != NULL) + (st->dead_letter.kind != NULL));
     pack_key(&pk, "format_version");
     msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
     pack_key(&pk, "writer");
@@ -325,9 +462,17 @@ slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const sl
     pack_key(&pk, "learner");
     pack_learner(&pk, &f, l);
     pack_key(&pk, "metrics");
-    pack_metrics(&pk, &st->metrics);
+    pack_metrics(&pk, &f, st);
     pack_key(&pk, "source");
     pack_source(&pk, st);
+    if (st->names) {
+        pack_key(&pk, "names");
+        pack_names(&pk, &f, st->names);
+    }
+    if (st->dead_letter.kind) {
+        pack_key(&pk, "dead_letters");
+        pack_dead_letter(&pk, &st->dead_letter);
+    }
     unsigned char sum[8];
     uint64_t digest = slr_atomic_file_digest(&f);
     for (int i = 0; i < 8; i++) /* big-endian, as written in docs/CHECKPOINT.md */
@@ -476,9 +621,10 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
     l->step = step;
     l->epoch = epoch;
     l->slots[l->n_slots].w = bias->via.array.ptr[0].via.f64;
-    l->slots[l->n_slots].g2 = (float)bias->via.array.ptr[1].via.f64;
-    if (!isfinite(l->slots[l->n_slots].w))
+    double bias_g2 = bias->via.array.ptr[1].via.f64;
+    if (!(fabs(l->slots[l->n_slots].w) <= SLR_MAX_ABS_WEIGHT) || !(bias_g2 >= 0 && bias_g2 <= FLT_MAX))
         goto bad_weight;
+    l->slots[l->n_slots].g2 = (float)bias_g2;
 
     const unsigned char *p = (const unsigned char *)weights->via.bin.ptr;
     size_t n = weights->via.bin.size / WEIGHT_RECORD;
@@ -494,7 +640,8 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
         s->w = get_f64(p + 4);
         s->g2 = get_f32(p + 12);
         s->stamp = get_u32(p + 16);
-        if (!isfinite(s->w) || !isfinite(s->g2) || s->g2 < 0 || epoch + s->stamp > step)
+        if (!(fabs(s->w) <= SLR_MAX_ABS_WEIGHT) || !isfinite(s->g2) || s->g2 < 0 ||
+            epoch + s->stamp > step)
             goto bad_weight;
     }
 
@@ -512,8 +659,18 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
         l->hist.base = base;
         l->hist.len = lp->via.bin.size / 8;
         for (size_t i = 0; i < l->hist.len; i++) {
-            l->hist.log_p[i] = get_f64((const unsigned char *)lp->via.bin.ptr + 8 * i);
-            l->hist.c[i] = get_f64((const unsigned char *)c->via.bin.ptr + 8 * i);
+            double lpi = get_f64((const unsigned char *)lp->via.bin.ptr + 8 * i);
+            double ci = get_f64((const unsigned char *)c->via.bin.ptr + 8 * i);
+            /* the catch-up searches these sums and relies on their order */
+            bool ok = i == 0 ? lpi == 0.0 && ci == 0.0
+                             : isfinite(lpi) && isfinite(ci) && lpi <= l->hist.log_p[i - 1] &&
+                                   ci >= l->hist.c[i - 1];
+            if (!ok) {
+                slr_learner_destroy(l);
+                return corrupt(r, "learner.history is not a valid sequence of running sums");
+            }
+            l->hist.log_p[i] = lpi;
+            l->hist.c[i] = ci;
         }
     } else if (!h || h->type != MSGPACK_OBJECT_NIL) {
         slr_learner_destroy(l);
@@ -527,8 +684,57 @@ bad_weight:
     return corrupt(r, "learner.weights holds a non-finite or inconsistent value");
 }
 
-static slr_status read_metrics(reader *r, const msgpack_object *M, slr_metrics *m)
+static slr_status read_window(reader *r, const msgpack_object *M, slr_job_state *st)
 {
+    const msgpack_object *win = field(M, "window");
+    uint64_t capacity;
+    if (!win)
+        return SLR_OK; /* written without a window (or by an older streamlr) */
+    if (win->type != MSGPACK_OBJECT_BIN || win->via.bin.size % WINDOW_RECORD ||
+        !get_uint(M, "window_capacity", &capacity) || capacity < 1 ||
+        capacity > SLR_AUC_WINDOW_MAX || win->via.bin.size / WINDOW_RECORD > capacity)
+        return corrupt(r, "metrics.window malformed");
+    if (slr_auc_window_create(&st->window, (uint32_t)capacity, NULL) != SLR_OK)
+        return slr_error_set(r->err, SLR_ERR_NOMEM, "out of memory for the AUC window");
+    const unsigned char *p = (const unsigned char *)win->via.bin.ptr;
+    for (size_t i = 0; i < win->via.bin.size / WINDOW_RECORD; i++, p += WINDOW_RECORD) {
+        double pr = get_f64(p), w = get_f64(p + 8), loss = get_f64(p + 16);
+        if (!(pr >= 0 && pr <= 1) || !(w > 0) || !isfinite(w) || !(loss >= 0) || p[24] > 1)
+            return corrupt(r, "metrics.window holds an invalid example");
+        slr_auc_window_add(st->window, pr, p[24], w, loss);
+    }
+    return SLR_OK;
+}
+
+static slr_status read_histogram(reader *r, const msgpack_object *M, slr_job_state *st)
+{
+    const msgpack_object *hist = field(M, "auc_histogram");
+    if (!hist)
+        return SLR_OK;
+    char *scheme = dup_str(field(M, "auc_histogram_scheme"));
+    bool known = scheme && !strcmp(scheme, SLR_AUC_HISTOGRAM_SCHEME);
+    free(scheme);
+    if (!known)
+        return SLR_OK; /* another binning: the cumulative AUC starts afresh (documented) */
+    if (hist->type != MSGPACK_OBJECT_BIN || hist->via.bin.size % HISTOGRAM_RECORD)
+        return corrupt(r, "metrics.auc_histogram malformed");
+    if (slr_auc_histogram_create(&st->histogram, NULL) != SLR_OK)
+        return slr_error_set(r->err, SLR_ERR_NOMEM, "out of memory for the AUC histogram");
+    const unsigned char *p = (const unsigned char *)hist->via.bin.ptr;
+    for (size_t i = 0; i < hist->via.bin.size / HISTOGRAM_RECORD; i++, p += HISTOGRAM_RECORD) {
+        uint32_t b = get_u32(p);
+        double pos = get_f64(p + 4), neg = get_f64(p + 12);
+        if (b >= SLR_AUC_HISTOGRAM_BINS || !(pos >= 0) || !(neg >= 0) || !isfinite(pos + neg))
+            return corrupt(r, "metrics.auc_histogram holds an invalid bin");
+        st->histogram->pos[b] = pos;
+        st->histogram->neg[b] = neg;
+    }
+    return SLR_OK;
+}
+
+static slr_status read_metrics(reader *r, const msgpack_object *M, slr_job_state *st)
+{
+    slr_metrics *m = &st->metrics;
     slr_metrics_init(m);
     if (!get_uint(M, "examples", &m->examples) || !get_double(M, "weight", &m->weight) ||
         !get_double(M, "loss", &m->loss) || !get_double(M, "positives", &m->positives) ||
@@ -538,6 +744,51 @@ static slr_status read_metrics(reader *r, const msgpack_object *M, slr_metrics *
     /* "lost" came with the Kafka source; older checkpoints lack it (= 0) */
     if (field(M, "lost") && !get_uint(M, "lost", &m->lost))
         return corrupt(r, "metrics.lost malformed");
+    /* per-reason counts: absent in checkpoints from before they existed;
+     * a reason this version does not know is left out */
+    const msgpack_object *rej = field(M, "rejected");
+    if (rej && rej->type != MSGPACK_OBJECT_MAP)
+        return corrupt(r, "metrics.rejected is not a map");
+    for (uint32_t i = 0; rej && i < rej->via.map.size; i++) {
+        const msgpack_object *k = &rej->via.map.ptr[i].key, *v = &rej->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return corrupt(r, "metrics.rejected entry malformed");
+        slr_bad_reason why = slr_bad_reason_from_name(k->via.str.ptr, k->via.str.size);
+        if (why != SLR_BAD_REASON_COUNT)
+            m->rejected[why] = v->via.u64;
+    }
+    const double sums[4] = {m->weight, m->loss, m->positives, m->predicted};
+    for (int i = 0; i < 4; i++)
+        if (!isfinite(sums[i]) || sums[i] < 0)
+            return corrupt(r, "metrics hold a negative or non-finite sum");
+    slr_status rc = read_window(r, M, st);
+    return rc == SLR_OK ? read_histogram(r, M, st) : rc;
+}
+
+static slr_status read_names(reader *r, const msgpack_object *N, slr_job_state *st)
+{
+    uint64_t max, dropped;
+    const msgpack_object *e = field(N, "entries");
+    if (!get_uint(N, "max", &max) || !get_uint(N, "dropped", &dropped) || !e ||
+        e->type != MSGPACK_OBJECT_BIN)
+        return corrupt(r, "names malformed");
+    slr_status rc = slr_names_create(&st->names, max, r->err);
+    if (rc != SLR_OK)
+        return rc == SLR_ERR_ARG ? corrupt(r, "names.max out of range") : rc;
+    const unsigned char *p = (const unsigned char *)e->via.bin.ptr, *end = p + e->via.bin.size;
+    while (p < end) {
+        if (end - p < NAME_HEADER)
+            return corrupt(r, "names.entries truncated");
+        size_t len = (size_t)p[12] | (size_t)p[13] << 8;
+        if (len > SLR_NAME_MAX || (size_t)(end - p) < NAME_HEADER + len)
+            return corrupt(r, "names.entries holds an invalid name");
+        uint64_t before = slr_names_count(st->names);
+        slr_names_add(st->names, get_u64(p), get_u32(p + 8), (const char *)p + NAME_HEADER, len);
+        if (slr_names_count(st->names) != before + 1)
+            return corrupt(r, "names.entries holds a repeated key or more names than its max");
+        p += NAME_HEADER + len;
+    }
+    slr_names_set_dropped(st->names, dropped);
     return SLR_OK;
 }
 
@@ -587,6 +838,18 @@ static slr_status read_source(reader *r, const msgpack_object *S, slr_job_state 
     return SLR_OK;
 }
 
+/* Absent in checkpoints from before dead letters existed, nil without a sink. */
+static slr_status read_dead_letter(reader *r, const msgpack_object *D, slr_dead_letter_mark *d)
+{
+    if (!D || D->type == MSGPACK_OBJECT_NIL)
+        return SLR_OK;
+    d->kind = dup_str(field(D, "kind"));
+    d->name = dup_str(field(D, "name"));
+    if (!d->kind || !d->name || !get_uint(D, "position", &d->position))
+        return corrupt(r, "dead_letters malformed");
+    return SLR_OK;
+}
+
 static slr_status read_file(const char *path, char **data, size_t *len, slr_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -622,19 +885,15 @@ static slr_status read_file(const char *path, char **data, size_t *len, slr_erro
     return SLR_OK;
 }
 
-slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
-                               slr_error *err)
+slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
+                                 slr_learner **out, slr_job_state *st, slr_error *err)
 {
     *out = NULL;
-    char *data = NULL;
-    size_t len = 0;
-    slr_status rc = read_file(path, &data, &len, err);
-    if (rc != SLR_OK)
-        return rc;
-    reader r = {path, err};
+    reader r = {name, err};
     msgpack_zone zone;
-    msgpack_zone_init(&zone, 4096);
+    bool zone_ready = false;
     slr_learner *l = NULL;
+    slr_status rc;
 
     if (len < sizeof MAGIC + 8 || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
         rc = corrupt(&r, "not a streamlr checkpoint (bad magic or too short)");
@@ -647,10 +906,22 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
         rc = corrupt(&r, "checksum mismatch (truncated or damaged file)");
         goto done;
     }
+    const char *b = data + sizeof MAGIC;
+    size_t blen = len - sizeof MAGIC - 8, size, need;
+    /* A valid checksum only says the bytes are what a writer wrote; the
+     * scan bounds what unpacking them can allocate, whoever wrote them. */
+    if (slr_msgpack_scan((const unsigned char *)b, blen, &size, &need) != SLR_MSGPACK_COMPLETE ||
+        size != blen) {
+        rc = corrupt(&r, "body is not one msgpack map");
+        goto done;
+    }
+    if (!msgpack_zone_init(&zone, need + 256)) {
+        rc = slr_error_set(err, SLR_ERR_NOMEM, "%s: out of memory (%zu bytes)", name, need);
+        goto done;
+    }
+    zone_ready = true;
     msgpack_object body;
     size_t off = 0;
-    const char *b = data + sizeof MAGIC;
-    size_t blen = len - sizeof MAGIC - 8;
     if (msgpack_unpack(b, blen, &off, &zone, &body) != MSGPACK_UNPACK_SUCCESS || off != blen ||
         body.type != MSGPACK_OBJECT_MAP) {
         rc = corrupt(&r, "body is not one msgpack map");
@@ -664,7 +935,7 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
     if (version != SLR_CHECKPOINT_FORMAT_VERSION) {
         rc = slr_error_set(err, SLR_ERR_MISMATCH,
                            "%s: checkpoint format version %llu; this streamlr reads version %d",
-                           path, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
+                           name, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
         goto done;
     }
     const msgpack_object *L = field(&body, "learner"), *M = field(&body, "metrics"),
@@ -678,8 +949,10 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
         rc = corrupt(&r, "sequence or created missing");
         goto done;
     }
-    if ((rc = read_learner(&r, L, &l)) != SLR_OK || (rc = read_metrics(&r, M, &st->metrics)) != SLR_OK ||
-        (rc = read_source(&r, S, st)) != SLR_OK)
+    const msgpack_object *N = field(&body, "names");
+    if ((rc = read_learner(&r, L, &l)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
+        (rc = read_source(&r, S, st)) != SLR_OK || (N && (rc = read_names(&r, N, st)) != SLR_OK) ||
+        (rc = read_dead_letter(&r, field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK)
         goto done;
     *out = l;
     l = NULL;
@@ -687,7 +960,21 @@ done:
     slr_learner_destroy(l);
     if (rc != SLR_OK)
         slr_job_state_free(st);
-    msgpack_zone_destroy(&zone);
+    if (zone_ready)
+        msgpack_zone_destroy(&zone);
+    return rc;
+}
+
+slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
+                               slr_error *err)
+{
+    *out = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    slr_status rc = read_file(path, &data, &len, err);
+    if (rc != SLR_OK)
+        return rc;
+    rc = slr_checkpoint_decode(data, len, path, out, st, err);
     free(data);
     return rc;
 }

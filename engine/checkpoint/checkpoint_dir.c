@@ -85,6 +85,26 @@ static void path_of(char *buf, size_t size, const char *dir, uint64_t seq)
     snprintf(buf, size, "%s/" PREFIX "%0*llu" SUFFIX, dir, DIGITS, (unsigned long long)seq);
 }
 
+/* A writer killed mid-write (SIGKILL, power loss) leaves its temporary file
+ * .ckpt-<seq>.slr.tmp.<pid>.<n> behind; nothing reads it, but it takes space.
+ * One job owns a checkpoint directory, so once its own write has succeeded
+ * any such file is stale. */
+static void remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    char path[PATH_MAX];
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "." PREFIX, strlen("." PREFIX)) || !strstr(de->d_name, SUFFIX ".tmp."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 slr_status slr_checkpoint_dir_save(const char *dir, const slr_learner *l, slr_job_state *st,
                                    unsigned keep, char *written, slr_error *err)
 {
@@ -126,6 +146,7 @@ slr_status slr_checkpoint_dir_save(const char *dir, const slr_learner *l, slr_jo
         }
         free(list);
     }
+    remove_stale_temporaries(dir);
     return SLR_OK;
 }
 
@@ -170,4 +191,17 @@ slr_status slr_checkpoint_dir_load(const char *dir, slr_learner **out, slr_job_s
                          "none of the %zu checkpoints in %s is valid; refusing to start from "
                          "scratch over them (move them away to do that)",
                          n, dir);
+}
+
+slr_status slr_checkpoint_dir_newest(const char *dir, uint64_t *sequence, slr_error *err)
+{
+    entry *list;
+    size_t n;
+    slr_status rc = list_dir(dir, &list, &n, err);
+    if (rc != SLR_OK)
+        return rc;
+    if (n)
+        *sequence = list[0].seq;
+    free(list);
+    return n ? SLR_OK : slr_error_set(err, SLR_ERR_NOT_FOUND, "no checkpoint in %s", dir);
 }

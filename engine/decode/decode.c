@@ -223,11 +223,15 @@ static slr_decode_result next_line(slr_decoder *d, const char *buf, size_t len, 
     if (nl) {
         line_len = (size_t)(nl - buf);
         *consumed = line_len + 1;
-        if (*consumed > d->max_record)
+        if (*consumed > d->max_record) {
+            d->bad_reason = SLR_BAD_TOO_LARGE;
             return slr_decode_bad(err, "line longer than %zu bytes", d->max_record);
+        }
     } else if (len >= d->max_record) {
         *consumed = len;
         d->discarding = !at_end;
+        d->bad_reason = SLR_BAD_TOO_LARGE;
+        d->bad_truncated = d->discarding;
         return slr_decode_bad(err, "line longer than %zu bytes", d->max_record);
     } else if (at_end) {
         line_len = len;
@@ -267,9 +271,20 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
                                    size_t *consumed, slr_raw_example *raw, slr_error *err)
 {
     *consumed = 0;
+    d->bad_reason = SLR_BAD_DECODE;
+    d->bad_resync = d->bad_truncated = false;
     if (len == 0)
         return SLR_DECODE_NEED_MORE;
     if (d->format == SLR_FORMAT_MSGPACK)
         return slr_decode_msgpack_next(d, buf, len, at_end, consumed, raw, err);
     return next_line(d, buf, len, at_end, consumed, raw, err);
+}
+
+slr_bad_reason slr_decoder_last_bad(const slr_decoder *d, bool *resync, bool *truncated)
+{
+    if (resync)
+        *resync = d->bad_resync;
+    if (truncated)
+        *truncated = d->bad_truncated;
+    return d->bad_reason;
 }

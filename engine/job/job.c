@@ -24,6 +24,10 @@ void slr_job_log(slr_job *job, const char *fmt, ...)
 {
     if (!job->opt->log)
         return;
+    if (job->line_shown) { /* the message goes where the progress line is */
+        fputs("\r\033[K", job->opt->progress);
+        job->line_shown = false;
+    }
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -40,6 +44,8 @@ void slr_train_options_init(slr_train_options *opt)
     slr_learner_config_defaults(&opt->learner);
     opt->format = SLR_FORMAT_VW;
     opt->checkpoint_keep = SLR_CHECKPOINT_KEEP_DEFAULT;
+    opt->auc_window = SLR_AUC_WINDOW_DEFAULT;
+    opt->metrics_port = -1;
 }
 
 /* ------------------------------------------------------------ setup */
@@ -110,6 +116,32 @@ static slr_status check_resumable(slr_job *job, slr_error *err)
     return SLR_OK;
 }
 
+/* The checkpoint says how far the dead-letter sink had got; what it received
+ * after that belongs to records the replay is about to apply again. */
+static slr_status resume_dead_letters(slr_job *job, slr_error *err)
+{
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    const slr_dead_letter_mark *mark = &job->state.dead_letter;
+    if (!sink) {
+        if (mark->kind)
+            slr_job_log(job, "the checkpoint's run kept dead letters in %s; this run has no "
+                             "--dead-letter, so rejected records are only counted", mark->name);
+        return SLR_OK;
+    }
+    if (!mark->kind || strcmp(mark->kind, sink->kind) || strcmp(mark->name, sink->name)) {
+        if (mark->kind)
+            slr_job_log(job, "dead letters now go to %s (the checkpoint's run kept them in %s)",
+                        sink->name, mark->name);
+        return SLR_OK;
+    }
+    uint64_t dropped = 0;
+    slr_status st = sink->resume(sink, mark->position, &dropped, err);
+    if (st == SLR_OK && dropped)
+        slr_job_log(job, "%s: dropped the dead letters written after the checkpoint (%llu bytes); "
+                         "the replay writes them again", sink->name, (unsigned long long)dropped);
+    return st;
+}
+
 static slr_status open_learner(slr_job *job, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
@@ -124,7 +156,9 @@ static slr_status open_learner(slr_job *job, slr_error *err)
                         (unsigned long long)slr_learner_steps(job->learner),
                         opt->model_in ? "; -i applies only to a directory without checkpoints"
                                       : "");
-            return check_resumable(job, err);
+            if ((st = check_resumable(job, err)) != SLR_OK)
+                return st;
+            return resume_dead_letters(job, err);
         }
         if (st != SLR_ERR_NOT_FOUND)
             return st;
@@ -135,6 +169,8 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         slr_job_state model_state;
         slr_job_state_init(&model_state);
         st = slr_checkpoint_read(opt->model_in, &job->learner, &model_state, err);
+        job->state.names = model_state.names; /* names belong to the weights */
+        model_state.names = NULL;
         slr_job_state_free(&model_state); /* a new run: fresh metrics and position */
         if (st != SLR_OK)
             return st;
@@ -186,11 +222,14 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
     job->next_progress = 1;
     while (job->next_progress <= job->state.metrics.examples)
         job->next_progress *= 2;
-    return SLR_OK;
+    return slr_job_report_open(job, err);
 }
 
 void slr_job_close(slr_job *job)
 {
+    free(job->junk.source);
+    slr_buf_free(&job->junk.data);
+    slr_job_report_close(job);
     slr_learner_destroy(job->learner);
     slr_decoder_destroy(job->decoder);
     slr_raw_example_free(&job->raw);
@@ -211,43 +250,102 @@ static void format_where(char *buf, size_t size, const slr_where *w)
         snprintf(buf, size, "%s@%llu", w->name, (unsigned long long)w->offset);
 }
 
-static slr_status bad_record(slr_job *job, const slr_where *where, const char *reason,
-                             slr_error *err)
+/* A record that cannot be learned from: count it by reason, report it, and
+ * hand its exact bytes to the dead-letter sink.  Unlabelled examples are not
+ * bad input, but training cannot use them either, so they are kept too. */
+static slr_status reject_record(slr_job *job, const slr_where *where, slr_bad_reason why,
+                                const char *msg, const char *data, size_t len, bool truncated,
+                                slr_error *err)
 {
     char at[1024];
     format_where(at, sizeof at, where);
-    job->state.metrics.bad++;
-    if (job->opt->strict)
-        return slr_error_set(err, SLR_ERR_BAD_INPUT, "%s: %s (stopping: --strict)", at, reason);
-    if (job->bad_reported < BAD_REPORT_LIMIT)
-        slr_job_log(job, "%s: %s; skipped", at, reason);
-    else if (job->bad_reported == BAD_REPORT_LIMIT)
-        slr_job_log(job, "more than %d bad records; counting the rest without printing them",
-                    BAD_REPORT_LIMIT);
-    job->bad_reported++;
+    job->state.metrics.rejected[why]++;
+    if (why == SLR_BAD_UNLABELLED) {
+        if (job->state.metrics.unlabelled++ == 0)
+            slr_job_log(job, "%s: example has no label; training skips unlabelled examples "
+                             "(counted as unlabelled)", at);
+    } else {
+        job->state.metrics.bad++;
+        if (job->opt->strict)
+            return slr_error_set(err, SLR_ERR_BAD_INPUT, "%s: %s (stopping: --strict)", at, msg);
+        if (job->bad_reported < BAD_REPORT_LIMIT)
+            slr_job_log(job, "%s: %s; skipped", at, msg);
+        else if (job->bad_reported == BAD_REPORT_LIMIT)
+            slr_job_log(job, "more than %d bad records; counting the rest without printing them",
+                        BAD_REPORT_LIMIT);
+        job->bad_reported++;
+    }
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    if (!sink)
+        return SLR_OK;
+    slr_dead_letter dl = {.reason = why, .error = msg, .source = where->name,
+                          .offset = where->offset, .line = where->line,
+                          .is_message = where->is_message,
+                          .format = slr_format_name(job->opt->format), .data = data, .len = len,
+                          .truncated = truncated};
+    slr_error e;
+    slr_status st = sink->put(sink, &dl, &e);
+    if (st != SLR_OK)
+        return slr_error_set(err, st, "%s: cannot keep this record as a dead letter (%s); stopping, "
+                             "since it could be neither learned nor kept", at, e.msg);
+    job->dead_letters++;
+    job->source.dead_lettered++;
     return SLR_OK;
 }
 
-static void progress_header(FILE *out)
+static slr_status flush_junk(slr_job *job, slr_error *err)
 {
-    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "average", "since", "example", "example",
-            "current", "current", "current");
-    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "loss", "last", "counter", "weight",
-            "label", "predict", "features");
+    slr_junk_span *j = &job->junk;
+    if (!j->active)
+        return SLR_OK;
+    j->active = false;
+    char msg[SLR_ERROR_MSG_MAX + 64];
+    if (j->data.len > 1)
+        snprintf(msg, sizeof msg, "%s (%zu bytes skipped in all)", j->error, j->data.len);
+    else
+        snprintf(msg, sizeof msg, "%s", j->error);
+    slr_where w = {j->source, 0, j->offset, j->is_message};
+    slr_status st = reject_record(job, &w, j->reason, msg, j->data.data, j->data.len, false, err);
+    free(j->source);
+    j->source = NULL;
+    slr_buf_reset(&j->data);
+    return st;
 }
 
-static void progress_row(slr_job *job, double p)
+/* Bytes the decoder skipped to resynchronise: extend the current span if
+ * they follow it, else start a new one (after reporting the old). */
+static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason why,
+                           const char *msg, const char *buf, size_t n, slr_error *err)
 {
-    FILE *out = job->opt->progress;
-    const slr_metrics *m = &job->state.metrics, *l = &job->at_last_row;
-    if (l->examples == 0 || job->examples_this_run == 1)
-        progress_header(out);
-    double dw = m->weight - l->weight;
-    double since = dw > 0 ? (m->loss - l->loss) / dw : 0.0;
-    fprintf(out, "%-10.6f %-10.6f %12llu %14.1f %8.4f %8.4f %8u\n", slr_metrics_logloss(m), since,
-            (unsigned long long)m->examples, m->weight, job->ex.label, p, job->ex.n_features + 1);
-    fflush(out);
-    job->at_last_row = *m;
+    slr_junk_span *j = &job->junk;
+    if (job->opt->strict)
+        return reject_record(job, where, why, msg, buf, n, false, err);
+    size_t limit = job->opt->max_record ? job->opt->max_record : SLR_DEFAULT_MAX_RECORD;
+    /* in a file the next junk byte is at the next offset; in a Kafka message
+     * every byte has the message's offset, and the message is the unit */
+    bool adjacent = where->is_message ? j->offset == where->offset
+                                      : j->offset + j->data.len == where->offset;
+    bool continues = j->active && adjacent && j->is_message == where->is_message &&
+                     !strcmp(j->source, where->name) && j->data.len + n <= limit;
+    slr_status st;
+    if (!continues) {
+        if ((st = flush_junk(job, err)) != SLR_OK)
+            return st;
+        if (!(j->source = strdup(where->name)))
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+        j->active = true;
+        j->offset = where->offset;
+        j->is_message = where->is_message;
+        j->reason = why;
+        snprintf(j->error, sizeof j->error, "%s", msg);
+    }
+    return slr_buf_append(&j->data, buf, n, err);
+}
+
+/* -p: one line per example or bad record, so line i answers record i */
+static void write_prediction(slr_job *job, double p)
+{
+    fprintf(job->opt->predictions, "%.9g\n", p);
 }
 
 slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
@@ -263,31 +361,61 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
     }
     job->records_this_run++;
     job->state.file.records++;
+    if ((job->records_this_run & 1023) == 0) /* reading the clock is cheap, not free */
+        slr_job_tick(job);
+    slr_status st;
+    if (r == SLR_DECODE_BAD) {
+        *result = SLR_APPLY_BAD;
+        if (derr.code == SLR_ERR_NOMEM)
+            return slr_error_set(err, SLR_ERR_NOMEM, "%s", derr.msg);
+        if (job->opt->predictions)
+            write_prediction(job, NAN);
+        bool resync, truncated;
+        slr_bad_reason why = slr_decoder_last_bad(job->decoder, &resync, &truncated);
+        if (resync)
+            return add_junk(job, where, why, derr.msg, buf, *consumed, err);
+        if ((st = flush_junk(job, err)) != SLR_OK)
+            return st;
+        return reject_record(job, where, why, derr.msg, buf, *consumed, truncated, err);
+    }
+    if ((st = flush_junk(job, err)) != SLR_OK) /* it came before this record */
+        return st;
     if (r == SLR_DECODE_SKIP) {
         *result = SLR_APPLY_SKIPPED;
         return SLR_OK;
     }
-    if (r == SLR_DECODE_BAD || slr_example_from_raw(&job->ex, &job->raw, &derr) != SLR_OK) {
+    if ((st = slr_example_from_raw(&job->ex, &job->raw, &derr)) != SLR_OK) {
         *result = SLR_APPLY_BAD;
-        return bad_record(job, where, derr.msg, err);
+        if (st == SLR_ERR_NOMEM)
+            return slr_error_set(err, st, "%s", derr.msg);
+        if (job->opt->predictions)
+            write_prediction(job, NAN);
+        return reject_record(job, where, job->ex.bad_reason, derr.msg, buf, *consumed, false, err);
     }
     if (!job->ex.has_label) {
-        if (job->state.metrics.unlabelled++ == 0) {
-            char at[1024];
-            format_where(at, sizeof at, where);
-            slr_job_log(job, "%s: example has no label; training skips unlabelled examples "
-                             "(counted as unlabelled)", at);
-        }
+        if (job->opt->predictions)
+            write_prediction(job, slr_learner_predict(job->learner, &job->ex));
         *result = SLR_APPLY_SKIPPED;
-        return SLR_OK;
+        return reject_record(job, where, SLR_BAD_UNLABELLED, "example has no label", buf,
+                             *consumed, false, err);
     }
-    double loss;
-    double p = slr_learner_learn(job->learner, &job->ex, &loss);
-    slr_metrics_add(&job->state.metrics, p, loss, job->ex.label, job->ex.weight,
-                    job->ex.n_features);
+    if (job->opt->keep_names)
+        slr_names_record(job->state.names, &job->raw, &job->ex);
+    double loss, p;
+    if (job->opt->test_only) {
+        double z = slr_learner_margin(job->learner, &job->ex);
+        p = slr_sigmoid(z);
+        loss = slr_logloss_margin(z, job->ex.label);
+    } else {
+        p = slr_learner_learn(job->learner, &job->ex, &loss);
+    }
+    slr_job_observe(job, p, loss);
+    if (job->opt->predictions)
+        write_prediction(job, p);
     job->examples_this_run++;
-    if (job->opt->progress && job->state.metrics.examples >= job->next_progress) {
-        progress_row(job, p);
+    if (job->opt->progress && job->opt->progress_style == SLR_PROGRESS_TABLE &&
+        job->state.metrics.examples >= job->next_progress) {
+        slr_job_progress_row(job, p);
         while (job->next_progress <= job->state.metrics.examples)
             job->next_progress *= 2;
     }
@@ -332,10 +460,37 @@ bool slr_job_checkpoint_due_now(slr_job *job)
            slr_monotonic_seconds() - job->time_at_checkpoint >= opt->checkpoint_every_seconds;
 }
 
-slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
+/* Make every dead letter so far durable and note where the sink stands: the
+ * checkpoint about to be written must not move past a record whose dead
+ * letter could still be lost. */
+static slr_status sync_dead_letters(slr_job *job, slr_error *err)
 {
+    slr_status st = flush_junk(job, err);
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    if (st != SLR_OK || !sink)
+        return st;
+    uint64_t position;
+    slr_error e;
+    if ((st = sink->sync(sink, &position, &e)) != SLR_OK)
+        return slr_error_set(err, st, "%s; stopping without a further checkpoint, so that a resumed "
+                             "run reapplies the records since the last one", e.msg);
+    slr_dead_letter_mark *mark = &job->state.dead_letter;
+    if (!mark->kind || strcmp(mark->kind, sink->kind) || strcmp(mark->name, sink->name)) {
+        free(mark->kind);
+        free(mark->name);
+        mark->kind = strdup(sink->kind);
+        mark->name = strdup(sink->name);
+        if (!mark->kind || !mark->name)
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    }
+    mark->position = position;
+    return SLR_OK;
+}
+
+static slr_status write_checkpoint(slr_job *job, slr_error *err)
+{
+    /* the next periodic attempt is a period away, whatever this one does */
     job->examples_at_checkpoint = job->state.metrics.examples;
-    job->records_at_checkpoint = job->records_this_run;
     job->time_at_checkpoint = slr_monotonic_seconds();
     slr_status st = slr_checkpoint_dir_save(job->opt->checkpoint_dir, job->learner, &job->state,
                                             job->opt->checkpoint_keep, job->last_checkpoint, err);
@@ -345,18 +500,38 @@ slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
                     err ? err->msg : slr_status_name(st));
         return st;
     }
+    job->records_at_checkpoint = job->records_this_run; /* saved: finish need not write again */
     job->checkpoints_written++;
     job->moved = false;
+    job->last_checkpoint_unix = (double)time(NULL);
+    return SLR_OK;
+}
+
+slr_status slr_job_start(slr_job *job, slr_error *err)
+{
+    if (!job->opt->dead_letter || !job->opt->checkpoint_dir || job->last_checkpoint[0])
+        return SLR_OK;
+    return slr_job_checkpoint(job, err);
+}
+
+slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
+{
+    slr_status st = sync_dead_letters(job, err);
+    if (st != SLR_OK)
+        return st;
+    slr_error werr;
+    write_checkpoint(job, &werr); /* a failure is logged; the next period retries */
     return SLR_OK;
 }
 
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
-    slr_status st = SLR_OK;
-    if (opt->checkpoint_dir && (job->records_this_run != job->records_at_checkpoint ||
-                                job->moved || job->last_checkpoint[0] == '\0'))
-        st = slr_job_checkpoint(job, err);
+    slr_status st = sync_dead_letters(job, err);
+    if (st == SLR_OK && opt->checkpoint_dir &&
+        (job->records_this_run != job->records_at_checkpoint || job->moved ||
+         job->last_checkpoint[0] == '\0'))
+        st = write_checkpoint(job, err);
     if (st == SLR_OK && opt->model_out) {
         double t0 = slr_monotonic_seconds();
         job->state.created = (double)time(NULL);
@@ -367,6 +542,8 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
     }
     double secs = slr_monotonic_seconds() - job->started;
     const slr_metrics *m = &job->state.metrics;
+    slr_metrics_report report;
+    slr_job_report_finish(job, &report);
     if (opt->progress) {
         FILE *out = opt->progress;
         fprintf(out, "\n%s\n", stopped ? "stopped on request" : "finished run");
@@ -378,11 +555,29 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         if (m->weight > 0)
             fprintf(out, "mean prediction = %.4f, positive rate = %.4f\n", m->predicted / m->weight,
                     m->positives / m->weight);
+        if (isfinite(report.auc))
+            fprintf(out, "AUC = %.6f (all examples, exact within %.2g)\n", report.auc,
+                    report.auc_error_bound);
+        if (isfinite(report.window.auc))
+            fprintf(out, "last %llu examples: AUC = %.6f, loss = %.6f\n",
+                    (unsigned long long)report.window.examples, report.window.auc,
+                    slr_report_window_logloss(&report));
         fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
                 (unsigned long long)m->unlabelled);
         if (m->lost)
             fprintf(out, "LOST to retention = %llu Kafka offsets (deleted by the broker before "
                          "they were consumed)\n", (unsigned long long)m->lost);
+        if (m->bad || m->unlabelled) {
+            fprintf(out, "rejected by reason:");
+            for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+                if (m->rejected[r])
+                    fprintf(out, " %s %llu", slr_bad_reason_name((slr_bad_reason)r),
+                            (unsigned long long)m->rejected[r]);
+            fputc('\n', out);
+        }
+        if (opt->dead_letter)
+            fprintf(out, "dead letters = %llu this run, in %s\n",
+                    (unsigned long long)job->dead_letters, opt->dead_letter->name);
         fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
         double learning = secs - job->checkpoint_seconds - job->waiting_seconds;
         char waited[64] = "";
@@ -402,7 +597,9 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->seconds = secs;
         res->stopped = stopped;
         res->checkpoints = job->checkpoints_written;
+        res->dead_letters = job->dead_letters;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
+        res->report = report;
     }
     return st;
 }

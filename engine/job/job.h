@@ -2,9 +2,10 @@
  *
  * A source (files, Kafka) hands records to slr_job_apply(); the job decodes,
  * hashes, learns, keeps the progressive metrics, reports bad input with its
- * position, prints progress, and decides when a checkpoint is due.  The
- * source owns the notion of position and passes it in (slr_where), so the
- * same code serves "file.vw:1234" and "clicks[3]@98765". */
+ * position and hands it to the dead-letter sink, prints progress, and
+ * decides when a checkpoint is due.  The source owns the notion of position
+ * and passes it in (slr_where), so the same code serves "file.vw:1234" and
+ * "clicks[3]@98765". */
 #ifndef STREAMLR_JOB_H
 #define STREAMLR_JOB_H
 
@@ -12,6 +13,7 @@
 
 #include "streamlr/checkpoint.h"
 #include "streamlr/decode.h"
+#include "streamlr/metrics_server.h"
 #include "streamlr/train.h"
 
 typedef struct slr_where {
@@ -20,6 +22,19 @@ typedef struct slr_where {
     uint64_t offset;  /* byte offset (files) or message offset (Kafka) */
     bool is_message;  /* offset is a Kafka message offset */
 } slr_where;
+
+/* A run of msgpack bytes skipped to resynchronise, gathered into one dead
+ * letter instead of one per byte (cut at checkpoints and at the record
+ * limit). */
+typedef struct slr_junk_span {
+    bool active;
+    char *source;
+    uint64_t offset;
+    bool is_message;
+    slr_bad_reason reason;
+    char error[SLR_ERROR_MSG_MAX];
+    slr_buf data;
+} slr_junk_span;
 
 typedef struct slr_job {
     const slr_train_options *opt;
@@ -34,8 +49,8 @@ typedef struct slr_job {
     uint64_t records_this_run;
     uint64_t next_progress;        /* print a progress row at this example count */
     slr_metrics at_last_row;       /* for the "since last" column */
-    uint64_t examples_at_checkpoint;
-    uint64_t records_at_checkpoint;
+    uint64_t examples_at_checkpoint; /* at the last attempt: the period counts from here */
+    uint64_t records_at_checkpoint;  /* at the last checkpoint actually written */
     uint64_t records_at_clock;     /* records_this_run when the clock was last read */
     bool moved;                    /* the source position changed without a record (Kafka:
                                       a partition's end or a reset): checkpoint it at the end */
@@ -45,7 +60,24 @@ typedef struct slr_job {
     double waiting_seconds;        /* time before the first record (a source that waits for
                                       data: joining a consumer group); not in the rate */
     uint64_t bad_reported;
+    slr_junk_span junk;
+    uint64_t dead_letters;         /* given to the sink in this run */
     char last_checkpoint[4096];
+
+    /* reporting (report.c) */
+    slr_source_stats source;    /* a streaming source fills this in */
+    slr_metrics_server *server; /* --metrics-port */
+    double started_unix;
+    double last_checkpoint_unix;
+    double next_line, next_json, next_publish; /* monotonic due times */
+    bool line_shown;            /* a progress line is on the terminal */
+    bool metrics_failed;        /* writing the metrics file failed (reported once) */
+    uint64_t line_examples;     /* examples and time at the last line, for its rate */
+    double line_time;
+    uint64_t published_at;      /* examples + 1 at the last publish */
+    uint64_t window_at;         /* examples when window_stats was computed (+1; 0 = never) */
+    slr_window_stats window_stats;
+    double window_time, window_cost; /* when window_stats was computed, and its cost */
 } slr_job;
 
 /* Build the learner (fresh, -i or --resume) and the decoding pipeline.  On
@@ -54,6 +86,14 @@ typedef struct slr_job {
  * no checkpoint yet. */
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err);
 void slr_job_close(slr_job *job);
+
+/* Call once the source has put its starting position into job->state,
+ * before the first record.  With a dead-letter sink and a checkpoint
+ * directory, a job that did not resume from a checkpoint writes one now:
+ * the sink's starting position must be durable before the first dead
+ * letter, or a crash before the first periodic checkpoint would leave
+ * letters that a restart from scratch writes again. */
+slr_status slr_job_start(slr_job *job, slr_error *err);
 
 typedef enum slr_apply_result {
     SLR_APPLY_LEARNED,   /* one example learned */
@@ -79,15 +119,52 @@ bool slr_job_checkpoint_due(slr_job *job);
 /* The same, reading the clock now: for sources that can sit idle between
  * records (Kafka).  False if nothing changed since the last checkpoint. */
 bool slr_job_checkpoint_due_now(slr_job *job);
-/* Write a checkpoint of the current learner and state (the caller has put the
- * source position into job->state).  Failures are reported through the log
- * and returned; the job can go on and retry at the next period. */
+/* Make the dead letters durable, then write a checkpoint of the current
+ * learner and state (the caller has put the source position into
+ * job->state).  A failed checkpoint write is logged, leaves the previous
+ * checkpoint in place and is retried at the next period: that returns
+ * SLR_OK.  An error means the job must stop: the dead letters could not be
+ * made durable, so no checkpoint may move past them. */
 slr_status slr_job_checkpoint(slr_job *job, slr_error *err);
 
 /* Final checkpoint, -f model, summary; fills res. */
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err);
 
 void slr_job_log(slr_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------ reporting (report.c) */
+
+/* Score bookkeeping for one example: totals, window, histogram. */
+static inline void slr_job_observe(slr_job *job, double p, double loss)
+{
+    const slr_example *ex = &job->ex;
+    slr_metrics_add(&job->state.metrics, p, loss, ex->label, ex->weight, ex->n_features);
+    slr_auc_window_add(job->state.window, p, ex->label, ex->weight, loss);
+    slr_auc_histogram_add(job->state.histogram, p, ex->label, ex->weight);
+}
+
+/* Set up the window, histogram, names and metrics server (after the state
+ * is loaded) and publish a first report. */
+slr_status slr_job_report_open(slr_job *job, slr_error *err);
+void slr_job_report_close(slr_job *job);
+
+/* Time has passed: draw the progress line, write a JSON line, publish to
+ * the server, whichever is due.  The job calls it every 1024 records; a
+ * source that can sit idle (Kafka) calls it when a poll returns nothing. */
+void slr_job_tick(slr_job *job);
+
+/* The source is waiting for input: like a tick, and publish to the server
+ * now if anything changed, so a scrape of an idle job is not stale. */
+void slr_job_idle(slr_job *job);
+
+/* The metrics as of now. */
+void slr_job_report(slr_job *job, bool final, slr_metrics_report *r);
+
+/* VW's table row (table style), when the example count reaches the next power of 2. */
+void slr_job_progress_row(slr_job *job, double p);
+
+/* The last report: final JSON line, publish, clear the progress line. */
+void slr_job_report_finish(slr_job *job, slr_metrics_report *final_report);
 double slr_monotonic_seconds(void);
 
 #endif

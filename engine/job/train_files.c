@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "job.h"
+
+#define IDLE_POLL_MS 200
 #include "streamlr/source.h"
 #include "streamlr/train.h"
 
@@ -16,6 +18,20 @@ static void note_position(slr_job *job, const slr_file_source *src)
     uint64_t records = job->state.file.records;
     slr_file_source_position(src, &job->state.file);
     job->state.file.records = records;
+}
+
+/* Read more input.  A pipe or FIFO may have none yet: wait in short polls,
+ * keeping the metrics fresh and noticing a stop request, rather than
+ * sleeping in read().  Returns false when stopped while waiting. */
+static bool fill(slr_job *job, slr_file_source *src, slr_status *st, slr_error *err)
+{
+    while (!slr_file_source_wait(src, IDLE_POLL_MS)) {
+        slr_job_idle(job);
+        if (job->opt->stop && *job->opt->stop)
+            return false;
+    }
+    *st = slr_file_source_fill(src, err);
+    return true;
 }
 
 slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err)
@@ -40,6 +56,9 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
                     (unsigned long long)job.state.file.offset,
                     (unsigned long long)job.state.file.line);
     }
+    note_position(&job, src);
+    if ((st = slr_job_start(&job, err)) != SLR_OK)
+        goto out;
 
     while (!slr_file_source_done(src)) {
         if (slr_job_should_stop(&job)) {
@@ -52,7 +71,11 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
         slr_file_source_window(src, &buf, &len, &at_end);
         if (len == 0) {
             if (!at_end) {
-                if ((st = slr_file_source_fill(src, err)) != SLR_OK)
+                if (!fill(&job, src, &st, err)) {
+                    stopped = true;
+                    break;
+                }
+                if (st != SLR_OK)
                     goto out;
                 continue;
             }
@@ -71,14 +94,21 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
         if (st != SLR_OK)
             goto out;
         if (r == SLR_APPLY_NEED_MORE) {
-            if ((st = slr_file_source_fill(src, err)) != SLR_OK)
+            if (!fill(&job, src, &st, err)) {
+                stopped = true;
+                break;
+            }
+            if (st != SLR_OK)
                 goto out;
             continue;
         }
         slr_file_source_consume(src, used);
         if (slr_job_checkpoint_due(&job)) {
             note_position(&job, src);
-            slr_job_checkpoint(&job, NULL); /* a failure is logged; retried next period */
+            /* a failed write is logged and retried next period; an error
+             * here means the dead letters could not be made durable */
+            if ((st = slr_job_checkpoint(&job, err)) != SLR_OK)
+                goto out;
         }
     }
     note_position(&job, src);

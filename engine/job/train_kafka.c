@@ -28,6 +28,9 @@ typedef struct kafka_run {
     bool checkpoint_failed; /* the last checkpoint attempt failed: do not commit */
     bool done;              /* finished or failed: leaving must not checkpoint again (after a
                                failure the model may hold part of a message) */
+    slr_status fatal;       /* a checkpoint could not be taken safely (dead letters not
+                               durable): the job must stop; fatal_err says why */
+    slr_error fatal_err;
 } kafka_run;
 
 void slr_kafka_options_init(slr_kafka_options *k)
@@ -57,7 +60,13 @@ static bool checkpoint(kafka_run *run)
     if (job->records_this_run == job->records_at_checkpoint && !job->moved &&
         job->last_checkpoint[0])
         return !run->checkpoint_failed; /* nothing new since the last one */
-    run->checkpoint_failed = slr_job_checkpoint(job, NULL) != SLR_OK; /* logged */
+    /* a failed write is logged and retried at the next period; an error
+     * means the dead letters could not be made durable: stop */
+    uint64_t written = job->checkpoints_written;
+    slr_status st = slr_job_checkpoint(job, &run->fatal_err);
+    if (st != SLR_OK && run->fatal == SLR_OK)
+        run->fatal = st;
+    run->checkpoint_failed = job->checkpoints_written == written;
     return !run->checkpoint_failed;
 }
 
@@ -92,11 +101,14 @@ static slr_status apply_message(kafka_run *run, slr_kafka_partition *p,
     return SLR_OK;
 }
 
+/* Per-partition lag, in the table style; the status line (a terminal) shows
+ * the total itself (job.source.consumer_lag). */
 static void print_lag(kafka_run *run)
 {
     char line[1024];
     FILE *out = run->job.opt->progress;
-    if (slr_kafka_source_lag(run->src, line, sizeof line) && out) {
+    if (slr_kafka_source_lag(run->src, line, sizeof line) && out &&
+        run->job.opt->progress_style == SLR_PROGRESS_TABLE) {
         fprintf(out, "kafka: %s; %llu examples learned\n", line,
                 (unsigned long long)run->job.state.metrics.examples);
         fflush(out);
@@ -140,6 +152,9 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     if ((st = slr_kafka_source_open(&run.src, k, opt.progress != NULL, &run.job.state, &hooks,
                                     err)) != SLR_OK)
         goto out;
+    if ((st = slr_job_start(&run.job, err)) != SLR_OK)
+        goto out;
+    run.job.source.retention_lost = run.job.state.metrics.lost;
 
     while (!stopped) {
         if (slr_job_should_stop(&run.job) || (k->exit_at_end && slr_kafka_source_at_end(run.src)))
@@ -173,6 +188,12 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
             }
             if (!stopped && slr_job_checkpoint_due(&run.job) && checkpoint(&run))
                 slr_kafka_source_commit(run.src, 0);
+            if (run.fatal != SLR_OK) {
+                for (size_t j = i + 1; j < n; j++)
+                    rd_kafka_message_destroy(msgs[j]);
+                st = slr_error_set(err, run.fatal, "%s", run.fatal_err.msg);
+                goto out;
+            }
         }
         if (slr_kafka_source_failed(run.src, err)) {
             st = SLR_ERR_KAFKA;
@@ -180,6 +201,14 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
         }
         if (!stopped && slr_job_checkpoint_due_now(&run.job) && checkpoint(&run))
             slr_kafka_source_commit(run.src, 0);
+        if (run.fatal != SLR_OK) {
+            st = slr_error_set(err, run.fatal, "%s", run.fatal_err.msg);
+            goto out;
+        }
+        run.job.source.consumer_lag = slr_kafka_source_total_lag(run.src);
+        run.job.source.retention_lost = run.job.state.metrics.lost;
+        if (n == 0)
+            slr_job_idle(&run.job); /* keeps the progress line and metrics fresh */
         print_lag(&run);
     }
     stopped = opt.stop && *opt.stop; /* not when --examples or the end was reached */

@@ -10,6 +10,7 @@
  * closed form at step 1 of the next example that touches them.  With
  * cfg.eager, step 4 instead visits every weight, which is the definition the
  * lazy path must reproduce (tests/check_learner.c compares the two). */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -262,19 +263,32 @@ static void begin_step(slr_learner *l, uint64_t t, double eta_t)
     if (l->cfg.eager)
         return;
     bool stamps_full = t - l->epoch >= UINT32_MAX;
+    /* also start afresh before P underflows or the truncation sums overflow
+     * (an absurd rate times l1): the catch-up subtracts them */
     bool history_full = l->use_history && (l->hist.len >= l->hist.cap ||
-                                           l->hist.log_p[l->hist.len - 1] < -300.0);
+                                           l->hist.log_p[l->hist.len - 1] < -300.0 ||
+                                           !(l->hist.c[l->hist.len - 1] <= 1e300));
     if (stamps_full || history_full)
         slr_learner_rebase(l);
     if (l->use_history)
         slr_penalty_history_push(&l->hist, &l->pen, eta_t);
 }
 
+/* The numeric guard (docs/LEARNING.md, "Numeric guards"): a step that
+ * would carry |w| past SLR_MAX_ABS_WEIGHT stops at the bound, and AdaGrad's
+ * float accumulator saturates at FLT_MAX instead of overflowing.  A zero
+ * gradient changes nothing (and must not meet an infinite rate: Inf * 0).
+ * The eager reference runs this same function, so lazy == eager holds. */
 static inline void gradient_step(const slr_learner *l, slr_slot *s, double g_j, double eta_t)
 {
-    if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD)
-        s->g2 = (float)((double)s->g2 + g_j * g_j);
-    s->w -= slot_rate(l, s, eta_t) * g_j;
+    if (g_j == 0.0)
+        return;
+    if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD) {
+        double g2 = (double)s->g2 + g_j * g_j;
+        s->g2 = g2 < FLT_MAX ? (float)g2 : FLT_MAX;
+    }
+    double w = s->w - slot_rate(l, s, eta_t) * g_j;
+    s->w = w > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : w < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : w;
 }
 
 double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)

@@ -47,6 +47,7 @@ struct slr_kafka_source {
     bool stats_fresh;
     bool outage;             /* all brokers reported down */
     unsigned long long commits_failing; /* failed commits since the last success */
+    bool commit_skip_said;   /* "not committed during the outage" was logged */
     char *failure;           /* why the job cannot go on, if it cannot */
 
     slr_kafka_partition **parts; /* the current assignment */
@@ -428,6 +429,7 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             say(src, "kafka: committing offsets failed: %s (the checkpoint holds the "
                      "positions; the next checkpoint commits again)", rd_kafka_err2str(err));
     } else if (!err && src->commits_failing) {
+        src->outage = false;
         say(src, "kafka: committing offsets works again (%llu commits had failed)",
             src->commits_failing);
         src->commits_failing = 0;
@@ -805,6 +807,16 @@ void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds)
 {
     if (!src->uncommitted)
         return;
+    if (src->outage) {
+        /* a commit nobody can take would sit in librdkafka until
+         * socket.timeout.ms, and leaving (rd_kafka_destroy) waits for it */
+        if (!src->commit_skip_said)
+            say(src, "kafka: brokers unreachable: offsets not committed until they are back "
+                     "(the checkpoint holds the positions)");
+        src->commit_skip_said = true;
+        return;
+    }
+    src->commit_skip_said = false;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)src->n_parts);
     for (size_t i = 0; i < src->n_parts; i++)
         if (src->parts[i]->next >= 0)
@@ -860,6 +872,24 @@ bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err)
     return true;
 }
 
+static int64_t partition_lag(const slr_kafka_partition *p)
+{
+    if (p->end < 0 || p->next < 0)
+        return -1;
+    return p->end > p->next ? p->end - p->next : 0;
+}
+
+int64_t slr_kafka_source_total_lag(const slr_kafka_source *src)
+{
+    int64_t total = -1;
+    for (size_t i = 0; i < src->n_parts; i++) {
+        int64_t lag = partition_lag(src->parts[i]);
+        if (lag >= 0)
+            total = (total < 0 ? 0 : total) + lag;
+    }
+    return total;
+}
+
 bool slr_kafka_source_lag(slr_kafka_source *src, char *buf, size_t size)
 {
     if (!src->stats_fresh || size == 0)
@@ -873,11 +903,11 @@ bool slr_kafka_source_lag(slr_kafka_source *src, char *buf, size_t size)
     bool unknown = false;
     for (size_t i = 0; i < src->n_parts && used < size; i++) {
         const slr_kafka_partition *p = src->parts[i];
-        if (p->end < 0 || p->next < 0) {
+        int64_t lag = partition_lag(p);
+        if (lag < 0) {
             unknown = true;
             continue;
         }
-        int64_t lag = p->end > p->next ? p->end - p->next : 0;
         total += lag;
         if (shown++ < LAG_LINE_MAX_PARTITIONS)
             used += (size_t)snprintf(buf + used, size - used, "%s %s %lld", shown > 1 ? "," : "",

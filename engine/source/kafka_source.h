@@ -97,6 +97,10 @@ bool slr_kafka_source_at_end(const slr_kafka_source *src);
  * partition that cannot be started): fills err. */
 bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err);
 
+/* Messages not yet applied, summed over the assigned partitions whose end
+ * offset the statistics have given; -1 if none has. */
+int64_t slr_kafka_source_total_lag(const slr_kafka_source *src);
+
 /* If statistics arrived since the last call: a one-line lag report
  * ("lag clicks[0] 12, clicks[1] 0 (total 12)") into buf. */
 bool slr_kafka_source_lag(slr_kafka_source *src, char *buf, size_t size);

@@ -20,6 +20,7 @@
 #include "streamlr/error.h"
 #include "streamlr/learner.h"
 #include "streamlr/metrics.h"
+#include "streamlr/names.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,7 +50,16 @@ typedef struct slr_kafka_offset {
     int64_t offset;
 } slr_kafka_offset;
 
-/* Everything in a checkpoint besides the learner.  Strings are owned. */
+/* Where the dead-letter sink stood when the checkpoint was taken: a
+ * resumed run forgets what the sink received after it (dead_letter.h). */
+typedef struct slr_dead_letter_mark {
+    char *kind; /* "file", "kafka"; NULL when the run had no sink */
+    char *name; /* the file's path, or the topic */
+    uint64_t position;
+} slr_dead_letter_mark;
+
+/* Everything in a checkpoint besides the learner.  Strings and the window,
+ * histogram and names objects are owned (slr_job_state_free frees them). */
 typedef struct slr_job_state {
     slr_source_kind source;
     char *format; /* input format name */
@@ -59,6 +69,10 @@ typedef struct slr_job_state {
     slr_kafka_offset *kafka;
     uint32_t n_kafka;
     slr_metrics metrics;
+    slr_dead_letter_mark dead_letter;
+    slr_auc_window *window;       /* sliding-window metrics; NULL = none kept */
+    slr_auc_histogram *histogram; /* cumulative AUC; NULL = none kept */
+    slr_names *names;             /* --keep-names; NULL = none kept */
     uint64_t sequence; /* checkpoint number within its directory */
     double created;    /* unix time of writing */
 } slr_job_state;
@@ -81,6 +95,10 @@ slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const sl
  * must be initialised) is filled. */
 slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
                                slr_error *err);
+/* The same for a checkpoint held in memory (data[0, len), the whole file);
+ * name is used in messages. */
+slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
+                                 slr_learner **out, slr_job_state *st, slr_error *err);
 
 /* ------------------------------------------------------------ directories */
 
@@ -101,6 +119,33 @@ slr_status slr_checkpoint_dir_save(const char *dir, const slr_learner *l, slr_jo
 slr_status slr_checkpoint_dir_load(const char *dir, slr_learner **out, slr_job_state *st,
                                    char *loaded, slr_warn_fn warn, void *warn_ctx,
                                    slr_error *err);
+
+/* The sequence number of the newest checkpoint file in `dir` (without
+ * reading it); SLR_ERR_NOT_FOUND if there is none. */
+slr_status slr_checkpoint_dir_newest(const char *dir, uint64_t *sequence, slr_error *err);
+
+/* ------------------------------------------------------------ following */
+
+/* The newest model in a checkpoint directory that a training job keeps
+ * writing, for scoring with `predict --follow DIR`: open loads the newest
+ * valid checkpoint; refresh switches to a newer one when there is one.  The
+ * learner is synced (every owed penalty settled) so scoring only reads it. */
+typedef struct slr_follower slr_follower;
+
+slr_status slr_follower_open(slr_follower **out, const char *dir, slr_warn_fn warn,
+                             void *warn_ctx, slr_error *err);
+void slr_follower_close(slr_follower *f);
+slr_learner *slr_follower_learner(const slr_follower *f);
+/* Path and job state of the checkpoint in use. */
+const char *slr_follower_path(const slr_follower *f);
+const slr_job_state *slr_follower_state(const slr_follower *f);
+
+/* If the directory holds a checkpoint newer than the one in use, load it and
+ * switch: returns true, and the previous learner (and anything pointing
+ * into it, such as an slr_example's hashing) is gone.  A newer checkpoint
+ * that fails to load is reported through warn once and the current model is
+ * kept. */
+bool slr_follower_refresh(slr_follower *f);
 
 #ifdef __cplusplus
 }

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "streamlr/bad_reason.h"
 #include "streamlr/error.h"
 #include "streamlr/example.h"
 
@@ -124,6 +125,12 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
  * the end (as slr_decoder_next does).  Nothing is checked beyond framing. */
 slr_decode_result slr_decoder_frame(const slr_decoder *d, const char *buf, size_t len,
                                     bool at_end, size_t *consumed);
+/* Why the last SLR_DECODE_BAD happened: SLR_BAD_DECODE, SLR_BAD_JUNK or
+ * SLR_BAD_TOO_LARGE.  *resync (may be NULL): the decoder skipped bytes to
+ * find the next record (msgpack), so consecutive such results are one
+ * stretch of junk.  *truncated (may be NULL): the record goes on past the
+ * bytes consumed (an over-long line, whose tail then comes back as SKIP). */
+slr_bad_reason slr_decoder_last_bad(const slr_decoder *d, bool *resync, bool *truncated);
 
 #ifdef __cplusplus
 }
