@@ -149,8 +149,10 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
         goto out;
     }
     slr_kafka_hooks hooks = {&run, log_hook, release_hook};
-    if ((st = slr_kafka_source_open(&run.src, k, opt.progress != NULL, &run.job.state, &hooks,
-                                    err)) != SLR_OK)
+    /* statistics (for the lag) when anything shows it */
+    bool want_stats = opt.progress || opt.metrics_out || opt.metrics_port >= 0;
+    if ((st = slr_kafka_source_open(&run.src, k, want_stats, &run.job.state, &hooks, err)) !=
+        SLR_OK)
         goto out;
     if ((st = slr_job_start(&run.job, err)) != SLR_OK)
         goto out;
