@@ -18,6 +18,7 @@ static const command commands[] = {
     {"inspect", slr_cmd_inspect, "show a model's settings, progress and top weights"},
     {"export", slr_cmd_export, "print every nonzero weight as \"<index> <weight>\""},
     {"convert", slr_cmd_convert, "re-encode examples between input formats"},
+    {"synth", slr_cmd_synth, "write a deterministic synthetic CTR stream (for benchmarks)"},
 };
 
 static void usage(FILE *out)
