@@ -25,6 +25,18 @@ static double replay_steps(const slr_penalty *pen, double w, const double *eta, 
     return w;
 }
 
+/* The closed form over (t0, t0 + gap] against the step-by-step value. */
+static void check_catchup(const slr_penalty *pen, double w, double eta, uint64_t t0, uint64_t gap,
+                          double want, int trial)
+{
+    double got = slr_penalty_catchup_const(pen, w, eta, t0, t0 + gap);
+    ck_assert_msg(test_close(got, want, REL_TOL, ABS_TOL),
+                  "trial %d: w=%.17g eta=%g l1=%g l2=%g K=%u thr=%g t0=%llu gap=%llu: "
+                  "closed form %.17g, steps %.17g",
+                  trial, w, eta, pen->l1, pen->l2, pen->period, pen->threshold,
+                  (unsigned long long)t0, (unsigned long long)gap, got, want);
+}
+
 START_TEST(catchup_const_matches_steps)
 {
     test_rng r = {.s = 42 + (uint64_t)_i};
@@ -47,12 +59,7 @@ START_TEST(catchup_const_matches_steps)
         for (uint64_t t = 0; t <= t0 + gap; t++)
             eta[t] = e;
         double want = replay_steps(&pen, w, eta, t0, t0 + gap);
-        double got = slr_penalty_catchup_const(&pen, w, e, t0, t0 + gap);
-        ck_assert_msg(test_close(got, want, REL_TOL, ABS_TOL),
-                      "trial %d: w=%.17g eta=%g l1=%g l2=%g K=%u thr=%g t0=%llu gap=%llu: "
-                      "closed form %.17g, steps %.17g",
-                      trial, w, e, pen.l1, pen.l2, pen.period, pen.threshold,
-                      (unsigned long long)t0, (unsigned long long)gap, got, want);
+        check_catchup(&pen, w, e, t0, gap, want, trial);
         zeros += want == 0.0;
         band_crossings += fabs(w) > pen.threshold && fabs(want) < pen.threshold && pen.l2 > 0;
         n++;
@@ -60,6 +67,40 @@ START_TEST(catchup_const_matches_steps)
     /* the random cases must reach the interesting branches */
     ck_assert_int_gt(zeros, 100);
     ck_assert_int_gt(band_crossings, 20);
+}
+END_TEST
+
+/* The regime of real training: a tiny decay per step (eta l2 ~ 1e-9 .. 1e-5),
+ * a small gravity, and gaps of up to a million steps -- where the catch-up
+ * takes its series shortcuts for log(1 - a) and e^y - 1. */
+START_TEST(catchup_const_small_rates_long_gaps)
+{
+    test_rng r = {.s = 77 + (uint64_t)_i};
+    int zeros = 0, long_gaps = 0, shrunk = 0;
+    for (int trial = 0; trial < 120; trial++) {
+        slr_penalty pen = {
+            .l1 = test_rng_unif(&r) < 0.25 ? 0.0 : pow(10.0, -8.0 + 3.0 * test_rng_unif(&r)),
+            .l2 = test_rng_unif(&r) < 0.25 ? 0.0 : pow(10.0, -8.0 + 3.0 * test_rng_unif(&r)),
+            .period = trial % 5 == 0 ? 3 : 1,
+            .threshold = trial % 7 == 0 ? 0.5 : INFINITY,
+        };
+        if (!slr_penalty_active(&pen))
+            pen.l2 = 1e-7;
+        double eta = pow(10.0, -3.0 + 2.7 * test_rng_unif(&r));
+        double w = (test_rng_unif(&r) < 0.5 ? -1.0 : 1.0) * pow(10.0, -4.5 + 4.5 * test_rng_unif(&r));
+        uint64_t t0 = test_rng_below(&r, 1000);
+        uint64_t gap = (uint64_t)pow(10.0, 6.0 * test_rng_unif(&r));
+        double want = w;
+        for (uint64_t t = t0 + 1; t <= t0 + gap; t++)
+            want = slr_penalty_step(&pen, want, eta, t);
+        check_catchup(&pen, w, eta, t0, gap, want, trial);
+        zeros += want == 0.0;
+        long_gaps += gap > 10000;
+        shrunk += want != 0.0 && fabs(want) < 0.999 * fabs(w);
+    }
+    ck_assert_int_gt(zeros, 5);
+    ck_assert_int_gt(long_gaps, 20);
+    ck_assert_int_gt(shrunk, 10);
 }
 END_TEST
 
@@ -429,6 +470,7 @@ static Suite *learner_suite(void)
     TCase *tc = tcase_create("penalty");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, catchup_const_matches_steps, 0, 3);
+    tcase_add_loop_test(tc, catchup_const_small_rates_long_gaps, 0, 2);
     tcase_add_loop_test(tc, catchup_history_matches_steps, 0, 2);
     suite_add_tcase(s, tc);
 

@@ -160,22 +160,49 @@ static slr_status open_learner(slr_job *job, slr_error *err)
     return slr_learner_create(&job->learner, &opt->learner, err);
 }
 
+slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, slr_error *err)
+{
+    slr_raw_example_init(&r->raw);
+    slr_status st = slr_decoder_create(&r->decoder, opt->format, err);
+    if (st != SLR_OK)
+        return st;
+    slr_decoder_set_max_record(r->decoder, opt->max_record ? opt->max_record : SLR_DEFAULT_MAX_RECORD);
+    return SLR_OK;
+}
+
+void slr_job_reader_free(slr_job_reader *r)
+{
+    slr_decoder_destroy(r->decoder);
+    slr_raw_example_free(&r->raw);
+    memset(r, 0, sizeof *r);
+}
+
+void slr_job_item_init(slr_job_item *it, const slr_job *job)
+{
+    memset(it, 0, sizeof *it);
+    slr_example_init(&it->ex, &slr_learner_config_of(job->learner)->hashing);
+    if (job->opt->max_features)
+        it->ex.max_features = job->opt->max_features;
+}
+
+void slr_job_item_free(slr_job_item *it)
+{
+    slr_example_free(&it->ex);
+    memset(it, 0, sizeof *it);
+}
+
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err)
 {
     memset(job, 0, sizeof *job);
     job->opt = opt;
     slr_job_state_init(&job->state);
-    slr_raw_example_init(&job->raw);
     job->started = job->time_at_checkpoint = slr_monotonic_seconds();
-    slr_status st = slr_decoder_create(&job->decoder, opt->format, err);
+    slr_status st = slr_job_reader_init(&job->reader, opt, err);
     if (st != SLR_OK)
         return st;
-    slr_decoder_set_max_record(job->decoder, opt->max_record ? opt->max_record : SLR_DEFAULT_MAX_RECORD);
     if ((st = open_learner(job, err)) != SLR_OK)
         return st;
-    slr_example_init(&job->ex, &slr_learner_config_of(job->learner)->hashing);
-    if (opt->max_features)
-        job->ex.max_features = opt->max_features;
+    slr_job_item_init(&job->item, job);
     free(job->state.format);
     job->state.format = strdup(slr_format_name(opt->format));
     if (!job->state.format)
@@ -191,9 +218,8 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
 void slr_job_close(slr_job *job)
 {
     slr_learner_destroy(job->learner);
-    slr_decoder_destroy(job->decoder);
-    slr_raw_example_free(&job->raw);
-    slr_example_free(&job->ex);
+    slr_job_reader_free(&job->reader);
+    slr_job_item_free(&job->item);
     slr_job_state_free(&job->state);
     memset(job, 0, sizeof *job);
 }
@@ -235,7 +261,7 @@ static void progress_header(FILE *out)
             "label", "predict", "features");
 }
 
-static void progress_row(slr_job *job, double p)
+static void progress_row(slr_job *job, const slr_example *ex, double p)
 {
     FILE *out = job->opt->progress;
     const slr_metrics *m = &job->state.metrics, *l = &job->at_last_row;
@@ -244,36 +270,46 @@ static void progress_row(slr_job *job, double p)
     double dw = m->weight - l->weight;
     double since = dw > 0 ? (m->loss - l->loss) / dw : 0.0;
     fprintf(out, "%-10.6f %-10.6f %12llu %14.1f %8.4f %8.4f %8u\n", slr_metrics_logloss(m), since,
-            (unsigned long long)m->examples, m->weight, job->ex.label, p, job->ex.n_features + 1);
+            (unsigned long long)m->examples, m->weight, ex->label, p, ex->n_features + 1);
     fflush(out);
     job->at_last_row = *m;
 }
 
-slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
-                         const slr_where *where, size_t *consumed, slr_apply_result *result,
+bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
+                  const slr_where *where, size_t *consumed, slr_job_item *it)
+{
+    slr_decode_result d =
+        slr_decoder_next(r->decoder, buf, len, at_end, consumed, &r->raw, &it->reason);
+    if (d == SLR_DECODE_NEED_MORE)
+        return false;
+    it->where = *where;
+    if (d == SLR_DECODE_SKIP)
+        it->kind = SLR_ITEM_SKIP;
+    else if (d == SLR_DECODE_BAD || slr_example_from_raw(&it->ex, &r->raw, &it->reason) != SLR_OK)
+        it->kind = SLR_ITEM_BAD;
+    else
+        it->kind = SLR_ITEM_EXAMPLE;
+    return true;
+}
+
+slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result *result,
                          slr_error *err)
 {
-    slr_error derr;
-    slr_decode_result r =
-        slr_decoder_next(job->decoder, buf, len, at_end, consumed, &job->raw, &derr);
-    if (r == SLR_DECODE_NEED_MORE) {
-        *result = SLR_APPLY_NEED_MORE;
-        return SLR_OK;
-    }
     job->records_this_run++;
     job->state.file.records++;
-    if (r == SLR_DECODE_SKIP) {
+    if (it->kind == SLR_ITEM_SKIP) {
         *result = SLR_APPLY_SKIPPED;
         return SLR_OK;
     }
-    if (r == SLR_DECODE_BAD || slr_example_from_raw(&job->ex, &job->raw, &derr) != SLR_OK) {
+    if (it->kind != SLR_ITEM_EXAMPLE) {
         *result = SLR_APPLY_BAD;
-        return bad_record(job, where, derr.msg, err);
+        return bad_record(job, &it->where, it->reason.msg, err);
     }
-    if (!job->ex.has_label) {
+    const slr_example *ex = &it->ex;
+    if (!ex->has_label) {
         if (job->state.metrics.unlabelled++ == 0) {
             char at[1024];
-            format_where(at, sizeof at, where);
+            format_where(at, sizeof at, &it->where);
             slr_job_log(job, "%s: example has no label; training skips unlabelled examples "
                              "(counted as unlabelled)", at);
         }
@@ -281,17 +317,27 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
         return SLR_OK;
     }
     double loss;
-    double p = slr_learner_learn(job->learner, &job->ex, &loss);
-    slr_metrics_add(&job->state.metrics, p, loss, job->ex.label, job->ex.weight,
-                    job->ex.n_features);
+    double p = slr_learner_learn(job->learner, ex, &loss);
+    slr_metrics_add(&job->state.metrics, p, loss, ex->label, ex->weight, ex->n_features);
     job->examples_this_run++;
     if (job->opt->progress && job->state.metrics.examples >= job->next_progress) {
-        progress_row(job, p);
+        progress_row(job, ex, p);
         while (job->next_progress <= job->state.metrics.examples)
             job->next_progress *= 2;
     }
     *result = SLR_APPLY_LEARNED;
     return SLR_OK;
+}
+
+slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
+                         const slr_where *where, size_t *consumed, slr_apply_result *result,
+                         slr_error *err)
+{
+    if (!slr_job_read(&job->reader, buf, len, at_end, where, consumed, &job->item)) {
+        *result = SLR_APPLY_NEED_MORE;
+        return SLR_OK;
+    }
+    return slr_job_learn(job, &job->item, result, err);
 }
 
 /* ------------------------------------------------------------ checkpoints */

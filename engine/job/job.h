@@ -4,7 +4,16 @@
  * hashes, learns, keeps the progressive metrics, reports bad input with its
  * position, prints progress, and decides when a checkpoint is due.  The
  * source owns the notion of position and passes it in (slr_where), so the
- * same code serves "file.vw:1234" and "clicks[3]@98765". */
+ * same code serves "file.vw:1234" and "clicks[3]@98765".
+ *
+ * slr_job_apply() is two stages that can run on two threads:
+ *   1. slr_job_read(): decode and hash one record into an slr_job_item, which
+ *      owns everything (no views into the read buffer);
+ *   2. slr_job_learn(): everything else, in record order -- counting, bad
+ *      record reports, learning, metrics, progress.
+ * Stage 2 alone touches the learner and the job state, so running stage 1
+ * ahead (on another thread, ring.h) changes no result: the learner applies
+ * the same examples in the same order. */
 #ifndef STREAMLR_JOB_H
 #define STREAMLR_JOB_H
 
@@ -21,13 +30,37 @@ typedef struct slr_where {
     bool is_message;  /* offset is a Kafka message offset */
 } slr_where;
 
+/* Stage 1's own state: a decoder and its raw example.  One per thread that
+ * decodes. */
+typedef struct slr_job_reader {
+    slr_decoder *decoder;
+    slr_raw_example raw;
+} slr_job_reader;
+
+typedef enum slr_item_kind {
+    SLR_ITEM_EXAMPLE, /* ex holds a hashed example (labelled or not) */
+    SLR_ITEM_SKIP,    /* a blank or comment line */
+    SLR_ITEM_BAD,     /* reason says why */
+    SLR_ITEM_END,     /* no more records (a source's marker; see train_files.c) */
+} slr_item_kind;
+
+/* One record between the stages. */
+typedef struct slr_job_item {
+    slr_item_kind kind;
+    slr_example ex;
+    slr_where where;         /* the record's position, for messages; where.name
+                              * must outlive the item */
+    slr_file_position after; /* file replay: the source position after the record */
+    slr_error reason;        /* BAD: why; END: the source's error, if any */
+    slr_status status;       /* END: SLR_OK at the end of input, else an error */
+} slr_job_item;
+
 typedef struct slr_job {
     const slr_train_options *opt;
     slr_learner *learner;
     slr_job_state state; /* metrics, position, checkpoint sequence */
-    slr_decoder *decoder;
-    slr_raw_example raw;
-    slr_example ex;
+    slr_job_reader reader; /* stage 1 for slr_job_apply */
+    slr_job_item item;
 
     double started;                /* monotonic seconds */
     uint64_t examples_this_run;
@@ -57,9 +90,27 @@ typedef enum slr_apply_result {
 
 /* Decode and learn the record at the front of buf.  *consumed is set for
  * every result but NEED_MORE.  Returns an error only for --strict bad input
- * (SLR_ERR_BAD_INPUT) or resource failures. */
+ * (SLR_ERR_BAD_INPUT) or resource failures.  The same as slr_job_read()
+ * followed by slr_job_learn(). */
 slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
                          const slr_where *where, size_t *consumed, slr_apply_result *result,
+                         slr_error *err);
+
+/* Stage 1.  A reader for the job's input format and limits. */
+slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, slr_error *err);
+void slr_job_reader_free(slr_job_reader *r);
+/* Items hash with the model's hashing (job->learner's), so make them after
+ * slr_job_open. */
+void slr_job_item_init(slr_job_item *it, const slr_job *job);
+void slr_job_item_free(slr_job_item *it);
+/* Decode and hash the record at the front of buf into it (kind EXAMPLE,
+ * SKIP or BAD; *consumed > 0).  Returns false, with nothing consumed, when
+ * the record continues past len. */
+bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
+                  const slr_where *where, size_t *consumed, slr_job_item *it);
+
+/* Stage 2: apply one item (EXAMPLE, SKIP or BAD) to the job, in record order. */
+slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result *result,
                          slr_error *err);
 
 /* Is a periodic checkpoint due (by count or time)? */

@@ -18,6 +18,7 @@ struct slr_learner {
     slr_learner_config cfg;
     slr_penalty pen;
     slr_slot *slots;  /* n_slots hashed weights, then the bias */
+    size_t slots_mapped; /* bytes mmap'ed for slots, 0 if calloc'ed */
     uint64_t n_slots; /* 2^bits */
     uint32_t mask;
     uint64_t step;  /* t: examples learned so far */

@@ -42,6 +42,48 @@ static uint64_t steps_to_enter_band(double x, double theta, double ell)
     return n;
 }
 
+/* log(1 - a) for 0 <= a < 1.  The decay of one step is usually tiny
+ * (a = eta l2 ~ 1e-8), where five terms of the series are exact to rounding
+ * (the next one is below 2^-72 a) and much cheaper than log1p. */
+static inline double log1m(double a)
+{
+    if (a < 0x1p-12)
+        return -a * (1.0 + a * (0.5 + a * (1.0 / 3.0 + a * (0.25 + a * 0.2))));
+    return log1p(-a);
+}
+
+/* e^y - 1, by its Taylor series when |y| < 2^-10 (the next term is below
+ * 2^-62 |y|): long gaps of a tiny decay land here. */
+static inline double expm1_fast(double y)
+{
+    if (fabs(y) < 0x1p-10)
+        return y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 +
+                                                          y * (1.0 / 120.0 + y * (1.0 / 720.0))))));
+    return expm1(y);
+}
+
+/* The common case: a truncation every step (K = 1) and no band (theta = inf),
+ * or no L1 at all.  Each step maps x = |w| to max(0, r x - alpha) with
+ * r = 1 - a, so x_n = r^n x - alpha (1 - r^n) / a (clipped at 0 at the end:
+ * the unclipped sequence decreases and 0 is absorbing).  With
+ * E = r^n - 1 = expm1(n log(1 - a)) that is x + E (x + alpha / a): one log
+ * and one exp instead of the general path's five. */
+static double catchup_soft_threshold(const slr_penalty *pen, double w, double eta, uint64_t n)
+{
+    const double a = slr_penalty_decay(pen, eta);
+    if (a >= 1.0)
+        return 0.0;
+    const double alpha = eta * pen->l1;
+    double x = fabs(w);
+    if (a == 0.0) {
+        x -= (double)n * alpha;
+    } else {
+        const double E = expm1_fast((double)n * log1m(a));
+        x += E * (x + alpha / a);
+    }
+    return x > 0.0 ? copysign(x, w) : 0.0;
+}
+
 double slr_penalty_catchup_const(const slr_penalty *pen, double w, double eta, uint64_t t0,
                                  uint64_t t1)
 {
@@ -49,6 +91,8 @@ double slr_penalty_catchup_const(const slr_penalty *pen, double w, double eta, u
         return w;
     if (t1 - t0 <= SLR_CATCHUP_REPLAY_MAX)
         return replay(pen, w, eta, t0, t1);
+    if (pen->l1 <= 0.0 || (pen->period == 1 && pen->threshold == INFINITY))
+        return catchup_soft_threshold(pen, w, eta, t1 - t0);
 
     const double a = slr_penalty_decay(pen, eta);
     if (a >= 1.0)
@@ -56,9 +100,6 @@ double slr_penalty_catchup_const(const slr_penalty *pen, double w, double eta, u
     const double ell = log1p(-a); /* log of the per-step decay factor, <= 0 */
     const double sign = w < 0 ? -1.0 : 1.0;
     double x = fabs(w);
-
-    if (pen->l1 <= 0.0)
-        return w * exp(ell * (double)(t1 - t0));
 
     const uint64_t K = pen->period;
     uint64_t s1 = (t0 / K + 1) * K; /* first truncation step after t0 */
