@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_options.h"
@@ -36,6 +37,9 @@ static void usage(FILE *out)
             "      --max-features N     reject examples with more than N features after -q\n"
             "                           (default 65536)\n"
             "      --max-record BYTES   reject records longer than this (default 16 MiB)\n"
+            "      --threads N          2: decode and hash on a second thread while the\n"
+            "                           first learns; 1: one thread (default 2 when the\n"
+            "                           machine has 2 or more cores).  Same results.\n"
             "\n"
             "%s"
             "\n"
@@ -91,11 +95,13 @@ int slr_cmd_train(int argc, char **argv)
         {"max-features", required_argument, 0, OPT_MAX_FEATURES},
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
         {"quiet", no_argument, 0, OPT_QUIET},
+        {"threads", required_argument, 0, OPT_THREADS},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     slr_train_options opt;
     slr_train_options_init(&opt);
+    opt.threads = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
@@ -149,6 +155,13 @@ int slr_cmd_train(int argc, char **argv)
             opt.max_record = (size_t)u64;
             break;
         case OPT_QUIET: quiet = true; break;
+        case OPT_THREADS:
+            if (!cli_u32("train", "--threads", optarg, &opt.threads) || opt.threads < 1 ||
+                opt.threads > 2) {
+                fprintf(stderr, "streamlr train: --threads takes 1 or 2\n");
+                goto done;
+            }
+            break;
         case 'h': usage(stdout); rc = 0; goto done;
         default: usage(stderr); goto done;
         }

@@ -278,17 +278,14 @@ static void progress_row(slr_job *job, const slr_example *ex, double p)
 bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
                   const slr_where *where, size_t *consumed, slr_job_item *it)
 {
-    slr_decode_result d =
-        slr_decoder_next(r->decoder, buf, len, at_end, consumed, &r->raw, &it->reason);
+    slr_decode_result d = slr_decoder_next_example(r->decoder, buf, len, at_end, consumed,
+                                                   &r->raw, &it->ex, &it->reason);
     if (d == SLR_DECODE_NEED_MORE)
         return false;
     it->where = *where;
-    if (d == SLR_DECODE_SKIP)
-        it->kind = SLR_ITEM_SKIP;
-    else if (d == SLR_DECODE_BAD || slr_example_from_raw(&it->ex, &r->raw, &it->reason) != SLR_OK)
-        it->kind = SLR_ITEM_BAD;
-    else
-        it->kind = SLR_ITEM_EXAMPLE;
+    it->kind = d == SLR_DECODE_EXAMPLE ? SLR_ITEM_EXAMPLE
+               : d == SLR_DECODE_SKIP  ? SLR_ITEM_SKIP
+                                       : SLR_ITEM_BAD;
     return true;
 }
 

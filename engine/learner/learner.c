@@ -47,6 +47,17 @@ static slr_slot *table_alloc(uint64_t n, size_t *mapped)
     return (slr_slot *)aligned;
 }
 
+static slr_rates_fn *pick_adagrad_rates(void);
+
+void slr_learner_prefault(slr_learner *l)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL and nothing happens */
+#endif
+    if (l->slots_mapped)
+        madvise(l->slots, l->slots_mapped, MADV_POPULATE_WRITE);
+}
+
 static void table_free(slr_slot *t, size_t mapped)
 {
     if (mapped)
@@ -154,6 +165,8 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
                            .threshold = cfg->tg_threshold};
     l->n_slots = UINT64_C(1) << cfg->hashing.bits;
     l->mask = slr_hashing_mask(&cfg->hashing);
+    l->rates = pick_adagrad_rates();
+    l->catchup = slr_penalty_catchup_soft_many();
     l->slots = table_alloc(l->n_slots + 1, &l->slots_mapped);
     if (!l->slots) {
         unsigned long long mib = ((l->n_slots + 1) * sizeof(slr_slot)) >> 20;
@@ -328,6 +341,25 @@ static inline double predict_and_loss(double z, double y, double *loss)
     return p;
 }
 
+/* bias + theta . x for weights already brought up to date.  Four partial
+ * sums, so the additions do not form one long chain of dependent
+ * instructions; every path (learn, predict) sums in this same order. */
+static inline double margin_of(const slr_slot *slots, const slr_slot *bias, const slr_feature *f,
+                               uint32_t n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += slots[f[i].index].w * (double)f[i].value;
+        s1 += slots[f[i + 1].index].w * (double)f[i + 1].value;
+        s2 += slots[f[i + 2].index].w * (double)f[i + 2].value;
+        s3 += slots[f[i + 3].index].w * (double)f[i + 3].value;
+    }
+    for (; i < n; i++)
+        s0 += slots[f[i].index].w * (double)f[i].value;
+    return bias->w + ((s0 + s1) + (s2 + s3));
+}
+
 /* The reference path: every schedule, eager or lazy, penalty history. */
 static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
 {
@@ -341,13 +373,10 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
     begin_step(l, t, eta_t);
 
     /* 1. margin with every touched weight owed nothing up to t-1 */
-    double z = bias->w;
-    for (uint32_t i = 0; i < n; i++) {
-        slr_slot *s = &slots[f[i].index];
-        if (lazy)
-            catch_up(l, s, t - 1);
-        z += s->w * (double)f[i].value;
-    }
+    if (lazy)
+        for (uint32_t i = 0; i < n; i++)
+            catch_up(l, &slots[f[i].index], t - 1);
+    const double z = margin_of(slots, bias, f, n);
 
     /* 2. prediction and loss gradient */
     const double p = predict_and_loss(z, ex->label, loss);
@@ -378,77 +407,186 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
 }
 
 /* Examples with more features than this take the general path (the fast one
- * keeps each feature's rate in a stack array). */
-#define FAST_MAX_FEATURES 512
+ * keeps per-feature values in stack arrays). */
+#define FAST_MAX_FEATURES 512 /* a multiple of 8: see pad_for_vectors */
+
+/* rate[i] = eta / sqrt(delta + g2[i]): AdaGrad's rates for a whole example
+ * at once, so that the square roots and divisions -- the costliest
+ * arithmetic of an update -- run several to an instruction.  Every variant
+ * computes the same correctly rounded IEEE results. */
+static inline void adagrad_rates_scalar(const float *g2, double *rate, uint32_t n, double eta,
+                                        double delta)
+{
+    for (uint32_t i = 0; i < n; i++)
+        rate[i] = eta / sqrt(delta + (double)g2[i]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* The vector versions round n up to whole vectors: callers leave room in
+ * both arrays (FAST_MAX_FEATURES is a multiple of 8) and zero the padding of
+ * g2; the extra rates are never read. */
+__attribute__((target("avx"))) static void adagrad_rates_avx(const float *g2, double *rate,
+                                                              uint32_t n, double eta, double delta)
+{
+    const __m256d e = _mm256_set1_pd(eta), d = _mm256_set1_pd(delta);
+    for (uint32_t i = 0; i < n; i += 4) {
+        __m256d x = _mm256_add_pd(d, _mm256_cvtps_pd(_mm_loadu_ps(g2 + i)));
+        _mm256_storeu_pd(rate + i, _mm256_div_pd(e, _mm256_sqrt_pd(x)));
+    }
+}
+
+static void adagrad_rates_sse2(const float *g2, double *rate, uint32_t n, double eta, double delta)
+{
+    const __m128d e = _mm_set1_pd(eta), d = _mm_set1_pd(delta);
+    for (uint32_t i = 0; i < n; i += 2) {
+        __m128 two = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(g2 + i)));
+        __m128d x = _mm_add_pd(d, _mm_cvtps_pd(two));
+        _mm_storeu_pd(rate + i, _mm_div_pd(e, _mm_sqrt_pd(x)));
+    }
+}
+
+static slr_rates_fn *pick_adagrad_rates(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") ? adagrad_rates_avx : adagrad_rates_sse2;
+}
+#else
+static slr_rates_fn *pick_adagrad_rates(void) { return adagrad_rates_scalar; }
+#endif
+
+/* Zero g2[n .. n rounded up to 8): the vector rates read whole vectors. */
+static inline void pad_for_vectors(float *g2, uint32_t n)
+{
+    for (uint32_t i = n; i & 7; i++)
+        g2[i] = 0.0f;
+}
+
+/* Does index f[i] occur again after position i? (Only asked about examples
+ * known to repeat an index, which are rare.) */
+static bool occurs_later(const slr_feature *f, uint32_t i, uint32_t n)
+{
+    for (uint32_t j = i + 1; j < n; j++)
+        if (f[j].index == f[i].index)
+            return true;
+    return false;
+}
 
 /* The same arithmetic as learn_general, in the same order per weight, for
  * the lazy schedules whose rate is constant over a gap (constant, AdaGrad)
- * and for invpow without a penalty.  Faster because each feature's rate is
- * computed once for the gradient step and the penalty (kept in rate[]), the
- * truncation test t mod K is made once per example, and the checks that do
- * not depend on the feature are hoisted out of the loops. */
+ * and for invpow without a penalty.  It works in passes over the example, so
+ * that the independent per-feature work of a pass overlaps in the CPU and the
+ * costly parts run in vector instructions:
+ *   1. list the weights that owe a penalty (gap > 0, w != 0) with their
+ *      gaps; their rates; their catch-up; the margin;
+ *   2. prediction;
+ *   3. Sigma g^2 updates in feature order (a repeated index accumulates
+ *      exactly as in learn_general); the new rates; the gradient step and
+ *      the penalty of step t.
+ * Stamps are set to t in pass 1 -- nothing reads them before the step ends
+ * -- which also finds repeated indices: a slot already stamped t was met
+ * earlier in this example.  Such an example takes separate gradient and
+ * penalty passes, the penalty once per slot at its last occurrence, whose
+ * rate is the final one. */
 static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
 {
     const uint64_t t = l->step + 1;
     const bool adagrad = l->cfg.schedule == SLR_SCHEDULE_ADAGRAD;
-    const bool lazy = slr_penalty_active(&l->pen);
+    const slr_penalty pen = l->pen; /* a local copy: no aliasing with the slots */
+    const bool lazy = slr_penalty_active(&pen), soft = slr_penalty_is_soft(&pen);
     const double eta = l->cfg.eta, delta = l->cfg.adagrad_delta;
     const double eta_t = global_rate(l, t);
     const slr_feature *f = ex->features;
     const uint32_t n = ex->n_features;
     slr_slot *slots = l->slots, *bias = &l->slots[l->n_slots];
-    double rate[FAST_MAX_FEATURES];
+    double rate[FAST_MAX_FEATURES], w[FAST_MAX_FEATURES];
+    float g2[FAST_MAX_FEATURES];
+    uint32_t gap[FAST_MAX_FEATURES], owing[FAST_MAX_FEATURES];
+    bool repeats = false;
 
     begin_step(l, t, eta_t);
-    const uint32_t stamp_prev = (uint32_t)(t - 1 - l->epoch), stamp_t = stamp_prev + 1;
+    const uint32_t stamp_t = (uint32_t)(t - l->epoch), stamp_prev = stamp_t - 1;
 
-    /* 1. catch up to t-1 and take the margin */
-    double z = bias->w;
-    for (uint32_t i = 0; i < n; i++) {
-        slr_slot *s = &slots[f[i].index];
-        if (lazy && s->stamp != stamp_prev) {
-            if (s->w != 0.0)
-                s->w = slr_penalty_catchup_const(&l->pen, s->w,
-                                                 adagrad ? eta / sqrt(delta + (double)s->g2) : eta,
-                                                 l->epoch + s->stamp, t - 1);
-            s->stamp = stamp_prev;
+    /* 1. catch up to t-1, then the margin */
+    if (lazy) {
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            slr_slot *s = &slots[f[i].index];
+            const uint32_t stamp = s->stamp;
+            if (stamp == stamp_t) {
+                repeats = true;
+                continue;
+            }
+            s->stamp = stamp_t;
+            /* written always, kept if owing: no branch to mispredict */
+            owing[m] = f[i].index;
+            gap[m] = stamp_prev - stamp;
+            w[m] = s->w;
+            g2[m] = s->g2;
+            m += stamp != stamp_prev && w[m] != 0.0;
         }
-        z += s->w * (double)f[i].value;
+        if (adagrad) {
+            pad_for_vectors(g2, m);
+            l->rates(g2, rate, m, eta, delta);
+        } else
+            for (uint32_t k = 0; k < m; k++)
+                rate[k] = eta;
+        if (soft) {
+            l->catchup(&pen, w, rate, gap, m);
+        } else {
+            for (uint32_t k = 0; k < m; k++)
+                w[k] = slr_penalty_catchup_const(&pen, w[k], rate[k], t - 1 - gap[k], t - 1);
+        }
+        for (uint32_t k = 0; k < m; k++)
+            slots[owing[k]].w = w[k];
     }
+    const double z = margin_of(slots, bias, f, n);
 
     /* 2. prediction and loss gradient */
     const double p = predict_and_loss(z, ex->label, loss);
     const double g = ex->weight * (p - ex->label);
 
-    /* 3. gradient step; rate[i] ends as the slot's rate after its last
-     * occurrence in the example */
-    for (uint32_t i = 0; i < n; i++) {
-        slr_slot *s = &slots[f[i].index];
-        const double g_j = g * (double)f[i].value;
-        if (adagrad) {
+    /* 3. gradient step and the penalty of step t */
+    if (adagrad) {
+        for (uint32_t i = 0; i < n; i++) {
+            slr_slot *s = &slots[f[i].index];
+            const double g_j = g * (double)f[i].value;
             s->g2 = (float)((double)s->g2 + g_j * g_j);
-            rate[i] = eta / sqrt(delta + (double)s->g2);
-        } else {
-            rate[i] = eta_t;
+            g2[i] = s->g2;
         }
-        s->w -= rate[i] * g_j;
+        pad_for_vectors(g2, n);
+        l->rates(g2, rate, n, eta, delta);
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            rate[i] = eta_t;
     }
     gradient_step(l, bias, g, eta_t);
-
-    /* 4. penalty of step t, once per slot: walking backwards, a repeated
-     * index is met first at its last occurrence, whose rate is the final one */
-    if (lazy) {
-        const slr_penalty *pen = &l->pen;
-        const bool truncate = pen->l1 > 0 && t % pen->period == 0;
-        const double K = (double)pen->period;
-        for (uint32_t i = n; i-- > 0;) {
+    if (lazy && soft && !repeats) {
+        /* slr_penalty_step right after the gradient step, with K = 1 and
+         * theta = inf (or no L1), without a branch on the weight's sign
+         * (+ 0.0 turns a -0 into the +0 slr_truncate returns) */
+        for (uint32_t i = 0; i < n; i++) {
             slr_slot *s = &slots[f[i].index];
-            if (s->stamp != stamp_t) {
-                double w = s->w * (1.0 - slr_penalty_decay(pen, rate[i]));
+            const double r = rate[i];
+            const double v = (s->w - r * (g * (double)f[i].value)) * (1.0 - slr_penalty_decay(&pen, r));
+            const double x = fabs(v) - r * pen.l1;
+            s->w = copysign(x > 0.0 ? x : 0.0, v) + 0.0;
+        }
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            slots[f[i].index].w -= rate[i] * (g * (double)f[i].value);
+        if (lazy) {
+            const bool truncate = pen.l1 > 0 && t % pen.period == 0;
+            const double K = (double)pen.period;
+            for (uint32_t i = 0; i < n; i++) {
+                if (repeats && occurs_later(f, i, n))
+                    continue;
+                slr_slot *s = &slots[f[i].index];
+                double v = s->w * (1.0 - slr_penalty_decay(&pen, rate[i]));
                 if (truncate)
-                    w = slr_truncate(w, K * rate[i] * pen->l1, pen->threshold);
-                s->w = w;
-                s->stamp = stamp_t;
+                    v = slr_truncate(v, K * rate[i] * pen.l1, pen.threshold);
+                s->w = v;
             }
         }
     }
@@ -477,15 +615,10 @@ double slr_learner_predict(slr_learner *l, const slr_example *ex)
 
 double slr_learner_margin(slr_learner *l, const slr_example *ex)
 {
-    const bool lazy = !l->cfg.eager && slr_penalty_active(&l->pen);
-    double z = l->slots[l->n_slots].w;
-    for (uint32_t i = 0; i < ex->n_features; i++) {
-        slr_slot *s = &l->slots[ex->features[i].index];
-        if (lazy)
-            catch_up(l, s, l->step);
-        z += s->w * (double)ex->features[i].value;
-    }
-    return z;
+    if (!l->cfg.eager && slr_penalty_active(&l->pen))
+        for (uint32_t i = 0; i < ex->n_features; i++)
+            catch_up(l, &l->slots[ex->features[i].index], l->step);
+    return margin_of(l->slots, &l->slots[l->n_slots], ex->features, ex->n_features);
 }
 
 double slr_learner_weight(const slr_learner *l, uint64_t index)

@@ -14,6 +14,9 @@ typedef struct slr_slot {
     uint32_t stamp; /* last step whose penalty w includes, relative to epoch */
 } slr_slot;
 
+/* rate[i] = eta / sqrt(delta + g2[i]) for i < n */
+typedef void slr_rates_fn(const float *g2, double *rate, uint32_t n, double eta, double delta);
+
 struct slr_learner {
     slr_learner_config cfg;
     slr_penalty pen;
@@ -24,6 +27,8 @@ struct slr_learner {
     uint64_t step;  /* t: examples learned so far */
     uint64_t epoch; /* stamps count from here; moved forward by a full sync */
     bool use_history; /* global varying rate with a penalty: catch up via hist */
+    slr_rates_fn *rates; /* AdaGrad's rates of an example, in the widest vectors the CPU has */
+    slr_catchup_many_fn *catchup; /* soft catch-up of an example, likewise */
     slr_penalty_history hist;
 };
 
@@ -33,5 +38,12 @@ struct slr_learner {
 void slr_learner_rebase(slr_learner *l);
 
 size_t slr_learner_history_capacity(uint64_t n_slots);
+
+/* Have the kernel map (and zero) the whole weight table now.  A fresh table
+ * is zeroed page by page as examples first touch it, which on a virtual
+ * machine can cost the learning thread a second for 2^24 slots; a training
+ * job calls this from a helper thread so another core pays instead.  No
+ * user-space access, so it may run concurrently with learning. */
+void slr_learner_prefault(slr_learner *l);
 
 #endif

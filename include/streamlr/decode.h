@@ -80,6 +80,9 @@ double slr_criteo_numeric_transform(double v);
 /* Hash a raw example into ex (which is reset first).  Bad values, labels and
  * feature counts are reported here, as bad input. */
 slr_status slr_example_from_raw(slr_example *ex, const slr_raw_example *raw, slr_error *err);
+/* The same, taking the seeds of short namespace names from `seeds`. */
+slr_status slr_example_from_raw_seeded(slr_example *ex, const slr_raw_example *raw,
+                                       const slr_namespace_seeds *seeds, slr_error *err);
 
 typedef enum slr_decode_result {
     SLR_DECODE_EXAMPLE = 0,  /* raw holds one example; *consumed bytes were used */
@@ -115,6 +118,15 @@ void slr_decoder_set_max_record(slr_decoder *d, size_t max_bytes);
  * never skips a good record that follows. */
 slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, bool at_end,
                                    size_t *consumed, slr_raw_example *raw, slr_error *err);
+
+/* Decode the record at the front of buf and hash it into ex: the same
+ * results as slr_decoder_next followed by slr_example_from_raw (BAD covers
+ * both kinds of rejection), with a shortcut for the compact msgpack form,
+ * which goes from the bytes to ex without raw features or msgpack objects.
+ * raw is scratch space (its contents are unspecified afterwards). */
+slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size_t len, bool at_end,
+                                           size_t *consumed, slr_raw_example *raw,
+                                           slr_example *ex, slr_error *err);
 
 #ifdef __cplusplus
 }

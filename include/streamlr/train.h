@@ -55,6 +55,9 @@ typedef struct slr_train_options {
     unsigned checkpoint_keep;           /* default 3 */
     bool resume;
 
+    uint32_t threads; /* 2: decode and hash on a second thread while this one
+                       * learns; 0 or 1: one thread.  Same results either way. */
+
     bool strict;           /* stop at the first bad record */
     uint32_t max_features; /* per example, after -q; 0 = default */
     size_t max_record;     /* bytes; 0 = default */
