@@ -51,6 +51,9 @@ static void usage(FILE *out)
             "      --checkpoint-every N|Ns  every N examples, or every N seconds with a\n"
             "                           trailing s (default 60s when --checkpoint-dir is set)\n"
             "      --checkpoint-keep N  keep the newest N checkpoints (default 3)\n"
+            "      --checkpoint-mode M  fork: a child process writes each periodic checkpoint\n"
+            "                           from a copy-on-write snapshot, so learning pauses\n"
+            "                           only for the fork (default); sync: written in place\n"
             "      --resume             continue from the newest valid checkpoint in\n"
             "                           --checkpoint-dir (start fresh if there is none)\n"
             "\n"
@@ -90,6 +93,7 @@ int slr_cmd_train(int argc, char **argv)
         {"checkpoint-dir", required_argument, 0, OPT_CHECKPOINT_DIR},
         {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
         {"checkpoint-keep", required_argument, 0, OPT_CHECKPOINT_KEEP},
+        {"checkpoint-mode", required_argument, 0, OPT_CHECKPOINT_MODE},
         {"resume", no_argument, 0, OPT_RESUME},
         {"strict", no_argument, 0, OPT_STRICT},
         {"max-features", required_argument, 0, OPT_MAX_FEATURES},
@@ -102,6 +106,7 @@ int slr_cmd_train(int argc, char **argv)
     slr_train_options opt;
     slr_train_options_init(&opt);
     opt.threads = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
+    opt.checkpoint_fork = true;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
@@ -140,6 +145,13 @@ int slr_cmd_train(int argc, char **argv)
                 goto done;
             }
             opt.checkpoint_keep = (unsigned)u64;
+            break;
+        case OPT_CHECKPOINT_MODE:
+            if (strcmp(optarg, "fork") && strcmp(optarg, "sync")) {
+                fprintf(stderr, "streamlr train: --checkpoint-mode takes fork or sync\n");
+                goto done;
+            }
+            opt.checkpoint_fork = !strcmp(optarg, "fork");
             break;
         case OPT_RESUME: opt.resume = true; break;
         case OPT_STRICT: opt.strict = true; break;

@@ -217,6 +217,7 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
 
 void slr_job_close(slr_job *job)
 {
+    slr_job_checkpoint_poll(job, true, NULL); /* a valid checkpoint of an earlier position */
     slr_learner_destroy(job->learner);
     slr_job_reader_free(&job->reader);
     slr_job_item_free(&job->item);
@@ -354,30 +355,120 @@ bool slr_job_checkpoint_due(slr_job *job)
     return false;
 }
 
-slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
+static void checkpoint_durable(slr_job *job, const char *path, const slr_job_state *st)
 {
+    job->checkpoints_written++;
+    snprintf(job->last_checkpoint, sizeof job->last_checkpoint, "%s", path);
+    if (job->opt->checkpoint_done)
+        job->opt->checkpoint_done(job->opt->checkpoint_done_ctx, path, st);
+}
+
+static void checkpoint_failed(slr_job *job, const slr_error *e)
+{
+    slr_job_log(job, "checkpoint failed: %s; training goes on and retries at the next period",
+                e->msg);
+}
+
+/* Reap the background writer (waiting for it if `wait`); `recorded` is the
+ * state it wrote, handed to checkpoint_done when it is durable. */
+static slr_status reap_writer(slr_job *job, bool wait, const slr_job_state *recorded, slr_error *err)
+{
+    bool done;
+    char path[PATH_MAX];
+    slr_error e;
+    uint64_t seq = slr_checkpoint_child_sequence(job->writer);
+    slr_status st = slr_checkpoint_child_wait(job->writer, wait, &done, path, &e);
+    if (!done)
+        return SLR_OK;
+    job->writer = NULL;
+    if (st == SLR_OK) {
+        checkpoint_durable(job, path, recorded);
+    } else {
+        checkpoint_failed(job, &e);
+        if (job->state.sequence == seq) /* as a failed synchronous save leaves it */
+            job->state.sequence = job->writer_prev_sequence;
+        if (err)
+            *err = e;
+    }
+    return st;
+}
+
+slr_status slr_job_checkpoint_poll(slr_job *job, bool wait, slr_error *err)
+{
+    if (!job->writer)
+        return SLR_OK;
+    slr_status st = reap_writer(job, wait, &job->writer_state, err);
+    if (!job->writer)
+        slr_job_state_free(&job->writer_state);
+    return st;
+}
+
+/* Take a checkpoint, in a child process if `background` allows. */
+static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
+{
+    const slr_train_options *opt = job->opt;
+    slr_error e;
+    /* a checkpoint still being written is finished first, so that every
+     * checkpoint is taken where it falls due, whatever the disk's speed */
+    slr_job_checkpoint_poll(job, true, NULL);
     job->examples_at_checkpoint = job->state.metrics.examples;
     job->records_at_checkpoint = job->records_this_run;
     job->time_at_checkpoint = slr_monotonic_seconds();
-    slr_status st = slr_checkpoint_dir_save(job->opt->checkpoint_dir, job->learner, &job->state,
-                                            job->opt->checkpoint_keep, job->last_checkpoint, err);
-    job->checkpoint_seconds += slr_monotonic_seconds() - job->time_at_checkpoint;
-    if (st != SLR_OK) {
-        slr_job_log(job, "checkpoint failed: %s; training goes on and retries at the next period",
-                    err ? err->msg : slr_status_name(st));
-        return st;
+    slr_status st = SLR_OK;
+    if (background) {
+        uint64_t prev = job->state.sequence;
+        st = slr_checkpoint_dir_fork(opt->checkpoint_dir, job->learner, &job->state,
+                                     opt->checkpoint_keep, &job->writer, &e);
+        if (st == SLR_OK) {
+            job->writer_prev_sequence = prev;
+            /* checkpoint_done will want the state the child records; without
+             * the memory to copy it, wait now, while job->state still is it */
+            if (slr_job_state_copy(&job->writer_state, &job->state, NULL) != SLR_OK) {
+                slr_job_state_free(&job->writer_state);
+                if ((st = reap_writer(job, true, &job->state, &e)) != SLR_OK && err)
+                    *err = e;
+            }
+            return st;
+        }
+        slr_job_log(job, "%s; writing the checkpoint on the learning thread instead", e.msg);
     }
-    job->checkpoints_written++;
-    return SLR_OK;
+    char path[PATH_MAX];
+    st = slr_checkpoint_dir_save(opt->checkpoint_dir, job->learner, &job->state,
+                                 opt->checkpoint_keep, path, &e);
+    if (st == SLR_OK) {
+        checkpoint_durable(job, path, &job->state);
+    } else {
+        checkpoint_failed(job, &e);
+        if (err)
+            *err = e;
+    }
+    return st;
+}
+
+slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
+{
+    const double t0 = slr_monotonic_seconds();
+    slr_status st = take_checkpoint(job, job->opt->checkpoint_fork, err);
+    const double pause = slr_monotonic_seconds() - t0;
+    job->checkpoint_seconds += pause;
+    job->pauses++;
+    job->pause_total += pause;
+    if (pause > job->pause_max)
+        job->pause_max = pause;
+    return st;
 }
 
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
     slr_status st = SLR_OK;
+    slr_job_checkpoint_poll(job, true, NULL); /* a failure is logged; the final one retries */
     if (opt->checkpoint_dir &&
-        (job->records_this_run != job->records_at_checkpoint || job->last_checkpoint[0] == '\0'))
-        st = slr_job_checkpoint(job, err);
+        (job->records_this_run != job->records_at_checkpoint || job->last_checkpoint[0] == '\0')) {
+        double t0 = slr_monotonic_seconds();
+        st = take_checkpoint(job, false, err); /* in place: durable before we return */
+        job->checkpoint_seconds += slr_monotonic_seconds() - t0;
+    }
     if (st == SLR_OK && opt->model_out) {
         double t0 = slr_monotonic_seconds();
         job->state.created = (double)time(NULL);
@@ -406,6 +497,12 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models), %.0f examples/s\n",
                 secs, job->checkpoint_seconds,
                 learning > 0 ? (double)job->examples_this_run / learning : 0.0);
+        if (job->pauses)
+            fprintf(out, "periodic checkpoints: %llu, %s; learning paused %.1f ms at most, "
+                         "%.1f ms on average\n",
+                    (unsigned long long)job->pauses,
+                    opt->checkpoint_fork ? "written by a child process" : "written in place",
+                    job->pause_max * 1e3, job->pause_total / (double)job->pauses * 1e3);
         if (job->last_checkpoint[0])
             fprintf(out, "checkpoint: %s\n", job->last_checkpoint);
     }
@@ -416,6 +513,8 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->seconds = secs;
         res->stopped = stopped;
         res->checkpoints = job->checkpoints_written;
+        res->pause_max = job->pause_max;
+        res->pause_mean = job->pauses ? job->pause_total / (double)job->pauses : 0.0;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
     }
     return st;

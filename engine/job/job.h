@@ -71,7 +71,12 @@ typedef struct slr_job {
     uint64_t records_at_checkpoint;
     double time_at_checkpoint;
     uint64_t checkpoints_written;
-    double checkpoint_seconds;     /* time spent writing checkpoints and models */
+    double checkpoint_seconds;     /* time learning was paused for checkpoints and models */
+    uint64_t pauses;               /* periodic checkpoints taken ... */
+    double pause_total, pause_max; /* ... and how long each held learning up (seconds) */
+    slr_checkpoint_child *writer;  /* a checkpoint being written by a child process */
+    slr_job_state writer_state;    /* the state it records */
+    uint64_t writer_prev_sequence;
     uint64_t bad_reported;
     char last_checkpoint[4096];
 } slr_job;
@@ -115,10 +120,20 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
 
 /* Is a periodic checkpoint due (by count or time)? */
 bool slr_job_checkpoint_due(slr_job *job);
-/* Write a checkpoint of the current learner and state (the caller has put the
- * source position into job->state).  Failures are reported through the log
- * and returned; the job can go on and retry at the next period. */
+/* Take a checkpoint of the current learner and state (the caller has put the
+ * source position into job->state).  With opt->checkpoint_fork a child
+ * process writes it and this returns after the fork; it becomes durable
+ * later (slr_job_checkpoint_poll), and opt->checkpoint_done is called then.
+ * A previous checkpoint still being written is waited for first.  Failures
+ * are reported through the log and returned; the job can go on and retry at
+ * the next period. */
 slr_status slr_job_checkpoint(slr_job *job, slr_error *err);
+
+/* Reap a checkpoint written in the background once it is done (with
+ * `wait`, wait for it): counts it, calls opt->checkpoint_done, or logs and
+ * returns its failure.  Cheap when nothing is running; a source loop calls
+ * it now and then (train_files.c: every 1024 records). */
+slr_status slr_job_checkpoint_poll(slr_job *job, bool wait, slr_error *err);
 
 /* Final checkpoint, -f model, summary; fills res. */
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err);

@@ -164,6 +164,8 @@ static slr_status consume(slr_job *job, slr_ring *ring, producer *inline_pr, boo
             return st;
         if (slr_job_checkpoint_due(job))
             slr_job_checkpoint(job, NULL); /* a failure is logged; retried next period */
+        else if (job->writer && (job->records_this_run & 1023) == 0)
+            slr_job_checkpoint_poll(job, false, NULL); /* one waitpid per 1024 records */
     }
 }
 

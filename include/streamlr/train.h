@@ -53,6 +53,14 @@ typedef struct slr_train_options {
     uint64_t checkpoint_every_examples; /* 0 = not by count */
     double checkpoint_every_seconds;    /* 0 = not by time */
     unsigned checkpoint_keep;           /* default 3 */
+    bool checkpoint_fork; /* periodic checkpoints written by a fork()ed child from a
+                           * copy-on-write snapshot, so learning pauses only for the
+                           * fork; the final checkpoint and -f are written in place */
+    /* Called on the job's thread when a checkpoint has become durable (file
+     * and directory fsync'ed), with the state it records: act on a
+     * checkpoint -- commit Kafka offsets -- from here, never earlier. */
+    void (*checkpoint_done)(void *ctx, const char *path, const slr_job_state *st);
+    void *checkpoint_done_ctx;
     bool resume;
 
     uint32_t threads; /* 2: decode and hash on a second thread while this one
@@ -77,6 +85,8 @@ typedef struct slr_train_result {
     double seconds;           /* wall time of this run */
     bool stopped;             /* ended by *stop rather than end of input */
     uint64_t checkpoints;     /* checkpoints written in this run */
+    double pause_max;         /* longest time learning waited for a periodic checkpoint (s) */
+    double pause_mean;        /* mean of those waits (s), 0 if none */
     char checkpoint[4096];    /* newest checkpoint written or loaded, "" if none */
 } slr_train_result;
 
