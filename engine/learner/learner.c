@@ -48,6 +48,7 @@ static slr_slot *table_alloc(uint64_t n, size_t *mapped)
 }
 
 static slr_rates_fn *pick_adagrad_rates(void);
+static slr_step_fn *pick_step_soft(void);
 
 void slr_learner_prefault(slr_learner *l)
 {
@@ -167,6 +168,7 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
     l->mask = slr_hashing_mask(&cfg->hashing);
     l->rates = pick_adagrad_rates();
     l->catchup = slr_penalty_catchup_soft_many();
+    l->step_soft = pick_step_soft();
     l->slots = table_alloc(l->n_slots + 1, &l->slots_mapped);
     if (!l->slots) {
         unsigned long long mib = ((l->n_slots + 1) * sizeof(slr_slot)) >> 20;
@@ -410,6 +412,21 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
  * keeps per-feature values in stack arrays). */
 #define FAST_MAX_FEATURES 512 /* a multiple of 8: see pad_for_vectors */
 
+/* The gradient step and then the penalty of step t under a soft penalty
+ * (K = 1, theta = inf, or no L1) for weights w[i] with rates rate[i] and
+ * gradients g_x[i]: slr_penalty_step without a branch on the sign (+ 0.0
+ * turns a -0 into the +0 slr_truncate returns). */
+static void step_soft_scalar(const slr_penalty *pen, double *w, const double *rate,
+                             const double *g_x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const double r = rate[i];
+        const double v = (w[i] - r * g_x[i]) * (1.0 - slr_penalty_decay(pen, r));
+        const double x = fabs(v) - r * pen->l1;
+        w[i] = copysign(x > 0.0 ? x : 0.0, v) + 0.0;
+    }
+}
+
 /* rate[i] = eta / sqrt(delta + g2[i]): AdaGrad's rates for a whole example
  * at once, so that the square roots and divisions -- the costliest
  * arithmetic of an update -- run several to an instruction.  Every variant
@@ -437,6 +454,27 @@ __attribute__((target("avx"))) static void adagrad_rates_avx(const float *g2, do
     }
 }
 
+__attribute__((target("avx"))) static void step_soft_avx(const slr_penalty *pen, double *w,
+                                                          const double *rate, const double *g_x,
+                                                          uint32_t n)
+{
+    const __m256d l1 = _mm256_set1_pd(pen->l1), l2 = _mm256_set1_pd(pen->l2);
+    const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd(), sign = _mm256_set1_pd(-0.0);
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d r = _mm256_loadu_pd(rate + i);
+        __m256d keep = _mm256_sub_pd(one, _mm256_min_pd(_mm256_mul_pd(r, l2), one));
+        __m256d v = _mm256_mul_pd(_mm256_sub_pd(_mm256_loadu_pd(w + i),
+                                                _mm256_mul_pd(r, _mm256_loadu_pd(g_x + i))),
+                                  keep);
+        __m256d x = _mm256_sub_pd(_mm256_andnot_pd(sign, v), _mm256_mul_pd(r, l1));
+        x = _mm256_max_pd(x, zero); /* x > 0 ? x : 0, NaN included */
+        x = _mm256_or_pd(x, _mm256_and_pd(sign, v));
+        _mm256_storeu_pd(w + i, _mm256_add_pd(x, zero));
+    }
+    step_soft_scalar(pen, w + i, rate + i, g_x + i, n - i);
+}
+
 static void adagrad_rates_sse2(const float *g2, double *rate, uint32_t n, double eta, double delta)
 {
     const __m128d e = _mm_set1_pd(eta), d = _mm_set1_pd(delta);
@@ -447,6 +485,12 @@ static void adagrad_rates_sse2(const float *g2, double *rate, uint32_t n, double
     }
 }
 
+static slr_step_fn *pick_step_soft(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") ? step_soft_avx : step_soft_scalar;
+}
+
 static slr_rates_fn *pick_adagrad_rates(void)
 {
     __builtin_cpu_init();
@@ -454,6 +498,7 @@ static slr_rates_fn *pick_adagrad_rates(void)
 }
 #else
 static slr_rates_fn *pick_adagrad_rates(void) { return adagrad_rates_scalar; }
+static slr_step_fn *pick_step_soft(void) { return step_soft_scalar; }
 #endif
 
 /* Zero g2[n .. n rounded up to 8): the vector rates read whole vectors. */
@@ -500,7 +545,7 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
     const slr_feature *f = ex->features;
     const uint32_t n = ex->n_features;
     slr_slot *slots = l->slots, *bias = &l->slots[l->n_slots];
-    double rate[FAST_MAX_FEATURES], w[FAST_MAX_FEATURES];
+    double rate[FAST_MAX_FEATURES], w[FAST_MAX_FEATURES], g_x[FAST_MAX_FEATURES];
     float g2[FAST_MAX_FEATURES];
     uint32_t gap[FAST_MAX_FEATURES], owing[FAST_MAX_FEATURES];
     bool repeats = false;
@@ -562,17 +607,14 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
             rate[i] = eta_t;
     }
     gradient_step(l, bias, g, eta_t);
-    if (lazy && soft && !repeats) {
-        /* slr_penalty_step right after the gradient step, with K = 1 and
-         * theta = inf (or no L1), without a branch on the weight's sign
-         * (+ 0.0 turns a -0 into the +0 slr_truncate returns) */
+    if (lazy && soft && !repeats) { /* gather, step in vectors, scatter */
         for (uint32_t i = 0; i < n; i++) {
-            slr_slot *s = &slots[f[i].index];
-            const double r = rate[i];
-            const double v = (s->w - r * (g * (double)f[i].value)) * (1.0 - slr_penalty_decay(&pen, r));
-            const double x = fabs(v) - r * pen.l1;
-            s->w = copysign(x > 0.0 ? x : 0.0, v) + 0.0;
+            w[i] = slots[f[i].index].w;
+            g_x[i] = g * (double)f[i].value;
         }
+        l->step_soft(&pen, w, rate, g_x, n);
+        for (uint32_t i = 0; i < n; i++)
+            slots[f[i].index].w = w[i];
     } else {
         for (uint32_t i = 0; i < n; i++)
             slots[f[i].index].w -= rate[i] * (g * (double)f[i].value);

@@ -16,6 +16,9 @@ typedef struct slr_slot {
 
 /* rate[i] = eta / sqrt(delta + g2[i]) for i < n */
 typedef void slr_rates_fn(const float *g2, double *rate, uint32_t n, double eta, double delta);
+/* w[i] <- the gradient step w[i] - rate[i] g_x[i], then a soft penalty step */
+typedef void slr_step_fn(const slr_penalty *pen, double *w, const double *rate, const double *g_x,
+                         uint32_t n);
 
 struct slr_learner {
     slr_learner_config cfg;
@@ -29,6 +32,7 @@ struct slr_learner {
     bool use_history; /* global varying rate with a penalty: catch up via hist */
     slr_rates_fn *rates; /* AdaGrad's rates of an example, in the widest vectors the CPU has */
     slr_catchup_many_fn *catchup; /* soft catch-up of an example, likewise */
+    slr_step_fn *step_soft;       /* gradient step + soft penalty of an example, likewise */
     slr_penalty_history hist;
 };
 
