@@ -235,6 +235,7 @@ typedef struct synth {
 
 typedef struct row {
     int label;
+    double p; /* the hidden model's P(label = 1) */
     uint32_t count[N_NUMERIC];
     uint32_t rank[N_CATEGORICAL];
     uint32_t name[N_CATEGORICAL];
@@ -289,7 +290,16 @@ static double draw_features(const synth *s, rng *r, row *out)
 static void next_row(synth *s, row *out)
 {
     double z = s->intercept + draw_features(s, &s->r, out);
-    out->label = unit(rng_next(&s->r)) < det_sigmoid(z);
+    out->p = det_sigmoid(z);
+    out->label = unit(rng_next(&s->r)) < out->p;
+}
+
+/* The log loss of the hidden model itself on this row: what no learner can
+ * beat on average (reported, never written to the stream). */
+static double oracle_loss(const row *x)
+{
+    double q = x->label ? x->p : 1.0 - x->p;
+    return -det_log(q > 1e-300 ? q : 1e-300);
 }
 
 /* The intercept that makes the mean of sigmoid(b + margin) POSITIVE_RATE on
@@ -513,10 +523,12 @@ static void usage(FILE *out)
             "Write a deterministic synthetic click-through stream, shaped like Criteo's:\n"
             "13 count-like numeric fields (log1p of a count >= 1) and 26 categorical fields\n"
             "drawn from Zipf(1.1) laws over vocabularies of 3 to 1,000,000 values, with\n"
-            "labels from a hidden logistic model (about 25%% positive).  The same seed gives\n"
-            "the same bytes on any machine, and every format of one seed holds the same\n"
-            "examples (features named as the criteo decoder names them), so the formats --\n"
-            "and other tools fed the vw output -- can be compared on one stream.\n"
+            "labels from a hidden logistic model (about 25%% positive).  The summary on\n"
+            "stderr gives that model's own log loss on the rows: no learner beats it on\n"
+            "average.  The same seed gives the same bytes on any machine, and every format\n"
+            "of one seed holds the same examples (features named as the criteo decoder\n"
+            "names them), so the formats -- and other tools fed the vw output -- can be\n"
+            "compared on one stream.\n"
             "\n"
             "options:\n"
             "  -n, --examples N     number of rows (required)\n"
@@ -655,10 +667,12 @@ int slr_cmd_synth(int argc, char **argv)
     slr_error err;
     int rc = 0;
     uint64_t positives = 0;
+    double oracle = 0.0;
     for (uint64_t i = 0; i < o.n && rc == 0; i++) {
         row x;
         next_row(s, &x);
         positives += (uint64_t)x.label;
+        oracle += oracle_loss(&x);
         if (o.hashed) {
             if (row_hashed(s, &x, &raw, &ex, names, &buf, &err) != SLR_OK) {
                 fprintf(stderr, "streamlr synth: %s\n", err.msg);
@@ -686,9 +700,11 @@ int slr_cmd_synth(int argc, char **argv)
         rc = 1;
     }
     if (rc == 0)
-        fprintf(stderr, "streamlr synth: %llu rows, %.4f positive, seed %llu\n",
+        fprintf(stderr,
+                "streamlr synth: %llu rows, %.4f positive, seed %llu; the hidden model's own "
+                "log loss on them: %.6f\n",
                 (unsigned long long)o.n, o.n ? (double)positives / (double)o.n : 0.0,
-                (unsigned long long)o.seed);
+                (unsigned long long)o.seed, o.n ? oracle / (double)o.n : 0.0);
     slr_buf_free(&buf);
     slr_example_free(&ex);
     slr_raw_example_free(&raw);
