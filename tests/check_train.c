@@ -101,6 +101,7 @@ static void base_options(slr_train_options *opt, const char *ckdir, log_capture 
     opt->checkpoint_keep = 1000;
     opt->log = capture;
     opt->log_ctx = log;
+    opt->auc_window = 300; /* wraps many times over the 4.5k examples */
 }
 
 /* weights of a model as exported: (index, exact bits) in index order */
@@ -215,6 +216,13 @@ START_TEST(resume_after_any_checkpoint_is_bit_identical)
         /* the same examples were learned, none twice: identical progressive metrics */
         ck_assert_uint_eq(res.metrics.examples, full.metrics.examples);
         ck_assert(res.metrics.loss == full.metrics.loss);
+        /* ...including the window (the last 300 examples, some learned before
+         * the checkpoint) and the cumulative AUC histogram */
+        ck_assert_uint_eq(res.report.window.examples, 300);
+        ck_assert(res.report.window.auc == full.report.window.auc);
+        ck_assert(res.report.window.loss == full.report.window.loss);
+        ck_assert(res.report.auc == full.report.auc);
+        ck_assert(res.report.auc_error_bound == full.report.auc_error_bound);
         ck_assert_uint_eq(res.metrics.bad, full.metrics.bad);
         ck_assert_uint_lt(res.examples, full.examples);
         export *got = export_model(model);

@@ -71,7 +71,9 @@ const char cli_learner_help[] =
     "      --tg-threshold T     truncate only weights with |w| <= T (default inf:\n"
     "                           plain soft thresholding)\n"
     "      --eager              apply the penalty to every weight at every step (the\n"
-    "                           slow reference the lazy update must equal; use small -b)\n";
+    "                           slow reference the lazy update must equal; use small -b)\n"
+    "  VW's spellings --bit_precision, --learning_rate, --power_t, --initial_t,\n"
+    "  --final_regressor, --initial_regressor and --testonly work too.\n";
 
 int cli_learner_option(const char *cmd, int opt, const char *arg, slr_learner_config *cfg,
                        uint32_t *set)

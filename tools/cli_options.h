@@ -27,6 +27,16 @@ enum {
     OPT_THREADS,
     OPT_CHECKPOINT_MODE,
     OPT_HELP,
+    OPT_AUC_WINDOW,
+    OPT_METRICS,
+    OPT_METRICS_INTERVAL,
+    OPT_METRICS_PORT,
+    OPT_METRICS_BIND,
+    OPT_PROGRESS_STYLE,
+    OPT_KEEP_NAMES,
+    OPT_KEEP_NAMES_MAX,
+    OPT_FOLLOW,
+    OPT_FOLLOW_INTERVAL,
     OPT_FIRST_COMMAND_SPECIFIC = 2000,
 };
 
@@ -40,6 +50,11 @@ enum {
         {"l1", required_argument, 0, OPT_L1}, {"l2", required_argument, 0, OPT_L2}, \
         {"tg-period", required_argument, 0, OPT_TG_PERIOD},                     \
         {"tg-threshold", required_argument, 0, OPT_TG_THRESHOLD},               \
-        {"eager", no_argument, 0, OPT_EAGER}
+        {"eager", no_argument, 0, OPT_EAGER},                                   \
+        /* VW's spellings of the same flags */                                  \
+        {"bit_precision", required_argument, 0, 'b'},                           \
+        {"learning_rate", required_argument, 0, 'l'},                           \
+        {"power_t", required_argument, 0, OPT_POWER_T},                         \
+        {"initial_t", required_argument, 0, OPT_INITIAL_T}
 
 #endif

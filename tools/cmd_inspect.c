@@ -11,6 +11,8 @@
 #include "commands.h"
 #include "streamlr/checkpoint.h"
 
+#define MAX_NAMES_SHOWN 4 /* per weight; the rest are counted */
+
 typedef struct top_weights {
     uint64_t *index;
     double *w;
@@ -38,6 +40,24 @@ static int collect(void *ctx, uint64_t index, double w)
     return 0;
 }
 
+/* The names that hash to `index` (several if they collide), in first-seen
+ * order.  A linear scan per weight shown: inspect shows few. */
+static void print_names(const slr_names *names, uint32_t index)
+{
+    unsigned shown = 0, more = 0;
+    for (uint64_t i = 0; i < slr_names_count(names); i++) {
+        slr_name_ref r = slr_names_at(names, i);
+        if (r.index != index)
+            continue;
+        if (shown < MAX_NAMES_SHOWN)
+            printf("%s%.*s", shown++ ? ", " : "  ", (int)r.len, r.name);
+        else
+            more++;
+    }
+    if (more)
+        printf(" (+%u more)", more);
+}
+
 int slr_cmd_inspect(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -45,14 +65,19 @@ int slr_cmd_inspect(int argc, char **argv)
     uint32_t top = 20;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
         if (c == 't') {
             if (!cli_u32("inspect", "--top", optarg, &top) || top > 100000)
                 return 2;
         } else if (c == 'h') {
             printf("usage: streamlr inspect [--top N] MODEL\n\n"
-                   "Show a model's hyperparameters, examples seen, progressive loss, input\n"
-                   "position, number of nonzero weights and the N largest (default 20).\n");
+                   "Show a model's (or checkpoint's) hyperparameters, examples seen, progressive\n"
+                   "log loss, AUC and calibration, input position, number of nonzero weights\n"
+                   "and the N largest (default 20), with their feature names if the model was\n"
+                   "trained with --keep-names (\"ns^name\", \"ns^a*ns^b\" for a -q pair; all\n"
+                   "names of an index when features collide).\n\n"
+                   "  -t, --top N   show the N largest weights (0..100000)\n"
+                   "  -h, --help    this text\n");
             return 0;
         } else {
             fprintf(stderr, "usage: streamlr inspect [--top N] MODEL\n");
@@ -97,7 +122,22 @@ int slr_cmd_inspect(int argc, char **argv)
     if (m->weight > 0)
         printf(" (mean prediction %.4f vs positive rate %.4f)", m->predicted / m->weight,
                m->positives / m->weight);
-    printf("\nbad records      %llu, unlabelled %llu\n", (unsigned long long)m->bad,
+    printf("\n");
+    if (st.histogram) {
+        double auc, bound;
+        slr_auc_histogram_auc(st.histogram, &auc, &bound);
+        if (isfinite(auc))
+            printf("progressive AUC  %.6f (all examples, exact within %.2g)\n", auc, bound);
+    }
+    if (st.window && st.window->size) {
+        slr_window_stats ws;
+        slr_auc_window_stats(st.window, &ws);
+        printf("last %-11llu AUC %.6f, loss %.6f, mean prediction %.4f vs positive rate %.4f\n",
+               (unsigned long long)ws.examples, ws.auc, ws.weight > 0 ? ws.loss / ws.weight : 0.0,
+               ws.weight > 0 ? ws.predicted / ws.weight : 0.0,
+               ws.weight > 0 ? ws.positives / ws.weight : 0.0);
+    }
+    printf("bad records      %llu, unlabelled %llu\n", (unsigned long long)m->bad,
            (unsigned long long)m->unlabelled);
     printf("input            format %s", st.format && *st.format ? st.format : "?");
     if (st.source == SLR_SOURCE_FILES) {
@@ -121,11 +161,22 @@ int slr_cmd_inspect(int argc, char **argv)
            (unsigned long long)slr_learner_bias_index(l) + 1,
            100.0 * (double)t.nnz / (double)(slr_learner_bias_index(l) + 1),
            slr_learner_weight(l, slr_learner_bias_index(l)));
+    if (st.names)
+        printf("feature names    %llu kept (--keep-names, at most %llu; %llu occurrences not "
+               "kept)\n",
+               (unsigned long long)slr_names_count(st.names),
+               (unsigned long long)slr_names_max(st.names),
+               (unsigned long long)slr_names_dropped(st.names));
     if (t.n)
         printf("largest |weight|:\n");
-    for (unsigned i = 0; i < t.n; i++)
-        printf("  %12llu %+.6g%s\n", (unsigned long long)t.index[i], t.w[i],
-               t.index[i] == slr_learner_bias_index(l) ? "  (bias)" : "");
+    for (unsigned i = 0; i < t.n; i++) {
+        printf("  %12llu %+.6g", (unsigned long long)t.index[i], t.w[i]);
+        if (t.index[i] == slr_learner_bias_index(l))
+            printf("  " SLR_BIAS_NAME " (bias)");
+        else if (st.names)
+            print_names(st.names, (uint32_t)t.index[i]);
+        printf("\n");
+    }
     free(t.index);
     free(t.w);
     slr_learner_destroy(l);

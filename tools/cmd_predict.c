@@ -2,11 +2,18 @@
  *
  * One probability per example, in input order; a record that cannot be
  * decoded gets "nan" so that line i of the output still answers example i.
- * With labelled input it also reports the test log loss and AUC. */
+ * With labelled input it also reports the test log loss and AUC.
+ *
+ * With --follow DIR it is a scoring job beside a training job: it scores
+ * with the newest checkpoint in DIR and switches when a newer one appears
+ * (looking every --follow-interval seconds, and whenever the input is idle),
+ * so `tail -F events | streamlr predict --follow ckpt -p - -` serves the
+ * freshest model.  Predictions are flushed whenever the input runs dry. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "cli_options.h"
@@ -20,11 +27,17 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: streamlr predict -i MODEL --data FILE|- [--format F] [-p PREDICTIONS]\n"
+            "usage: streamlr predict -i MODEL|--follow DIR --data FILE|- [--format F]\n"
+            "                        [-p PREDICTIONS]\n"
             "\n"
             "Score examples with a model written by train -f (or a checkpoint).\n"
             "\n"
-            "  -i, --initial-model MODEL  the model (required)\n"
+            "  -i, --initial-model MODEL  the model\n"
+            "      --follow DIR         instead of -i: score with the newest checkpoint in\n"
+            "                           DIR (a train --checkpoint-dir) and switch to each\n"
+            "                           newer one as training writes it\n"
+            "      --follow-interval S  look for a newer checkpoint every S seconds (default\n"
+            "                           1; also whenever the input is idle)\n"
             "  -d, --data FILE          input, - for stdin; repeatable (bare FILE too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           extension, else vw)\n"
@@ -66,21 +79,54 @@ static bool scores_push(scores *s, double p, double y, double w)
     return true;
 }
 
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void model_switched(const slr_follower *f, uint64_t switches)
+{
+    const slr_job_state *st = slr_follower_state(f);
+    fprintf(stderr, "streamlr predict: %s %s (%llu examples learned)\n",
+            switches ? "now scoring with" : "scoring with", slr_follower_path(f),
+            (unsigned long long)st->metrics.examples);
+}
+
+/* Switch to a newer checkpoint if there is one; the example is rebuilt on
+ * the new model's hashing (the old one is gone with the old learner). */
+static bool follow(slr_follower *f, slr_example *ex, uint64_t *switches)
+{
+    if (!slr_follower_refresh(f))
+        return false;
+    slr_example_free(ex);
+    slr_example_init(ex, &slr_learner_config_of(slr_follower_learner(f))->hashing);
+    model_switched(f, ++*switches);
+    return true;
+}
+
 int slr_cmd_predict(int argc, char **argv)
 {
     static const struct option longopts[] = {
         {"initial-model", required_argument, 0, 'i'},
+        {"initial_regressor", required_argument, 0, 'i'},
         {"data", required_argument, 0, 'd'},
         {"format", required_argument, 0, OPT_FORMAT},
         {"predictions", required_argument, 0, 'p'},
         {"strict", no_argument, 0, OPT_STRICT},
         {"quiet", no_argument, 0, OPT_QUIET},
+        {"follow", required_argument, 0, OPT_FOLLOW},
+        {"follow-interval", required_argument, 0, OPT_FOLLOW_INTERVAL},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
-    const char *model = NULL, *pred_path = NULL;
+    const char *model = NULL, *pred_path = NULL, *follow_dir = NULL;
+    double follow_interval = 1.0, next_follow = 0;
+    slr_follower *follower = NULL;
+    uint64_t switches = 0;
     slr_format format = SLR_FORMAT_VW;
     bool format_given = false, strict = false, quiet = false;
     slr_error err;
@@ -116,26 +162,44 @@ int slr_cmd_predict(int argc, char **argv)
             break;
         case OPT_STRICT: strict = true; break;
         case OPT_QUIET: quiet = true; break;
+        case OPT_FOLLOW: follow_dir = optarg; break;
+        case OPT_FOLLOW_INTERVAL:
+            if (!cli_double("predict", "--follow-interval", optarg, &follow_interval) ||
+                !(follow_interval > 0)) {
+                fprintf(stderr, "streamlr predict: --follow-interval must be > 0 seconds\n");
+                goto done;
+            }
+            break;
         case 'h': usage(stdout); rc = 0; goto done;
         default: usage(stderr); goto done;
         }
     }
     for (int i = optind; i < argc; i++)
         files[n_files++] = argv[i];
-    if (!model || n_files == 0) {
-        fprintf(stderr, "streamlr predict: need -i MODEL and --data FILE\n");
+    if (!model == !follow_dir || n_files == 0) {
+        fprintf(stderr, "streamlr predict: need -i MODEL or --follow DIR (one of them), and "
+                        "--data FILE\n");
         goto done;
     }
     if (!format_given && !slr_format_guess(files[0], &format))
         format = SLR_FORMAT_VW;
 
     rc = 1;
-    if (slr_checkpoint_read(model, &l, &st, &err) != SLR_OK) {
-        fprintf(stderr, "streamlr predict: %s\n", err.msg);
-        goto done;
+    if (follow_dir) {
+        if (slr_follower_open(&follower, follow_dir, cli_log, NULL, &err) != SLR_OK) {
+            fprintf(stderr, "streamlr predict: %s\n", err.msg);
+            goto done;
+        }
+        model_switched(follower, 0);
+    } else {
+        if (slr_checkpoint_read(model, &l, &st, &err) != SLR_OK) {
+            fprintf(stderr, "streamlr predict: %s\n", err.msg);
+            goto done;
+        }
+        slr_learner_sync(l); /* settle every owed penalty once; scoring then only reads */
     }
-    slr_learner_sync(l); /* settle every owed penalty once; scoring then only reads */
-    slr_example_init(&ex, &slr_learner_config_of(l)->hashing);
+    slr_learner *scorer = follower ? slr_follower_learner(follower) : l;
+    slr_example_init(&ex, &slr_learner_config_of(scorer)->hashing);
     ex_ready = true;
     if (slr_decoder_create(&dec, format, &err) != SLR_OK ||
         slr_file_source_open(&src, files, n_files, slr_format_is_text(format), &err) != SLR_OK) {
@@ -150,14 +214,27 @@ int slr_cmd_predict(int argc, char **argv)
         }
     }
 
+    uint64_t records = 0;
     while (!slr_file_source_done(src)) {
         const char *buf;
         size_t len, used = 0;
         bool at_end;
         slr_status sst;
+        if (follower && (records++ & 255) == 0 && now_seconds() >= next_follow) {
+            next_follow = now_seconds() + follow_interval;
+            if (follow(follower, &ex, &switches))
+                scorer = slr_follower_learner(follower);
+        }
         slr_file_source_window(src, &buf, &len, &at_end);
         if (len == 0) {
             if (!at_end) {
+                /* the input is idle (a pipe): hand out what we have, look for a newer model */
+                while (!slr_file_source_wait(src, 200)) {
+                    if (pred)
+                        fflush(pred);
+                    if (follower && follow(follower, &ex, &switches))
+                        scorer = slr_follower_learner(follower);
+                }
                 if (slr_file_source_fill(src, &err) != SLR_OK)
                     goto io_error;
             } else if (!slr_file_source_next_file(src, &err, &sst) && sst != SLR_OK) {
@@ -188,7 +265,7 @@ int slr_cmd_predict(int argc, char **argv)
             if (pred)
                 fputs("nan\n", pred);
         } else if (r == SLR_DECODE_EXAMPLE) {
-            double z = slr_learner_margin(l, &ex), p = slr_sigmoid(z);
+            double z = slr_learner_margin(scorer, &ex), p = slr_sigmoid(z);
             if (pred)
                 fprintf(pred, "%.9g\n", p);
             if (ex.has_label) {
@@ -212,6 +289,9 @@ int slr_cmd_predict(int argc, char **argv)
     if (pred == stdout)
         fflush(stdout);
     pred = NULL;
+    if (!quiet && follower)
+        fprintf(stderr, "model switches = %llu, last model %s\n", (unsigned long long)switches,
+                slr_follower_path(follower));
     if (!quiet) {
         fprintf(stderr, "examples = %llu (labelled %llu, unlabelled %llu), bad records = %llu\n",
                 (unsigned long long)(m.examples + unlabelled), (unsigned long long)m.examples,
@@ -239,6 +319,7 @@ done:
     slr_file_source_close(src);
     slr_decoder_destroy(dec);
     slr_learner_destroy(l);
+    slr_follower_close(follower);
     slr_job_state_free(&st);
     free(files);
     return rc;

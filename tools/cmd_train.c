@@ -57,8 +57,34 @@ static void usage(FILE *out)
             "      --resume             continue from the newest valid checkpoint in\n"
             "                           --checkpoint-dir (start fresh if there is none)\n"
             "\n"
+            "Scoring (as in VW):\n"
+            "  -p, --predictions FILE   write each example's progressive prediction (made\n"
+            "                           before learning from it), one per line in input\n"
+            "                           order (- for stdout); unlabelled examples are scored\n"
+            "                           too, a bad record gets \"nan\"; --resume appends\n"
+            "  -t, --testonly           score and report but learn nothing (with -i MODEL)\n"
+            "\n"
+            "Metrics:\n"
+            "      --auc-window N       window of the \"last N\" metrics: exact AUC, log loss\n"
+            "                           and calibration over the last N examples (default\n"
+            "                           10000); the cumulative AUC covers every example\n"
+            "      --metrics FILE       append a JSON line with every metric each\n"
+            "                           --metrics-interval and at the end (replaced unless\n"
+            "                           --resume); streamlr plot draws it\n"
+            "      --metrics-interval S seconds between JSON lines (default 10)\n"
+            "      --metrics-port N     serve the metrics for Prometheus at\n"
+            "                           http://127.0.0.1:N/metrics (0: any free port, logged)\n"
+            "      --metrics-bind ADDR  listen on ADDR instead of 127.0.0.1 (e.g. 0.0.0.0)\n"
+            "      --keep-names         record feature names for inspect and export (VW's\n"
+            "                           --invert_hash); stored in the model\n"
+            "      --keep-names-max N   keep at most N names (default 1000000; about\n"
+            "                           32 bytes + the name each)\n"
+            "\n"
             "Output:\n"
-            "      --quiet              no progress table or summary\n"
+            "      --progress-style S   line: one status line redrawn in place; table: VW's\n"
+            "                           table, a row at examples 1, 2, 4, ...  (default: line\n"
+            "                           when stderr is a terminal, else table)\n"
+            "      --quiet              no progress or summary\n"
             "  -h, --help               this text\n"
             "\n"
             "SIGINT/SIGTERM stop after the example in hand and write a final checkpoint.\n"
@@ -100,6 +126,18 @@ int slr_cmd_train(int argc, char **argv)
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"threads", required_argument, 0, OPT_THREADS},
+        {"predictions", required_argument, 0, 'p'},
+        {"final_regressor", required_argument, 0, 'f'},
+        {"initial_regressor", required_argument, 0, 'i'},
+        {"testonly", no_argument, 0, 't'},
+        {"auc-window", required_argument, 0, OPT_AUC_WINDOW},
+        {"metrics", required_argument, 0, OPT_METRICS},
+        {"metrics-interval", required_argument, 0, OPT_METRICS_INTERVAL},
+        {"metrics-port", required_argument, 0, OPT_METRICS_PORT},
+        {"metrics-bind", required_argument, 0, OPT_METRICS_BIND},
+        {"progress-style", required_argument, 0, OPT_PROGRESS_STYLE},
+        {"keep-names", no_argument, 0, OPT_KEEP_NAMES},
+        {"keep-names-max", required_argument, 0, OPT_KEEP_NAMES_MAX},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -110,13 +148,15 @@ int slr_cmd_train(int argc, char **argv)
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
+    const char *pred_path = NULL, *metrics_path = NULL, *style = "auto";
+    FILE *pred = NULL, *metrics = NULL;
     int rc = 2;
     uint64_t u64;
     slr_error err;
 
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:p:th", longopts, NULL)) != -1) {
         int handled = cli_learner_option("train", c, optarg, &opt.learner, &opt.learner_set);
         if (handled < 0)
             goto done;
@@ -174,6 +214,49 @@ int slr_cmd_train(int argc, char **argv)
                 goto done;
             }
             break;
+        case 'p': pred_path = optarg; break;
+        case 't': opt.test_only = true; break;
+        case OPT_AUC_WINDOW:
+            if (!cli_u32("train", "--auc-window", optarg, &opt.auc_window) ||
+                opt.auc_window < 1 || opt.auc_window > SLR_AUC_WINDOW_MAX) {
+                fprintf(stderr, "streamlr train: --auc-window must be 1..%u\n",
+                        SLR_AUC_WINDOW_MAX);
+                goto done;
+            }
+            break;
+        case OPT_METRICS: metrics_path = optarg; break;
+        case OPT_METRICS_INTERVAL:
+            if (!cli_double("train", "--metrics-interval", optarg, &opt.metrics_interval) ||
+                !(opt.metrics_interval >= 0.01)) {
+                fprintf(stderr, "streamlr train: --metrics-interval must be at least 0.01 s\n");
+                goto done;
+            }
+            break;
+        case OPT_METRICS_PORT:
+            if (!cli_u64("train", "--metrics-port", optarg, &u64) || u64 > 65535) {
+                fprintf(stderr, "streamlr train: --metrics-port must be 0..65535\n");
+                goto done;
+            }
+            opt.metrics_port = (int)u64;
+            break;
+        case OPT_METRICS_BIND: opt.metrics_bind = optarg; break;
+        case OPT_PROGRESS_STYLE:
+            if (strcmp(optarg, "line") && strcmp(optarg, "table") && strcmp(optarg, "auto")) {
+                fprintf(stderr, "streamlr train: --progress-style is line, table or auto\n");
+                goto done;
+            }
+            style = optarg;
+            break;
+        case OPT_KEEP_NAMES: opt.keep_names = true; break;
+        case OPT_KEEP_NAMES_MAX:
+            if (!cli_u64("train", "--keep-names-max", optarg, &opt.keep_names_max) ||
+                opt.keep_names_max < 1 || opt.keep_names_max > UINT32_MAX / 4) {
+                fprintf(stderr, "streamlr train: --keep-names-max must be 1..%u\n",
+                        UINT32_MAX / 4);
+                goto done;
+            }
+            opt.keep_names = true;
+            break;
         case 'h': usage(stdout); rc = 0; goto done;
         default: usage(stderr); goto done;
         }
@@ -192,13 +275,37 @@ int slr_cmd_train(int argc, char **argv)
         fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
         goto done;
     }
+    if (opt.test_only && (opt.checkpoint_dir || !opt.model_in)) {
+        fprintf(stderr, "streamlr train: -t learns nothing, so it takes -i MODEL and no "
+                        "--checkpoint-dir\n");
+        goto done;
+    }
     if (slr_learner_config_validate(&opt.learner, &err) != SLR_OK) {
         fprintf(stderr, "streamlr train: %s\n", err.msg);
         goto done;
     }
+    /* a resumed job continues its files; a fresh one starts them over */
+    if (pred_path) {
+        pred = strcmp(pred_path, "-") ? fopen(pred_path, opt.resume ? "a" : "w") : stdout;
+        if (!pred) {
+            perror(pred_path);
+            goto done;
+        }
+        opt.predictions = pred;
+    }
+    if (metrics_path) {
+        metrics = fopen(metrics_path, opt.resume ? "a" : "w");
+        if (!metrics) {
+            perror(metrics_path);
+            goto done;
+        }
+        opt.metrics_out = metrics;
+    }
     opt.files = files;
     opt.n_files = n_files;
     opt.progress = quiet ? NULL : stderr;
+    if (!strcmp(style, "line") || (!strcmp(style, "auto") && isatty(STDERR_FILENO)))
+        opt.progress_style = SLR_PROGRESS_LINE;
     opt.log = cli_log;
     opt.stop = &stop_requested;
 
@@ -217,6 +324,16 @@ int slr_cmd_train(int argc, char **argv)
     }
     rc = 0;
 done:
+    if (pred && pred != stdout && fclose(pred) != 0) {
+        perror(pred_path);
+        rc = 1;
+    }
+    if (pred == stdout && fflush(stdout) != 0)
+        rc = 1;
+    if (metrics && fclose(metrics) != 0) {
+        perror(metrics_path);
+        rc = 1;
+    }
     free(files);
     return rc;
 }

@@ -9,6 +9,7 @@ int slr_cmd_predict(int argc, char **argv);
 int slr_cmd_inspect(int argc, char **argv);
 int slr_cmd_export(int argc, char **argv);
 int slr_cmd_convert(int argc, char **argv);
+int slr_cmd_plot(int argc, char **argv);
 int slr_cmd_synth(int argc, char **argv);
 
 #endif

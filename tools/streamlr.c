@@ -16,8 +16,9 @@ static const command commands[] = {
     {"train", slr_cmd_train, "learn from files or a Kafka topic, with checkpoints"},
     {"predict", slr_cmd_predict, "score examples with a model; logloss and AUC if labelled"},
     {"inspect", slr_cmd_inspect, "show a model's settings, progress and top weights"},
-    {"export", slr_cmd_export, "print every nonzero weight as \"<index> <weight>\""},
+    {"export", slr_cmd_export, "print every nonzero weight (text or JSON, with names if kept)"},
     {"convert", slr_cmd_convert, "re-encode examples between input formats"},
+    {"plot", slr_cmd_plot, "draw learning curves (PNG or SVG) from train --metrics output"},
     {"synth", slr_cmd_synth, "write a deterministic synthetic CTR stream (for benchmarks)"},
 };
 

@@ -43,6 +43,9 @@ void slr_job_state_free(slr_job_state *st)
     for (uint32_t i = 0; i < st->n_kafka; i++)
         free(st->kafka[i].topic);
     free(st->kafka);
+    slr_auc_window_destroy(st->window);
+    slr_auc_histogram_destroy(st->histogram);
+    slr_names_destroy(st->names);
     slr_job_state_init(st);
 }
 
@@ -73,6 +76,9 @@ slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_
     dst->n_files = 0;
     dst->kafka = NULL;
     dst->n_kafka = 0;
+    dst->window = NULL; /* the metrics objects are not copied */
+    dst->histogram = NULL;
+    dst->names = NULL;
     if (src->format && !(dst->format = strdup(src->format)))
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     if (src->n_files) {
@@ -276,9 +282,73 @@ static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learn
     }
 }
 
-static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
+#define WINDOW_RECORD 25    /* f64 p, f64 weight, f64 loss, u8 y */
+#define HISTOGRAM_RECORD 20 /* u32 bin, f64 positive weight, f64 negative weight */
+
+#define NAME_HEADER 14          /* u64 key, u32 index, u16 length, then the bytes */
+#define RECORD_MAX (NAME_HEADER + SLR_NAME_MAX)
+
+/* Write a bin blob of `bytes` bytes made of n records produced one at a time
+ * by `fill` (each at most RECORD_MAX bytes), through a fixed buffer: like
+ * the weights, nothing of the data's size is buffered. */
+typedef size_t (*record_fn)(void *src, uint64_t i, unsigned char *out);
+static void pack_records(msgpack_packer *pk, slr_atomic_file *f, void *src, uint64_t n,
+                         uint64_t bytes, record_fn fill)
 {
-    msgpack_pack_map(pk, 8);
+    msgpack_pack_bin(pk, (size_t)bytes);
+    unsigned char chunk[1024 * 32];
+    size_t used = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        used += fill(src, i, chunk + used);
+        if (used + RECORD_MAX > sizeof chunk) {
+            slr_atomic_file_write(f, chunk, used);
+            used = 0;
+        }
+    }
+    slr_atomic_file_write(f, chunk, used);
+}
+
+static size_t window_record(void *src, uint64_t i, unsigned char *r)
+{
+    const slr_scored *s = slr_auc_window_at(src, (uint32_t)i);
+    put_f64(r, s->p);
+    put_f64(r + 8, s->weight);
+    put_f64(r + 16, s->loss);
+    r[24] = s->y > 0.5;
+    return WINDOW_RECORD;
+}
+
+/* the histogram's nonzero bins, found by a cursor the caller resets */
+typedef struct histogram_cursor {
+    const slr_auc_histogram *h;
+    uint32_t bin;
+} histogram_cursor;
+
+static uint64_t histogram_nonzero(const slr_auc_histogram *h)
+{
+    uint64_t n = 0;
+    for (uint32_t b = 0; b < SLR_AUC_HISTOGRAM_BINS; b++)
+        n += h->pos[b] != 0 || h->neg[b] != 0;
+    return n;
+}
+
+static size_t histogram_record(void *src, uint64_t i, unsigned char *r)
+{
+    histogram_cursor *c = src;
+    (void)i;
+    while (c->h->pos[c->bin] == 0 && c->h->neg[c->bin] == 0)
+        c->bin++;
+    put_u32(r, c->bin);
+    put_f64(r + 4, c->h->pos[c->bin]);
+    put_f64(r + 12, c->h->neg[c->bin]);
+    c->bin++;
+    return HISTOGRAM_RECORD;
+}
+
+static void pack_metrics(msgpack_packer *pk, slr_atomic_file *f, const slr_job_state *st)
+{
+    const slr_metrics *m = &st->metrics;
+    msgpack_pack_map(pk, 8 + (st->window ? 2 : 0) + (st->histogram ? 2 : 0));
     pack_key(pk, "examples");
     msgpack_pack_uint64(pk, m->examples);
     pack_key(pk, "weight");
@@ -295,6 +365,46 @@ static void pack_metrics(msgpack_packer *pk, const slr_metrics *m)
     msgpack_pack_uint64(pk, m->bad);
     pack_key(pk, "unlabelled");
     msgpack_pack_uint64(pk, m->unlabelled);
+    if (st->window) {
+        pack_key(pk, "window_capacity");
+        msgpack_pack_uint32(pk, st->window->capacity);
+        pack_key(pk, "window");
+        pack_records(pk, f, st->window, st->window->size,
+                     (uint64_t)st->window->size * WINDOW_RECORD, window_record);
+    }
+    if (st->histogram) {
+        pack_key(pk, "auc_histogram_scheme");
+        pack_str(pk, SLR_AUC_HISTOGRAM_SCHEME);
+        pack_key(pk, "auc_histogram");
+        histogram_cursor c = {st->histogram, 0};
+        uint64_t n = histogram_nonzero(st->histogram);
+        pack_records(pk, f, &c, n, n * HISTOGRAM_RECORD, histogram_record);
+    }
+}
+
+static size_t name_record(void *src, uint64_t i, unsigned char *r)
+{
+    slr_name_ref ref = slr_names_at(src, i);
+    put_u64(r, ref.key);
+    put_u32(r + 8, ref.index);
+    r[12] = (unsigned char)(ref.len & 0xff);
+    r[13] = (unsigned char)(ref.len >> 8);
+    memcpy(r + NAME_HEADER, ref.name, ref.len);
+    return NAME_HEADER + ref.len;
+}
+
+static void pack_names(msgpack_packer *pk, slr_atomic_file *f, slr_names *n)
+{
+    uint64_t count = slr_names_count(n), bytes = 0;
+    for (uint64_t i = 0; i < count; i++)
+        bytes += NAME_HEADER + slr_names_at(n, i).len;
+    msgpack_pack_map(pk, 3);
+    pack_key(pk, "max");
+    msgpack_pack_uint64(pk, slr_names_max(n));
+    pack_key(pk, "dropped");
+    msgpack_pack_uint64(pk, slr_names_dropped(n));
+    pack_key(pk, "entries");
+    pack_records(pk, f, n, count, bytes, name_record);
 }
 
 static void pack_source(msgpack_packer *pk, const slr_job_state *st)
@@ -333,7 +443,7 @@ void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr
     slr_atomic_file_write(f, MAGIC, sizeof MAGIC);
     msgpack_packer pk;
     msgpack_packer_init(&pk, f, write_cb);
-    msgpack_pack_map(&pk, 7);
+    msgpack_pack_map(&pk, 7 + (st->names != NULL));
     pack_key(&pk, "format_version");
     msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
     pack_key(&pk, "writer");
@@ -345,9 +455,13 @@ void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr
     pack_key(&pk, "learner");
     pack_learner(&pk, f, l);
     pack_key(&pk, "metrics");
-    pack_metrics(&pk, &st->metrics);
+    pack_metrics(&pk, f, st);
     pack_key(&pk, "source");
     pack_source(&pk, st);
+    if (st->names) {
+        pack_key(&pk, "names");
+        pack_names(&pk, f, st->names);
+    }
     unsigned char sum[8];
     uint64_t digest = slr_atomic_file_digest(f);
     for (int i = 0; i < 8; i++) /* big-endian, as written in docs/CHECKPOINT.md */
@@ -557,14 +671,91 @@ bad_weight:
     return corrupt(r, "learner.weights holds a non-finite or inconsistent value");
 }
 
-static slr_status read_metrics(reader *r, const msgpack_object *M, slr_metrics *m)
+static slr_status read_window(reader *r, const msgpack_object *M, slr_job_state *st)
 {
+    const msgpack_object *win = field(M, "window");
+    uint64_t capacity;
+    if (!win)
+        return SLR_OK; /* written without a window (or by an older streamlr) */
+    if (win->type != MSGPACK_OBJECT_BIN || win->via.bin.size % WINDOW_RECORD ||
+        !get_uint(M, "window_capacity", &capacity) || capacity < 1 ||
+        capacity > SLR_AUC_WINDOW_MAX || win->via.bin.size / WINDOW_RECORD > capacity)
+        return corrupt(r, "metrics.window malformed");
+    if (slr_auc_window_create(&st->window, (uint32_t)capacity, NULL) != SLR_OK)
+        return slr_error_set(r->err, SLR_ERR_NOMEM, "out of memory for the AUC window");
+    const unsigned char *p = (const unsigned char *)win->via.bin.ptr;
+    for (size_t i = 0; i < win->via.bin.size / WINDOW_RECORD; i++, p += WINDOW_RECORD) {
+        double pr = get_f64(p), w = get_f64(p + 8), loss = get_f64(p + 16);
+        if (!(pr >= 0 && pr <= 1) || !(w > 0) || !isfinite(w) || !(loss >= 0) || p[24] > 1)
+            return corrupt(r, "metrics.window holds an invalid example");
+        slr_auc_window_add(st->window, pr, p[24], w, loss);
+    }
+    return SLR_OK;
+}
+
+static slr_status read_histogram(reader *r, const msgpack_object *M, slr_job_state *st)
+{
+    const msgpack_object *hist = field(M, "auc_histogram");
+    if (!hist)
+        return SLR_OK;
+    char *scheme = dup_str(field(M, "auc_histogram_scheme"));
+    bool known = scheme && !strcmp(scheme, SLR_AUC_HISTOGRAM_SCHEME);
+    free(scheme);
+    if (!known)
+        return SLR_OK; /* another binning: the cumulative AUC starts afresh (documented) */
+    if (hist->type != MSGPACK_OBJECT_BIN || hist->via.bin.size % HISTOGRAM_RECORD)
+        return corrupt(r, "metrics.auc_histogram malformed");
+    if (slr_auc_histogram_create(&st->histogram, NULL) != SLR_OK)
+        return slr_error_set(r->err, SLR_ERR_NOMEM, "out of memory for the AUC histogram");
+    const unsigned char *p = (const unsigned char *)hist->via.bin.ptr;
+    for (size_t i = 0; i < hist->via.bin.size / HISTOGRAM_RECORD; i++, p += HISTOGRAM_RECORD) {
+        uint32_t b = get_u32(p);
+        double pos = get_f64(p + 4), neg = get_f64(p + 12);
+        if (b >= SLR_AUC_HISTOGRAM_BINS || !(pos >= 0) || !(neg >= 0) || !isfinite(pos + neg))
+            return corrupt(r, "metrics.auc_histogram holds an invalid bin");
+        st->histogram->pos[b] = pos;
+        st->histogram->neg[b] = neg;
+    }
+    return SLR_OK;
+}
+
+static slr_status read_metrics(reader *r, const msgpack_object *M, slr_job_state *st)
+{
+    slr_metrics *m = &st->metrics;
     slr_metrics_init(m);
     if (!get_uint(M, "examples", &m->examples) || !get_double(M, "weight", &m->weight) ||
         !get_double(M, "loss", &m->loss) || !get_double(M, "positives", &m->positives) ||
         !get_double(M, "predicted", &m->predicted) || !get_uint(M, "features", &m->features) ||
         !get_uint(M, "bad", &m->bad) || !get_uint(M, "unlabelled", &m->unlabelled))
         return corrupt(r, "metrics missing or malformed");
+    slr_status rc = read_window(r, M, st);
+    return rc == SLR_OK ? read_histogram(r, M, st) : rc;
+}
+
+static slr_status read_names(reader *r, const msgpack_object *N, slr_job_state *st)
+{
+    uint64_t max, dropped;
+    const msgpack_object *e = field(N, "entries");
+    if (!get_uint(N, "max", &max) || !get_uint(N, "dropped", &dropped) || !e ||
+        e->type != MSGPACK_OBJECT_BIN)
+        return corrupt(r, "names malformed");
+    slr_status rc = slr_names_create(&st->names, max, r->err);
+    if (rc != SLR_OK)
+        return rc == SLR_ERR_ARG ? corrupt(r, "names.max out of range") : rc;
+    const unsigned char *p = (const unsigned char *)e->via.bin.ptr, *end = p + e->via.bin.size;
+    while (p < end) {
+        if (end - p < NAME_HEADER)
+            return corrupt(r, "names.entries truncated");
+        size_t len = (size_t)p[12] | (size_t)p[13] << 8;
+        if (len > SLR_NAME_MAX || (size_t)(end - p) < NAME_HEADER + len)
+            return corrupt(r, "names.entries holds an invalid name");
+        uint64_t before = slr_names_count(st->names);
+        slr_names_add(st->names, get_u64(p), get_u32(p + 8), (const char *)p + NAME_HEADER, len);
+        if (slr_names_count(st->names) != before + 1)
+            return corrupt(r, "names.entries holds a repeated key or more names than its max");
+        p += NAME_HEADER + len;
+    }
+    slr_names_set_dropped(st->names, dropped);
     return SLR_OK;
 }
 
@@ -705,8 +896,9 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
         rc = corrupt(&r, "sequence or created missing");
         goto done;
     }
-    if ((rc = read_learner(&r, L, &l)) != SLR_OK || (rc = read_metrics(&r, M, &st->metrics)) != SLR_OK ||
-        (rc = read_source(&r, S, st)) != SLR_OK)
+    const msgpack_object *N = field(&body, "names");
+    if ((rc = read_learner(&r, L, &l)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
+        (rc = read_source(&r, S, st)) != SLR_OK || (N && (rc = read_names(&r, N, st)) != SLR_OK))
         goto done;
     *out = l;
     l = NULL;

@@ -340,3 +340,16 @@ slr_status slr_checkpoint_dir_load(const char *dir, slr_learner **out, slr_job_s
                          "scratch over them (move them away to do that)",
                          n, dir);
 }
+
+slr_status slr_checkpoint_dir_newest(const char *dir, uint64_t *sequence, slr_error *err)
+{
+    entry *list;
+    size_t n;
+    slr_status rc = list_dir(dir, &list, &n, err);
+    if (rc != SLR_OK)
+        return rc;
+    if (n)
+        *sequence = list[0].seq;
+    free(list);
+    return n ? SLR_OK : slr_error_set(err, SLR_ERR_NOT_FOUND, "no checkpoint in %s", dir);
+}

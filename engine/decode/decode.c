@@ -195,6 +195,7 @@ void slr_decoder_destroy(slr_decoder *d)
 }
 
 void slr_decoder_set_fast_paths(slr_decoder *d, bool on) { d->fast_paths = on; }
+void slr_decoder_set_keep_raw(slr_decoder *d, bool keep) { d->keep_raw = keep; }
 
 slr_format slr_decoder_format(const slr_decoder *d)
 {
@@ -275,7 +276,7 @@ slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size
                                            size_t *consumed, slr_raw_example *raw,
                                            slr_example *ex, slr_error *err)
 {
-    if (d->format == SLR_FORMAT_MSGPACK && d->fast_paths &&
+    if (d->format == SLR_FORMAT_MSGPACK && d->fast_paths && !d->keep_raw &&
         slr_decode_msgpack_compact(d, buf, len, consumed, ex))
         return SLR_DECODE_EXAMPLE;
     slr_decode_result r = slr_decoder_next(d, buf, len, at_end, consumed, raw, err);

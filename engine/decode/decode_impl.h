@@ -22,6 +22,7 @@ struct slr_decoder {
     locale_t c_locale;  /* numbers must not depend on the caller's setlocale() */
     struct slr_msgpack_state *mp;
     bool fast_paths; /* msgpack: walk common shapes without msgpack objects */
+    bool keep_raw;   /* slr_decoder_next_example always fills raw */
     slr_namespace_seeds seeds; /* for slr_decoder_next_example's hashing */
 };
 

@@ -24,6 +24,10 @@ void slr_job_log(slr_job *job, const char *fmt, ...)
 {
     if (!job->opt->log)
         return;
+    if (job->line_shown) { /* the message goes where the progress line is */
+        fputs("\r\033[K", job->opt->progress);
+        job->line_shown = false;
+    }
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -40,6 +44,8 @@ void slr_train_options_init(slr_train_options *opt)
     slr_learner_config_defaults(&opt->learner);
     opt->format = SLR_FORMAT_VW;
     opt->checkpoint_keep = SLR_CHECKPOINT_KEEP_DEFAULT;
+    opt->auc_window = SLR_AUC_WINDOW_DEFAULT;
+    opt->metrics_port = -1;
 }
 
 /* ------------------------------------------------------------ setup */
@@ -134,6 +140,8 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         slr_job_state model_state;
         slr_job_state_init(&model_state);
         st = slr_checkpoint_read(opt->model_in, &job->learner, &model_state, err);
+        job->state.names = model_state.names; /* names belong to the weights */
+        model_state.names = NULL;
         slr_job_state_free(&model_state); /* a new run: fresh metrics and position */
         if (st != SLR_OK)
             return st;
@@ -163,10 +171,12 @@ static slr_status open_learner(slr_job *job, slr_error *err)
 slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, slr_error *err)
 {
     slr_raw_example_init(&r->raw);
+    r->keep_names = opt->keep_names;
     slr_status st = slr_decoder_create(&r->decoder, opt->format, err);
     if (st != SLR_OK)
         return st;
     slr_decoder_set_max_record(r->decoder, opt->max_record ? opt->max_record : SLR_DEFAULT_MAX_RECORD);
+    slr_decoder_set_keep_raw(r->decoder, r->keep_names);
     return SLR_OK;
 }
 
@@ -188,7 +198,40 @@ void slr_job_item_init(slr_job_item *it, const slr_job *job)
 void slr_job_item_free(slr_job_item *it)
 {
     slr_example_free(&it->ex);
+    slr_raw_example_free(&it->raw);
+    free(it->names);
     memset(it, 0, sizeof *it);
+}
+
+/* raw into the item with its names copied, so it outlives the read buffer */
+static bool keep_raw(slr_job_item *it, const slr_raw_example *raw)
+{
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < raw->n_features; i++)
+        bytes += raw->features[i].name ? (size_t)raw->features[i].ns_len + raw->features[i].name_len : 0;
+    if (bytes > it->names_cap) {
+        char *p = realloc(it->names, bytes);
+        if (!p)
+            return false;
+        it->names = p;
+        it->names_cap = bytes;
+    }
+    slr_raw_example_reset(&it->raw);
+    char *w = it->names;
+    for (uint32_t i = 0; i < raw->n_features; i++) {
+        slr_raw_feature f = raw->features[i];
+        if (f.name) {
+            memcpy(w, f.ns ? f.ns : "", f.ns_len);
+            f.ns = w;
+            w += f.ns_len;
+            memcpy(w, f.name, f.name_len);
+            f.name = w;
+            w += f.name_len;
+        }
+        if (slr_raw_example_push(&it->raw, &f, NULL) != SLR_OK)
+            return false;
+    }
+    return true;
 }
 
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err)
@@ -212,12 +255,13 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
     job->next_progress = 1;
     while (job->next_progress <= job->state.metrics.examples)
         job->next_progress *= 2;
-    return SLR_OK;
+    return slr_job_report_open(job, err);
 }
 
 void slr_job_close(slr_job *job)
 {
     slr_job_checkpoint_poll(job, true, NULL); /* a valid checkpoint of an earlier position */
+    slr_job_report_close(job);
     slr_learner_destroy(job->learner);
     slr_job_reader_free(&job->reader);
     slr_job_item_free(&job->item);
@@ -254,26 +298,10 @@ static slr_status bad_record(slr_job *job, const slr_where *where, const char *r
     return SLR_OK;
 }
 
-static void progress_header(FILE *out)
+/* -p: one line per example or bad record, so line i answers record i */
+static void write_prediction(slr_job *job, double p)
 {
-    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "average", "since", "example", "example",
-            "current", "current", "current");
-    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "loss", "last", "counter", "weight",
-            "label", "predict", "features");
-}
-
-static void progress_row(slr_job *job, const slr_example *ex, double p)
-{
-    FILE *out = job->opt->progress;
-    const slr_metrics *m = &job->state.metrics, *l = &job->at_last_row;
-    if (l->examples == 0 || job->examples_this_run == 1)
-        progress_header(out);
-    double dw = m->weight - l->weight;
-    double since = dw > 0 ? (m->loss - l->loss) / dw : 0.0;
-    fprintf(out, "%-10.6f %-10.6f %12llu %14.1f %8.4f %8.4f %8u\n", slr_metrics_logloss(m), since,
-            (unsigned long long)m->examples, m->weight, ex->label, p, ex->n_features + 1);
-    fflush(out);
-    job->at_last_row = *m;
+    fprintf(job->opt->predictions, "%.9g\n", p);
 }
 
 bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
@@ -287,6 +315,10 @@ bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
     it->kind = d == SLR_DECODE_EXAMPLE ? SLR_ITEM_EXAMPLE
                : d == SLR_DECODE_SKIP  ? SLR_ITEM_SKIP
                                        : SLR_ITEM_BAD;
+    if (it->kind == SLR_ITEM_EXAMPLE && r->keep_names && !keep_raw(it, &r->raw)) {
+        it->kind = SLR_ITEM_BAD;
+        slr_error_set(&it->reason, SLR_ERR_NOMEM, "out of memory keeping feature names");
+    }
     return true;
 }
 
@@ -295,16 +327,22 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
 {
     job->records_this_run++;
     job->state.file.records++;
+    if ((job->records_this_run & 1023) == 0) /* reading the clock is cheap, not free */
+        slr_job_tick(job);
     if (it->kind == SLR_ITEM_SKIP) {
         *result = SLR_APPLY_SKIPPED;
         return SLR_OK;
     }
     if (it->kind != SLR_ITEM_EXAMPLE) {
         *result = SLR_APPLY_BAD;
+        if (job->opt->predictions)
+            write_prediction(job, NAN);
         return bad_record(job, &it->where, it->reason.msg, err);
     }
     const slr_example *ex = &it->ex;
     if (!ex->has_label) {
+        if (job->opt->predictions)
+            write_prediction(job, slr_learner_predict(job->learner, ex));
         if (job->state.metrics.unlabelled++ == 0) {
             char at[1024];
             format_where(at, sizeof at, &it->where);
@@ -314,12 +352,23 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
         *result = SLR_APPLY_SKIPPED;
         return SLR_OK;
     }
-    double loss;
-    double p = slr_learner_learn(job->learner, ex, &loss);
-    slr_metrics_add(&job->state.metrics, p, loss, ex->label, ex->weight, ex->n_features);
+    if (job->opt->keep_names)
+        slr_names_record(job->state.names, &it->raw, ex);
+    double loss, p;
+    if (job->opt->test_only) {
+        double z = slr_learner_margin(job->learner, ex);
+        p = slr_sigmoid(z);
+        loss = slr_logloss_margin(z, ex->label);
+    } else {
+        p = slr_learner_learn(job->learner, ex, &loss);
+    }
+    slr_job_observe(job, ex, p, loss);
+    if (job->opt->predictions)
+        write_prediction(job, p);
     job->examples_this_run++;
-    if (job->opt->progress && job->state.metrics.examples >= job->next_progress) {
-        progress_row(job, ex, p);
+    if (job->opt->progress && job->opt->progress_style == SLR_PROGRESS_TABLE &&
+        job->state.metrics.examples >= job->next_progress) {
+        slr_job_progress_row(job, ex, p);
         while (job->next_progress <= job->state.metrics.examples)
             job->next_progress *= 2;
     }
@@ -358,6 +407,7 @@ bool slr_job_checkpoint_due(slr_job *job)
 static void checkpoint_durable(slr_job *job, const char *path, const slr_job_state *st)
 {
     job->checkpoints_written++;
+    job->last_checkpoint_unix = (double)time(NULL);
     snprintf(job->last_checkpoint, sizeof job->last_checkpoint, "%s", path);
     if (job->opt->checkpoint_done)
         job->opt->checkpoint_done(job->opt->checkpoint_done_ctx, path, st);
@@ -479,6 +529,8 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
     }
     double secs = slr_monotonic_seconds() - job->started;
     const slr_metrics *m = &job->state.metrics;
+    slr_metrics_report report;
+    slr_job_report_finish(job, &report);
     if (opt->progress) {
         FILE *out = opt->progress;
         fprintf(out, "\n%s\n", stopped ? "stopped on request" : "finished run");
@@ -490,6 +542,13 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         if (m->weight > 0)
             fprintf(out, "mean prediction = %.4f, positive rate = %.4f\n", m->predicted / m->weight,
                     m->positives / m->weight);
+        if (isfinite(report.auc))
+            fprintf(out, "AUC = %.6f (all examples, exact within %.2g)\n", report.auc,
+                    report.auc_error_bound);
+        if (isfinite(report.window.auc))
+            fprintf(out, "last %llu examples: AUC = %.6f, loss = %.6f\n",
+                    (unsigned long long)report.window.examples, report.window.auc,
+                    slr_report_window_logloss(&report));
         fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
                 (unsigned long long)m->unlabelled);
         fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
@@ -516,6 +575,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->pause_max = job->pause_max;
         res->pause_mean = job->pauses ? job->pause_total / (double)job->pauses : 0.0;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
+        res->report = report;
     }
     return st;
 }

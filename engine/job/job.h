@@ -21,6 +21,7 @@
 
 #include "streamlr/checkpoint.h"
 #include "streamlr/decode.h"
+#include "streamlr/metrics_server.h"
 #include "streamlr/train.h"
 
 typedef struct slr_where {
@@ -35,6 +36,7 @@ typedef struct slr_where {
 typedef struct slr_job_reader {
     slr_decoder *decoder;
     slr_raw_example raw;
+    bool keep_names; /* copy the raw example into each item (--keep-names) */
 } slr_job_reader;
 
 typedef enum slr_item_kind {
@@ -53,6 +55,11 @@ typedef struct slr_job_item {
     slr_file_position after; /* file replay: the source position after the record */
     slr_error reason;        /* BAD: why; END: the source's error, if any */
     slr_status status;       /* END: SLR_OK at the end of input, else an error */
+    /* --keep-names: the raw example, its names copied into `names` (stage 2
+     * records them; stage 1 may already be reading far ahead) */
+    slr_raw_example raw;
+    char *names;
+    size_t names_cap;
 } slr_job_item;
 
 typedef struct slr_job {
@@ -79,6 +86,21 @@ typedef struct slr_job {
     uint64_t writer_prev_sequence;
     uint64_t bad_reported;
     char last_checkpoint[4096];
+
+    /* reporting (report.c) */
+    slr_source_stats source;    /* a streaming source fills this in */
+    slr_metrics_server *server; /* --metrics-port */
+    double started_unix;
+    double last_checkpoint_unix;
+    double next_line, next_json, next_publish; /* monotonic due times */
+    bool line_shown;            /* a progress line is on the terminal */
+    bool metrics_failed;        /* writing the metrics file failed (reported once) */
+    uint64_t line_examples;     /* examples and time at the last line, for its rate */
+    double line_time;
+    uint64_t published_at;      /* examples + 1 at the last publish */
+    uint64_t window_at;         /* examples when window_stats was computed (+1; 0 = never) */
+    slr_window_stats window_stats;
+    double window_time, window_cost; /* when window_stats was computed, and its cost */
 } slr_job;
 
 /* Build the learner (fresh, -i or --resume) and the decoding pipeline.  On
@@ -139,6 +161,39 @@ slr_status slr_job_checkpoint_poll(slr_job *job, bool wait, slr_error *err);
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err);
 
 void slr_job_log(slr_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ------------------------------------------------------------ reporting (report.c) */
+
+/* Score bookkeeping for one example: totals, window, histogram. */
+static inline void slr_job_observe(slr_job *job, const slr_example *ex, double p, double loss)
+{
+    slr_metrics_add(&job->state.metrics, p, loss, ex->label, ex->weight, ex->n_features);
+    slr_auc_window_add(job->state.window, p, ex->label, ex->weight, loss);
+    slr_auc_histogram_add(job->state.histogram, p, ex->label, ex->weight);
+}
+
+/* Set up the window, histogram, names and metrics server (after the state
+ * is loaded) and publish a first report. */
+slr_status slr_job_report_open(slr_job *job, slr_error *err);
+void slr_job_report_close(slr_job *job);
+
+/* Time has passed: draw the progress line, write a JSON line, publish to
+ * the server, whichever is due.  The job calls it every 1024 records; a
+ * source that can sit idle (Kafka) calls it when a poll returns nothing. */
+void slr_job_tick(slr_job *job);
+
+/* The source is waiting for input: like a tick, and publish to the server
+ * now if anything changed, so a scrape of an idle job is not stale. */
+void slr_job_idle(slr_job *job);
+
+/* The metrics as of now. */
+void slr_job_report(slr_job *job, bool final, slr_metrics_report *r);
+
+/* VW's table row (table style), when the example count reaches the next power of 2. */
+void slr_job_progress_row(slr_job *job, const slr_example *ex, double p);
+
+/* The last report: final JSON line, publish, clear the progress line. */
+void slr_job_report_finish(slr_job *job, slr_metrics_report *final_report);
 double slr_monotonic_seconds(void);
 
 #endif

@@ -7,8 +7,10 @@
  * total order of those accesses either the waiter sees the new counter or
  * the mover sees the flag -- and the lock makes the broadcast come after the
  * waiter is asleep or after it has seen the counter. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "ring.h"
 
@@ -33,7 +35,14 @@ slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, slr
         r->items = NULL;
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the decoding ring");
     }
-    if (pthread_cond_init(&r->wake, NULL) != 0) {
+    pthread_condattr_t attr;
+    bool cond_ok = pthread_condattr_init(&attr) == 0;
+    if (cond_ok) {
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* timed waits ignore clock jumps */
+        cond_ok = pthread_cond_init(&r->wake, &attr) == 0;
+        pthread_condattr_destroy(&attr);
+    }
+    if (!cond_ok) {
         pthread_mutex_destroy(&r->lock);
         free(r->items);
         r->items = NULL;
@@ -69,22 +78,42 @@ static void wake(slr_ring *r)
     pthread_mutex_unlock(&r->lock);
 }
 
-/* Spin, then sleep until ready(r): the caller's `asleep` flag tells the peer
- * to wake it.  ready() reads the counters with sequentially consistent
- * loads. */
-static void wait_until(slr_ring *r, _Atomic bool *asleep, bool (*ready)(slr_ring *))
+/* Spin, then sleep until ready(r) -- or, with timeout_ms >= 0, until that
+ * much time has passed; returns ready(r).  The caller's `asleep` flag tells
+ * the peer to wake it.  ready() reads the counters with sequentially
+ * consistent loads. */
+static bool wait_until(slr_ring *r, _Atomic bool *asleep, bool (*ready)(slr_ring *),
+                       int timeout_ms)
 {
     for (int i = 0; i < SPINS; i++) {
         if (ready(r))
-            return;
+            return true;
         cpu_relax();
+    }
+    struct timespec until;
+    if (timeout_ms >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += timeout_ms / 1000;
+        until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
     }
     pthread_mutex_lock(&r->lock);
     atomic_store(asleep, true);
-    while (!ready(r))
-        pthread_cond_wait(&r->wake, &r->lock);
+    bool ok;
+    while (!(ok = ready(r))) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&r->wake, &r->lock);
+        else if (pthread_cond_timedwait(&r->wake, &r->lock, &until) == ETIMEDOUT)
+            break;
+    }
+    if (!ok)
+        ok = ready(r);
     atomic_store(asleep, false);
     pthread_mutex_unlock(&r->lock);
+    return ok;
 }
 
 /* ------------------------------------------------------------ producer */
@@ -111,7 +140,7 @@ slr_job_item *slr_ring_claim(slr_ring *r)
 {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
     if (tail - r->head_seen > r->mask && !slr_ring_has_room(r))
-        wait_until(r, &r->producer_asleep, half_empty_or_cancelled);
+        wait_until(r, &r->producer_asleep, half_empty_or_cancelled, -1);
     if (atomic_load_explicit(&r->cancelled, memory_order_relaxed))
         return NULL;
     return &r->items[tail & r->mask];
@@ -136,9 +165,14 @@ static bool published(slr_ring *r)
 
 slr_job_item *slr_ring_take(slr_ring *r)
 {
+    return slr_ring_take_within(r, -1);
+}
+
+slr_job_item *slr_ring_take_within(slr_ring *r, int timeout_ms)
+{
     uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    if (r->tail_seen == head)
-        wait_until(r, &r->consumer_asleep, published);
+    if (r->tail_seen == head && !wait_until(r, &r->consumer_asleep, published, timeout_ms))
+        return NULL;
     return &r->items[head & r->mask];
 }
 
@@ -161,6 +195,8 @@ void slr_ring_release(slr_ring *r)
         atomic_load_explicit(&r->tail, memory_order_relaxed) - head <= (r->mask + 1) / 2)
         wake(r);
 }
+
+bool slr_ring_cancelled(slr_ring *r) { return atomic_load(&r->cancelled); }
 
 void slr_ring_cancel(slr_ring *r)
 {

@@ -54,9 +54,13 @@ slr_job_item *slr_ring_claim(slr_ring *r);
 void slr_ring_publish(slr_ring *r);
 /* Producer, without waiting: is there room for another item? */
 bool slr_ring_has_room(slr_ring *r);
+/* Producer: has the consumer stopped? */
+bool slr_ring_cancelled(slr_ring *r);
 
 /* Consumer: the oldest published item, waiting for one. */
 slr_job_item *slr_ring_take(slr_ring *r);
+/* The same, waiting at most timeout_ms: NULL if none came. */
+slr_job_item *slr_ring_take_within(slr_ring *r, int timeout_ms);
 /* Consumer: the item k places after the oldest, if already published. */
 slr_job_item *slr_ring_peek(slr_ring *r, uint32_t k);
 /* Consumer: done with the oldest item. */

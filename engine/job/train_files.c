@@ -12,7 +12,12 @@
  * decoded ahead.  Either way the consumer looks a few items ahead to prefetch
  * the weights they touch, so their memory latency overlaps the learning of
  * the current one.  Stage 2 sees the same items in the same order in both
- * modes, so results, checkpoints and their positions are identical. */
+ * modes, so results, checkpoints and their positions are identical.
+ *
+ * A pipe or FIFO may have no input for a while.  Neither stage then sleeps
+ * in read(): the producer waits in short polls (and notices a cancel), the
+ * consumer waits for items in short waits, keeping the metrics fresh
+ * (slr_job_idle) and noticing a stop request. */
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -23,6 +28,7 @@
 #include "streamlr/source.h"
 #include "streamlr/train.h"
 
+#define IDLE_POLL_MS 200  /* how long either stage waits for input at a time */
 #define RING_THREADED 256 /* items in flight between the threads */
 #define RING_INLINE 8     /* records decoded ahead on one thread */
 #define PREFETCH_ITEM 4   /* items ahead whose feature lists are fetched */
@@ -37,8 +43,10 @@ typedef struct producer {
 } producer;
 
 /* Fill `it` with the next record, or with the END marker (end of input, or
- * a read error in it->status / it->reason). */
-static void produce(producer *pr, slr_job_item *it)
+ * a read error in it->status / it->reason).  False, with nothing consumed,
+ * when the input has no bytes to read yet (a pipe): the caller waits and
+ * calls again. */
+static bool produce(producer *pr, slr_job_item *it)
 {
     slr_file_source *src = pr->src;
     slr_status st = SLR_OK;
@@ -49,6 +57,8 @@ static void produce(producer *pr, slr_job_item *it)
         slr_file_source_window(src, &buf, &len, &at_end);
         if (len == 0) {
             if (!at_end) {
+                if (!slr_file_source_wait(src, 0))
+                    return false;
                 if ((st = slr_file_source_fill(src, &it->reason)) != SLR_OK)
                     break;
                 continue;
@@ -62,29 +72,52 @@ static void produce(producer *pr, slr_job_item *it)
         slr_where where = {slr_file_source_path(src), pr->text ? pos.line : 0, pos.offset, false};
         size_t used = 0;
         if (!slr_job_read(&pr->reader, buf, len, at_end, &where, &used, it)) {
+            if (!slr_file_source_wait(src, 0))
+                return false;
             if ((st = slr_file_source_fill(src, &it->reason)) != SLR_OK)
                 break;
             continue;
         }
         slr_file_source_consume(src, used);
         slr_file_source_position(src, &it->after);
-        return;
+        return true;
     }
     it->kind = SLR_ITEM_END;
     it->status = st;
     slr_file_source_position(src, &it->after);
+    return true;
 }
 
+/* Produce one item into the ring (the producer thread: waiting for input in
+ * short polls until cancelled). */
 static void produce_into_ring(producer *pr)
 {
     slr_job_item *it = slr_ring_claim(pr->ring);
+    while (it && !produce(pr, it)) {
+        slr_file_source_wait(pr->src, IDLE_POLL_MS);
+        if (slr_ring_cancelled(pr->ring))
+            it = NULL;
+    }
     if (!it) {
         pr->done = true; /* cancelled */
         return;
     }
-    produce(pr, it);
     pr->done = it->kind == SLR_ITEM_END;
     slr_ring_publish(pr->ring);
+}
+
+/* Decode ahead on the learning thread while the ring has room and the input
+ * has bytes; true if it is waiting for input with nothing decoded. */
+static bool produce_inline(producer *pr)
+{
+    while (!pr->done && slr_ring_has_room(pr->ring)) {
+        slr_job_item *it = slr_ring_claim(pr->ring);
+        if (!produce(pr, it))
+            return slr_ring_peek(pr->ring, 0) == NULL;
+        pr->done = it->kind == SLR_ITEM_END;
+        slr_ring_publish(pr->ring);
+    }
+    return false;
 }
 
 static void *producer_thread(void *arg)
@@ -146,9 +179,18 @@ static slr_status consume(slr_job *job, slr_ring *ring, producer *inline_pr, boo
             *stopped = true;
             return SLR_OK;
         }
-        while (inline_pr && !inline_pr->done && slr_ring_has_room(ring))
-            produce_into_ring(inline_pr);
-        slr_job_item *it = slr_ring_take(ring);
+        slr_job_item *it;
+        if (inline_pr) {
+            if (produce_inline(inline_pr)) { /* no input yet */
+                if (!slr_file_source_wait(inline_pr->src, IDLE_POLL_MS))
+                    slr_job_idle(job);
+                continue;
+            }
+            it = slr_ring_take(ring);
+        } else if (!(it = slr_ring_take_within(ring, IDLE_POLL_MS))) {
+            slr_job_idle(job);
+            continue;
+        }
         if (it->kind == SLR_ITEM_END) {
             set_position(job, &it->after);
             if (it->status != SLR_OK && err)

@@ -5,6 +5,7 @@
  * window is moved to the front before the next read.  A record longer than
  * the buffer doubles it; the decoder's max-record limit bounds that. */
 #include <errno.h>
+#include <poll.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +107,17 @@ void slr_file_source_window(const slr_file_source *src, const char **buf, size_t
     *buf = src->buf + src->start;
     *len = src->end - src->start;
     *at_end = src->eof;
+}
+
+bool slr_file_source_wait(const slr_file_source *src, int timeout_ms)
+{
+    if (src->eof || src->fd < 0)
+        return true;
+    struct pollfd p = {.fd = src->fd, .events = POLLIN};
+    int n = poll(&p, 1, timeout_ms);
+    /* readable or hung up: true; a signal: false, so the caller sees its flag;
+     * another error: true, and read() will report it */
+    return n > 0 || (n < 0 && errno != EINTR);
 }
 
 slr_status slr_file_source_fill(slr_file_source *src, slr_error *err)

@@ -20,6 +20,7 @@
 #include "streamlr/error.h"
 #include "streamlr/learner.h"
 #include "streamlr/metrics.h"
+#include "streamlr/names.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -49,7 +50,8 @@ typedef struct slr_kafka_offset {
     int64_t offset;
 } slr_kafka_offset;
 
-/* Everything in a checkpoint besides the learner.  Strings are owned. */
+/* Everything in a checkpoint besides the learner.  Strings and the window,
+ * histogram and names objects are owned (slr_job_state_free frees them). */
 typedef struct slr_job_state {
     slr_source_kind source;
     char *format; /* input format name */
@@ -59,14 +61,18 @@ typedef struct slr_job_state {
     slr_kafka_offset *kafka;
     uint32_t n_kafka;
     slr_metrics metrics;
+    slr_auc_window *window;       /* sliding-window metrics; NULL = none kept */
+    slr_auc_histogram *histogram; /* cumulative AUC; NULL = none kept */
+    slr_names *names;             /* --keep-names; NULL = none kept */
     uint64_t sequence; /* checkpoint number within its directory */
     double created;    /* unix time of writing */
 } slr_job_state;
 
 void slr_job_state_init(slr_job_state *st);
 void slr_job_state_free(slr_job_state *st);
-/* A deep copy into dst (initialised or freed before); on failure dst holds
- * a partial copy to free. */
+/* A deep copy into dst (initialised or freed before) of the position,
+ * offsets, totals and sequence -- not of the window, histogram and names,
+ * which stay NULL in dst; on failure dst holds a partial copy to free. */
 slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_error *err);
 slr_status slr_job_state_set_files(slr_job_state *st, const char *const *files, uint32_t n,
                                    slr_error *err);
@@ -127,6 +133,33 @@ uint64_t slr_checkpoint_child_sequence(const slr_checkpoint_child *c);
 slr_status slr_checkpoint_dir_load(const char *dir, slr_learner **out, slr_job_state *st,
                                    char *loaded, slr_warn_fn warn, void *warn_ctx,
                                    slr_error *err);
+
+/* The sequence number of the newest checkpoint file in `dir` (without
+ * reading it); SLR_ERR_NOT_FOUND if there is none. */
+slr_status slr_checkpoint_dir_newest(const char *dir, uint64_t *sequence, slr_error *err);
+
+/* ------------------------------------------------------------ following */
+
+/* The newest model in a checkpoint directory that a training job keeps
+ * writing, for scoring with `predict --follow DIR`: open loads the newest
+ * valid checkpoint; refresh switches to a newer one when there is one.  The
+ * learner is synced (every owed penalty settled) so scoring only reads it. */
+typedef struct slr_follower slr_follower;
+
+slr_status slr_follower_open(slr_follower **out, const char *dir, slr_warn_fn warn,
+                             void *warn_ctx, slr_error *err);
+void slr_follower_close(slr_follower *f);
+slr_learner *slr_follower_learner(const slr_follower *f);
+/* Path and job state of the checkpoint in use. */
+const char *slr_follower_path(const slr_follower *f);
+const slr_job_state *slr_follower_state(const slr_follower *f);
+
+/* If the directory holds a checkpoint newer than the one in use, load it and
+ * switch: returns true, and the previous learner (and anything pointing
+ * into it, such as an slr_example's hashing) is gone.  A newer checkpoint
+ * that fails to load is reported through warn once and the current model is
+ * kept. */
+bool slr_follower_refresh(slr_follower *f);
 
 #ifdef __cplusplus
 }

@@ -123,10 +123,13 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
  * results as slr_decoder_next followed by slr_example_from_raw (BAD covers
  * both kinds of rejection), with a shortcut for the compact msgpack form,
  * which goes from the bytes to ex without raw features or msgpack objects.
- * raw is scratch space (its contents are unspecified afterwards). */
+ * raw is scratch space (unspecified afterwards, unless keep_raw is set). */
 slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size_t len, bool at_end,
                                            size_t *consumed, slr_raw_example *raw,
                                            slr_example *ex, slr_error *err);
+/* Make slr_decoder_next_example leave the raw example of every EXAMPLE in
+ * raw, forgoing the compact shortcut (for --keep-names, which needs it). */
+void slr_decoder_set_keep_raw(slr_decoder *d, bool keep);
 
 #ifdef __cplusplus
 }

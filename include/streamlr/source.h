@@ -37,6 +37,12 @@ void slr_file_source_window(const slr_file_source *src, const char **buf, size_t
  * window already fills it).  Call when the decoder needs more bytes. */
 slr_status slr_file_source_fill(slr_file_source *src, slr_error *err);
 
+/* Wait up to timeout_ms for the current file to have bytes to read; true
+ * when a fill would not block (always for a regular file).  For a pipe or
+ * FIFO that is being written slowly, so the caller can do other work (report
+ * metrics, notice a stop request) instead of sleeping in read(). */
+bool slr_file_source_wait(const slr_file_source *src, int timeout_ms);
+
 /* Drop n bytes from the front of the window. */
 void slr_file_source_consume(slr_file_source *src, size_t n);
 

@@ -16,6 +16,7 @@
 #include "streamlr/decode.h"
 #include "streamlr/learner.h"
 #include "streamlr/metrics.h"
+#include "streamlr/names.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,14 @@ enum {
 };
 
 typedef void (*slr_log_fn)(void *ctx, const char *msg);
+/* Called with each metrics report (every metrics_interval seconds and once
+ * at the end, with r->final set), on the training thread. */
+typedef void (*slr_report_fn)(void *ctx, const slr_metrics_report *r);
+
+typedef enum slr_progress_style {
+    SLR_PROGRESS_TABLE = 0, /* VW's table: a row at examples 1, 2, 4, 8, ...; for logs */
+    SLR_PROGRESS_LINE = 1,  /* one status line redrawn in place (\r), for a terminal */
+} slr_progress_style;
 
 typedef struct slr_train_options {
     slr_learner_config learner;
@@ -71,6 +80,26 @@ typedef struct slr_train_options {
     size_t max_record;     /* bytes; 0 = default */
 
     FILE *progress; /* VW-style progress table and summary; NULL = quiet */
+    slr_progress_style progress_style;
+    double progress_seconds; /* LINE: redraw at most this often (default 0.5) */
+
+    /* Online metrics (metrics.h) */
+    uint32_t auc_window;     /* N of the sliding-window metrics (default 10000) */
+    FILE *metrics_out;       /* JSON lines, one per metrics_interval and a final one */
+    double metrics_interval; /* seconds (default 10) */
+    int metrics_port;        /* serve Prometheus text on this port; -1 = no (default);
+                                0 = any free port (logged) */
+    const char *metrics_bind; /* address to bind; NULL = 127.0.0.1 */
+    slr_report_fn report;     /* also hand each report to this callback */
+    void *report_ctx;
+
+    /* VW habits */
+    FILE *predictions; /* -p: one prediction per example, in input order; a bad
+                          record gets "nan"; unlabelled examples are scored too */
+    bool test_only;    /* -t: score and report, learn nothing */
+    bool keep_names;   /* --keep-names: record feature names (names.h) */
+    uint64_t keep_names_max; /* bound on names kept (default SLR_NAMES_MAX_DEFAULT) */
+
     slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
     void *log_ctx;
     volatile sig_atomic_t *stop; /* when set, stop after the record in hand */
@@ -88,6 +117,7 @@ typedef struct slr_train_result {
     double pause_max;         /* longest time learning waited for a periodic checkpoint (s) */
     double pause_mean;        /* mean of those waits (s), 0 if none */
     char checkpoint[4096];    /* newest checkpoint written or loaded, "" if none */
+    slr_metrics_report report; /* the final metrics report */
 } slr_train_result;
 
 slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err);

@@ -1,0 +1,253 @@
+/* cmd_plot.c - `streamlr plot METRICS.jsonl -o curve.png|svg`: the learning
+ * curves of a job from the JSON lines `train --metrics` wrote: log loss and
+ * AUC against examples, progressive (all examples so far) and over the last
+ * N examples (--auc-window), one panel each.
+ *
+ * The reader takes the flat objects `--metrics` writes (string keys; number,
+ * null, true, false or string values); it is not a general JSON parser.  A
+ * line it cannot read is reported and skipped, so a file still being
+ * written (or cut by a crash) plots what it has. */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli_options.h"
+#include "commands.h"
+#include "plot.h"
+
+enum { X_EXAMPLES, LOGLOSS, WINDOW_LOGLOSS, AUC, WINDOW_AUC, WINDOW_CAPACITY, N_COLUMNS };
+static const char *const COLUMN[N_COLUMNS] = {"examples", "logloss", "window_logloss",
+                                              "auc",      "window_auc", "window_capacity"};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: streamlr plot METRICS.jsonl -o FILE.png|FILE.svg [--title TEXT]\n\n"
+            "Draw the learning curves from the JSON lines written by train --metrics:\n"
+            "log loss and AUC against examples seen, progressive (over all examples so\n"
+            "far) and over the last N examples (--auc-window), in two panels.\n\n"
+            "  -o, --output FILE  the picture; PNG or SVG by its extension\n"
+            "      --format F     png | svg, when the extension does not say\n"
+            "      --title TEXT   title (default: \"streamlr learning curves: METRICS\")\n"
+            "  -h, --help         this text\n");
+}
+
+static const char *skip_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+        p++;
+    return p;
+}
+
+/* Past a JSON string starting at its opening quote; NULL if unterminated. */
+static const char *skip_string(const char *p)
+{
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && !*++p)
+            return NULL;
+    return *p == '"' ? p + 1 : NULL;
+}
+
+/* Read one flat JSON object; cols[i] gets the number under COLUMN[i] (NaN
+ * if absent or null).  Returns false if the line is not such an object. */
+static bool parse_line(const char *line, double cols[N_COLUMNS])
+{
+    for (int i = 0; i < N_COLUMNS; i++)
+        cols[i] = NAN;
+    const char *p = skip_ws(line);
+    if (*p++ != '{')
+        return false;
+    p = skip_ws(p);
+    if (*p == '}')
+        return true;
+    for (;;) {
+        if (*p != '"')
+            return false;
+        const char *key = p + 1, *end = skip_string(p);
+        if (!end)
+            return false;
+        size_t klen = (size_t)(end - 1 - key);
+        p = skip_ws(end);
+        if (*p++ != ':')
+            return false;
+        p = skip_ws(p);
+        double v = NAN;
+        if (*p == '"') {
+            if (!(p = skip_string(p)))
+                return false;
+        } else if (!strncmp(p, "null", 4) || !strncmp(p, "true", 4)) {
+            p += 4;
+        } else if (!strncmp(p, "false", 5)) {
+            p += 5;
+        } else {
+            char *num_end;
+            errno = 0;
+            v = strtod(p, &num_end);
+            if (num_end == p || errno == ERANGE)
+                return false;
+            p = num_end;
+        }
+        for (int i = 0; i < N_COLUMNS; i++)
+            if (strlen(COLUMN[i]) == klen && !strncmp(COLUMN[i], key, klen))
+                cols[i] = v;
+        p = skip_ws(p);
+        if (*p == '}')
+            return *skip_ws(p + 1) == '\0';
+        if (*p++ != ',')
+            return false;
+        p = skip_ws(p);
+    }
+}
+
+typedef struct table {
+    double *col[N_COLUMNS];
+    size_t n, cap;
+} table;
+
+static bool table_push(table *t, const double cols[N_COLUMNS])
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 1024;
+        for (int i = 0; i < N_COLUMNS; i++) {
+            double *c = realloc(t->col[i], cap * sizeof *c);
+            if (!c)
+                return false;
+            t->col[i] = c;
+        }
+        t->cap = cap;
+    }
+    for (int i = 0; i < N_COLUMNS; i++)
+        t->col[i][t->n] = cols[i];
+    t->n++;
+    return true;
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcasecmp(s + n - k, suffix);
+}
+
+static int read_metrics(const char *path, table *t)
+{
+    FILE *in = strcmp(path, "-") ? fopen(path, "r") : stdin;
+    if (!in) {
+        fprintf(stderr, "streamlr plot: cannot open %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    unsigned long lineno = 0, skipped = 0;
+    ssize_t len;
+    int rc = 0;
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        double cols[N_COLUMNS];
+        if (*skip_ws(line) == '\0')
+            continue;
+        if (!parse_line(line, cols) || !isfinite(cols[X_EXAMPLES])) {
+            if (skipped++ < 5)
+                fprintf(stderr, "streamlr plot: %s:%lu: not a metrics line; skipped\n", path,
+                        lineno);
+            continue;
+        }
+        if (!table_push(t, cols)) {
+            fprintf(stderr, "streamlr plot: out of memory\n");
+            rc = -1;
+            break;
+        }
+    }
+    if (ferror(in)) {
+        fprintf(stderr, "streamlr plot: reading %s failed\n", path);
+        rc = -1;
+    }
+    free(line);
+    if (in != stdin)
+        fclose(in);
+    return rc;
+}
+
+int slr_cmd_plot(int argc, char **argv)
+{
+    static const struct option longopts[] = {{"output", required_argument, 0, 'o'},
+                                             {"format", required_argument, 0, OPT_FORMAT},
+                                             {"title", required_argument, 0, 't'},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
+    const char *out = NULL, *format = NULL, *title = NULL;
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case OPT_FORMAT: format = optarg; break;
+        case 't': title = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind + 1 != argc || !out) {
+        usage(stderr);
+        return 2;
+    }
+    plot_format fmt;
+    if (format ? !strcmp(format, "svg") : ends_with(out, ".svg"))
+        fmt = PLOT_SVG;
+    else if (format ? !strcmp(format, "png") : ends_with(out, ".png"))
+        fmt = PLOT_PNG;
+    else {
+        fprintf(stderr, "streamlr plot: say --format png or svg (or name the output *.png or "
+                        "*.svg)\n");
+        return 2;
+    }
+    const char *path = argv[optind];
+    table t = {{0}, 0, 0};
+    int rc = 1;
+    if (read_metrics(path, &t) != 0)
+        goto done;
+    if (t.n == 0) {
+        fprintf(stderr, "streamlr plot: %s has no metrics lines (train --metrics writes them)\n",
+                path);
+        goto done;
+    }
+    char default_title[512], window[96];
+    snprintf(default_title, sizeof default_title, "streamlr learning curves: %s", path);
+    double cap = t.col[WINDOW_CAPACITY][t.n - 1];
+    if (isfinite(cap))
+        snprintf(window, sizeof window, "last %.0f examples", cap);
+    else
+        snprintf(window, sizeof window, "last N examples");
+    const double blue[3] = {0.12, 0.38, 0.70}, orange[3] = {0.90, 0.45, 0.05};
+    plot_figure fig = {
+        .title = title ? title : default_title,
+        .xlabel = "examples learned",
+        .x = t.col[X_EXAMPLES],
+        .n = t.n,
+        .n_panels = 2,
+    };
+    fig.panels[0] = (plot_panel){.ylabel = "log loss", .n_series = 2, .ymin_floor = 0,
+                                 .ymax_ceiling = NAN};
+    fig.panels[0].series[0] = (plot_series){"progressive (all examples)", t.col[LOGLOSS],
+                                            {blue[0], blue[1], blue[2]}, 0};
+    fig.panels[0].series[1] = (plot_series){window, t.col[WINDOW_LOGLOSS],
+                                            {orange[0], orange[1], orange[2]}, 1};
+    fig.panels[1] = (plot_panel){.ylabel = "AUC", .n_series = 2, .ymin_floor = 0,
+                                 .ymax_ceiling = 1};
+    fig.panels[1].series[0] = (plot_series){"progressive (all examples)", t.col[AUC],
+                                            {blue[0], blue[1], blue[2]}, 0};
+    fig.panels[1].series[1] = (plot_series){window, t.col[WINDOW_AUC],
+                                            {orange[0], orange[1], orange[2]}, 1};
+    char err[512];
+    if (plot_write(&fig, fmt, out, err, sizeof err) != 0) {
+        fprintf(stderr, "streamlr plot: %s\n", err);
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < N_COLUMNS; i++)
+        free(t.col[i]);
+    return rc;
+}
