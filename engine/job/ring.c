@@ -26,9 +26,13 @@ static inline void cpu_relax(void)
 #endif
 }
 
-slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, slr_error *err)
+#define RELEASE_BATCH 16 /* releases the consumer publishes at once (shared rings) */
+
+slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, bool shared,
+                         slr_error *err)
 {
     memset(r, 0, sizeof *r);
+    r->shared = shared;
     r->items = calloc(capacity, sizeof *r->items);
     if (!r->items || pthread_mutex_init(&r->lock, NULL) != 0) {
         free(r->items);
@@ -149,6 +153,10 @@ slr_job_item *slr_ring_claim(slr_ring *r)
 void slr_ring_publish(slr_ring *r)
 {
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    if (!r->shared) {
+        atomic_store_explicit(&r->tail, tail + 1, memory_order_relaxed);
+        return;
+    }
     atomic_store(&r->tail, tail + 1); /* seq_cst: orders the item and the flag read */
     if (atomic_load(&r->consumer_asleep))
         wake(r);
@@ -158,9 +166,19 @@ void slr_ring_publish(slr_ring *r)
 
 static bool published(slr_ring *r)
 {
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
     r->tail_seen = atomic_load(&r->tail);
-    return r->tail_seen != head;
+    return r->tail_seen != r->next;
+}
+
+/* Make the consumer's releases visible to the producer, and wake it if it
+ * sleeps for room that is now there. */
+static void publish_head(slr_ring *r)
+{
+    r->unpublished = 0;
+    atomic_store(&r->head, r->next); /* seq_cst: orders the release and the flag read */
+    if (atomic_load(&r->producer_asleep) &&
+        atomic_load_explicit(&r->tail, memory_order_relaxed) - r->next <= (r->mask + 1) / 2)
+        wake(r);
 }
 
 slr_job_item *slr_ring_take(slr_ring *r)
@@ -170,30 +188,32 @@ slr_job_item *slr_ring_take(slr_ring *r)
 
 slr_job_item *slr_ring_take_within(slr_ring *r, int timeout_ms)
 {
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    if (r->tail_seen == head && !wait_until(r, &r->consumer_asleep, published, timeout_ms))
-        return NULL;
-    return &r->items[head & r->mask];
+    if (r->tail_seen == r->next) {
+        if (r->shared && r->unpublished)
+            publish_head(r); /* the producer may be waiting for these */
+        if (!wait_until(r, &r->consumer_asleep, published, timeout_ms))
+            return NULL;
+    }
+    return &r->items[r->next & r->mask];
 }
 
 slr_job_item *slr_ring_peek(slr_ring *r, uint32_t k)
 {
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
-    if (r->tail_seen - head <= k) {
+    if (r->tail_seen - r->next <= k) {
         r->tail_seen = atomic_load_explicit(&r->tail, memory_order_acquire);
-        if (r->tail_seen - head <= k)
+        if (r->tail_seen - r->next <= k)
             return NULL;
     }
-    return &r->items[(head + k) & r->mask];
+    return &r->items[(r->next + k) & r->mask];
 }
 
 void slr_ring_release(slr_ring *r)
 {
-    uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed) + 1;
-    atomic_store(&r->head, head); /* seq_cst: orders the release and the flag read */
-    if (atomic_load(&r->producer_asleep) &&
-        atomic_load_explicit(&r->tail, memory_order_relaxed) - head <= (r->mask + 1) / 2)
-        wake(r);
+    r->next++;
+    if (!r->shared)
+        atomic_store_explicit(&r->head, r->next, memory_order_relaxed);
+    else if (++r->unpublished == RELEASE_BATCH)
+        publish_head(r);
 }
 
 bool slr_ring_cancelled(slr_ring *r) { return atomic_load(&r->cancelled); }

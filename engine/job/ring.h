@@ -7,7 +7,10 @@
  * record.  The two counters live on separate cache lines and each side
  * re-reads the other's only when its cached copy says it must wait, so a
  * busy ring costs no shared-line traffic per item beyond the items
- * themselves.  A side that must wait spins briefly, then sleeps on a
+ * themselves.  The consumer publishes its releases sixteen at a time (each
+ * publication is a full memory barrier, which would otherwise wait for the
+ * learner's stores to drain at every item).  A side that must wait spins
+ * briefly, then sleeps on a
  * condition variable (the machine may have fewer free cores than threads);
  * a producer that found the ring full is woken only once it is half empty,
  * so a consumer that is the slower stage makes a system call per half ring,
@@ -34,18 +37,24 @@ typedef struct slr_ring {
     _Alignas(SLR_CACHE_LINE) _Atomic uint64_t tail; /* items published (producer) */
     uint64_t head_seen;                              /* producer's copy of head */
 
-    _Alignas(SLR_CACHE_LINE) _Atomic uint64_t head; /* items released (consumer) */
+    _Alignas(SLR_CACHE_LINE) _Atomic uint64_t head; /* items released, as published */
+    uint64_t next;                                   /* consumer: its own count of releases */
+    uint32_t unpublished;                            /* ... not yet in head */
     uint64_t tail_seen;                              /* consumer's copy of tail */
 
     _Alignas(SLR_CACHE_LINE) _Atomic bool producer_asleep; /* waiting for room */
     _Atomic bool consumer_asleep;                           /* waiting for an item */
     _Atomic bool cancelled;                                 /* the consumer has stopped */
+    bool shared; /* producer and consumer are different threads */
     pthread_mutex_t lock;
     pthread_cond_t wake;
 } slr_ring;
 
-/* capacity: a power of two >= 2.  Items are made with slr_job_item_init. */
-slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, slr_error *err);
+/* capacity: a power of two >= 2.  Items are made with slr_job_item_init.
+ * `shared`: producer and consumer run on different threads (otherwise the
+ * counters need no ordering and nobody ever waits). */
+slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, bool shared,
+                         slr_error *err);
 void slr_ring_free(slr_ring *r);
 
 /* Producer: the next item to fill, waiting for room; NULL once cancelled. */

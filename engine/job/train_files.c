@@ -239,13 +239,12 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
     if ((st = slr_job_reader_init(&pr.reader, opt, err)) != SLR_OK)
         goto out;
     threaded = opt->threads >= 2;
-    if ((st = slr_ring_init(&ring, threaded ? RING_THREADED : RING_INLINE, &job, err)) != SLR_OK)
+    if ((st = slr_ring_init(&ring, threaded ? RING_THREADED : RING_INLINE, &job, threaded, err)) !=
+        SLR_OK)
         goto out;
     pr.ring = &ring;
-    if (threaded && !start_thread(&thread, producer_thread, &pr)) {
+    if (threaded && !(threaded = start_thread(&thread, producer_thread, &pr)))
         slr_job_log(&job, "cannot start the decoding thread; decoding on the learning thread");
-        threaded = false;
-    }
     /* with a second core, zero the weight table there rather than page by
      * page under the learner */
     bool prefaulting = threaded && start_thread(&prefaulter, prefault_thread, job.learner);

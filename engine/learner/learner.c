@@ -416,8 +416,9 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
  * (K = 1, theta = inf, or no L1) for weights w[i] with rates rate[i] and
  * gradients g_x[i]: slr_penalty_step without a branch on the sign (+ 0.0
  * turns a -0 into the +0 slr_truncate returns). */
-static void step_soft_scalar(const slr_penalty *pen, double *w, const double *rate,
-                             const double *g_x, uint32_t n)
+static inline __attribute__((always_inline)) void step_soft_one(const slr_penalty *pen, double *w,
+                                                                 const double *rate,
+                                                                 const double *g_x, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
         const double r = rate[i];
@@ -425,6 +426,12 @@ static void step_soft_scalar(const slr_penalty *pen, double *w, const double *ra
         const double x = fabs(v) - r * pen->l1;
         w[i] = copysign(x > 0.0 ? x : 0.0, v) + 0.0;
     }
+}
+
+static void step_soft_scalar(const slr_penalty *pen, double *w, const double *rate,
+                             const double *g_x, uint32_t n)
+{
+    step_soft_one(pen, w, rate, g_x, n);
 }
 
 /* rate[i] = eta / sqrt(delta + g2[i]): AdaGrad's rates for a whole example
@@ -472,7 +479,10 @@ __attribute__((target("avx"))) static void step_soft_avx(const slr_penalty *pen,
         x = _mm256_or_pd(x, _mm256_and_pd(sign, v));
         _mm256_storeu_pd(w + i, _mm256_add_pd(x, zero));
     }
-    step_soft_scalar(pen, w + i, rate + i, g_x + i, n - i);
+    /* the tail inline, in this function's encoding: a call to SSE code from
+     * here (GCC makes it a tail jump without vzeroupper) would leave the
+     * upper halves dirty and slow every SSE instruction after it */
+    step_soft_one(pen, w + i, rate + i, g_x + i, n - i);
 }
 
 static void adagrad_rates_sse2(const float *g2, double *rate, uint32_t n, double eta, double delta)
