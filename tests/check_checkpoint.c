@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "learner/learner_impl.h"
@@ -232,6 +233,46 @@ START_TEST(damage_is_detected)
 }
 END_TEST
 
+/* A checkpoint with a valid checksum but a state the learner cannot use
+ * (what a buggy or hostile writer could produce) is corrupt, not loaded. */
+START_TEST(implausible_values_are_corrupt)
+{
+    char *dir = test_mkdtemp("ckpt");
+    char path[4200];
+    snprintf(path, sizeof path, "%s/m.slr", dir);
+    for (int what = 0; what < 6; what++) {
+        slr_learner *a = make_learner(SLR_SCHEDULE_INVPOW, 1e-3, 1e-3, 6);
+        test_rng r = {.s = 11};
+        train(a, &r, 50);
+        slr_job_state st;
+        slr_job_state_init(&st);
+        st.format = strdup("vw");
+        uint64_t j = 0;
+        while (a->slots[j].w == 0.0)
+            j++;
+        switch (what) {
+        case 0: a->slots[j].w = 2 * SLR_MAX_ABS_WEIGHT; break;
+        case 1: a->slots[j].w = NAN; break;
+        case 2: a->slots[a->n_slots].w = -INFINITY; break; /* the bias */
+        case 3: st.metrics.loss = NAN; break;
+        case 4: st.metrics.weight = -1; break;
+        case 5: a->hist.c[a->hist.len - 1] = a->hist.c[a->hist.len - 2] - 1; break; /* not a running sum */
+        }
+        ck_assert_int_eq(slr_checkpoint_write(path, a, &st, NULL), SLR_OK);
+        slr_learner *b = NULL;
+        slr_job_state st2;
+        slr_job_state_init(&st2);
+        slr_error err;
+        ck_assert_msg(slr_checkpoint_read(path, &b, &st2, &err) == SLR_ERR_CORRUPT, "case %d loaded", what);
+        ck_assert_ptr_null(b);
+        slr_learner_destroy(a);
+        slr_job_state_free(&st);
+    }
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 typedef struct warnings {
     int n;
     char last[1024];
@@ -268,14 +309,20 @@ START_TEST(directory_rotates_and_falls_back)
     st.format = strdup("vw");
     char written[4096];
     uint64_t steps_at[6];
+    char stale[4300], other[4300];
+    snprintf(stale, sizeof stale, "%s/.ckpt-00000000000000000003.slr.tmp.4242.17", sub);
+    snprintf(other, sizeof other, "%s/.keep-me", sub);
     for (int i = 0; i < 6; i++) {
         train(a, &r, 100);
         steps_at[i] = slr_learner_steps(a);
+        if (i == 3) /* what a writer killed mid-write leaves */
+            write_all(stale, "half a checkpoint", 17);
         ck_assert_int_eq(slr_checkpoint_dir_save(sub, a, &st, 3, written, NULL), SLR_OK);
         ck_assert_uint_eq(st.sequence, (uint64_t)i + 1);
     }
     ck_assert_int_eq(count_files(sub, "ckpt-"), 3);
     ck_assert_int_eq(count_files(sub, "."), 2); /* only . and ..: no temp file left */
+
 
     /* newest intact: loaded, no warning */
     slr_learner *b;
@@ -333,9 +380,89 @@ START_TEST(directory_rotates_and_falls_back)
     ck_assert_int_eq(slr_checkpoint_dir_load(empty, &b, &st2, NULL, NULL, NULL, NULL),
                      SLR_ERR_NOT_FOUND);
 
+    write_all(other, "", 0); /* a hidden file that is not ours: left alone */
+    ck_assert_int_eq(slr_checkpoint_dir_save(sub, a, &st, 3, written, NULL), SLR_OK);
+    ck_assert_int_eq(count_files(sub, ".keep-me"), 1);
+
     slr_learner_destroy(a);
     slr_job_state_free(&st);
     slr_job_state_free(&st2);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+static char *read_text(const char *path)
+{
+    size_t n;
+    char *data = read_all(path, &n), *text = malloc(n + 1);
+    memcpy(text, data, n);
+    text[n] = '\0';
+    free(data);
+    return text;
+}
+
+/* Checkpoints and their temporary files are private (0600, whatever the
+ * umask), the directory 0700, and a symlink planted at the temporary name or
+ * at the target is never written through. */
+START_TEST(files_are_private_and_never_follow_symlinks)
+{
+    umask(0); /* a 0666 create would show as 0666 */
+    char *dir = test_mkdtemp("ckptsec");
+    char path[4200], victim[4200], link[4300], sub[4200];
+    snprintf(path, sizeof path, "%s/m.slr", dir);
+    snprintf(victim, sizeof victim, "%s/victim", dir);
+    write_all(victim, "precious\n", 9);
+    slr_learner *a = make_learner(SLR_SCHEDULE_ADAGRAD, 0, 0, 6);
+    test_rng r = {.s = 5};
+    train(a, &r, 50);
+    slr_job_state st;
+    slr_job_state_init(&st);
+    st.format = strdup("vw");
+
+    /* the temporary name is .<name>.tmp.<pid>.<time + attempt>: plant symlinks
+     * on every name the next few seconds can produce */
+    long now = (long)time(NULL);
+    for (long t = now - 1; t <= now + 6; t++) {
+        snprintf(link, sizeof link, "%s/.m.slr.tmp.%ld.%ld", dir, (long)getpid(), t);
+        ck_assert_int_eq(symlink(victim, link), 0);
+    }
+    slr_error err;
+    ck_assert_msg(slr_checkpoint_write(path, a, &st, &err) == SLR_OK, "%s", err.msg);
+    char *text = read_text(victim);
+    ck_assert_str_eq(text, "precious\n");
+    free(text);
+    struct stat sb;
+    ck_assert_int_eq(lstat(path, &sb), 0);
+    ck_assert(S_ISREG(sb.st_mode));
+    ck_assert_uint_eq(sb.st_mode & 07777, 0600);
+    for (long t = now - 1; t <= now + 6; t++) { /* untouched, still links */
+        snprintf(link, sizeof link, "%s/.m.slr.tmp.%ld.%ld", dir, (long)getpid(), t);
+        ck_assert_int_eq(lstat(link, &sb), 0);
+        ck_assert(S_ISLNK(sb.st_mode));
+        unlink(link);
+    }
+
+    /* a symlink at the target is replaced, not followed */
+    snprintf(link, sizeof link, "%s/linked.slr", dir);
+    ck_assert_int_eq(symlink(victim, link), 0);
+    ck_assert_int_eq(slr_checkpoint_write(link, a, &st, &err), SLR_OK);
+    ck_assert_int_eq(lstat(link, &sb), 0);
+    ck_assert(S_ISREG(sb.st_mode));
+    text = read_text(victim);
+    ck_assert_str_eq(text, "precious\n");
+    free(text);
+
+    /* a checkpoint directory is created 0700, its files 0600 */
+    snprintf(sub, sizeof sub, "%s/ck", dir);
+    ck_assert_int_eq(slr_checkpoint_dir_save(sub, a, &st, 3, path, &err), SLR_OK);
+    ck_assert_int_eq(stat(sub, &sb), 0);
+    ck_assert_uint_eq(sb.st_mode & 07777, 0700);
+    ck_assert_int_eq(stat(path, &sb), 0);
+    ck_assert_uint_eq(sb.st_mode & 07777, 0600);
+
+    slr_learner_destroy(a);
+    slr_job_state_free(&st);
     test_rmtree(dir);
     free(dir);
 }
@@ -379,8 +506,10 @@ static Suite *checkpoint_suite(void)
     tcase_add_loop_test(tc, resume_is_bit_identical, 0, 3);
     tcase_add_test(tc, kafka_offsets_round_trip);
     tcase_add_test(tc, damage_is_detected);
+    tcase_add_test(tc, implausible_values_are_corrupt);
     tcase_add_test(tc, directory_rotates_and_falls_back);
     tcase_add_test(tc, failed_write_keeps_previous);
+    tcase_add_test(tc, files_are_private_and_never_follow_symlinks);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,7 +2,9 @@
  * the gradient against finite differences, L1 sparsity, numeric stability. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "learner/learner_impl.h"
 #include "learner/penalty.h"
@@ -151,6 +153,37 @@ START_TEST(catchup_history_matches_steps)
 }
 END_TEST
 
+/* Where the logarithm's estimate of the band entry is poor (a subnormal
+ * threshold, a decay of 1e-15 a step: found by fuzz_checkpoint_body), the
+ * catch-up must still answer at once and agree with the plain decay before
+ * the entry and with a replay after it. */
+START_TEST(catchup_with_a_degenerate_band)
+{
+    const double ell = -1.5016817252530793e-15, a = -expm1(ell);
+    const slr_penalty pen = {.l1 = 1e-3, .l2 = 1.0, .period = 1, .threshold = 6.9169190417774516e-323};
+    const double w = 0.0085519839600705222, eta = a; /* eta l2 = a */
+    for (uint64_t gap = 1000; gap < UINT64_C(4000000000000000000); gap *= 10) {
+        double got = slr_penalty_catchup_const(&pen, w, eta, 0, gap);
+        double decayed = w * exp(ell * (double)gap);
+        ck_assert_msg(isfinite(got) && got >= 0 && got <= w, "gap %llu: %g", (unsigned long long)gap, got);
+        if (decayed > 1e-300) /* far from the band: decay only */
+            ck_assert_msg(test_close(got, decayed, 1e-9, 0), "gap %llu: %.17g vs %.17g",
+                          (unsigned long long)gap, got, decayed);
+    }
+    /* a sane threshold reached after ~1e15 steps: the same branch, checked against a
+     * replay of the last few steps from just before the entry */
+    const slr_penalty pen2 = {.l1 = 1e-3, .l2 = 1.0, .period = 1, .threshold = 1e-3};
+    double n_enter = ceil(log(1e-3 / w) / ell);
+    uint64_t before = (uint64_t)n_enter - 5;
+    double at = slr_penalty_catchup_const(&pen2, w, eta, 0, before);
+    double want = at;
+    for (uint64_t t = before + 1; t <= before + 10; t++)
+        want = slr_penalty_step(&pen2, want, eta, t);
+    double got = slr_penalty_catchup_const(&pen2, w, eta, 0, before + 10);
+    ck_assert_msg(test_close(got, want, 1e-6, 1e-12), "%.17g vs %.17g", got, want);
+}
+END_TEST
+
 /* ------------------------------------------------ whole learner: lazy == eager */
 
 /* A random sparse stream over 2^bits slots: a few frequent features and a
@@ -261,6 +294,95 @@ START_TEST(lazy_equals_eager)
     slr_example_free(&ex);
     slr_learner_destroy(lazy);
     slr_learner_destroy(eager);
+}
+END_TEST
+
+/* ------------------------------------------------ the fast path's kernels */
+
+/* The per-example kernels the fast path runs in vector instructions (on
+ * this CPU: AVX if it has it) must give bit for bit what their definitions
+ * give -- the rates eta / sqrt(delta + g2), slr_penalty_catchup_soft, and
+ * gradient_step's guarded step followed by slr_penalty_step -- also at the
+ * edges: infinite rates, zero gradients, the weight bound, no L1 or no L2,
+ * lanes outside the series' range, and lengths that leave a scalar tail. */
+static bool same_bits(double a, double b) { return !memcmp(&a, &b, sizeof a); }
+
+static double pick_rate(test_rng *r)
+{
+    switch (test_rng_below(r, 8)) {
+    case 0: return INFINITY;
+    case 1: return 1e300;
+    case 2: return 0.5 + test_rng_unif(r);
+    default: return 0.1 / sqrt(1.0 + 1000.0 * test_rng_unif(r));
+    }
+}
+
+START_TEST(vector_kernels_match_their_definitions)
+{
+    test_rng r = {.s = 31337};
+    slr_learner_config cfg;
+    slr_learner_config_defaults(&cfg);
+    slr_hashing_init(&cfg.hashing, 4);
+    slr_learner *l;
+    ck_assert_int_eq(slr_learner_create(&l, &cfg, NULL), SLR_OK);
+    const double l1s[] = {0.0, 1e-7, 0.01}, l2s[] = {0.0, 1e-7, 1e-3, 0.5};
+    int infinite = 0, clamped = 0, series = 0;
+    for (int trial = 0; trial < 3000; trial++) {
+        slr_penalty pen = {.l1 = l1s[test_rng_below(&r, 3)], .l2 = l2s[test_rng_below(&r, 4)],
+                           .period = 1, .threshold = INFINITY};
+        if (!slr_penalty_active(&pen))
+            pen.l1 = 1e-7;
+        uint32_t n = 1 + (uint32_t)test_rng_below(&r, 43);
+        float g2[48] = {0};
+        double rate[48], w[48], gx[48], want[48];
+        uint32_t gap[48];
+        for (uint32_t i = 0; i < n; i++) {
+            g2[i] = (float)(test_rng_unif(&r) < 0.1 ? 0.0 : 1e3 * test_rng_unif(&r));
+            rate[i] = pick_rate(&r);
+            w[i] = (test_rng_unif(&r) - 0.5) * (test_rng_unif(&r) < 0.05 ? 4e200 : 2.0);
+            gx[i] = test_rng_unif(&r) < 0.2 ? 0.0 : test_rng_normal(&r) * (test_rng_unif(&r) < 0.05 ? 1e250 : 1.0);
+            gap[i] = test_rng_unif(&r) < 0.3 ? (uint32_t)test_rng_below(&r, 9)
+                                              : (uint32_t)pow(10.0, 7.0 * test_rng_unif(&r));
+            infinite += rate[i] == INFINITY;
+        }
+        /* rates */
+        double got_rate[48];
+        l->rates(g2, got_rate, n, 0.1, 1.0);
+        for (uint32_t i = 0; i < n; i++)
+            ck_assert_msg(same_bits(got_rate[i], 0.1 / sqrt(1.0 + (double)g2[i])), "rate %u", i);
+        /* catch-up */
+        for (uint32_t i = 0; i < n; i++) {
+            want[i] = slr_penalty_catchup_soft(&pen, w[i], rate[i], gap[i]);
+            series += rate[i] * pen.l2 < 0x1p-12 && (double)gap[i] * rate[i] * pen.l2 < 0x1p-10;
+        }
+        double got[48];
+        memcpy(got, w, sizeof got);
+        l->catchup(&pen, got, rate, gap, n);
+        for (uint32_t i = 0; i < n; i++)
+            ck_assert_msg(same_bits(got[i], want[i]),
+                          "trial %d catch-up %u: w %.17g rate %g gap %u l1 %g l2 %g: %.17g, want %.17g",
+                          trial, i, w[i], rate[i], gap[i], pen.l1, pen.l2, got[i], want[i]);
+        /* gradient step, then the penalty of the step */
+        for (uint32_t i = 0; i < n; i++) {
+            double v = w[i];
+            if (gx[i] != 0.0) {
+                v = w[i] - rate[i] * gx[i];
+                v = v > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : v < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : v;
+                clamped += fabs(v) == SLR_MAX_ABS_WEIGHT;
+            }
+            want[i] = slr_penalty_step(&pen, v, rate[i], 1);
+        }
+        memcpy(got, w, sizeof got);
+        l->step_soft(&pen, got, rate, gx, n);
+        for (uint32_t i = 0; i < n; i++)
+            ck_assert_msg(same_bits(got[i], want[i]),
+                          "trial %d step %u: w %.17g rate %g g %g l1 %g l2 %g: %.17g, want %.17g",
+                          trial, i, w[i], rate[i], gx[i], pen.l1, pen.l2, got[i], want[i]);
+    }
+    ck_assert_int_gt(infinite, 1000);
+    ck_assert_int_gt(clamped, 100);
+    ck_assert_int_gt(series, 10000);
+    slr_learner_destroy(l);
 }
 END_TEST
 
@@ -442,6 +564,145 @@ START_TEST(sigmoid_and_loss_are_stable)
 }
 END_TEST
 
+/* Adversarial streams: values at the input bound (and their -q products),
+ * importance weights up to the bound, alternating labels, absurd learning
+ * rates, every schedule and penalty.  Whatever the stream, no weight,
+ * margin, prediction or loss may become NaN or infinite, in the lazy and
+ * the eager learner alike.  (The two are not compared here: steps of 1e42
+ * that cancel leave rounding residues of 1e26, different for the two
+ * summation orders; lazy_equals_eager compares them at sane scales, and
+ * the guard is the same code in both.) */
+typedef struct adversarial_case {
+    slr_schedule schedule;
+    int reg;    /* 0 none, 1 L1, 2 L2, 3 both */
+    double eta; /* 1e6, or 1e300 (rate * gradient overflows) */
+} adversarial_case;
+
+static adversarial_case adversarial_cases[24];
+static int n_adversarial_cases;
+
+static void build_adversarial_cases(void)
+{
+    const slr_schedule sched[] = {SLR_SCHEDULE_CONSTANT, SLR_SCHEDULE_INVPOW, SLR_SCHEDULE_ADAGRAD};
+    const double etas[] = {1e6, 1e300};
+    n_adversarial_cases = 0;
+    for (int s = 0; s < 3; s++)
+        for (int reg = 0; reg < 4; reg++)
+            for (int e = 0; e < 2; e++)
+                adversarial_cases[n_adversarial_cases++] = (adversarial_case){sched[s], reg, etas[e]};
+}
+
+static double adversarial_value(test_rng *r)
+{
+    switch (test_rng_below(r, 6)) {
+    case 0: return SLR_MAX_ABS_VALUE;
+    case 1: return -SLR_MAX_ABS_VALUE;
+    case 2: return SLR_MAX_ABS_VALUE * test_rng_unif(r);
+    case 3: return 1e-12;
+    case 4: return -1.0;
+    default: return 1.0;
+    }
+}
+
+static void assert_all_finite(slr_learner *l, const char *what, int t)
+{
+    for (uint64_t j = 0; j <= slr_learner_bias_index(l); j++) {
+        double w = slr_learner_weight(l, j);
+        ck_assert_msg(isfinite(w) && fabs(w) <= SLR_MAX_ABS_WEIGHT, "%s step %d: weight %llu is %g",
+                      what, t, (unsigned long long)j, w);
+        ck_assert_msg(isfinite(l->slots[j].g2), "%s step %d: slot %llu has sum of g^2 %g", what, t,
+                      (unsigned long long)j, (double)l->slots[j].g2);
+    }
+}
+
+START_TEST(adversarial_stream_stays_finite)
+{
+    const adversarial_case c = adversarial_cases[_i];
+    char what[128];
+    snprintf(what, sizeof what, "%s reg=%d eta=%g", slr_schedule_name(c.schedule), c.reg, c.eta);
+    slr_learner_config cfg;
+    slr_learner_config_defaults(&cfg);
+    slr_hashing_init(&cfg.hashing, 6);
+    ck_assert_int_eq(slr_hashing_add_quadratic(&cfg.hashing, "ab", NULL), SLR_OK);
+    cfg.schedule = c.schedule;
+    cfg.eta = c.eta;
+    cfg.adagrad_delta = 1e-300; /* AdaGrad's first rate is eta * 1e150 */
+    cfg.power_t = 0.1;
+    cfg.l1 = (c.reg & 1) ? 0.01 : 0.0;
+    /* the global schedules require eta l2 < 1 */
+    cfg.l2 = (c.reg & 2) ? (c.schedule == SLR_SCHEDULE_ADAGRAD ? 0.1 : 0.5 / c.eta) : 0.0;
+    cfg.tg_period = 3;
+    slr_learner *lazy, *eager;
+    slr_error err;
+    ck_assert_msg(slr_learner_create(&lazy, &cfg, &err) == SLR_OK, "%s", err.msg);
+    cfg.eager = true;
+    ck_assert_int_eq(slr_learner_create(&eager, &cfg, &err), SLR_OK);
+
+    test_rng r = {.s = 4242 + (uint64_t)_i};
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    int clamped = 0;
+    for (int t = 1; t <= 3000; t++) {
+        slr_example_reset(&ex);
+        for (int k = 0, nf = 1 + (int)test_rng_below(&r, 6); k < nf; k++) {
+            char name[16];
+            snprintf(name, sizeof name, "f%d", (int)test_rng_below(&r, 40));
+            slr_example_begin_namespace(&ex, k % 2 ? "a" : "b", 1);
+            ck_assert_int_eq(slr_example_add(&ex, name, strlen(name), adversarial_value(&r), &err), SLR_OK);
+        }
+        ck_assert_int_eq(slr_example_finish(&ex, &err), SLR_OK);
+        ex.has_label = true;
+        ex.label = t % 2;
+        ex.weight = test_rng_below(&r, 3) == 0 ? SLR_MAX_ABS_VALUE : 1.0;
+        double loss_lazy, loss_eager;
+        double p_lazy = slr_learner_learn(lazy, &ex, &loss_lazy);
+        double p_eager = slr_learner_learn(eager, &ex, &loss_eager);
+        ck_assert_msg(p_lazy >= 0 && p_lazy <= 1 && isfinite(loss_lazy), "%s step %d: p %g loss %g",
+                      what, t, p_lazy, loss_lazy);
+        ck_assert_msg(isfinite(slr_learner_margin(lazy, &ex)), "%s step %d: margin", what, t);
+        ck_assert_msg(p_eager >= 0 && p_eager <= 1 && isfinite(loss_eager), "%s step %d: eager p %g loss %g",
+                      what, t, p_eager, loss_eager);
+        if (t % 100 == 0) {
+            assert_all_finite(lazy, what, t);
+            assert_all_finite(eager, what, t);
+            for (uint64_t j = 0; j <= slr_learner_bias_index(lazy); j++)
+                clamped += fabs(slr_learner_weight(eager, j)) == SLR_MAX_ABS_WEIGHT;
+        }
+    }
+    /* an absurd rate must actually drive weights into the bound */
+    if (c.eta > 1e100 && c.reg == 0)
+        ck_assert_int_gt(clamped, 0);
+    slr_example_free(&ex);
+    slr_learner_destroy(lazy);
+    slr_learner_destroy(eager);
+}
+END_TEST
+
+/* AdaGrad with a tiny delta can give a weight an infinite rate; the penalty
+ * must then do what its formulas say in the limit (no L2: no decay; L1:
+ * truncate to 0), never Inf * 0 = NaN, and lazy must match a replay. */
+START_TEST(penalty_with_an_infinite_rate)
+{
+    const slr_penalty l1_only = {.l1 = 0.1, .l2 = 0.0, .period = 1, .threshold = INFINITY};
+    const slr_penalty l2_only = {.l1 = 0.0, .l2 = 0.1, .period = 1, .threshold = INFINITY};
+    const slr_penalty none = {.l1 = 0.0, .l2 = 0.0, .period = 1, .threshold = INFINITY};
+    ck_assert(slr_penalty_decay(&none, INFINITY) == 0.0);
+    ck_assert(slr_penalty_decay(&l1_only, INFINITY) == 0.0);
+    ck_assert(slr_penalty_decay(&l2_only, INFINITY) == 1.0);
+    ck_assert(slr_penalty_step(&l1_only, 0.5, INFINITY, 1) == 0.0);
+    ck_assert(slr_penalty_step(&l2_only, -0.5, INFINITY, 1) == 0.0);
+    const slr_penalty thr = {.l1 = 0.1, .l2 = 0.0, .period = 3, .threshold = 1.0};
+    ck_assert(slr_penalty_step(&thr, 2.0, INFINITY, 3) == 2.0); /* outside the band: untouched */
+    for (uint64_t gap = 1; gap < 40; gap += 7) {
+        ck_assert(slr_penalty_catchup_const(&l1_only, 0.5, INFINITY, 10, 10 + gap) == 0.0);
+        ck_assert(slr_penalty_catchup_const(&l2_only, 0.5, INFINITY, 10, 10 + gap) == 0.0);
+        ck_assert(slr_penalty_catchup_const(&thr, 2.0, INFINITY, 10, 10 + gap) == 2.0);
+        ck_assert(slr_penalty_catchup_const(&thr, 0.5, INFINITY, 10, 10 + gap) ==
+                  (gap >= 2 ? 0.0 : 0.5));
+    }
+}
+END_TEST
+
 START_TEST(config_rejects_nonsense)
 {
     slr_learner_config cfg;
@@ -471,7 +732,9 @@ static Suite *learner_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, catchup_const_matches_steps, 0, 3);
     tcase_add_loop_test(tc, catchup_const_small_rates_long_gaps, 0, 2);
+    tcase_add_test(tc, vector_kernels_match_their_definitions);
     tcase_add_loop_test(tc, catchup_history_matches_steps, 0, 2);
+    tcase_add_test(tc, catchup_with_a_degenerate_band);
     suite_add_tcase(s, tc);
 
     build_lazy_cases();
@@ -480,12 +743,19 @@ static Suite *learner_suite(void)
     tcase_add_loop_test(tc, lazy_equals_eager, 0, n_lazy_cases);
     suite_add_tcase(s, tc);
 
+    build_adversarial_cases();
+    tc = tcase_create("adversarial");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, adversarial_stream_stays_finite, 0, n_adversarial_cases);
+    suite_add_tcase(s, tc);
+
     tc = tcase_create("math");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, gradient_matches_finite_differences);
     tcase_add_test(tc, learner_step_is_gradient_step);
     tcase_add_test(tc, l1_zeroes_irrelevant_weights);
     tcase_add_test(tc, sigmoid_and_loss_are_stable);
+    tcase_add_test(tc, penalty_with_an_infinite_rate);
     tcase_add_test(tc, config_rejects_nonsense);
     suite_add_tcase(s, tc);
     return s;

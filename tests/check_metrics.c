@@ -187,6 +187,8 @@ static slr_metrics_report sample_report(void)
     r.totals.positives = 250;
     r.totals.predicted = 260;
     r.totals.bad = 3;
+    r.totals.rejected[SLR_BAD_LABEL] = 2;
+    r.totals.rejected[SLR_BAD_JUNK] = 1;
     r.window.examples = 100;
     r.window.weight = 100;
     r.window.loss = 40;
@@ -212,6 +214,9 @@ START_TEST(report_text_formats)
     ck_assert_ptr_nonnull(strstr(buf, "\"auc\":null"));
     ck_assert_ptr_nonnull(strstr(buf, "\"window_auc\":0.75"));
     ck_assert_ptr_nonnull(strstr(buf, "\"consumer_lag\":null"));
+    ck_assert_ptr_nonnull(strstr(buf, ",\"rejected\":{\"decode\":0,\"junk\":1,\"too_large\":0,"
+                                      "\"label\":2,\"weight\":0,\"value\":0,\"too_many_features\":0,"
+                                      "\"unlabelled\":0},"));
     ck_assert_ptr_null(strstr(buf, "nan"));
     /* too small a buffer: truncated, NUL-terminated, length still reported */
     char small[16];
@@ -226,6 +231,10 @@ START_TEST(report_text_formats)
     ck_assert_ptr_nonnull(strstr(buf, "\nstreamlr_consumer_lag 42\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\nstreamlr_retention_lost_total 7\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\nstreamlr_bad_records_total 3\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "# TYPE streamlr_rejected_total counter\n"
+                                      "streamlr_rejected_total{reason=\"decode\"} 0\n"
+                                      "streamlr_rejected_total{reason=\"junk\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(buf, "\nstreamlr_rejected_total{reason=\"label\"} 2\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\nstreamlr_auc NaN\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\nstreamlr_window_logloss 0.40000000000000002\n"));
     /* every sample line is "name value" with a known name, HELP and TYPE before it */

@@ -555,6 +555,84 @@ START_TEST(pipeline_and_fork_match_the_reference)
 }
 END_TEST
 
+/* A checkpoint write that fails (here: the file size limit, as a full disk
+ * would) leaves the previous checkpoint intact and no temporary file; the
+ * job reports it, keeps training and retries at the next period, and once
+ * the disk has room again the checkpoints resume and the model is the one
+ * an undisturbed run ends with. */
+typedef struct full_disk {
+    log_capture log;
+    const char *dir;
+    int failures;
+    uint64_t newest_examples; /* in the newest valid checkpoint at the last failure */
+} full_disk;
+
+static void on_full_disk(void *ctx, const char *msg)
+{
+    full_disk *f = ctx;
+    capture(&f->log, msg);
+    if (!strstr(msg, "checkpoint failed"))
+        return;
+    f->failures++;
+    ck_assert_ptr_nonnull(strstr(msg, "File too large"));
+    ck_assert_ptr_nonnull(strstr(msg, "retries at the next period"));
+    slr_learner *l;
+    slr_job_state st;
+    slr_job_state_init(&st);
+    slr_error err;
+    ck_assert_msg(slr_checkpoint_dir_load(f->dir, &l, &st, NULL, NULL, NULL, &err) == SLR_OK,
+                  "after a failed write: %s", err.msg);
+    ck_assert_uint_ge(st.metrics.examples, f->newest_examples); /* never goes back */
+    f->newest_examples = st.metrics.examples;
+    slr_learner_destroy(l);
+    slr_job_state_free(&st);
+    DIR *d = opendir(f->dir);
+    struct dirent *de;
+    while ((de = readdir(d)))
+        ck_assert_msg(strstr(de->d_name, ".tmp.") == NULL, "temporary file %s left", de->d_name);
+    closedir(d);
+    if (f->failures == 3) { /* the disk has room again */
+        struct rlimit unlimited = {RLIM_INFINITY, RLIM_INFINITY};
+        ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &unlimited), 0);
+    }
+}
+
+START_TEST(failed_checkpoint_writes_are_retried)
+{
+    char dir[4200], ref_dir[4200], model[4200], ref_model[4200];
+    snprintf(dir, sizeof dir, "%s/full", tmp);
+    snprintf(ref_dir, sizeof ref_dir, "%s/roomy", tmp);
+    snprintf(model, sizeof model, "%s/full.model", tmp);
+    snprintf(ref_model, sizeof ref_model, "%s/roomy.model", tmp);
+    slr_train_options opt;
+    slr_train_result res, ref;
+    slr_error err;
+    log_capture ref_log = {0};
+    base_options(&opt, ref_dir, &ref_log);
+    opt.model_out = ref_model;
+    ck_assert_msg(slr_train_files(&opt, &ref, &err) == SLR_OK, "%s", err.msg);
+
+    /* early checkpoints fit in 40 kB, later ones (more weights) do not */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = {40000, RLIM_INFINITY};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &small), 0);
+    full_disk f = {.dir = dir};
+    base_options(&opt, dir, NULL);
+    opt.log = on_full_disk;
+    opt.log_ctx = &f;
+    opt.model_out = model;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_int_eq(f.failures, 3);
+    ck_assert_uint_gt(f.newest_examples, 0);                  /* some fitted before */
+    ck_assert_uint_eq(res.checkpoints + 3, ref.checkpoints);  /* the rest were written */
+    ck_assert_uint_eq(res.metrics.examples, ref.metrics.examples);
+    export *a = export_model(model), *b = export_model(ref_model);
+    assert_same_export(a, b, "after failed checkpoint writes");
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* A child that cannot write its checkpoint says why, leaves no temporary
  * file, and training goes on (here the final checkpoint, written in place,
  * fails the same way and ends the job). */
@@ -594,6 +672,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, bad_records_reported_counted_skipped);
     tcase_add_test(tc, resume_refuses_what_does_not_fit);
     tcase_add_test(tc, resume_falls_back_past_a_damaged_checkpoint);
+    tcase_add_test(tc, failed_checkpoint_writes_are_retried);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("modes");

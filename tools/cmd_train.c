@@ -34,6 +34,9 @@ static void usage(FILE *out)
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           file extension, else vw); see docs/FORMAT.md\n"
             "      --strict             stop at the first bad record instead of skipping it\n"
+            "      --dead-letter FILE   append every record that cannot be learned from (bad\n"
+            "                           or unlabelled) to FILE as a JSON line with its exact\n"
+            "                           bytes, position and reason (docs/DEAD_LETTERS.md)\n"
             "      --max-features N     reject examples with more than N features after -q\n"
             "                           (default 65536)\n"
             "      --max-record BYTES   reject records longer than this (default 16 MiB)\n"
@@ -123,6 +126,7 @@ int slr_cmd_train(int argc, char **argv)
         {"checkpoint-mode", required_argument, 0, OPT_CHECKPOINT_MODE},
         {"resume", no_argument, 0, OPT_RESUME},
         {"strict", no_argument, 0, OPT_STRICT},
+        {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"max-features", required_argument, 0, OPT_MAX_FEATURES},
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
         {"quiet", no_argument, 0, OPT_QUIET},
@@ -151,6 +155,8 @@ int slr_cmd_train(int argc, char **argv)
     bool format_given = false, quiet = false, every_given = false;
     const char *pred_path = NULL, *metrics_path = NULL, *style = "auto";
     FILE *pred = NULL, *metrics = NULL;
+    const char *dead_letter_path = NULL;
+    slr_dead_letter_sink *dead_letter = NULL;
     int rc = 2;
     uint64_t u64;
     slr_error err;
@@ -196,6 +202,7 @@ int slr_cmd_train(int argc, char **argv)
             break;
         case OPT_RESUME: opt.resume = true; break;
         case OPT_STRICT: opt.strict = true; break;
+        case OPT_DEAD_LETTER: dead_letter_path = optarg; break;
         case OPT_MAX_FEATURES:
             if (!cli_u32("train", "--max-features", optarg, &opt.max_features))
                 goto done;
@@ -276,6 +283,11 @@ int slr_cmd_train(int argc, char **argv)
         fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
         goto done;
     }
+    if (dead_letter_path && opt.strict) {
+        fprintf(stderr, "streamlr train: --strict stops at the first bad record, --dead-letter keeps "
+                        "bad records and goes on; choose one\n");
+        goto done;
+    }
     if (opt.test_only && (opt.checkpoint_dir || !opt.model_in)) {
         fprintf(stderr, "streamlr train: -t learns nothing, so it takes -i MODEL and no "
                         "--checkpoint-dir\n");
@@ -284,6 +296,14 @@ int slr_cmd_train(int argc, char **argv)
     if (slr_learner_config_validate(&opt.learner, &err) != SLR_OK) {
         fprintf(stderr, "streamlr train: %s\n", err.msg);
         goto done;
+    }
+    if (dead_letter_path) {
+        if (slr_dead_letter_file_open(&dead_letter, dead_letter_path, &err) != SLR_OK) {
+            fprintf(stderr, "streamlr train: %s\n", err.msg);
+            rc = 1;
+            goto done;
+        }
+        opt.dead_letter = dead_letter;
     }
     /* a resumed job continues its files; a fresh one starts them over */
     if (pred_path) {
@@ -325,6 +345,8 @@ int slr_cmd_train(int argc, char **argv)
     }
     rc = 0;
 done:
+    if (dead_letter)
+        dead_letter->close(dead_letter);
     if (pred && pred != stdout && fclose(pred) != 0) {
         perror(pred_path);
         rc = 1;

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "checkpoint_impl.h"
+#include "decode/msgpack_scan.h"
 #include "learner/learner_impl.h"
 
 static const char MAGIC[8] = {'S', 'T', 'R', 'E', 'A', 'M', 'L', 'R'};
@@ -43,6 +45,8 @@ void slr_job_state_free(slr_job_state *st)
     for (uint32_t i = 0; i < st->n_kafka; i++)
         free(st->kafka[i].topic);
     free(st->kafka);
+    free(st->dead_letter.kind);
+    free(st->dead_letter.name);
     slr_auc_window_destroy(st->window);
     slr_auc_histogram_destroy(st->histogram);
     slr_names_destroy(st->names);
@@ -79,6 +83,8 @@ slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_
     dst->window = NULL; /* the metrics objects are not copied */
     dst->histogram = NULL;
     dst->names = NULL;
+    dst->dead_letter.kind = NULL;
+    dst->dead_letter.name = NULL;
     if (src->format && !(dst->format = strdup(src->format)))
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     if (src->n_files) {
@@ -95,6 +101,9 @@ slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_
         if (st != SLR_OK)
             return st;
     }
+    if ((src->dead_letter.kind && !(dst->dead_letter.kind = strdup(src->dead_letter.kind))) ||
+        (src->dead_letter.name && !(dst->dead_letter.name = strdup(src->dead_letter.name))))
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     dst->source = src->source;
     return SLR_OK;
 }
@@ -348,7 +357,10 @@ static size_t histogram_record(void *src, uint64_t i, unsigned char *r)
 static void pack_metrics(msgpack_packer *pk, slr_atomic_file *f, const slr_job_state *st)
 {
     const slr_metrics *m = &st->metrics;
-    msgpack_pack_map(pk, 8 + (st->window ? 2 : 0) + (st->histogram ? 2 : 0));
+    uint32_t reasons = 0;
+    for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+        reasons += m->rejected[r] != 0;
+    msgpack_pack_map(pk, 8 + (reasons > 0) + (st->window ? 2 : 0) + (st->histogram ? 2 : 0));
     pack_key(pk, "examples");
     msgpack_pack_uint64(pk, m->examples);
     pack_key(pk, "weight");
@@ -365,6 +377,15 @@ static void pack_metrics(msgpack_packer *pk, slr_atomic_file *f, const slr_job_s
     msgpack_pack_uint64(pk, m->bad);
     pack_key(pk, "unlabelled");
     msgpack_pack_uint64(pk, m->unlabelled);
+    if (reasons > 0) {
+        pack_key(pk, "rejected");
+        msgpack_pack_map(pk, reasons);
+        for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+            if (m->rejected[r]) {
+                pack_str(pk, slr_bad_reason_name((slr_bad_reason)r));
+                msgpack_pack_uint64(pk, m->rejected[r]);
+            }
+    }
     if (st->window) {
         pack_key(pk, "window_capacity");
         msgpack_pack_uint32(pk, st->window->capacity);
@@ -407,6 +428,17 @@ static void pack_names(msgpack_packer *pk, slr_atomic_file *f, slr_names *n)
     pack_records(pk, f, n, count, bytes, name_record);
 }
 
+static void pack_dead_letter(msgpack_packer *pk, const slr_dead_letter_mark *d)
+{
+    msgpack_pack_map(pk, 3);
+    pack_key(pk, "kind");
+    pack_str(pk, d->kind);
+    pack_key(pk, "name");
+    pack_str(pk, d->name);
+    pack_key(pk, "position");
+    msgpack_pack_uint64(pk, d->position);
+}
+
 static void pack_source(msgpack_packer *pk, const slr_job_state *st)
 {
     msgpack_pack_map(pk, 8);
@@ -443,7 +475,7 @@ void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr
     slr_atomic_file_write(f, MAGIC, sizeof MAGIC);
     msgpack_packer pk;
     msgpack_packer_init(&pk, f, write_cb);
-    msgpack_pack_map(&pk, 7 + (st->names != NULL));
+    msgpack_pack_map(&pk, 7 + (st->names != NULL) + (st->dead_letter.kind != NULL));
     pack_key(&pk, "format_version");
     msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
     pack_key(&pk, "writer");
@@ -461,6 +493,10 @@ void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr
     if (st->names) {
         pack_key(&pk, "names");
         pack_names(&pk, f, st->names);
+    }
+    if (st->dead_letter.kind) {
+        pack_key(&pk, "dead_letters");
+        pack_dead_letter(&pk, &st->dead_letter);
     }
     unsigned char sum[8];
     uint64_t digest = slr_atomic_file_digest(f);
@@ -620,9 +656,10 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
     l->step = step;
     l->epoch = epoch;
     l->slots[l->n_slots].w = bias->via.array.ptr[0].via.f64;
-    l->slots[l->n_slots].g2 = (float)bias->via.array.ptr[1].via.f64;
-    if (!isfinite(l->slots[l->n_slots].w))
+    double bias_g2 = bias->via.array.ptr[1].via.f64;
+    if (!(fabs(l->slots[l->n_slots].w) <= SLR_MAX_ABS_WEIGHT) || !(bias_g2 >= 0 && bias_g2 <= FLT_MAX))
         goto bad_weight;
+    l->slots[l->n_slots].g2 = (float)bias_g2;
 
     const unsigned char *p = (const unsigned char *)weights->via.bin.ptr;
     size_t n = weights->via.bin.size / WEIGHT_RECORD;
@@ -638,7 +675,8 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
         s->w = get_f64(p + 4);
         s->g2 = get_f32(p + 12);
         s->stamp = get_u32(p + 16);
-        if (!isfinite(s->w) || !isfinite(s->g2) || s->g2 < 0 || epoch + s->stamp > step)
+        if (!(fabs(s->w) <= SLR_MAX_ABS_WEIGHT) || !isfinite(s->g2) || s->g2 < 0 ||
+            epoch + s->stamp > step)
             goto bad_weight;
     }
 
@@ -656,8 +694,18 @@ static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner *
         l->hist.base = base;
         l->hist.len = lp->via.bin.size / 8;
         for (size_t i = 0; i < l->hist.len; i++) {
-            l->hist.log_p[i] = get_f64((const unsigned char *)lp->via.bin.ptr + 8 * i);
-            l->hist.c[i] = get_f64((const unsigned char *)c->via.bin.ptr + 8 * i);
+            double lpi = get_f64((const unsigned char *)lp->via.bin.ptr + 8 * i);
+            double ci = get_f64((const unsigned char *)c->via.bin.ptr + 8 * i);
+            /* the catch-up searches these sums and relies on their order */
+            bool ok = i == 0 ? lpi == 0.0 && ci == 0.0
+                             : isfinite(lpi) && isfinite(ci) && lpi <= l->hist.log_p[i - 1] &&
+                                   ci >= l->hist.c[i - 1];
+            if (!ok) {
+                slr_learner_destroy(l);
+                return corrupt(r, "learner.history is not a valid sequence of running sums");
+            }
+            l->hist.log_p[i] = lpi;
+            l->hist.c[i] = ci;
         }
     } else if (!h || h->type != MSGPACK_OBJECT_NIL) {
         slr_learner_destroy(l);
@@ -728,6 +776,23 @@ static slr_status read_metrics(reader *r, const msgpack_object *M, slr_job_state
         !get_double(M, "predicted", &m->predicted) || !get_uint(M, "features", &m->features) ||
         !get_uint(M, "bad", &m->bad) || !get_uint(M, "unlabelled", &m->unlabelled))
         return corrupt(r, "metrics missing or malformed");
+    /* per-reason counts: absent in checkpoints from before they existed;
+     * a reason this version does not know is left out */
+    const msgpack_object *rej = field(M, "rejected");
+    if (rej && rej->type != MSGPACK_OBJECT_MAP)
+        return corrupt(r, "metrics.rejected is not a map");
+    for (uint32_t i = 0; rej && i < rej->via.map.size; i++) {
+        const msgpack_object *k = &rej->via.map.ptr[i].key, *v = &rej->via.map.ptr[i].val;
+        if (k->type != MSGPACK_OBJECT_STR || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+            return corrupt(r, "metrics.rejected entry malformed");
+        slr_bad_reason why = slr_bad_reason_from_name(k->via.str.ptr, k->via.str.size);
+        if (why != SLR_BAD_REASON_COUNT)
+            m->rejected[why] = v->via.u64;
+    }
+    const double sums[4] = {m->weight, m->loss, m->positives, m->predicted};
+    for (int i = 0; i < 4; i++)
+        if (!isfinite(sums[i]) || sums[i] < 0)
+            return corrupt(r, "metrics hold a negative or non-finite sum");
     slr_status rc = read_window(r, M, st);
     return rc == SLR_OK ? read_histogram(r, M, st) : rc;
 }
@@ -805,6 +870,18 @@ static slr_status read_source(reader *r, const msgpack_object *S, slr_job_state 
     return SLR_OK;
 }
 
+/* Absent in checkpoints from before dead letters existed, nil without a sink. */
+static slr_status read_dead_letter(reader *r, const msgpack_object *D, slr_dead_letter_mark *d)
+{
+    if (!D || D->type == MSGPACK_OBJECT_NIL)
+        return SLR_OK;
+    d->kind = dup_str(field(D, "kind"));
+    d->name = dup_str(field(D, "name"));
+    if (!d->kind || !d->name || !get_uint(D, "position", &d->position))
+        return corrupt(r, "dead_letters malformed");
+    return SLR_OK;
+}
+
 static slr_status read_file(const char *path, char **data, size_t *len, slr_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -840,19 +917,15 @@ static slr_status read_file(const char *path, char **data, size_t *len, slr_erro
     return SLR_OK;
 }
 
-slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
-                               slr_error *err)
+slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
+                                 slr_learner **out, slr_job_state *st, slr_error *err)
 {
     *out = NULL;
-    char *data = NULL;
-    size_t len = 0;
-    slr_status rc = read_file(path, &data, &len, err);
-    if (rc != SLR_OK)
-        return rc;
-    reader r = {path, err};
+    reader r = {name, err};
     msgpack_zone zone;
-    msgpack_zone_init(&zone, 4096);
+    bool zone_ready = false;
     slr_learner *l = NULL;
+    slr_status rc;
 
     if (len < sizeof MAGIC + 8 || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
         rc = corrupt(&r, "not a streamlr checkpoint (bad magic or too short)");
@@ -865,10 +938,22 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
         rc = corrupt(&r, "checksum mismatch (truncated or damaged file)");
         goto done;
     }
+    const char *b = data + sizeof MAGIC;
+    size_t blen = len - sizeof MAGIC - 8, size, need;
+    /* A valid checksum only says the bytes are what a writer wrote; the
+     * scan bounds what unpacking them can allocate, whoever wrote them. */
+    if (slr_msgpack_scan((const unsigned char *)b, blen, &size, &need) != SLR_MSGPACK_COMPLETE ||
+        size != blen) {
+        rc = corrupt(&r, "body is not one msgpack map");
+        goto done;
+    }
+    if (!msgpack_zone_init(&zone, need + 256)) {
+        rc = slr_error_set(err, SLR_ERR_NOMEM, "%s: out of memory (%zu bytes)", name, need);
+        goto done;
+    }
+    zone_ready = true;
     msgpack_object body;
     size_t off = 0;
-    const char *b = data + sizeof MAGIC;
-    size_t blen = len - sizeof MAGIC - 8;
     if (msgpack_unpack(b, blen, &off, &zone, &body) != MSGPACK_UNPACK_SUCCESS || off != blen ||
         body.type != MSGPACK_OBJECT_MAP) {
         rc = corrupt(&r, "body is not one msgpack map");
@@ -882,7 +967,7 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
     if (version != SLR_CHECKPOINT_FORMAT_VERSION) {
         rc = slr_error_set(err, SLR_ERR_MISMATCH,
                            "%s: checkpoint format version %llu; this streamlr reads version %d",
-                           path, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
+                           name, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
         goto done;
     }
     const msgpack_object *L = field(&body, "learner"), *M = field(&body, "metrics"),
@@ -898,7 +983,8 @@ slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_stat
     }
     const msgpack_object *N = field(&body, "names");
     if ((rc = read_learner(&r, L, &l)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
-        (rc = read_source(&r, S, st)) != SLR_OK || (N && (rc = read_names(&r, N, st)) != SLR_OK))
+        (rc = read_source(&r, S, st)) != SLR_OK || (N && (rc = read_names(&r, N, st)) != SLR_OK) ||
+        (rc = read_dead_letter(&r, field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK)
         goto done;
     *out = l;
     l = NULL;
@@ -906,7 +992,21 @@ done:
     slr_learner_destroy(l);
     if (rc != SLR_OK)
         slr_job_state_free(st);
-    msgpack_zone_destroy(&zone);
+    if (zone_ready)
+        msgpack_zone_destroy(&zone);
+    return rc;
+}
+
+slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
+                               slr_error *err)
+{
+    *out = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    slr_status rc = read_file(path, &data, &len, err);
+    if (rc != SLR_OK)
+        return rc;
+    rc = slr_checkpoint_decode(data, len, path, out, st, err);
     free(data);
     return rc;
 }

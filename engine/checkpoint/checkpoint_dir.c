@@ -102,6 +102,26 @@ static void path_of(char *buf, size_t size, const char *dir, uint64_t seq)
     snprintf(buf, size, "%s/" PREFIX "%0*llu" SUFFIX, dir, DIGITS, (unsigned long long)seq);
 }
 
+/* A writer killed mid-write (SIGKILL, power loss) leaves its temporary file
+ * .ckpt-<seq>.slr.tmp.<pid>.<n> behind; nothing reads it, but it takes space.
+ * One job owns a checkpoint directory, so once its own write has succeeded
+ * any such file is stale. */
+static void remove_stale_temporaries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    char path[PATH_MAX];
+    while ((de = readdir(d))) {
+        if (strncmp(de->d_name, "." PREFIX, strlen("." PREFIX)) || !strstr(de->d_name, SUFFIX ".tmp."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 /* Make the directory and choose the next checkpoint's number and path; st
  * gets that sequence and the time of writing. */
 static slr_status prepare(const char *dir, slr_job_state *st, char *path, slr_error *err)
@@ -124,7 +144,9 @@ static slr_status prepare(const char *dir, slr_job_state *st, char *path, slr_er
     return SLR_OK;
 }
 
-/* Remove all but the newest `keep`; only ever called after a successful write. */
+/* Remove all but the newest `keep`, and temporary files left by killed
+ * writers; only ever called after a successful write (and no other write
+ * in flight: the job waits for a child before it saves again). */
 static void prune(const char *dir, unsigned keep)
 {
     entry *list;
@@ -139,6 +161,7 @@ static void prune(const char *dir, unsigned keep)
         unlink(path);
     }
     free(list);
+    remove_stale_temporaries(dir);
 }
 
 slr_status slr_checkpoint_dir_save(const char *dir, const slr_learner *l, slr_job_state *st,

@@ -236,11 +236,15 @@ static slr_decode_result next_line(slr_decoder *d, const char *buf, size_t len, 
     if (nl) {
         line_len = (size_t)(nl - buf);
         *consumed = line_len + 1;
-        if (*consumed > d->max_record)
+        if (*consumed > d->max_record) {
+            d->bad_reason = SLR_BAD_TOO_LARGE;
             return slr_decode_bad(err, "line longer than %zu bytes", d->max_record);
+        }
     } else if (len >= d->max_record) {
         *consumed = len;
         d->discarding = !at_end;
+        d->bad_reason = SLR_BAD_TOO_LARGE;
+        d->bad_truncated = d->discarding;
         return slr_decode_bad(err, "line longer than %zu bytes", d->max_record);
     } else if (at_end) {
         line_len = len;
@@ -265,6 +269,8 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
                                    size_t *consumed, slr_raw_example *raw, slr_error *err)
 {
     *consumed = 0;
+    d->bad_reason = SLR_BAD_DECODE;
+    d->bad_resync = d->bad_truncated = false;
     if (len == 0)
         return SLR_DECODE_NEED_MORE;
     if (d->format == SLR_FORMAT_MSGPACK)
@@ -280,7 +286,18 @@ slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size
         slr_decode_msgpack_compact(d, buf, len, consumed, ex))
         return SLR_DECODE_EXAMPLE;
     slr_decode_result r = slr_decoder_next(d, buf, len, at_end, consumed, raw, err);
-    if (r == SLR_DECODE_EXAMPLE && slr_example_from_raw_seeded(ex, raw, &d->seeds, err) != SLR_OK)
+    if (r == SLR_DECODE_EXAMPLE && slr_example_from_raw_seeded(ex, raw, &d->seeds, err) != SLR_OK) {
+        d->bad_reason = ex->bad_reason; /* the example's reason, for slr_decoder_last_bad */
         return SLR_DECODE_BAD;
+    }
     return r;
+}
+
+slr_bad_reason slr_decoder_last_bad(const slr_decoder *d, bool *resync, bool *truncated)
+{
+    if (resync)
+        *resync = d->bad_resync;
+    if (truncated)
+        *truncated = d->bad_truncated;
+    return d->bad_reason;
 }

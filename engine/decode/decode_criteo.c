@@ -60,7 +60,7 @@ slr_decode_result slr_decode_criteo_line(const slr_decoder *d, const char *s, si
     size_t len;
     if (columns == CRITEO_COLUMNS) {
         len = next_field(&p, end, &f);
-        if (!slr_parse_double(f, len, d->c_locale, &raw->label) || !isfinite(raw->label))
+        if (!slr_parse_double(f, len, d->c_locale, &raw->label))
             return slr_decode_bad(err, "label \"%.*s\" is not a number", SLR_QUOTE(f, len));
         raw->has_label = true;
     }

@@ -19,6 +19,9 @@ struct slr_decoder {
     slr_format format;
     size_t max_record;
     bool discarding;    /* text: dropping the tail of an over-long line */
+    /* why the last BAD happened (slr_decoder_last_bad) */
+    slr_bad_reason bad_reason;
+    bool bad_resync, bad_truncated;
     locale_t c_locale;  /* numbers must not depend on the caller's setlocale() */
     struct slr_msgpack_state *mp;
     bool fast_paths; /* msgpack: walk common shapes without msgpack objects */
@@ -81,6 +84,6 @@ static inline bool slr_is_blank(char c)
 
 /* Error messages quote input text; long or binary junk is cut short. */
 #define SLR_QUOTE_MAX 64
-#define SLR_QUOTE(p, n) (int)((n) > SLR_QUOTE_MAX ? SLR_QUOTE_MAX : (n)), (p)
+#define SLR_QUOTE(p, n) (int)((n) > SLR_QUOTE_MAX ? SLR_QUOTE_MAX : (n)), ((p) ? (p) : "")
 
 #endif

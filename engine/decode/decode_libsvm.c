@@ -23,8 +23,8 @@ slr_decode_result slr_decode_libsvm_line(const slr_decoder *d, const char *s, si
     const char *q = p;
     while (q < end && !slr_is_blank(*q))
         q++;
-    if (!slr_parse_double(p, (size_t)(q - p), d->c_locale, &raw->label) || !isfinite(raw->label))
-        return slr_decode_bad(err, "label \"%.*s\" is not a finite number", SLR_QUOTE(p, (size_t)(q - p)));
+    if (!slr_parse_double(p, (size_t)(q - p), d->c_locale, &raw->label))
+        return slr_decode_bad(err, "label \"%.*s\" is not a number", SLR_QUOTE(p, (size_t)(q - p)));
     raw->has_label = true;
 
     for (p = q;;) {
@@ -48,8 +48,8 @@ slr_decode_result slr_decode_libsvm_line(const slr_decoder *d, const char *s, si
             return slr_decode_bad(err, "feature index \"%.*s\" is not a non-negative integer",
                                   SLR_QUOTE(tok, idx_len));
         double v;
-        if (!slr_parse_double(colon + 1, val_len, d->c_locale, &v) || !isfinite(v))
-            return slr_decode_bad(err, "feature %.*s has value \"%.*s\", which is not a finite number",
+        if (!slr_parse_double(colon + 1, val_len, d->c_locale, &v))
+            return slr_decode_bad(err, "feature %.*s has value \"%.*s\", which is not a number",
                                   SLR_QUOTE(tok, idx_len), SLR_QUOTE(colon + 1, val_len));
         if (slr_raw_add(raw, NULL, 0, NULL, 0, idx, v, err) != SLR_OK)
             return SLR_DECODE_BAD;

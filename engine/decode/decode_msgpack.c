@@ -5,15 +5,11 @@
  *   {"label"|"y", "weight"|"w", "tag", "features"|"f", "ids", "values"}
  * docs/FORMAT.md has the full schema.
  *
- * Two steps.  scan_object() first walks the bytes to find where the object
- * ends, without allocating: msgpack_unpack() would otherwise report a cut-off
- * object only after reserving zone memory for every element its headers
- * promise (5 bytes can promise 4 billion), and it advances its offset even
- * when it fails, so it cannot tell us the object's size either.  The scan
- * also says how much zone memory the unpack will take, so the decoder's zone
- * is sized once and then reused: after warm-up no call allocates.  Then
- * msgpack_unpack() builds the object tree and interpret() maps it onto the
- * raw example.
+ * Two steps.  slr_msgpack_scan() (msgpack_scan.h) first walks the bytes to
+ * find where the object ends, without allocating, and how much zone memory
+ * the unpack will take, so the decoder's zone is sized once and then reused:
+ * after warm-up no call allocates.  Then msgpack_unpack() builds the object
+ * tree and interpret() maps it onto the raw example.
  *
  * msgpack-c's C unpacker (checked for 4.0: template_callback_str/_bin) makes
  * str and bin objects point into the input buffer rather than copying them,
@@ -27,6 +23,7 @@
 #include <string.h>
 
 #include "decode/decode_impl.h"
+#include "decode/msgpack_scan.h"
 
 #define ZONE_INITIAL_CHUNK (64u << 10)
 #define ZONE_SLACK 256 /* alignment of the first allocation, rounding */
@@ -75,96 +72,6 @@ static bool zone_fit(struct slr_msgpack_state *mp, size_t need)
     return true;
 }
 
-/* ------------------------------------------------------------------- scan */
-
-typedef enum scan_result { SCAN_COMPLETE, SCAN_INCOMPLETE, SCAN_INVALID } scan_result;
-
-static inline uint64_t be_read(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* Find the end of the object at b[0, len) and the zone bytes its containers
- * will take.  Every object is at least one byte, so more pending objects
- * than remaining bytes means the object is cut off; that also keeps the
- * counters below len, so they cannot overflow. */
-static scan_result scan_object(const unsigned char *b, size_t len, size_t *size, size_t *zone_need)
-{
-    size_t pos = 0, need = 0;
-    uint64_t pending = 1;
-    while (pending > 0) {
-        if (pending > len - pos)
-            return SCAN_INCOMPLETE;
-        unsigned c = b[pos++];
-        pending--;
-        if (c <= 0x7f || c >= 0xe0)
-            continue; /* fixint */
-        int len_bytes = 0;     /* big-endian length or count that follows */
-        uint64_t skip = 0;     /* payload bytes after that */
-        int container = 0;     /* 1 array, 2 map */
-        uint64_t count = 0;
-        if (c <= 0x8f) {
-            container = 2, count = c & 0x0f;
-        } else if (c <= 0x9f) {
-            container = 1, count = c & 0x0f;
-        } else if (c <= 0xbf) {
-            skip = c & 0x1f; /* fixstr */
-        } else {
-            switch (c) {
-            case 0xc0: case 0xc2: case 0xc3: break;            /* nil, false, true */
-            case 0xc1: return SCAN_INVALID;                     /* never used */
-            case 0xc4: case 0xd9: len_bytes = 1; break;         /* bin8, str8 */
-            case 0xc5: case 0xda: len_bytes = 2; break;
-            case 0xc6: case 0xdb: len_bytes = 4; break;
-            case 0xc7: len_bytes = 1, skip = 1; break;          /* ext: + type byte */
-            case 0xc8: len_bytes = 2, skip = 1; break;
-            case 0xc9: len_bytes = 4, skip = 1; break;
-            case 0xca: skip = 4; break;                         /* float32 */
-            case 0xcb: skip = 8; break;
-            case 0xcc: case 0xd0: skip = 1; break;              /* (u)int8 */
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xce: case 0xd2: skip = 4; break;
-            case 0xcf: case 0xd3: skip = 8; break;
-            case 0xd4: skip = 2; break;                         /* fixext */
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: container = 1, len_bytes = 2; break;
-            case 0xdd: container = 1, len_bytes = 4; break;
-            case 0xde: container = 2, len_bytes = 2; break;
-            case 0xdf: container = 2, len_bytes = 4; break;
-            }
-        }
-        if (len_bytes) {
-            if ((size_t)len_bytes > len - pos)
-                return SCAN_INCOMPLETE;
-            uint64_t v = be_read(b + pos, len_bytes);
-            pos += (size_t)len_bytes;
-            if (container)
-                count = v;
-            else
-                skip += v;
-        }
-        if (skip > len - pos)
-            return SCAN_INCOMPLETE;
-        pos += (size_t)skip;
-        if (container == 1) {
-            pending += count;
-            need += (size_t)count * sizeof(msgpack_object) + sizeof(void *);
-        } else if (container == 2) {
-            pending += 2 * count;
-            need += (size_t)count * sizeof(msgpack_object_kv) + sizeof(void *);
-        }
-    }
-    *size = pos;
-    *zone_need = need;
-    return SCAN_COMPLETE;
-}
-
 /* -------------------------------------------------------------- interpret */
 
 static const char default_ns[] = "";
@@ -198,6 +105,13 @@ static bool as_number(const msgpack_object *o, double *out)
     }
 }
 
+/* msgpack-c gives an empty str a NULL pointer, but a NULL name means a
+ * pre-hashed feature and a NULL tag no tag: empty strings must stay strings. */
+static inline const char *str_ptr(const msgpack_object_str *s)
+{
+    return s->ptr ? s->ptr : "";
+}
+
 static inline bool str_is(const msgpack_object_str *s, const char *lit)
 {
     size_t n = strlen(lit);
@@ -226,23 +140,12 @@ static slr_decode_result set_weight(const msgpack_object *o, slr_raw_example *ra
     return SLR_DECODE_EXAMPLE;
 }
 
-/* A named feature.  msgpack-c may give a zero-length string a NULL pointer,
- * and a raw feature with a NULL name is a pre-hashed one: empty names and
- * namespaces are made to point at "" instead. */
 static inline slr_decode_result add(slr_raw_example *raw, const char *ns, size_t ns_len,
-                                    const char *name, size_t name_len, double v, slr_error *err)
+                                    const char *name, size_t name_len, uint64_t id, double v,
+                                    slr_error *err)
 {
-    return slr_raw_add(raw, ns ? ns : default_ns, ns_len, name ? name : default_ns, name_len, 0, v,
-                       err) == SLR_OK
-               ? SLR_DECODE_EXAMPLE
-               : SLR_DECODE_BAD;
-}
-
-static inline slr_decode_result add_prehashed(slr_raw_example *raw, uint64_t id, double v,
-                                              slr_error *err)
-{
-    return slr_raw_add(raw, NULL, 0, NULL, 0, id, v, err) == SLR_OK ? SLR_DECODE_EXAMPLE
-                                                                    : SLR_DECODE_BAD;
+    return slr_raw_add(raw, ns, ns_len, name, name_len, id, v, err) == SLR_OK ? SLR_DECODE_EXAMPLE
+                                                                             : SLR_DECODE_BAD;
 }
 
 /* One entry of the features map whose key is a string. */
@@ -262,7 +165,7 @@ static slr_decode_result named_entry(const msgpack_object_str *key, const msgpac
                 return slr_decode_bad(err, "feature \"%.*s\" in namespace \"%.*s\" is %s, not a number",
                                       SLR_QUOTE(k->via.str.ptr, k->via.str.size),
                                       SLR_QUOTE(key->ptr, key->size), type_name(x->type));
-            r = add(raw, key->ptr, key->size, k->via.str.ptr, k->via.str.size, v, err);
+            r = add(raw, str_ptr(key), key->size, str_ptr(&k->via.str), k->via.str.size, 0, v, err);
         }
         return r;
     case MSGPACK_OBJECT_ARRAY: /* a namespace of categorical names */
@@ -271,20 +174,20 @@ static slr_decode_result named_entry(const msgpack_object_str *key, const msgpac
             if (x->type != MSGPACK_OBJECT_STR)
                 return slr_decode_bad(err, "features[\"%.*s\"] holds %s; a namespace array holds names (strings)",
                                       SLR_QUOTE(key->ptr, key->size), type_name(x->type));
-            r = add(raw, key->ptr, key->size, x->via.str.ptr, x->via.str.size, 1.0, err);
+            r = add(raw, str_ptr(key), key->size, str_ptr(&x->via.str), x->via.str.size, 0, 1.0, err);
         }
         return r;
     case MSGPACK_OBJECT_STR: /* a categorical field: namespace = key */
-        return add(raw, key->ptr, key->size, val->via.str.ptr, val->via.str.size, 1.0, err);
+        return add(raw, str_ptr(key), key->size, str_ptr(&val->via.str), val->via.str.size, 0, 1.0, err);
     case MSGPACK_OBJECT_BOOLEAN:
         if (!val->via.boolean)
             return SLR_DECODE_EXAMPLE;
-        return add(raw, default_ns, 0, key->ptr, key->size, 1.0, err);
+        return add(raw, default_ns, 0, str_ptr(key), key->size, 0, 1.0, err);
     case MSGPACK_OBJECT_NIL:
         return SLR_DECODE_EXAMPLE; /* a missing value */
     default:
         if (as_number(val, &v))
-            return add(raw, default_ns, 0, key->ptr, key->size, v, err);
+            return add(raw, default_ns, 0, str_ptr(key), key->size, 0, v, err);
         return slr_decode_bad(err, "features[\"%.*s\"] is %s; expected a number, string, bool, nil, "
                                    "array of names or map of name to number",
                               SLR_QUOTE(key->ptr, key->size), type_name(val->type));
@@ -300,7 +203,7 @@ static slr_decode_result features(const msgpack_object *f, slr_raw_example *raw,
             if (x->type != MSGPACK_OBJECT_STR)
                 return slr_decode_bad(err, "features array holds %s; it may hold only names (strings)",
                                       type_name(x->type));
-            r = add(raw, default_ns, 0, x->via.str.ptr, x->via.str.size, 1.0, err);
+            r = add(raw, default_ns, 0, str_ptr(&x->via.str), x->via.str.size, 0, 1.0, err);
         }
         return r;
     }
@@ -316,7 +219,7 @@ static slr_decode_result features(const msgpack_object *f, slr_raw_example *raw,
             if (!as_number(v, &x))
                 return slr_decode_bad(err, "pre-hashed feature %llu is %s, not a number",
                                       (unsigned long long)k->via.u64, type_name(v->type));
-            r = add_prehashed(raw, k->via.u64, x, err);
+            r = add(raw, NULL, 0, NULL, 0, k->via.u64, x, err);
         } else {
             return slr_decode_bad(err, "features has a key that is %s; keys must be strings "
                                        "(names) or non-negative integers (pre-hashed ids)",
@@ -351,6 +254,8 @@ static slr_decode_result compact(const msgpack_object *ids, const msgpack_object
         return slr_decode_bad(err, "values must be a bin of little-endian float32 or nil; got %s",
                               type_name(values->type));
     }
+    if (n == 0)
+        return SLR_DECODE_EXAMPLE;
     if (slr_raw_example_grow(raw, n, err) != SLR_OK)
         return SLR_DECODE_BAD;
     slr_raw_feature *out = raw->features + raw->n_features;
@@ -431,7 +336,7 @@ static slr_decode_result from_map(const msgpack_object_map *m, slr_raw_example *
         case KEY_VALUES: values = v; break;
         case KEY_TAG:
             if (v->type == MSGPACK_OBJECT_STR) {
-                raw->tag = v->via.str.ptr;
+                raw->tag = str_ptr(&v->via.str);
                 raw->tag_len = v->via.str.size;
             } else if (v->type != MSGPACK_OBJECT_NIL) {
                 r = slr_decode_bad(err, "tag is %s; expected a string or nil", type_name(v->type));
@@ -772,27 +677,35 @@ slr_decode_result slr_decode_msgpack_next(slr_decoder *d, const char *buf, size_
     if (d->fast_paths && walk_named(d, buf, len, consumed, raw))
         return SLR_DECODE_EXAMPLE;
     size_t size = 0, need = 0;
-    switch (scan_object((const unsigned char *)buf, len, &size, &need)) {
-    case SCAN_INVALID:
+    switch (slr_msgpack_scan((const unsigned char *)buf, len, &size, &need)) {
+    case SLR_MSGPACK_INVALID:
         *consumed = 1;
+        d->bad_reason = SLR_BAD_JUNK;
+        d->bad_resync = true;
         return slr_decode_bad(err, "not msgpack data (byte 0xc1 is never used); skipping a byte");
-    case SCAN_INCOMPLETE:
+    case SLR_MSGPACK_INCOMPLETE:
         if (len >= d->max_record) {
             *consumed = 1;
+            d->bad_reason = SLR_BAD_TOO_LARGE;
+            d->bad_resync = true;
             return slr_decode_bad(err, "msgpack object longer than %zu bytes; skipping a byte",
                                   d->max_record);
         }
         if (!at_end)
             return SLR_DECODE_NEED_MORE;
         *consumed = 1;
+        d->bad_reason = SLR_BAD_JUNK;
+        d->bad_resync = true;
         return slr_decode_bad(err, "truncated msgpack object (%zu bytes left); skipping a byte", len);
-    case SCAN_COMPLETE:
+    case SLR_MSGPACK_COMPLETE:
         break;
     }
     *consumed = size;
-    if (size > d->max_record)
+    if (size > d->max_record) {
+        d->bad_reason = SLR_BAD_TOO_LARGE;
         return slr_decode_bad(err, "msgpack object of %zu bytes is longer than the %zu-byte limit",
                               size, d->max_record);
+    }
     if (!zone_fit(d->mp, need)) {
         slr_error_set(err, SLR_ERR_NOMEM, "out of memory unpacking a msgpack object of %zu bytes", size);
         return SLR_DECODE_BAD;

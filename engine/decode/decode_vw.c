@@ -96,8 +96,8 @@ static slr_decode_result parse_header(const slr_decoder *d, const char *s, const
                                    "[label [importance [base]]] ['tag]");
     for (int i = 0; i < ntok; i++) {
         double v;
-        if (!slr_parse_double(tok[i].p, tok[i].n, d->c_locale, &v) || !isfinite(v))
-            return slr_decode_bad(err, "%s \"%.*s\" is not a finite number%s", what[i],
+        if (!slr_parse_double(tok[i].p, tok[i].n, d->c_locale, &v))
+            return slr_decode_bad(err, "%s \"%.*s\" is not a number%s", what[i],
                                   SLR_QUOTE(tok[i].p, tok[i].n),
                                   i == ntok - 1 ? " (a tag must start with ' or touch the |)" : "");
         if (i == 0) {
@@ -126,9 +126,8 @@ slr_decode_result slr_decode_vw_line(const slr_decoder *d, const char *s, size_t
         p = token_end(p, end, &colon);
         size_t ns_len = colon ? (size_t)(colon - ns) : (size_t)(p - ns);
         double scale = 1.0;
-        if (colon && (!slr_parse_double(colon + 1, (size_t)(p - colon - 1), d->c_locale, &scale) ||
-                      !isfinite(scale)))
-            return slr_decode_bad(err, "namespace \"%.*s\" has scale \"%.*s\", which is not a finite number",
+        if (colon && !slr_parse_double(colon + 1, (size_t)(p - colon - 1), d->c_locale, &scale))
+            return slr_decode_bad(err, "namespace \"%.*s\" has scale \"%.*s\", which is not a number",
                                   SLR_QUOTE(ns, ns_len), SLR_QUOTE(colon + 1, (size_t)(p - colon - 1)));
         if (ns_len == 0)
             ns = default_ns;
@@ -143,10 +142,10 @@ slr_decode_result slr_decode_vw_line(const slr_decoder *d, const char *s, size_t
             p = token_end(p, end, &fc);
             size_t name_len = fc ? (size_t)(fc - f) : (size_t)(p - f);
             double v = 1.0;
-            if (fc && (!slr_parse_double(fc + 1, (size_t)(p - fc - 1), d->c_locale, &v) || !isfinite(v)))
+            if (fc && (!slr_parse_double(fc + 1, (size_t)(p - fc - 1), d->c_locale, &v)))
                 return slr_decode_bad(err,
                                       "feature \"%.*s\" in namespace \"%.*s\" has value \"%.*s\", "
-                                      "which is not a finite number",
+                                      "which is not a number",
                                       SLR_QUOTE(f, name_len), SLR_QUOTE(ns, ns_len),
                                       SLR_QUOTE(fc + 1, (size_t)(p - fc - 1)));
             if (slr_raw_add(raw, ns, ns_len, f, name_len, 0, v * scale, err) != SLR_OK)

@@ -14,7 +14,8 @@
 /* Parse s[0, n) as a decimal number: [+-] digits [. digits] [(e|E) [+-] digits]
  * (either side of the point may be empty, not both).  The result is the
  * correctly rounded double, as strtod gives in the C locale; a value too large
- * for a double is +-Inf, which callers reject.  "nan", "inf", hex floats,
+ * for a double is +-Inf, which slr_example_from_raw rejects (as a bad value,
+ * label or weight: the numeric checks live in one place, example.c).  "nan", "inf", hex floats,
  * surrounding spaces and numbers longer than SLR_NUMBER_MAX_CHARS are not
  * numbers here.  c_locale is a C-locale handle for the slow path. */
 bool slr_parse_double(const char *s, size_t n, locale_t c_locale, double *out);

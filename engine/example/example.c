@@ -64,6 +64,14 @@ void slr_example_reset(slr_example *ex)
     ex->n_spans = 0;
     ex->ns_chosen = false;
     ex->ns_open = false;
+    ex->bad_reason = SLR_BAD_DECODE;
+}
+
+/* Bad input: record why, for counting and dead letters. */
+static slr_status reject(slr_example *ex, slr_bad_reason why)
+{
+    ex->bad_reason = why;
+    return SLR_ERR_BAD_INPUT;
 }
 
 slr_status slr_example_set_label(slr_example *ex, double raw, slr_error *err)
@@ -73,8 +81,7 @@ slr_status slr_example_set_label(slr_example *ex, double raw, slr_error *err)
     else if (raw == 0.0 || raw == -1.0)
         ex->label = 0.0;
     else
-        return slr_error_set(err, SLR_ERR_BAD_INPUT,
-                             "label %g is not one of 0, 1, -1, +1", raw);
+        return slr_error_set(err, reject(ex, SLR_BAD_LABEL), "label %g is not one of 0, 1, -1, +1", raw);
     ex->has_label = true;
     return SLR_OK;
 }
@@ -82,8 +89,8 @@ slr_status slr_example_set_label(slr_example *ex, double raw, slr_error *err)
 slr_status slr_example_set_weight(slr_example *ex, double weight, slr_error *err)
 {
     if (!(weight > 0.0) || !isfinite(weight) || weight > SLR_MAX_ABS_VALUE)
-        return slr_error_set(err, SLR_ERR_BAD_INPUT,
-                             "importance weight %g must be finite and > 0", weight);
+        return slr_error_set(err, reject(ex, SLR_BAD_WEIGHT),
+                             "importance weight %g must be > 0 and at most %g", weight, SLR_MAX_ABS_VALUE);
     ex->weight = weight;
     return SLR_OK;
 }
@@ -151,21 +158,22 @@ void slr_namespace_seeds_init(slr_namespace_seeds *s)
     }
 }
 
-static slr_status value_error(const slr_example *ex, double value, slr_error *err)
+static slr_status value_error(slr_example *ex, double value, slr_error *err)
 {
     if (!isfinite(value))
-        return slr_error_set(err, SLR_ERR_BAD_INPUT, "feature value is %s", isnan(value) ? "NaN" : "infinite");
+        return slr_error_set(err, reject(ex, SLR_BAD_VALUE), "feature value is %s",
+                             isnan(value) ? "NaN" : "infinite");
     if (fabs(value) > SLR_MAX_ABS_VALUE)
-        return slr_error_set(err, SLR_ERR_BAD_INPUT, "feature value %g is beyond the bound |v| <= %g",
+        return slr_error_set(err, reject(ex, SLR_BAD_VALUE), "feature value %g is beyond the bound |v| <= %g",
                              value, SLR_MAX_ABS_VALUE);
-    return slr_error_set(err, SLR_ERR_BAD_INPUT,
+    return slr_error_set(err, reject(ex, SLR_BAD_TOO_MANY_FEATURES),
                          "example has more than %u features (raise --max-features if this is intended)",
                          ex->max_features);
 }
 
 /* A finite value within bounds, and room under --max-features (the common
  * case is two comparisons; NaN fails the first). */
-static inline slr_status check_value(const slr_example *ex, double value, slr_error *err)
+static inline slr_status check_value(slr_example *ex, double value, slr_error *err)
 {
     if (fabs(value) <= SLR_MAX_ABS_VALUE && ex->n_features < ex->max_features)
         return SLR_OK;
@@ -234,7 +242,7 @@ static slr_status add_pair(slr_example *ex, uint32_t i, uint32_t j, slr_error *e
 {
     double v = (double)ex->features[i].value * (double)ex->features[j].value;
     if (ex->n_features >= ex->max_features)
-        return slr_error_set(err, SLR_ERR_BAD_INPUT,
+        return slr_error_set(err, reject(ex, SLR_BAD_TOO_MANY_FEATURES),
                              "example has more than %u features after -q expansion "
                              "(raise --max-features if this is intended)",
                              ex->max_features);

@@ -116,6 +116,32 @@ static slr_status check_resumable(slr_job *job, slr_error *err)
     return SLR_OK;
 }
 
+/* The checkpoint says how far the dead-letter sink had got; what it received
+ * after that belongs to records the replay is about to apply again. */
+static slr_status resume_dead_letters(slr_job *job, slr_error *err)
+{
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    const slr_dead_letter_mark *mark = &job->state.dead_letter;
+    if (!sink) {
+        if (mark->kind)
+            slr_job_log(job, "the checkpoint's run kept dead letters in %s; this run has no "
+                             "--dead-letter, so rejected records are only counted", mark->name);
+        return SLR_OK;
+    }
+    if (!mark->kind || strcmp(mark->kind, sink->kind) || strcmp(mark->name, sink->name)) {
+        if (mark->kind)
+            slr_job_log(job, "dead letters now go to %s (the checkpoint's run kept them in %s)",
+                        sink->name, mark->name);
+        return SLR_OK;
+    }
+    uint64_t dropped = 0;
+    slr_status st = sink->resume(sink, mark->position, &dropped, err);
+    if (st == SLR_OK && dropped)
+        slr_job_log(job, "%s: dropped the dead letters written after the checkpoint (%llu bytes); "
+                         "the replay writes them again", sink->name, (unsigned long long)dropped);
+    return st;
+}
+
 static slr_status open_learner(slr_job *job, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
@@ -131,7 +157,9 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         if (st == SLR_OK) {
             slr_job_log(job, "resuming from %s (%llu examples learned)", job->last_checkpoint,
                         (unsigned long long)slr_learner_steps(job->learner));
-            return check_resumable(job, err);
+            if ((st = check_resumable(job, err)) != SLR_OK)
+                return st;
+            return resume_dead_letters(job, err);
         }
         if (st != SLR_ERR_NOT_FOUND)
             return st;
@@ -172,6 +200,7 @@ slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, 
 {
     slr_raw_example_init(&r->raw);
     r->keep_names = opt->keep_names;
+    r->keep_bytes = opt->dead_letter != NULL;
     slr_status st = slr_decoder_create(&r->decoder, opt->format, err);
     if (st != SLR_OK)
         return st;
@@ -198,6 +227,7 @@ void slr_job_item_init(slr_job_item *it, const slr_job *job)
 void slr_job_item_free(slr_job_item *it)
 {
     slr_example_free(&it->ex);
+    slr_buf_free(&it->bytes);
     slr_raw_example_free(&it->raw);
     free(it->names);
     memset(it, 0, sizeof *it);
@@ -261,6 +291,8 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
 void slr_job_close(slr_job *job)
 {
     slr_job_checkpoint_poll(job, true, NULL); /* a valid checkpoint of an earlier position */
+    free(job->junk.source);
+    slr_buf_free(&job->junk.data);
     slr_job_report_close(job);
     slr_learner_destroy(job->learner);
     slr_job_reader_free(&job->reader);
@@ -281,21 +313,96 @@ static void format_where(char *buf, size_t size, const slr_where *w)
         snprintf(buf, size, "%s@%llu", w->name, (unsigned long long)w->offset);
 }
 
-static slr_status bad_record(slr_job *job, const slr_where *where, const char *reason,
-                             slr_error *err)
+/* A record that cannot be learned from: count it by reason, report it, and
+ * hand its exact bytes to the dead-letter sink.  Unlabelled examples are not
+ * bad input, but training cannot use them either, so they are kept too. */
+static slr_status reject_record(slr_job *job, const slr_where *where, slr_bad_reason why,
+                                const char *msg, const char *data, size_t len, bool truncated,
+                                slr_error *err)
 {
     char at[1024];
     format_where(at, sizeof at, where);
-    job->state.metrics.bad++;
-    if (job->opt->strict)
-        return slr_error_set(err, SLR_ERR_BAD_INPUT, "%s: %s (stopping: --strict)", at, reason);
-    if (job->bad_reported < BAD_REPORT_LIMIT)
-        slr_job_log(job, "%s: %s; skipped", at, reason);
-    else if (job->bad_reported == BAD_REPORT_LIMIT)
-        slr_job_log(job, "more than %d bad records; counting the rest without printing them",
-                    BAD_REPORT_LIMIT);
-    job->bad_reported++;
+    job->state.metrics.rejected[why]++;
+    if (why == SLR_BAD_UNLABELLED) {
+        if (job->state.metrics.unlabelled++ == 0)
+            slr_job_log(job, "%s: example has no label; training skips unlabelled examples "
+                             "(counted as unlabelled)", at);
+    } else {
+        job->state.metrics.bad++;
+        if (job->opt->strict)
+            return slr_error_set(err, SLR_ERR_BAD_INPUT, "%s: %s (stopping: --strict)", at, msg);
+        if (job->bad_reported < BAD_REPORT_LIMIT)
+            slr_job_log(job, "%s: %s; skipped", at, msg);
+        else if (job->bad_reported == BAD_REPORT_LIMIT)
+            slr_job_log(job, "more than %d bad records; counting the rest without printing them",
+                        BAD_REPORT_LIMIT);
+        job->bad_reported++;
+    }
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    if (!sink)
+        return SLR_OK;
+    slr_dead_letter dl = {.reason = why, .error = msg, .source = where->name,
+                          .offset = where->offset, .line = where->line,
+                          .is_message = where->is_message,
+                          .format = slr_format_name(job->opt->format), .data = data, .len = len,
+                          .truncated = truncated};
+    slr_error e;
+    slr_status st = sink->put(sink, &dl, &e);
+    if (st != SLR_OK)
+        return slr_error_set(err, st, "%s: cannot keep this record as a dead letter (%s); stopping, "
+                             "since it could be neither learned nor kept", at, e.msg);
+    job->dead_letters++;
+    job->source.dead_lettered++;
     return SLR_OK;
+}
+
+static slr_status flush_junk(slr_job *job, slr_error *err)
+{
+    slr_junk_span *j = &job->junk;
+    if (!j->active)
+        return SLR_OK;
+    j->active = false;
+    char msg[SLR_ERROR_MSG_MAX + 64];
+    if (j->data.len > 1)
+        snprintf(msg, sizeof msg, "%s (%zu bytes skipped in all)", j->error, j->data.len);
+    else
+        snprintf(msg, sizeof msg, "%s", j->error);
+    slr_where w = {j->source, 0, j->offset, j->is_message};
+    slr_status st = reject_record(job, &w, j->reason, msg, j->data.data, j->data.len, false, err);
+    free(j->source);
+    j->source = NULL;
+    slr_buf_reset(&j->data);
+    return st;
+}
+
+/* Bytes the decoder skipped to resynchronise: extend the current span if
+ * they follow it, else start a new one (after reporting the old). */
+static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason why,
+                           const char *msg, const char *buf, size_t n, slr_error *err)
+{
+    slr_junk_span *j = &job->junk;
+    if (job->opt->strict)
+        return reject_record(job, where, why, msg, buf, n, false, err);
+    size_t limit = job->opt->max_record ? job->opt->max_record : SLR_DEFAULT_MAX_RECORD;
+    /* in a file the next junk byte is at the next offset; in a Kafka message
+     * every byte has the message's offset, and the message is the unit */
+    bool adjacent = where->is_message ? j->offset == where->offset
+                                      : j->offset + j->data.len == where->offset;
+    bool continues = j->active && adjacent && j->is_message == where->is_message &&
+                     !strcmp(j->source, where->name) && j->data.len + n <= limit;
+    slr_status st;
+    if (!continues) {
+        if ((st = flush_junk(job, err)) != SLR_OK)
+            return st;
+        if (!(j->source = strdup(where->name)))
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+        j->active = true;
+        j->offset = where->offset;
+        j->is_message = where->is_message;
+        j->reason = why;
+        snprintf(j->error, sizeof j->error, "%s", msg);
+    }
+    return slr_buf_append(&j->data, buf, n, err);
 }
 
 /* -p: one line per example or bad record, so line i answers record i */
@@ -315,9 +422,19 @@ bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
     it->kind = d == SLR_DECODE_EXAMPLE ? SLR_ITEM_EXAMPLE
                : d == SLR_DECODE_SKIP  ? SLR_ITEM_SKIP
                                        : SLR_ITEM_BAD;
-    if (it->kind == SLR_ITEM_EXAMPLE && r->keep_names && !keep_raw(it, &r->raw)) {
-        it->kind = SLR_ITEM_BAD;
-        slr_error_set(&it->reason, SLR_ERR_NOMEM, "out of memory keeping feature names");
+    slr_buf_reset(&it->bytes);
+    if (it->kind == SLR_ITEM_BAD) {
+        it->why = slr_decoder_last_bad(r->decoder, &it->resync, &it->truncated);
+        /* the bytes go to the dead letter, or at least count in a junk span */
+        if (slr_buf_append(&it->bytes, buf, *consumed, NULL) != SLR_OK)
+            slr_error_set(&it->reason, SLR_ERR_NOMEM, "out of memory keeping a bad record");
+    } else if (it->kind == SLR_ITEM_EXAMPLE) {
+        if ((r->keep_names && !keep_raw(it, &r->raw)) ||
+            (r->keep_bytes && !it->ex.has_label &&
+             slr_buf_append(&it->bytes, buf, *consumed, NULL) != SLR_OK)) {
+            it->kind = SLR_ITEM_BAD;
+            slr_error_set(&it->reason, SLR_ERR_NOMEM, "out of memory keeping a record");
+        }
     }
     return true;
 }
@@ -329,28 +446,34 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
     job->state.file.records++;
     if ((job->records_this_run & 1023) == 0) /* reading the clock is cheap, not free */
         slr_job_tick(job);
+    slr_status st;
+    if (it->kind == SLR_ITEM_BAD) {
+        *result = SLR_APPLY_BAD;
+        if (it->reason.code == SLR_ERR_NOMEM)
+            return slr_error_set(err, SLR_ERR_NOMEM, "%s", it->reason.msg);
+        if (job->opt->predictions)
+            write_prediction(job, NAN);
+        if (it->resync)
+            return add_junk(job, &it->where, it->why, it->reason.msg, it->bytes.data,
+                            it->bytes.len, err);
+        if ((st = flush_junk(job, err)) != SLR_OK)
+            return st;
+        return reject_record(job, &it->where, it->why, it->reason.msg, it->bytes.data,
+                             it->bytes.len, it->truncated, err);
+    }
+    if ((st = flush_junk(job, err)) != SLR_OK) /* it came before this record */
+        return st;
     if (it->kind == SLR_ITEM_SKIP) {
         *result = SLR_APPLY_SKIPPED;
         return SLR_OK;
-    }
-    if (it->kind != SLR_ITEM_EXAMPLE) {
-        *result = SLR_APPLY_BAD;
-        if (job->opt->predictions)
-            write_prediction(job, NAN);
-        return bad_record(job, &it->where, it->reason.msg, err);
     }
     const slr_example *ex = &it->ex;
     if (!ex->has_label) {
         if (job->opt->predictions)
             write_prediction(job, slr_learner_predict(job->learner, ex));
-        if (job->state.metrics.unlabelled++ == 0) {
-            char at[1024];
-            format_where(at, sizeof at, &it->where);
-            slr_job_log(job, "%s: example has no label; training skips unlabelled examples "
-                             "(counted as unlabelled)", at);
-        }
         *result = SLR_APPLY_SKIPPED;
-        return SLR_OK;
+        return reject_record(job, &it->where, SLR_BAD_UNLABELLED, "example has no label",
+                             it->bytes.data, it->bytes.len, false, err);
     }
     if (job->opt->keep_names)
         slr_names_record(job->state.names, &it->raw, ex);
@@ -404,8 +527,11 @@ bool slr_job_checkpoint_due(slr_job *job)
     return false;
 }
 
-static void checkpoint_durable(slr_job *job, const char *path, const slr_job_state *st)
+/* A checkpoint taken when `records` records had been applied is durable. */
+static void checkpoint_durable(slr_job *job, const char *path, const slr_job_state *st,
+                               uint64_t records)
 {
+    job->records_at_checkpoint = records; /* saved: finish need not write again */
     job->checkpoints_written++;
     job->last_checkpoint_unix = (double)time(NULL);
     snprintf(job->last_checkpoint, sizeof job->last_checkpoint, "%s", path);
@@ -432,7 +558,7 @@ static slr_status reap_writer(slr_job *job, bool wait, const slr_job_state *reco
         return SLR_OK;
     job->writer = NULL;
     if (st == SLR_OK) {
-        checkpoint_durable(job, path, recorded);
+        checkpoint_durable(job, path, recorded, job->writer_records);
     } else {
         checkpoint_failed(job, &e);
         if (job->state.sequence == seq) /* as a failed synchronous save leaves it */
@@ -453,7 +579,35 @@ slr_status slr_job_checkpoint_poll(slr_job *job, bool wait, slr_error *err)
     return st;
 }
 
-/* Take a checkpoint, in a child process if `background` allows. */
+/* Make every dead letter so far durable and note where the sink stands: the
+ * checkpoint about to be written must not move past a record whose dead
+ * letter could still be lost. */
+static slr_status sync_dead_letters(slr_job *job, slr_error *err)
+{
+    slr_status st = flush_junk(job, err);
+    slr_dead_letter_sink *sink = job->opt->dead_letter;
+    if (st != SLR_OK || !sink)
+        return st;
+    uint64_t position;
+    slr_error e;
+    if ((st = sink->sync(sink, &position, &e)) != SLR_OK)
+        return slr_error_set(err, st, "%s; stopping without a further checkpoint, so that a resumed "
+                             "run reapplies the records since the last one", e.msg);
+    slr_dead_letter_mark *mark = &job->state.dead_letter;
+    if (!mark->kind || strcmp(mark->kind, sink->kind) || strcmp(mark->name, sink->name)) {
+        free(mark->kind);
+        free(mark->name);
+        mark->kind = strdup(sink->kind);
+        mark->name = strdup(sink->name);
+        if (!mark->kind || !mark->name)
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    }
+    mark->position = position;
+    return SLR_OK;
+}
+
+/* Take a checkpoint, in a child process if `background` allows.  A failure
+ * is logged and returned. */
 static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
@@ -461,8 +615,8 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
     /* a checkpoint still being written is finished first, so that every
      * checkpoint is taken where it falls due, whatever the disk's speed */
     slr_job_checkpoint_poll(job, true, NULL);
+    /* the next periodic attempt is a period away, whatever this one does */
     job->examples_at_checkpoint = job->state.metrics.examples;
-    job->records_at_checkpoint = job->records_this_run;
     job->time_at_checkpoint = slr_monotonic_seconds();
     slr_status st = SLR_OK;
     if (background) {
@@ -471,6 +625,7 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
                                      opt->checkpoint_keep, &job->writer, &e);
         if (st == SLR_OK) {
             job->writer_prev_sequence = prev;
+            job->writer_records = job->records_this_run;
             /* checkpoint_done will want the state the child records; without
              * the memory to copy it, wait now, while job->state still is it */
             if (slr_job_state_copy(&job->writer_state, &job->state, NULL) != SLR_OK) {
@@ -486,7 +641,7 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
     st = slr_checkpoint_dir_save(opt->checkpoint_dir, job->learner, &job->state,
                                  opt->checkpoint_keep, path, &e);
     if (st == SLR_OK) {
-        checkpoint_durable(job, path, &job->state);
+        checkpoint_durable(job, path, &job->state, job->records_this_run);
     } else {
         checkpoint_failed(job, &e);
         if (err)
@@ -495,25 +650,36 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
     return st;
 }
 
+slr_status slr_job_start(slr_job *job, slr_error *err)
+{
+    if (!job->opt->dead_letter || !job->opt->checkpoint_dir || job->last_checkpoint[0])
+        return SLR_OK;
+    return slr_job_checkpoint(job, err);
+}
+
 slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
 {
+    slr_status st = sync_dead_letters(job, err);
+    if (st != SLR_OK)
+        return st;
     const double t0 = slr_monotonic_seconds();
-    slr_status st = take_checkpoint(job, job->opt->checkpoint_fork, err);
+    slr_error werr;
+    take_checkpoint(job, job->opt->checkpoint_fork, &werr); /* logged; the next period retries */
     const double pause = slr_monotonic_seconds() - t0;
     job->checkpoint_seconds += pause;
     job->pauses++;
     job->pause_total += pause;
     if (pause > job->pause_max)
         job->pause_max = pause;
-    return st;
+    return SLR_OK;
 }
 
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
-    slr_status st = SLR_OK;
+    slr_status st = sync_dead_letters(job, err);
     slr_job_checkpoint_poll(job, true, NULL); /* a failure is logged; the final one retries */
-    if (opt->checkpoint_dir &&
+    if (st == SLR_OK && opt->checkpoint_dir &&
         (job->records_this_run != job->records_at_checkpoint || job->last_checkpoint[0] == '\0')) {
         double t0 = slr_monotonic_seconds();
         st = take_checkpoint(job, false, err); /* in place: durable before we return */
@@ -551,6 +717,17 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
                     slr_report_window_logloss(&report));
         fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
                 (unsigned long long)m->unlabelled);
+        if (m->bad || m->unlabelled) {
+            fprintf(out, "rejected by reason:");
+            for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
+                if (m->rejected[r])
+                    fprintf(out, " %s %llu", slr_bad_reason_name((slr_bad_reason)r),
+                            (unsigned long long)m->rejected[r]);
+            fputc('\n', out);
+        }
+        if (opt->dead_letter)
+            fprintf(out, "dead letters = %llu this run, in %s\n",
+                    (unsigned long long)job->dead_letters, opt->dead_letter->name);
         fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
         double learning = secs - job->checkpoint_seconds;
         fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models), %.0f examples/s\n",
@@ -574,6 +751,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->checkpoints = job->checkpoints_written;
         res->pause_max = job->pause_max;
         res->pause_mean = job->pauses ? job->pause_total / (double)job->pauses : 0.0;
+        res->dead_letters = job->dead_letters;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
         res->report = report;
     }

@@ -2,15 +2,16 @@
  *
  * A source (files, Kafka) hands records to slr_job_apply(); the job decodes,
  * hashes, learns, keeps the progressive metrics, reports bad input with its
- * position, prints progress, and decides when a checkpoint is due.  The
- * source owns the notion of position and passes it in (slr_where), so the
- * same code serves "file.vw:1234" and "clicks[3]@98765".
+ * position and hands it to the dead-letter sink, prints progress, and
+ * decides when a checkpoint is due.  The source owns the notion of position
+ * and passes it in (slr_where), so the same code serves "file.vw:1234" and
+ * "clicks[3]@98765".
  *
  * slr_job_apply() is two stages that can run on two threads:
  *   1. slr_job_read(): decode and hash one record into an slr_job_item, which
  *      owns everything (no views into the read buffer);
  *   2. slr_job_learn(): everything else, in record order -- counting, bad
- *      record reports, learning, metrics, progress.
+ *      record reports and dead letters, learning, metrics, progress.
  * Stage 2 alone touches the learner and the job state, so running stage 1
  * ahead (on another thread, ring.h) changes no result: the learner applies
  * the same examples in the same order. */
@@ -31,12 +32,26 @@ typedef struct slr_where {
     bool is_message;  /* offset is a Kafka message offset */
 } slr_where;
 
+/* A run of msgpack bytes skipped to resynchronise, gathered into one dead
+ * letter instead of one per byte (cut at checkpoints and at the record
+ * limit). */
+typedef struct slr_junk_span {
+    bool active;
+    char *source;
+    uint64_t offset;
+    bool is_message;
+    slr_bad_reason reason;
+    char error[SLR_ERROR_MSG_MAX];
+    slr_buf data;
+} slr_junk_span;
+
 /* Stage 1's own state: a decoder and its raw example.  One per thread that
  * decodes. */
 typedef struct slr_job_reader {
     slr_decoder *decoder;
     slr_raw_example raw;
     bool keep_names; /* copy the raw example into each item (--keep-names) */
+    bool keep_bytes; /* ... and an unlabelled record's bytes (a dead-letter sink) */
 } slr_job_reader;
 
 typedef enum slr_item_kind {
@@ -55,6 +70,10 @@ typedef struct slr_job_item {
     slr_file_position after; /* file replay: the source position after the record */
     slr_error reason;        /* BAD: why; END: the source's error, if any */
     slr_status status;       /* END: SLR_OK at the end of input, else an error */
+    slr_bad_reason why;      /* BAD: slr_decoder_last_bad's reason, resync and */
+    bool resync, truncated;  /* truncated flags */
+    slr_buf bytes;           /* BAD (and unlabelled, with keep_bytes): the record's
+                              * bytes, for the dead letter */
     /* --keep-names: the raw example, its names copied into `names` (stage 2
      * records them; stage 1 may already be reading far ahead) */
     slr_raw_example raw;
@@ -74,8 +93,8 @@ typedef struct slr_job {
     uint64_t records_this_run;
     uint64_t next_progress;        /* print a progress row at this example count */
     slr_metrics at_last_row;       /* for the "since last" column */
-    uint64_t examples_at_checkpoint;
-    uint64_t records_at_checkpoint;
+    uint64_t examples_at_checkpoint; /* at the last attempt: the period counts from here */
+    uint64_t records_at_checkpoint;  /* at the last checkpoint actually written */
     double time_at_checkpoint;
     uint64_t checkpoints_written;
     double checkpoint_seconds;     /* time learning was paused for checkpoints and models */
@@ -84,7 +103,10 @@ typedef struct slr_job {
     slr_checkpoint_child *writer;  /* a checkpoint being written by a child process */
     slr_job_state writer_state;    /* the state it records */
     uint64_t writer_prev_sequence;
+    uint64_t writer_records;       /* records_this_run when it was taken */
     uint64_t bad_reported;
+    slr_junk_span junk;
+    uint64_t dead_letters;         /* given to the sink in this run */
     char last_checkpoint[4096];
 
     /* reporting (report.c) */
@@ -107,6 +129,14 @@ typedef struct slr_job {
  * --resume, state receives the checkpoint's position for the source to seek. */
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err);
 void slr_job_close(slr_job *job);
+
+/* Call once the source has put its starting position into job->state,
+ * before the first record.  With a dead-letter sink and a checkpoint
+ * directory, a job that did not resume from a checkpoint writes one now:
+ * the sink's starting position must be durable before the first dead
+ * letter, or a crash before the first periodic checkpoint would leave
+ * letters that a restart from scratch writes again. */
+slr_status slr_job_start(slr_job *job, slr_error *err);
 
 typedef enum slr_apply_result {
     SLR_APPLY_LEARNED,   /* one example learned */
@@ -142,13 +172,16 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
 
 /* Is a periodic checkpoint due (by count or time)? */
 bool slr_job_checkpoint_due(slr_job *job);
-/* Take a checkpoint of the current learner and state (the caller has put the
- * source position into job->state).  With opt->checkpoint_fork a child
+/* Make the dead letters durable, then take a checkpoint of the current
+ * learner and state (the caller has put the source position into
+ * job->state).  With opt->checkpoint_fork a child
  * process writes it and this returns after the fork; it becomes durable
  * later (slr_job_checkpoint_poll), and opt->checkpoint_done is called then.
- * A previous checkpoint still being written is waited for first.  Failures
- * are reported through the log and returned; the job can go on and retry at
- * the next period. */
+ * A previous checkpoint still being written is waited for first.
+ * A failed checkpoint write is logged, leaves the previous checkpoint in
+ * place and is retried at the next period: that returns SLR_OK.  An error
+ * means the job must stop: the dead letters could not be made durable, so no
+ * checkpoint may move past them. */
 slr_status slr_job_checkpoint(slr_job *job, slr_error *err);
 
 /* Reap a checkpoint written in the background once it is done (with

@@ -204,9 +204,12 @@ static slr_status consume(slr_job *job, slr_ring *ring, producer *inline_pr, boo
         slr_ring_release(ring);
         if (st != SLR_OK)
             return st;
-        if (slr_job_checkpoint_due(job))
-            slr_job_checkpoint(job, NULL); /* a failure is logged; retried next period */
-        else if (job->writer && (job->records_this_run & 1023) == 0)
+        if (slr_job_checkpoint_due(job)) {
+            /* a failed write is logged and retried next period; an error
+             * here means the dead letters could not be made durable */
+            if ((st = slr_job_checkpoint(job, err)) != SLR_OK)
+                return st;
+        } else if (job->writer && (job->records_this_run & 1023) == 0)
             slr_job_checkpoint_poll(job, false, NULL); /* one waitpid per 1024 records */
     }
 }
@@ -236,6 +239,11 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
                     (unsigned long long)job.state.file.offset,
                     (unsigned long long)job.state.file.line);
     }
+    slr_file_position at;
+    slr_file_source_position(pr.src, &at);
+    set_position(&job, &at);
+    if ((st = slr_job_start(&job, err)) != SLR_OK) /* a first checkpoint, with a dead-letter sink */
+        goto out;
     if ((st = slr_job_reader_init(&pr.reader, opt, err)) != SLR_OK)
         goto out;
     threaded = opt->threads >= 2;

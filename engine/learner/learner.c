@@ -10,6 +10,7 @@
  * closed form at step 1 of the next example that touches them.  With
  * cfg.eager, step 4 instead visits every weight, which is the definition the
  * lazy path must reproduce (tests/check_learner.c compares the two). */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,19 +316,32 @@ static void begin_step(slr_learner *l, uint64_t t, double eta_t)
     if (l->cfg.eager)
         return;
     bool stamps_full = t - l->epoch >= UINT32_MAX;
+    /* also start afresh before P underflows or the truncation sums overflow
+     * (an absurd rate times l1): the catch-up subtracts them */
     bool history_full = l->use_history && (l->hist.len >= l->hist.cap ||
-                                           l->hist.log_p[l->hist.len - 1] < -300.0);
+                                           l->hist.log_p[l->hist.len - 1] < -300.0 ||
+                                           !(l->hist.c[l->hist.len - 1] <= 1e300));
     if (stamps_full || history_full)
         slr_learner_rebase(l);
     if (l->use_history)
         slr_penalty_history_push(&l->hist, &l->pen, eta_t);
 }
 
+/* The numeric guard (docs/LEARNING.md, "Numeric guards"): a step that
+ * would carry |w| past SLR_MAX_ABS_WEIGHT stops at the bound, and AdaGrad's
+ * float accumulator saturates at FLT_MAX instead of overflowing.  A zero
+ * gradient changes nothing (and must not meet an infinite rate: Inf * 0).
+ * The eager reference runs this same function, so lazy == eager holds. */
 static inline void gradient_step(const slr_learner *l, slr_slot *s, double g_j, double eta_t)
 {
-    if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD)
-        s->g2 = (float)((double)s->g2 + g_j * g_j);
-    s->w -= slot_rate(l, s, eta_t) * g_j;
+    if (g_j == 0.0)
+        return;
+    if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD) {
+        double g2 = (double)s->g2 + g_j * g_j;
+        s->g2 = g2 < FLT_MAX ? (float)g2 : FLT_MAX;
+    }
+    double w = s->w - slot_rate(l, s, eta_t) * g_j;
+    s->w = w > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : w < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : w;
 }
 
 /* p = sigma(z) and, if wanted, the log loss of label y, sharing one exp:
@@ -412,6 +426,17 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
  * keeps per-feature values in stack arrays). */
 #define FAST_MAX_FEATURES 512 /* a multiple of 8: see pad_for_vectors */
 
+/* The weight after a gradient step g_j at rate r, as gradient_step() does
+ * it: nothing for a zero gradient (an infinite rate must not meet it), and
+ * the result clamped to |w| <= SLR_MAX_ABS_WEIGHT. */
+static inline double guarded_step(double w, double r, double g_j)
+{
+    if (g_j == 0.0)
+        return w;
+    double v = w - r * g_j;
+    return v > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : v < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : v;
+}
+
 /* The gradient step and then the penalty of step t under a soft penalty
  * (K = 1, theta = inf, or no L1) for weights w[i] with rates rate[i] and
  * gradients g_x[i]: slr_penalty_step without a branch on the sign (+ 0.0
@@ -422,9 +447,14 @@ static inline __attribute__((always_inline)) void step_soft_one(const slr_penalt
 {
     for (uint32_t i = 0; i < n; i++) {
         const double r = rate[i];
-        const double v = (w[i] - r * g_x[i]) * (1.0 - slr_penalty_decay(pen, r));
-        const double x = fabs(v) - r * pen->l1;
-        w[i] = copysign(x > 0.0 ? x : 0.0, v) + 0.0;
+        double v = guarded_step(w[i], r, g_x[i]);
+        if (pen->l2 != 0.0)
+            v *= 1.0 - slr_penalty_decay(pen, r);
+        if (pen->l1 > 0.0) {
+            const double x = fabs(v) - r * pen->l1;
+            v = copysign(x > 0.0 ? x : 0.0, v) + 0.0;
+        }
+        w[i] = v;
     }
 }
 
@@ -467,17 +497,24 @@ __attribute__((target("avx"))) static void step_soft_avx(const slr_penalty *pen,
 {
     const __m256d l1 = _mm256_set1_pd(pen->l1), l2 = _mm256_set1_pd(pen->l2);
     const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd(), sign = _mm256_set1_pd(-0.0);
+    const __m256d bound = _mm256_set1_pd(SLR_MAX_ABS_WEIGHT), minus_bound = _mm256_set1_pd(-SLR_MAX_ABS_WEIGHT);
+    const bool decay = pen->l2 != 0.0, truncate = pen->l1 > 0.0;
     uint32_t i = 0;
     for (; i + 4 <= n; i += 4) {
-        __m256d r = _mm256_loadu_pd(rate + i);
-        __m256d keep = _mm256_sub_pd(one, _mm256_min_pd(_mm256_mul_pd(r, l2), one));
-        __m256d v = _mm256_mul_pd(_mm256_sub_pd(_mm256_loadu_pd(w + i),
-                                                _mm256_mul_pd(r, _mm256_loadu_pd(g_x + i))),
-                                  keep);
-        __m256d x = _mm256_sub_pd(_mm256_andnot_pd(sign, v), _mm256_mul_pd(r, l1));
-        x = _mm256_max_pd(x, zero); /* x > 0 ? x : 0, NaN included */
-        x = _mm256_or_pd(x, _mm256_and_pd(sign, v));
-        _mm256_storeu_pd(w + i, _mm256_add_pd(x, zero));
+        __m256d r = _mm256_loadu_pd(rate + i), gx = _mm256_loadu_pd(g_x + i);
+        /* guarded_step: the clamped step, kept where the gradient is not zero */
+        __m256d w0 = _mm256_loadu_pd(w + i);
+        __m256d stepped = _mm256_sub_pd(w0, _mm256_mul_pd(r, gx));
+        stepped = _mm256_min_pd(_mm256_max_pd(stepped, minus_bound), bound);
+        __m256d v = _mm256_blendv_pd(w0, stepped, _mm256_cmp_pd(gx, zero, _CMP_NEQ_UQ));
+        if (decay)
+            v = _mm256_mul_pd(v, _mm256_sub_pd(one, _mm256_min_pd(_mm256_mul_pd(r, l2), one)));
+        if (truncate) {
+            __m256d x = _mm256_sub_pd(_mm256_andnot_pd(sign, v), _mm256_mul_pd(r, l1));
+            x = _mm256_max_pd(x, zero); /* x > 0 ? x : 0, NaN included */
+            v = _mm256_add_pd(_mm256_or_pd(x, _mm256_and_pd(sign, v)), zero);
+        }
+        _mm256_storeu_pd(w + i, v);
     }
     /* the tail inline, in this function's encoding: a call to SSE code from
      * here (GCC makes it a tail jump without vzeroupper) would leave the
@@ -607,7 +644,8 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
         for (uint32_t i = 0; i < n; i++) {
             slr_slot *s = &slots[f[i].index];
             const double g_j = g * (double)f[i].value;
-            s->g2 = (float)((double)s->g2 + g_j * g_j);
+            const double sum = (double)s->g2 + g_j * g_j; /* saturating, as in gradient_step */
+            s->g2 = sum < FLT_MAX ? (float)sum : FLT_MAX;
             g2[i] = s->g2;
         }
         pad_for_vectors(g2, n);
@@ -626,8 +664,10 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
         for (uint32_t i = 0; i < n; i++)
             slots[f[i].index].w = w[i];
     } else {
-        for (uint32_t i = 0; i < n; i++)
-            slots[f[i].index].w -= rate[i] * (g * (double)f[i].value);
+        for (uint32_t i = 0; i < n; i++) {
+            slr_slot *s = &slots[f[i].index];
+            s->w = guarded_step(s->w, rate[i], g * (double)f[i].value);
+        }
         if (lazy) {
             const bool truncate = pen.l1 > 0 && t % pen.period == 0;
             const double K = (double)pen.period;

@@ -95,6 +95,11 @@ size_t slr_report_json(const slr_metrics_report *r, char *buf, size_t size)
     json_u64(&o, "bad", r->totals.bad);
     json_u64(&o, "unlabelled", r->totals.unlabelled);
     json_u64(&o, "dead_lettered", r->source.dead_lettered);
+    put(&o, ",\"rejected\":{");
+    for (int k = 0; k < SLR_BAD_REASON_COUNT; k++)
+        put(&o, "%s\"%s\":%llu", k ? "," : "", slr_bad_reason_name((slr_bad_reason)k),
+            (unsigned long long)r->totals.rejected[k]);
+    put(&o, "}");
     if (r->source.consumer_lag >= 0)
         put(&o, ",\"consumer_lag\":%lld", (long long)r->source.consumer_lag);
     else
@@ -161,6 +166,11 @@ size_t slr_report_prometheus(const slr_metrics_report *r, char *buf, size_t size
     prom(&o, "unlabelled_total", "counter", "Examples without a label.", (double)t->unlabelled);
     prom(&o, "dead_lettered_total", "counter", "Records sent to the dead-letter sink.",
          (double)r->source.dead_lettered);
+    put(&o, "# HELP streamlr_rejected_total Records that could not be learned from, by reason "
+            "(docs/DEAD_LETTERS.md).\n# TYPE streamlr_rejected_total counter\n");
+    for (int k = 0; k < SLR_BAD_REASON_COUNT; k++)
+        put(&o, "streamlr_rejected_total{reason=\"%s\"} %llu\n",
+            slr_bad_reason_name((slr_bad_reason)k), (unsigned long long)t->rejected[k]);
     prom(&o, "retention_lost_total", "counter",
          "Messages deleted by retention before they were consumed.",
          (double)r->source.retention_lost);

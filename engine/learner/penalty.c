@@ -29,20 +29,59 @@ static double replay(const slr_penalty *pen, double w, double eta, uint64_t t0, 
     return w;
 }
 
-/* Smallest n >= 1 with x (1-a)^n <= theta, for x > theta and log1p(-a) = ell < 0.
- * The logarithm gives the answer up to rounding; the two loops make it agree
- * with the decay factor exp(ell n) that the caller then applies. */
+/* Smallest n >= 1 with x (1-a)^n <= theta, for x > theta and log1p(-a) = ell < 0,
+ * or UINT64_MAX if there is none below 9e18.  The predicate x e^{ell n} <= theta
+ * is monotone in n, so the logarithm's estimate is only a starting point: a
+ * gallop and a bisection around it settle on the exact n for the decay
+ * factor exp(ell n) that the caller then applies, in a few dozen evaluations
+ * even where rounding makes the estimate poor (a subnormal theta, an ell of
+ * 1e-15: fuzz_checkpoint_body found the former fix-up loop taking minutes). */
+static inline bool in_band(double x, double theta, double ell, uint64_t n)
+{
+    return x * exp(ell * (double)n) <= theta;
+}
+
 static uint64_t steps_to_enter_band(double x, double theta, double ell)
 {
+    const uint64_t never = UINT64_C(9000000000000000000);
     double nf = ceil(log(theta / x) / ell);
     if (!(nf < 9.0e18))
         return UINT64_MAX;
-    uint64_t n = nf < 1.0 ? 1 : (uint64_t)nf;
-    while (n > 1 && x * exp(ell * (double)(n - 1)) <= theta)
-        n--;
-    while (x * exp(ell * (double)n) > theta)
-        n++;
-    return n;
+    uint64_t guess = nf < 1.0 ? 1 : (uint64_t)nf;
+    uint64_t lo, hi; /* the answer is in (lo, hi]: lo == 0 or not in band at lo; in band at hi */
+    if (in_band(x, theta, ell, guess)) {
+        hi = guess;
+        for (uint64_t step = 1;; step *= 2) {
+            if (hi <= step) {
+                lo = 0;
+                break;
+            }
+            if (!in_band(x, theta, ell, hi - step)) {
+                lo = hi - step;
+                break;
+            }
+            hi -= step;
+        }
+    } else {
+        lo = guess;
+        for (uint64_t step = 1;; step *= 2) {
+            if (step >= never || lo >= never - step)
+                return UINT64_MAX;
+            if (in_band(x, theta, ell, lo + step)) {
+                hi = lo + step;
+                break;
+            }
+            lo += step;
+        }
+    }
+    while (hi - lo > 1) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (in_band(x, theta, ell, mid))
+            hi = mid;
+        else
+            lo = mid;
+    }
+    return hi;
 }
 
 double slr_penalty_catchup_const(const slr_penalty *pen, double w, double eta, uint64_t t0,

@@ -40,6 +40,8 @@ static inline bool slr_penalty_active(const slr_penalty *pen)
  * per-coordinate rate zeroes the weight instead of flipping its sign. */
 static inline double slr_penalty_decay(const slr_penalty *pen, double eta)
 {
+    if (pen->l2 == 0.0)
+        return 0.0; /* not eta * 0, which is NaN for an infinite rate */
     double a = eta * pen->l2;
     return a < 1.0 ? a : 1.0;
 }

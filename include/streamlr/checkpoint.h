@@ -50,6 +50,14 @@ typedef struct slr_kafka_offset {
     int64_t offset;
 } slr_kafka_offset;
 
+/* Where the dead-letter sink stood when the checkpoint was taken: a
+ * resumed run forgets what the sink received after it (dead_letter.h). */
+typedef struct slr_dead_letter_mark {
+    char *kind; /* "file", "kafka"; NULL when the run had no sink */
+    char *name; /* the file's path, or the topic */
+    uint64_t position;
+} slr_dead_letter_mark;
+
 /* Everything in a checkpoint besides the learner.  Strings and the window,
  * histogram and names objects are owned (slr_job_state_free frees them). */
 typedef struct slr_job_state {
@@ -61,6 +69,7 @@ typedef struct slr_job_state {
     slr_kafka_offset *kafka;
     uint32_t n_kafka;
     slr_metrics metrics;
+    slr_dead_letter_mark dead_letter;
     slr_auc_window *window;       /* sliding-window metrics; NULL = none kept */
     slr_auc_histogram *histogram; /* cumulative AUC; NULL = none kept */
     slr_names *names;             /* --keep-names; NULL = none kept */
@@ -90,6 +99,10 @@ slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const sl
  * must be initialised) is filled. */
 slr_status slr_checkpoint_read(const char *path, slr_learner **out, slr_job_state *st,
                                slr_error *err);
+/* The same for a checkpoint held in memory (data[0, len), the whole file);
+ * name is used in messages. */
+slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
+                                 slr_learner **out, slr_job_state *st, slr_error *err);
 
 /* ------------------------------------------------------------ directories */
 

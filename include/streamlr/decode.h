@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "streamlr/bad_reason.h"
 #include "streamlr/error.h"
 #include "streamlr/example.h"
 
@@ -123,13 +124,22 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
  * results as slr_decoder_next followed by slr_example_from_raw (BAD covers
  * both kinds of rejection), with a shortcut for the compact msgpack form,
  * which goes from the bytes to ex without raw features or msgpack objects.
- * raw is scratch space (unspecified afterwards, unless keep_raw is set). */
+ * raw is scratch space (unspecified afterwards, unless keep_raw is set).
+ * After BAD, slr_decoder_last_bad gives the reason, the example's
+ * (ex->bad_reason) when hashing rejected it. */
 slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size_t len, bool at_end,
                                            size_t *consumed, slr_raw_example *raw,
                                            slr_example *ex, slr_error *err);
 /* Make slr_decoder_next_example leave the raw example of every EXAMPLE in
  * raw, forgoing the compact shortcut (for --keep-names, which needs it). */
 void slr_decoder_set_keep_raw(slr_decoder *d, bool keep);
+
+/* Why the last SLR_DECODE_BAD happened: SLR_BAD_DECODE, SLR_BAD_JUNK or
+ * SLR_BAD_TOO_LARGE.  *resync (may be NULL): the decoder skipped bytes to
+ * find the next record (msgpack), so consecutive such results are one
+ * stretch of junk.  *truncated (may be NULL): the record goes on past the
+ * bytes consumed (an over-long line, whose tail then comes back as SKIP). */
+slr_bad_reason slr_decoder_last_bad(const slr_decoder *d, bool *resync, bool *truncated);
 
 #ifdef __cplusplus
 }

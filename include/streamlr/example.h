@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "streamlr/bad_reason.h"
 #include "streamlr/error.h"
 
 #ifdef __cplusplus
@@ -79,6 +80,8 @@ typedef struct slr_example {
     bool ns_open;   /* ...and its span has been opened by a feature */
 
     const slr_hashing *hashing;
+    /* why the last call that returned SLR_ERR_BAD_INPUT rejected the example */
+    slr_bad_reason bad_reason;
 } slr_example;
 
 void slr_example_init(slr_example *ex, const slr_hashing *hashing);

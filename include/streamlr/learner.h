@@ -22,6 +22,14 @@
 extern "C" {
 #endif
 
+/* Every weight stays within |w| <= SLR_MAX_ABS_WEIGHT: a gradient step that
+ * would go further stops there.  With feature values bounded by
+ * SLR_MAX_ABS_VALUE (their -q products by its square) and at most 2^32
+ * features, this keeps every margin, prediction and loss finite whatever the
+ * learning rate; a model that reaches it has diverged anyway.  A checkpoint
+ * holding a larger weight is corrupt. */
+#define SLR_MAX_ABS_WEIGHT 1e200
+
 typedef enum slr_schedule {
     SLR_SCHEDULE_CONSTANT = 0, /* eta_t = eta */
     SLR_SCHEDULE_INVPOW = 1,   /* eta_t = eta (t0 / (t0 + t))^p, t = examples seen before */

@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "streamlr/bad_reason.h"
 #include "streamlr/error.h"
 
 #ifdef __cplusplus
@@ -38,6 +39,7 @@ typedef struct slr_metrics {
     uint64_t features;   /* features seen (incl. -q, excl. bias) */
     uint64_t bad;        /* records rejected as bad input */
     uint64_t unlabelled; /* examples without a label (skipped by train) */
+    uint64_t rejected[SLR_BAD_REASON_COUNT]; /* bad and unlabelled records, by reason */
 } slr_metrics;
 
 void slr_metrics_init(slr_metrics *m);

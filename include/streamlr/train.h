@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "streamlr/checkpoint.h"
+#include "streamlr/dead_letter.h"
 #include "streamlr/decode.h"
 #include "streamlr/learner.h"
 #include "streamlr/metrics.h"
@@ -76,6 +77,7 @@ typedef struct slr_train_options {
                        * learns; 0 or 1: one thread.  Same results either way. */
 
     bool strict;           /* stop at the first bad record */
+    slr_dead_letter_sink *dead_letter; /* keep rejected records here; NULL = count only */
     uint32_t max_features; /* per example, after -q; 0 = default */
     size_t max_record;     /* bytes; 0 = default */
 
@@ -116,6 +118,7 @@ typedef struct slr_train_result {
     uint64_t checkpoints;     /* checkpoints written in this run */
     double pause_max;         /* longest time learning waited for a periodic checkpoint (s) */
     double pause_mean;        /* mean of those waits (s), 0 if none */
+    uint64_t dead_letters;    /* records given to the dead-letter sink in this run */
     char checkpoint[4096];    /* newest checkpoint written or loaded, "" if none */
     slr_metrics_report report; /* the final metrics report */
 } slr_train_result;
