@@ -11,6 +11,7 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "decode/decode_impl.h" /* slr_decoder_set_fast_paths */
 #include "decode/number.h"
 #include "streamlr/decode.h"
 #include "streamlr/encode.h"
@@ -1505,6 +1506,283 @@ START_TEST(random_input_never_stalls)
 }
 END_TEST
 
+/* ------------------------------------------------- msgpack fast paths */
+
+/* Random msgpack records of every shape the decoder might meet -- mostly the
+ * shapes the fast paths take, with every width of integer, float32/64, odd
+ * values (0, NaN, Inf, huge), wrong types in every position, and cut-off
+ * bytes -- to check that the fast paths give exactly what the general path
+ * gives: the same result, bytes consumed, raw example or hashed example,
+ * and error message. */
+static void rnd_number(test_rng *r, msgpack_packer *pk)
+{
+    static const double odd[] = {0.0, -0.0, 1e12, 1.5e12, -2e12, 0.1, 3.0, -7.25, 1e-300};
+    switch (test_rng_below(r, 12)) {
+    case 0: msgpack_pack_fix_uint8(pk, (uint8_t)test_rng_below(r, 256)); break;
+    case 1: msgpack_pack_fix_uint16(pk, (uint16_t)test_rng_below(r, 65536)); break;
+    case 2: msgpack_pack_fix_uint32(pk, (uint32_t)test_rng_next(r)); break;
+    case 3: msgpack_pack_fix_uint64(pk, test_rng_next(r) >> test_rng_below(r, 64)); break;
+    case 4: msgpack_pack_fix_int8(pk, (int8_t)test_rng_below(r, 256)); break;
+    case 5: msgpack_pack_fix_int16(pk, (int16_t)test_rng_below(r, 65536)); break;
+    case 6: msgpack_pack_fix_int64(pk, (int64_t)test_rng_next(r) >> test_rng_below(r, 64)); break;
+    case 7: msgpack_pack_float(pk, (float)(test_rng_normal(r) * 10)); break;
+    case 8: msgpack_pack_double(pk, odd[test_rng_below(r, sizeof odd / sizeof odd[0])]); break;
+    case 9: msgpack_pack_double(pk, test_rng_below(r, 2) ? NAN : -INFINITY); break;
+    default: msgpack_pack_int64(pk, (int64_t)test_rng_below(r, 200) - 100); break; /* fixints */
+    }
+}
+
+static void rnd_str(test_rng *r, msgpack_packer *pk)
+{
+    static const char *const names[] = {"a", "b", "I", "user", "", "x1", "id_42", "68fd1e64"};
+    if (test_rng_below(r, 10) == 0) { /* a long one: str8 */
+        char long_name[40];
+        memset(long_name, 'n', sizeof long_name);
+        msgpack_pack_str_with_body(pk, long_name, 32 + test_rng_below(r, 8));
+        return;
+    }
+    const char *s = names[test_rng_below(r, sizeof names / sizeof names[0])];
+    msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+/* Mostly what its position expects, sometimes anything. */
+static void rnd_odd(test_rng *r, msgpack_packer *pk)
+{
+    switch (test_rng_below(r, 7)) {
+    case 0: msgpack_pack_nil(pk); break;
+    case 1: msgpack_pack_true(pk); break;
+    case 2: msgpack_pack_false(pk); break;
+    case 3: msgpack_pack_bin_with_body(pk, "abcd", 4); break;
+    case 4: msgpack_pack_array(pk, 0); break;
+    case 5: msgpack_pack_map(pk, 0); break;
+    default: msgpack_pack_ext_with_body(pk, "z", 1, 5); break;
+    }
+}
+
+static void rnd_features(test_rng *r, msgpack_packer *pk)
+{
+    uint32_t n = (uint32_t)test_rng_below(r, 20);
+    msgpack_pack_map(pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = test_rng_below(r, 40);
+        if (k < 34)
+            rnd_str(r, pk);
+        else if (k < 37)
+            msgpack_pack_int64(pk, (int64_t)test_rng_below(r, 300)); /* pre-hashed id */
+        else if (k < 38)
+            msgpack_pack_fix_uint16(pk, 7);
+        else
+            rnd_odd(r, pk);
+        uint64_t v = test_rng_below(r, 40);
+        if (v < 14) { /* a namespace map */
+            uint32_t m = (uint32_t)test_rng_below(r, 6);
+            msgpack_pack_map(pk, m);
+            for (uint32_t j = 0; j < m; j++) {
+                if (test_rng_below(r, 30))
+                    rnd_str(r, pk);
+                else
+                    rnd_number(r, pk);
+                if (test_rng_below(r, 30))
+                    rnd_number(r, pk);
+                else
+                    rnd_odd(r, pk);
+            }
+        } else if (v < 20) { /* an array of names */
+            uint32_t m = (uint32_t)test_rng_below(r, 5);
+            msgpack_pack_array(pk, m);
+            for (uint32_t j = 0; j < m; j++) {
+                if (test_rng_below(r, 25))
+                    rnd_str(r, pk);
+                else
+                    rnd_number(r, pk);
+            }
+        } else if (v < 28) {
+            rnd_str(r, pk);
+        } else if (v < 35) {
+            rnd_number(r, pk);
+        } else {
+            rnd_odd(r, pk);
+        }
+    }
+}
+
+static void rnd_bin_words(test_rng *r, msgpack_packer *pk, uint32_t n, bool floats)
+{
+    unsigned char b[4 * 64];
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)test_rng_next(r);
+        if (floats) {
+            static const float odd[] = {0.0f, 1.0f, -0.5f, 1e13f, INFINITY, NAN, 3.25f, 2e-40f};
+            float f = test_rng_below(r, 3) ? (float)test_rng_normal(r)
+                                           : odd[test_rng_below(r, sizeof odd / sizeof odd[0])];
+            memcpy(&u, &f, 4);
+        }
+        for (int k = 0; k < 4; k++)
+            b[4 * i + (uint32_t)k] = (unsigned char)(u >> (8 * k));
+    }
+    size_t size = 4 * (size_t)n;
+    if (n && test_rng_below(r, 20) == 0)
+        size--; /* not whole words */
+    msgpack_pack_bin_with_body(pk, b, size);
+}
+
+static void rnd_record(test_rng *r, msgpack_packer *pk)
+{
+    uint64_t shape = test_rng_below(r, 20);
+    uint32_t n = shape < 8 ? 4 : shape < 13 ? 2 : shape < 18 ? 3 : (uint32_t)test_rng_below(r, 6);
+    if (shape == 19) { /* the map form: only the general path */
+        msgpack_pack_map(pk, 2);
+        msgpack_pack_str_with_body(pk, "y", 1);
+        msgpack_pack_int64(pk, 1);
+        msgpack_pack_str_with_body(pk, "f", 1);
+        rnd_features(r, pk);
+        return;
+    }
+    msgpack_pack_array(pk, n);
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t k = test_rng_below(r, 30);
+        if (i == 0) { /* label */
+            static const int labels[] = {0, 1, -1, 2};
+            if (k < 20)
+                msgpack_pack_int64(pk, labels[test_rng_below(r, k < 18 ? 3 : 4)]);
+            else if (k < 26)
+                rnd_odd(r, pk);
+            else
+                rnd_number(r, pk);
+        } else if (i == 1 && n >= 3) { /* weight */
+            if (k < 12)
+                msgpack_pack_nil(pk);
+            else if (k < 27)
+                rnd_number(r, pk);
+            else
+                rnd_odd(r, pk);
+        } else if (n == 4) { /* ids, values */
+            uint32_t words = (uint32_t)test_rng_below(r, 12);
+            if (k < 27)
+                rnd_bin_words(r, pk, words, i == 3);
+            else if (i == 3 && k < 29)
+                msgpack_pack_nil(pk);
+            else
+                rnd_odd(r, pk);
+        } else if (k < 28) {
+            rnd_features(r, pk);
+        } else {
+            rnd_odd(r, pk);
+        }
+    }
+}
+
+static void assert_same_raw(const slr_raw_example *a, const slr_raw_example *b, int it)
+{
+    ck_assert_msg(a->has_label == b->has_label && (!a->has_label || !memcmp(&a->label, &b->label, 8)),
+                  "record %d: labels differ", it);
+    ck_assert_msg(a->has_weight == b->has_weight && !memcmp(&a->weight, &b->weight, 8),
+                  "record %d: weights differ", it);
+    ck_assert_msg(a->tag == b->tag && a->tag_len == b->tag_len, "record %d: tags differ", it);
+    ck_assert_msg(a->n_features == b->n_features, "record %d: %u vs %u features", it, a->n_features,
+                  b->n_features);
+    for (uint32_t i = 0; i < a->n_features; i++) {
+        const slr_raw_feature *x = &a->features[i], *y = &b->features[i];
+        /* the same views into the input (a zero-length view may point anywhere) */
+        bool same_ns = x->ns_len == y->ns_len && (x->ns_len == 0 || x->ns == y->ns) &&
+                       (x->ns == NULL) == (y->ns == NULL);
+        bool same_name = x->name_len == y->name_len && (x->name_len == 0 || x->name == y->name) &&
+                         (x->name == NULL) == (y->name == NULL);
+        ck_assert_msg(same_ns && same_name && x->id == y->id && !memcmp(&x->value, &y->value, 8),
+                      "record %d: feature %u differs: ns %p/%u name %p/%u id %llu v %.17g vs "
+                      "ns %p/%u name %p/%u id %llu v %.17g",
+                      it, i, (const void *)x->ns, x->ns_len, (const void *)x->name, x->name_len,
+                      (unsigned long long)x->id, x->value, (const void *)y->ns, y->ns_len,
+                      (const void *)y->name, y->name_len, (unsigned long long)y->id, y->value);
+    }
+}
+
+static void assert_same_example(const slr_example *a, const slr_example *b, int it)
+{
+    ck_assert_msg(a->has_label == b->has_label && a->label == b->label && a->weight == b->weight,
+                  "record %d: example labels or weights differ", it);
+    ck_assert_msg(a->n_features == b->n_features, "record %d: %u vs %u hashed features", it,
+                  a->n_features, b->n_features);
+    for (uint32_t i = 0; i < a->n_features; i++)
+        ck_assert_msg(a->features[i].index == b->features[i].index &&
+                          !memcmp(&a->features[i].value, &b->features[i].value, 4),
+                      "record %d: hashed feature %u differs", it, i);
+}
+
+START_TEST(msgpack_fast_paths_match_general)
+{
+    test_rng r = {.s = 4242};
+    slr_decoder *fast, *slow;
+    slr_hashing h;
+    slr_hashing_init(&h, 20);
+    ck_assert_int_eq(slr_decoder_create(&fast, SLR_FORMAT_MSGPACK, NULL), SLR_OK);
+    ck_assert_int_eq(slr_decoder_create(&slow, SLR_FORMAT_MSGPACK, NULL), SLR_OK);
+    slr_decoder_set_fast_paths(slow, false);
+    slr_raw_example raw_f, raw_s;
+    slr_raw_example_init(&raw_f);
+    slr_raw_example_init(&raw_s);
+    slr_example ex_f, ex_s;
+    slr_example_init(&ex_f, &h);
+    slr_example_init(&ex_s, &h);
+    int examples = 0, bad = 0, compact = 0, named = 0;
+    for (int it = 0; it < 30000; it++) {
+        mpb b;
+        mpb_init(&b);
+        rnd_record(&r, &b.pk);
+        size_t len = b.sb.size;
+        bool at_end = true;
+        if (test_rng_below(&r, 8) == 0) { /* cut off */
+            len = test_rng_below(&r, len + 1);
+            at_end = test_rng_below(&r, 2);
+        }
+        char *buf = malloc(len ? len : 1); /* exact size: the sanitizer build sees overreads */
+        memcpy(buf, b.sb.data, len);
+        size_t max_record = test_rng_below(&r, 10) ? SLR_DEFAULT_MAX_RECORD : 1 + test_rng_below(&r, 64);
+        slr_decoder_set_max_record(fast, max_record);
+        slr_decoder_set_max_record(slow, max_record);
+        ex_f.max_features = ex_s.max_features = test_rng_below(&r, 6) ? 65536 : (uint32_t)test_rng_below(&r, 6);
+
+        slr_error ef = {0}, es = {0};
+        size_t cf = 0, cs = 0;
+        slr_decode_result rf = slr_decoder_next(fast, buf, len, at_end, &cf, &raw_f, &ef);
+        slr_decode_result rs = slr_decoder_next(slow, buf, len, at_end, &cs, &raw_s, &es);
+        ck_assert_msg(rf == rs && cf == cs, "record %d: next %d/%zu vs %d/%zu", it, rf, cf, rs, cs);
+        if (rf == SLR_DECODE_EXAMPLE)
+            assert_same_raw(&raw_f, &raw_s, it);
+        else if (rf == SLR_DECODE_BAD)
+            ck_assert_str_eq(ef.msg, es.msg);
+
+        memset(&ef, 0, sizeof ef);
+        memset(&es, 0, sizeof es);
+        rf = slr_decoder_next_example(fast, buf, len, at_end, &cf, &raw_f, &ex_f, &ef);
+        rs = slr_decoder_next_example(slow, buf, len, at_end, &cs, &raw_s, &ex_s, &es);
+        ck_assert_msg(rf == rs && cf == cs, "record %d: next_example %d/%zu vs %d/%zu", it, rf, cf,
+                      rs, cs);
+        if (rf == SLR_DECODE_EXAMPLE) {
+            assert_same_example(&ex_f, &ex_s, it);
+            examples++;
+            compact += len > 0 && (unsigned char)buf[0] == 0x94;
+            named += len > 0 && ((unsigned char)buf[0] == 0x92 || (unsigned char)buf[0] == 0x93);
+        } else if (rf == SLR_DECODE_BAD) {
+            ck_assert_str_eq(ef.msg, es.msg);
+            bad++;
+        }
+        free(buf);
+        mpb_free(&b);
+    }
+    /* both paths saw plenty of good and bad records of the fast shapes */
+    ck_assert_int_gt(compact, 300);
+    ck_assert_int_gt(named, 1000);
+    ck_assert_int_gt(bad, 3000);
+    slr_example_free(&ex_f);
+    slr_example_free(&ex_s);
+    slr_raw_example_free(&raw_f);
+    slr_raw_example_free(&raw_s);
+    slr_decoder_destroy(fast);
+    slr_decoder_destroy(slow);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ suite */
 
 static Suite *decode_suite(void)
@@ -1545,6 +1823,7 @@ static Suite *decode_suite(void)
     tc = tcase_create("robustness");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, random_input_never_stalls, 0, 4);
+    tcase_add_test(tc, msgpack_fast_paths_match_general);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -27,6 +27,18 @@ static double replay_steps(const slr_penalty *pen, double w, const double *eta, 
     return w;
 }
 
+/* The closed form over (t0, t0 + gap] against the step-by-step value. */
+static void check_catchup(const slr_penalty *pen, double w, double eta, uint64_t t0, uint64_t gap,
+                          double want, int trial)
+{
+    double got = slr_penalty_catchup_const(pen, w, eta, t0, t0 + gap);
+    ck_assert_msg(test_close(got, want, REL_TOL, ABS_TOL),
+                  "trial %d: w=%.17g eta=%g l1=%g l2=%g K=%u thr=%g t0=%llu gap=%llu: "
+                  "closed form %.17g, steps %.17g",
+                  trial, w, eta, pen->l1, pen->l2, pen->period, pen->threshold,
+                  (unsigned long long)t0, (unsigned long long)gap, got, want);
+}
+
 START_TEST(catchup_const_matches_steps)
 {
     test_rng r = {.s = 42 + (uint64_t)_i};
@@ -49,12 +61,7 @@ START_TEST(catchup_const_matches_steps)
         for (uint64_t t = 0; t <= t0 + gap; t++)
             eta[t] = e;
         double want = replay_steps(&pen, w, eta, t0, t0 + gap);
-        double got = slr_penalty_catchup_const(&pen, w, e, t0, t0 + gap);
-        ck_assert_msg(test_close(got, want, REL_TOL, ABS_TOL),
-                      "trial %d: w=%.17g eta=%g l1=%g l2=%g K=%u thr=%g t0=%llu gap=%llu: "
-                      "closed form %.17g, steps %.17g",
-                      trial, w, e, pen.l1, pen.l2, pen.period, pen.threshold,
-                      (unsigned long long)t0, (unsigned long long)gap, got, want);
+        check_catchup(&pen, w, e, t0, gap, want, trial);
         zeros += want == 0.0;
         band_crossings += fabs(w) > pen.threshold && fabs(want) < pen.threshold && pen.l2 > 0;
         n++;
@@ -62,6 +69,40 @@ START_TEST(catchup_const_matches_steps)
     /* the random cases must reach the interesting branches */
     ck_assert_int_gt(zeros, 100);
     ck_assert_int_gt(band_crossings, 20);
+}
+END_TEST
+
+/* The regime of real training: a tiny decay per step (eta l2 ~ 1e-9 .. 1e-5),
+ * a small gravity, and gaps of up to a million steps -- where the catch-up
+ * takes its series shortcuts for log(1 - a) and e^y - 1. */
+START_TEST(catchup_const_small_rates_long_gaps)
+{
+    test_rng r = {.s = 77 + (uint64_t)_i};
+    int zeros = 0, long_gaps = 0, shrunk = 0;
+    for (int trial = 0; trial < 120; trial++) {
+        slr_penalty pen = {
+            .l1 = test_rng_unif(&r) < 0.25 ? 0.0 : pow(10.0, -8.0 + 3.0 * test_rng_unif(&r)),
+            .l2 = test_rng_unif(&r) < 0.25 ? 0.0 : pow(10.0, -8.0 + 3.0 * test_rng_unif(&r)),
+            .period = trial % 5 == 0 ? 3 : 1,
+            .threshold = trial % 7 == 0 ? 0.5 : INFINITY,
+        };
+        if (!slr_penalty_active(&pen))
+            pen.l2 = 1e-7;
+        double eta = pow(10.0, -3.0 + 2.7 * test_rng_unif(&r));
+        double w = (test_rng_unif(&r) < 0.5 ? -1.0 : 1.0) * pow(10.0, -4.5 + 4.5 * test_rng_unif(&r));
+        uint64_t t0 = test_rng_below(&r, 1000);
+        uint64_t gap = (uint64_t)pow(10.0, 6.0 * test_rng_unif(&r));
+        double want = w;
+        for (uint64_t t = t0 + 1; t <= t0 + gap; t++)
+            want = slr_penalty_step(&pen, want, eta, t);
+        check_catchup(&pen, w, eta, t0, gap, want, trial);
+        zeros += want == 0.0;
+        long_gaps += gap > 10000;
+        shrunk += want != 0.0 && fabs(want) < 0.999 * fabs(w);
+    }
+    ck_assert_int_gt(zeros, 5);
+    ck_assert_int_gt(long_gaps, 20);
+    ck_assert_int_gt(shrunk, 10);
 }
 END_TEST
 
@@ -253,6 +294,95 @@ START_TEST(lazy_equals_eager)
     slr_example_free(&ex);
     slr_learner_destroy(lazy);
     slr_learner_destroy(eager);
+}
+END_TEST
+
+/* ------------------------------------------------ the fast path's kernels */
+
+/* The per-example kernels the fast path runs in vector instructions (on
+ * this CPU: AVX if it has it) must give bit for bit what their definitions
+ * give -- the rates eta / sqrt(delta + g2), slr_penalty_catchup_soft, and
+ * gradient_step's guarded step followed by slr_penalty_step -- also at the
+ * edges: infinite rates, zero gradients, the weight bound, no L1 or no L2,
+ * lanes outside the series' range, and lengths that leave a scalar tail. */
+static bool same_bits(double a, double b) { return !memcmp(&a, &b, sizeof a); }
+
+static double pick_rate(test_rng *r)
+{
+    switch (test_rng_below(r, 8)) {
+    case 0: return INFINITY;
+    case 1: return 1e300;
+    case 2: return 0.5 + test_rng_unif(r);
+    default: return 0.1 / sqrt(1.0 + 1000.0 * test_rng_unif(r));
+    }
+}
+
+START_TEST(vector_kernels_match_their_definitions)
+{
+    test_rng r = {.s = 31337};
+    slr_learner_config cfg;
+    slr_learner_config_defaults(&cfg);
+    slr_hashing_init(&cfg.hashing, 4);
+    slr_learner *l;
+    ck_assert_int_eq(slr_learner_create(&l, &cfg, NULL), SLR_OK);
+    const double l1s[] = {0.0, 1e-7, 0.01}, l2s[] = {0.0, 1e-7, 1e-3, 0.5};
+    int infinite = 0, clamped = 0, series = 0;
+    for (int trial = 0; trial < 3000; trial++) {
+        slr_penalty pen = {.l1 = l1s[test_rng_below(&r, 3)], .l2 = l2s[test_rng_below(&r, 4)],
+                           .period = 1, .threshold = INFINITY};
+        if (!slr_penalty_active(&pen))
+            pen.l1 = 1e-7;
+        uint32_t n = 1 + (uint32_t)test_rng_below(&r, 43);
+        float g2[48] = {0};
+        double rate[48], w[48], gx[48], want[48];
+        uint32_t gap[48];
+        for (uint32_t i = 0; i < n; i++) {
+            g2[i] = (float)(test_rng_unif(&r) < 0.1 ? 0.0 : 1e3 * test_rng_unif(&r));
+            rate[i] = pick_rate(&r);
+            w[i] = (test_rng_unif(&r) - 0.5) * (test_rng_unif(&r) < 0.05 ? 4e200 : 2.0);
+            gx[i] = test_rng_unif(&r) < 0.2 ? 0.0 : test_rng_normal(&r) * (test_rng_unif(&r) < 0.05 ? 1e250 : 1.0);
+            gap[i] = test_rng_unif(&r) < 0.3 ? (uint32_t)test_rng_below(&r, 9)
+                                              : (uint32_t)pow(10.0, 7.0 * test_rng_unif(&r));
+            infinite += rate[i] == INFINITY;
+        }
+        /* rates */
+        double got_rate[48];
+        l->rates(g2, got_rate, n, 0.1, 1.0);
+        for (uint32_t i = 0; i < n; i++)
+            ck_assert_msg(same_bits(got_rate[i], 0.1 / sqrt(1.0 + (double)g2[i])), "rate %u", i);
+        /* catch-up */
+        for (uint32_t i = 0; i < n; i++) {
+            want[i] = slr_penalty_catchup_soft(&pen, w[i], rate[i], gap[i]);
+            series += rate[i] * pen.l2 < 0x1p-12 && (double)gap[i] * rate[i] * pen.l2 < 0x1p-10;
+        }
+        double got[48];
+        memcpy(got, w, sizeof got);
+        l->catchup(&pen, got, rate, gap, n);
+        for (uint32_t i = 0; i < n; i++)
+            ck_assert_msg(same_bits(got[i], want[i]),
+                          "trial %d catch-up %u: w %.17g rate %g gap %u l1 %g l2 %g: %.17g, want %.17g",
+                          trial, i, w[i], rate[i], gap[i], pen.l1, pen.l2, got[i], want[i]);
+        /* gradient step, then the penalty of the step */
+        for (uint32_t i = 0; i < n; i++) {
+            double v = w[i];
+            if (gx[i] != 0.0) {
+                v = w[i] - rate[i] * gx[i];
+                v = v > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : v < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : v;
+                clamped += fabs(v) == SLR_MAX_ABS_WEIGHT;
+            }
+            want[i] = slr_penalty_step(&pen, v, rate[i], 1);
+        }
+        memcpy(got, w, sizeof got);
+        l->step_soft(&pen, got, rate, gx, n);
+        for (uint32_t i = 0; i < n; i++)
+            ck_assert_msg(same_bits(got[i], want[i]),
+                          "trial %d step %u: w %.17g rate %g g %g l1 %g l2 %g: %.17g, want %.17g",
+                          trial, i, w[i], rate[i], gx[i], pen.l1, pen.l2, got[i], want[i]);
+    }
+    ck_assert_int_gt(infinite, 1000);
+    ck_assert_int_gt(clamped, 100);
+    ck_assert_int_gt(series, 10000);
+    slr_learner_destroy(l);
 }
 END_TEST
 
@@ -601,6 +731,8 @@ static Suite *learner_suite(void)
     TCase *tc = tcase_create("penalty");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, catchup_const_matches_steps, 0, 3);
+    tcase_add_loop_test(tc, catchup_const_small_rates_long_gaps, 0, 2);
+    tcase_add_test(tc, vector_kernels_match_their_definitions);
     tcase_add_loop_test(tc, catchup_history_matches_steps, 0, 2);
     tcase_add_test(tc, catchup_with_a_degenerate_band);
     suite_add_tcase(s, tc);

@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "job/job.h"
 #include "streamlr/checkpoint.h"
+#include "streamlr/source.h"
 #include "streamlr/train.h"
 #include "testutil.h"
 
@@ -152,7 +154,7 @@ static uint64_t list_checkpoints(const char *dir, char names[][64], int max)
     struct dirent *de;
     while ((de = readdir(d)) && n < max)
         if (!strncmp(de->d_name, "ckpt-", 5))
-            snprintf(names[n++], 64, "%s", de->d_name);
+            snprintf(names[n++], 64, "%.63s", de->d_name); /* ckpt-<20 digits>.slr */
     closedir(d);
     qsort(names, (size_t)n, 64, (int (*)(const void *, const void *))strcmp);
     return (uint64_t)n;
@@ -165,6 +167,13 @@ static void copy_file(const char *from, const char *to)
     ck_assert_int_eq(system(cmd), 0);
 }
 
+/* The ways to run a replay: decoding on the learning thread or a second
+ * one, checkpoints written in place or by a child process. */
+static const struct {
+    uint32_t threads;
+    bool fork;
+} modes[] = {{1, false}, {2, false}, {2, true}, {1, true}};
+
 START_TEST(resume_after_any_checkpoint_is_bit_identical)
 {
     char full_dir[4200], full_model[4200];
@@ -174,6 +183,8 @@ START_TEST(resume_after_any_checkpoint_is_bit_identical)
     slr_train_options opt;
     base_options(&opt, full_dir, &log);
     opt.model_out = full_model;
+    opt.threads = modes[_i].threads;
+    opt.checkpoint_fork = modes[_i].fork;
     slr_train_result full;
     slr_error err;
     ck_assert_msg(slr_train_files(&opt, &full, &err) == SLR_OK, "%s", err.msg);
@@ -197,6 +208,8 @@ START_TEST(resume_after_any_checkpoint_is_bit_identical)
         base_options(&opt, dir, &rlog);
         opt.model_out = model;
         opt.resume = true;
+        opt.threads = modes[_i].threads;
+        opt.checkpoint_fork = modes[_i].fork;
         slr_train_result res;
         ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
         ck_assert_ptr_nonnull(strstr(rlog.text, "resuming from"));
@@ -233,6 +246,7 @@ START_TEST(stop_and_resume_mid_file)
     base_options(&opt, dir, &log);
     opt.checkpoint_every_examples = 0; /* only the final checkpoint */
     opt.stop = &stop;
+    opt.threads = 2; /* the decoder runs ahead; the stop still lands after the bad line */
     slr_train_result res;
     slr_error err;
     ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
@@ -364,6 +378,183 @@ START_TEST(resume_falls_back_past_a_damaged_checkpoint)
 }
 END_TEST
 
+/* ------------------------------------------------ pipeline and fork modes */
+
+/* The reference: slr_job_apply record by record on one thread -- the loop
+ * train_files.c ran before decoding moved ahead of learning -- with
+ * checkpoints written in place. */
+static slr_status train_by_apply(const slr_train_options *opt, slr_train_result *res, slr_error *err)
+{
+    slr_job job;
+    slr_file_source *src = NULL;
+    slr_status st = slr_job_open(&job, opt, err);
+    if (st == SLR_OK)
+        st = slr_job_state_set_files(&job.state, opt->files, opt->n_files, err);
+    if (st == SLR_OK)
+        st = slr_file_source_open(&src, opt->files, opt->n_files, true, err);
+    while (st == SLR_OK && !slr_file_source_done(src)) {
+        const char *buf;
+        size_t len, used = 0;
+        bool at_end;
+        slr_file_source_window(src, &buf, &len, &at_end);
+        if (len == 0) {
+            if (!at_end)
+                st = slr_file_source_fill(src, err);
+            else if (!slr_file_source_next_file(src, err, &st) && st == SLR_OK)
+                break;
+            continue;
+        }
+        slr_file_position pos;
+        slr_file_source_position(src, &pos);
+        slr_where where = {slr_file_source_path(src), pos.line, pos.offset, false};
+        slr_apply_result r;
+        st = slr_job_apply(&job, buf, len, at_end, &where, &used, &r, err);
+        if (st != SLR_OK)
+            break;
+        if (r == SLR_APPLY_NEED_MORE) {
+            st = slr_file_source_fill(src, err);
+            continue;
+        }
+        slr_file_source_consume(src, used);
+        uint64_t records = job.state.file.records;
+        slr_file_source_position(src, &job.state.file);
+        job.state.file.records = records;
+        if (slr_job_checkpoint_due(&job))
+            slr_job_checkpoint(&job, NULL);
+    }
+    if (st == SLR_OK) {
+        uint64_t records = job.state.file.records;
+        slr_file_source_position(src, &job.state.file);
+        job.state.file.records = records;
+        st = slr_job_finish(&job, false, res, err);
+    }
+    slr_file_source_close(src);
+    slr_job_close(&job);
+    return st;
+}
+
+/* What checkpoint_done saw: the file must already be complete and say what
+ * the callback was told. */
+typedef struct durable_log {
+    int n;
+    uint64_t last_sequence;
+    bool ok;
+} durable_log;
+
+static void on_durable(void *ctx, const char *path, const slr_job_state *st)
+{
+    durable_log *d = ctx;
+    slr_learner *l;
+    slr_job_state back;
+    slr_job_state_init(&back);
+    bool ok = slr_checkpoint_read(path, &l, &back, NULL) == SLR_OK;
+    if (ok) {
+        ok = back.sequence == st->sequence && back.file.offset == st->file.offset &&
+             back.file.records == st->file.records && back.metrics.examples == st->metrics.examples &&
+             st->sequence > d->last_sequence;
+        slr_learner_destroy(l);
+    }
+    slr_job_state_free(&back);
+    d->ok = d->ok && ok;
+    d->last_sequence = st->sequence;
+    d->n++;
+}
+
+/* Every checkpoint of two runs holds the same thing: position, metrics
+ * (bit for bit) and weights; only the time of writing may differ. */
+static void assert_same_checkpoints(const char *dir_a, const char *dir_b, const char *what)
+{
+    char na[64][64], nb[64][64];
+    uint64_t n = list_checkpoints(dir_a, na, 64);
+    ck_assert_msg(n == list_checkpoints(dir_b, nb, 64), "%s: checkpoint counts differ", what);
+    ck_assert_msg(n > 8, "%s: only %llu checkpoints", what, (unsigned long long)n);
+    for (uint64_t k = 0; k < n; k++) {
+        ck_assert_str_eq(na[k], nb[k]);
+        char pa[4300], pb[4300];
+        snprintf(pa, sizeof pa, "%s/%s", dir_a, na[k]);
+        snprintf(pb, sizeof pb, "%s/%s", dir_b, nb[k]);
+        slr_learner *la, *lb;
+        slr_job_state sa, sb;
+        slr_job_state_init(&sa);
+        slr_job_state_init(&sb);
+        ck_assert_int_eq(slr_checkpoint_read(pa, &la, &sa, NULL), SLR_OK);
+        ck_assert_int_eq(slr_checkpoint_read(pb, &lb, &sb, NULL), SLR_OK);
+        ck_assert_msg(sa.sequence == sb.sequence && sa.file.file_index == sb.file.file_index &&
+                          sa.file.offset == sb.file.offset && sa.file.line == sb.file.line &&
+                          sa.file.records == sb.file.records,
+                      "%s: %s records another position", what, na[k]);
+        ck_assert_msg(sa.metrics.examples == sb.metrics.examples && sa.metrics.bad == sb.metrics.bad &&
+                          !memcmp(&sa.metrics.loss, &sb.metrics.loss, 8) &&
+                          !memcmp(&sa.metrics.predicted, &sb.metrics.predicted, 8),
+                      "%s: %s records other metrics", what, na[k]);
+        ck_assert_uint_eq(slr_learner_steps(la), slr_learner_steps(lb));
+        slr_learner_destroy(la);
+        slr_learner_destroy(lb);
+        slr_job_state_free(&sa);
+        slr_job_state_free(&sb);
+        export *a = export_model(pa), *b = export_model(pb);
+        assert_same_export(a, b, na[k]);
+        free(a);
+        free(b);
+    }
+}
+
+static bool has_temp_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    bool found = false;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        found |= strstr(de->d_name, ".tmp.") != NULL;
+    closedir(d);
+    return found;
+}
+
+/* Decoding on a second thread and checkpoints written by a child process
+ * change nothing: the same model, the same checkpoints at the same
+ * positions, as slr_job_apply record by record; and each checkpoint is
+ * complete on disk when checkpoint_done announces it. */
+START_TEST(pipeline_and_fork_match_the_reference)
+{
+    char ref_dir[4200], ref_model[4200], dir[4200], model[4200];
+    snprintf(ref_dir, sizeof ref_dir, "%s/ref", tmp);
+    snprintf(ref_model, sizeof ref_model, "%s/ref.model", tmp);
+    snprintf(dir, sizeof dir, "%s/mode%d", tmp, _i);
+    snprintf(model, sizeof model, "%s/mode%d.model", tmp, _i);
+    log_capture log = {0}, rlog = {0};
+    slr_train_options opt;
+    slr_train_result ref, res;
+    slr_error err;
+    base_options(&opt, ref_dir, &rlog);
+    opt.model_out = ref_model;
+    ck_assert_msg(train_by_apply(&opt, &ref, &err) == SLR_OK, "%s", err.msg);
+
+    base_options(&opt, dir, &log);
+    opt.model_out = model;
+    opt.threads = modes[_i].threads;
+    opt.checkpoint_fork = modes[_i].fork;
+    durable_log d = {.ok = true};
+    opt.checkpoint_done = on_durable;
+    opt.checkpoint_done_ctx = &d;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+
+    ck_assert_uint_eq(res.metrics.examples, ref.metrics.examples);
+    ck_assert(!memcmp(&res.metrics.loss, &ref.metrics.loss, 8));
+    ck_assert_uint_eq(res.metrics.bad, ref.metrics.bad);
+    ck_assert_uint_eq(res.checkpoints, ref.checkpoints);
+    ck_assert_int_eq(d.n, (int)res.checkpoints);
+    ck_assert_msg(d.ok, "a checkpoint was announced before it was complete, or out of order");
+    ck_assert_msg(res.pause_max > 0.0, "no checkpoint pause was measured");
+    ck_assert(!has_temp_files(dir));
+    assert_same_checkpoints(ref_dir, dir, "mode");
+    export *a = export_model(ref_model), *b = export_model(model);
+    assert_same_export(a, b, "final model");
+    free(a);
+    free(b);
+}
+END_TEST
+
 /* A checkpoint write that fails (here: the file size limit, as a full disk
  * would) leaves the previous checkpoint intact and no temporary file; the
  * job reports it, keeps training and retries at the next period, and once
@@ -442,18 +633,54 @@ START_TEST(failed_checkpoint_writes_are_retried)
 }
 END_TEST
 
+/* A child that cannot write its checkpoint says why, leaves no temporary
+ * file, and training goes on (here the final checkpoint, written in place,
+ * fails the same way and ends the job). */
+START_TEST(fork_writer_failure_is_reported)
+{
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/efbig", tmp);
+    log_capture log = {0};
+    slr_train_options opt;
+    base_options(&opt, dir, &log);
+    opt.threads = 2;
+    opt.checkpoint_fork = true;
+    /* files over 4 KiB fail with EFBIG, in this process and its children */
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {4096, 4096};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    slr_train_result res;
+    slr_error err;
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_ERR_IO);
+    ck_assert_msg(strstr(log.text, "checkpoint failed: writing") != NULL, "log: %s", log.text);
+    ck_assert_msg(strstr(log.text, "too large") != NULL, "log: %s", log.text);
+    ck_assert(!has_temp_files(dir));
+    char names[64][64];
+    ck_assert_uint_eq(list_checkpoints(dir, names, 64), 0);
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("replay");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, resume_after_any_checkpoint_is_bit_identical);
+    tcase_add_loop_test(tc, resume_after_any_checkpoint_is_bit_identical, 0,
+                        (int)(sizeof modes / sizeof modes[0]));
     tcase_add_test(tc, stop_and_resume_mid_file);
     tcase_add_test(tc, bad_records_reported_counted_skipped);
     tcase_add_test(tc, resume_refuses_what_does_not_fit);
     tcase_add_test(tc, resume_falls_back_past_a_damaged_checkpoint);
     tcase_add_test(tc, failed_checkpoint_writes_are_retried);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("modes");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, pipeline_and_fork_match_the_reference, 0,
+                        (int)(sizeof modes / sizeof modes[0]));
+    tcase_add_test(tc, fork_writer_failure_is_reported);
     suite_add_tcase(s, tc);
     return s;
 }

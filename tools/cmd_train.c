@@ -48,6 +48,10 @@ static void usage(FILE *out)
             "      --max-features N     reject examples with more than N features after -q\n"
             "                           (default 65536)\n"
             "      --max-record BYTES   reject records longer than this (default 16 MiB)\n"
+            "      --threads N          2: decode and hash on a second thread while the\n"
+            "                           first learns; 1: one thread (default 2 when the\n"
+            "                           machine has 2 or more cores).  Same results; 1 can\n"
+            "                           be faster when other work holds the second core\n"
             "      --examples N         stop after N examples learned in this run\n"
             "\n"
             "Input from Kafka (a long-running consumer; docs/KAFKA.md):\n"
@@ -85,6 +89,9 @@ static void usage(FILE *out)
             "      --checkpoint-every N|Ns  every N examples, or every N seconds with a\n"
             "                           trailing s (default 60s when --checkpoint-dir is set)\n"
             "      --checkpoint-keep N  keep the newest N checkpoints (default 3)\n"
+            "      --checkpoint-mode M  fork: a child process writes each periodic checkpoint\n"
+            "                           from a copy-on-write snapshot, so learning pauses\n"
+            "                           only for the fork (default); sync: written in place\n"
             "      --resume             continue from the newest valid checkpoint in\n"
             "                           --checkpoint-dir (if there is none: from -i, else\n"
             "                           fresh); without it a replay starts a new run\n"
@@ -199,6 +206,7 @@ int slr_cmd_train(int argc, char **argv)
         {"checkpoint-dir", required_argument, 0, OPT_CHECKPOINT_DIR},
         {"checkpoint-every", required_argument, 0, OPT_CHECKPOINT_EVERY},
         {"checkpoint-keep", required_argument, 0, OPT_CHECKPOINT_KEEP},
+        {"checkpoint-mode", required_argument, 0, OPT_CHECKPOINT_MODE},
         {"resume", no_argument, 0, OPT_RESUME},
         {"strict", no_argument, 0, OPT_STRICT},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
@@ -212,6 +220,7 @@ int slr_cmd_train(int argc, char **argv)
         {"partitions", required_argument, 0, OPT_PARTITIONS},
         {"exit-at-end", no_argument, 0, OPT_EXIT_AT_END},
         {"quiet", no_argument, 0, OPT_QUIET},
+        {"threads", required_argument, 0, OPT_THREADS},
         {"predictions", required_argument, 0, 'p'},
         {"final_regressor", required_argument, 0, 'f'},
         {"initial_regressor", required_argument, 0, 'i'},
@@ -236,6 +245,8 @@ int slr_cmd_train(int argc, char **argv)
     uint32_t n_topics = 0;
     int32_t *partitions = NULL;
     bool kafka_flag = false; /* a Kafka-only flag was given */
+    opt.threads = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
+    opt.checkpoint_fork = true;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
@@ -278,6 +289,13 @@ int slr_cmd_train(int argc, char **argv)
                 goto done;
             }
             opt.checkpoint_keep = (unsigned)u64;
+            break;
+        case OPT_CHECKPOINT_MODE:
+            if (strcmp(optarg, "fork") && strcmp(optarg, "sync")) {
+                fprintf(stderr, "streamlr train: --checkpoint-mode takes fork or sync\n");
+                goto done;
+            }
+            opt.checkpoint_fork = !strcmp(optarg, "fork");
             break;
         case OPT_RESUME: opt.resume = true; break;
         case OPT_STRICT: opt.strict = true; break;
@@ -322,6 +340,13 @@ int slr_cmd_train(int argc, char **argv)
             break;
         case OPT_EXIT_AT_END: kafka.exit_at_end = true; kafka_flag = true; break;
         case OPT_QUIET: quiet = true; break;
+        case OPT_THREADS:
+            if (!cli_u32("train", "--threads", optarg, &opt.threads) || opt.threads < 1 ||
+                opt.threads > 2) {
+                fprintf(stderr, "streamlr train: --threads takes 1 or 2\n");
+                goto done;
+            }
+            break;
         case 'p': pred_path = optarg; break;
         case 't': opt.test_only = true; break;
         case OPT_AUC_WINDOW:

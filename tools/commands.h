@@ -12,5 +12,6 @@ int slr_cmd_convert(int argc, char **argv);
 int slr_cmd_broker(int argc, char **argv);
 int slr_cmd_produce(int argc, char **argv);
 int slr_cmd_plot(int argc, char **argv);
+int slr_cmd_synth(int argc, char **argv);
 
 #endif

@@ -21,6 +21,7 @@ static const command commands[] = {
     {"produce", slr_cmd_produce, "send examples from files to a Kafka topic"},
     {"broker", slr_cmd_broker, "run an embedded Kafka broker (tests, quickstart; not production)"},
     {"plot", slr_cmd_plot, "draw learning curves (PNG or SVG) from train --metrics output"},
+    {"synth", slr_cmd_synth, "write a deterministic synthetic CTR stream (for benchmarks)"},
 };
 
 static void usage(FILE *out)

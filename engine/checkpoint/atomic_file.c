@@ -23,30 +23,17 @@ static char *dir_of(const char *path)
     return d;
 }
 
-slr_status slr_fsync_dir(const char *dir, slr_error *err)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return slr_error_set(err, SLR_ERR_IO, "cannot open directory %s to sync it: %s", dir,
-                             strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (rc != 0 && e != EINVAL) /* some filesystems cannot sync directories */
-        return slr_error_set(err, SLR_ERR_IO, "fsync of directory %s failed: %s", dir, strerror(e));
-    return SLR_OK;
-}
-
 slr_status slr_atomic_file_open(slr_atomic_file *f, const char *path, slr_error *err)
 {
     memset(f, 0, sizeof *f);
     f->fd = -1;
     f->final_path = strdup(path);
+    f->dir_path = dir_of(path);
     size_t n = strlen(path) + 64;
     f->tmp_path = malloc(n);
     f->buf = malloc(ATOMIC_BUF_SIZE);
     f->hash = XXH3_createState();
-    if (!f->final_path || !f->tmp_path || !f->buf || !f->hash) {
+    if (!f->final_path || !f->dir_path || !f->tmp_path || !f->buf || !f->hash) {
         slr_atomic_file_abort(f);
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     }
@@ -55,17 +42,15 @@ slr_status slr_atomic_file_open(slr_atomic_file *f, const char *path, slr_error 
     /* The temporary name is hidden (leading dot in the same directory) and
      * unique per process and attempt; O_EXCL makes a collision an error
      * rather than a write through someone else's file or symlink. */
-    char *d = dir_of(path);
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     for (unsigned attempt = 0; attempt < 100; attempt++) {
-        snprintf(f->tmp_path, n, "%s/.%s.tmp.%ld.%u", d ? d : ".", base, (long)getpid(),
+        snprintf(f->tmp_path, n, "%s/.%s.tmp.%ld.%u", f->dir_path, base, (long)getpid(),
                  (unsigned)(time(NULL) + attempt));
         f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (f->fd >= 0 || errno != EEXIST)
             break;
     }
-    free(d);
     if (f->fd < 0) {
         int e = errno;
         slr_error_set(err, SLR_ERR_IO, "cannot create %s: %s", f->tmp_path, strerror(e));
@@ -86,6 +71,7 @@ static void flush_buffer(slr_atomic_file *f)
             if (errno == EINTR)
                 continue;
             f->failed_errno = errno;
+            f->failed_step = "writing";
         } else {
             off += (size_t)w;
         }
@@ -112,35 +98,62 @@ void slr_atomic_file_write(slr_atomic_file *f, const void *data, size_t len)
 
 uint64_t slr_atomic_file_digest(slr_atomic_file *f) { return XXH3_64bits_digest(f->hash); }
 
-slr_status slr_atomic_file_commit(slr_atomic_file *f, slr_error *err)
+static bool failed(slr_atomic_file *f, const char *step)
+{
+    f->failed_errno = errno;
+    f->failed_step = step;
+    return false;
+}
+
+bool slr_atomic_file_commit_raw(slr_atomic_file *f)
 {
     flush_buffer(f);
-    if (!f->failed_errno && fsync(f->fd) != 0)
-        f->failed_errno = errno;
-    if (f->failed_errno) {
-        slr_error_set(err, SLR_ERR_IO, "writing %s failed: %s (the previous file is untouched)",
-                      f->final_path, strerror(f->failed_errno));
-        slr_atomic_file_abort(f);
-        return SLR_ERR_IO;
-    }
-    if (close(f->fd) != 0) {
-        f->fd = -1;
-        slr_error_set(err, SLR_ERR_IO, "closing %s failed: %s", f->tmp_path, strerror(errno));
-        slr_atomic_file_abort(f);
-        return SLR_ERR_IO;
-    }
+    bool ok = !f->failed_errno && (fsync(f->fd) == 0 || failed(f, "fsync"));
+    if (close(f->fd) != 0 && ok)
+        ok = failed(f, "closing");
     f->fd = -1;
-    if (rename(f->tmp_path, f->final_path) != 0) {
-        slr_error_set(err, SLR_ERR_IO, "renaming %s to %s failed: %s", f->tmp_path, f->final_path,
-                      strerror(errno));
-        slr_atomic_file_abort(f);
-        return SLR_ERR_IO;
+    if (ok && rename(f->tmp_path, f->final_path) != 0)
+        ok = failed(f, "renaming");
+    if (!ok) {
+        unlink(f->tmp_path);
+        return false;
     }
-    free(f->tmp_path);
-    f->tmp_path = NULL;
-    char *d = dir_of(f->final_path);
-    slr_status st = d ? slr_fsync_dir(d, err) : SLR_OK;
-    free(d);
+    /* the rename is durable once the directory is (some filesystems cannot
+     * sync a directory: EINVAL is not an error) */
+    int dfd = open(f->dir_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return failed(f, "opening the directory");
+    if (fsync(dfd) != 0 && errno != EINVAL) {
+        failed(f, "fsync of the directory");
+        close(dfd);
+        return false;
+    }
+    close(dfd);
+    return true;
+}
+
+slr_status slr_atomic_file_error(const slr_atomic_file *f, int errno_value, const char *step,
+                                 slr_error *err)
+{
+    if (!strcmp(step, "renaming"))
+        return slr_error_set(err, SLR_ERR_IO, "renaming %s to %s failed: %s", f->tmp_path,
+                             f->final_path, strerror(errno_value));
+    if (!strncmp(step, "opening the dir", 15) || !strncmp(step, "fsync of the dir", 16))
+        return slr_error_set(err, SLR_ERR_IO, "%s %s failed: %s", step, f->dir_path,
+                             strerror(errno_value));
+    return slr_error_set(err, SLR_ERR_IO, "%s %s failed: %s (the previous file is untouched)", step,
+                         f->final_path, strerror(errno_value));
+}
+
+slr_status slr_atomic_file_commit(slr_atomic_file *f, slr_error *err)
+{
+    slr_status st = SLR_OK;
+    if (!slr_atomic_file_commit_raw(f))
+        st = slr_atomic_file_error(f, f->failed_errno, f->failed_step, err);
+    else {
+        free(f->tmp_path); /* renamed: nothing to unlink */
+        f->tmp_path = NULL;
+    }
     slr_atomic_file_abort(f); /* frees the rest */
     return st;
 }
@@ -154,6 +167,7 @@ void slr_atomic_file_abort(slr_atomic_file *f)
         unlink(f->tmp_path);
     free(f->tmp_path);
     free(f->final_path);
+    free(f->dir_path);
     free(f->buf);
     if (f->hash)
         XXH3_freeState(f->hash);

@@ -20,10 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "atomic_file.h"
+#include "checkpoint_impl.h"
 #include "decode/msgpack_scan.h"
 #include "learner/learner_impl.h"
-#include "streamlr/checkpoint.h"
 
 static const char MAGIC[8] = {'S', 'T', 'R', 'E', 'A', 'M', 'L', 'R'};
 #define WEIGHT_RECORD 20 /* u32 index, f64 w, f32 g2, u32 stamp */
@@ -70,6 +69,42 @@ slr_status slr_job_state_set_files(slr_job_state *st, const char *const *files, 
         st->n_files = i + 1;
     }
     st->source = SLR_SOURCE_FILES;
+    return SLR_OK;
+}
+
+slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_error *err)
+{
+    *dst = *src;
+    dst->format = NULL;
+    dst->files = NULL;
+    dst->n_files = 0;
+    dst->kafka = NULL;
+    dst->n_kafka = 0;
+    dst->window = NULL; /* the metrics objects are not copied */
+    dst->histogram = NULL;
+    dst->names = NULL;
+    dst->dead_letter.kind = NULL;
+    dst->dead_letter.name = NULL;
+    if (src->format && !(dst->format = strdup(src->format)))
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    if (src->n_files) {
+        slr_status st = slr_job_state_set_files(dst, (const char *const *)src->files,
+                                                src->n_files, err);
+        dst->source = src->source;
+        if (st != SLR_OK)
+            return st;
+    }
+    for (uint32_t i = 0; i < src->n_kafka; i++) {
+        slr_status st = slr_job_state_set_kafka_offset(dst, src->kafka[i].topic,
+                                                       src->kafka[i].partition,
+                                                       src->kafka[i].offset, err);
+        if (st != SLR_OK)
+            return st;
+    }
+    if ((src->dead_letter.kind && !(dst->dead_letter.kind = strdup(src->dead_letter.kind))) ||
+        (src->dead_letter.name && !(dst->dead_letter.name = strdup(src->dead_letter.name))))
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    dst->source = src->source;
     return SLR_OK;
 }
 
@@ -440,16 +475,11 @@ static void pack_source(msgpack_packer *pk, const slr_job_state *st)
     }
 }
 
-slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const slr_job_state *st,
-                                slr_error *err)
+void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr_job_state *st)
 {
-    slr_atomic_file f;
-    slr_status rc = slr_atomic_file_open(&f, path, err);
-    if (rc != SLR_OK)
-        return rc;
-    slr_atomic_file_write(&f, MAGIC, sizeof MAGIC);
+    slr_atomic_file_write(f, MAGIC, sizeof MAGIC);
     msgpack_packer pk;
-    msgpack_packer_init(&pk, &f, write_cb);
+    msgpack_packer_init(&pk, f, write_cb);
     msgpack_pack_map(&pk, 7 + (st->names != NULL) + (st->dead_letter.kind != NULL));
     pack_key(&pk, "format_version");
     msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
@@ -460,24 +490,34 @@ slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const sl
     pack_key(&pk, "sequence");
     msgpack_pack_uint64(&pk, st->sequence);
     pack_key(&pk, "learner");
-    pack_learner(&pk, &f, l);
+    pack_learner(&pk, f, l);
     pack_key(&pk, "metrics");
-    pack_metrics(&pk, &f, st);
+    pack_metrics(&pk, f, st);
     pack_key(&pk, "source");
     pack_source(&pk, st);
     if (st->names) {
         pack_key(&pk, "names");
-        pack_names(&pk, &f, st->names);
+        pack_names(&pk, f, st->names);
     }
     if (st->dead_letter.kind) {
         pack_key(&pk, "dead_letters");
         pack_dead_letter(&pk, &st->dead_letter);
     }
     unsigned char sum[8];
-    uint64_t digest = slr_atomic_file_digest(&f);
+    uint64_t digest = slr_atomic_file_digest(f);
     for (int i = 0; i < 8; i++) /* big-endian, as written in docs/CHECKPOINT.md */
         sum[i] = (unsigned char)(digest >> (56 - 8 * i));
-    slr_atomic_file_write(&f, sum, sizeof sum);
+    slr_atomic_file_write(f, sum, sizeof sum);
+}
+
+slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const slr_job_state *st,
+                                slr_error *err)
+{
+    slr_atomic_file f;
+    slr_status rc = slr_atomic_file_open(&f, path, err);
+    if (rc != SLR_OK)
+        return rc;
+    slr_checkpoint_write_to(&f, l, st);
     return slr_atomic_file_commit(&f, err);
 }
 

@@ -134,7 +134,15 @@ bool slr_raw_feature_same_namespace(const slr_raw_feature *a, const slr_raw_feat
 {
     if (!a->name || !b->name || a->ns_len != b->ns_len)
         return false;
-    return a->ns == b->ns || a->ns_len == 0 || !memcmp(a->ns, b->ns, a->ns_len);
+    if (a->ns == b->ns || a->ns_len == 0)
+        return true;
+    if (a->ns_len <= 8) { /* short names: no call */
+        for (uint32_t i = 0; i < a->ns_len; i++)
+            if (a->ns[i] != b->ns[i])
+                return false;
+        return true;
+    }
+    return !memcmp(a->ns, b->ns, a->ns_len);
 }
 
 slr_decode_result slr_decode_bad(slr_error *err, const char *fmt, ...)
@@ -158,6 +166,8 @@ slr_status slr_decoder_create(slr_decoder **out, slr_format fmt, slr_error *err)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a decoder");
     d->format = fmt;
     d->max_record = SLR_DEFAULT_MAX_RECORD;
+    d->fast_paths = true;
+    slr_namespace_seeds_init(&d->seeds);
     d->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (d->c_locale == (locale_t)0) {
         free(d);
@@ -183,6 +193,9 @@ void slr_decoder_destroy(slr_decoder *d)
         freelocale(d->c_locale);
     free(d);
 }
+
+void slr_decoder_set_fast_paths(slr_decoder *d, bool on) { d->fast_paths = on; }
+void slr_decoder_set_keep_raw(slr_decoder *d, bool keep) { d->keep_raw = keep; }
 
 slr_format slr_decoder_format(const slr_decoder *d)
 {
@@ -278,6 +291,21 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
     if (d->format == SLR_FORMAT_MSGPACK)
         return slr_decode_msgpack_next(d, buf, len, at_end, consumed, raw, err);
     return next_line(d, buf, len, at_end, consumed, raw, err);
+}
+
+slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size_t len, bool at_end,
+                                           size_t *consumed, slr_raw_example *raw,
+                                           slr_example *ex, slr_error *err)
+{
+    if (d->format == SLR_FORMAT_MSGPACK && d->fast_paths && !d->keep_raw &&
+        slr_decode_msgpack_compact(d, buf, len, consumed, ex))
+        return SLR_DECODE_EXAMPLE;
+    slr_decode_result r = slr_decoder_next(d, buf, len, at_end, consumed, raw, err);
+    if (r == SLR_DECODE_EXAMPLE && slr_example_from_raw_seeded(ex, raw, &d->seeds, err) != SLR_OK) {
+        d->bad_reason = ex->bad_reason; /* the example's reason, for slr_decoder_last_bad */
+        return SLR_DECODE_BAD;
+    }
+    return r;
 }
 
 slr_bad_reason slr_decoder_last_bad(const slr_decoder *d, bool *resync, bool *truncated)

@@ -24,7 +24,13 @@ struct slr_decoder {
     bool bad_resync, bad_truncated;
     locale_t c_locale;  /* numbers must not depend on the caller's setlocale() */
     struct slr_msgpack_state *mp;
+    bool fast_paths; /* msgpack: walk common shapes without msgpack objects */
+    bool keep_raw;   /* slr_decoder_next_example always fills raw */
+    slr_namespace_seeds seeds; /* for slr_decoder_next_example's hashing */
 };
+
+/* Tests switch the fast paths off to compare them with the general path. */
+void slr_decoder_set_fast_paths(slr_decoder *d, bool on);
 
 /* Parse one line (without its '\n' or a trailing '\r'; never blank) into raw,
  * which the caller has reset.  Returns EXAMPLE, SKIP (comment) or BAD. */
@@ -40,6 +46,14 @@ slr_decode_result slr_decode_msgpack_next(slr_decoder *d, const char *buf, size_
                                           size_t *consumed, slr_raw_example *raw, slr_error *err);
 slr_decode_result slr_decode_msgpack_frame(const char *buf, size_t len, bool at_end,
                                            size_t *consumed);
+
+/* The compact form [label, weight, ids, values] straight into ex, when the
+ * record is complete in buf and is nothing but the usual encodings of that
+ * form with values the general path accepts; false (ex unspecified) sends
+ * the caller down the general path, which then gives the same example or
+ * the proper error. */
+bool slr_decode_msgpack_compact(const slr_decoder *d, const char *buf, size_t len,
+                                size_t *consumed, slr_example *ex);
 
 /* Fill err and return SLR_DECODE_BAD (decode.c). */
 slr_decode_result slr_decode_bad(slr_error *err, const char *fmt, ...)

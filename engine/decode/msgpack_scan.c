@@ -8,14 +8,6 @@
 
 #include "decode/msgpack_scan.h"
 
-static inline uint64_t be_read(const unsigned char *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
 /* Find the end of the object at b[0, len) and the zone bytes its containers
  * will take.  Every object is at least one byte, so more pending objects
  * than remaining bytes means the object is cut off; that also keeps the

@@ -11,6 +11,16 @@
 #define STREAMLR_MSGPACK_SCAN_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+/* The n-byte big-endian number at p (msgpack's lengths and numbers). */
+static inline uint64_t be_read(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
 
 typedef enum slr_msgpack_scan_result {
     SLR_MSGPACK_COMPLETE,   /* *size bytes hold one object */

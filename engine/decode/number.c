@@ -27,8 +27,42 @@ static inline bool is_digit(char c)
     return c >= '0' && c <= '9';
 }
 
+/* The usual short form, [+-]digits[.digits] with at most 19 digits in all
+ * and at most 22 after the point, in one loop; false sends the caller to
+ * the general parser. */
+static inline bool parse_short(const char *s, size_t n, double *out)
+{
+    size_t i = 0;
+    bool neg = false, dot = false;
+    if (n && (s[0] == '+' || s[0] == '-'))
+        neg = s[i++] == '-';
+    if (n - i > 20)
+        return false;
+    uint64_t m = 0;
+    int digits = 0, frac = 0;
+    for (; i < n; i++) {
+        unsigned d = (unsigned)(unsigned char)s[i] - '0';
+        if (d < 10) {
+            m = m * 10 + d;
+            digits++;
+            frac += dot;
+        } else if (s[i] == '.' && !dot) {
+            dot = true;
+        } else {
+            return false;
+        }
+    }
+    if (digits == 0 || digits > MAX_SIGNIFICANT || m > (UINT64_C(1) << 53) || frac > 22)
+        return false;
+    double v = (double)m / pow10_exact[frac]; /* both exact: one correctly rounded division */
+    *out = neg ? -v : v;
+    return true;
+}
+
 bool slr_parse_double(const char *s, size_t n, locale_t c_locale, double *out)
 {
+    if (parse_short(s, n, out))
+        return true;
     size_t i = 0;
     bool neg = false;
     if (i < n && (s[i] == '+' || s[i] == '-'))

@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+/* XXH3 inlined: names are short (a few to a few dozen bytes), where a call
+ * through the shared library costs as much as the hash.  Same values. */
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include "streamlr/example.h"
@@ -111,6 +114,13 @@ static slr_status reserve_features(slr_example *ex, uint32_t need, slr_error *er
     return SLR_OK;
 }
 
+slr_status slr_example_reserve(slr_example *ex, uint32_t extra, slr_error *err)
+{
+    if (extra > UINT32_MAX - ex->n_features)
+        return slr_error_set(err, SLR_ERR_BAD_INPUT, "too many features in one example");
+    return reserve_features(ex, ex->n_features + extra, err);
+}
+
 static slr_status open_span(slr_example *ex, unsigned char letter, slr_error *err)
 {
     if (ex->n_spans == ex->cap_spans) {
@@ -128,13 +138,27 @@ static slr_status open_span(slr_example *ex, unsigned char letter, slr_error *er
 
 void slr_example_begin_namespace(slr_example *ex, const char *ns, size_t len)
 {
-    ex->ns_seed = XXH3_64bits(ns, len);
+    slr_example_begin_namespace_seeded(ex, ns, len, XXH3_64bits(ns, len));
+}
+
+void slr_example_begin_namespace_seeded(slr_example *ex, const char *ns, size_t len, uint64_t seed)
+{
+    ex->ns_seed = seed;
     ex->ns_letter = len ? (unsigned char)ns[0] : ' ';
     ex->ns_chosen = true;
     ex->ns_open = false; /* its span opens with its first feature */
 }
 
-static slr_status check_value(slr_example *ex, double value, slr_error *err)
+void slr_namespace_seeds_init(slr_namespace_seeds *s)
+{
+    s->empty = XXH3_64bits("", 0);
+    for (int c = 0; c < 256; c++) {
+        char name = (char)c;
+        s->letter[c] = XXH3_64bits(&name, 1);
+    }
+}
+
+static slr_status value_error(slr_example *ex, double value, slr_error *err)
 {
     if (!isfinite(value))
         return slr_error_set(err, reject(ex, SLR_BAD_VALUE), "feature value is %s",
@@ -142,14 +166,26 @@ static slr_status check_value(slr_example *ex, double value, slr_error *err)
     if (fabs(value) > SLR_MAX_ABS_VALUE)
         return slr_error_set(err, reject(ex, SLR_BAD_VALUE), "feature value %g is beyond the bound |v| <= %g",
                              value, SLR_MAX_ABS_VALUE);
-    if (ex->n_features >= ex->max_features)
-        return slr_error_set(err, reject(ex, SLR_BAD_TOO_MANY_FEATURES),
-                             "example has more than %u features (raise --max-features if this is intended)",
-                             ex->max_features);
-    return SLR_OK;
+    return slr_error_set(err, reject(ex, SLR_BAD_TOO_MANY_FEATURES),
+                         "example has more than %u features (raise --max-features if this is intended)",
+                         ex->max_features);
 }
 
-static void push_feature(slr_example *ex, uint64_t hash, double value)
+/* A finite value within bounds, and room under --max-features (the common
+ * case is two comparisons; NaN fails the first). */
+static inline slr_status check_value(slr_example *ex, double value, slr_error *err)
+{
+    if (fabs(value) <= SLR_MAX_ABS_VALUE && ex->n_features < ex->max_features)
+        return SLR_OK;
+    return value_error(ex, value, err);
+}
+
+static inline slr_status room_for_one(slr_example *ex, slr_error *err)
+{
+    return ex->n_features < ex->cap_features ? SLR_OK : reserve_features(ex, ex->n_features + 1, err);
+}
+
+static inline void push_feature(slr_example *ex, uint64_t hash, double value)
 {
     uint32_t i = ex->n_features++;
     ex->hashes[i] = hash;
@@ -171,7 +207,7 @@ slr_status slr_example_add(slr_example *ex, const char *name, size_t len, double
             return st;
         ex->ns_open = true;
     }
-    if ((st = reserve_features(ex, ex->n_features + 1, err)) != SLR_OK)
+    if ((st = room_for_one(ex, err)) != SLR_OK)
         return st;
     push_feature(ex, XXH3_64bits_withSeed(name, len, ex->ns_seed), value);
     ex->spans[ex->n_spans - 1].end = ex->n_features;
@@ -185,7 +221,7 @@ slr_status slr_example_add_hashed(slr_example *ex, uint64_t id, double value, sl
         return st;
     if (value == 0.0)
         return SLR_OK;
-    if ((st = reserve_features(ex, ex->n_features + 1, err)) != SLR_OK)
+    if ((st = room_for_one(ex, err)) != SLR_OK)
         return st;
     ex->ns_open = false; /* pre-hashed features sit outside every namespace span */
     push_feature(ex, id, value);

@@ -5,7 +5,8 @@
  * on labels, weights and values (example.c) apply to all formats alike.
  * Namespaces arrive as runs; the namespace seed is recomputed only where a
  * run starts, found by slr_raw_feature_same_namespace (pointer and length
- * first, so views of the same bytes cost no memcmp). */
+ * first, so views of the same bytes cost no memcmp), and taken from a table
+ * for the empty and one-byte names when the caller has one. */
 #include "streamlr/decode.h"
 
 /* Name the feature that failed, so a user can find it in the input. */
@@ -23,6 +24,12 @@ static slr_status feature_error(slr_status st, slr_error *err, const slr_raw_fea
 
 slr_status slr_example_from_raw(slr_example *ex, const slr_raw_example *raw, slr_error *err)
 {
+    return slr_example_from_raw_seeded(ex, raw, NULL, err);
+}
+
+slr_status slr_example_from_raw_seeded(slr_example *ex, const slr_raw_example *raw,
+                                       const slr_namespace_seeds *seeds, slr_error *err)
+{
     slr_status st;
     slr_example_reset(ex);
     if (raw->has_label && (st = slr_example_set_label(ex, raw->label, err)) != SLR_OK)
@@ -36,8 +43,14 @@ slr_status slr_example_from_raw(slr_example *ex, const slr_raw_example *raw, slr
         if (!f->name) {
             st = slr_example_add_hashed(ex, f->id, f->value, err);
         } else {
-            if (!prev_named || !slr_raw_feature_same_namespace(prev_named, f))
-                slr_example_begin_namespace(ex, f->ns ? f->ns : "", f->ns_len);
+            if (!prev_named || !slr_raw_feature_same_namespace(prev_named, f)) {
+                const char *ns = f->ns ? f->ns : "";
+                if (seeds && f->ns_len <= 1)
+                    slr_example_begin_namespace_seeded(
+                        ex, ns, f->ns_len, f->ns_len ? seeds->letter[(unsigned char)ns[0]] : seeds->empty);
+                else
+                    slr_example_begin_namespace(ex, ns, f->ns_len);
+            }
             prev_named = f;
             st = slr_example_add(ex, f->name, f->name_len, f->value, err);
         }

@@ -197,22 +197,86 @@ static slr_status open_learner(slr_job *job, slr_error *err)
     return slr_learner_create(&job->learner, &opt->learner, err);
 }
 
+slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, slr_error *err)
+{
+    slr_raw_example_init(&r->raw);
+    r->keep_names = opt->keep_names;
+    r->keep_bytes = opt->dead_letter != NULL;
+    slr_status st = slr_decoder_create(&r->decoder, opt->format, err);
+    if (st != SLR_OK)
+        return st;
+    slr_decoder_set_max_record(r->decoder, opt->max_record ? opt->max_record : SLR_DEFAULT_MAX_RECORD);
+    slr_decoder_set_keep_raw(r->decoder, r->keep_names);
+    return SLR_OK;
+}
+
+void slr_job_reader_free(slr_job_reader *r)
+{
+    slr_decoder_destroy(r->decoder);
+    slr_raw_example_free(&r->raw);
+    memset(r, 0, sizeof *r);
+}
+
+void slr_job_item_init(slr_job_item *it, const slr_job *job)
+{
+    memset(it, 0, sizeof *it);
+    slr_example_init(&it->ex, &slr_learner_config_of(job->learner)->hashing);
+    if (job->opt->max_features)
+        it->ex.max_features = job->opt->max_features;
+}
+
+void slr_job_item_free(slr_job_item *it)
+{
+    slr_example_free(&it->ex);
+    slr_buf_free(&it->bytes);
+    slr_raw_example_free(&it->raw);
+    free(it->names);
+    memset(it, 0, sizeof *it);
+}
+
+/* raw into the item with its names copied, so it outlives the read buffer */
+static bool keep_raw(slr_job_item *it, const slr_raw_example *raw)
+{
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < raw->n_features; i++)
+        bytes += raw->features[i].name ? (size_t)raw->features[i].ns_len + raw->features[i].name_len : 0;
+    if (bytes > it->names_cap) {
+        char *p = realloc(it->names, bytes);
+        if (!p)
+            return false;
+        it->names = p;
+        it->names_cap = bytes;
+    }
+    slr_raw_example_reset(&it->raw);
+    char *w = it->names;
+    for (uint32_t i = 0; i < raw->n_features; i++) {
+        slr_raw_feature f = raw->features[i];
+        if (f.name) {
+            memcpy(w, f.ns ? f.ns : "", f.ns_len);
+            f.ns = w;
+            w += f.ns_len;
+            memcpy(w, f.name, f.name_len);
+            f.name = w;
+            w += f.name_len;
+        }
+        if (slr_raw_example_push(&it->raw, &f, NULL) != SLR_OK)
+            return false;
+    }
+    return true;
+}
+
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err)
 {
     memset(job, 0, sizeof *job);
     job->opt = opt;
     slr_job_state_init(&job->state);
-    slr_raw_example_init(&job->raw);
     job->started = job->time_at_checkpoint = slr_monotonic_seconds();
-    slr_status st = slr_decoder_create(&job->decoder, opt->format, err);
+    slr_status st = slr_job_reader_init(&job->reader, opt, err);
     if (st != SLR_OK)
         return st;
-    slr_decoder_set_max_record(job->decoder, opt->max_record ? opt->max_record : SLR_DEFAULT_MAX_RECORD);
     if ((st = open_learner(job, err)) != SLR_OK)
         return st;
-    slr_example_init(&job->ex, &slr_learner_config_of(job->learner)->hashing);
-    if (opt->max_features)
-        job->ex.max_features = opt->max_features;
+    slr_job_item_init(&job->item, job);
     free(job->state.format);
     job->state.format = strdup(slr_format_name(opt->format));
     if (!job->state.format)
@@ -227,13 +291,13 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
 
 void slr_job_close(slr_job *job)
 {
+    slr_job_checkpoint_poll(job, true, NULL); /* a valid checkpoint of an earlier position */
     free(job->junk.source);
     slr_buf_free(&job->junk.data);
     slr_job_report_close(job);
     slr_learner_destroy(job->learner);
-    slr_decoder_destroy(job->decoder);
-    slr_raw_example_free(&job->raw);
-    slr_example_free(&job->ex);
+    slr_job_reader_free(&job->reader);
+    slr_job_item_free(&job->item);
     slr_job_state_free(&job->state);
     memset(job, 0, sizeof *job);
 }
@@ -348,79 +412,103 @@ static void write_prediction(slr_job *job, double p)
     fprintf(job->opt->predictions, "%.9g\n", p);
 }
 
-slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
-                         const slr_where *where, size_t *consumed, slr_apply_result *result,
+bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
+                  const slr_where *where, size_t *consumed, slr_job_item *it)
+{
+    slr_decode_result d = slr_decoder_next_example(r->decoder, buf, len, at_end, consumed,
+                                                   &r->raw, &it->ex, &it->reason);
+    if (d == SLR_DECODE_NEED_MORE)
+        return false;
+    it->where = *where;
+    it->kind = d == SLR_DECODE_EXAMPLE ? SLR_ITEM_EXAMPLE
+               : d == SLR_DECODE_SKIP  ? SLR_ITEM_SKIP
+                                       : SLR_ITEM_BAD;
+    slr_buf_reset(&it->bytes);
+    if (it->kind == SLR_ITEM_BAD) {
+        it->why = slr_decoder_last_bad(r->decoder, &it->resync, &it->truncated);
+        /* the bytes go to the dead letter, or at least count in a junk span */
+        if (slr_buf_append(&it->bytes, buf, *consumed, NULL) != SLR_OK)
+            slr_error_set(&it->reason, SLR_ERR_NOMEM, "out of memory keeping a bad record");
+    } else if (it->kind == SLR_ITEM_EXAMPLE) {
+        if ((r->keep_names && !keep_raw(it, &r->raw)) ||
+            (r->keep_bytes && !it->ex.has_label &&
+             slr_buf_append(&it->bytes, buf, *consumed, NULL) != SLR_OK)) {
+            it->kind = SLR_ITEM_BAD;
+            slr_error_set(&it->reason, SLR_ERR_NOMEM, "out of memory keeping a record");
+        }
+    }
+    return true;
+}
+
+slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result *result,
                          slr_error *err)
 {
-    slr_error derr;
-    slr_decode_result r =
-        slr_decoder_next(job->decoder, buf, len, at_end, consumed, &job->raw, &derr);
-    if (r == SLR_DECODE_NEED_MORE) {
-        *result = SLR_APPLY_NEED_MORE;
-        return SLR_OK;
-    }
     job->records_this_run++;
     job->state.file.records++;
     if ((job->records_this_run & 1023) == 0) /* reading the clock is cheap, not free */
         slr_job_tick(job);
     slr_status st;
-    if (r == SLR_DECODE_BAD) {
+    if (it->kind == SLR_ITEM_BAD) {
         *result = SLR_APPLY_BAD;
-        if (derr.code == SLR_ERR_NOMEM)
-            return slr_error_set(err, SLR_ERR_NOMEM, "%s", derr.msg);
+        if (it->reason.code == SLR_ERR_NOMEM)
+            return slr_error_set(err, SLR_ERR_NOMEM, "%s", it->reason.msg);
         if (job->opt->predictions)
             write_prediction(job, NAN);
-        bool resync, truncated;
-        slr_bad_reason why = slr_decoder_last_bad(job->decoder, &resync, &truncated);
-        if (resync)
-            return add_junk(job, where, why, derr.msg, buf, *consumed, err);
+        if (it->resync)
+            return add_junk(job, &it->where, it->why, it->reason.msg, it->bytes.data,
+                            it->bytes.len, err);
         if ((st = flush_junk(job, err)) != SLR_OK)
             return st;
-        return reject_record(job, where, why, derr.msg, buf, *consumed, truncated, err);
+        return reject_record(job, &it->where, it->why, it->reason.msg, it->bytes.data,
+                             it->bytes.len, it->truncated, err);
     }
     if ((st = flush_junk(job, err)) != SLR_OK) /* it came before this record */
         return st;
-    if (r == SLR_DECODE_SKIP) {
+    if (it->kind == SLR_ITEM_SKIP) {
         *result = SLR_APPLY_SKIPPED;
         return SLR_OK;
     }
-    if ((st = slr_example_from_raw(&job->ex, &job->raw, &derr)) != SLR_OK) {
-        *result = SLR_APPLY_BAD;
-        if (st == SLR_ERR_NOMEM)
-            return slr_error_set(err, st, "%s", derr.msg);
+    const slr_example *ex = &it->ex;
+    if (!ex->has_label) {
         if (job->opt->predictions)
-            write_prediction(job, NAN);
-        return reject_record(job, where, job->ex.bad_reason, derr.msg, buf, *consumed, false, err);
-    }
-    if (!job->ex.has_label) {
-        if (job->opt->predictions)
-            write_prediction(job, slr_learner_predict(job->learner, &job->ex));
+            write_prediction(job, slr_learner_predict(job->learner, ex));
         *result = SLR_APPLY_SKIPPED;
-        return reject_record(job, where, SLR_BAD_UNLABELLED, "example has no label", buf,
-                             *consumed, false, err);
+        return reject_record(job, &it->where, SLR_BAD_UNLABELLED, "example has no label",
+                             it->bytes.data, it->bytes.len, false, err);
     }
     if (job->opt->keep_names)
-        slr_names_record(job->state.names, &job->raw, &job->ex);
+        slr_names_record(job->state.names, &it->raw, ex);
     double loss, p;
     if (job->opt->test_only) {
-        double z = slr_learner_margin(job->learner, &job->ex);
+        double z = slr_learner_margin(job->learner, ex);
         p = slr_sigmoid(z);
-        loss = slr_logloss_margin(z, job->ex.label);
+        loss = slr_logloss_margin(z, ex->label);
     } else {
-        p = slr_learner_learn(job->learner, &job->ex, &loss);
+        p = slr_learner_learn(job->learner, ex, &loss);
     }
-    slr_job_observe(job, p, loss);
+    slr_job_observe(job, ex, p, loss);
     if (job->opt->predictions)
         write_prediction(job, p);
     job->examples_this_run++;
     if (job->opt->progress && job->opt->progress_style == SLR_PROGRESS_TABLE &&
         job->state.metrics.examples >= job->next_progress) {
-        slr_job_progress_row(job, p);
+        slr_job_progress_row(job, ex, p);
         while (job->next_progress <= job->state.metrics.examples)
             job->next_progress *= 2;
     }
     *result = SLR_APPLY_LEARNED;
     return SLR_OK;
+}
+
+slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
+                         const slr_where *where, size_t *consumed, slr_apply_result *result,
+                         slr_error *err)
+{
+    if (!slr_job_read(&job->reader, buf, len, at_end, where, consumed, &job->item)) {
+        *result = SLR_APPLY_NEED_MORE;
+        return SLR_OK;
+    }
+    return slr_job_learn(job, &job->item, result, err);
 }
 
 /* ------------------------------------------------------------ checkpoints */
@@ -451,13 +539,67 @@ bool slr_job_checkpoint_due(slr_job *job)
 bool slr_job_checkpoint_due_now(slr_job *job)
 {
     const slr_train_options *opt = job->opt;
-    if (!opt->checkpoint_dir || (job->records_this_run == job->records_at_checkpoint && !job->moved))
+    if (!opt->checkpoint_dir || (job->records_this_run == job->records_at_checkpoint &&
+                                 job->moves == job->moves_at_checkpoint))
         return false;
     if (slr_job_checkpoint_due(job))
         return true;
     job->records_at_clock = job->records_this_run;
     return opt->checkpoint_every_seconds > 0 &&
            slr_monotonic_seconds() - job->time_at_checkpoint >= opt->checkpoint_every_seconds;
+}
+
+/* A checkpoint taken when `records` records had been applied is durable. */
+static void checkpoint_durable(slr_job *job, const char *path, const slr_job_state *st,
+                               uint64_t records, uint64_t moves)
+{
+    job->records_at_checkpoint = records; /* saved: finish need not write again */
+    job->moves_at_checkpoint = moves;
+    job->checkpoints_written++;
+    job->last_checkpoint_unix = (double)time(NULL);
+    snprintf(job->last_checkpoint, sizeof job->last_checkpoint, "%s", path);
+    if (job->opt->checkpoint_done)
+        job->opt->checkpoint_done(job->opt->checkpoint_done_ctx, path, st);
+}
+
+static void checkpoint_failed(slr_job *job, const slr_error *e)
+{
+    slr_job_log(job, "checkpoint failed: %s; training goes on and retries at the next period",
+                e->msg);
+}
+
+/* Reap the background writer (waiting for it if `wait`); `recorded` is the
+ * state it wrote, handed to checkpoint_done when it is durable. */
+static slr_status reap_writer(slr_job *job, bool wait, const slr_job_state *recorded, slr_error *err)
+{
+    bool done;
+    char path[PATH_MAX];
+    slr_error e;
+    uint64_t seq = slr_checkpoint_child_sequence(job->writer);
+    slr_status st = slr_checkpoint_child_wait(job->writer, wait, &done, path, &e);
+    if (!done)
+        return SLR_OK;
+    job->writer = NULL;
+    if (st == SLR_OK) {
+        checkpoint_durable(job, path, recorded, job->writer_records, job->writer_moves);
+    } else {
+        checkpoint_failed(job, &e);
+        if (job->state.sequence == seq) /* as a failed synchronous save leaves it */
+            job->state.sequence = job->writer_prev_sequence;
+        if (err)
+            *err = e;
+    }
+    return st;
+}
+
+slr_status slr_job_checkpoint_poll(slr_job *job, bool wait, slr_error *err)
+{
+    if (!job->writer)
+        return SLR_OK;
+    slr_status st = reap_writer(job, wait, &job->writer_state, err);
+    if (!job->writer)
+        slr_job_state_free(&job->writer_state);
+    return st;
 }
 
 /* Make every dead letter so far durable and note where the sink stands: the
@@ -487,24 +629,49 @@ static slr_status sync_dead_letters(slr_job *job, slr_error *err)
     return SLR_OK;
 }
 
-static slr_status write_checkpoint(slr_job *job, slr_error *err)
+/* Take a checkpoint, in a child process if `background` allows.  A failure
+ * is logged and returned. */
+static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
 {
+    const slr_train_options *opt = job->opt;
+    slr_error e;
+    /* a checkpoint still being written is finished first, so that every
+     * checkpoint is taken where it falls due, whatever the disk's speed */
+    slr_job_checkpoint_poll(job, true, NULL);
     /* the next periodic attempt is a period away, whatever this one does */
     job->examples_at_checkpoint = job->state.metrics.examples;
     job->time_at_checkpoint = slr_monotonic_seconds();
-    slr_status st = slr_checkpoint_dir_save(job->opt->checkpoint_dir, job->learner, &job->state,
-                                            job->opt->checkpoint_keep, job->last_checkpoint, err);
-    job->checkpoint_seconds += slr_monotonic_seconds() - job->time_at_checkpoint;
-    if (st != SLR_OK) {
-        slr_job_log(job, "checkpoint failed: %s; training goes on and retries at the next period",
-                    err ? err->msg : slr_status_name(st));
-        return st;
+    slr_status st = SLR_OK;
+    if (background) {
+        uint64_t prev = job->state.sequence;
+        st = slr_checkpoint_dir_fork(opt->checkpoint_dir, job->learner, &job->state,
+                                     opt->checkpoint_keep, &job->writer, &e);
+        if (st == SLR_OK) {
+            job->writer_prev_sequence = prev;
+            job->writer_records = job->records_this_run;
+            job->writer_moves = job->moves;
+            /* checkpoint_done will want the state the child records; without
+             * the memory to copy it, wait now, while job->state still is it */
+            if (slr_job_state_copy(&job->writer_state, &job->state, NULL) != SLR_OK) {
+                slr_job_state_free(&job->writer_state);
+                if ((st = reap_writer(job, true, &job->state, &e)) != SLR_OK && err)
+                    *err = e;
+            }
+            return st;
+        }
+        slr_job_log(job, "%s; writing the checkpoint on the learning thread instead", e.msg);
     }
-    job->records_at_checkpoint = job->records_this_run; /* saved: finish need not write again */
-    job->checkpoints_written++;
-    job->moved = false;
-    job->last_checkpoint_unix = (double)time(NULL);
-    return SLR_OK;
+    char path[PATH_MAX];
+    st = slr_checkpoint_dir_save(opt->checkpoint_dir, job->learner, &job->state,
+                                 opt->checkpoint_keep, path, &e);
+    if (st == SLR_OK) {
+        checkpoint_durable(job, path, &job->state, job->records_this_run, job->moves);
+    } else {
+        checkpoint_failed(job, &e);
+        if (err)
+            *err = e;
+    }
+    return st;
 }
 
 slr_status slr_job_start(slr_job *job, slr_error *err)
@@ -519,8 +686,15 @@ slr_status slr_job_checkpoint(slr_job *job, slr_error *err)
     slr_status st = sync_dead_letters(job, err);
     if (st != SLR_OK)
         return st;
+    const double t0 = slr_monotonic_seconds();
     slr_error werr;
-    write_checkpoint(job, &werr); /* a failure is logged; the next period retries */
+    take_checkpoint(job, job->opt->checkpoint_fork, &werr); /* logged; the next period retries */
+    const double pause = slr_monotonic_seconds() - t0;
+    job->checkpoint_seconds += pause;
+    job->pauses++;
+    job->pause_total += pause;
+    if (pause > job->pause_max)
+        job->pause_max = pause;
     return SLR_OK;
 }
 
@@ -528,10 +702,14 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
 {
     const slr_train_options *opt = job->opt;
     slr_status st = sync_dead_letters(job, err);
+    slr_job_checkpoint_poll(job, true, NULL); /* a failure is logged; the final one retries */
     if (st == SLR_OK && opt->checkpoint_dir &&
-        (job->records_this_run != job->records_at_checkpoint || job->moved ||
-         job->last_checkpoint[0] == '\0'))
-        st = write_checkpoint(job, err);
+        (job->records_this_run != job->records_at_checkpoint ||
+         job->moves != job->moves_at_checkpoint || job->last_checkpoint[0] == '\0')) {
+        double t0 = slr_monotonic_seconds();
+        st = take_checkpoint(job, false, err); /* in place: durable before we return */
+        job->checkpoint_seconds += slr_monotonic_seconds() - t0;
+    }
     if (st == SLR_OK && opt->model_out) {
         double t0 = slr_monotonic_seconds();
         job->state.created = (double)time(NULL);
@@ -587,6 +765,12 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models%s), %.0f examples/s\n",
                 secs, job->checkpoint_seconds, waited,
                 learning > 0 ? (double)job->examples_this_run / learning : 0.0);
+        if (job->pauses)
+            fprintf(out, "periodic checkpoints: %llu, %s; learning paused %.1f ms at most, "
+                         "%.1f ms on average\n",
+                    (unsigned long long)job->pauses,
+                    opt->checkpoint_fork ? "written by a child process" : "written in place",
+                    job->pause_max * 1e3, job->pause_total / (double)job->pauses * 1e3);
         if (job->last_checkpoint[0])
             fprintf(out, "checkpoint: %s\n", job->last_checkpoint);
     }
@@ -597,6 +781,8 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->seconds = secs;
         res->stopped = stopped;
         res->checkpoints = job->checkpoints_written;
+        res->pause_max = job->pause_max;
+        res->pause_mean = job->pauses ? job->pause_total / (double)job->pauses : 0.0;
         res->dead_letters = job->dead_letters;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
         res->report = report;

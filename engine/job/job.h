@@ -5,7 +5,16 @@
  * position and hands it to the dead-letter sink, prints progress, and
  * decides when a checkpoint is due.  The source owns the notion of position
  * and passes it in (slr_where), so the same code serves "file.vw:1234" and
- * "clicks[3]@98765". */
+ * "clicks[3]@98765".
+ *
+ * slr_job_apply() is two stages that can run on two threads:
+ *   1. slr_job_read(): decode and hash one record into an slr_job_item, which
+ *      owns everything (no views into the read buffer);
+ *   2. slr_job_learn(): everything else, in record order -- counting, bad
+ *      record reports and dead letters, learning, metrics, progress.
+ * Stage 2 alone touches the learner and the job state, so running stage 1
+ * ahead (on another thread, ring.h) changes no result: the learner applies
+ * the same examples in the same order. */
 #ifndef STREAMLR_JOB_H
 #define STREAMLR_JOB_H
 
@@ -36,13 +45,48 @@ typedef struct slr_junk_span {
     slr_buf data;
 } slr_junk_span;
 
+/* Stage 1's own state: a decoder and its raw example.  One per thread that
+ * decodes. */
+typedef struct slr_job_reader {
+    slr_decoder *decoder;
+    slr_raw_example raw;
+    bool keep_names; /* copy the raw example into each item (--keep-names) */
+    bool keep_bytes; /* ... and an unlabelled record's bytes (a dead-letter sink) */
+} slr_job_reader;
+
+typedef enum slr_item_kind {
+    SLR_ITEM_EXAMPLE, /* ex holds a hashed example (labelled or not) */
+    SLR_ITEM_SKIP,    /* a blank or comment line */
+    SLR_ITEM_BAD,     /* reason says why */
+    SLR_ITEM_END,     /* no more records (a source's marker; see train_files.c) */
+} slr_item_kind;
+
+/* One record between the stages. */
+typedef struct slr_job_item {
+    slr_item_kind kind;
+    slr_example ex;
+    slr_where where;         /* the record's position, for messages; where.name
+                              * must outlive the item */
+    slr_file_position after; /* file replay: the source position after the record */
+    slr_error reason;        /* BAD: why; END: the source's error, if any */
+    slr_status status;       /* END: SLR_OK at the end of input, else an error */
+    slr_bad_reason why;      /* BAD: slr_decoder_last_bad's reason, resync and */
+    bool resync, truncated;  /* truncated flags */
+    slr_buf bytes;           /* BAD (and unlabelled, with keep_bytes): the record's
+                              * bytes, for the dead letter */
+    /* --keep-names: the raw example, its names copied into `names` (stage 2
+     * records them; stage 1 may already be reading far ahead) */
+    slr_raw_example raw;
+    char *names;
+    size_t names_cap;
+} slr_job_item;
+
 typedef struct slr_job {
     const slr_train_options *opt;
     slr_learner *learner;
     slr_job_state state; /* metrics, position, checkpoint sequence */
-    slr_decoder *decoder;
-    slr_raw_example raw;
-    slr_example ex;
+    slr_job_reader reader; /* stage 1 for slr_job_apply */
+    slr_job_item item;
 
     double started;                /* monotonic seconds */
     uint64_t examples_this_run;
@@ -52,13 +96,21 @@ typedef struct slr_job {
     uint64_t examples_at_checkpoint; /* at the last attempt: the period counts from here */
     uint64_t records_at_checkpoint;  /* at the last checkpoint actually written */
     uint64_t records_at_clock;     /* records_this_run when the clock was last read */
-    bool moved;                    /* the source position changed without a record (Kafka:
-                                      a partition's end or a reset): checkpoint it at the end */
+    uint64_t moves;                /* times the source position changed without a record
+                                      (Kafka: a partition's end or a reset) ... */
+    uint64_t moves_at_checkpoint;  /* ... as of the last durable checkpoint */
     double time_at_checkpoint;
     uint64_t checkpoints_written;
-    double checkpoint_seconds;     /* time spent writing checkpoints and models */
     double waiting_seconds;        /* time before the first record (a source that waits for
                                       data: joining a consumer group); not in the rate */
+    double checkpoint_seconds;     /* time learning was paused for checkpoints and models */
+    uint64_t pauses;               /* periodic checkpoints taken ... */
+    double pause_total, pause_max; /* ... and how long each held learning up (seconds) */
+    slr_checkpoint_child *writer;  /* a checkpoint being written by a child process */
+    slr_job_state writer_state;    /* the state it records */
+    uint64_t writer_prev_sequence;
+    uint64_t writer_records;       /* records_this_run when it was taken */
+    uint64_t writer_moves;         /* moves when it was taken */
     uint64_t bad_reported;
     slr_junk_span junk;
     uint64_t dead_letters;         /* given to the sink in this run */
@@ -104,9 +156,27 @@ typedef enum slr_apply_result {
 
 /* Decode and learn the record at the front of buf.  *consumed is set for
  * every result but NEED_MORE.  Returns an error only for --strict bad input
- * (SLR_ERR_BAD_INPUT) or resource failures. */
+ * (SLR_ERR_BAD_INPUT) or resource failures.  The same as slr_job_read()
+ * followed by slr_job_learn(). */
 slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
                          const slr_where *where, size_t *consumed, slr_apply_result *result,
+                         slr_error *err);
+
+/* Stage 1.  A reader for the job's input format and limits. */
+slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, slr_error *err);
+void slr_job_reader_free(slr_job_reader *r);
+/* Items hash with the model's hashing (job->learner's), so make them after
+ * slr_job_open. */
+void slr_job_item_init(slr_job_item *it, const slr_job *job);
+void slr_job_item_free(slr_job_item *it);
+/* Decode and hash the record at the front of buf into it (kind EXAMPLE,
+ * SKIP or BAD; *consumed > 0).  Returns false, with nothing consumed, when
+ * the record continues past len. */
+bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
+                  const slr_where *where, size_t *consumed, slr_job_item *it);
+
+/* Stage 2: apply one item (EXAMPLE, SKIP or BAD) to the job, in record order. */
+slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result *result,
                          slr_error *err);
 
 /* Should the source stop before the next record: *opt->stop was set, or
@@ -119,13 +189,23 @@ bool slr_job_checkpoint_due(slr_job *job);
 /* The same, reading the clock now: for sources that can sit idle between
  * records (Kafka).  False if nothing changed since the last checkpoint. */
 bool slr_job_checkpoint_due_now(slr_job *job);
-/* Make the dead letters durable, then write a checkpoint of the current
+/* Make the dead letters durable, then take a checkpoint of the current
  * learner and state (the caller has put the source position into
- * job->state).  A failed checkpoint write is logged, leaves the previous
- * checkpoint in place and is retried at the next period: that returns
- * SLR_OK.  An error means the job must stop: the dead letters could not be
- * made durable, so no checkpoint may move past them. */
+ * job->state).  With opt->checkpoint_fork a child
+ * process writes it and this returns after the fork; it becomes durable
+ * later (slr_job_checkpoint_poll), and opt->checkpoint_done is called then.
+ * A previous checkpoint still being written is waited for first.
+ * A failed checkpoint write is logged, leaves the previous checkpoint in
+ * place and is retried at the next period: that returns SLR_OK.  An error
+ * means the job must stop: the dead letters could not be made durable, so no
+ * checkpoint may move past them. */
 slr_status slr_job_checkpoint(slr_job *job, slr_error *err);
+
+/* Reap a checkpoint written in the background once it is done (with
+ * `wait`, wait for it): counts it, calls opt->checkpoint_done, or logs and
+ * returns its failure.  Cheap when nothing is running; a source loop calls
+ * it now and then (train_files.c: every 1024 records). */
+slr_status slr_job_checkpoint_poll(slr_job *job, bool wait, slr_error *err);
 
 /* Final checkpoint, -f model, summary; fills res. */
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err);
@@ -135,9 +215,8 @@ void slr_job_log(slr_job *job, const char *fmt, ...) __attribute__((format(print
 /* ------------------------------------------------------------ reporting (report.c) */
 
 /* Score bookkeeping for one example: totals, window, histogram. */
-static inline void slr_job_observe(slr_job *job, double p, double loss)
+static inline void slr_job_observe(slr_job *job, const slr_example *ex, double p, double loss)
 {
-    const slr_example *ex = &job->ex;
     slr_metrics_add(&job->state.metrics, p, loss, ex->label, ex->weight, ex->n_features);
     slr_auc_window_add(job->state.window, p, ex->label, ex->weight, loss);
     slr_auc_histogram_add(job->state.histogram, p, ex->label, ex->weight);
@@ -161,7 +240,7 @@ void slr_job_idle(slr_job *job);
 void slr_job_report(slr_job *job, bool final, slr_metrics_report *r);
 
 /* VW's table row (table style), when the example count reaches the next power of 2. */
-void slr_job_progress_row(slr_job *job, double p);
+void slr_job_progress_row(slr_job *job, const slr_example *ex, double p);
 
 /* The last report: final JSON line, publish, clear the progress line. */
 void slr_job_report_finish(slr_job *job, slr_metrics_report *final_report);

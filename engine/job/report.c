@@ -205,7 +205,7 @@ static void progress_header(FILE *out)
             "label", "predict", "features");
 }
 
-void slr_job_progress_row(slr_job *job, double p)
+void slr_job_progress_row(slr_job *job, const slr_example *ex, double p)
 {
     FILE *out = job->opt->progress;
     const slr_metrics *m = &job->state.metrics, *l = &job->at_last_row;
@@ -214,7 +214,7 @@ void slr_job_progress_row(slr_job *job, double p)
     double dw = m->weight - l->weight;
     double since = dw > 0 ? (m->loss - l->loss) / dw : 0.0;
     fprintf(out, "%-10.6f %-10.6f %12llu %14.1f %8.4f %8.4f %8u\n", slr_metrics_logloss(m), since,
-            (unsigned long long)m->examples, m->weight, job->ex.label, p, job->ex.n_features + 1);
+            (unsigned long long)m->examples, m->weight, ex->label, p, ex->n_features + 1);
     fflush(out);
     job->at_last_row = *m;
 }

@@ -1,44 +1,226 @@
 /* train_files.c - replaying an event log from files.
  *
- * The loop reads top to bottom: take the window of unread bytes, let the job
- * decode and learn the record at its front, drop the bytes it used, and
- * checkpoint when due -- the position stored is the start of the next
- * record, so a resumed replay applies every record exactly once. */
+ * Two stages (job.h) joined by a ring (ring.h).  The producer takes the
+ * window of unread bytes, decodes and hashes the record at its front into
+ * the next item, drops the bytes it used and notes the position after them.
+ * The consumer takes the items in order, learns them, and checkpoints when
+ * due -- the position stored is the one after the last item learned, so a
+ * resumed replay applies every record exactly once.
+ *
+ * With opt->threads >= 2 the producer runs on a thread of its own and the
+ * ring is deep; otherwise the consumer runs it inline to keep a few records
+ * decoded ahead.  Either way the consumer looks a few items ahead to prefetch
+ * the weights they touch, so their memory latency overlaps the learning of
+ * the current one.  Stage 2 sees the same items in the same order in both
+ * modes, so results, checkpoints and their positions are identical.
+ *
+ * A pipe or FIFO may have no input for a while.  Neither stage then sleeps
+ * in read(): the producer waits in short polls (and notices a cancel), the
+ * consumer waits for items in short waits, keeping the metrics fresh
+ * (slr_job_idle) and noticing a stop request. */
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 
 #include "job.h"
-
-#define IDLE_POLL_MS 200
+#include "learner/learner_impl.h"
+#include "ring.h"
 #include "streamlr/source.h"
 #include "streamlr/train.h"
 
-/* The source's position (and records consumed) into the job state. */
-static void note_position(slr_job *job, const slr_file_source *src)
+#define IDLE_POLL_MS 200  /* how long either stage waits for input at a time */
+#define RING_THREADED 256 /* items in flight between the threads */
+#define RING_INLINE 8     /* records decoded ahead on one thread */
+#define PREFETCH_ITEM 4   /* items ahead whose feature lists are fetched */
+#define PREFETCH_SLOTS 2  /* items ahead whose weight slots are fetched */
+
+typedef struct producer {
+    slr_file_source *src;
+    slr_job_reader reader;
+    slr_ring *ring;
+    bool text;
+    bool done; /* the END item is in the ring */
+} producer;
+
+/* Fill `it` with the next record, or with the END marker (end of input, or
+ * a read error in it->status / it->reason).  False, with nothing consumed,
+ * when the input has no bytes to read yet (a pipe): the caller waits and
+ * calls again. */
+static bool produce(producer *pr, slr_job_item *it)
 {
-    uint64_t records = job->state.file.records;
-    slr_file_source_position(src, &job->state.file);
-    job->state.file.records = records;
+    slr_file_source *src = pr->src;
+    slr_status st = SLR_OK;
+    while (!slr_file_source_done(src)) {
+        const char *buf;
+        size_t len;
+        bool at_end;
+        slr_file_source_window(src, &buf, &len, &at_end);
+        if (len == 0) {
+            if (!at_end) {
+                if (!slr_file_source_wait(src, 0))
+                    return false;
+                if ((st = slr_file_source_fill(src, &it->reason)) != SLR_OK)
+                    break;
+                continue;
+            }
+            if (!slr_file_source_next_file(src, &it->reason, &st) && st != SLR_OK)
+                break;
+            continue;
+        }
+        slr_file_position pos;
+        slr_file_source_position(src, &pos);
+        slr_where where = {slr_file_source_path(src), pr->text ? pos.line : 0, pos.offset, false};
+        size_t used = 0;
+        if (!slr_job_read(&pr->reader, buf, len, at_end, &where, &used, it)) {
+            if (!slr_file_source_wait(src, 0))
+                return false;
+            if ((st = slr_file_source_fill(src, &it->reason)) != SLR_OK)
+                break;
+            continue;
+        }
+        slr_file_source_consume(src, used);
+        slr_file_source_position(src, &it->after);
+        return true;
+    }
+    it->kind = SLR_ITEM_END;
+    it->status = st;
+    slr_file_source_position(src, &it->after);
+    return true;
 }
 
-/* Read more input.  A pipe or FIFO may have none yet: wait in short polls,
- * keeping the metrics fresh and noticing a stop request, rather than
- * sleeping in read().  Returns false when stopped while waiting. */
-static bool fill(slr_job *job, slr_file_source *src, slr_status *st, slr_error *err)
+/* Produce one item into the ring (the producer thread: waiting for input in
+ * short polls until cancelled). */
+static void produce_into_ring(producer *pr)
 {
-    while (!slr_file_source_wait(src, IDLE_POLL_MS)) {
-        slr_job_idle(job);
-        if (job->opt->stop && *job->opt->stop)
-            return false;
+    slr_job_item *it = slr_ring_claim(pr->ring);
+    while (it && !produce(pr, it)) {
+        slr_file_source_wait(pr->src, IDLE_POLL_MS);
+        if (slr_ring_cancelled(pr->ring))
+            it = NULL;
     }
-    *st = slr_file_source_fill(src, err);
-    return true;
+    if (!it) {
+        pr->done = true; /* cancelled */
+        return;
+    }
+    pr->done = it->kind == SLR_ITEM_END;
+    slr_ring_publish(pr->ring);
+}
+
+/* Decode ahead on the learning thread while the ring has room and the input
+ * has bytes; true if it is waiting for input with nothing decoded. */
+static bool produce_inline(producer *pr)
+{
+    while (!pr->done && slr_ring_has_room(pr->ring)) {
+        slr_job_item *it = slr_ring_claim(pr->ring);
+        if (!produce(pr, it))
+            return slr_ring_peek(pr->ring, 0) == NULL;
+        pr->done = it->kind == SLR_ITEM_END;
+        slr_ring_publish(pr->ring);
+    }
+    return false;
+}
+
+static void *producer_thread(void *arg)
+{
+    producer *pr = arg;
+    while (!pr->done)
+        produce_into_ring(pr);
+    return NULL;
+}
+
+static void *prefault_thread(void *arg)
+{
+    slr_learner_prefault(arg);
+    return NULL;
+}
+
+/* Start a helper thread with every signal blocked, so that SIGINT and
+ * SIGTERM reach the learning thread, which checks opt->stop. */
+static bool start_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    bool ok = pthread_create(thread, NULL, fn, arg) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ok;
+}
+
+static void prefetch_ahead(slr_job *job, slr_ring *ring)
+{
+    const slr_job_item *it = slr_ring_peek(ring, PREFETCH_ITEM);
+    if (it && it->kind == SLR_ITEM_EXAMPLE) {
+        const char *f = (const char *)it->ex.features;
+        size_t bytes = (size_t)it->ex.n_features * sizeof *it->ex.features;
+        for (size_t off = 0; off < bytes; off += SLR_CACHE_LINE)
+            __builtin_prefetch(f + off, 0, 3);
+    }
+    it = slr_ring_peek(ring, PREFETCH_SLOTS);
+    if (it && it->kind == SLR_ITEM_EXAMPLE)
+        slr_learner_prefetch(job->learner, &it->ex);
+}
+
+/* The position after an item, keeping the records count stage 2 keeps. */
+static void set_position(slr_job *job, const slr_file_position *after)
+{
+    job->state.file.file_index = after->file_index;
+    job->state.file.offset = after->offset;
+    job->state.file.line = after->line;
+}
+
+/* Stage 2 until the END item, a stop request or an error.  `inline_pr` is
+ * the producer when it runs on this thread. */
+static slr_status consume(slr_job *job, slr_ring *ring, producer *inline_pr, bool *stopped,
+                          slr_error *err)
+{
+    const slr_train_options *opt = job->opt;
+    for (;;) {
+        if (slr_job_should_stop(job)) {
+            *stopped = opt->stop && *opt->stop; /* not when --examples was reached */
+            return SLR_OK;
+        }
+        slr_job_item *it;
+        if (inline_pr) {
+            if (produce_inline(inline_pr)) { /* no input yet */
+                if (!slr_file_source_wait(inline_pr->src, IDLE_POLL_MS))
+                    slr_job_idle(job);
+                continue;
+            }
+            it = slr_ring_take(ring);
+        } else if (!(it = slr_ring_take_within(ring, IDLE_POLL_MS))) {
+            slr_job_idle(job);
+            continue;
+        }
+        if (it->kind == SLR_ITEM_END) {
+            set_position(job, &it->after);
+            if (it->status != SLR_OK && err)
+                *err = it->reason;
+            return it->status;
+        }
+        prefetch_ahead(job, ring);
+        slr_apply_result r;
+        slr_status st = slr_job_learn(job, it, &r, err);
+        set_position(job, &it->after);
+        slr_ring_release(ring);
+        if (st != SLR_OK)
+            return st;
+        if (slr_job_checkpoint_due(job)) {
+            /* a failed write is logged and retried next period; an error
+             * here means the dead letters could not be made durable */
+            if ((st = slr_job_checkpoint(job, err)) != SLR_OK)
+                return st;
+        } else if (job->writer && (job->records_this_run & 1023) == 0)
+            slr_job_checkpoint_poll(job, false, NULL); /* one waitpid per 1024 records */
+    }
 }
 
 slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err)
 {
     slr_job job;
-    slr_file_source *src = NULL;
-    bool stopped = false;
+    producer pr = {0};
+    slr_ring ring = {0};
+    pthread_t thread, prefaulter;
+    bool threaded = false, stopped = false;
     slr_status st = slr_job_open(&job, opt, err);
     if (st != SLR_OK)
         goto out;
@@ -46,75 +228,48 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
         st = slr_job_state_set_files(&job.state, opt->files, opt->n_files, err);
     if (st != SLR_OK)
         goto out;
-    st = slr_file_source_open(&src, opt->files, opt->n_files, slr_format_is_text(opt->format), err);
+    pr.text = slr_format_is_text(opt->format);
+    st = slr_file_source_open(&pr.src, opt->files, opt->n_files, pr.text, err);
     if (st != SLR_OK)
         goto out;
     if (job.state.file.file_index > 0 || job.state.file.offset > 0) {
-        if ((st = slr_file_source_seek(src, &job.state.file, err)) != SLR_OK)
+        if ((st = slr_file_source_seek(pr.src, &job.state.file, err)) != SLR_OK)
             goto out;
-        slr_job_log(&job, "continuing %s at byte %llu (line %llu)", slr_file_source_path(src),
+        slr_job_log(&job, "continuing %s at byte %llu (line %llu)", slr_file_source_path(pr.src),
                     (unsigned long long)job.state.file.offset,
                     (unsigned long long)job.state.file.line);
     }
-    note_position(&job, src);
-    if ((st = slr_job_start(&job, err)) != SLR_OK)
+    slr_file_position at;
+    slr_file_source_position(pr.src, &at);
+    set_position(&job, &at);
+    if ((st = slr_job_start(&job, err)) != SLR_OK) /* a first checkpoint, with a dead-letter sink */
         goto out;
+    if ((st = slr_job_reader_init(&pr.reader, opt, err)) != SLR_OK)
+        goto out;
+    threaded = opt->threads >= 2;
+    if ((st = slr_ring_init(&ring, threaded ? RING_THREADED : RING_INLINE, &job, threaded, err)) !=
+        SLR_OK)
+        goto out;
+    pr.ring = &ring;
+    if (threaded && !(threaded = start_thread(&thread, producer_thread, &pr)))
+        slr_job_log(&job, "cannot start the decoding thread; decoding on the learning thread");
+    /* with a second core, zero the weight table there rather than page by
+     * page under the learner */
+    bool prefaulting = threaded && start_thread(&prefaulter, prefault_thread, job.learner);
 
-    while (!slr_file_source_done(src)) {
-        if (slr_job_should_stop(&job)) {
-            stopped = opt->stop && *opt->stop; /* not when --examples was reached */
-            break;
-        }
-        const char *buf;
-        size_t len;
-        bool at_end;
-        slr_file_source_window(src, &buf, &len, &at_end);
-        if (len == 0) {
-            if (!at_end) {
-                if (!fill(&job, src, &st, err)) {
-                    stopped = true;
-                    break;
-                }
-                if (st != SLR_OK)
-                    goto out;
-                continue;
-            }
-            if (!slr_file_source_next_file(src, err, &st) && st != SLR_OK)
-                goto out;
-            note_position(&job, src);
-            continue;
-        }
-        slr_file_position pos;
-        slr_file_source_position(src, &pos);
-        slr_where where = {slr_file_source_path(src), slr_format_is_text(opt->format) ? pos.line : 0,
-                           pos.offset, false};
-        size_t used = 0;
-        slr_apply_result r;
-        st = slr_job_apply(&job, buf, len, at_end, &where, &used, &r, err);
-        if (st != SLR_OK)
-            goto out;
-        if (r == SLR_APPLY_NEED_MORE) {
-            if (!fill(&job, src, &st, err)) {
-                stopped = true;
-                break;
-            }
-            if (st != SLR_OK)
-                goto out;
-            continue;
-        }
-        slr_file_source_consume(src, used);
-        if (slr_job_checkpoint_due(&job)) {
-            note_position(&job, src);
-            /* a failed write is logged and retried next period; an error
-             * here means the dead letters could not be made durable */
-            if ((st = slr_job_checkpoint(&job, err)) != SLR_OK)
-                goto out;
-        }
+    st = consume(&job, &ring, threaded ? NULL : &pr, &stopped, err);
+    if (threaded) {
+        slr_ring_cancel(&ring);
+        pthread_join(thread, NULL);
     }
-    note_position(&job, src);
-    st = slr_job_finish(&job, stopped, res, err);
+    if (prefaulting)
+        pthread_join(prefaulter, NULL);
+    if (st == SLR_OK)
+        st = slr_job_finish(&job, stopped, res, err);
 out:
-    slr_file_source_close(src);
+    slr_ring_free(&ring);
+    slr_job_reader_free(&pr.reader);
+    slr_file_source_close(pr.src);
     slr_job_close(&job);
     return st;
 }

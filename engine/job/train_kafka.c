@@ -4,7 +4,9 @@
  * a batch, hand each message to the source, which says whether it is to be
  * applied; apply it whole (every example it holds); checkpoint when due --
  * always between messages, so a checkpoint never holds half a message --
- * and commit the offsets the checkpoint holds once it is durable.  When
+ * and commit the offsets the checkpoint holds once it is durable (a
+ * checkpoint written by a child process becomes durable later: the commit
+ * then happens in on_durable, with the offsets that checkpoint holds).  When
  * partitions are taken away (rebalance, leaving) the source calls
  * release(), which checkpoints first, so the next owner starts exactly
  * where this model stopped. */
@@ -31,6 +33,9 @@ typedef struct kafka_run {
     slr_status fatal;       /* a checkpoint could not be taken safely (dead letters not
                                durable): the job must stop; fatal_err says why */
     slr_error fatal_err;
+    /* the caller's own checkpoint_done, called after ours */
+    void (*user_done)(void *ctx, const char *path, const slr_job_state *st);
+    void *user_done_ctx;
 } kafka_run;
 
 void slr_kafka_options_init(slr_kafka_options *k)
@@ -45,9 +50,21 @@ static void log_hook(void *ctx, const char *msg)
     slr_job_log(&run->job, "%s", msg);
 }
 
-/* Positions into the job state, then a checkpoint.  True if the positions
- * the source holds may be committed. */
-static bool checkpoint(kafka_run *run)
+/* A checkpoint is durable: now, and only now, its offsets may be committed. */
+static void on_durable(void *ctx, const char *path, const slr_job_state *st)
+{
+    kafka_run *run = ctx;
+    if (run->src)
+        slr_kafka_source_commit_state(run->src, st);
+    if (run->user_done)
+        run->user_done(run->user_done_ctx, path, st);
+}
+
+/* Positions into the job state, then a checkpoint (committed by on_durable
+ * when it is durable).  With `wait`, a checkpoint written in the background
+ * is waited for.  True if a durable checkpoint holds the positions the
+ * source holds now, so that they may be committed. */
+static bool checkpoint(kafka_run *run, bool wait)
 {
     slr_job *job = &run->job;
     slr_error err;
@@ -57,8 +74,8 @@ static bool checkpoint(kafka_run *run)
     }
     if (!job->opt->checkpoint_dir)
         return true; /* nothing durable to wait for: see docs/KAFKA.md */
-    if (job->records_this_run == job->records_at_checkpoint && !job->moved &&
-        job->last_checkpoint[0])
+    if (job->records_this_run == job->records_at_checkpoint &&
+        job->moves == job->moves_at_checkpoint && job->last_checkpoint[0] && !job->writer)
         return !run->checkpoint_failed; /* nothing new since the last one */
     /* a failed write is logged and retried at the next period; an error
      * means the dead letters could not be made durable: stop */
@@ -66,6 +83,11 @@ static bool checkpoint(kafka_run *run)
     slr_status st = slr_job_checkpoint(job, &run->fatal_err);
     if (st != SLR_OK && run->fatal == SLR_OK)
         run->fatal = st;
+    if (job->writer) { /* being written by a child process */
+        if (!wait)
+            return false;
+        slr_job_checkpoint_poll(job, true, NULL);
+    }
     run->checkpoint_failed = job->checkpoints_written == written;
     return !run->checkpoint_failed;
 }
@@ -74,7 +96,7 @@ static bool checkpoint(kafka_run *run)
 static bool release_hook(void *ctx)
 {
     kafka_run *run = ctx;
-    return run->done ? false : checkpoint(run);
+    return run->done ? false : checkpoint(run, true);
 }
 
 /* Apply every example in one message, then move the partition past it. */
@@ -131,6 +153,10 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     size_t batch = k->batch ? k->batch : DEFAULT_BATCH;
     if (batch > BATCH_MAX)
         batch = BATCH_MAX;
+    run.user_done = opt.checkpoint_done;
+    run.user_done_ctx = opt.checkpoint_done_ctx;
+    opt.checkpoint_done = on_durable;
+    opt.checkpoint_done_ctx = &run;
     if ((st = slr_job_open(&run.job, &opt, err)) != SLR_OK)
         goto out;
     if (run.job.state.source == SLR_SOURCE_FILES) {
@@ -174,7 +200,7 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
                 st = apply_message(&run, p, m, err);
                 break;
             case SLR_KAFKA_MOVED:
-                run.job.moved = true;
+                run.job.moves++;
                 break;
             case SLR_KAFKA_FAILED:
                 st = SLR_ERR_KAFKA;
@@ -188,8 +214,8 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
                     rd_kafka_message_destroy(msgs[j]);
                 goto out;
             }
-            if (!stopped && slr_job_checkpoint_due(&run.job) && checkpoint(&run))
-                slr_kafka_source_commit(run.src, 0);
+            if (!stopped && slr_job_checkpoint_due(&run.job))
+                checkpoint(&run, false); /* on_durable commits */
             if (run.fatal != SLR_OK) {
                 for (size_t j = i + 1; j < n; j++)
                     rd_kafka_message_destroy(msgs[j]);
@@ -201,8 +227,10 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
             st = SLR_ERR_KAFKA;
             goto out;
         }
-        if (!stopped && slr_job_checkpoint_due_now(&run.job) && checkpoint(&run))
-            slr_kafka_source_commit(run.src, 0);
+        if (!stopped && slr_job_checkpoint_due_now(&run.job))
+            checkpoint(&run, false); /* on_durable commits */
+        if (run.job.writer)
+            slr_job_checkpoint_poll(&run.job, false, NULL); /* durable yet? then commit */
         if (run.fatal != SLR_OK) {
             st = slr_error_set(err, run.fatal, "%s", run.fatal_err.msg);
             goto out;

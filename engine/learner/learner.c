@@ -14,8 +14,59 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "learner_impl.h"
+
+/* Tables of at least this size are mapped directly, 2 MiB-aligned, and
+ * offered to transparent huge pages: an example touches ~40 random slots, and
+ * with 4 KiB pages nearly every one of them is also a TLB miss. */
+#define HUGE_TABLE_BYTES (UINT64_C(2) << 20)
+
+static slr_slot *table_alloc(uint64_t n, size_t *mapped)
+{
+    size_t bytes = (size_t)n * sizeof(slr_slot);
+    *mapped = 0;
+    if (bytes < HUGE_TABLE_BYTES)
+        return calloc(n, sizeof(slr_slot)); /* zero pages are mapped lazily either way */
+    size_t len = (bytes + HUGE_TABLE_BYTES - 1) / HUGE_TABLE_BYTES * HUGE_TABLE_BYTES;
+    size_t span = len + HUGE_TABLE_BYTES;
+    char *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    /* keep the 2 MiB-aligned part, return the rest */
+    uintptr_t start = ((uintptr_t)p + HUGE_TABLE_BYTES - 1) & ~(uintptr_t)(HUGE_TABLE_BYTES - 1);
+    char *aligned = (char *)start;
+    if (aligned > p)
+        munmap(p, (size_t)(aligned - p));
+    if (p + span > aligned + len)
+        munmap(aligned + len, (size_t)(p + span - (aligned + len)));
+#ifdef MADV_HUGEPAGE
+    madvise(aligned, len, MADV_HUGEPAGE); /* advice only: 4 KiB pages work too */
+#endif
+    *mapped = len;
+    return (slr_slot *)aligned;
+}
+
+static slr_rates_fn *pick_adagrad_rates(void);
+static slr_step_fn *pick_step_soft(void);
+
+void slr_learner_prefault(slr_learner *l)
+{
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL and nothing happens */
+#endif
+    if (l->slots_mapped)
+        madvise(l->slots, l->slots_mapped, MADV_POPULATE_WRITE);
+}
+
+static void table_free(slr_slot *t, size_t mapped)
+{
+    if (mapped)
+        munmap(t, mapped);
+    else
+        free(t);
+}
 
 const char *slr_schedule_name(slr_schedule s)
 {
@@ -116,8 +167,10 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
                            .threshold = cfg->tg_threshold};
     l->n_slots = UINT64_C(1) << cfg->hashing.bits;
     l->mask = slr_hashing_mask(&cfg->hashing);
-    /* calloc of a large table maps zero pages lazily: untouched slots cost no RSS */
-    l->slots = calloc(l->n_slots + 1, sizeof *l->slots);
+    l->rates = pick_adagrad_rates();
+    l->catchup = slr_penalty_catchup_soft_many();
+    l->step_soft = pick_step_soft();
+    l->slots = table_alloc(l->n_slots + 1, &l->slots_mapped);
     if (!l->slots) {
         unsigned long long mib = ((l->n_slots + 1) * sizeof(slr_slot)) >> 20;
         free(l);
@@ -145,7 +198,7 @@ void slr_learner_destroy(slr_learner *l)
 {
     if (!l)
         return;
-    free(l->slots);
+    table_free(l->slots, l->slots_mapped);
     free(l->hist.log_p);
     free(l->hist.c);
     free(l);
@@ -291,7 +344,40 @@ static inline void gradient_step(const slr_learner *l, slr_slot *s, double g_j, 
     s->w = w > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : w < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : w;
 }
 
-double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)
+/* p = sigma(z) and, if wanted, the log loss of label y, sharing one exp:
+ * the same arithmetic as slr_sigmoid and slr_logloss_margin. */
+static inline double predict_and_loss(double z, double y, double *loss)
+{
+    const double e = exp(z >= 0 ? -z : z); /* e^-|z| */
+    const double p = z >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+    if (loss) {
+        const double base = log1p(e); /* softplus(u) = max(u, 0) + log1p(e^-|u|) */
+        *loss = y > 0.5 ? (z < 0 ? -z + base : base) : (z > 0 ? z + base : base);
+    }
+    return p;
+}
+
+/* bias + theta . x for weights already brought up to date.  Four partial
+ * sums, so the additions do not form one long chain of dependent
+ * instructions; every path (learn, predict) sums in this same order. */
+static inline double margin_of(const slr_slot *slots, const slr_slot *bias, const slr_feature *f,
+                               uint32_t n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += slots[f[i].index].w * (double)f[i].value;
+        s1 += slots[f[i + 1].index].w * (double)f[i + 1].value;
+        s2 += slots[f[i + 2].index].w * (double)f[i + 2].value;
+        s3 += slots[f[i + 3].index].w * (double)f[i + 3].value;
+    }
+    for (; i < n; i++)
+        s0 += slots[f[i].index].w * (double)f[i].value;
+    return bias->w + ((s0 + s1) + (s2 + s3));
+}
+
+/* The reference path: every schedule, eager or lazy, penalty history. */
+static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
 {
     const uint64_t t = l->step + 1;
     const double eta_t = global_rate(l, t);
@@ -303,18 +389,13 @@ double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)
     begin_step(l, t, eta_t);
 
     /* 1. margin with every touched weight owed nothing up to t-1 */
-    double z = bias->w;
-    for (uint32_t i = 0; i < n; i++) {
-        slr_slot *s = &slots[f[i].index];
-        if (lazy)
-            catch_up(l, s, t - 1);
-        z += s->w * (double)f[i].value;
-    }
+    if (lazy)
+        for (uint32_t i = 0; i < n; i++)
+            catch_up(l, &slots[f[i].index], t - 1);
+    const double z = margin_of(slots, bias, f, n);
 
     /* 2. prediction and loss gradient */
-    const double p = slr_sigmoid(z);
-    if (loss)
-        *loss = slr_logloss_margin(z, ex->label);
+    const double p = predict_and_loss(z, ex->label, loss);
     const double g = ex->weight * (p - ex->label);
 
     /* 3. gradient step */
@@ -341,6 +422,284 @@ double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)
     return p;
 }
 
+/* Examples with more features than this take the general path (the fast one
+ * keeps per-feature values in stack arrays). */
+#define FAST_MAX_FEATURES 512 /* a multiple of 8: see pad_for_vectors */
+
+/* The weight after a gradient step g_j at rate r, as gradient_step() does
+ * it: nothing for a zero gradient (an infinite rate must not meet it), and
+ * the result clamped to |w| <= SLR_MAX_ABS_WEIGHT. */
+static inline double guarded_step(double w, double r, double g_j)
+{
+    if (g_j == 0.0)
+        return w;
+    double v = w - r * g_j;
+    return v > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : v < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : v;
+}
+
+/* The gradient step and then the penalty of step t under a soft penalty
+ * (K = 1, theta = inf, or no L1) for weights w[i] with rates rate[i] and
+ * gradients g_x[i]: slr_penalty_step without a branch on the sign (+ 0.0
+ * turns a -0 into the +0 slr_truncate returns). */
+static inline __attribute__((always_inline)) void step_soft_one(const slr_penalty *pen, double *w,
+                                                                 const double *rate,
+                                                                 const double *g_x, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const double r = rate[i];
+        double v = guarded_step(w[i], r, g_x[i]);
+        if (pen->l2 != 0.0)
+            v *= 1.0 - slr_penalty_decay(pen, r);
+        if (pen->l1 > 0.0) {
+            const double x = fabs(v) - r * pen->l1;
+            v = copysign(x > 0.0 ? x : 0.0, v) + 0.0;
+        }
+        w[i] = v;
+    }
+}
+
+static void step_soft_scalar(const slr_penalty *pen, double *w, const double *rate,
+                             const double *g_x, uint32_t n)
+{
+    step_soft_one(pen, w, rate, g_x, n);
+}
+
+/* rate[i] = eta / sqrt(delta + g2[i]): AdaGrad's rates for a whole example
+ * at once, so that the square roots and divisions -- the costliest
+ * arithmetic of an update -- run several to an instruction.  Every variant
+ * computes the same correctly rounded IEEE results. */
+static inline void adagrad_rates_scalar(const float *g2, double *rate, uint32_t n, double eta,
+                                        double delta)
+{
+    for (uint32_t i = 0; i < n; i++)
+        rate[i] = eta / sqrt(delta + (double)g2[i]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* The vector versions round n up to whole vectors: callers leave room in
+ * both arrays (FAST_MAX_FEATURES is a multiple of 8) and zero the padding of
+ * g2; the extra rates are never read. */
+__attribute__((target("avx"))) static void adagrad_rates_avx(const float *g2, double *rate,
+                                                              uint32_t n, double eta, double delta)
+{
+    const __m256d e = _mm256_set1_pd(eta), d = _mm256_set1_pd(delta);
+    for (uint32_t i = 0; i < n; i += 4) {
+        __m256d x = _mm256_add_pd(d, _mm256_cvtps_pd(_mm_loadu_ps(g2 + i)));
+        _mm256_storeu_pd(rate + i, _mm256_div_pd(e, _mm256_sqrt_pd(x)));
+    }
+}
+
+__attribute__((target("avx"))) static void step_soft_avx(const slr_penalty *pen, double *w,
+                                                          const double *rate, const double *g_x,
+                                                          uint32_t n)
+{
+    const __m256d l1 = _mm256_set1_pd(pen->l1), l2 = _mm256_set1_pd(pen->l2);
+    const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd(), sign = _mm256_set1_pd(-0.0);
+    const __m256d bound = _mm256_set1_pd(SLR_MAX_ABS_WEIGHT), minus_bound = _mm256_set1_pd(-SLR_MAX_ABS_WEIGHT);
+    const bool decay = pen->l2 != 0.0, truncate = pen->l1 > 0.0;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        __m256d r = _mm256_loadu_pd(rate + i), gx = _mm256_loadu_pd(g_x + i);
+        /* guarded_step: the clamped step, kept where the gradient is not zero */
+        __m256d w0 = _mm256_loadu_pd(w + i);
+        __m256d stepped = _mm256_sub_pd(w0, _mm256_mul_pd(r, gx));
+        stepped = _mm256_min_pd(_mm256_max_pd(stepped, minus_bound), bound);
+        __m256d v = _mm256_blendv_pd(w0, stepped, _mm256_cmp_pd(gx, zero, _CMP_NEQ_UQ));
+        if (decay)
+            v = _mm256_mul_pd(v, _mm256_sub_pd(one, _mm256_min_pd(_mm256_mul_pd(r, l2), one)));
+        if (truncate) {
+            __m256d x = _mm256_sub_pd(_mm256_andnot_pd(sign, v), _mm256_mul_pd(r, l1));
+            x = _mm256_max_pd(x, zero); /* x > 0 ? x : 0, NaN included */
+            v = _mm256_add_pd(_mm256_or_pd(x, _mm256_and_pd(sign, v)), zero);
+        }
+        _mm256_storeu_pd(w + i, v);
+    }
+    /* the tail inline, in this function's encoding: a call to SSE code from
+     * here (GCC makes it a tail jump without vzeroupper) would leave the
+     * upper halves dirty and slow every SSE instruction after it */
+    step_soft_one(pen, w + i, rate + i, g_x + i, n - i);
+}
+
+static void adagrad_rates_sse2(const float *g2, double *rate, uint32_t n, double eta, double delta)
+{
+    const __m128d e = _mm_set1_pd(eta), d = _mm_set1_pd(delta);
+    for (uint32_t i = 0; i < n; i += 2) {
+        __m128 two = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(g2 + i)));
+        __m128d x = _mm_add_pd(d, _mm_cvtps_pd(two));
+        _mm_storeu_pd(rate + i, _mm_div_pd(e, _mm_sqrt_pd(x)));
+    }
+}
+
+static slr_step_fn *pick_step_soft(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") ? step_soft_avx : step_soft_scalar;
+}
+
+static slr_rates_fn *pick_adagrad_rates(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") ? adagrad_rates_avx : adagrad_rates_sse2;
+}
+#else
+static slr_rates_fn *pick_adagrad_rates(void) { return adagrad_rates_scalar; }
+static slr_step_fn *pick_step_soft(void) { return step_soft_scalar; }
+#endif
+
+/* Zero g2[n .. n rounded up to 8): the vector rates read whole vectors. */
+static inline void pad_for_vectors(float *g2, uint32_t n)
+{
+    for (uint32_t i = n; i & 7; i++)
+        g2[i] = 0.0f;
+}
+
+/* Does index f[i] occur again after position i? (Only asked about examples
+ * known to repeat an index, which are rare.) */
+static bool occurs_later(const slr_feature *f, uint32_t i, uint32_t n)
+{
+    for (uint32_t j = i + 1; j < n; j++)
+        if (f[j].index == f[i].index)
+            return true;
+    return false;
+}
+
+/* The same arithmetic as learn_general, in the same order per weight, for
+ * the lazy schedules whose rate is constant over a gap (constant, AdaGrad)
+ * and for invpow without a penalty.  It works in passes over the example, so
+ * that the independent per-feature work of a pass overlaps in the CPU and the
+ * costly parts run in vector instructions:
+ *   1. list the weights that owe a penalty (gap > 0, w != 0) with their
+ *      gaps; their rates; their catch-up; the margin;
+ *   2. prediction;
+ *   3. Sigma g^2 updates in feature order (a repeated index accumulates
+ *      exactly as in learn_general); the new rates; the gradient step and
+ *      the penalty of step t.
+ * Stamps are set to t in pass 1 -- nothing reads them before the step ends
+ * -- which also finds repeated indices: a slot already stamped t was met
+ * earlier in this example.  Such an example takes separate gradient and
+ * penalty passes, the penalty once per slot at its last occurrence, whose
+ * rate is the final one. */
+static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
+{
+    const uint64_t t = l->step + 1;
+    const bool adagrad = l->cfg.schedule == SLR_SCHEDULE_ADAGRAD;
+    const slr_penalty pen = l->pen; /* a local copy: no aliasing with the slots */
+    const bool lazy = slr_penalty_active(&pen), soft = slr_penalty_is_soft(&pen);
+    const double eta = l->cfg.eta, delta = l->cfg.adagrad_delta;
+    const double eta_t = global_rate(l, t);
+    const slr_feature *f = ex->features;
+    const uint32_t n = ex->n_features;
+    slr_slot *slots = l->slots, *bias = &l->slots[l->n_slots];
+    double rate[FAST_MAX_FEATURES], w[FAST_MAX_FEATURES], g_x[FAST_MAX_FEATURES];
+    float g2[FAST_MAX_FEATURES];
+    uint32_t gap[FAST_MAX_FEATURES], owing[FAST_MAX_FEATURES];
+    bool repeats = false;
+
+    begin_step(l, t, eta_t);
+    const uint32_t stamp_t = (uint32_t)(t - l->epoch), stamp_prev = stamp_t - 1;
+
+    /* 1. catch up to t-1, then the margin */
+    if (lazy) {
+        uint32_t m = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            slr_slot *s = &slots[f[i].index];
+            const uint32_t stamp = s->stamp;
+            if (stamp == stamp_t) {
+                repeats = true;
+                continue;
+            }
+            s->stamp = stamp_t;
+            /* written always, kept if owing: no branch to mispredict */
+            owing[m] = f[i].index;
+            gap[m] = stamp_prev - stamp;
+            w[m] = s->w;
+            g2[m] = s->g2;
+            m += stamp != stamp_prev && w[m] != 0.0;
+        }
+        if (adagrad) {
+            pad_for_vectors(g2, m);
+            l->rates(g2, rate, m, eta, delta);
+        } else
+            for (uint32_t k = 0; k < m; k++)
+                rate[k] = eta;
+        if (soft) {
+            l->catchup(&pen, w, rate, gap, m);
+        } else {
+            for (uint32_t k = 0; k < m; k++)
+                w[k] = slr_penalty_catchup_const(&pen, w[k], rate[k], t - 1 - gap[k], t - 1);
+        }
+        for (uint32_t k = 0; k < m; k++)
+            slots[owing[k]].w = w[k];
+    }
+    const double z = margin_of(slots, bias, f, n);
+
+    /* 2. prediction and loss gradient */
+    const double p = predict_and_loss(z, ex->label, loss);
+    const double g = ex->weight * (p - ex->label);
+
+    /* 3. gradient step and the penalty of step t */
+    if (adagrad) {
+        for (uint32_t i = 0; i < n; i++) {
+            slr_slot *s = &slots[f[i].index];
+            const double g_j = g * (double)f[i].value;
+            const double sum = (double)s->g2 + g_j * g_j; /* saturating, as in gradient_step */
+            s->g2 = sum < FLT_MAX ? (float)sum : FLT_MAX;
+            g2[i] = s->g2;
+        }
+        pad_for_vectors(g2, n);
+        l->rates(g2, rate, n, eta, delta);
+    } else {
+        for (uint32_t i = 0; i < n; i++)
+            rate[i] = eta_t;
+    }
+    gradient_step(l, bias, g, eta_t);
+    if (lazy && soft && !repeats) { /* gather, step in vectors, scatter */
+        for (uint32_t i = 0; i < n; i++) {
+            w[i] = slots[f[i].index].w;
+            g_x[i] = g * (double)f[i].value;
+        }
+        l->step_soft(&pen, w, rate, g_x, n);
+        for (uint32_t i = 0; i < n; i++)
+            slots[f[i].index].w = w[i];
+    } else {
+        for (uint32_t i = 0; i < n; i++) {
+            slr_slot *s = &slots[f[i].index];
+            s->w = guarded_step(s->w, rate[i], g * (double)f[i].value);
+        }
+        if (lazy) {
+            const bool truncate = pen.l1 > 0 && t % pen.period == 0;
+            const double K = (double)pen.period;
+            for (uint32_t i = 0; i < n; i++) {
+                if (repeats && occurs_later(f, i, n))
+                    continue;
+                slr_slot *s = &slots[f[i].index];
+                double v = s->w * (1.0 - slr_penalty_decay(&pen, rate[i]));
+                if (truncate)
+                    v = slr_truncate(v, K * rate[i] * pen.l1, pen.threshold);
+                s->w = v;
+            }
+        }
+    }
+    l->step = t;
+    return p;
+}
+
+double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)
+{
+    if (l->cfg.eager || l->use_history || ex->n_features > FAST_MAX_FEATURES)
+        return learn_general(l, ex, loss);
+    return learn_fast(l, ex, loss);
+}
+
+void slr_learner_prefetch(const slr_learner *l, const slr_example *ex)
+{
+    const slr_slot *slots = l->slots;
+    for (uint32_t i = 0; i < ex->n_features; i++)
+        __builtin_prefetch(&slots[ex->features[i].index], 1, 3);
+}
+
 double slr_learner_predict(slr_learner *l, const slr_example *ex)
 {
     return slr_sigmoid(slr_learner_margin(l, ex));
@@ -348,15 +707,10 @@ double slr_learner_predict(slr_learner *l, const slr_example *ex)
 
 double slr_learner_margin(slr_learner *l, const slr_example *ex)
 {
-    const bool lazy = !l->cfg.eager && slr_penalty_active(&l->pen);
-    double z = l->slots[l->n_slots].w;
-    for (uint32_t i = 0; i < ex->n_features; i++) {
-        slr_slot *s = &l->slots[ex->features[i].index];
-        if (lazy)
-            catch_up(l, s, l->step);
-        z += s->w * (double)ex->features[i].value;
-    }
-    return z;
+    if (!l->cfg.eager && slr_penalty_active(&l->pen))
+        for (uint32_t i = 0; i < ex->n_features; i++)
+            catch_up(l, &l->slots[ex->features[i].index], l->step);
+    return margin_of(l->slots, &l->slots[l->n_slots], ex->features, ex->n_features);
 }
 
 double slr_learner_weight(const slr_learner *l, uint64_t index)

@@ -14,15 +14,25 @@ typedef struct slr_slot {
     uint32_t stamp; /* last step whose penalty w includes, relative to epoch */
 } slr_slot;
 
+/* rate[i] = eta / sqrt(delta + g2[i]) for i < n */
+typedef void slr_rates_fn(const float *g2, double *rate, uint32_t n, double eta, double delta);
+/* w[i] <- the gradient step w[i] - rate[i] g_x[i], then a soft penalty step */
+typedef void slr_step_fn(const slr_penalty *pen, double *w, const double *rate, const double *g_x,
+                         uint32_t n);
+
 struct slr_learner {
     slr_learner_config cfg;
     slr_penalty pen;
     slr_slot *slots;  /* n_slots hashed weights, then the bias */
+    size_t slots_mapped; /* bytes mmap'ed for slots, 0 if calloc'ed */
     uint64_t n_slots; /* 2^bits */
     uint32_t mask;
     uint64_t step;  /* t: examples learned so far */
     uint64_t epoch; /* stamps count from here; moved forward by a full sync */
     bool use_history; /* global varying rate with a penalty: catch up via hist */
+    slr_rates_fn *rates; /* AdaGrad's rates of an example, in the widest vectors the CPU has */
+    slr_catchup_many_fn *catchup; /* soft catch-up of an example, likewise */
+    slr_step_fn *step_soft;       /* gradient step + soft penalty of an example, likewise */
     slr_penalty_history hist;
 };
 
@@ -32,5 +42,12 @@ struct slr_learner {
 void slr_learner_rebase(slr_learner *l);
 
 size_t slr_learner_history_capacity(uint64_t n_slots);
+
+/* Have the kernel map (and zero) the whole weight table now.  A fresh table
+ * is zeroed page by page as examples first touch it, which on a virtual
+ * machine can cost the learning thread a second for 2^24 slots; a training
+ * job calls this from a helper thread so another core pays instead.  No
+ * user-space access, so it may run concurrently with learning. */
+void slr_learner_prefault(slr_learner *l);
 
 #endif

@@ -9,8 +9,11 @@
  *     single first in-band truncation step s1 and no exit.
  *  3. From s1 on, |w| follows x <- r x - alpha (clipped at 0, absorbing), a
  *     linear recurrence with a geometric-series closed form.
- * Short gaps are replayed step by step instead: that is exactly the eager
- * arithmetic and cheaper than the transcendental functions. */
+ * The common case (truncation every step, no band, or no L1 at all) has a
+ * one-line closed form, inline in penalty.h because the learner calls it
+ * for every feature.  In the general case short gaps are replayed step by
+ * step instead: that is exactly the eager arithmetic and cheaper than the
+ * transcendental functions. */
 #include <math.h>
 #include <stdlib.h>
 
@@ -86,6 +89,8 @@ double slr_penalty_catchup_const(const slr_penalty *pen, double w, double eta, u
 {
     if (w == 0.0 || t1 <= t0 || !slr_penalty_active(pen))
         return w;
+    if (slr_penalty_is_soft(pen))
+        return slr_penalty_catchup_soft(pen, w, eta, t1 - t0);
     if (t1 - t0 <= SLR_CATCHUP_REPLAY_MAX)
         return replay(pen, w, eta, t0, t1);
 
@@ -95,9 +100,6 @@ double slr_penalty_catchup_const(const slr_penalty *pen, double w, double eta, u
     const double ell = log1p(-a); /* log of the per-step decay factor, <= 0 */
     const double sign = w < 0 ? -1.0 : 1.0;
     double x = fabs(w);
-
-    if (pen->l1 <= 0.0)
-        return w * exp(ell * (double)(t1 - t0));
 
     const uint64_t K = pen->period;
     uint64_t s1 = (t0 / K + 1) * K; /* first truncation step after t0 */
@@ -137,6 +139,84 @@ double slr_penalty_catchup_const(const slr_penalty *pen, double w, double eta, u
     const uint64_t last = s1 + M * K;
     return sign * x * exp(ell * (double)(t1 - last));
 }
+
+static void catchup_soft_scalar(const slr_penalty *pen, double *w, const double *rate,
+                                const uint32_t *gap, uint32_t m)
+{
+    for (uint32_t k = 0; k < m; k++)
+        w[k] = slr_penalty_catchup_soft(pen, w[k], rate[k], gap[k]);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* slr_penalty_catchup_soft on four lanes, operation for operation, for the
+ * lanes where both series apply (0 < a < 2^-12, |y| < 2^-10) and the gap
+ * fits an int32; a group of four with any other lane goes to the scalar
+ * code. */
+__attribute__((target("avx"))) static void catchup_soft_avx(const slr_penalty *pen, double *w,
+                                                             const double *rate,
+                                                             const uint32_t *gap, uint32_t m)
+{
+    if (!(pen->l2 > 0.0)) { /* a = 0: the scalar code's subtraction of n alpha */
+        catchup_soft_scalar(pen, w, rate, gap, m);
+        return;
+    }
+    const __m256d l2 = _mm256_set1_pd(pen->l2), ratio = _mm256_set1_pd(pen->l1 / pen->l2);
+    const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+    const __m256d sign = _mm256_set1_pd(-0.0);
+    const __m256d a_max = _mm256_set1_pd(0x1p-12), y_max = _mm256_set1_pd(0x1p-10);
+    const __m256d l_2 = _mm256_set1_pd(0.5), l_3 = _mm256_set1_pd(1.0 / 3.0),
+                  l_4 = _mm256_set1_pd(0.25), l_5 = _mm256_set1_pd(0.2);
+    const __m256d e_2 = _mm256_set1_pd(0.5), e_3 = _mm256_set1_pd(1.0 / 6.0),
+                  e_4 = _mm256_set1_pd(1.0 / 24.0), e_5 = _mm256_set1_pd(1.0 / 120.0),
+                  e_6 = _mm256_set1_pd(1.0 / 720.0);
+    uint32_t k = 0;
+    for (; k + 4 <= m; k += 4) {
+        __m128i g = _mm_loadu_si128((const __m128i *)(const void *)(gap + k));
+        __m256d a = _mm256_min_pd(_mm256_mul_pd(_mm256_loadu_pd(rate + k), l2), one);
+        __m256d in = _mm256_and_pd(_mm256_cmp_pd(a, zero, _CMP_GT_OQ),
+                                   _mm256_cmp_pd(a, a_max, _CMP_LT_OQ));
+        if (_mm256_movemask_pd(in) != 0xF || _mm_movemask_ps(_mm_castsi128_ps(g)) != 0) {
+            catchup_soft_scalar(pen, w + k, rate + k, gap + k, 4);
+            continue;
+        }
+        /* slr_log1m: -a (1 + a (1/2 + a (1/3 + a (1/4 + a/5)))) */
+        __m256d p = _mm256_add_pd(l_4, _mm256_mul_pd(a, l_5));
+        p = _mm256_add_pd(l_3, _mm256_mul_pd(a, p));
+        p = _mm256_add_pd(l_2, _mm256_mul_pd(a, p));
+        p = _mm256_add_pd(one, _mm256_mul_pd(a, p));
+        __m256d ell = _mm256_mul_pd(_mm256_xor_pd(a, sign), p);
+        __m256d y = _mm256_mul_pd(_mm256_cvtepi32_pd(g), ell);
+        if (_mm256_movemask_pd(_mm256_cmp_pd(_mm256_andnot_pd(sign, y), y_max, _CMP_LT_OQ)) != 0xF) {
+            catchup_soft_scalar(pen, w + k, rate + k, gap + k, 4);
+            continue;
+        }
+        /* slr_expm1: y (1 + y (1/2 + y (1/6 + y (1/24 + y (1/120 + y/720))))) */
+        __m256d q = _mm256_add_pd(e_5, _mm256_mul_pd(y, e_6));
+        q = _mm256_add_pd(e_4, _mm256_mul_pd(y, q));
+        q = _mm256_add_pd(e_3, _mm256_mul_pd(y, q));
+        q = _mm256_add_pd(e_2, _mm256_mul_pd(y, q));
+        q = _mm256_add_pd(one, _mm256_mul_pd(y, q));
+        __m256d E = _mm256_mul_pd(y, q);
+        __m256d wk = _mm256_loadu_pd(w + k);
+        __m256d x = _mm256_andnot_pd(sign, wk);
+        x = _mm256_add_pd(x, _mm256_mul_pd(E, _mm256_add_pd(x, ratio)));
+        /* x > 0 ? copysign(x, w) : +0 */
+        __m256d signed_x = _mm256_or_pd(x, _mm256_and_pd(sign, wk));
+        _mm256_storeu_pd(w + k, _mm256_and_pd(_mm256_cmp_pd(x, zero, _CMP_GT_OQ), signed_x));
+    }
+    catchup_soft_scalar(pen, w + k, rate + k, gap + k, m - k);
+}
+
+slr_catchup_many_fn *slr_penalty_catchup_soft_many(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx") ? catchup_soft_avx : catchup_soft_scalar;
+}
+#else
+slr_catchup_many_fn *slr_penalty_catchup_soft_many(void) { return catchup_soft_scalar; }
+#endif
 
 void slr_penalty_history_rebase(slr_penalty_history *h, uint64_t base)
 {

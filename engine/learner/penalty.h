@@ -63,6 +63,66 @@ static inline double slr_penalty_step(const slr_penalty *pen, double w, double e
     return w;
 }
 
+/* log(1 - a) for 0 <= a < 1.  The decay of one step is usually tiny
+ * (a = eta l2 ~ 1e-8), where five terms of the series are exact to rounding
+ * (the next one is below 2^-72 a) and much cheaper than log1p. */
+static inline double slr_log1m(double a)
+{
+    if (a < 0x1p-12)
+        return -a * (1.0 + a * (0.5 + a * (1.0 / 3.0 + a * (0.25 + a * 0.2))));
+    return log1p(-a);
+}
+
+/* e^y - 1, by its Taylor series when |y| < 2^-10 (the next term is below
+ * 2^-62 |y|): long gaps of a tiny decay land here. */
+static inline double slr_expm1(double y)
+{
+    if (fabs(y) < 0x1p-10)
+        return y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 +
+                                                          y * (1.0 / 120.0 + y * (1.0 / 720.0))))));
+    return expm1(y);
+}
+
+/* The common case: truncation at every step (K = 1) with no band
+ * (theta = inf), or no L1 at all. */
+static inline bool slr_penalty_is_soft(const slr_penalty *pen)
+{
+    return pen->l1 <= 0.0 || (pen->period == 1 && pen->threshold == INFINITY);
+}
+
+/* n >= 0 steps at constant rate eta of a soft penalty.  Each step maps
+ * x = |w| to max(0, r x - alpha) with r = 1 - a, so
+ *   x_n = r^n x - alpha (1 - r^n) / a
+ * (clipped at 0 at the end: the unclipped sequence decreases and 0 is
+ * absorbing).  With E = r^n - 1 = expm1(n log(1 - a)) and alpha / a =
+ * l1 / l2 that is x + E (x + l1 / l2): one log and one exp, no branch on
+ * the gap, and exactly w for n = 0. */
+static inline double slr_penalty_catchup_soft(const slr_penalty *pen, double w, double eta,
+                                              uint64_t n)
+{
+    const double a = slr_penalty_decay(pen, eta);
+    double x = fabs(w);
+    if (a == 0.0) {
+        x -= (double)n * (eta * pen->l1);
+    } else if (a < 1.0) {
+        const double E = slr_expm1((double)n * slr_log1m(a));
+        x += E * (x + pen->l1 / pen->l2);
+    } else if (n > 0) {
+        return 0.0; /* the first decay step zeroes it */
+    }
+    return x > 0.0 ? copysign(x, w) : 0.0;
+}
+
+/* w[k] <- slr_penalty_catchup_soft(pen, w[k], rate[k], gap[k]) for k < m:
+ * the catch-up of a whole example at once.  Implementations give identical
+ * results (the same IEEE operations in the same order); the vector one does
+ * four weights per instruction where the CPU has AVX and every lane is in
+ * the range of the series, and the scalar code for the rest. */
+typedef void slr_catchup_many_fn(const slr_penalty *pen, double *w, const double *rate,
+                                 const uint32_t *gap, uint32_t m);
+/* The fastest implementation this CPU runs. */
+slr_catchup_many_fn *slr_penalty_catchup_soft_many(void);
+
 /* Steps (t0, t1] at constant rate eta. */
 double slr_penalty_catchup_const(const slr_penalty *pen, double w, double eta, uint64_t t0,
                                  uint64_t t1);

@@ -803,6 +803,27 @@ slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err
     return SLR_OK;
 }
 
+void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *st)
+{
+    if (src->outage)
+        return; /* as slr_kafka_source_commit: the checkpoint holds the positions */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)src->n_parts);
+    /* only partitions still ours: one given away was checkpointed and
+     * committed further on when it was released */
+    for (size_t i = 0; i < src->n_parts; i++) {
+        const slr_kafka_partition *p = src->parts[i];
+        int64_t off = slr_job_state_kafka_offset(st, p->topic, p->partition);
+        if (off >= 0)
+            rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = off;
+    }
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t re = rd_kafka_commit(src->rk, l, 1); /* result via on_commit */
+        if (re)
+            on_commit(src->rk, re, l, src);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds)
 {
     if (!src->uncommitted)

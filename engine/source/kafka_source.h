@@ -84,6 +84,11 @@ static inline void slr_kafka_source_applied(slr_kafka_partition *p, int64_t offs
 /* Copy the assigned partitions' positions into the job state. */
 slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err);
 
+/* Commit the offsets a durable checkpoint records (st), for the partitions
+ * still assigned, without waiting.  For checkpoints written in the
+ * background, which become durable after the source has moved on. */
+void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *st);
+
 /* Commit the assigned partitions' positions (call right after the checkpoint
  * holding them is durable).  wait_seconds > 0 waits that long at most for
  * the broker's answer; 0 commits asynchronously.  Failures are logged; the

@@ -79,6 +79,10 @@ typedef struct slr_job_state {
 
 void slr_job_state_init(slr_job_state *st);
 void slr_job_state_free(slr_job_state *st);
+/* A deep copy into dst (initialised or freed before) of the position,
+ * offsets, totals and sequence -- not of the window, histogram and names,
+ * which stay NULL in dst; on failure dst holds a partial copy to free. */
+slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_error *err);
 slr_status slr_job_state_set_files(slr_job_state *st, const char *const *files, uint32_t n,
                                    slr_error *err);
 /* Set (or add) the next offset of one topic-partition. */
@@ -111,6 +115,29 @@ typedef void (*slr_warn_fn)(void *ctx, const char *msg);
  * the path. */
 slr_status slr_checkpoint_dir_save(const char *dir, const slr_learner *l, slr_job_state *st,
                                    unsigned keep, char *written, slr_error *err);
+
+/* The same save written by a fork()ed child from a copy-on-write snapshot
+ * of this process, so that the caller can go on (learning) at once: it pays
+ * for the fork, and later for the pages it writes to while the child runs.
+ * The child only writes, fsyncs, renames, fsyncs the directory and _exits
+ * -- no allocator, no lock -- so it is safe in a process with other threads
+ * (librdkafka's).  The checkpoint is durable only once
+ * slr_checkpoint_child_wait() reports success: until then do not act on it
+ * (e.g. commit Kafka offsets).  st->sequence is the one the child writes.
+ * On an error (fork failed, ...) nothing is running and st is as before;
+ * the caller may then save synchronously. */
+typedef struct slr_checkpoint_child slr_checkpoint_child;
+slr_status slr_checkpoint_dir_fork(const char *dir, const slr_learner *l, slr_job_state *st,
+                                   unsigned keep, slr_checkpoint_child **out, slr_error *err);
+
+/* Has the child finished?  With `block`, wait until it has.  When *done:
+ * the result is the child's (SLR_OK: durable; `written`, if non-NULL and
+ * PATH_MAX bytes, gets the path; older checkpoints beyond `keep` are
+ * removed) and c is freed.  While not done, returns SLR_OK. */
+slr_status slr_checkpoint_child_wait(slr_checkpoint_child *c, bool block, bool *done,
+                                     char *written, slr_error *err);
+/* The sequence number the child is writing. */
+uint64_t slr_checkpoint_child_sequence(const slr_checkpoint_child *c);
 
 /* Load the newest valid checkpoint in `dir`, falling back to older ones when
  * the newest is corrupt (each skip is reported through warn).  Returns

@@ -81,6 +81,9 @@ double slr_criteo_numeric_transform(double v);
 /* Hash a raw example into ex (which is reset first).  Bad values, labels and
  * feature counts are reported here, as bad input. */
 slr_status slr_example_from_raw(slr_example *ex, const slr_raw_example *raw, slr_error *err);
+/* The same, taking the seeds of short namespace names from `seeds`. */
+slr_status slr_example_from_raw_seeded(slr_example *ex, const slr_raw_example *raw,
+                                       const slr_namespace_seeds *seeds, slr_error *err);
 
 typedef enum slr_decode_result {
     SLR_DECODE_EXAMPLE = 0,  /* raw holds one example; *consumed bytes were used */
@@ -125,6 +128,21 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
  * the end (as slr_decoder_next does).  Nothing is checked beyond framing. */
 slr_decode_result slr_decoder_frame(const slr_decoder *d, const char *buf, size_t len,
                                     bool at_end, size_t *consumed);
+
+/* Decode the record at the front of buf and hash it into ex: the same
+ * results as slr_decoder_next followed by slr_example_from_raw (BAD covers
+ * both kinds of rejection), with a shortcut for the compact msgpack form,
+ * which goes from the bytes to ex without raw features or msgpack objects.
+ * raw is scratch space (unspecified afterwards, unless keep_raw is set).
+ * After BAD, slr_decoder_last_bad gives the reason, the example's
+ * (ex->bad_reason) when hashing rejected it. */
+slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size_t len, bool at_end,
+                                           size_t *consumed, slr_raw_example *raw,
+                                           slr_example *ex, slr_error *err);
+/* Make slr_decoder_next_example leave the raw example of every EXAMPLE in
+ * raw, forgoing the compact shortcut (for --keep-names, which needs it). */
+void slr_decoder_set_keep_raw(slr_decoder *d, bool keep);
+
 /* Why the last SLR_DECODE_BAD happened: SLR_BAD_DECODE, SLR_BAD_JUNK or
  * SLR_BAD_TOO_LARGE.  *resync (may be NULL): the decoder skipped bytes to
  * find the next record (msgpack), so consecutive such results are one

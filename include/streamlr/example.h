@@ -99,6 +99,18 @@ slr_status slr_example_set_weight(slr_example *ex, double weight, slr_error *err
  * name is the default namespace. */
 void slr_example_begin_namespace(slr_example *ex, const char *ns, size_t len);
 
+/* The same with the namespace's seed, XXH3-64 of its name, already known. */
+void slr_example_begin_namespace_seeded(slr_example *ex, const char *ns, size_t len, uint64_t seed);
+
+/* Seeds of the empty and the one-byte namespace names, computed once: a
+ * decoder that opens many short namespaces per example (Criteo's 26, VW's
+ * single letters) then hashes none of their names. */
+typedef struct slr_namespace_seeds {
+    uint64_t empty;
+    uint64_t letter[256];
+} slr_namespace_seeds;
+void slr_namespace_seeds_init(slr_namespace_seeds *s);
+
 /* Add a named feature in the current namespace (the default one if none is
  * open).  Rejects NaN/Inf and |value| > SLR_MAX_ABS_VALUE; value 0 is dropped. */
 slr_status slr_example_add(slr_example *ex, const char *name, size_t len, double value,
@@ -107,6 +119,12 @@ slr_status slr_example_add(slr_example *ex, const char *name, size_t len, double
 /* Add a pre-hashed feature: the index is `id` masked to the model's bits.  Such
  * features belong to no namespace and take no part in -q. */
 slr_status slr_example_add_hashed(slr_example *ex, uint64_t id, double value, slr_error *err);
+
+/* Make room for `extra` more features, for a decoder that writes pre-hashed
+ * features straight into features[] and hashes[] (see
+ * slr_decoder_next_example); it must apply the checks of
+ * slr_example_add_hashed itself. */
+slr_status slr_example_reserve(slr_example *ex, uint32_t extra, slr_error *err);
 
 /* Close the example: expand -q interactions.  Must be called before learning. */
 slr_status slr_example_finish(slr_example *ex, slr_error *err);

@@ -63,11 +63,22 @@ typedef struct slr_train_options {
     uint64_t checkpoint_every_examples; /* 0 = not by count */
     double checkpoint_every_seconds;    /* 0 = not by time */
     unsigned checkpoint_keep;           /* default 3 */
+    bool checkpoint_fork; /* periodic checkpoints written by a fork()ed child from a
+                           * copy-on-write snapshot, so learning pauses only for the
+                           * fork; the final checkpoint and -f are written in place */
+    /* Called on the job's thread when a checkpoint has become durable (file
+     * and directory fsync'ed), with the state it records: act on a
+     * checkpoint -- commit Kafka offsets -- from here, never earlier. */
+    void (*checkpoint_done)(void *ctx, const char *path, const slr_job_state *st);
+    void *checkpoint_done_ctx;
     bool resume;  /* continue from the newest checkpoint in checkpoint_dir, if any (then
                      model_in is ignored) */
 
     uint64_t max_examples; /* stop after this many examples learned in this run; 0 = all
                               (VW's --examples) */
+    uint32_t threads; /* 2: decode and hash on a second thread while this one
+                       * learns; 0 or 1: one thread.  Same results either way. */
+
     bool strict;           /* stop at the first bad record */
     slr_dead_letter_sink *dead_letter; /* keep rejected records here; NULL = count only */
     uint32_t max_features; /* per example, after -q; 0 = default */
@@ -108,6 +119,8 @@ typedef struct slr_train_result {
     double seconds;           /* wall time of this run */
     bool stopped;             /* ended by *stop rather than end of input */
     uint64_t checkpoints;     /* checkpoints written in this run */
+    double pause_max;         /* longest time learning waited for a periodic checkpoint (s) */
+    double pause_mean;        /* mean of those waits (s), 0 if none */
     uint64_t dead_letters;    /* records given to the dead-letter sink in this run */
     char checkpoint[4096];    /* newest checkpoint written or loaded, "" if none */
     slr_metrics_report report; /* the final metrics report */
