@@ -180,6 +180,21 @@ START_TEST(test_kill_restart_bit_identical)
     ck_assert_int_eq(test_checkpoint_offset(ref_dir, topic, 0, &m), MESSAGES);
     ck_assert_uint_eq(m.examples, MESSAGES);
 
+    /* A run killed after its checkpoint became durable but before it
+     * committed leaves the group behind the checkpoint.  The next run must
+     * commit the checkpoint's offsets even when it has nothing left to
+     * apply: here, the reference checkpoints under a group that never
+     * committed anything. */
+    char group_copy[128], cmd[9000];
+    test_unique(group_copy, sizeof group_copy, "kill-copy");
+    snprintf(cmd, sizeof cmd, "cp -R '%s' '%s/copy'", ref_dir, tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/copy", tmp);
+    status = wait_exit(start_train(group_copy, cmd, model, log), 120);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the copied run failed (see %s)",
+                  log);
+    ck_assert_int_eq(test_committed(&cluster, group_copy, topic, 0), MESSAGES);
+
     /* SIGKILL at random points */
     test_rng r = {.s = (uint64_t)time(NULL)};
     int kills = 0;

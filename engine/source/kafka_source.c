@@ -170,6 +170,10 @@ static bool start_offsets(slr_kafka_source *src, rd_kafka_topic_partition_list_t
         tp->offset = slr_job_state_kafka_offset(src->state, tp->topic, tp->partition);
         if (tp->offset < 0)
             rd_kafka_topic_partition_list_add(unseen, tp->topic, tp->partition);
+        else
+            /* the run that wrote the checkpoint may have died before it
+             * committed: commit it again, even if nothing more is applied */
+            src->uncommitted = true;
     }
     bool ok = true;
     rd_kafka_resp_err_t re = unseen->cnt ? rd_kafka_committed(src->rk, unseen, COMMITTED_TIMEOUT_MS)
