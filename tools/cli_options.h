@@ -38,6 +38,12 @@ enum {
     OPT_KEEP_NAMES_MAX,
     OPT_FOLLOW,
     OPT_FOLLOW_INTERVAL,
+    OPT_BROKERS, /* the Kafka consumer flags (kafka_conf.h) */
+    OPT_TOPIC,
+    OPT_GROUP,
+    OPT_KAFKA_CONFIG,
+    OPT_EXIT_AT_END,
+    OPT_PARTITIONS,
     OPT_FIRST_COMMAND_SPECIFIC = 2000,
 };
 

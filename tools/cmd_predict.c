@@ -8,7 +8,11 @@
  * with the newest checkpoint in DIR and switches when a newer one appears
  * (looking every --follow-interval seconds, and whenever the input is idle),
  * so `tail -F events | streamlr predict --follow ckpt -p - -` serves the
- * freshest model.  Predictions are flushed whenever the input runs dry. */
+ * freshest model.  Predictions are flushed whenever the input runs dry.
+ *
+ * With --brokers/--topic it is a stream job (slr_predict_kafka, predict.h):
+ * messages in, one message of predictions out per message, offsets
+ * committed once the predictions are acknowledged. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,19 +22,31 @@
 #include "cli.h"
 #include "cli_options.h"
 #include "commands.h"
+#include "kafka_input.h"
 #include "streamlr/checkpoint.h"
+#include "streamlr/dead_letter.h"
 #include "streamlr/decode.h"
 #include "streamlr/learner.h"
 #include "streamlr/metrics.h"
+#include "streamlr/predict.h"
 #include "streamlr/source.h"
+
+enum {
+    OPT_OUTPUT_TOPIC = OPT_FIRST_COMMAND_SPECIFIC,
+    OPT_OUTPUT_PARTITION,
+    OPT_COMMIT_INTERVAL,
+};
 
 static void usage(FILE *out)
 {
     fprintf(out,
             "usage: streamlr predict -i MODEL|--follow DIR --data FILE|- [--format F]\n"
             "                        [-p PREDICTIONS]\n"
+            "       streamlr predict -i MODEL|--follow DIR --brokers HOST:PORT[,..] --topic T\n"
+            "                        --group G --output-topic OUT [-X key=value]... [options]\n"
             "\n"
-            "Score examples with a model written by train -f (or a checkpoint).\n"
+            "Score examples with a model written by train -f (or a checkpoint): from files,\n"
+            "or as a stream job from Kafka topics to another topic.\n"
             "\n"
             "  -i, --initial-model MODEL  the model\n"
             "      --follow DIR         instead of -i: score with the newest checkpoint in\n"
@@ -47,7 +63,33 @@ static void usage(FILE *out)
             "      --quiet              no summary\n"
             "  -h, --help               this text\n"
             "\n"
-            "With labelled input the summary (stderr) gives the test log loss and AUC.\n");
+            "Kafka (scoring a topic; docs/KAFKA.md):\n"
+            "      --brokers LIST       bootstrap servers, HOST:PORT[,HOST:PORT..]\n"
+            "      --topic T[,T2..]     topics of examples to score (repeatable); format as\n"
+            "                           train --brokers reads it (default msgpack)\n"
+            "      --group G            consumer group (partitions shared, offsets committed)\n"
+            "      --output-topic OUT   one message per input message: same key and headers\n"
+            "                           plus streamlr.source (topic[partition]@offset) and\n"
+            "                           streamlr.model (the model's file name); value: one\n"
+            "                           \"%%.9g\" line per example as -p writes them (\"nan\" for\n"
+            "                           a bad record)\n"
+            "      --output-partition key|same  key: the producer's partitioner on the key\n"
+            "                           (default); same: the input partition's number\n"
+            "  -X key=value             any librdkafka property (repeatable), for both the\n"
+            "                           consumer and the producer\n"
+            "      --kafka-config FILE  librdkafka properties file (key=value lines)\n"
+            "      --partitions all|N,..  consume these partitions directly, no rebalancing\n"
+            "      --exit-at-end        stop once every assigned partition is consumed\n"
+            "      --commit-interval S  commit acknowledged offsets every S seconds (default 1)\n"
+            "      --dead-letter FILE   append bad records there as JSON lines\n"
+            "                           (docs/DEAD_LETTERS.md)\n"
+            "  Delivery is at-least-once: an input offset is committed only after the\n"
+            "  predictions made from it are acknowledged by the broker, so a restart may\n"
+            "  score some messages again, never skips one.  SIGINT/SIGTERM: stop consuming,\n"
+            "  wait for outstanding deliveries (bounded), commit, leave the group, exit 0.\n"
+            "\n"
+            "With labelled input the summary (stderr) gives the test log loss and AUC.\n"
+            "Exit status: 0 done (or stopped on request), 1 the job failed, 2 usage error.\n");
 }
 
 typedef struct scores {
@@ -106,6 +148,56 @@ static bool follow(slr_follower *f, slr_example *ex, uint64_t *switches)
     return true;
 }
 
+/* The stream job: options checked by the caller. */
+static int predict_kafka(cli_kafka_input *kin, slr_predict_options *po, const char *dead_letter,
+                         bool quiet)
+{
+    slr_error err;
+    slr_dead_letter_sink *dl = NULL;
+    if (dead_letter && slr_dead_letter_file_open(&dl, dead_letter, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr predict: %s\n", err.msg);
+        return 1;
+    }
+    po->dead_letters = dl;
+    po->producer_config = (const char *const *)kin->conf.kv; /* -X serves both clients */
+    po->n_producer_config = kin->conf.n;
+    po->stop = &cli_stop_requested;
+    po->log = cli_log;
+    cli_catch_stop_signals();
+    slr_predict_result res;
+    slr_status st = slr_predict_kafka(po, &kin->k, &res, &err);
+    if (dl)
+        dl->close(dl);
+    if (st != SLR_OK)
+        fprintf(stderr, "streamlr predict: %s\n", err.msg);
+    if (quiet)
+        return st == SLR_OK ? 0 : 1;
+    const slr_metrics *m = &res.metrics;
+    fprintf(stderr, "messages = %llu, examples = %llu (labelled %llu, unlabelled %llu), bad "
+                    "records = %llu",
+            (unsigned long long)res.messages, (unsigned long long)res.examples,
+            (unsigned long long)m->examples, (unsigned long long)m->unlabelled,
+            (unsigned long long)res.bad);
+    if (dead_letter)
+        fprintf(stderr, " (dead letters %llu)", (unsigned long long)res.dead_lettered);
+    fprintf(stderr, "\npredictions delivered = %llu messages, undelivered = %llu\n",
+            (unsigned long long)res.delivered, (unsigned long long)res.undelivered);
+    if (m->lost)
+        fprintf(stderr, "LOST (deleted by retention before they were scored) = %llu messages\n",
+                (unsigned long long)m->lost);
+    if (po->follow_dir)
+        fprintf(stderr, "model switches = %llu, last model %s\n",
+                (unsigned long long)res.model_switches, res.model_path);
+    if (m->examples) {
+        fprintf(stderr, "test logloss = %.6f\n", slr_metrics_logloss(m));
+        fprintf(stderr, "test AUC = %.6f (histogram, within %.2g of the exact AUC)\n", res.auc,
+                res.auc_error_bound);
+        fprintf(stderr, "mean prediction = %.4f, positive rate = %.4f\n",
+                m->predicted / m->weight, m->positives / m->weight);
+    }
+    return st == SLR_OK ? 0 : 1;
+}
+
 int slr_cmd_predict(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -118,6 +210,11 @@ int slr_cmd_predict(int argc, char **argv)
         {"quiet", no_argument, 0, OPT_QUIET},
         {"follow", required_argument, 0, OPT_FOLLOW},
         {"follow-interval", required_argument, 0, OPT_FOLLOW_INTERVAL},
+        CLI_KAFKA_LONG_OPTIONS,
+        {"output-topic", required_argument, 0, OPT_OUTPUT_TOPIC},
+        {"output-partition", required_argument, 0, OPT_OUTPUT_PARTITION},
+        {"commit-interval", required_argument, 0, OPT_COMMIT_INTERVAL},
+        {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -145,11 +242,40 @@ int slr_cmd_predict(int argc, char **argv)
     slr_metrics m;
     slr_metrics_init(&m);
     uint64_t bad = 0, unlabelled = 0;
+    cli_kafka_input kin;
+    cli_kafka_input_init(&kin);
+    slr_predict_options po;
+    slr_predict_options_init(&po);
+    const char *dead_letter = NULL;
+    bool stream_flag = false; /* an option of the stream job only was given */
 
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "i:d:p:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:d:p:X:h", longopts, NULL)) != -1) {
+        int handled = cli_kafka_option("predict", c, optarg, &kin);
+        if (handled < 0)
+            goto done;
+        if (handled)
+            continue;
         switch (c) {
+        case OPT_OUTPUT_TOPIC: po.output_topic = optarg; stream_flag = true; break;
+        case OPT_OUTPUT_PARTITION:
+            if (strcmp(optarg, "key") && strcmp(optarg, "same")) {
+                fprintf(stderr, "streamlr predict: --output-partition takes key or same\n");
+                goto done;
+            }
+            po.output_partition = strcmp(optarg, "same") ? SLR_OUTPUT_BY_KEY : SLR_OUTPUT_SAME;
+            stream_flag = true;
+            break;
+        case OPT_COMMIT_INTERVAL:
+            if (!cli_double("predict", "--commit-interval", optarg, &po.commit_interval_seconds) ||
+                !(po.commit_interval_seconds > 0)) {
+                fprintf(stderr, "streamlr predict: --commit-interval must be > 0 seconds\n");
+                goto done;
+            }
+            stream_flag = true;
+            break;
+        case OPT_DEAD_LETTER: dead_letter = optarg; stream_flag = true; break;
         case 'i': model = optarg; break;
         case 'd': files[n_files++] = optarg; break;
         case 'p': pred_path = optarg; break;
@@ -176,6 +302,30 @@ int slr_cmd_predict(int argc, char **argv)
     }
     for (int i = optind; i < argc; i++)
         files[n_files++] = argv[i];
+    if (cli_kafka_input_given(&kin)) {
+        if (n_files || pred_path || strict) {
+            fprintf(stderr, "streamlr predict: a Kafka job takes no --data, -p or --strict\n");
+            goto done;
+        }
+        if (!model == !follow_dir || !kin.n_topics || !kin.k.group || !po.output_topic) {
+            fprintf(stderr, "streamlr predict: a Kafka job needs -i MODEL or --follow DIR, "
+                            "--topic, --group and --output-topic (and --brokers, unless "
+                            "bootstrap.servers is in --kafka-config)\n");
+            goto done;
+        }
+        po.format = format_given ? format : SLR_FORMAT_MSGPACK;
+        po.model = model;
+        po.follow_dir = follow_dir;
+        po.follow_interval_seconds = follow_interval;
+        rc = predict_kafka(&kin, &po, dead_letter, quiet);
+        goto done;
+    }
+    if (kin.flag || stream_flag) {
+        fprintf(stderr, "streamlr predict: --group, -X, --kafka-config, --partitions, "
+                        "--exit-at-end, --output-topic, --output-partition, --commit-interval "
+                        "and --dead-letter apply to Kafka input (--brokers, --topic)\n");
+        goto done;
+    }
     if (!model == !follow_dir || n_files == 0) {
         fprintf(stderr, "streamlr predict: need -i MODEL or --follow DIR (one of them), and "
                         "--data FILE\n");
@@ -321,6 +471,7 @@ done:
     slr_learner_destroy(l);
     slr_follower_close(follower);
     slr_job_state_free(&st);
+    cli_kafka_input_free(&kin);
     free(files);
     return rc;
 }

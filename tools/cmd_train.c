@@ -10,18 +10,12 @@
 #include "cli.h"
 #include "cli_options.h"
 #include "commands.h"
-#include "kafka_conf.h"
+#include "kafka_input.h"
 #include "streamlr/kafka.h"
 #include "streamlr/train.h"
 
 enum {
-    OPT_BROKERS = OPT_FIRST_COMMAND_SPECIFIC,
-    OPT_TOPIC,
-    OPT_GROUP,
-    OPT_KAFKA_CONFIG,
-    OPT_EXIT_AT_END,
-    OPT_PARTITIONS,
-    OPT_EXAMPLES,
+    OPT_EXAMPLES = OPT_FIRST_COMMAND_SPECIFIC,
 };
 
 static void usage(FILE *out)
@@ -148,53 +142,6 @@ static bool parse_every(const char *s, slr_train_options *opt)
     return cli_u64("train", "--checkpoint-every", s, &opt->checkpoint_every_examples);
 }
 
-/* Append the comma-separated items of s to *list (each strdup'ed). */
-static bool split_list(const char *s, char ***list, uint32_t *n, const char *flag)
-{
-    char *copy = strdup(s);
-    bool ok = copy != NULL;
-    for (char *save = NULL, *tok = ok ? strtok_r(copy, ",", &save) : NULL; ok && tok;
-         tok = strtok_r(NULL, ",", &save)) {
-        char **l = realloc(*list, (*n + 1) * sizeof *l);
-        if (l)
-            *list = l;
-        if (!(ok = l && (l[*n] = strdup(tok))))
-            break;
-        (*n)++;
-    }
-    free(copy);
-    if (!ok)
-        fprintf(stderr, "streamlr train: out of memory\n");
-    else if (*n == 0)
-        fprintf(stderr, "streamlr train: %s needs a value\n", flag);
-    return ok && *n > 0;
-}
-
-static bool parse_partitions(const char *s, slr_kafka_options *k, int32_t **parts)
-{
-    k->assign = true;
-    if (!strcmp(s, "all"))
-        return true;
-    char **list = NULL;
-    uint32_t n = 0;
-    bool ok = split_list(s, &list, &n, "--partitions");
-    for (uint32_t i = 0; ok && i < n; i++) {
-        uint32_t v;
-        if (!(ok = cli_u32("train", "--partitions", list[i], &v) && v <= INT32_MAX))
-            break;
-        int32_t *p = realloc(*parts, (k->n_partitions + 1) * sizeof *p);
-        if (!(ok = p != NULL))
-            break;
-        *parts = p;
-        p[k->n_partitions++] = (int32_t)v;
-    }
-    for (uint32_t i = 0; i < n; i++)
-        free(list[i]);
-    free(list);
-    k->partitions = *parts;
-    return ok;
-}
-
 int slr_cmd_train(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -213,12 +160,7 @@ int slr_cmd_train(int argc, char **argv)
         {"max-features", required_argument, 0, OPT_MAX_FEATURES},
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
         {"examples", required_argument, 0, OPT_EXAMPLES},
-        {"brokers", required_argument, 0, OPT_BROKERS},
-        {"topic", required_argument, 0, OPT_TOPIC},
-        {"group", required_argument, 0, OPT_GROUP},
-        {"kafka-config", required_argument, 0, OPT_KAFKA_CONFIG},
-        {"partitions", required_argument, 0, OPT_PARTITIONS},
-        {"exit-at-end", no_argument, 0, OPT_EXIT_AT_END},
+        CLI_KAFKA_LONG_OPTIONS,
         {"quiet", no_argument, 0, OPT_QUIET},
         {"threads", required_argument, 0, OPT_THREADS},
         {"predictions", required_argument, 0, 'p'},
@@ -238,13 +180,9 @@ int slr_cmd_train(int argc, char **argv)
     };
     slr_train_options opt;
     slr_train_options_init(&opt);
-    slr_kafka_options kafka;
-    slr_kafka_options_init(&kafka);
-    cli_kafka_conf conf = {0};
-    char **topics = NULL;
-    uint32_t n_topics = 0;
-    int32_t *partitions = NULL;
-    bool kafka_flag = false; /* a Kafka-only flag was given */
+    cli_kafka_input kin;
+    cli_kafka_input_init(&kin);
+    slr_kafka_options *kafka = &kin.k;
     opt.threads = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
     opt.checkpoint_fork = true;
     const char **files = calloc((size_t)argc + 1, sizeof *files);
@@ -263,6 +201,10 @@ int slr_cmd_train(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:p:tX:h", longopts, NULL)) != -1) {
         int handled = cli_learner_option("train", c, optarg, &opt.learner, &opt.learner_set);
         if (handled < 0)
+            goto done;
+        if (handled)
+            continue;
+        if ((handled = cli_kafka_option("train", c, optarg, &kin)) < 0)
             goto done;
         if (handled)
             continue;
@@ -317,28 +259,6 @@ int slr_cmd_train(int argc, char **argv)
                 goto done;
             }
             break;
-        case OPT_BROKERS: kafka.brokers = optarg; break;
-        case OPT_TOPIC:
-            if (!split_list(optarg, &topics, &n_topics, "--topic"))
-                goto done;
-            break;
-        case OPT_GROUP: kafka.group = optarg; kafka_flag = true; break;
-        case 'X':
-            if (!cli_kafka_conf_add(&conf, "train", optarg))
-                goto done;
-            kafka_flag = true;
-            break;
-        case OPT_KAFKA_CONFIG:
-            if (!cli_kafka_conf_file(&conf, "train", optarg))
-                goto done;
-            kafka_flag = true;
-            break;
-        case OPT_PARTITIONS:
-            if (!parse_partitions(optarg, &kafka, &partitions))
-                goto done;
-            kafka_flag = true;
-            break;
-        case OPT_EXIT_AT_END: kafka.exit_at_end = true; kafka_flag = true; break;
         case OPT_QUIET: quiet = true; break;
         case OPT_THREADS:
             if (!cli_u32("train", "--threads", optarg, &opt.threads) || opt.threads < 1 ||
@@ -396,17 +316,17 @@ int slr_cmd_train(int argc, char **argv)
     }
     for (int i = optind; i < argc; i++)
         files[n_files++] = argv[i];
-    bool from_kafka = kafka.brokers || n_topics;
+    bool from_kafka = cli_kafka_input_given(&kin);
     if (from_kafka && n_files) {
         fprintf(stderr, "streamlr train: give either --data files or --brokers/--topic, not both\n");
         goto done;
     }
-    if (from_kafka && (!n_topics || !kafka.group)) {
+    if (from_kafka && (!kin.n_topics || !kafka->group)) {
         fprintf(stderr, "streamlr train: a Kafka job needs --topic and --group (and --brokers, "
                         "unless bootstrap.servers is in --kafka-config)\n");
         goto done;
     }
-    if (!from_kafka && kafka_flag) {
+    if (!from_kafka && kin.flag) {
         fprintf(stderr, "streamlr train: --group, -X, --kafka-config, --partitions and "
                         "--exit-at-end apply to Kafka input (--brokers, --topic)\n");
         goto done;
@@ -474,15 +394,11 @@ int slr_cmd_train(int argc, char **argv)
         opt.progress_style = SLR_PROGRESS_LINE;
     opt.log = cli_log;
     opt.stop = &cli_stop_requested;
-    kafka.topics = (const char *const *)topics;
-    kafka.n_topics = n_topics;
-    kafka.config = (const char *const *)conf.kv;
-    kafka.n_config = conf.n;
 
     cli_catch_stop_signals();
 
     slr_train_result res;
-    slr_status st = from_kafka ? slr_train_kafka(&opt, &kafka, &res, &err)
+    slr_status st = from_kafka ? slr_train_kafka(&opt, kafka, &res, &err)
                                : slr_train_files(&opt, &res, &err);
     if (st != SLR_OK) {
         fprintf(stderr, "streamlr train: %s\n", err.msg);
@@ -504,10 +420,6 @@ done:
         rc = 1;
     }
     free(files);
-    for (uint32_t i = 0; i < n_topics; i++)
-        free(topics[i]);
-    free(topics);
-    free(partitions);
-    cli_kafka_conf_free(&conf);
+    cli_kafka_input_free(&kin);
     return rc;
 }

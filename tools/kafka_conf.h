@@ -1,7 +1,7 @@
 /* kafka_conf.h - librdkafka properties from the command line, the way kcat
  * takes them: -X key=value (repeatable) and --kafka-config FILE (a
  * properties file: key=value lines, # or ! comments), applied in command-line
- * order so that a later setting wins.  Shared by train and produce. */
+ * order so that a later setting wins.  Shared by train, predict and produce. */
 #ifndef STREAMLR_TOOLS_KAFKA_CONF_H
 #define STREAMLR_TOOLS_KAFKA_CONF_H
 

@@ -55,7 +55,7 @@ static void on_durable(void *ctx, const char *path, const slr_job_state *st)
 {
     kafka_run *run = ctx;
     if (run->src)
-        slr_kafka_source_commit_state(run->src, st);
+        slr_kafka_source_commit_state(run->src, st, 0);
     if (run->user_done)
         run->user_done(run->user_done_ctx, path, st);
 }

@@ -389,27 +389,37 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     return 0; /* librdkafka frees json */
 }
 
+slr_kafka_error_kind slr_kafka_error_classify(rd_kafka_t *rk, int err, char *fatal, size_t size)
+{
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        rd_kafka_fatal_error(rk, fatal, size);
+        return SLR_KAFKA_ERROR_FATAL;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        return SLR_KAFKA_ERROR_OUTAGE;
+    /* connection failures also arrive as log lines */
+    return err == RD_KAFKA_RESP_ERR__TRANSPORT ? SLR_KAFKA_ERROR_QUIET : SLR_KAFKA_ERROR_REPORT;
+}
+
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 {
     slr_kafka_source *src = opaque;
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        char buf[512], msg[600];
-        rd_kafka_fatal_error(rk, buf, sizeof buf);
+    char buf[512], msg[600];
+    switch (slr_kafka_error_classify(rk, err, buf, sizeof buf)) {
+    case SLR_KAFKA_ERROR_FATAL:
         snprintf(msg, sizeof msg, "the Kafka client failed: %s", buf);
         if (!src->failure)
             src->failure = strdup(msg);
-        return;
-    }
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
+        break;
+    case SLR_KAFKA_ERROR_OUTAGE:
         if (!src->outage)
             say(src, "kafka: all brokers are down (%s); keeping the model and its positions, "
                      "reconnecting", reason);
         src->outage = true;
-        return;
+        break;
+    case SLR_KAFKA_ERROR_QUIET: break;
+    case SLR_KAFKA_ERROR_REPORT: say(src, "kafka: %s", reason); break;
     }
-    /* connection failures also arrive as log lines; report the rest */
-    if (err != RD_KAFKA_RESP_ERR__TRANSPORT)
-        say(src, "kafka: %s", reason);
 }
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
@@ -807,7 +817,38 @@ slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err
     return SLR_OK;
 }
 
-void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *st)
+/* Commit l; wait_seconds > 0 waits that long at most for the broker's
+ * answer, 0 leaves it to on_commit. */
+static void commit_list(slr_kafka_source *src, rd_kafka_topic_partition_list_t *l,
+                        double wait_seconds)
+{
+    if (wait_seconds <= 0) { /* the result comes back through on_commit */
+        rd_kafka_resp_err_t re = rd_kafka_commit(src->rk, l, 1);
+        if (re)
+            on_commit(src->rk, re, l, src);
+        return;
+    }
+    /* a queue of our own, so that waiting is bounded and serves nothing else */
+    rd_kafka_queue_t *q = rd_kafka_queue_new(src->rk);
+    rd_kafka_resp_err_t re = rd_kafka_commit_queue(src->rk, l, q, NULL, NULL);
+    if (!re) {
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)(wait_seconds * 1000));
+        if (!ev)
+            re = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        else {
+            re = rd_kafka_event_error(ev);
+            const rd_kafka_topic_partition_list_t *r = rd_kafka_event_topic_partition_list(ev);
+            for (int i = 0; !re && r && i < r->cnt; i++)
+                re = r->elems[i].err; /* a partition can fail alone */
+            rd_kafka_event_destroy(ev);
+        }
+    }
+    on_commit(src->rk, re, l, src);
+    rd_kafka_queue_destroy(q);
+}
+
+void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *st,
+                                   double wait_seconds)
 {
     if (src->outage)
         return; /* as slr_kafka_source_commit: the checkpoint holds the positions */
@@ -820,11 +861,8 @@ void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *s
         if (off >= 0)
             rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = off;
     }
-    if (l->cnt > 0) {
-        rd_kafka_resp_err_t re = rd_kafka_commit(src->rk, l, 1); /* result via on_commit */
-        if (re)
-            on_commit(src->rk, re, l, src);
-    }
+    if (l->cnt > 0)
+        commit_list(src, l, wait_seconds);
     rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -848,34 +886,8 @@ void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds)
             rd_kafka_topic_partition_list_add(l, src->parts[i]->topic, src->parts[i]->partition)
                 ->offset = src->parts[i]->next;
     src->uncommitted = false;
-    if (l->cnt == 0) {
-        rd_kafka_topic_partition_list_destroy(l);
-        return;
-    }
-    if (wait_seconds <= 0) { /* the result comes back through on_commit */
-        rd_kafka_resp_err_t re = rd_kafka_commit(src->rk, l, 1);
-        if (re)
-            on_commit(src->rk, re, l, src);
-        rd_kafka_topic_partition_list_destroy(l);
-        return;
-    }
-    /* a queue of our own, so that waiting is bounded and serves nothing else */
-    rd_kafka_queue_t *q = rd_kafka_queue_new(src->rk);
-    rd_kafka_resp_err_t re = rd_kafka_commit_queue(src->rk, l, q, NULL, NULL);
-    if (!re) {
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, (int)(wait_seconds * 1000));
-        if (!ev)
-            re = RD_KAFKA_RESP_ERR__TIMED_OUT;
-        else {
-            re = rd_kafka_event_error(ev);
-            const rd_kafka_topic_partition_list_t *r = rd_kafka_event_topic_partition_list(ev);
-            for (int i = 0; !re && r && i < r->cnt; i++)
-                re = r->elems[i].err; /* a partition can fail alone */
-            rd_kafka_event_destroy(ev);
-        }
-    }
-    on_commit(src->rk, re, l, src);
-    rd_kafka_queue_destroy(q);
+    if (l->cnt > 0)
+        commit_list(src, l, wait_seconds);
     rd_kafka_topic_partition_list_destroy(l);
 }
 

@@ -84,10 +84,13 @@ static inline void slr_kafka_source_applied(slr_kafka_partition *p, int64_t offs
 /* Copy the assigned partitions' positions into the job state. */
 slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err);
 
-/* Commit the offsets a durable checkpoint records (st), for the partitions
- * still assigned, without waiting.  For checkpoints written in the
- * background, which become durable after the source has moved on. */
-void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *st);
+/* Commit the offsets st records (a durable checkpoint's, or what a scoring
+ * job's outputs acknowledge), for the partitions still assigned; waiting as
+ * slr_kafka_source_commit does.  For checkpoints written in the background,
+ * which become durable after the source has moved on, and for offsets that
+ * trail the source's positions. */
+void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *st,
+                                   double wait_seconds);
 
 /* Commit the assigned partitions' positions (call right after the checkpoint
  * holding them is durable).  wait_seconds > 0 waits that long at most for
@@ -109,6 +112,16 @@ int64_t slr_kafka_source_total_lag(const slr_kafka_source *src);
 /* If statistics arrived since the last call: a one-line lag report
  * ("lag clicks[0] 12, clicks[1] 0 (total 12)") into buf. */
 bool slr_kafka_source_lag(slr_kafka_source *src, char *buf, size_t size);
+
+typedef enum slr_kafka_error_kind {
+    SLR_KAFKA_ERROR_FATAL,  /* the client cannot go on; *fatal says why */
+    SLR_KAFKA_ERROR_OUTAGE, /* every broker is down (the client reconnects) */
+    SLR_KAFKA_ERROR_QUIET,  /* a connection failure, also reported as a log line */
+    SLR_KAFKA_ERROR_REPORT, /* anything else: worth a log line */
+} slr_kafka_error_kind;
+
+/* What an error callback's err means to a job (consumer or producer). */
+slr_kafka_error_kind slr_kafka_error_classify(rd_kafka_t *rk, int err, char *fatal, size_t size);
 
 /* Leave the group (revocation runs the release hook) within timeout_seconds,
  * then free everything.  NULL is a no-op. */

@@ -1,0 +1,89 @@
+/* predict.h - scoring as a stream job: Kafka in, predictions to Kafka out.
+ *
+ * slr_predict_kafka() consumes messages of examples (the same payloads
+ * `streamlr train --brokers` reads), scores every example with a model --
+ * a fixed one, or the newest checkpoint of a training job's directory,
+ * switched to between messages whenever a newer one appears -- and
+ * produces one output message per input message, with the input's key and
+ * headers: its value is one probability per example, "%.9g\n" lines in
+ * input order (exactly what `streamlr predict -p` prints), "nan" for a bad
+ * record.
+ *
+ * Delivery is at-least-once on the output: an input offset is committed to
+ * the consumer group only after the predictions made from it (and every
+ * message before it in its partition) have been acknowledged by the broker,
+ * so a crash or a failed delivery re-scores messages from the last commit,
+ * never skips one.  docs/KAFKA.md ("Scoring a topic") has the whole story. */
+#ifndef STREAMLR_PREDICT_H
+#define STREAMLR_PREDICT_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "streamlr/dead_letter.h"
+#include "streamlr/decode.h"
+#include "streamlr/error.h"
+#include "streamlr/kafka.h"
+#include "streamlr/metrics.h"
+#include "streamlr/train.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum slr_output_partition {
+    SLR_OUTPUT_BY_KEY,  /* the producer's partitioner on the key (a null key: any) */
+    SLR_OUTPUT_SAME,    /* the input message's partition number */
+} slr_output_partition;
+
+typedef struct slr_predict_options {
+    slr_format format;             /* payload format (msgpack: several examples per message
+                                      allowed; text: one record per line) */
+    const char *model;             /* a model or checkpoint file ... */
+    const char *follow_dir;        /* ... or the newest checkpoint of this directory, and each
+                                      newer one as it appears (exactly one of the two) */
+    double follow_interval_seconds; /* how often to look for a newer checkpoint; 0 = 1 */
+    const char *output_topic;
+    slr_output_partition output_partition;
+    const char *const *producer_config; /* librdkafka properties "key=value" for the producer */
+    uint32_t n_producer_config;
+    double commit_interval_seconds; /* how often acknowledged offsets are committed; 0 = 1 */
+    slr_dead_letter_sink *dead_letters; /* optional: bad records go here (the caller owns it) */
+    volatile sig_atomic_t *stop;   /* set (e.g. by a signal handler) to stop */
+    slr_log_fn log;                /* warnings, bad records, model switches; NULL = silent */
+    void *log_ctx;
+} slr_predict_options;
+
+void slr_predict_options_init(slr_predict_options *o);
+
+typedef struct slr_predict_result {
+    uint64_t messages;       /* input messages scored (one output message each) */
+    uint64_t examples;       /* examples scored (labelled + unlabelled) */
+    uint64_t bad;            /* records that could not be scored ("nan") */
+    uint64_t dead_lettered;  /* of those, handed to the dead-letter sink */
+    uint64_t delivered;      /* output messages acknowledged by the broker */
+    uint64_t undelivered;    /* output messages that failed or were still unacknowledged at
+                                the end (their input offsets were not committed) */
+    uint64_t model_switches; /* --follow: newer checkpoints switched to */
+    char model_path[4096];   /* the model scoring at the end */
+    slr_metrics metrics;     /* labelled examples: test log loss, calibration */
+    double auc, auc_error_bound; /* labelled examples: cumulative (histogram) AUC; NaN if
+                                    a class is missing */
+} slr_predict_result;
+
+/* Score until *opt->stop is set or (in->exit_at_end) every assigned
+ * partition has been consumed; then wait (bounded by
+ * in->close_timeout_seconds) for outstanding deliveries, commit what they
+ * acknowledge, and leave the group.  Input options (brokers, topics, group,
+ * librdkafka properties, static partitions) are those of slr_train_kafka.
+ * Returns SLR_ERR_ARG for bad settings, SLR_ERR_KAFKA when a client fails
+ * or an output message cannot be delivered (the job then stops: committing
+ * past it would lose predictions). */
+slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_options *in,
+                             slr_predict_result *res, slr_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
