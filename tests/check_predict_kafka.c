@@ -1,0 +1,519 @@
+/* check_predict_kafka.c - `streamlr predict --brokers`: scoring a topic into
+ * another one, against the embedded broker (librdkafka's mock cluster in
+ * this process, loopback only).
+ *
+ * The real command runs as a child process.  What it produces is read back
+ * from the output topic and compared, as text, with what `streamlr predict
+ * -p` writes for the same examples from a file: one output message per
+ * input message, in order, with the input's key and headers, and the
+ * group's committed offsets at the end of what was scored.  With --follow,
+ * a training job beside it (fed through a pipe) writes a newer checkpoint
+ * while it runs: every output message names the checkpoint that scored it
+ * (streamlr.model), its predictions must be that checkpoint's, and the
+ * messages produced after the switch must carry the newer one. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include "kafka_testutil.h"
+
+#define MAX_MSGS 4096
+
+static char *tmp;
+static test_cluster cluster;
+
+static const char *streamlr_bin(void)
+{
+    const char *b = getenv("STREAMLR");
+    return b && *b ? b : "tools/streamlr";
+}
+
+/* ------------------------------------------------------------ processes and files */
+
+/* Start argv with stdout and stderr appended to log; stdin from in_fd if >= 0. */
+static pid_t spawn(const char *const *argv, const char *log, int in_fd)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            dup2(fd, STDOUT_FILENO);
+        }
+        if (in_fd >= 0)
+            dup2(in_fd, STDIN_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 2)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Wait for pid, at most `seconds`; returns its wait status (the log on failure). */
+static int wait_exit(pid_t pid, double seconds, const char *log)
+{
+    double until = test_now() + seconds;
+    int status;
+    for (;;) {
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            return status;
+        if (test_now() > until) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            char *l = slurp(log);
+            fprintf(stderr, "---- %s:\n%s----\n", log, l);
+            free(l);
+            ck_abort_msg("pid %d did not end within %.0f s", (int)pid, seconds);
+        }
+        test_sleep_ms(10);
+    }
+}
+
+static void write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(data, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* `streamlr predict -i model -d data -p out`, and what it wrote. */
+static char *file_predictions(const char *model, const char *data, const char *name)
+{
+    char out[4200], cmd[13000];
+    snprintf(out, sizeof out, "%s/%s", tmp, name);
+    snprintf(cmd, sizeof cmd, "'%s' predict -i '%s' -d '%s' --format vw -p '%s' --quiet",
+             streamlr_bin(), model, data, out);
+    ck_assert_int_eq(system(cmd), 0);
+    return slurp(out);
+}
+
+/* One deterministic VW line (labelled), with a newline. */
+static int vw_line(char *buf, size_t size, test_rng *r)
+{
+    int u = (int)floor(pow(300.0, test_rng_unif(r)));
+    int it = (int)floor(pow(100.0, test_rng_unif(r)));
+    double price = 3 * test_rng_unif(r);
+    double z = -1.0 + (u % 7 == 0 ? 1.5 : 0) + (it % 5 == 0 ? -1 : 0.5) + 0.3 * price;
+    int y = test_rng_unif(r) < 1.0 / (1.0 + exp(-z)) ? 1 : -1;
+    return snprintf(buf, size, "%d |u u%d |i i%d c%d |x price:%.4f\n", y, u, it, it % 13, price);
+}
+
+/* ------------------------------------------------------------ Kafka */
+
+static void produce(const char *topic, int32_t partition, const char *key, const char *value,
+                    size_t len, const char *trace)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            cluster.producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+            RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE((void *)value, len),
+            RD_KAFKA_V_HEADER("trace", trace, -1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        ck_assert_int_eq(e, RD_KAFKA_RESP_ERR__QUEUE_FULL);
+        rd_kafka_poll(cluster.producer, 10);
+    }
+}
+
+typedef struct out_msg {
+    int64_t offset;
+    char *key, *value, *source, *model, *trace;
+} out_msg;
+
+static char *header(rd_kafka_headers_t *h, const char *name)
+{
+    const void *v;
+    size_t n;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return strdup("");
+    return strndup(v, n);
+}
+
+/* Every message of topic[partition] (up to its high watermark) into out. */
+static size_t read_topic(const char *topic, int32_t partition, out_msg *out, size_t max)
+{
+    int64_t lo, hi;
+    test_watermarks(&cluster, topic, partition, &lo, &hi);
+    ck_assert_int_le(hi, (int64_t)max);
+    rd_kafka_t *rk = test_observer(&cluster, "reader");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, partition)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    size_t n = 0;
+    double until = test_now() + 30;
+    while ((int64_t)n < hi && test_now() < until) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            ck_assert_int_eq(m->offset, (int64_t)n); /* in order, none missing */
+            rd_kafka_headers_t *h = NULL;
+            rd_kafka_message_headers(m, &h);
+            out[n].offset = m->offset;
+            out[n].key = strndup(m->key ? m->key : "", m->key_len);
+            out[n].value = strndup(m->payload ? m->payload : "", m->len);
+            out[n].source = header(h, "streamlr.source");
+            out[n].model = header(h, "streamlr.model");
+            out[n].trace = header(h, "trace");
+            n++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_destroy(rk);
+    ck_assert_int_eq((int64_t)n, hi);
+    return n;
+}
+
+static void free_msgs(out_msg *m, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(m[i].key);
+        free(m[i].value);
+        free(m[i].source);
+        free(m[i].model);
+        free(m[i].trace);
+    }
+}
+
+/* Wait until topic[partition] holds n messages. */
+static void wait_messages(const char *topic, int32_t partition, int64_t n, pid_t pid,
+                          const char *log)
+{
+    double until = test_now() + 60;
+    int64_t lo, hi = 0;
+    while (test_now() < until) {
+        test_watermarks(&cluster, topic, partition, &lo, &hi);
+        if (hi >= n)
+            return;
+        int status;
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+        test_sleep_ms(50);
+    }
+    char *l = slurp(log);
+    fprintf(stderr, "---- %s:\n%s----\n", log, l);
+    free(l);
+    ck_abort_msg("%s[%d] holds %lld messages, expected %lld", topic, (int)partition,
+                 (long long)hi, (long long)n);
+}
+
+static bool log_has(const char *log, const char *what)
+{
+    char *l = slurp(log);
+    bool found = strstr(l, what) != NULL;
+    free(l);
+    return found;
+}
+
+static void setup(void)
+{
+    tmp = test_mkdtemp("predict-kafka");
+    test_cluster_start(&cluster, 1);
+}
+
+static void teardown(void)
+{
+    test_cluster_stop(&cluster);
+    test_rmtree(tmp);
+    free(tmp);
+}
+
+/* ------------------------------------------------------------ tests */
+
+#define PARTS 2
+#define MESSAGES 300
+
+/* Messages of 1-3 examples (one bad record among them) over two
+ * partitions, scored with --exit-at-end into partitions of the same number:
+ * each output partition is, message by message, what `predict -p` writes
+ * for that input partition's examples, and the offsets are committed. */
+START_TEST(test_predict_topic_matches_file)
+{
+    char in[128], out[128], group[128], path[4200], model[4200], log[4200];
+    test_unique(in, sizeof in, "scores-in");
+    test_unique(out, sizeof out, "scores-out");
+    test_unique(group, sizeof group, "scorer");
+    test_topic(&cluster, in, PARTS);
+    test_topic(&cluster, out, PARTS);
+
+    /* a model trained on other examples of the same law */
+    test_rng r = {7};
+    size_t cap = 1 << 20, len = 0;
+    char *train = malloc(cap);
+    for (int i = 0; i < 2000; i++)
+        len += (size_t)vw_line(train + len, cap - len, &r);
+    snprintf(path, sizeof path, "%s/train.vw", tmp);
+    write_file(path, train, len);
+    free(train);
+    snprintf(model, sizeof model, "%s/model.slr", tmp);
+    char cmd[13000];
+    snprintf(cmd, sizeof cmd, "'%s' train -d '%s' -b 16 -q ui -f '%s' --quiet", streamlr_bin(),
+             path, model);
+    ck_assert_int_eq(system(cmd), 0);
+
+    /* the messages, and each partition's examples as a file */
+    char *part_data[PARTS];
+    size_t part_len[PARTS] = {0}, part_msgs[PARTS] = {0};
+    for (int p = 0; p < PARTS; p++)
+        part_data[p] = malloc(1 << 20);
+    for (int j = 0; j < MESSAGES; j++) {
+        char value[1024], key[32], trace[32];
+        size_t vlen = 0;
+        int k = 1 + (int)test_rng_below(&r, 3);
+        for (int e = 0; e < k; e++) {
+            if (j == 101 && e == 0) /* one record no decoder takes: "nan" in both */
+                vlen += (size_t)snprintf(value + vlen, sizeof value - vlen, "x1 |u bad\n");
+            else
+                vlen += (size_t)vw_line(value + vlen, sizeof value - vlen, &r);
+        }
+        if (j % 5 == 0) /* the last line without its newline: still a record */
+            value[--vlen] = '\0';
+        int p = j % PARTS;
+        snprintf(key, sizeof key, "m%d", j);
+        snprintf(trace, sizeof trace, "t%d", j);
+        produce(in, p, key, value, vlen, trace);
+        memcpy(part_data[p] + part_len[p], value, vlen);
+        part_len[p] += vlen;
+        part_data[p][part_len[p]++] = '\n';
+        part_msgs[p]++;
+    }
+    test_flush(&cluster);
+
+    snprintf(log, sizeof log, "%s/predict.log", tmp);
+    const char *argv[] = {streamlr_bin(), "predict", "-i", model, "--brokers", cluster.bootstraps,
+                          "--topic", in, "--group", group, "--output-topic", out,
+                          "--format", "vw", "--partitions", "all", "--exit-at-end",
+                          "--output-partition", "same", "-X", "fetch.wait.max.ms=10", "-X",
+                          "session.timeout.ms=6000", NULL};
+    int status = wait_exit(spawn(argv, log, -1), 60, log);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "predict failed: %s",
+                  slurp(log));
+    ck_assert_msg(log_has(log, "bad records = 1"), "%s", slurp(log));
+    ck_assert_msg(log_has(log, "test AUC"), "labelled input reports its AUC");
+
+    out_msg *msgs = calloc(MAX_MSGS, sizeof *msgs);
+    for (int p = 0; p < PARTS; p++) {
+        char data[4200], name[64];
+        snprintf(data, sizeof data, "%s/in-%d.vw", tmp, p);
+        write_file(data, part_data[p], part_len[p]);
+        snprintf(name, sizeof name, "expected-%d.txt", p);
+        char *expected = file_predictions(model, data, name);
+
+        size_t n = read_topic(out, p, msgs, MAX_MSGS);
+        ck_assert_uint_eq(n, part_msgs[p]);
+        size_t got_len = 0;
+        char *got = malloc(1 << 20);
+        for (size_t i = 0; i < n; i++) {
+            int j = (int)(i * PARTS) + p; /* the input message it answers */
+            char want[256];
+            snprintf(want, sizeof want, "m%d", j);
+            ck_assert_str_eq(msgs[i].key, want);
+            snprintf(want, sizeof want, "t%d", j);
+            ck_assert_str_eq(msgs[i].trace, want);
+            snprintf(want, sizeof want, "%s[%d]@%zu", in, p, i);
+            ck_assert_str_eq(msgs[i].source, want);
+            ck_assert_str_eq(msgs[i].model, "model.slr");
+            size_t vl = strlen(msgs[i].value);
+            memcpy(got + got_len, msgs[i].value, vl);
+            got_len += vl;
+        }
+        got[got_len] = '\0';
+        ck_assert_msg(!strcmp(got, expected), "partition %d: the topic's predictions differ from "
+                      "predict -p's", p);
+        if (p == 101 % PARTS)
+            ck_assert_ptr_nonnull(strstr(got, "nan\n"));
+        free(got);
+        free(expected);
+        free_msgs(msgs, n);
+        ck_assert_int_eq(test_committed(&cluster, group, in, p), (int64_t)part_msgs[p]);
+        free(part_data[p]);
+    }
+    free(msgs);
+}
+END_TEST
+
+#define FIRST 60
+#define LATER 60
+
+/* A training job beside the scorer writes checkpoint 1, the scorer starts
+ * with it; checkpoint 2 appears while it runs: what is produced after the
+ * switch is scored with checkpoint 2, everything with the checkpoint its
+ * header names.  SIGTERM then ends it cleanly with its offsets committed. */
+START_TEST(test_predict_follows_newer_checkpoint)
+{
+    char in[128], out[128], group[128], dir[4100], log[4200], tlog[4200];
+    test_unique(in, sizeof in, "follow-in");
+    test_unique(out, sizeof out, "follow-out");
+    test_unique(group, sizeof group, "follower");
+    test_topic(&cluster, in, 1);
+    test_topic(&cluster, out, 1);
+    snprintf(dir, sizeof dir, "%s/ckpt", tmp);
+    snprintf(log, sizeof log, "%s/predict.log", tmp);
+    snprintf(tlog, sizeof tlog, "%s/train.log", tmp);
+
+    /* training from a pipe: a checkpoint every 500 examples */
+    int fds[2];
+    ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0); /* no child but the trainer may hold it */
+    const char *targv[] = {streamlr_bin(), "train", "-d", "-", "--format", "vw", "-b", "16",
+                           "--checkpoint-dir", dir, "--checkpoint-every", "500",
+                           "--checkpoint-keep", "10", "--quiet", NULL};
+    pid_t trainer = spawn(targv, tlog, fds[0]);
+    close(fds[0]);
+    FILE *feed = fdopen(fds[1], "w");
+    test_rng r = {11};
+    char line[256];
+    for (int i = 0; i < 500; i++) {
+        vw_line(line, sizeof line, &r);
+        fputs(line, feed);
+    }
+    fflush(feed);
+    char first[4200], second[4200];
+    snprintf(first, sizeof first, "%s/ckpt-%020d.slr", dir, 1);
+    snprintf(second, sizeof second, "%s/ckpt-%020d.slr", dir, 2);
+    struct stat sb;
+    double until = test_now() + 30;
+    while (stat(first, &sb) != 0 && test_now() < until)
+        test_sleep_ms(20);
+    ck_assert_msg(stat(first, &sb) == 0, "no %s", first);
+
+    /* the examples to score, as one file per phase for the expected values */
+    char *phase[2];
+    size_t phase_len[2] = {0};
+    char sent[FIRST + LATER][256];
+    for (int j = 0; j < FIRST + LATER; j++)
+        vw_line(sent[j], sizeof sent[j], &r);
+
+    for (int j = 0; j < FIRST; j++) {
+        char key[32];
+        snprintf(key, sizeof key, "m%d", j);
+        produce(in, 0, key, sent[j], strlen(sent[j]), "-");
+    }
+    test_flush(&cluster);
+    const char *argv[] = {streamlr_bin(), "predict", "--follow", dir, "--follow-interval", "0.05",
+                          "--brokers", cluster.bootstraps, "--topic", in, "--group", group,
+                          "--output-topic", out, "--format", "vw", "--partitions", "all",
+                          "-X", "fetch.wait.max.ms=10", "-X", "session.timeout.ms=6000", NULL};
+    pid_t pid = spawn(argv, log, -1);
+    wait_messages(out, 0, FIRST, pid, log);
+
+    /* checkpoint 2: 500 more examples learned */
+    for (int i = 0; i < 500; i++) {
+        vw_line(line, sizeof line, &r);
+        fputs(line, feed);
+    }
+    fflush(feed);
+    until = test_now() + 30;
+    while (!log_has(log, "now scoring with") && test_now() < until)
+        test_sleep_ms(20);
+    ck_assert_msg(log_has(log, "now scoring with"), "no switch: %s", slurp(log));
+    fclose(feed); /* the trainer ends */
+    int tstatus = wait_exit(trainer, 30, tlog);
+    ck_assert_msg(WIFEXITED(tstatus) && WEXITSTATUS(tstatus) == 0, "train: %s", slurp(tlog));
+
+    for (int j = FIRST; j < FIRST + LATER; j++) {
+        char key[32];
+        snprintf(key, sizeof key, "m%d", j);
+        produce(in, 0, key, sent[j], strlen(sent[j]), "-");
+    }
+    test_flush(&cluster);
+    wait_messages(out, 0, FIRST + LATER, pid, log);
+    kill(pid, SIGTERM);
+    int status = wait_exit(pid, 30, log);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "predict: %s", slurp(log));
+    ck_assert_int_eq(test_committed(&cluster, group, in, 0), FIRST + LATER);
+
+    /* every example as a file, scored by each checkpoint */
+    char data[4200];
+    snprintf(data, sizeof data, "%s/sent.vw", tmp);
+    FILE *f = fopen(data, "w");
+    for (int j = 0; j < FIRST + LATER; j++)
+        fputs(sent[j], f);
+    fclose(f);
+    phase[0] = file_predictions(first, data, "by-first.txt");
+    phase[1] = file_predictions(second, data, "by-second.txt");
+    (void)phase_len;
+
+    out_msg *msgs = calloc(MAX_MSGS, sizeof *msgs);
+    size_t n = read_topic(out, 0, msgs, MAX_MSGS);
+    ck_assert_int_eq(n, FIRST + LATER);
+    int differ = 0;
+    char *cur[2] = {phase[0], phase[1]};
+    for (size_t j = 0; j < n; j++) {
+        char want[64];
+        snprintf(want, sizeof want, "m%zu", j);
+        ck_assert_str_eq(msgs[j].key, want);
+        char *nl[2];
+        for (int k = 0; k < 2; k++) {
+            nl[k] = strchr(cur[k], '\n');
+            ck_assert_ptr_nonnull(nl[k]);
+            *nl[k] = '\0';
+        }
+        /* the checkpoint named in the header scored it, bit for bit */
+        int k = !strcmp(msgs[j].model, strrchr(second, '/') + 1) ? 1 : 0;
+        if (k == 0)
+            ck_assert_str_eq(msgs[j].model, strrchr(first, '/') + 1);
+        if (j < FIRST)
+            ck_assert_int_eq(k, 0); /* checkpoint 2 did not exist yet */
+        else
+            ck_assert_int_eq(k, 1); /* produced after the switch */
+        char got[64];
+        snprintf(got, sizeof got, "%s", msgs[j].value);
+        ck_assert_str_eq(got, strcat(strcpy(want, cur[k]), "\n"));
+        differ += strcmp(cur[0], cur[1]) != 0;
+        for (int q = 0; q < 2; q++)
+            cur[q] = nl[q] + 1;
+    }
+    ck_assert_msg(differ > 0, "the two checkpoints score alike: the test shows nothing");
+    free_msgs(msgs, n);
+    free(msgs);
+    free(phase[0]);
+    free(phase[1]);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("predict_kafka");
+    TCase *tc = tcase_create("stream");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_predict_topic_matches_file);
+    tcase_add_test(tc, test_predict_follows_newer_checkpoint);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
