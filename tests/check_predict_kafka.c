@@ -496,6 +496,91 @@ START_TEST(test_predict_follows_newer_checkpoint)
 }
 END_TEST
 
+
+#define RETRIED 200
+
+/* Output deliveries refused by the broker: the job stops with an error and
+ * commits no offset past a message whose predictions were not delivered;
+ * run again, it scores from the committed offset on, so that every input
+ * message ends up answered on the output topic (at-least-once). */
+START_TEST(test_predict_failed_delivery_not_committed)
+{
+    char in[128], out[128], group[128], path[4200], model[4200], log[4200];
+    test_unique(in, sizeof in, "refused-in");
+    test_unique(out, sizeof out, "refused-out");
+    test_unique(group, sizeof group, "refused");
+    test_topic(&cluster, in, 1);
+    test_topic(&cluster, out, 1);
+    test_rng r = {3};
+    char line[256], key[32];
+    size_t cap = 1 << 20, len = 0;
+    char *train = malloc(cap);
+    for (int i = 0; i < 500; i++)
+        len += (size_t)vw_line(train + len, cap - len, &r);
+    snprintf(path, sizeof path, "%s/train.vw", tmp);
+    write_file(path, train, len);
+    free(train);
+    snprintf(model, sizeof model, "%s/model.slr", tmp);
+    char cmd[13000];
+    snprintf(cmd, sizeof cmd, "'%s' train -d '%s' -b 16 -f '%s' --quiet 2>/dev/null",
+             streamlr_bin(), path, model);
+    ck_assert_int_eq(system(cmd), 0);
+    for (int j = 0; j < RETRIED; j++) {
+        vw_line(line, sizeof line, &r);
+        snprintf(key, sizeof key, "m%d", j);
+        produce(in, 0, key, line, strlen(line), "-");
+    }
+    test_flush(&cluster);
+
+    /* the next produce request (the scorer's first: the test's producer is
+     * done) is refused, with an error no retry can help */
+    rd_kafka_mock_push_request_errors(cluster.mc, 0 /* Produce */, 1,
+                                      RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED);
+    snprintf(log, sizeof log, "%s/predict.log", tmp);
+    const char *argv[] = {streamlr_bin(), "predict", "-i", model, "--brokers", cluster.bootstraps,
+                          "--topic", in, "--group", group, "--output-topic", out,
+                          "--format", "vw", "--partitions", "all", "--exit-at-end",
+                          "-X", "fetch.wait.max.ms=10", "-X", "session.timeout.ms=6000", NULL};
+    int status = wait_exit(spawn(argv, log, -1), 60, log);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 1, "predict should fail: %s",
+                  slurp(log));
+    ck_assert_msg(log_has(log, "delivering predictions"), "%s", slurp(log));
+    out_msg *msgs = calloc(MAX_MSGS, sizeof *msgs);
+    size_t n = read_topic(out, 0, msgs, MAX_MSGS);
+    /* committed: at most the start of the first message without its output */
+    bool *answered = calloc(RETRIED, sizeof *answered);
+    char prefix[256];
+    snprintf(prefix, sizeof prefix, "%s[0]@", in);
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_int_eq(strncmp(msgs[i].source, prefix, strlen(prefix)), 0);
+        int off = atoi(msgs[i].source + strlen(prefix));
+        ck_assert(off >= 0 && off < RETRIED);
+        answered[off] = true;
+    }
+    int64_t committed = test_committed(&cluster, group, in, 0);
+    int64_t first_unanswered = 0;
+    while (first_unanswered < RETRIED && answered[first_unanswered])
+        first_unanswered++;
+    ck_assert_int_lt(first_unanswered, RETRIED); /* some outputs were refused */
+    ck_assert_int_le(committed, first_unanswered);
+    free_msgs(msgs, n);
+
+    /* the same command again: scores from the committed offset, all delivered */
+    status = wait_exit(spawn(argv, log, -1), 60, log);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "predict: %s", slurp(log));
+    ck_assert_int_eq(test_committed(&cluster, group, in, 0), RETRIED);
+    n = read_topic(out, 0, msgs, MAX_MSGS);
+    memset(answered, 0, RETRIED * sizeof *answered);
+    for (size_t i = 0; i < n; i++)
+        answered[atoi(msgs[i].source + strlen(prefix))] = true;
+    for (int j = 0; j < RETRIED; j++)
+        ck_assert_msg(answered[j], "input offset %d has no predictions on %s", j, out);
+    free_msgs(msgs, n);
+    free(msgs);
+    free(answered);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("predict_kafka");
@@ -504,6 +589,7 @@ static Suite *suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_predict_topic_matches_file);
     tcase_add_test(tc, test_predict_follows_newer_checkpoint);
+    tcase_add_test(tc, test_predict_failed_delivery_not_committed);
     suite_add_tcase(s, tc);
     return s;
 }
