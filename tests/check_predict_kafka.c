@@ -305,16 +305,24 @@ START_TEST(test_predict_topic_matches_file)
     test_flush(&cluster);
 
     snprintf(log, sizeof log, "%s/predict.log", tmp);
+    char letters[4200];
+    snprintf(letters, sizeof letters, "%s/letters.jsonl", tmp);
     const char *argv[] = {streamlr_bin(), "predict", "-i", model, "--brokers", cluster.bootstraps,
                           "--topic", in, "--group", group, "--output-topic", out,
                           "--format", "vw", "--partitions", "all", "--exit-at-end",
-                          "--output-partition", "same", "-X", "fetch.wait.max.ms=10", "-X",
-                          "session.timeout.ms=6000", NULL};
+                          "--output-partition", "same", "--dead-letter", letters,
+                          "-X", "fetch.wait.max.ms=10", "-X", "session.timeout.ms=6000", NULL};
     int status = wait_exit(spawn(argv, log, -1), 60, log);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "predict failed: %s",
                   slurp(log));
     ck_assert_msg(log_has(log, "bad records = 1"), "%s", slurp(log));
     ck_assert_msg(log_has(log, "test AUC"), "labelled input reports its AUC");
+    /* the bad record's dead letter: message 101 is partition 1's 51st */
+    char *dl = slurp(letters), want_src[256];
+    snprintf(want_src, sizeof want_src, "\"source\":\"%s[1]\",\"offset\":50,", in);
+    ck_assert_msg(strstr(dl, want_src) != NULL, "dead letters: %s", dl);
+    ck_assert_ptr_eq(strchr(dl, '\n'), dl + strlen(dl) - 1); /* one letter */
+    free(dl);
 
     out_msg *msgs = calloc(MAX_MSGS, sizeof *msgs);
     for (int p = 0; p < PARTS; p++) {
