@@ -230,6 +230,40 @@ static bool log_has(const char *log, const char *what)
     return found;
 }
 
+/* Unique input and output topics (with `parts` partitions each) and group. */
+typedef struct names {
+    char in[128], out[128], group[128];
+} names;
+
+static void make_names(names *n, const char *what, int parts)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%s-in", what);
+    test_unique(n->in, sizeof n->in, buf);
+    snprintf(buf, sizeof buf, "%s-out", what);
+    test_unique(n->out, sizeof n->out, buf);
+    test_unique(n->group, sizeof n->group, what);
+    test_topic(&cluster, n->in, parts);
+    test_topic(&cluster, n->out, parts);
+}
+
+/* tmp/model.slr, trained on `examples` lines of vw_line's law (from r). */
+static void train_model(char *model, size_t size, test_rng *r, int examples)
+{
+    char path[4200], cmd[13000];
+    size_t cap = 1 << 20, len = 0;
+    char *train = malloc(cap);
+    for (int i = 0; i < examples; i++)
+        len += (size_t)vw_line(train + len, cap - len, r);
+    snprintf(path, sizeof path, "%s/train.vw", tmp);
+    write_file(path, train, len);
+    free(train);
+    snprintf(model, size, "%s/model.slr", tmp);
+    snprintf(cmd, sizeof cmd, "'%s' train -d '%s' -b 16 -q ui -f '%s' --quiet 2>/dev/null",
+             streamlr_bin(), path, model);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
 static void setup(void)
 {
     tmp = test_mkdtemp("predict-kafka");
@@ -254,27 +288,13 @@ static void teardown(void)
  * for that input partition's examples, and the offsets are committed. */
 START_TEST(test_predict_topic_matches_file)
 {
-    char in[128], out[128], group[128], path[4200], model[4200], log[4200];
-    test_unique(in, sizeof in, "scores-in");
-    test_unique(out, sizeof out, "scores-out");
-    test_unique(group, sizeof group, "scorer");
-    test_topic(&cluster, in, PARTS);
-    test_topic(&cluster, out, PARTS);
-
+    char model[4200], log[4200];
+    names nm;
+    make_names(&nm, "scores", PARTS);
+    const char *in = nm.in, *out = nm.out, *group = nm.group;
     /* a model trained on other examples of the same law */
     test_rng r = {7};
-    size_t cap = 1 << 20, len = 0;
-    char *train = malloc(cap);
-    for (int i = 0; i < 2000; i++)
-        len += (size_t)vw_line(train + len, cap - len, &r);
-    snprintf(path, sizeof path, "%s/train.vw", tmp);
-    write_file(path, train, len);
-    free(train);
-    snprintf(model, sizeof model, "%s/model.slr", tmp);
-    char cmd[13000];
-    snprintf(cmd, sizeof cmd, "'%s' train -d '%s' -b 16 -q ui -f '%s' --quiet", streamlr_bin(),
-             path, model);
-    ck_assert_int_eq(system(cmd), 0);
+    train_model(model, sizeof model, &r, 2000);
 
     /* the messages, and each partition's examples as a file */
     char *part_data[PARTS];
@@ -374,12 +394,10 @@ END_TEST
  * header names.  SIGTERM then ends it cleanly with its offsets committed. */
 START_TEST(test_predict_follows_newer_checkpoint)
 {
-    char in[128], out[128], group[128], dir[4100], log[4200], tlog[4200];
-    test_unique(in, sizeof in, "follow-in");
-    test_unique(out, sizeof out, "follow-out");
-    test_unique(group, sizeof group, "follower");
-    test_topic(&cluster, in, 1);
-    test_topic(&cluster, out, 1);
+    char dir[4100], log[4200], tlog[4200];
+    names nm;
+    make_names(&nm, "follow", 1);
+    const char *in = nm.in, *out = nm.out, *group = nm.group;
     snprintf(dir, sizeof dir, "%s/ckpt", tmp);
     snprintf(log, sizeof log, "%s/predict.log", tmp);
     snprintf(tlog, sizeof tlog, "%s/train.log", tmp);
@@ -513,26 +531,13 @@ END_TEST
  * message ends up answered on the output topic (at-least-once). */
 START_TEST(test_predict_failed_delivery_not_committed)
 {
-    char in[128], out[128], group[128], path[4200], model[4200], log[4200];
-    test_unique(in, sizeof in, "refused-in");
-    test_unique(out, sizeof out, "refused-out");
-    test_unique(group, sizeof group, "refused");
-    test_topic(&cluster, in, 1);
-    test_topic(&cluster, out, 1);
+    char model[4200], log[4200];
+    names nm;
+    make_names(&nm, "refused", 1);
+    const char *in = nm.in, *out = nm.out, *group = nm.group;
     test_rng r = {3};
     char line[256], key[32];
-    size_t cap = 1 << 20, len = 0;
-    char *train = malloc(cap);
-    for (int i = 0; i < 500; i++)
-        len += (size_t)vw_line(train + len, cap - len, &r);
-    snprintf(path, sizeof path, "%s/train.vw", tmp);
-    write_file(path, train, len);
-    free(train);
-    snprintf(model, sizeof model, "%s/model.slr", tmp);
-    char cmd[13000];
-    snprintf(cmd, sizeof cmd, "'%s' train -d '%s' -b 16 -f '%s' --quiet 2>/dev/null",
-             streamlr_bin(), path, model);
-    ck_assert_int_eq(system(cmd), 0);
+    train_model(model, sizeof model, &r, 500);
     for (int j = 0; j < RETRIED; j++) {
         vw_line(line, sizeof line, &r);
         snprintf(key, sizeof key, "m%d", j);
