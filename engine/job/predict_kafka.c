@@ -33,7 +33,7 @@
 #include "streamlr/learner.h"
 #include "streamlr/predict.h"
 
-#define BATCH 1000
+#define BATCH_MAX 100000
 #define POLL_MS 100            /* a consume call's wait: bounds reaction to a stop */
 #define RING_SIZE (1u << 16)   /* unacknowledged outputs at most (a power of two) */
 #define BAD_SHOWN 100          /* bad records logged one by one; the rest are counted */
@@ -549,6 +549,9 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
     double follow_every = opt->follow_interval_seconds > 0 ? opt->follow_interval_seconds : 1;
     double commit_every = opt->commit_interval_seconds > 0 ? opt->commit_interval_seconds : 1;
     double close_timeout = in->close_timeout_seconds > 0 ? in->close_timeout_seconds : 10;
+    size_t batch = in->batch ? in->batch : 1000;
+    if (batch > BATCH_MAX)
+        batch = BATCH_MAX;
 
     slr_status st = check_options(opt, in, err);
     if (st == SLR_OK)
@@ -558,7 +561,7 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
     if (st == SLR_OK)
         st = slr_auc_histogram_create(&run.hist, err);
     if (st == SLR_OK && (!(run.ring = calloc(RING_SIZE, sizeof *run.ring)) ||
-                         !(msgs = malloc(BATCH * sizeof *msgs))))
+                         !(msgs = malloc(batch * sizeof *msgs))))
         st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     if (st == SLR_OK)
         st = open_producer(&run, err);
@@ -574,7 +577,7 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
     while (!stopped && st == SLR_OK) {
         if ((opt->stop && *opt->stop) || (in->exit_at_end && slr_kafka_source_at_end(run.src)))
             break;
-        size_t n = slr_kafka_source_consume(run.src, msgs, BATCH, POLL_MS);
+        size_t n = slr_kafka_source_consume(run.src, msgs, batch, POLL_MS);
         for (size_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             slr_kafka_partition *p;
@@ -637,8 +640,10 @@ out:
         snprintf(res->model_path, sizeof res->model_path, "%s", opt->model);
     if (run.out_rkt)
         rd_kafka_topic_destroy(run.out_rkt);
-    if (run.producer)
-        rd_kafka_destroy(run.producer); /* undelivered outputs are dropped: not committed */
+    if (run.producer) { /* undelivered outputs are dropped (not committed), without waiting */
+        rd_kafka_purge(run.producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_destroy(run.producer);
+    }
     free(msgs);
     free(run.ring);
     slr_auc_histogram_destroy(run.hist);
