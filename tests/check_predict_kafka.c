@@ -594,6 +594,129 @@ START_TEST(test_predict_failed_delivery_not_committed)
 }
 END_TEST
 
+#define GROUP_PARTS 4
+#define ROUND 200
+
+static int64_t total_messages(const char *topic, int parts)
+{
+    int64_t total = 0, lo, hi;
+    for (int p = 0; p < parts; p++) {
+        test_watermarks(&cluster, topic, p, &lo, &hi);
+        total += hi;
+    }
+    return total;
+}
+
+/* Wait (bounded) until cond(arg) holds; the logs on failure. */
+static void wait_until(bool (*cond)(void *), void *arg, const char *what, const char *log_a,
+                       const char *log_b)
+{
+    double until = test_now() + 60;
+    while (!cond(arg) && test_now() < until)
+        test_sleep_ms(50);
+    if (cond(arg))
+        return;
+    for (int i = 0; i < 2; i++) {
+        char *l = slurp(i ? log_b : log_a);
+        fprintf(stderr, "---- %s:\n%s----\n", i ? log_b : log_a, l);
+        free(l);
+    }
+    ck_abort_msg("timed out waiting for %s", what);
+}
+
+typedef struct group_state {
+    const names *nm;
+    int64_t want;
+    const char *log;
+} group_state;
+
+static bool outputs_reach(void *arg)
+{
+    group_state *g = arg;
+    return total_messages(g->nm->out, GROUP_PARTS) >= g->want;
+}
+
+static bool all_committed(void *arg)
+{
+    group_state *g = arg;
+    for (int p = 0; p < GROUP_PARTS; p++)
+        if (test_committed(&cluster, g->nm->group, g->nm->in, p) != g->want)
+            return false;
+    return true;
+}
+
+static bool log_says(void *arg)
+{
+    group_state *g = arg;
+    return log_has(g->log, "kafka: releasing");
+}
+
+static void produce_round(const names *nm, test_rng *r, int round)
+{
+    for (int j = 0; j < ROUND; j++) {
+        char line[256], key[32];
+        vw_line(line, sizeof line, r);
+        snprintf(key, sizeof key, "r%dm%d", round, j);
+        produce(nm->in, j % GROUP_PARTS, key, line, strlen(line), "-");
+    }
+    test_flush(&cluster);
+}
+
+/* Two scorers in one group: the second joins while the first runs, and
+ * partitions move between them (the first delivers and commits what it
+ * scored before letting them go).  Every input message is answered on the
+ * output topic, every partition's committed offset reaches its end, and
+ * SIGTERM ends both with status 0. */
+START_TEST(test_predict_group_rebalance)
+{
+    char model[4200], log_a[4200], log_b[4200];
+    names nm;
+    make_names(&nm, "rebalance", GROUP_PARTS);
+    test_rng r = {5};
+    train_model(model, sizeof model, &r, 500);
+    snprintf(log_a, sizeof log_a, "%s/a.log", tmp);
+    snprintf(log_b, sizeof log_b, "%s/b.log", tmp);
+    const char *argv[] = {streamlr_bin(), "predict", "-i", model, "--brokers", cluster.bootstraps,
+                          "--topic", nm.in, "--group", nm.group, "--output-topic", nm.out,
+                          "--format", "vw", "-X", "fetch.wait.max.ms=10", "-X",
+                          "session.timeout.ms=6000", NULL};
+    produce_round(&nm, &r, 0);
+    pid_t a = spawn(argv, log_a, -1);
+    group_state g = {&nm, ROUND, log_a};
+    wait_until(outputs_reach, &g, "the first scorer's outputs", log_a, log_b);
+    pid_t b = spawn(argv, log_b, -1);
+    wait_until(log_says, &g, "the first scorer to release partitions", log_a, log_b);
+    produce_round(&nm, &r, 1);
+    g.want = 2 * ROUND / GROUP_PARTS;
+    wait_until(all_committed, &g, "every partition committed to its end", log_a, log_b);
+    kill(a, SIGTERM);
+    kill(b, SIGTERM);
+    int sa = wait_exit(a, 30, log_a), sb = wait_exit(b, 30, log_b);
+    ck_assert_msg(WIFEXITED(sa) && WEXITSTATUS(sa) == 0, "first scorer: %s", slurp(log_a));
+    ck_assert_msg(WIFEXITED(sb) && WEXITSTATUS(sb) == 0, "second scorer: %s", slurp(log_b));
+    ck_assert_msg(log_has(log_b, "kafka: assigned " ), "%s", slurp(log_b));
+
+    bool answered[GROUP_PARTS][2 * ROUND / GROUP_PARTS] = {{false}};
+    out_msg *msgs = calloc(MAX_MSGS, sizeof *msgs);
+    for (int p = 0; p < GROUP_PARTS; p++) {
+        size_t n = read_topic(nm.out, p, msgs, MAX_MSGS);
+        for (size_t i = 0; i < n; i++) {
+            int part, off;
+            char fmt[200];
+            snprintf(fmt, sizeof fmt, "%s[%%d]@%%d", nm.in);
+            ck_assert_int_eq(sscanf(msgs[i].source, fmt, &part, &off), 2);
+            ck_assert(part >= 0 && part < GROUP_PARTS && off >= 0 && off < 2 * ROUND / GROUP_PARTS);
+            answered[part][off] = true;
+        }
+        free_msgs(msgs, n);
+    }
+    free(msgs);
+    for (int p = 0; p < GROUP_PARTS; p++)
+        for (int o = 0; o < 2 * ROUND / GROUP_PARTS; o++)
+            ck_assert_msg(answered[p][o], "%s[%d]@%d has no predictions", nm.in, p, o);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("predict_kafka");
@@ -603,6 +726,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_predict_topic_matches_file);
     tcase_add_test(tc, test_predict_follows_newer_checkpoint);
     tcase_add_test(tc, test_predict_failed_delivery_not_committed);
+    tcase_add_test(tc, test_predict_group_rebalance);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -15,6 +15,14 @@
  * - `acked` is committed every commit interval, on revocation and at the
  *   end -- never the consumer's own position, which runs ahead of it.
  *
+ * Unlike training, where the checkpoint says where a partition starts, the
+ * group's committed offset is the truth here: the source is given an empty
+ * state, so every assignment starts at the committed offset.  A revocation
+ * commits what is acknowledged and then forgets `acked` (and any slot still
+ * outstanding from before it): a partition that comes back later may have
+ * been scored further by another member, and a stale offset of ours must
+ * never be committed over its progress.
+ *
  * So an input offset is committed only when the predictions of it and of
  * everything before it in its partition are on the broker: at-least-once.
  * A failed delivery stops the ring at that slot and the job with an error;
@@ -68,7 +76,10 @@ typedef struct predict_run {
 
     slot *ring;
     uint64_t head, tail;      /* slots [head, tail) are not retired */
-    slr_job_state acked;      /* committable input offsets (also the source's start state) */
+    slr_job_state acked;      /* committable input offsets */
+    uint64_t forget_before;   /* slots below this were taken before a revocation */
+    slr_job_state src_state;  /* the source's: empty, so partitions start at the committed
+                                 offset; it counts offsets lost to retention */
     bool acked_moved;         /* since the last commit */
     bool delivery_failed;
     char failure[SLR_ERROR_MSG_MAX]; /* the first failed delivery (or fatal producer error) */
@@ -137,12 +148,14 @@ static void retire(predict_run *run)
         if (s->state != SLOT_DONE)
             break; /* in flight, or failed: nothing after it may be committed */
         slr_error err;
-        if (slr_job_state_set_kafka_offset(&run->acked, run->in->topics[s->topic], s->partition,
-                                           s->next, &err) != SLR_OK) {
-            say(run, "cannot record an acknowledged offset: %s", err.msg);
-            break;
+        if (run->head >= run->forget_before) {
+            if (slr_job_state_set_kafka_offset(&run->acked, run->in->topics[s->topic],
+                                               s->partition, s->next, &err) != SLR_OK) {
+                say(run, "cannot record an acknowledged offset: %s", err.msg);
+                break;
+            }
+            run->acked_moved = true;
         }
-        run->acked_moved = true;
         run->head++;
     }
 }
@@ -258,6 +271,10 @@ static bool release_hook(void *ctx)
     double t = run->in->close_timeout_seconds > 0 ? run->in->close_timeout_seconds : 10.0;
     drain(run, t);
     commit_acked(run, COMMIT_WAIT_SECONDS);
+    slr_job_state_free(&run->acked);
+    slr_job_state_init(&run->acked);
+    run->acked_moved = false;
+    run->forget_before = run->tail;
     return false; /* the source's own positions run ahead of what is acknowledged */
 }
 
@@ -545,7 +562,7 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
     slr_raw_example_init(&run.raw);
     slr_buf_init(&run.out);
     slr_job_state_init(&run.acked);
-    run.acked.source = SLR_SOURCE_KAFKA;
+    slr_job_state_init(&run.src_state);
     double follow_every = opt->follow_interval_seconds > 0 ? opt->follow_interval_seconds : 1;
     double commit_every = opt->commit_interval_seconds > 0 ? opt->commit_interval_seconds : 1;
     double close_timeout = in->close_timeout_seconds > 0 ? in->close_timeout_seconds : 10;
@@ -567,7 +584,7 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
         st = open_producer(&run, err);
     slr_kafka_hooks hooks = {&run, source_log, release_hook};
     if (st == SLR_OK)
-        st = slr_kafka_source_open(&run.src, in, false, &run.acked, &hooks, err);
+        st = slr_kafka_source_open(&run.src, in, false, &run.src_state, &hooks, err);
     if (st != SLR_OK)
         goto out;
 
@@ -631,7 +648,7 @@ out:
     for (uint64_t s = run.head; s < run.tail; s++)
         if (run.ring[s & (RING_SIZE - 1)].state != SLOT_DONE)
             res->undelivered++;
-    res->metrics.lost = run.acked.metrics.lost;
+    res->metrics.lost = run.src_state.metrics.lost;
     if (run.hist)
         slr_auc_histogram_auc(run.hist, &res->auc, &res->auc_error_bound);
     if (run.follower)
@@ -655,5 +672,6 @@ out:
     slr_learner_destroy(run.model);
     slr_follower_close(run.follower);
     slr_job_state_free(&run.acked);
+    slr_job_state_free(&run.src_state);
     return st;
 }
