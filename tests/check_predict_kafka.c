@@ -10,7 +10,9 @@
  * a training job beside it (fed through a pipe) writes a newer checkpoint
  * while it runs: every output message names the checkpoint that scored it
  * (streamlr.model), its predictions must be that checkpoint's, and the
- * messages produced after the switch must carry the newer one. */
+ * messages produced after the switch must carry the newer one.  Refused
+ * deliveries must stop the job without committing past them, and two
+ * scorers of one group must answer every message across a rebalance. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
