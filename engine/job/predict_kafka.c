@@ -400,10 +400,14 @@ static slr_status produce(predict_run *run, const slr_kafka_partition *p,
             rd_kafka_headers_destroy(h);
             if (run->delivery_failed)
                 return slr_error_set(err, SLR_ERR_KAFKA, "%s", run->failure);
-            return slr_error_set(err, SLR_ERR_KAFKA, "producing to %s[%s]: %s",
-                                 run->opt->output_topic,
-                                 part == RD_KAFKA_PARTITION_UA ? "by key" : p->name,
-                                 rd_kafka_err2str(e));
+            if (part != RD_KAFKA_PARTITION_UA)
+                return slr_error_set(err, SLR_ERR_KAFKA,
+                                     "producing the predictions of %s to partition %d of %s: "
+                                     "%s (--output-partition same needs as many partitions)",
+                                     p->name, (int)part, run->opt->output_topic,
+                                     rd_kafka_err2str(e));
+            return slr_error_set(err, SLR_ERR_KAFKA, "producing the predictions of %s to %s: %s",
+                                 p->name, run->opt->output_topic, rd_kafka_err2str(e));
         }
         serve_producer(run, POLL_MS); /* deliveries free room in the queue */
     }
