@@ -6,7 +6,9 @@
  * model is bit-identical to one trained on the good lines alone) and
  * dead-letters exactly the others, in order, with their bytes, line, offset
  * and reason -- also when the job is killed at arbitrary points and resumed
- * each time. */
+ * each time.  The same stream with the Kafka sink (the embedded mock
+ * cluster): the topic holds every bad line with its reason and position, and
+ * a sink whose broker goes down stops the checkpoints from moving on. */
 #include <check.h>
 #include <fcntl.h>
 #include <math.h>
@@ -18,6 +20,7 @@
 #include <unistd.h>
 
 #include "job/job.h"
+#include "kafka_testutil.h"
 #include "streamlr/checkpoint.h"
 #include "streamlr/dead_letter.h"
 #include "streamlr/train.h"
@@ -614,6 +617,270 @@ START_TEST(killed_and_resumed_neither_loses_nor_repeats)
 }
 END_TEST
 
+/* ------------------------------------------------------------ the Kafka sink */
+
+static test_cluster cluster;
+
+static void kafka_setup(void)
+{
+    setup();
+    test_cluster_start(&cluster, 1);
+}
+
+static void kafka_teardown(void)
+{
+    test_cluster_stop(&cluster);
+    teardown();
+}
+
+static slr_dead_letter_sink *kafka_sink(const char *topic, const char *const *config, uint32_t n,
+                                        void (*log)(void *, const char *), void *log_ctx)
+{
+    slr_dead_letter_sink *sink;
+    slr_error err;
+    slr_dead_letter_kafka_options o = {.topic = topic, .brokers = cluster.bootstraps,
+                                       .config = config, .n_config = n, .log = log,
+                                       .log_ctx = log_ctx};
+    ck_assert_msg(slr_dead_letter_kafka_open(&sink, &o, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_str_eq(sink->kind, "kafka");
+    return sink;
+}
+
+/* Topic "dead" (one partition, so in input order), a sink with one extra
+ * property, options for the corrupted stream with checkpoints in ck; the
+ * topic is to be copied to copy. */
+static slr_dead_letter_sink *kafka_run(const char *property, slr_train_options *opt, char *ck,
+                                       char *copy)
+{
+    test_topic(&cluster, "dead", 1);
+    const char *const config[] = {property};
+    slr_dead_letter_sink *sink = kafka_sink("dead", config, 1, NULL, NULL);
+    snprintf(ck, 4200, "%s/ck", tmp);
+    snprintf(copy, 4200, "%s/topic.jsonl", tmp);
+    options(opt, input, ck, sink, NULL);
+    return sink;
+}
+
+typedef struct topic_copy {
+    size_t n;
+    char **keys; /* "source@offset" */
+    char **reasons; /* the "reason" header */
+} topic_copy;
+
+/* Read partition 0 of topic to its end: every value as a line in path (the
+ * file sink's format, so read_letters parses it), keys and headers aside. */
+static topic_copy consume_topic(const char *topic, const char *path)
+{
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", cluster.bootstraps, NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", "dead-letter-reader", NULL, 0);
+    rd_kafka_conf_set(conf, "enable.partition.eof", "true", NULL, 0);
+    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "0", NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    ck_assert_msg(rk != NULL, "%s", errstr);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, 0)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    FILE *out = fopen(path, "w");
+    ck_assert_ptr_nonnull(out);
+    topic_copy c = {0, NULL, NULL};
+    double until = test_now() + 60;
+    for (bool eof = false; !eof;) {
+        ck_assert_msg(test_now() < until, "the dead-letter topic was not read to its end in time");
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eof = true;
+        } else {
+            ck_assert_msg(!m->err, "%s", rd_kafka_message_errstr(m));
+            fwrite(m->payload, 1, m->len, out);
+            fputc('\n', out);
+            c.keys = realloc(c.keys, (c.n + 1) * sizeof *c.keys);
+            c.reasons = realloc(c.reasons, (c.n + 1) * sizeof *c.reasons);
+            c.keys[c.n] = strndup(m->key, m->key_len);
+            rd_kafka_headers_t *h = NULL;
+            const void *v = NULL;
+            size_t vlen = 0;
+            ck_assert_int_eq(rd_kafka_message_headers(m, &h), 0);
+            ck_assert_int_eq(rd_kafka_header_get_last(h, "reason", &v, &vlen), 0);
+            c.reasons[c.n] = strndup(v, vlen);
+            c.n++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    fclose(out);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return c;
+}
+
+static void free_topic_copy(topic_copy *c)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        free(c->keys[i]);
+        free(c->reasons[i]);
+    }
+    free(c->keys);
+    free(c->reasons);
+}
+
+/* Letter i of the copy is want.v[i]: key, reason header (the value is
+ * checked by assert_letters_are_the_bad_lines). */
+static void assert_keys_are_the_bad_lines(const topic_copy *c)
+{
+    ck_assert_uint_eq(c->n, want.n);
+    for (size_t i = 0; i < c->n; i++) {
+        char key[4300];
+        snprintf(key, sizeof key, "%s@%llu", input, (unsigned long long)want.v[i].offset);
+        ck_assert_str_eq(c->keys[i], key);
+        ck_assert_str_eq(c->reasons[i], slr_bad_reason_name(want.v[i].why));
+    }
+}
+
+/* The file stream with ~1% corruption, dead letters to a topic: every good
+ * example learned, every bad line in the topic in order with its reason and
+ * position; a record longer than message.max.bytes allows is cut and
+ * flagged. */
+START_TEST(kafka_topic_holds_every_bad_record)
+{
+    char ck[4200], copy[4200];
+    slr_train_options opt;
+    slr_dead_letter_sink *sink = kafka_run("message.max.bytes=1500", &opt, ck, copy);
+    slr_train_result res;
+    slr_error err;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    sink->close(sink);
+
+    ck_assert_uint_eq(res.metrics.examples, want.good);
+    for (int k = 0; k < SLR_BAD_REASON_COUNT; k++)
+        ck_assert_uint_eq(res.metrics.rejected[k], want.by_reason[k]);
+    ck_assert_uint_eq(res.dead_letters, want.n);
+    topic_copy c = consume_topic("dead", copy);
+    assert_keys_are_the_bad_lines(&c);
+    free_topic_copy(&c);
+    assert_letters_are_the_bad_lines(copy);
+    /* too_large records were cut below --max-record to fit the message */
+    letters got = read_letters(copy);
+    for (size_t i = 0; i < got.n; i++)
+        if (want.v[i].why == SLR_BAD_TOO_LARGE)
+            ck_assert_msg(got.v[i].truncated && got.v[i].len < MAX_RECORD && got.v[i].len > 100,
+                          "letter %zu: %zu bytes, %s", i, got.v[i].len,
+                          got.v[i].truncated ? "truncated" : "whole");
+    free_letters(&got);
+
+    /* the checkpoint counts the delivered dead letters */
+    slr_learner *l;
+    slr_job_state st;
+    slr_job_state_init(&st);
+    ck_assert_int_eq(slr_checkpoint_dir_load(ck, &l, &st, NULL, NULL, NULL, NULL), SLR_OK);
+    ck_assert_str_eq(st.dead_letter.kind, "kafka");
+    ck_assert_str_eq(st.dead_letter.name, "dead");
+    ck_assert_uint_eq(st.dead_letter.position, want.n);
+    slr_learner_destroy(l);
+    slr_job_state_free(&st);
+}
+END_TEST
+
+typedef struct outage {
+    int bad_seen, down_at;
+    bool resumed_note; /* the resume said that letters may come again */
+} outage;
+
+static void log_and_maybe_down(void *ctx, const char *msg)
+{
+    outage *o = ctx;
+    if (strstr(msg, "; skipped") && ++o->bad_seen == o->down_at) {
+        /* the letters so far delivered first, so that some lie past the
+         * checkpoint and the resumed run repeats them */
+        int64_t lo, hi = 0;
+        for (double until = test_now() + 30; hi < o->down_at - 1 && test_now() < until;)
+            test_watermarks(&cluster, "dead", 0, &lo, &hi);
+        rd_kafka_mock_broker_set_down(cluster.mc, 1);
+    }
+    if (strstr(msg, "the replay sends them again"))
+        o->resumed_note = true;
+}
+
+/* The broker goes down mid-run: the next checkpoint cannot make the dead
+ * letters durable, so the job stops with an error and its newest checkpoint
+ * counts only letters the topic holds.  Resumed once the broker is back, the
+ * topic holds every bad line, the ones delivered after the checkpoint twice,
+ * with the same key. */
+START_TEST(kafka_sink_down_stops_the_checkpoints)
+{
+    outage o = {0, 25, false};
+    char ck[4200], copy[4200];
+    slr_train_options opt;
+    slr_dead_letter_sink *sink = kafka_run("message.timeout.ms=2000", &opt, ck, copy);
+    opt.log = log_and_maybe_down;
+    opt.log_ctx = &o;
+    slr_train_result res;
+    slr_error err;
+    ck_assert_int_ne(slr_train_files(&opt, &res, &err), SLR_OK);
+    ck_assert_msg(strstr(err.msg, "could not be delivered to topic dead") &&
+                  strstr(err.msg, "without a further checkpoint"), "%s", err.msg);
+    sink->close(sink);
+
+    slr_learner *l;
+    slr_job_state st;
+    slr_job_state_init(&st);
+    ck_assert_int_eq(slr_checkpoint_dir_load(ck, &l, &st, NULL, NULL, NULL, NULL), SLR_OK);
+    uint64_t counted = st.dead_letter.position;
+    ck_assert_uint_lt(st.metrics.examples, want.good); /* it stopped */
+    ck_assert_uint_lt(counted, (uint64_t)o.down_at);
+    slr_learner_destroy(l);
+    slr_job_state_free(&st);
+
+    rd_kafka_mock_broker_set_up(cluster.mc, 1);
+    topic_copy before = consume_topic("dead", copy);
+    size_t delivered = before.n;
+    free_topic_copy(&before);
+    /* the checkpoint counts no more than the topic holds; the rest is to come again */
+    ck_assert_uint_gt(delivered, counted);
+
+    sink = kafka_sink("dead", NULL, 0, NULL, NULL);
+    options(&opt, input, ck, sink, NULL);
+    opt.resume = true;
+    opt.log = log_and_maybe_down;
+    opt.log_ctx = &o;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    sink->close(sink);
+    ck_assert(o.resumed_note);
+    ck_assert_uint_eq(res.metrics.examples, want.good);
+
+    /* at least once: what was delivered before the outage, then everything
+     * after the checkpoint again, with the same keys */
+    topic_copy all = consume_topic("dead", copy);
+    ck_assert_uint_eq(all.n, delivered + want.n - counted);
+    for (size_t i = delivered; i < all.n; i++) {
+        char key[4300];
+        snprintf(key, sizeof key, "%s@%llu", input,
+                 (unsigned long long)want.v[counted + i - delivered].offset);
+        ck_assert_str_eq(all.keys[i], key);
+    }
+    topic_copy once = {0, calloc(all.n, sizeof(char *)), calloc(all.n, sizeof(char *))};
+    for (size_t i = 0; i < all.n; i++) {
+        bool seen = false;
+        for (size_t j = 0; j < once.n && !seen; j++)
+            seen = !strcmp(once.keys[j], all.keys[i]);
+        if (!seen) {
+            once.keys[once.n] = strdup(all.keys[i]);
+            once.reasons[once.n++] = strdup(all.reasons[i]);
+        }
+    }
+    assert_keys_are_the_bad_lines(&once);
+    fprintf(stderr, "kafka_sink_down: %zu dead letters in the topic for %zu bad lines; %zu "
+                    "delivered before the outage, of which the checkpoint counted %llu\n",
+            all.n, want.n, delivered, (unsigned long long)counted);
+    free_topic_copy(&once);
+    free_topic_copy(&all);
+}
+END_TEST
+
 static Suite *dead_letter_suite(void)
 {
     Suite *s = suite_create("dead_letter");
@@ -626,6 +893,12 @@ static Suite *dead_letter_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, corrupted_stream_learns_the_good_and_keeps_the_bad);
     tcase_add_test(tc, killed_and_resumed_neither_loses_nor_repeats);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("kafka");
+    tcase_add_checked_fixture(tc, kafka_setup, kafka_teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, kafka_topic_holds_every_bad_record);
+    tcase_add_test(tc, kafka_sink_down_stops_the_checkpoints);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -16,6 +16,7 @@
 
 enum {
     OPT_EXAMPLES = OPT_FIRST_COMMAND_SPECIFIC,
+    OPT_DEAD_LETTER_TOPIC,
 };
 
 static void usage(FILE *out)
@@ -39,6 +40,10 @@ static void usage(FILE *out)
             "      --dead-letter FILE   append every record that cannot be learned from (bad\n"
             "                           or unlabelled) to FILE as a JSON line with its exact\n"
             "                           bytes, position and reason (docs/DEAD_LETTERS.md)\n"
+            "      --dead-letter-topic T  produce them to Kafka topic T instead (--brokers,\n"
+            "                           -X, --kafka-config as for the consumer; also when\n"
+            "                           training from files): at least once, keyed by the\n"
+            "                           record's position \"source@offset\"\n"
             "      --max-features N     reject examples with more than N features after -q\n"
             "                           (default 65536)\n"
             "      --max-record BYTES   reject records longer than this (default 16 MiB)\n"
@@ -157,6 +162,7 @@ int slr_cmd_train(int argc, char **argv)
         {"resume", no_argument, 0, OPT_RESUME},
         {"strict", no_argument, 0, OPT_STRICT},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
+        {"dead-letter-topic", required_argument, 0, OPT_DEAD_LETTER_TOPIC},
         {"max-features", required_argument, 0, OPT_MAX_FEATURES},
         {"max-record", required_argument, 0, OPT_MAX_RECORD},
         {"examples", required_argument, 0, OPT_EXAMPLES},
@@ -190,7 +196,7 @@ int slr_cmd_train(int argc, char **argv)
     bool format_given = false, quiet = false, every_given = false;
     const char *pred_path = NULL, *metrics_path = NULL, *style = "auto";
     FILE *pred = NULL, *metrics = NULL;
-    const char *dead_letter_path = NULL;
+    const char *dead_letter_path = NULL, *dead_letter_topic = NULL;
     slr_dead_letter_sink *dead_letter = NULL;
     int rc = 2;
     uint64_t u64;
@@ -242,6 +248,7 @@ int slr_cmd_train(int argc, char **argv)
         case OPT_RESUME: opt.resume = true; break;
         case OPT_STRICT: opt.strict = true; break;
         case OPT_DEAD_LETTER: dead_letter_path = optarg; break;
+        case OPT_DEAD_LETTER_TOPIC: dead_letter_topic = optarg; break;
         case OPT_MAX_FEATURES:
             if (!cli_u32("train", "--max-features", optarg, &opt.max_features))
                 goto done;
@@ -316,7 +323,8 @@ int slr_cmd_train(int argc, char **argv)
     }
     for (int i = optind; i < argc; i++)
         files[n_files++] = argv[i];
-    bool from_kafka = cli_kafka_input_given(&kin);
+    /* with files, --brokers and -X serve the dead-letter topic alone */
+    bool from_kafka = kin.n_topics || (kafka->brokers && !(n_files && dead_letter_topic));
     if (from_kafka && n_files) {
         fprintf(stderr, "streamlr train: give either --data files or --brokers/--topic, not both\n");
         goto done;
@@ -326,9 +334,11 @@ int slr_cmd_train(int argc, char **argv)
                         "unless bootstrap.servers is in --kafka-config)\n");
         goto done;
     }
-    if (!from_kafka && kin.flag) {
+    if (!from_kafka && kin.flag && !(dead_letter_topic && !kafka->group && !kafka->assign &&
+                                     !kafka->exit_at_end)) {
         fprintf(stderr, "streamlr train: --group, -X, --kafka-config, --partitions and "
-                        "--exit-at-end apply to Kafka input (--brokers, --topic)\n");
+                        "--exit-at-end apply to Kafka input (--brokers, --topic); with files, "
+                        "--brokers, -X and --kafka-config serve --dead-letter-topic\n");
         goto done;
     }
     if (!from_kafka && n_files == 0) {
@@ -348,9 +358,13 @@ int slr_cmd_train(int argc, char **argv)
         fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
         goto done;
     }
-    if (dead_letter_path && opt.strict) {
-        fprintf(stderr, "streamlr train: --strict stops at the first bad record, --dead-letter keeps "
-                        "bad records and goes on; choose one\n");
+    if (dead_letter_path && dead_letter_topic) {
+        fprintf(stderr, "streamlr train: --dead-letter and --dead-letter-topic: choose one sink\n");
+        goto done;
+    }
+    if ((dead_letter_path || dead_letter_topic) && opt.strict) {
+        fprintf(stderr, "streamlr train: --strict stops at the first bad record, --dead-letter(-topic) "
+                        "keeps bad records and goes on; choose one\n");
         goto done;
     }
     if (opt.test_only && (opt.checkpoint_dir || !opt.model_in)) {
@@ -362,7 +376,17 @@ int slr_cmd_train(int argc, char **argv)
         fprintf(stderr, "streamlr train: %s\n", err.msg);
         goto done;
     }
-    if (dead_letter_path) {
+    if (dead_letter_topic) {
+        slr_dead_letter_kafka_options dk = {.topic = dead_letter_topic, .brokers = kafka->brokers,
+                                            .config = (const char *const *)kin.conf.kv,
+                                            .n_config = kin.conf.n, .log = cli_log};
+        if (slr_dead_letter_kafka_open(&dead_letter, &dk, &err) != SLR_OK) {
+            fprintf(stderr, "streamlr train: %s\n", err.msg);
+            rc = 1;
+            goto done;
+        }
+        opt.dead_letter = dead_letter;
+    } else if (dead_letter_path) {
         if (slr_dead_letter_file_open(&dead_letter, dead_letter_path, &err) != SLR_OK) {
             fprintf(stderr, "streamlr train: %s\n", err.msg);
             rc = 1;

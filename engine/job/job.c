@@ -139,6 +139,10 @@ static slr_status resume_dead_letters(slr_job *job, slr_error *err)
     if (st == SLR_OK && dropped)
         slr_job_log(job, "%s: dropped the dead letters written after the checkpoint (%llu bytes); "
                          "the replay writes them again", sink->name, (unsigned long long)dropped);
+    if (st == SLR_OK && sink->at_least_once)
+        slr_job_log(job, "%s: the checkpoint counts %llu dead letters delivered; any sent after "
+                         "it stay, and the replay sends them again with the same keys "
+                         "(docs/DEAD_LETTERS.md)", sink->name, (unsigned long long)mark->position);
     return st;
 }
 

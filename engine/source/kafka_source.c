@@ -462,8 +462,8 @@ static const struct {
     {"log.queue", "true", "streamlr serves librdkafka's logs on its own thread"},
 };
 
-static slr_status set_conf(rd_kafka_conf_t *conf, const char *key, const char *value,
-                           slr_error *err)
+slr_status slr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                              slr_error *err)
 {
     char errstr[512];
     if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
@@ -518,33 +518,33 @@ static slr_status apply_property(slr_kafka_source *src, rd_kafka_conf_t *conf, c
         return parse_policy(value, &src->policy, err);
     if (!strcmp(key, "statistics.interval.ms"))
         *stats_set = true;
-    return set_conf(conf, key, value, err);
+    return slr_kafka_conf_set(conf, key, value, err);
 }
 
 static slr_status build_conf(slr_kafka_source *src, const slr_kafka_options *k, bool want_stats,
                              rd_kafka_conf_t **out, slr_error *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    slr_status st = set_conf(conf, "client.id", "streamlr", err);
+    slr_status st = slr_kafka_conf_set(conf, "client.id", "streamlr", err);
     /* sticky: a partition stays with the member whose model has learned it;
      * cooperative: members keep consuming the partitions that do not move,
      * and revoke (checkpoint, commit) while the group is still stable */
     if (st == SLR_OK)
-        st = set_conf(conf, "partition.assignment.strategy", "cooperative-sticky", err);
+        st = slr_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err);
     for (size_t i = 0; st == SLR_OK && i < sizeof FORCED / sizeof FORCED[0]; i++)
-        st = set_conf(conf, FORCED[i].key, FORCED[i].value, err);
+        st = slr_kafka_conf_set(conf, FORCED[i].key, FORCED[i].value, err);
     if (st == SLR_OK && k->brokers)
-        st = set_conf(conf, "bootstrap.servers", k->brokers, err);
+        st = slr_kafka_conf_set(conf, "bootstrap.servers", k->brokers, err);
     if (st == SLR_OK && k->group)
-        st = set_conf(conf, "group.id", k->group, err);
+        st = slr_kafka_conf_set(conf, "group.id", k->group, err);
     bool stats_set = false;
     for (uint32_t i = 0; st == SLR_OK && i < k->n_config; i++)
         st = apply_property(src, conf, k->config[i], &stats_set, err);
     if (st == SLR_OK && want_stats && !stats_set)
-        st = set_conf(conf, "statistics.interval.ms", DEFAULT_STATS_MS, err);
+        st = slr_kafka_conf_set(conf, "statistics.interval.ms", DEFAULT_STATS_MS, err);
     /* librdkafka must never move a position by itself: see the top of the file */
     if (st == SLR_OK)
-        st = set_conf(conf, "auto.offset.reset", "error", err);
+        st = slr_kafka_conf_set(conf, "auto.offset.reset", "error", err);
     char buf[512];
     size_t n = sizeof buf;
     if (st == SLR_OK && (rd_kafka_conf_get(conf, "group.id", buf, &n) != RD_KAFKA_CONF_OK || !*buf))

@@ -48,6 +48,11 @@ typedef struct slr_kafka_hooks {
 
 typedef struct slr_kafka_source slr_kafka_source;
 
+/* rd_kafka_conf_set with its complaint as an slr_error (also for the
+ * dead-letter producer, dead_letter_kafka.c). */
+slr_status slr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
+                              slr_error *err);
+
 /* Create the consumer, subscribe (or assign), with positions taken from
  * state (the loaded checkpoint).  state must outlive the source; it receives
  * positions (note_positions) and lost-offset counts (metrics.lost).

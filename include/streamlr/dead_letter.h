@@ -57,6 +57,9 @@ struct slr_dead_letter_sink {
     slr_status (*resume)(slr_dead_letter_sink *s, uint64_t position, uint64_t *dropped,
                          slr_error *err);
     void (*close)(slr_dead_letter_sink *s); /* frees; does not sync */
+    /* resume cannot take back what was put after the position (a topic):
+     * the replay puts those records again, so they arrive at least once */
+    bool at_least_once;
 };
 
 /* Append one dead letter as a JSON line (the file sink's format; a Kafka
@@ -67,6 +70,26 @@ slr_status slr_dead_letter_to_json(slr_buf *out, const slr_dead_letter *dl, slr_
  * an existing file is appended to).  Its position is the file's length. */
 slr_status slr_dead_letter_file_open(slr_dead_letter_sink **out, const char *path,
                                      slr_error *err);
+
+/* A sink producing each dead letter to a Kafka topic (librdkafka's
+ * idempotent producer): the value is the JSON line without its newline, the
+ * key the record's position "source@offset", headers "reason", "source" and
+ * "offset".  Its position is the number of dead letters whose delivery was
+ * acknowledged; sync flushes and fails if any delivery failed.  Resume
+ * checks that the topic holds at least that many messages, and cannot take
+ * back later ones (at_least_once).  A dead letter longer than
+ * message.max.bytes allows keeps only the start of its data (truncated). */
+typedef struct slr_dead_letter_kafka_options {
+    const char *topic;
+    const char *brokers;        /* NULL: bootstrap.servers in config */
+    const char *const *config;  /* "key=value" librdkafka properties, in order */
+    uint32_t n_config;
+    void (*log)(void *ctx, const char *msg); /* the client's errors; NULL = silent */
+    void *log_ctx;
+} slr_dead_letter_kafka_options;
+
+slr_status slr_dead_letter_kafka_open(slr_dead_letter_sink **out,
+                                      const slr_dead_letter_kafka_options *opt, slr_error *err);
 
 #ifdef __cplusplus
 }
