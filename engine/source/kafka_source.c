@@ -669,13 +669,19 @@ slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options
  * One message per call keeps the position exact, so that protocol takes
  * messages one by one (still collected into a batch for the loop); eager
  * rebalances and static assignments restart every partition at an explicit
- * offset and use the batch call. */
+ * offset and use the batch call.
+ *
+ * The batch call never waits here: given a timeout it waits until `max`
+ * messages are queued or the time is up, however many it already holds, so
+ * a consumer fed in small bursts would sit on data it could be learning.
+ * Only the first message is waited for. */
 size_t slr_kafka_source_consume(slr_kafka_source *src, rd_kafka_message_t **msgs, size_t max,
                                 int timeout_ms)
 {
     if (!cooperative(src)) {
-        ssize_t n = rd_kafka_consume_batch_queue(src->queue, timeout_ms, msgs, max);
-        return n > 0 ? (size_t)n : 0;
+        ssize_t got = rd_kafka_consume_batch_queue(src->queue, 0, msgs, max);
+        if (got > 0)
+            return (size_t)got;
     }
     size_t n = 0;
     rd_kafka_message_t *m = rd_kafka_consume_queue(src->queue, timeout_ms);
@@ -683,6 +689,11 @@ size_t slr_kafka_source_consume(slr_kafka_source *src, rd_kafka_message_t **msgs
         msgs[n++] = m;
         if (n == max)
             break;
+        if (!cooperative(src)) { /* (a callback may just have told us which protocol) */
+            ssize_t got = rd_kafka_consume_batch_queue(src->queue, 0, msgs + n, max - n);
+            n += got > 0 ? (size_t)got : 0;
+            break;
+        }
         m = rd_kafka_consume_queue(src->queue, 0);
     }
     return n;
