@@ -557,6 +557,9 @@ START_TEST(test_text_payloads)
     test_flush(&cluster);
     consumer *c = consumer_new(&cluster, topic, group, tmp, "text");
     c->opt.format = SLR_FORMAT_VW;
+    /* also: a raised message.max.bytes; streamlr's fetch.max.bytes default
+     * (1 MiB) must follow it, librdkafka refuses a smaller one */
+    c->config[c->k.n_config++] = "message.max.bytes=4000000";
     c->k.assign = true;
     c->k.exit_at_end = true;
     consumer_start(c);

@@ -485,7 +485,7 @@ static slr_status parse_policy(const char *v, reset_policy *out, slr_error *err)
 
 /* One "key=value" from the user (-X, --kafka-config). */
 static slr_status apply_property(slr_kafka_source *src, rd_kafka_conf_t *conf, const char *kv,
-                                 bool *stats_set, slr_error *err)
+                                 bool *stats_set, bool *fetch_set, slr_error *err)
 {
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv)
@@ -508,7 +508,28 @@ static slr_status apply_property(slr_kafka_source *src, rd_kafka_conf_t *conf, c
         return parse_policy(value, &src->policy, err);
     if (!strcmp(key, "statistics.interval.ms"))
         *stats_set = true;
+    if (!strcmp(key, "fetch.max.bytes") || !strcmp(key, "max.partition.fetch.bytes"))
+        *fetch_set = true;
     return set_conf(conf, key, value, err);
+}
+
+/* Fetch responses of about 1 MiB (librdkafka: up to 50 MiB, 1 MiB per
+ * partition): the fetch thread then reuses buffers that stay in cache
+ * rather than faulting in fresh pages for every response, and still keeps
+ * ahead of the learner (BENCHMARKS.md, Kafka).  A batch larger than the
+ * limits is still fetched whole.  librdkafka refuses a fetch.max.bytes
+ * below message.max.bytes, which a user may have raised. */
+static slr_status small_fetches(rd_kafka_conf_t *conf, slr_error *err)
+{
+    char buf[32];
+    size_t n = sizeof buf;
+    long long fetch = 1048576;
+    if (rd_kafka_conf_get(conf, "message.max.bytes", buf, &n) == RD_KAFKA_CONF_OK &&
+        atoll(buf) > fetch)
+        fetch = atoll(buf);
+    snprintf(buf, sizeof buf, "%lld", fetch);
+    slr_status st = set_conf(conf, "fetch.max.bytes", buf, err);
+    return st == SLR_OK ? set_conf(conf, "max.partition.fetch.bytes", "262144", err) : st;
 }
 
 static slr_status build_conf(slr_kafka_source *src, const slr_kafka_options *k, bool want_stats,
@@ -527,9 +548,11 @@ static slr_status build_conf(slr_kafka_source *src, const slr_kafka_options *k, 
         st = set_conf(conf, "bootstrap.servers", k->brokers, err);
     if (st == SLR_OK && k->group)
         st = set_conf(conf, "group.id", k->group, err);
-    bool stats_set = false;
+    bool stats_set = false, fetch_set = false;
     for (uint32_t i = 0; st == SLR_OK && i < k->n_config; i++)
-        st = apply_property(src, conf, k->config[i], &stats_set, err);
+        st = apply_property(src, conf, k->config[i], &stats_set, &fetch_set, err);
+    if (st == SLR_OK && !fetch_set)
+        st = small_fetches(conf, err);
     if (st == SLR_OK && want_stats && !stats_set)
         st = set_conf(conf, "statistics.interval.ms", DEFAULT_STATS_MS, err);
     /* librdkafka must never move a position by itself: see the top of the file */
