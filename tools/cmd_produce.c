@@ -50,7 +50,8 @@ static void usage(FILE *out)
             "  --hashed             send hashed examples in the compact msgpack form, with\n"
             "  -b, --bits N         ... N index bits (default %d) and\n"
             "  -q, --quadratic AB   ... -q interactions added here (train without -q then)\n"
-            "  --per-message N      pack N examples into each message (default 1)\n"
+            "  --per-message N      pack N examples (--raw: records) into each message\n"
+            "                       (default 1)\n"
             "  --key-field tag|NS   message key: the example's tag, or the name of its first\n"
             "                       feature in namespace NS (e.g. a user id), so that all\n"
             "                       examples with one key land in one partition in order;\n"
@@ -221,20 +222,22 @@ static bool add_example(producer *p, const char *record, size_t len, bool is_msg
     return ++p->in_msg < p->per_message || send_message(p);
 }
 
-/* --raw: one message per record (non-blank line, or msgpack object), as it is. */
-static bool add_record(producer *p, const char *s, size_t n)
+/* --raw: records (non-blank lines, or msgpack objects) as they are,
+ * --per-message of them to a message (text lines joined by newlines). */
+static bool add_record(producer *p, const char *s, size_t n, bool text)
 {
     while (n && (s[n - 1] == '\n' || s[n - 1] == '\r'))
         n--;
     if (n == 0)
         return true;
     slr_error err;
-    if (slr_buf_append(&p->msg, s, n, &err) != SLR_OK) {
+    if ((p->in_msg && text && slr_buf_append(&p->msg, "\n", 1, &err) != SLR_OK) ||
+        slr_buf_append(&p->msg, s, n, &err) != SLR_OK) {
         fprintf(stderr, "streamlr produce: out of memory\n");
         return false;
     }
     p->examples++;
-    return send_message(p);
+    return ++p->in_msg < p->per_message || send_message(p);
 }
 
 static bool produce_files(producer *p, const char *const *files, uint32_t n, slr_format fmt)
@@ -277,7 +280,7 @@ static bool produce_files(producer *p, const char *const *files, uint32_t n, slr
         unsigned long long where = slr_format_is_text(fmt) ? pos.line : pos.offset;
         if (p->raw) {
             if (r == SLR_DECODE_EXAMPLE)
-                ok = add_record(p, buf, used);
+                ok = add_record(p, buf, used, slr_format_is_text(fmt));
             else if (p->bad++ == 0) /* not msgpack: skipped byte by byte, reported once */
                 fprintf(stderr, "%s@%llu: not msgpack data; skipping bytes\n",
                         slr_file_source_path(src), where);
@@ -408,9 +411,9 @@ int slr_cmd_produce(int argc, char **argv)
         fprintf(stderr, "streamlr produce: cannot tell the format of %s; use --format\n", files[0]);
         goto done;
     }
-    if (p.raw && (p.hashed || p.key_field || p.per_message > 1)) {
+    if (p.raw && (p.hashed || p.key_field)) {
         fprintf(stderr, "streamlr produce: --raw sends records as they are: it takes no "
-                        "--hashed, --key-field or --per-message\n");
+                        "--hashed or --key-field\n");
         goto done;
     }
     if (have_hashing && !p.hashed) {

@@ -1,6 +1,7 @@
 /* job.c - the per-record pipeline shared by every source (see job.h). */
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,22 @@ void slr_job_log(slr_job *job, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     job->opt->log(job->opt->log_ctx, msg);
+}
+
+bool slr_job_start_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    bool ok = pthread_create(thread, NULL, fn, arg) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ok;
+}
+
+void *slr_job_prefault_thread(void *learner)
+{
+    slr_learner_prefault(learner);
+    return NULL;
 }
 
 static void warn_cb(void *ctx, const char *msg) { slr_job_log(ctx, "%s", msg); }

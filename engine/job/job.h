@@ -18,6 +18,7 @@
 #ifndef STREAMLR_JOB_H
 #define STREAMLR_JOB_H
 
+#include <pthread.h>
 #include <stdbool.h>
 
 #include "streamlr/checkpoint.h"
@@ -245,5 +246,12 @@ void slr_job_progress_row(slr_job *job, const slr_example *ex, double p);
 /* The last report: final JSON line, publish, clear the progress line. */
 void slr_job_report_finish(slr_job *job, slr_metrics_report *final_report);
 double slr_monotonic_seconds(void);
+
+/* Start a helper thread with every signal blocked, so that SIGINT and
+ * SIGTERM reach the learning thread, which checks opt->stop. */
+bool slr_job_start_thread(pthread_t *thread, void *(*fn)(void *), void *arg);
+/* A helper thread's body: zero the learner's weight table (arg) on a second
+ * core rather than page by page under the learner. */
+void *slr_job_prefault_thread(void *learner);
 
 #endif

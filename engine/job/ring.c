@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "learner/learner_impl.h"
 #include "ring.h"
 
 /* Pause loops before sleeping (a pause is some tens of ns): long enough to
@@ -222,4 +223,23 @@ void slr_ring_cancel(slr_ring *r)
 {
     atomic_store(&r->cancelled, true);
     wake(r);
+}
+
+/* ------------------------------------------------------------ prefetching */
+
+#define PREFETCH_ITEM 4  /* items ahead whose feature lists are fetched */
+#define PREFETCH_SLOTS 2 /* items ahead whose weight slots are fetched */
+
+void slr_ring_prefetch_ahead(slr_ring *r, slr_learner *learner)
+{
+    const slr_job_item *it = slr_ring_peek(r, PREFETCH_ITEM);
+    if (it && it->kind == SLR_ITEM_EXAMPLE) {
+        const char *f = (const char *)it->ex.features;
+        size_t bytes = (size_t)it->ex.n_features * sizeof *it->ex.features;
+        for (size_t off = 0; off < bytes; off += SLR_CACHE_LINE)
+            __builtin_prefetch(f + off, 0, 3);
+    }
+    it = slr_ring_peek(r, PREFETCH_SLOTS);
+    if (it && it->kind == SLR_ITEM_EXAMPLE)
+        slr_learner_prefetch(learner, &it->ex);
 }

@@ -76,5 +76,9 @@ slr_job_item *slr_ring_peek(slr_ring *r, uint32_t k);
 void slr_ring_release(slr_ring *r);
 /* Consumer: stop the producer (it sees NULL from slr_ring_claim). */
 void slr_ring_cancel(slr_ring *r);
+/* Consumer, before learning the oldest item: fetch the feature lists and
+ * weight slots of the items a few places behind it, so that their memory
+ * latency overlaps this item's learning. */
+void slr_ring_prefetch_ahead(slr_ring *r, slr_learner *learner);
 
 #endif

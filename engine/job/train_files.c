@@ -19,7 +19,6 @@
  * consumer waits for items in short waits, keeping the metrics fresh
  * (slr_job_idle) and noticing a stop request. */
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 
 #include "job.h"
@@ -31,8 +30,6 @@
 #define IDLE_POLL_MS 200  /* how long either stage waits for input at a time */
 #define RING_THREADED 256 /* items in flight between the threads */
 #define RING_INLINE 8     /* records decoded ahead on one thread */
-#define PREFETCH_ITEM 4   /* items ahead whose feature lists are fetched */
-#define PREFETCH_SLOTS 2  /* items ahead whose weight slots are fetched */
 
 typedef struct producer {
     slr_file_source *src;
@@ -128,37 +125,6 @@ static void *producer_thread(void *arg)
     return NULL;
 }
 
-static void *prefault_thread(void *arg)
-{
-    slr_learner_prefault(arg);
-    return NULL;
-}
-
-/* Start a helper thread with every signal blocked, so that SIGINT and
- * SIGTERM reach the learning thread, which checks opt->stop. */
-static bool start_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
-{
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    bool ok = pthread_create(thread, NULL, fn, arg) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    return ok;
-}
-
-static void prefetch_ahead(slr_job *job, slr_ring *ring)
-{
-    const slr_job_item *it = slr_ring_peek(ring, PREFETCH_ITEM);
-    if (it && it->kind == SLR_ITEM_EXAMPLE) {
-        const char *f = (const char *)it->ex.features;
-        size_t bytes = (size_t)it->ex.n_features * sizeof *it->ex.features;
-        for (size_t off = 0; off < bytes; off += SLR_CACHE_LINE)
-            __builtin_prefetch(f + off, 0, 3);
-    }
-    it = slr_ring_peek(ring, PREFETCH_SLOTS);
-    if (it && it->kind == SLR_ITEM_EXAMPLE)
-        slr_learner_prefetch(job->learner, &it->ex);
-}
 
 /* The position after an item, keeping the records count stage 2 keeps. */
 static void set_position(slr_job *job, const slr_file_position *after)
@@ -197,7 +163,7 @@ static slr_status consume(slr_job *job, slr_ring *ring, producer *inline_pr, boo
                 *err = it->reason;
             return it->status;
         }
-        prefetch_ahead(job, ring);
+        slr_ring_prefetch_ahead(ring, job->learner);
         slr_apply_result r;
         slr_status st = slr_job_learn(job, it, &r, err);
         set_position(job, &it->after);
@@ -251,11 +217,11 @@ slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, 
         SLR_OK)
         goto out;
     pr.ring = &ring;
-    if (threaded && !(threaded = start_thread(&thread, producer_thread, &pr)))
+    if (threaded && !(threaded = slr_job_start_thread(&thread, producer_thread, &pr)))
         slr_job_log(&job, "cannot start the decoding thread; decoding on the learning thread");
     /* with a second core, zero the weight table there rather than page by
      * page under the learner */
-    bool prefaulting = threaded && start_thread(&prefaulter, prefault_thread, job.learner);
+    bool prefaulting = threaded && slr_job_start_thread(&prefaulter, slr_job_prefault_thread, job.learner);
 
     st = consume(&job, &ring, threaded ? NULL : &pr, &stopped, err);
     if (threaded) {

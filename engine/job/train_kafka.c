@@ -9,12 +9,25 @@
  * then happens in on_durable, with the offsets that checkpoint holds).  When
  * partitions are taken away (rebalance, leaving) the source calls
  * release(), which checkpoints first, so the next owner starts exactly
- * where this model stopped. */
+ * where this model stopped.
+ *
+ * With opt->threads >= 2 the decoding runs a batch ahead on a thread of its
+ * own, as in file replay (train_files.c): the learning thread hands it each
+ * batch it consumed, the decoder fills a ring (ring.h) with the examples of
+ * every message that has data, each message closed by an END item, and the
+ * learning thread goes through the batch exactly as the one-thread loop
+ * does -- the source's verdict on each message, in order, then the message's
+ * items learned (or dropped, for a message not to apply).  So positions,
+ * checkpoints and commits are the same in both modes; only the decoding has
+ * moved.  librdkafka is only ever called on the learning thread, with the
+ * ring empty, so rebalance callbacks never meet a half-decoded batch. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "job.h"
+#include "ring.h"
 #include "source/kafka_source.h"
 #include "streamlr/kafka.h"
 
@@ -22,6 +35,21 @@
 #define BATCH_MAX 100000
 #define POLL_MS 100 /* how long a consume call may wait: bounds reaction to a stop */
 #define COMMIT_WAIT_SECONDS 5.0
+#define RING_ITEMS 1024 /* decoded examples (and END items) in flight */
+
+/* The decoding stage on its own thread. */
+typedef struct decoder {
+    slr_job_reader reader;
+    slr_ring ring;
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    rd_kafka_message_t **msgs; /* the batch to decode (under lock) */
+    size_t n;
+    bool given; /* a batch is waiting to be decoded (under lock) */
+    bool quit;  /* (under lock) */
+} decoder;
 
 typedef struct kafka_run {
     slr_job job;
@@ -36,6 +64,7 @@ typedef struct kafka_run {
     /* the caller's own checkpoint_done, called after ours */
     void (*user_done)(void *ctx, const char *path, const slr_job_state *st);
     void *user_done_ctx;
+    decoder *dec; /* NULL: decoding on the learning thread */
 } kafka_run;
 
 void slr_kafka_options_init(slr_kafka_options *k)
@@ -99,23 +128,190 @@ static bool release_hook(void *ctx)
     return run->done ? false : checkpoint(run, true);
 }
 
+/* Does the decoder decode m?  Every message with data, whatever the source
+ * will say of it: the verdict is the learning thread's, in order. */
+static bool decoded(const rd_kafka_message_t *m)
+{
+    return m->err == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+/* The records of one message into the ring, then its END item.  False once
+ * the ring is cancelled. */
+static bool decode_message(decoder *d, const rd_kafka_message_t *m)
+{
+    const char *buf = m->payload ? (const char *)m->payload : "";
+    size_t len = m->len;
+    /* where.name is filled in by the learning thread, which owns the partitions */
+    slr_where where = {NULL, 0, (uint64_t)m->offset, true};
+    slr_job_item *it;
+    while (len > 0) {
+        if (!(it = slr_ring_claim(&d->ring)))
+            return false;
+        size_t used = 0;
+        if (!slr_job_read(&d->reader, buf, len, true, &where, &used, it) || used == 0 ||
+            used > len)
+            break; /* cannot happen with at_end; never loop on it */
+        slr_ring_publish(&d->ring);
+        buf += used;
+        len -= used;
+    }
+    if (!(it = slr_ring_claim(&d->ring)))
+        return false;
+    it->kind = SLR_ITEM_END;
+    slr_ring_publish(&d->ring);
+    return true;
+}
+
+static void *decoder_thread(void *arg)
+{
+    decoder *d = arg;
+    for (;;) {
+        pthread_mutex_lock(&d->lock);
+        while (!d->given && !d->quit)
+            pthread_cond_wait(&d->wake, &d->lock);
+        bool quit = d->quit;
+        d->given = false;
+        rd_kafka_message_t **msgs = d->msgs;
+        size_t n = d->n;
+        pthread_mutex_unlock(&d->lock);
+        if (quit)
+            return NULL;
+        for (size_t i = 0; i < n; i++)
+            if (decoded(msgs[i]) && !decode_message(d, msgs[i]))
+                return NULL; /* cancelled */
+        /* one more END: the batch is behind us, its messages may go */
+        slr_job_item *it = slr_ring_claim(&d->ring);
+        if (!it)
+            return NULL;
+        it->kind = SLR_ITEM_END;
+        slr_ring_publish(&d->ring);
+    }
+}
+
+static slr_status decoder_start(kafka_run *run, decoder *d, slr_error *err)
+{
+    memset(d, 0, sizeof *d);
+    slr_status st = slr_job_reader_init(&d->reader, run->job.opt, err);
+    if (st != SLR_OK)
+        return st;
+    if ((st = slr_ring_init(&d->ring, RING_ITEMS, &run->job, true, err)) != SLR_OK) {
+        slr_job_reader_free(&d->reader);
+        return st;
+    }
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->wake, NULL);
+    d->running = slr_job_start_thread(&d->thread, decoder_thread, d);
+    if (!d->running) {
+        slr_job_log(&run->job, "cannot start the decoding thread; decoding on the learning thread");
+        slr_ring_free(&d->ring);
+        slr_job_reader_free(&d->reader);
+        pthread_cond_destroy(&d->wake);
+        pthread_mutex_destroy(&d->lock);
+        return SLR_OK;
+    }
+    run->dec = d;
+    return SLR_OK;
+}
+
+/* Hand the decoder a batch (the ring is empty: the last one was gone through). */
+static void decoder_give(decoder *d, rd_kafka_message_t **msgs, size_t n)
+{
+    pthread_mutex_lock(&d->lock);
+    d->msgs = msgs;
+    d->n = n;
+    d->given = true;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+}
+
+/* Stop the decoder, wherever it is in its batch; afterwards the batch's
+ * messages may be destroyed. */
+static void decoder_stop(kafka_run *run)
+{
+    decoder *d = run->dec;
+    if (!d)
+        return;
+    run->dec = NULL;
+    pthread_mutex_lock(&d->lock);
+    d->quit = true;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->lock);
+    slr_ring_cancel(&d->ring);
+    pthread_join(d->thread, NULL);
+    slr_ring_free(&d->ring);
+    slr_job_reader_free(&d->reader);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->lock);
+}
+
+static void destroy_batch(rd_kafka_message_t **msgs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        rd_kafka_message_destroy(msgs[i]);
+}
+
+/* The END item after a batch: the decoder is done with its messages. */
+static void batch_done(kafka_run *run, size_t n)
+{
+    if (run->dec && n) {
+        slr_ring_take(&run->dec->ring);
+        slr_ring_release(&run->dec->ring);
+    }
+}
+
+/* Drop the decoded items of a message that is not applied. */
+static void drop_message(kafka_run *run, const rd_kafka_message_t *m)
+{
+    if (!run->dec || !decoded(m))
+        return;
+    for (slr_job_item *it = slr_ring_take(&run->dec->ring); it->kind != SLR_ITEM_END;
+         it = slr_ring_take(&run->dec->ring))
+        slr_ring_release(&run->dec->ring);
+    slr_ring_release(&run->dec->ring);
+}
+
+/* Learn a message's examples from the ring, up to its END item. */
+static slr_status learn_decoded(kafka_run *run, slr_kafka_partition *p, slr_error *err)
+{
+    slr_ring *ring = &run->dec->ring;
+    slr_status st = SLR_OK;
+    for (slr_job_item *it = slr_ring_take(ring); it->kind != SLR_ITEM_END;
+         it = slr_ring_take(ring)) {
+        if (st == SLR_OK) { /* after an error the rest is only taken off the ring */
+            slr_apply_result r;
+            it->where.name = p->name;
+            slr_ring_prefetch_ahead(ring, run->job.learner);
+            st = slr_job_learn(&run->job, it, &r, err);
+        }
+        slr_ring_release(ring);
+    }
+    slr_ring_release(ring);
+    return st;
+}
+
 /* Apply every example in one message, then move the partition past it. */
 static slr_status apply_message(kafka_run *run, slr_kafka_partition *p,
                                 const rd_kafka_message_t *m, slr_error *err)
 {
-    const char *buf = m->payload ? (const char *)m->payload : "";
-    size_t len = m->len;
-    slr_where where = {p->name, 0, (uint64_t)m->offset, true};
-    while (len > 0) {
-        size_t used = 0;
-        slr_apply_result r;
-        slr_status st = slr_job_apply(&run->job, buf, len, true, &where, &used, &r, err);
+    if (run->dec) {
+        slr_status st = learn_decoded(run, p, err);
         if (st != SLR_OK)
             return st;
-        if (r == SLR_APPLY_NEED_MORE || used == 0 || used > len)
-            break; /* cannot happen with at_end; never loop on it */
-        buf += used;
-        len -= used;
+    } else {
+        const char *buf = m->payload ? (const char *)m->payload : "";
+        size_t len = m->len;
+        slr_where where = {p->name, 0, (uint64_t)m->offset, true};
+        while (len > 0) {
+            size_t used = 0;
+            slr_apply_result r;
+            slr_status st = slr_job_apply(&run->job, buf, len, true, &where, &used, &r, err);
+            if (st != SLR_OK)
+                return st;
+            if (r == SLR_APPLY_NEED_MORE || used == 0 || used > len)
+                break; /* cannot happen with at_end; never loop on it */
+            buf += used;
+            len -= used;
+        }
     }
     slr_kafka_source_applied(p, m->offset);
     if (run->k->applied)
@@ -141,6 +337,9 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
                            slr_train_result *res, slr_error *err)
 {
     kafka_run run = {.k = k};
+    decoder dec;
+    pthread_t prefaulter;
+    bool prefaulting = false;
     slr_train_options opt = *opt_in;
     rd_kafka_message_t **msgs = NULL;
     bool stopped = false;
@@ -184,16 +383,29 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
         goto out;
     run.job.source.retention_lost = run.job.state.metrics.lost;
 
+    if (opt.threads >= 2) {
+        if ((st = decoder_start(&run, &dec, err)) != SLR_OK)
+            goto out;
+        /* as in file replay: zero the weight table on the second core */
+        prefaulting = run.dec && slr_job_start_thread(&prefaulter, slr_job_prefault_thread,
+                                                      run.job.learner);
+    }
+
     while (!stopped) {
         if (slr_job_should_stop(&run.job) || (k->exit_at_end && slr_kafka_source_at_end(run.src)))
             break;
         size_t n = slr_kafka_source_consume(run.src, msgs, batch, POLL_MS);
+        if (run.dec && n)
+            decoder_give(run.dec, msgs, n);
         for (size_t i = 0; i < n; i++) {
             rd_kafka_message_t *m = msgs[i];
             slr_kafka_partition *p;
             if (!stopped && slr_job_should_stop(&run.job))
                 stopped = true; /* the rest of the batch stays unapplied */
-            switch (stopped ? SLR_KAFKA_SKIP : slr_kafka_source_take(run.src, m, &p, err)) {
+            slr_kafka_take take = stopped ? SLR_KAFKA_SKIP : slr_kafka_source_take(run.src, m, &p, err);
+            if (take != SLR_KAFKA_APPLY)
+                drop_message(&run, m);
+            switch (take) {
             case SLR_KAFKA_APPLY:
                 if (run.job.records_this_run == 0 && run.job.waiting_seconds == 0)
                     run.job.waiting_seconds = slr_monotonic_seconds() - run.job.started;
@@ -208,21 +420,19 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
             case SLR_KAFKA_SKIP:
                 break;
             }
-            rd_kafka_message_destroy(m);
-            if (st != SLR_OK) {
-                for (size_t j = i + 1; j < n; j++)
-                    rd_kafka_message_destroy(msgs[j]);
-                goto out;
-            }
-            if (!stopped && slr_job_checkpoint_due(&run.job))
+            if (st == SLR_OK && !stopped && slr_job_checkpoint_due(&run.job))
                 checkpoint(&run, false); /* on_durable commits */
-            if (run.fatal != SLR_OK) {
-                for (size_t j = i + 1; j < n; j++)
-                    rd_kafka_message_destroy(msgs[j]);
+            if (st == SLR_OK && run.fatal != SLR_OK)
                 st = slr_error_set(err, run.fatal, "%s", run.fatal_err.msg);
+            if (st != SLR_OK) {
+                decoder_stop(&run); /* it may still be reading the batch */
+                destroy_batch(msgs, n);
                 goto out;
             }
         }
+        /* the messages go once the decoder, which reads ahead, is done with them */
+        batch_done(&run, n);
+        destroy_batch(msgs, n);
         if (slr_kafka_source_failed(run.src, err)) {
             st = SLR_ERR_KAFKA;
             goto out;
@@ -241,6 +451,10 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
             slr_job_idle(&run.job); /* keeps the progress line and metrics fresh */
         print_lag(&run);
     }
+    decoder_stop(&run);
+    if (prefaulting)
+        pthread_join(prefaulter, NULL);
+    prefaulting = false;
     stopped = opt.stop && *opt.stop; /* not when --examples or the end was reached */
 
     /* final checkpoint and model, then commit what they hold, then leave */
@@ -250,6 +464,9 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     if (st == SLR_OK)
         slr_kafka_source_commit(run.src, COMMIT_WAIT_SECONDS);
 out:
+    decoder_stop(&run);
+    if (prefaulting)
+        pthread_join(prefaulter, NULL);
     run.done = true; /* the final checkpoint and commit are behind us (or must not happen) */
     slr_kafka_source_close(run.src, k->close_timeout_seconds > 0 ? k->close_timeout_seconds : 10.0);
     free(msgs);

@@ -51,13 +51,21 @@ static slr_slot *table_alloc(uint64_t n, size_t *mapped)
 static slr_rates_fn *pick_adagrad_rates(void);
 static slr_step_fn *pick_step_soft(void);
 
+#define PREFAULT_STEP_BYTES (8u << 20)
+
 void slr_learner_prefault(slr_learner *l)
 {
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL and nothing happens */
 #endif
-    if (l->slots_mapped)
-        madvise(l->slots, l->slots_mapped, MADV_POPULATE_WRITE);
+    /* in steps: a step holds the process's memory map lock, and every mmap
+     * of another thread (librdkafka's fetch buffers) waits for it */
+    for (size_t at = 0; at < l->slots_mapped; at += PREFAULT_STEP_BYTES) {
+        size_t n = l->slots_mapped - at < PREFAULT_STEP_BYTES ? l->slots_mapped - at
+                                                              : PREFAULT_STEP_BYTES;
+        if (madvise((char *)l->slots + at, n, MADV_POPULATE_WRITE) != 0)
+            break; /* not supported here: the learner's first touches zero the pages */
+    }
 }
 
 static void table_free(slr_slot *t, size_t mapped)

@@ -495,7 +495,7 @@ static slr_status parse_policy(const char *v, reset_policy *out, slr_error *err)
 
 /* One "key=value" from the user (-X, --kafka-config). */
 static slr_status apply_property(slr_kafka_source *src, rd_kafka_conf_t *conf, const char *kv,
-                                 bool *stats_set, slr_error *err)
+                                 bool *stats_set, bool *fetch_set, slr_error *err)
 {
     const char *eq = strchr(kv, '=');
     if (!eq || eq == kv)
@@ -518,7 +518,29 @@ static slr_status apply_property(slr_kafka_source *src, rd_kafka_conf_t *conf, c
         return parse_policy(value, &src->policy, err);
     if (!strcmp(key, "statistics.interval.ms"))
         *stats_set = true;
+    if (!strcmp(key, "fetch.max.bytes") || !strcmp(key, "max.partition.fetch.bytes"))
+        *fetch_set = true;
     return slr_kafka_conf_set(conf, key, value, err);
+}
+
+/* Fetch responses of about 1 MiB (librdkafka: up to 50 MiB, 1 MiB per
+ * partition): the fetch thread then reuses buffers that stay in cache
+ * rather than faulting in fresh pages for every response, and still keeps
+ * ahead of the learner (BENCHMARKS.md, Kafka).  A batch larger than the
+ * limits is still fetched whole.  librdkafka refuses a fetch.max.bytes
+ * below message.max.bytes, which a user may have raised. */
+static slr_status small_fetches(rd_kafka_conf_t *conf, slr_error *err)
+{
+    char buf[32];
+    size_t n = sizeof buf;
+    long long fetch = 1048576;
+    if (rd_kafka_conf_get(conf, "message.max.bytes", buf, &n) == RD_KAFKA_CONF_OK &&
+        atoll(buf) > fetch)
+        fetch = atoll(buf);
+    snprintf(buf, sizeof buf, "%lld", fetch);
+    slr_status st = slr_kafka_conf_set(conf, "fetch.max.bytes", buf, err);
+    return st == SLR_OK ? slr_kafka_conf_set(conf, "max.partition.fetch.bytes", "262144", err)
+                        : st;
 }
 
 static slr_status build_conf(slr_kafka_source *src, const slr_kafka_options *k, bool want_stats,
@@ -537,9 +559,11 @@ static slr_status build_conf(slr_kafka_source *src, const slr_kafka_options *k, 
         st = slr_kafka_conf_set(conf, "bootstrap.servers", k->brokers, err);
     if (st == SLR_OK && k->group)
         st = slr_kafka_conf_set(conf, "group.id", k->group, err);
-    bool stats_set = false;
+    bool stats_set = false, fetch_set = false;
     for (uint32_t i = 0; st == SLR_OK && i < k->n_config; i++)
-        st = apply_property(src, conf, k->config[i], &stats_set, err);
+        st = apply_property(src, conf, k->config[i], &stats_set, &fetch_set, err);
+    if (st == SLR_OK && !fetch_set)
+        st = small_fetches(conf, err);
     if (st == SLR_OK && want_stats && !stats_set)
         st = slr_kafka_conf_set(conf, "statistics.interval.ms", DEFAULT_STATS_MS, err);
     /* librdkafka must never move a position by itself: see the top of the file */
@@ -679,13 +703,19 @@ slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options
  * One message per call keeps the position exact, so that protocol takes
  * messages one by one (still collected into a batch for the loop); eager
  * rebalances and static assignments restart every partition at an explicit
- * offset and use the batch call. */
+ * offset and use the batch call.
+ *
+ * The batch call never waits here: given a timeout it waits until `max`
+ * messages are queued or the time is up, however many it already holds, so
+ * a consumer fed in small bursts would sit on data it could be learning.
+ * Only the first message is waited for. */
 size_t slr_kafka_source_consume(slr_kafka_source *src, rd_kafka_message_t **msgs, size_t max,
                                 int timeout_ms)
 {
     if (!cooperative(src)) {
-        ssize_t n = rd_kafka_consume_batch_queue(src->queue, timeout_ms, msgs, max);
-        return n > 0 ? (size_t)n : 0;
+        ssize_t got = rd_kafka_consume_batch_queue(src->queue, 0, msgs, max);
+        if (got > 0)
+            return (size_t)got;
     }
     size_t n = 0;
     rd_kafka_message_t *m = rd_kafka_consume_queue(src->queue, timeout_ms);
@@ -693,6 +723,11 @@ size_t slr_kafka_source_consume(slr_kafka_source *src, rd_kafka_message_t **msgs
         msgs[n++] = m;
         if (n == max)
             break;
+        if (!cooperative(src)) { /* (a callback may just have told us which protocol) */
+            ssize_t got = rd_kafka_consume_batch_queue(src->queue, 0, msgs + n, max - n);
+            n += got > 0 ? (size_t)got : 0;
+            break;
+        }
         m = rd_kafka_consume_queue(src->queue, 0);
     }
     return n;
