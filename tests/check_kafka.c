@@ -540,6 +540,60 @@ START_TEST(test_retention_loss_reported)
 }
 END_TEST
 
+/* Retention losses on several partitions of a statically assigned
+ * consumer at once: each partition is restarted at its retained offset on
+ * its own (restarting the whole assignment for each one, several times in
+ * quick succession, made librdkafka 2.0.2 abort on an assertion). */
+START_TEST(test_retention_loss_many_partitions)
+{
+    enum { PARTS = 4, FIRST = 500, MORE = 30000 }; /* 30000 x ~220 B: past the cap */
+    char topic[128], group[128];
+    names(topic, group, "retention-many");
+    test_topic(&cluster, topic, PARTS);
+    test_rng r = {.s = 6};
+    slr_buf b;
+    slr_buf_init(&b);
+    for (int i = 0; i < FIRST + MORE; i++) {
+        if (i == FIRST) {
+            test_flush(&cluster);
+            consumer *c1 = consumer_new(&cluster, topic, group, tmp, "retm");
+            c1->k.assign = true;
+            c1->k.exit_at_end = true;
+            consumer_start(c1);
+            consumer_finish(c1, false, 60);
+            ck_assert_uint_eq(c1->res.metrics.examples, (unsigned)(PARTS * FIRST));
+            consumer_free(c1);
+        }
+        for (int32_t part = 0; part < PARTS; part++) {
+            slr_buf_reset(&b);
+            test_example(&b, &r, (unsigned long long)i, 180);
+            test_produce(&cluster, topic, part, b.data, b.len);
+        }
+    }
+    slr_buf_free(&b);
+    test_flush(&cluster);
+    uint64_t lost = 0, kept = 0;
+    for (int32_t part = 0; part < PARTS; part++) {
+        int64_t lo, hi;
+        test_watermarks(&cluster, topic, part, &lo, &hi);
+        ck_assert_int_eq(hi, FIRST + MORE);
+        ck_assert_msg(lo > FIRST, "partition %d kept everything; produce more", (int)part);
+        lost += (uint64_t)(lo - FIRST);
+        kept += (uint64_t)(hi - lo);
+    }
+    consumer *c = consumer_new(&cluster, topic, group, tmp, "retm");
+    c->k.assign = true;
+    c->k.exit_at_end = true;
+    consumer_start(c);
+    consumer_finish(c, false, 60);
+    ck_assert_uint_eq(c->res.metrics.lost, lost);
+    ck_assert_uint_eq(c->res.examples, kept);
+    for (int32_t part = 0; part < PARTS; part++)
+        ck_assert_int_eq(test_checkpoint_offset(c->dir, topic, part, NULL), FIRST + MORE);
+    consumer_free(c);
+}
+END_TEST
+
 /* --format vw: one text line a message, bad lines reported at
  * topic[partition]@offset and counted. */
 START_TEST(test_text_payloads)
@@ -731,6 +785,7 @@ static Suite *kafka_suite(void)
     ADD(test_take_guards_positions);
     ADD(test_text_payloads);
     ADD(test_retention_loss_reported);
+    ADD(test_retention_loss_many_partitions);
     if (!only || !strcmp(only, "test_multi_partition_exactly_once"))
         tcase_add_loop_test(tc, test_multi_partition_exactly_once, 0, 2);
     ADD(test_rebalance_two_consumers);

@@ -266,14 +266,17 @@ static bool cooperative(const slr_kafka_source *src)
 
 /* Restart fetching p at `offset` (a logical offset).  librdkafka stops a
  * partition after a reset error and refuses to seek it, so it is assigned
- * anew: incrementally under the cooperative protocol, else by re-assigning
- * the whole set at the current positions. */
+ * anew: incrementally, p alone, under the cooperative protocol and with a
+ * static assignment (no group protocol: librdkafka allows both kinds of
+ * call then, and re-assigning the whole set for each of several partitions
+ * reset in quick succession made librdkafka 2.0.2 abort); under an eager
+ * group protocol by re-assigning the whole set at the current positions. */
 static void reposition(slr_kafka_source *src, slr_kafka_partition *p, int64_t offset)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)src->n_parts);
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (cooperative(src)) {
+    if (cooperative(src) || src->assign_mode) {
         rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
         e = rd_kafka_incremental_unassign(src->rk, l);
         if (!e) {
