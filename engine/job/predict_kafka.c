@@ -628,6 +628,11 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
         double now = slr_monotonic_seconds();
         if (now >= next_commit) {
             next_commit = now + commit_every;
+            /* a refused commit (say, during a rebalance) is retried even
+             * when nothing more was acknowledged: at the end of the input
+             * nothing else would commit those offsets */
+            if (slr_kafka_source_commit_failing(run.src))
+                run.acked_moved = true;
             commit_acked(&run, 0);
         }
         if (run.follower && (n == 0 || now >= next_follow)) {

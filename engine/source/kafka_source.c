@@ -939,6 +939,11 @@ bool slr_kafka_source_at_end(const slr_kafka_source *src)
     return true;
 }
 
+bool slr_kafka_source_commit_failing(const slr_kafka_source *src)
+{
+    return src->commits_failing > 0;
+}
+
 bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err)
 {
     if (!src->failure)

@@ -110,6 +110,10 @@ bool slr_kafka_source_at_end(const slr_kafka_source *src);
  * partition that cannot be started): fills err. */
 bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err);
 
+/* The last commit the broker answered failed (e.g. a rebalance was in
+ * progress): the caller should commit again, even if nothing moved. */
+bool slr_kafka_source_commit_failing(const slr_kafka_source *src);
+
 /* Messages not yet applied, summed over the assigned partitions whose end
  * offset the statistics have given; -1 if none has. */
 int64_t slr_kafka_source_total_lag(const slr_kafka_source *src);
