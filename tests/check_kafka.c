@@ -540,6 +540,38 @@ START_TEST(test_retention_loss_reported)
 }
 END_TEST
 
+/* A commit the broker refuses is made again: the consumer below has
+ * nothing more to checkpoint once it has reached the end, so without a
+ * retry the group would stay behind its checkpoint for as long as it runs. */
+START_TEST(test_refused_commit_retried)
+{
+    char topic[128], group[128];
+    names(topic, group, "refused");
+    test_topic(&cluster, topic, 1);
+    test_rng r = {.s = 8};
+    slr_buf b;
+    slr_buf_init(&b);
+    for (int i = 0; i < 300; i++) {
+        slr_buf_reset(&b);
+        test_example(&b, &r, (unsigned long long)i, 0);
+        test_produce(&cluster, topic, 0, b.data, b.len);
+    }
+    slr_buf_free(&b);
+    test_flush(&cluster);
+    consumer *c = consumer_new(&cluster, topic, group, tmp, "refused");
+    c->k.assign = true;
+    c->opt.checkpoint_every_examples = 300; /* one checkpoint, one commit: refused */
+    rd_kafka_mock_push_request_errors(cluster.mc, 8 /* OffsetCommit */, 1,
+                                      RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+    consumer_start(c);
+    WAIT_FOR(log_has(c, "committing offsets failed"), 60, "the refused commit", c);
+    WAIT_FOR(test_committed(&cluster, group, topic, 0) == 300, 30, "the commit made again", c);
+    consumer_finish(c, true, 60);
+    ck_assert_uint_eq(c->res.metrics.examples, 300);
+    consumer_free(c);
+}
+END_TEST
+
 /* Retention losses on several partitions of a statically assigned
  * consumer at once: each partition is restarted at its retained offset on
  * its own (restarting the whole assignment for each one, several times in
@@ -786,6 +818,7 @@ static Suite *kafka_suite(void)
     ADD(test_text_payloads);
     ADD(test_retention_loss_reported);
     ADD(test_retention_loss_many_partitions);
+    ADD(test_refused_commit_retried);
     if (!only || !strcmp(only, "test_multi_partition_exactly_once"))
         tcase_add_loop_test(tc, test_multi_partition_exactly_once, 0, 2);
     ADD(test_rebalance_two_consumers);

@@ -245,15 +245,8 @@ static slr_status build_conf(kafka_sink *k, const slr_dead_letter_kafka_options 
         st = slr_kafka_conf_set(conf, "message.timeout.ms", "60000", err);
     if (st == SLR_OK && o->brokers)
         st = slr_kafka_conf_set(conf, "bootstrap.servers", o->brokers, err);
-    for (uint32_t i = 0; st == SLR_OK && i < o->n_config; i++) {
-        const char *kv = o->config[i], *eq = strchr(kv, '=');
-        char key[256];
-        if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof key)
-            return slr_error_set(err, SLR_ERR_ARG, "kafka property \"%s\": expected key=value", kv);
-        memcpy(key, kv, (size_t)(eq - kv));
-        key[eq - kv] = '\0';
-        st = slr_kafka_conf_set(conf, key, eq + 1, err);
-    }
+    for (uint32_t i = 0; st == SLR_OK && i < o->n_config; i++)
+        st = slr_kafka_conf_set_property(conf, o->config[i], err);
     /* retries neither duplicate nor reorder; acks=all */
     if (st == SLR_OK)
         st = slr_kafka_conf_set(conf, "enable.idempotence", "true", err);

@@ -443,37 +443,22 @@ static void follow(predict_run *run)
 
 /* ------------------------------------------------------------ setup */
 
-static slr_status set(rd_kafka_conf_t *conf, const char *kv, slr_error *err)
-{
-    const char *eq = strchr(kv, '=');
-    if (!eq || eq == kv)
-        return slr_error_set(err, SLR_ERR_ARG, "kafka property \"%s\": expected key=value", kv);
-    char key[256], errstr[512];
-    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
-    if (rd_kafka_conf_set(conf, key, eq + 1, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
-        return slr_error_set(err, SLR_ERR_ARG, "kafka property %s: %s", kv, errstr);
-    return SLR_OK;
-}
-
 static slr_status open_producer(predict_run *run, slr_error *err)
 {
     const slr_predict_options *opt = run->opt;
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* idempotence: retries neither reorder nor duplicate a partition's outputs */
     const char *defaults[] = {"client.id=streamlr-predict", "enable.idempotence=true",
-                              "linger.ms=5", "log.queue=true"};
+                              "linger.ms=5"};
     slr_status st = SLR_OK;
     for (size_t i = 0; st == SLR_OK && i < sizeof defaults / sizeof defaults[0]; i++)
-        st = set(conf, defaults[i], err);
-    if (st == SLR_OK && run->in->brokers) {
-        char kv[1024];
-        snprintf(kv, sizeof kv, "bootstrap.servers=%s", run->in->brokers);
-        st = set(conf, kv, err);
-    }
+        st = slr_kafka_conf_set_property(conf, defaults[i], err);
+    if (st == SLR_OK && run->in->brokers)
+        st = slr_kafka_conf_set(conf, "bootstrap.servers", run->in->brokers, err);
     for (uint32_t i = 0; st == SLR_OK && i < opt->n_producer_config; i++)
-        st = set(conf, opt->producer_config[i], err);
+        st = slr_kafka_conf_set_property(conf, opt->producer_config[i], err);
     if (st == SLR_OK)
-        st = set(conf, "log.queue=true", err); /* logs are served on our thread */
+        st = slr_kafka_conf_set(conf, "log.queue", "true", err); /* logs are served on our thread */
     if (st != SLR_OK) {
         rd_kafka_conf_destroy(conf);
         return st;
@@ -628,11 +613,6 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
         double now = slr_monotonic_seconds();
         if (now >= next_commit) {
             next_commit = now + commit_every;
-            /* a refused commit (say, during a rebalance) is retried even
-             * when nothing more was acknowledged: at the end of the input
-             * nothing else would commit those offsets */
-            if (slr_kafka_source_commit_failing(run.src))
-                run.acked_moved = true;
             commit_acked(&run, 0);
         }
         if (run.follower && (n == 0 || now >= next_follow)) {

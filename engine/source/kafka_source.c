@@ -32,6 +32,7 @@
 #define COMMITTED_TIMEOUT_MS 10000
 #define DEFAULT_STATS_MS "5000"
 #define LAG_LINE_MAX_PARTITIONS 8
+#define COMMIT_RETRY_SECONDS 1.0 /* a refused commit is made again this much later */
 
 typedef enum reset_policy { RESET_EARLIEST, RESET_LATEST, RESET_ERROR } reset_policy;
 
@@ -47,6 +48,12 @@ struct slr_kafka_source {
     bool stats_fresh;
     bool outage;             /* all brokers reported down */
     unsigned long long commits_failing; /* failed commits since the last success */
+    /* the offsets of the last commit the broker refused (say, during a
+     * rebalance), made again at retry_at unless a newer commit or a
+     * rebalance supersedes them: otherwise a job with nothing new to commit
+     * would leave the group behind for good */
+    rd_kafka_topic_partition_list_t *refused;
+    double retry_at;
     bool commit_skip_said;   /* "not committed during the outage" was logged */
     char *failure;           /* why the job cannot go on, if it cannot */
 
@@ -56,6 +63,20 @@ struct slr_kafka_source {
 };
 
 /* ------------------------------------------------------------ helpers */
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void forget_refused(slr_kafka_source *src)
+{
+    if (src->refused)
+        rd_kafka_topic_partition_list_destroy(src->refused);
+    src->refused = NULL;
+}
 
 static void say(slr_kafka_source *src, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(slr_kafka_source *src, const char *fmt, ...)
@@ -316,6 +337,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 {
     slr_kafka_source *src = opaque;
     src->cooperative = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    /* a partition given away may come back with another member's progress
+     * committed meanwhile: never commit old offsets over it */
+    forget_refused(src);
     bool coop = cooperative(src);
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -442,10 +466,21 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         err = offsets->elems[i].err; /* a partition can fail alone */
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET) {
         src->uncommitted = true;
+        if (offsets) {
+            forget_refused(src);
+            src->refused = rd_kafka_topic_partition_list_copy(offsets);
+            for (int i = 0; src->refused && i < src->refused->cnt; i++)
+                src->refused->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
+            src->retry_at = now_seconds() + COMMIT_RETRY_SECONDS;
+        }
         if (src->commits_failing++ == 0) /* once per run of failures */
             say(src, "kafka: committing offsets failed: %s (the checkpoint holds the "
-                     "positions; the next checkpoint commits again)", rd_kafka_err2str(err));
-    } else if (!err && src->commits_failing) {
+                     "positions; committing again in %.0f s)", rd_kafka_err2str(err),
+                COMMIT_RETRY_SECONDS);
+    } else if (!err) {
+        forget_refused(src);
+    }
+    if (!err && src->commits_failing) {
         src->outage = false;
         say(src, "kafka: committing offsets works again (%llu commits had failed)",
             src->commits_failing);
@@ -474,6 +509,29 @@ slr_status slr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char
     return SLR_OK;
 }
 
+slr_status slr_kafka_property_split(const char *kv, char *key, size_t key_size, const char **value,
+                                    slr_error *err)
+{
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return slr_error_set(err, SLR_ERR_ARG, "kafka property \"%s\": expected key=value", kv);
+    size_t n = (size_t)(eq - kv);
+    if (n >= key_size)
+        return slr_error_set(err, SLR_ERR_ARG, "kafka property name too long: %.40s...", kv);
+    memcpy(key, kv, n);
+    key[n] = '\0';
+    *value = eq + 1;
+    return SLR_OK;
+}
+
+slr_status slr_kafka_conf_set_property(rd_kafka_conf_t *conf, const char *kv, slr_error *err)
+{
+    char key[256];
+    const char *value;
+    slr_status st = slr_kafka_property_split(kv, key, sizeof key, &value, err);
+    return st == SLR_OK ? slr_kafka_conf_set(conf, key, value, err) : st;
+}
+
 static slr_status parse_policy(const char *v, reset_policy *out, slr_error *err)
 {
     static const char *early[] = {"smallest", "earliest", "beginning"};
@@ -500,16 +558,11 @@ static slr_status parse_policy(const char *v, reset_policy *out, slr_error *err)
 static slr_status apply_property(slr_kafka_source *src, rd_kafka_conf_t *conf, const char *kv,
                                  bool *stats_set, bool *fetch_set, slr_error *err)
 {
-    const char *eq = strchr(kv, '=');
-    if (!eq || eq == kv)
-        return slr_error_set(err, SLR_ERR_ARG, "kafka property \"%s\": expected key=value", kv);
     char key[256];
-    size_t n = (size_t)(eq - kv);
-    if (n >= sizeof key)
-        return slr_error_set(err, SLR_ERR_ARG, "kafka property name too long: %.40s...", kv);
-    memcpy(key, kv, n);
-    key[n] = '\0';
-    const char *value = eq + 1;
+    const char *value;
+    slr_status st = slr_kafka_property_split(kv, key, sizeof key, &value, err);
+    if (st != SLR_OK)
+        return st;
     for (size_t i = 0; i < sizeof FORCED / sizeof FORCED[0]; i++)
         if (!strcmp(key, FORCED[i].key)) {
             if (strcasecmp(value, FORCED[i].value))
@@ -712,9 +765,32 @@ slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options
  * messages are queued or the time is up, however many it already holds, so
  * a consumer fed in small bursts would sit on data it could be learning.
  * Only the first message is waited for. */
+static void commit_list(slr_kafka_source *src, rd_kafka_topic_partition_list_t *l,
+                        double wait_seconds);
+
+/* Make the refused commit again, for the partitions still ours. */
+static void retry_refused(slr_kafka_source *src)
+{
+    if (src->outage || now_seconds() < src->retry_at)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(src->refused->cnt);
+    for (int i = 0; i < src->refused->cnt; i++) {
+        const rd_kafka_topic_partition_t *tp = &src->refused->elems[i];
+        for (size_t k = 0; k < src->n_parts; k++)
+            if (src->parts[k]->partition == tp->partition && !strcmp(src->parts[k]->topic, tp->topic))
+                rd_kafka_topic_partition_list_add(l, tp->topic, tp->partition)->offset = tp->offset;
+    }
+    forget_refused(src);
+    if (l->cnt > 0)
+        commit_list(src, l, 0); /* refused again: on_commit keeps it for the next retry */
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 size_t slr_kafka_source_consume(slr_kafka_source *src, rd_kafka_message_t **msgs, size_t max,
                                 int timeout_ms)
 {
+    if (src->refused)
+        retry_refused(src);
     if (!cooperative(src)) {
         ssize_t got = rd_kafka_consume_batch_queue(src->queue, 0, msgs, max);
         if (got > 0)
@@ -860,6 +936,7 @@ slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err
 static void commit_list(slr_kafka_source *src, rd_kafka_topic_partition_list_t *l,
                         double wait_seconds)
 {
+    forget_refused(src); /* l is newer */
     if (wait_seconds <= 0) { /* the result comes back through on_commit */
         rd_kafka_resp_err_t re = rd_kafka_commit(src->rk, l, 1);
         if (re)
@@ -939,11 +1016,6 @@ bool slr_kafka_source_at_end(const slr_kafka_source *src)
     return true;
 }
 
-bool slr_kafka_source_commit_failing(const slr_kafka_source *src)
-{
-    return src->commits_failing > 0;
-}
-
 bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err)
 {
     if (!src->failure)
@@ -1006,9 +1078,7 @@ void slr_kafka_source_close(slr_kafka_source *src, double timeout_seconds)
     if (!src)
         return;
     if (src->rk) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        double deadline = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec + timeout_seconds;
+        double deadline = now_seconds() + timeout_seconds;
         /* closing serves the revocation (release hook) on this thread, through
          * the consumer queue, within the time bound */
         rd_kafka_error_t *e = rd_kafka_consumer_close_queue(src->rk, src->queue);
@@ -1022,8 +1092,7 @@ void slr_kafka_source_close(slr_kafka_source *src, double timeout_seconds)
                 closed = true;
                 break;
             }
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            if ((double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec >= deadline)
+            if (now_seconds() >= deadline)
                 break;
             rd_kafka_message_t *msgs[64];
             size_t n = slr_kafka_source_consume(src, msgs, 64, 100);
@@ -1037,6 +1106,7 @@ void slr_kafka_source_close(slr_kafka_source *src, double timeout_seconds)
         rd_kafka_destroy_flags(src->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
     clear_partitions(src);
+    forget_refused(src);
     free(src->parts);
     free(src->failure);
     free(src);

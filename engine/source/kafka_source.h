@@ -49,9 +49,17 @@ typedef struct slr_kafka_hooks {
 typedef struct slr_kafka_source slr_kafka_source;
 
 /* rd_kafka_conf_set with its complaint as an slr_error (also for the
- * dead-letter producer, dead_letter_kafka.c). */
+ * producers: dead_letter_kafka.c, predict_kafka.c). */
 slr_status slr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                               slr_error *err);
+
+/* Split a user's "key=value" (-X, --kafka-config) into key (a buffer of
+ * key_size bytes) and *value (pointing into kv). */
+slr_status slr_kafka_property_split(const char *kv, char *key, size_t key_size, const char **value,
+                                    slr_error *err);
+
+/* slr_kafka_conf_set of one "key=value". */
+slr_status slr_kafka_conf_set_property(rd_kafka_conf_t *conf, const char *kv, slr_error *err);
 
 /* Create the consumer, subscribe (or assign), with positions taken from
  * state (the loaded checkpoint).  state must outlive the source; it receives
@@ -109,10 +117,6 @@ bool slr_kafka_source_at_end(const slr_kafka_source *src);
 /* The job cannot go on (a fatal client error, e.g. authentication, or a
  * partition that cannot be started): fills err. */
 bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err);
-
-/* The last commit the broker answered failed (e.g. a rebalance was in
- * progress): the caller should commit again, even if nothing moved. */
-bool slr_kafka_source_commit_failing(const slr_kafka_source *src);
 
 /* Messages not yet applied, summed over the assigned partitions whose end
  * offset the statistics have given; -1 if none has. */
