@@ -5,20 +5,18 @@
 
 #include "streamlr/learner.h"
 #include "penalty.h"
+#include "update.h"
 
 /* One weight and its per-weight state, 16 bytes so that four share a cache
  * line and one lookup brings everything an update needs. */
 typedef struct slr_slot {
-    double w;       /* theta_j as of step epoch + stamp */
+    double w;       /* w_j as of step epoch + stamp */
     float g2;       /* AdaGrad: sum of squared gradients */
     uint32_t stamp; /* last step whose penalty w includes, relative to epoch */
 } slr_slot;
 
 /* rate[i] = eta / sqrt(delta + g2[i]) for i < n */
 typedef void slr_rates_fn(const float *g2, double *rate, uint32_t n, double eta, double delta);
-/* w[i] <- the gradient step w[i] - rate[i] g_x[i], then a soft penalty step */
-typedef void slr_step_fn(const slr_penalty *pen, double *w, const double *rate, const double *g_x,
-                         uint32_t n);
 
 struct slr_learner {
     slr_learner_config cfg;
