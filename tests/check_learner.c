@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "learner/learner_impl.h"
+#include "learner/learner_io.h"
 #include "learner/penalty.h"
 #include "learner/update.h"
 #include "streamlr/learner.h"
@@ -771,6 +772,84 @@ START_TEST(reconfigure_penalty_off_and_on)
 }
 END_TEST
 
+/* The sparse state API of learner_io.h, as a member of a group would use
+ * it: A and B learn the same stream, A learns on alone; the records of the
+ * coordinates A changed since its mark, applied to B, make B's model A's.
+ * Tracking sees exactly the coordinates and the bias an example touches,
+ * applying records does not count as a change, and a buffer with one bad
+ * record is refused whole. */
+START_TEST(state_delta_moves_a_model)
+{
+    slr_learner_config cfg;
+    slr_learner_config_defaults(&cfg); /* AdaGrad, no penalty: nothing is owed */
+    slr_hashing_init(&cfg.hashing, 10);
+    slr_learner *a, *b;
+    slr_error err;
+    ck_assert_int_eq(slr_learner_create(&a, &cfg, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_create(&b, &cfg, &err), SLR_OK);
+    test_rng r = {.s = 99};
+    slr_feature f[4];
+    slr_example ex = {.features = f, .n_features = 4, .weight = 1.0, .has_label = true};
+    const uint64_t bias = slr_learner_bias_index(a), end = bias + 1;
+    ck_assert_int_eq(slr_learner_track_changes(a, true, &err), SLR_OK);
+    for (int i = 0; i < 300; i++) {
+        for (int k = 0; k < 4; k++)
+            f[k] = (slr_feature){(uint32_t)test_rng_below(&r, 1024), (float)test_rng_unif(&r)};
+        ex.label = (double)test_rng_below(&r, 2);
+        slr_learner_learn(a, &ex, NULL);
+        if (i < 200)
+            slr_learner_learn(b, &ex, NULL);
+        if (i == 199)
+            slr_learner_mark(a);
+        if (i == 299) { /* the last example's coordinates are among the changed */
+            for (int k = 0; k < 4; k++)
+                ck_assert_uint_eq(slr_learner_changed_next(a, f[k].index), f[k].index);
+        }
+    }
+    uint32_t idx[1025];
+    size_t n = 0;
+    for (uint64_t j = slr_learner_changed_next(a, 0); j < end; j = slr_learner_changed_next(a, j + 1))
+        idx[n++] = (uint32_t)j;
+    ck_assert_uint_gt(n, 50);
+    ck_assert_uint_lt(n, 1024);
+    ck_assert_uint_eq(idx[n - 1], bias);
+    unsigned char buf[1025 * SLR_STATE_RECORD];
+    slr_learner_catch_up(a, idx, n);
+    slr_learner_state_export(a, idx, n, buf);
+
+    /* one bad record (a coordinate past the bias) spoils the buffer */
+    unsigned char bad[2 * SLR_STATE_RECORD];
+    memcpy(bad, buf, SLR_STATE_RECORD);
+    memcpy(bad + SLR_STATE_RECORD, buf, SLR_STATE_RECORD);
+    bad[SLR_STATE_RECORD] = 0xff, bad[SLR_STATE_RECORD + 1] = 0xff;
+    double before = slr_learner_weight(b, idx[0]);
+    ck_assert_int_eq(slr_learner_state_apply(b, bad, sizeof bad, SLR_STATE_STAMPS_NOW, "delta", &err),
+                     SLR_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "out of range"));
+    ck_assert(same_bits(slr_learner_weight(b, idx[0]), before));
+
+    ck_assert_int_eq(slr_learner_track_changes(b, true, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_state_apply(b, buf, n * SLR_STATE_RECORD, SLR_STATE_STAMPS_NOW,
+                                             "delta", &err), SLR_OK);
+    ck_assert_uint_eq(slr_learner_changed_next(b, 0), end);
+    int differ = 0;
+    for (uint64_t j = 0; j < end; j++)
+        differ += !same_bits(slr_learner_weight(a, j), slr_learner_weight(b, j));
+    ck_assert_int_eq(differ, 0);
+    /* and every coordinate with state is found */
+    uint64_t with_state = 0;
+    for (uint64_t j = slr_learner_state_next(a, 0); j < end; j = slr_learner_state_next(a, j + 1))
+        with_state++;
+    uint64_t nonzero = 0;
+    for (uint64_t j = 0; j < end; j++)
+        nonzero += slr_learner_weight(a, j) != 0.0;
+    ck_assert_uint_ge(with_state, nonzero);
+    ck_assert_uint_gt(nonzero, 100);
+    slr_learner_destroy(a);
+    slr_learner_destroy(b);
+}
+END_TEST
+
 static Suite *learner_suite(void)
 {
     Suite *s = suite_create("learner");
@@ -804,6 +883,7 @@ static Suite *learner_suite(void)
     tcase_add_test(tc, penalty_with_an_infinite_rate);
     tcase_add_test(tc, config_rejects_nonsense);
     tcase_add_test(tc, reconfigure_penalty_off_and_on);
+    tcase_add_test(tc, state_delta_moves_a_model);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,10 +22,10 @@
 
 #include "checkpoint_impl.h"
 #include "decode/msgpack_scan.h"
-#include "learner/learner_impl.h"
+#include "util/msgpack_obj.h"
+#include "learner/learner_io.h"
 
 static const char MAGIC[8] = {'S', 'T', 'R', 'E', 'A', 'M', 'L', 'R'};
-#define WEIGHT_RECORD 20 /* u32 index, f64 w, f32 g2, u32 stamp */
 
 /* ------------------------------------------------------------ job state */
 
@@ -175,121 +175,13 @@ static double get_f64(const unsigned char *p)
     memcpy(&d, &v, 8);
     return d;
 }
-static void put_f32(unsigned char *p, float f)
-{
-    uint32_t v;
-    memcpy(&v, &f, 4);
-    put_u32(p, v);
-}
-static float get_f32(const unsigned char *p)
-{
-    uint32_t v = get_u32(p);
-    float f;
-    memcpy(&f, &v, 4);
-    return f;
-}
-
 static int write_cb(void *data, const char *buf, size_t len)
 {
     slr_atomic_file_write(data, buf, len);
     return 0;
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    msgpack_pack_str(pk, n);
-    msgpack_pack_str_body(pk, s ? s : "", n);
-}
-
-static void pack_key(msgpack_packer *pk, const char *k) { pack_str(pk, k); }
-
-static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learner *l)
-{
-    const slr_learner_config *c = &l->cfg;
-    msgpack_pack_map(pk, 17);
-    pack_key(pk, "bits");
-    msgpack_pack_uint32(pk, c->hashing.bits);
-    pack_key(pk, "quadratic");
-    msgpack_pack_array(pk, c->hashing.n_quadratic);
-    for (unsigned i = 0; i < c->hashing.n_quadratic; i++) {
-        msgpack_pack_str(pk, 2);
-        msgpack_pack_str_body(pk, c->hashing.quadratic[i], 2);
-    }
-    pack_key(pk, "schedule");
-    pack_str(pk, slr_schedule_name(c->schedule));
-    pack_key(pk, "eta");
-    msgpack_pack_double(pk, c->eta);
-    pack_key(pk, "power_t");
-    msgpack_pack_double(pk, c->power_t);
-    pack_key(pk, "initial_t");
-    msgpack_pack_double(pk, c->initial_t);
-    pack_key(pk, "adagrad_delta");
-    msgpack_pack_double(pk, c->adagrad_delta);
-    pack_key(pk, "l1");
-    msgpack_pack_double(pk, c->l1);
-    pack_key(pk, "l2");
-    msgpack_pack_double(pk, c->l2);
-    pack_key(pk, "tg_period");
-    msgpack_pack_uint32(pk, c->tg_period);
-    pack_key(pk, "tg_threshold");
-    msgpack_pack_double(pk, c->tg_threshold);
-    pack_key(pk, "eager");
-    c->eager ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-    pack_key(pk, "step");
-    msgpack_pack_uint64(pk, l->step);
-    pack_key(pk, "epoch");
-    msgpack_pack_uint64(pk, l->epoch);
-    pack_key(pk, "bias");
-    const slr_slot *bias = &l->slots[l->n_slots];
-    msgpack_pack_array(pk, 2);
-    msgpack_pack_double(pk, bias->w);
-    msgpack_pack_double(pk, bias->g2);
-
-    pack_key(pk, "weights");
-    uint64_t n = 0;
-    for (uint64_t j = 0; j < l->n_slots; j++)
-        n += l->slots[j].w != 0.0 || l->slots[j].g2 != 0.0f;
-    msgpack_pack_bin(pk, (size_t)(n * WEIGHT_RECORD));
-    unsigned char chunk[WEIGHT_RECORD * 1024];
-    size_t used = 0;
-    for (uint64_t j = 0; j < l->n_slots; j++) {
-        const slr_slot *s = &l->slots[j];
-        if (s->w == 0.0 && s->g2 == 0.0f)
-            continue;
-        unsigned char *r = chunk + used;
-        put_u32(r, (uint32_t)j);
-        put_f64(r + 4, s->w);
-        put_f32(r + 12, s->g2);
-        put_u32(r + 16, s->stamp);
-        used += WEIGHT_RECORD;
-        if (used == sizeof chunk) {
-            slr_atomic_file_write(f, chunk, used);
-            used = 0;
-        }
-    }
-    slr_atomic_file_write(f, chunk, used);
-
-    pack_key(pk, "history");
-    if (!l->use_history) {
-        msgpack_pack_nil(pk);
-    } else {
-        msgpack_pack_map(pk, 3);
-        pack_key(pk, "base");
-        msgpack_pack_uint64(pk, l->hist.base);
-        const double *cols[2] = {l->hist.log_p, l->hist.c};
-        const char *names[2] = {"log_p", "c"};
-        for (int k = 0; k < 2; k++) {
-            pack_key(pk, names[k]);
-            msgpack_pack_bin(pk, l->hist.len * 8);
-            for (size_t i = 0; i < l->hist.len; i++) {
-                unsigned char b[8];
-                put_f64(b, cols[k][i]);
-                slr_atomic_file_write(f, b, 8);
-            }
-        }
-    }
-}
+static void pack_key(msgpack_packer *pk, const char *k) { slr_mp_pack_str(pk, k); }
 
 #define WINDOW_RECORD 25    /* f64 p, f64 weight, f64 loss, u8 y */
 #define HISTOGRAM_RECORD 20 /* u32 bin, f64 positive weight, f64 negative weight */
@@ -387,7 +279,7 @@ static void pack_metrics(msgpack_packer *pk, slr_atomic_file *f, const slr_job_s
         msgpack_pack_map(pk, reasons);
         for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
             if (m->rejected[r]) {
-                pack_str(pk, slr_bad_reason_name((slr_bad_reason)r));
+                slr_mp_pack_str(pk, slr_bad_reason_name((slr_bad_reason)r));
                 msgpack_pack_uint64(pk, m->rejected[r]);
             }
     }
@@ -400,7 +292,7 @@ static void pack_metrics(msgpack_packer *pk, slr_atomic_file *f, const slr_job_s
     }
     if (st->histogram) {
         pack_key(pk, "auc_histogram_scheme");
-        pack_str(pk, SLR_AUC_HISTOGRAM_SCHEME);
+        slr_mp_pack_str(pk, SLR_AUC_HISTOGRAM_SCHEME);
         pack_key(pk, "auc_histogram");
         histogram_cursor c = {st->histogram, 0};
         uint64_t n = histogram_nonzero(st->histogram);
@@ -437,9 +329,9 @@ static void pack_dead_letter(msgpack_packer *pk, const slr_dead_letter_mark *d)
 {
     msgpack_pack_map(pk, 3);
     pack_key(pk, "kind");
-    pack_str(pk, d->kind);
+    slr_mp_pack_str(pk, d->kind);
     pack_key(pk, "name");
-    pack_str(pk, d->name);
+    slr_mp_pack_str(pk, d->name);
     pack_key(pk, "position");
     msgpack_pack_uint64(pk, d->position);
 }
@@ -448,15 +340,15 @@ static void pack_source(msgpack_packer *pk, const slr_job_state *st)
 {
     msgpack_pack_map(pk, 8);
     pack_key(pk, "kind");
-    pack_str(pk, st->source == SLR_SOURCE_FILES ? "files"
+    slr_mp_pack_str(pk, st->source == SLR_SOURCE_FILES ? "files"
                  : st->source == SLR_SOURCE_KAFKA ? "kafka"
                                                   : "none");
     pack_key(pk, "format");
-    pack_str(pk, st->format ? st->format : "");
+    slr_mp_pack_str(pk, st->format ? st->format : "");
     pack_key(pk, "files");
     msgpack_pack_array(pk, st->n_files);
     for (uint32_t i = 0; i < st->n_files; i++)
-        pack_str(pk, st->files[i]);
+        slr_mp_pack_str(pk, st->files[i]);
     pack_key(pk, "file_index");
     msgpack_pack_uint32(pk, st->file.file_index);
     pack_key(pk, "offset");
@@ -469,7 +361,7 @@ static void pack_source(msgpack_packer *pk, const slr_job_state *st)
     msgpack_pack_array(pk, st->n_kafka);
     for (uint32_t i = 0; i < st->n_kafka; i++) {
         msgpack_pack_array(pk, 3);
-        pack_str(pk, st->kafka[i].topic);
+        slr_mp_pack_str(pk, st->kafka[i].topic);
         msgpack_pack_int32(pk, st->kafka[i].partition);
         msgpack_pack_int64(pk, st->kafka[i].offset);
     }
@@ -484,13 +376,13 @@ void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr
     pack_key(&pk, "format_version");
     msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
     pack_key(&pk, "writer");
-    pack_str(&pk, "streamlr " PACKAGE_VERSION);
+    slr_mp_pack_str(&pk, "streamlr " PACKAGE_VERSION);
     pack_key(&pk, "created");
     msgpack_pack_double(&pk, st->created);
     pack_key(&pk, "sequence");
     msgpack_pack_uint64(&pk, st->sequence);
     pack_key(&pk, "learner");
-    pack_learner(&pk, f, l);
+    slr_learner_pack(&pk, l);
     pack_key(&pk, "metrics");
     pack_metrics(&pk, f, st);
     pack_key(&pk, "source");
@@ -533,205 +425,14 @@ static slr_status corrupt(reader *r, const char *what)
     return slr_error_set(r->err, SLR_ERR_CORRUPT, "%s: %s", r->path, what);
 }
 
-static const msgpack_object *field(const msgpack_object *map, const char *key)
-{
-    if (map->type != MSGPACK_OBJECT_MAP)
-        return NULL;
-    size_t n = strlen(key);
-    for (uint32_t i = 0; i < map->via.map.size; i++) {
-        const msgpack_object_kv *kv = &map->via.map.ptr[i];
-        if (kv->key.type == MSGPACK_OBJECT_STR && kv->key.via.str.size == n &&
-            !memcmp(kv->key.via.str.ptr, key, n))
-            return &kv->val;
-    }
-    return NULL;
-}
-
-static bool get_uint(const msgpack_object *map, const char *key, uint64_t *out)
-{
-    const msgpack_object *o = field(map, key);
-    if (!o || o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-        return false;
-    *out = o->via.u64;
-    return true;
-}
-
-static bool get_int(const msgpack_object *o, int64_t *out)
-{
-    if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER && o->via.u64 <= INT64_MAX)
-        *out = (int64_t)o->via.u64;
-    else if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-        *out = o->via.i64;
-    else
-        return false;
-    return true;
-}
-
-static bool get_double(const msgpack_object *map, const char *key, double *out)
-{
-    const msgpack_object *o = field(map, key);
-    if (!o)
-        return false;
-    if (o->type == MSGPACK_OBJECT_FLOAT64 || o->type == MSGPACK_OBJECT_FLOAT32)
-        *out = o->via.f64;
-    else if (o->type == MSGPACK_OBJECT_POSITIVE_INTEGER)
-        *out = (double)o->via.u64;
-    else
-        return false;
-    return true;
-}
-
-static char *dup_str(const msgpack_object *o)
-{
-    if (!o || o->type != MSGPACK_OBJECT_STR)
-        return NULL;
-    char *s = malloc(o->via.str.size + 1);
-    if (s) {
-        memcpy(s, o->via.str.ptr, o->via.str.size);
-        s[o->via.str.size] = '\0';
-    }
-    return s;
-}
-
-static slr_status read_config(reader *r, const msgpack_object *L, slr_learner_config *c)
-{
-    uint64_t bits, period;
-    slr_learner_config_defaults(c);
-    if (!get_uint(L, "bits", &bits) || bits < SLR_BITS_MIN || bits > SLR_BITS_MAX)
-        return corrupt(r, "learner.bits missing or out of range");
-    slr_hashing_init(&c->hashing, (unsigned)bits);
-    const msgpack_object *q = field(L, "quadratic");
-    if (!q || q->type != MSGPACK_OBJECT_ARRAY || q->via.array.size > SLR_MAX_QUADRATIC)
-        return corrupt(r, "learner.quadratic missing or malformed");
-    for (uint32_t i = 0; i < q->via.array.size; i++) {
-        const msgpack_object *p = &q->via.array.ptr[i];
-        if (p->type != MSGPACK_OBJECT_STR || p->via.str.size != 2)
-            return corrupt(r, "learner.quadratic entry is not a 2-letter string");
-        char pair[3] = {p->via.str.ptr[0], p->via.str.ptr[1], 0};
-        if (slr_hashing_add_quadratic(&c->hashing, pair, NULL) != SLR_OK)
-            return corrupt(r, "learner.quadratic entry is invalid");
-    }
-    char *sched = dup_str(field(L, "schedule"));
-    slr_status st = sched ? slr_schedule_parse(sched, &c->schedule, NULL) : SLR_ERR_ARG;
-    free(sched);
-    if (st != SLR_OK)
-        return corrupt(r, "learner.schedule missing or unknown");
-    if (!get_double(L, "eta", &c->eta) || !get_double(L, "power_t", &c->power_t) ||
-        !get_double(L, "initial_t", &c->initial_t) ||
-        !get_double(L, "adagrad_delta", &c->adagrad_delta) || !get_double(L, "l1", &c->l1) ||
-        !get_double(L, "l2", &c->l2) || !get_double(L, "tg_threshold", &c->tg_threshold) ||
-        !get_uint(L, "tg_period", &period) || period > UINT32_MAX)
-        return corrupt(r, "a learner hyperparameter is missing or not a number");
-    c->tg_period = (uint32_t)period;
-    const msgpack_object *eager = field(L, "eager");
-    if (!eager || eager->type != MSGPACK_OBJECT_BOOLEAN)
-        return corrupt(r, "learner.eager missing");
-    c->eager = eager->via.boolean;
-    slr_error verr;
-    if (slr_learner_config_validate(c, &verr) != SLR_OK)
-        return slr_error_set(r->err, SLR_ERR_CORRUPT, "%s: invalid hyperparameters: %s", r->path,
-                             verr.msg);
-    return SLR_OK;
-}
-
-static slr_status read_learner(reader *r, const msgpack_object *L, slr_learner **out)
-{
-    slr_learner_config cfg;
-    slr_status st = read_config(r, L, &cfg);
-    if (st != SLR_OK)
-        return st;
-    uint64_t step, epoch;
-    if (!get_uint(L, "step", &step) || !get_uint(L, "epoch", &epoch) || epoch > step ||
-        step - epoch >= UINT32_MAX)
-        return corrupt(r, "learner.step/epoch missing or inconsistent");
-    const msgpack_object *bias = field(L, "bias");
-    if (!bias || bias->type != MSGPACK_OBJECT_ARRAY || bias->via.array.size != 2 ||
-        bias->via.array.ptr[0].type != MSGPACK_OBJECT_FLOAT64 ||
-        bias->via.array.ptr[1].type != MSGPACK_OBJECT_FLOAT64)
-        return corrupt(r, "learner.bias missing or malformed");
-    const msgpack_object *weights = field(L, "weights");
-    if (!weights || weights->type != MSGPACK_OBJECT_BIN ||
-        weights->via.bin.size % WEIGHT_RECORD != 0)
-        return corrupt(r, "learner.weights missing or not a whole number of records");
-
-    slr_learner *l;
-    slr_error cerr;
-    if ((st = slr_learner_create(&l, &cfg, &cerr)) != SLR_OK)
-        return slr_error_set(r->err, st, "%s: %s", r->path, cerr.msg);
-    l->step = step;
-    l->epoch = epoch;
-    l->slots[l->n_slots].w = bias->via.array.ptr[0].via.f64;
-    double bias_g2 = bias->via.array.ptr[1].via.f64;
-    if (!(fabs(l->slots[l->n_slots].w) <= SLR_MAX_ABS_WEIGHT) || !(bias_g2 >= 0 && bias_g2 <= FLT_MAX))
-        goto bad_weight;
-    l->slots[l->n_slots].g2 = (float)bias_g2;
-
-    const unsigned char *p = (const unsigned char *)weights->via.bin.ptr;
-    size_t n = weights->via.bin.size / WEIGHT_RECORD;
-    int64_t prev = -1;
-    for (size_t i = 0; i < n; i++, p += WEIGHT_RECORD) {
-        uint32_t j = get_u32(p);
-        if ((uint64_t)j >= l->n_slots || (int64_t)j <= prev) {
-            slr_learner_destroy(l);
-            return corrupt(r, "learner.weights has an index out of range or out of order");
-        }
-        prev = j;
-        slr_slot *s = &l->slots[j];
-        s->w = get_f64(p + 4);
-        s->g2 = get_f32(p + 12);
-        s->stamp = get_u32(p + 16);
-        if (!(fabs(s->w) <= SLR_MAX_ABS_WEIGHT) || !isfinite(s->g2) || s->g2 < 0 ||
-            epoch + s->stamp > step)
-            goto bad_weight;
-    }
-
-    const msgpack_object *h = field(L, "history");
-    if (l->use_history) {
-        uint64_t base;
-        const msgpack_object *lp = h ? field(h, "log_p") : NULL, *c = h ? field(h, "c") : NULL;
-        if (!h || !get_uint(h, "base", &base) || !lp || !c || lp->type != MSGPACK_OBJECT_BIN ||
-            c->type != MSGPACK_OBJECT_BIN || lp->via.bin.size != c->via.bin.size ||
-            lp->via.bin.size % 8 || lp->via.bin.size / 8 > l->hist.cap ||
-            lp->via.bin.size / 8 == 0 || base != epoch || base + lp->via.bin.size / 8 - 1 != step) {
-            slr_learner_destroy(l);
-            return corrupt(r, "learner.history missing or inconsistent with the step counter");
-        }
-        l->hist.base = base;
-        l->hist.len = lp->via.bin.size / 8;
-        for (size_t i = 0; i < l->hist.len; i++) {
-            double lpi = get_f64((const unsigned char *)lp->via.bin.ptr + 8 * i);
-            double ci = get_f64((const unsigned char *)c->via.bin.ptr + 8 * i);
-            /* the catch-up searches these sums and relies on their order */
-            bool ok = i == 0 ? lpi == 0.0 && ci == 0.0
-                             : isfinite(lpi) && isfinite(ci) && lpi <= l->hist.log_p[i - 1] &&
-                                   ci >= l->hist.c[i - 1];
-            if (!ok) {
-                slr_learner_destroy(l);
-                return corrupt(r, "learner.history is not a valid sequence of running sums");
-            }
-            l->hist.log_p[i] = lpi;
-            l->hist.c[i] = ci;
-        }
-    } else if (!h || h->type != MSGPACK_OBJECT_NIL) {
-        slr_learner_destroy(l);
-        return corrupt(r, "learner.history present for a learner that keeps none");
-    }
-    *out = l;
-    return SLR_OK;
-
-bad_weight:
-    slr_learner_destroy(l);
-    return corrupt(r, "learner.weights holds a non-finite or inconsistent value");
-}
-
 static slr_status read_window(reader *r, const msgpack_object *M, slr_job_state *st)
 {
-    const msgpack_object *win = field(M, "window");
+    const msgpack_object *win = slr_mp_field(M, "window");
     uint64_t capacity;
     if (!win)
         return SLR_OK; /* written without a window (or by an older streamlr) */
     if (win->type != MSGPACK_OBJECT_BIN || win->via.bin.size % WINDOW_RECORD ||
-        !get_uint(M, "window_capacity", &capacity) || capacity < 1 ||
+        !slr_mp_get_uint(M, "window_capacity", &capacity) || capacity < 1 ||
         capacity > SLR_AUC_WINDOW_MAX || win->via.bin.size / WINDOW_RECORD > capacity)
         return corrupt(r, "metrics.window malformed");
     if (slr_auc_window_create(&st->window, (uint32_t)capacity, NULL) != SLR_OK)
@@ -748,10 +449,10 @@ static slr_status read_window(reader *r, const msgpack_object *M, slr_job_state 
 
 static slr_status read_histogram(reader *r, const msgpack_object *M, slr_job_state *st)
 {
-    const msgpack_object *hist = field(M, "auc_histogram");
+    const msgpack_object *hist = slr_mp_field(M, "auc_histogram");
     if (!hist)
         return SLR_OK;
-    char *scheme = dup_str(field(M, "auc_histogram_scheme"));
+    char *scheme = slr_mp_strdup(slr_mp_field(M, "auc_histogram_scheme"));
     bool known = scheme && !strcmp(scheme, SLR_AUC_HISTOGRAM_SCHEME);
     free(scheme);
     if (!known)
@@ -776,17 +477,17 @@ static slr_status read_metrics(reader *r, const msgpack_object *M, slr_job_state
 {
     slr_metrics *m = &st->metrics;
     slr_metrics_init(m);
-    if (!get_uint(M, "examples", &m->examples) || !get_double(M, "weight", &m->weight) ||
-        !get_double(M, "loss", &m->loss) || !get_double(M, "positives", &m->positives) ||
-        !get_double(M, "predicted", &m->predicted) || !get_uint(M, "features", &m->features) ||
-        !get_uint(M, "bad", &m->bad) || !get_uint(M, "unlabelled", &m->unlabelled))
+    if (!slr_mp_get_uint(M, "examples", &m->examples) || !slr_mp_get_double(M, "weight", &m->weight) ||
+        !slr_mp_get_double(M, "loss", &m->loss) || !slr_mp_get_double(M, "positives", &m->positives) ||
+        !slr_mp_get_double(M, "predicted", &m->predicted) || !slr_mp_get_uint(M, "features", &m->features) ||
+        !slr_mp_get_uint(M, "bad", &m->bad) || !slr_mp_get_uint(M, "unlabelled", &m->unlabelled))
         return corrupt(r, "metrics missing or malformed");
     /* "lost" came with the Kafka source; older checkpoints lack it (= 0) */
-    if (field(M, "lost") && !get_uint(M, "lost", &m->lost))
+    if (slr_mp_field(M, "lost") && !slr_mp_get_uint(M, "lost", &m->lost))
         return corrupt(r, "metrics.lost malformed");
     /* per-reason counts: absent in checkpoints from before they existed;
      * a reason this version does not know is left out */
-    const msgpack_object *rej = field(M, "rejected");
+    const msgpack_object *rej = slr_mp_field(M, "rejected");
     if (rej && rej->type != MSGPACK_OBJECT_MAP)
         return corrupt(r, "metrics.rejected is not a map");
     for (uint32_t i = 0; rej && i < rej->via.map.size; i++) {
@@ -808,8 +509,8 @@ static slr_status read_metrics(reader *r, const msgpack_object *M, slr_job_state
 static slr_status read_names(reader *r, const msgpack_object *N, slr_job_state *st)
 {
     uint64_t max, dropped;
-    const msgpack_object *e = field(N, "entries");
-    if (!get_uint(N, "max", &max) || !get_uint(N, "dropped", &dropped) || !e ||
+    const msgpack_object *e = slr_mp_field(N, "entries");
+    if (!slr_mp_get_uint(N, "max", &max) || !slr_mp_get_uint(N, "dropped", &dropped) || !e ||
         e->type != MSGPACK_OBJECT_BIN)
         return corrupt(r, "names malformed");
     slr_status rc = slr_names_create(&st->names, max, r->err);
@@ -834,26 +535,26 @@ static slr_status read_names(reader *r, const msgpack_object *N, slr_job_state *
 
 static slr_status read_source(reader *r, const msgpack_object *S, slr_job_state *st)
 {
-    char *kind_name = dup_str(field(S, "kind"));
+    char *kind_name = slr_mp_strdup(slr_mp_field(S, "kind"));
     if (!kind_name)
         return corrupt(r, "source.kind missing");
     slr_source_kind kind = !strcmp(kind_name, "files")   ? SLR_SOURCE_FILES
                            : !strcmp(kind_name, "kafka") ? SLR_SOURCE_KAFKA
                                                          : SLR_SOURCE_NONE;
     free(kind_name);
-    st->format = dup_str(field(S, "format"));
-    const msgpack_object *files = field(S, "files"), *kafka = field(S, "kafka");
+    st->format = slr_mp_strdup(slr_mp_field(S, "format"));
+    const msgpack_object *files = slr_mp_field(S, "files"), *kafka = slr_mp_field(S, "kafka");
     uint64_t idx, off, line, recs;
     if (!st->format || !files || files->type != MSGPACK_OBJECT_ARRAY || !kafka ||
-        kafka->type != MSGPACK_OBJECT_ARRAY || !get_uint(S, "file_index", &idx) ||
-        !get_uint(S, "offset", &off) || !get_uint(S, "line", &line) ||
-        !get_uint(S, "records", &recs) || idx > UINT32_MAX)
+        kafka->type != MSGPACK_OBJECT_ARRAY || !slr_mp_get_uint(S, "file_index", &idx) ||
+        !slr_mp_get_uint(S, "offset", &off) || !slr_mp_get_uint(S, "line", &line) ||
+        !slr_mp_get_uint(S, "records", &recs) || idx > UINT32_MAX)
         return corrupt(r, "source position missing or malformed");
     st->files = calloc(files->via.array.size + 1, sizeof *st->files);
     if (!st->files)
         return slr_error_set(r->err, SLR_ERR_NOMEM, "out of memory");
     for (uint32_t i = 0; i < files->via.array.size; i++) {
-        if (!(st->files[i] = dup_str(&files->via.array.ptr[i])))
+        if (!(st->files[i] = slr_mp_strdup(&files->via.array.ptr[i])))
             return corrupt(r, "source.files entry is not a string");
         st->n_files = i + 1;
     }
@@ -863,10 +564,10 @@ static slr_status read_source(reader *r, const msgpack_object *S, slr_job_state 
         int64_t part, offset;
         if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 3 ||
             e->via.array.ptr[0].type != MSGPACK_OBJECT_STR ||
-            !get_int(&e->via.array.ptr[1], &part) || !get_int(&e->via.array.ptr[2], &offset) ||
+            !slr_mp_int(&e->via.array.ptr[1], &part) || !slr_mp_int(&e->via.array.ptr[2], &offset) ||
             part < 0 || part > INT32_MAX)
             return corrupt(r, "source.kafka entry malformed");
-        char *topic = dup_str(&e->via.array.ptr[0]);
+        char *topic = slr_mp_strdup(&e->via.array.ptr[0]);
         slr_status s = topic ? slr_job_state_set_kafka_offset(st, topic, (int32_t)part, offset,
                                                               r->err)
                              : SLR_ERR_NOMEM;
@@ -883,9 +584,9 @@ static slr_status read_dead_letter(reader *r, const msgpack_object *D, slr_dead_
 {
     if (!D || D->type == MSGPACK_OBJECT_NIL)
         return SLR_OK;
-    d->kind = dup_str(field(D, "kind"));
-    d->name = dup_str(field(D, "name"));
-    if (!d->kind || !d->name || !get_uint(D, "position", &d->position))
+    d->kind = slr_mp_strdup(slr_mp_field(D, "kind"));
+    d->name = slr_mp_strdup(slr_mp_field(D, "name"));
+    if (!d->kind || !d->name || !slr_mp_get_uint(D, "position", &d->position))
         return corrupt(r, "dead_letters malformed");
     return SLR_OK;
 }
@@ -968,7 +669,7 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
         goto done;
     }
     uint64_t version;
-    if (!get_uint(&body, "format_version", &version)) {
+    if (!slr_mp_get_uint(&body, "format_version", &version)) {
         rc = corrupt(&r, "format_version missing");
         goto done;
     }
@@ -978,21 +679,21 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
                            name, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
         goto done;
     }
-    const msgpack_object *L = field(&body, "learner"), *M = field(&body, "metrics"),
-                         *S = field(&body, "source");
+    const msgpack_object *L = slr_mp_field(&body, "learner"), *M = slr_mp_field(&body, "metrics"),
+                         *S = slr_mp_field(&body, "source");
     if (!L || !M || !S) {
         rc = corrupt(&r, "learner, metrics or source section missing");
         goto done;
     }
     slr_job_state_free(st);
-    if (!get_uint(&body, "sequence", &st->sequence) || !get_double(&body, "created", &st->created)) {
+    if (!slr_mp_get_uint(&body, "sequence", &st->sequence) || !slr_mp_get_double(&body, "created", &st->created)) {
         rc = corrupt(&r, "sequence or created missing");
         goto done;
     }
-    const msgpack_object *N = field(&body, "names");
-    if ((rc = read_learner(&r, L, &l)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
+    const msgpack_object *N = slr_mp_field(&body, "names");
+    if ((rc = slr_learner_unpack(L, name, &l, err)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
         (rc = read_source(&r, S, st)) != SLR_OK || (N && (rc = read_names(&r, N, st)) != SLR_OK) ||
-        (rc = read_dead_letter(&r, field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK)
+        (rc = read_dead_letter(&r, slr_mp_field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK)
         goto done;
     *out = l;
     l = NULL;

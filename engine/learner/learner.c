@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 
 #include "learner_impl.h"
+#include "learner_io.h"
 #include "update.h"
 
 /* Tables of at least this size are mapped directly, 2 MiB-aligned, and
@@ -207,6 +208,7 @@ void slr_learner_destroy(slr_learner *l)
     if (!l)
         return;
     table_free(l->slots, l->slots_mapped);
+    free(l->changed);
     free(l->hist.log_p);
     free(l->hist.c);
     free(l);
@@ -387,6 +389,15 @@ static inline double margin_of(const slr_slot *slots, const slr_slot *bias, cons
     return bias->w + ((s0 + s1) + (s2 + s3));
 }
 
+/* Change tracking (learner_io.h): the coordinates of an example and the
+ * bias join the set. */
+static void note_changed(slr_learner *l, const slr_feature *f, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        l->changed[f[i].index >> 6] |= UINT64_C(1) << (f[i].index & 63);
+    l->changed[l->n_slots >> 6] |= UINT64_C(1) << (l->n_slots & 63);
+}
+
 /* The reference path: every schedule, eager or lazy, penalty history. */
 static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
 {
@@ -429,6 +440,8 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
             }
         }
     }
+    if (l->changed)
+        note_changed(l, f, n);
     l->step = t;
     return p;
 }
@@ -611,6 +624,8 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
                 s->w = slr_penalty_step(&pen, s->w, rate[i], t);
             }
     }
+    if (l->changed)
+        note_changed(l, f, n);
     l->step = t;
     return p;
 }
@@ -664,4 +679,49 @@ int slr_learner_foreach_weight(slr_learner *l, slr_weight_visitor visit, void *c
         }
     }
     return 0;
+}
+
+void slr_learner_catch_up(slr_learner *l, const uint32_t *idx, size_t n)
+{
+    if (l->cfg.eager || !slr_penalty_active(&l->pen))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] < l->n_slots) /* the bias owes nothing */
+            catch_up(l, &l->slots[idx[i]], l->step);
+}
+
+static size_t changed_words(const slr_learner *l) { return (size_t)(l->n_slots / 64 + 1); }
+
+slr_status slr_learner_track_changes(slr_learner *l, bool on, slr_error *err)
+{
+    if (!on) {
+        free(l->changed);
+        l->changed = NULL;
+    } else if (!l->changed && !(l->changed = calloc(changed_words(l), sizeof *l->changed))) {
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for change tracking (%zu bytes)",
+                             changed_words(l) * sizeof *l->changed);
+    }
+    slr_learner_mark(l);
+    return SLR_OK;
+}
+
+void slr_learner_mark(slr_learner *l)
+{
+    if (l->changed)
+        memset(l->changed, 0, changed_words(l) * sizeof *l->changed);
+}
+
+uint64_t slr_learner_changed_next(const slr_learner *l, uint64_t from)
+{
+    const uint64_t end = l->n_slots + 1;
+    if (!l->changed)
+        return end;
+    for (uint64_t j = from; j < end;) {
+        uint64_t word = l->changed[j >> 6] >> (j & 63);
+        if (word)
+            return j + (uint64_t)__builtin_ctzll(word) < end ? j + (uint64_t)__builtin_ctzll(word)
+                                                               : end;
+        j = (j | 63) + 1;
+    }
+    return end;
 }

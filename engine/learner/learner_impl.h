@@ -1,5 +1,6 @@
-/* learner_impl.h - the learner's state, shared inside the engine only
- * (checkpoint.c serialises it; everyone else uses include/streamlr/learner.h). */
+/* learner_impl.h - the learner's state, private to engine/learner (its
+ * (de)serialisation is learner_io.c; everyone else uses
+ * include/streamlr/learner.h and learner_io.h). */
 #ifndef STREAMLR_LEARNER_IMPL_H
 #define STREAMLR_LEARNER_IMPL_H
 
@@ -32,6 +33,7 @@ struct slr_learner {
     slr_catchup_many_fn *catchup; /* soft catch-up of an example, likewise */
     slr_step_fn *step_soft;       /* gradient step + soft penalty of an example, likewise */
     slr_penalty_history hist;
+    uint64_t *changed; /* with change tracking: a bit per coordinate (learner_io.h), else NULL */
 };
 
 /* Rebase every stamp onto the current step (catching every weight up); runs
