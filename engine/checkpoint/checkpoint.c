@@ -42,9 +42,7 @@ void slr_job_state_free(slr_job_state *st)
     for (uint32_t i = 0; i < st->n_files; i++)
         free(st->files[i]);
     free(st->files);
-    for (uint32_t i = 0; i < st->n_kafka; i++)
-        free(st->kafka[i].topic);
-    free(st->kafka);
+    slr_kafka_offsets_free(st->kafka, st->n_kafka);
     free(st->dead_letter.kind);
     free(st->dead_letter.name);
     slr_auc_window_destroy(st->window);
@@ -110,30 +108,14 @@ slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_
 
 int64_t slr_job_state_kafka_offset(const slr_job_state *st, const char *topic, int32_t partition)
 {
-    for (uint32_t i = 0; i < st->n_kafka; i++)
-        if (st->kafka[i].partition == partition && !strcmp(st->kafka[i].topic, topic))
-            return st->kafka[i].offset;
-    return -1;
+    return slr_kafka_offsets_get(st->kafka, st->n_kafka, topic, partition);
 }
 
 slr_status slr_job_state_set_kafka_offset(slr_job_state *st, const char *topic, int32_t partition,
                                           int64_t offset, slr_error *err)
 {
     st->source = SLR_SOURCE_KAFKA;
-    for (uint32_t i = 0; i < st->n_kafka; i++)
-        if (st->kafka[i].partition == partition && !strcmp(st->kafka[i].topic, topic)) {
-            st->kafka[i].offset = offset;
-            return SLR_OK;
-        }
-    slr_kafka_offset *k = realloc(st->kafka, (st->n_kafka + 1) * sizeof *k);
-    if (!k)
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-    st->kafka = k;
-    char *t = strdup(topic);
-    if (!t)
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-    st->kafka[st->n_kafka++] = (slr_kafka_offset){t, partition, offset};
-    return SLR_OK;
+    return slr_kafka_offsets_set(&st->kafka, &st->n_kafka, topic, partition, offset, err);
 }
 
 /* ------------------------------------------------------------ encoding */
