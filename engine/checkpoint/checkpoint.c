@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 #include "checkpoint_impl.h"
-#include "decode/msgpack_scan.h"
+#include "util/msgpack_scan.h"
 #include "util/msgpack_obj.h"
 #include "learner/learner_io.h"
 

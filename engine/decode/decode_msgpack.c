@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "decode/decode_impl.h"
-#include "decode/msgpack_scan.h"
+#include "util/msgpack_scan.h"
 
 #define ZONE_INITIAL_CHUNK (64u << 10)
 #define ZONE_SLACK 256 /* alignment of the first allocation, rounding */
