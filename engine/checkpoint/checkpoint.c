@@ -1,14 +1,14 @@
-/* checkpoint.c - encoding and decoding of checkpoints (see checkpoint.h).
+/* checkpoint.c - the checkpoint format, and its reader (see checkpoint.h;
+ * the writer is checkpoint_write.c, the job state checkpoint_state.c).
  *
  * The body is one msgpack map so that it stays self-describing and can grow
  * fields; the bulk (weights, penalty history) is in msgpack bin blobs of
  * fixed-width little-endian records, because packing 16M weights as msgpack
- * objects would cost seconds and the loader would allocate per weight.
- * Weights are streamed from the table straight into the file; nothing of
- * model size is buffered.  Only slots with state (w != 0 or g2 != 0) are
- * stored. */
-#include "config.h"
-
+ * objects would cost seconds and the loader would allocate per weight.  The
+ * learner's section is the learner's own (learner/learner_io.h); only slots
+ * with state (w != 0 or g2 != 0) are stored.  The reader checks every value
+ * a writer could not have written, so a damaged or hostile file is refused
+ * with what is wrong instead of loading. */
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -17,385 +17,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "checkpoint_impl.h"
 #include "util/msgpack_scan.h"
+#include "util/le.h"
 #include "util/msgpack_obj.h"
 #include "learner/learner_io.h"
-
-static const char MAGIC[8] = {'S', 'T', 'R', 'E', 'A', 'M', 'L', 'R'};
-
-/* ------------------------------------------------------------ job state */
-
-void slr_job_state_init(slr_job_state *st)
-{
-    memset(st, 0, sizeof *st);
-    slr_metrics_init(&st->metrics);
-    st->file.line = 1;
-}
-
-void slr_job_state_free(slr_job_state *st)
-{
-    free(st->format);
-    for (uint32_t i = 0; i < st->n_files; i++)
-        free(st->files[i]);
-    free(st->files);
-    slr_kafka_offsets_free(st->kafka, st->n_kafka);
-    free(st->dead_letter.kind);
-    free(st->dead_letter.name);
-    slr_auc_window_destroy(st->window);
-    slr_auc_histogram_destroy(st->histogram);
-    slr_names_destroy(st->names);
-    slr_job_state_init(st);
-}
-
-slr_status slr_job_state_set_files(slr_job_state *st, const char *const *files, uint32_t n,
-                                   slr_error *err)
-{
-    for (uint32_t i = 0; i < st->n_files; i++)
-        free(st->files[i]);
-    free(st->files);
-    st->files = calloc(n ? n : 1, sizeof *st->files);
-    st->n_files = 0;
-    if (!st->files)
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-    for (uint32_t i = 0; i < n; i++) {
-        if (!(st->files[i] = strdup(files[i])))
-            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-        st->n_files = i + 1;
-    }
-    st->source = SLR_SOURCE_FILES;
-    return SLR_OK;
-}
-
-slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_error *err)
-{
-    *dst = *src;
-    dst->format = NULL;
-    dst->files = NULL;
-    dst->n_files = 0;
-    dst->kafka = NULL;
-    dst->n_kafka = 0;
-    dst->window = NULL; /* the metrics objects are not copied */
-    dst->histogram = NULL;
-    dst->names = NULL;
-    dst->dead_letter.kind = NULL;
-    dst->dead_letter.name = NULL;
-    if (src->format && !(dst->format = strdup(src->format)))
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-    if (src->n_files) {
-        slr_status st = slr_job_state_set_files(dst, (const char *const *)src->files,
-                                                src->n_files, err);
-        dst->source = src->source;
-        if (st != SLR_OK)
-            return st;
-    }
-    for (uint32_t i = 0; i < src->n_kafka; i++) {
-        slr_status st = slr_job_state_set_kafka_offset(dst, src->kafka[i].topic,
-                                                       src->kafka[i].partition,
-                                                       src->kafka[i].offset, err);
-        if (st != SLR_OK)
-            return st;
-    }
-    if ((src->dead_letter.kind && !(dst->dead_letter.kind = strdup(src->dead_letter.kind))) ||
-        (src->dead_letter.name && !(dst->dead_letter.name = strdup(src->dead_letter.name))))
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-    dst->source = src->source;
-    return SLR_OK;
-}
-
-int64_t slr_job_state_kafka_offset(const slr_job_state *st, const char *topic, int32_t partition)
-{
-    return slr_kafka_offsets_get(st->kafka, st->n_kafka, topic, partition);
-}
-
-slr_status slr_job_state_set_kafka_offset(slr_job_state *st, const char *topic, int32_t partition,
-                                          int64_t offset, slr_error *err)
-{
-    st->source = SLR_SOURCE_KAFKA;
-    return slr_kafka_offsets_set(&st->kafka, &st->n_kafka, topic, partition, offset, err);
-}
-
-/* ------------------------------------------------------------ encoding */
-
-static void put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-static uint64_t get_u64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-static void put_f64(unsigned char *p, double d)
-{
-    uint64_t v;
-    memcpy(&v, &d, 8);
-    put_u64(p, v);
-}
-static double get_f64(const unsigned char *p)
-{
-    uint64_t v = get_u64(p);
-    double d;
-    memcpy(&d, &v, 8);
-    return d;
-}
-static int write_cb(void *data, const char *buf, size_t len)
-{
-    slr_atomic_file_write(data, buf, len);
-    return 0;
-}
-
-static void pack_key(msgpack_packer *pk, const char *k) { slr_mp_pack_str(pk, k); }
-
-#define WINDOW_RECORD 25    /* f64 p, f64 weight, f64 loss, u8 y */
-#define HISTOGRAM_RECORD 20 /* u32 bin, f64 positive weight, f64 negative weight */
-
-#define NAME_HEADER 14          /* u64 key, u32 index, u16 length, then the bytes */
-#define RECORD_MAX (NAME_HEADER + SLR_NAME_MAX)
-
-/* Write a bin blob of `bytes` bytes made of n records produced one at a time
- * by `fill` (each at most RECORD_MAX bytes), through a fixed buffer: like
- * the weights, nothing of the data's size is buffered. */
-typedef size_t (*record_fn)(void *src, uint64_t i, unsigned char *out);
-static void pack_records(msgpack_packer *pk, slr_atomic_file *f, void *src, uint64_t n,
-                         uint64_t bytes, record_fn fill)
-{
-    msgpack_pack_bin(pk, (size_t)bytes);
-    unsigned char chunk[1024 * 32];
-    size_t used = 0;
-    for (uint64_t i = 0; i < n; i++) {
-        used += fill(src, i, chunk + used);
-        if (used + RECORD_MAX > sizeof chunk) {
-            slr_atomic_file_write(f, chunk, used);
-            used = 0;
-        }
-    }
-    slr_atomic_file_write(f, chunk, used);
-}
-
-static size_t window_record(void *src, uint64_t i, unsigned char *r)
-{
-    const slr_scored *s = slr_auc_window_at(src, (uint32_t)i);
-    put_f64(r, s->p);
-    put_f64(r + 8, s->weight);
-    put_f64(r + 16, s->loss);
-    r[24] = s->y > 0.5;
-    return WINDOW_RECORD;
-}
-
-/* the histogram's nonzero bins, found by a cursor the caller resets */
-typedef struct histogram_cursor {
-    const slr_auc_histogram *h;
-    uint32_t bin;
-} histogram_cursor;
-
-static uint64_t histogram_nonzero(const slr_auc_histogram *h)
-{
-    uint64_t n = 0;
-    for (uint32_t b = 0; b < SLR_AUC_HISTOGRAM_BINS; b++)
-        n += h->pos[b] != 0 || h->neg[b] != 0;
-    return n;
-}
-
-static size_t histogram_record(void *src, uint64_t i, unsigned char *r)
-{
-    histogram_cursor *c = src;
-    (void)i;
-    while (c->h->pos[c->bin] == 0 && c->h->neg[c->bin] == 0)
-        c->bin++;
-    put_u32(r, c->bin);
-    put_f64(r + 4, c->h->pos[c->bin]);
-    put_f64(r + 12, c->h->neg[c->bin]);
-    c->bin++;
-    return HISTOGRAM_RECORD;
-}
-
-static void pack_metrics(msgpack_packer *pk, slr_atomic_file *f, const slr_job_state *st)
-{
-    const slr_metrics *m = &st->metrics;
-    uint32_t reasons = 0;
-    for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
-        reasons += m->rejected[r] != 0;
-    msgpack_pack_map(pk, 8 + (reasons > 0) + (m->lost > 0) + (st->window ? 2 : 0) +
-                             (st->histogram ? 2 : 0));
-    pack_key(pk, "examples");
-    msgpack_pack_uint64(pk, m->examples);
-    pack_key(pk, "weight");
-    msgpack_pack_double(pk, m->weight);
-    pack_key(pk, "loss");
-    msgpack_pack_double(pk, m->loss);
-    pack_key(pk, "positives");
-    msgpack_pack_double(pk, m->positives);
-    pack_key(pk, "predicted");
-    msgpack_pack_double(pk, m->predicted);
-    pack_key(pk, "features");
-    msgpack_pack_uint64(pk, m->features);
-    pack_key(pk, "bad");
-    msgpack_pack_uint64(pk, m->bad);
-    pack_key(pk, "unlabelled");
-    msgpack_pack_uint64(pk, m->unlabelled);
-    if (m->lost > 0) { /* Kafka offsets deleted by retention before they were consumed */
-        pack_key(pk, "lost");
-        msgpack_pack_uint64(pk, m->lost);
-    }
-    if (reasons > 0) {
-        pack_key(pk, "rejected");
-        msgpack_pack_map(pk, reasons);
-        for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
-            if (m->rejected[r]) {
-                slr_mp_pack_str(pk, slr_bad_reason_name((slr_bad_reason)r));
-                msgpack_pack_uint64(pk, m->rejected[r]);
-            }
-    }
-    if (st->window) {
-        pack_key(pk, "window_capacity");
-        msgpack_pack_uint32(pk, st->window->capacity);
-        pack_key(pk, "window");
-        pack_records(pk, f, st->window, st->window->size,
-                     (uint64_t)st->window->size * WINDOW_RECORD, window_record);
-    }
-    if (st->histogram) {
-        pack_key(pk, "auc_histogram_scheme");
-        slr_mp_pack_str(pk, SLR_AUC_HISTOGRAM_SCHEME);
-        pack_key(pk, "auc_histogram");
-        histogram_cursor c = {st->histogram, 0};
-        uint64_t n = histogram_nonzero(st->histogram);
-        pack_records(pk, f, &c, n, n * HISTOGRAM_RECORD, histogram_record);
-    }
-}
-
-static size_t name_record(void *src, uint64_t i, unsigned char *r)
-{
-    slr_name_ref ref = slr_names_at(src, i);
-    put_u64(r, ref.key);
-    put_u32(r + 8, ref.index);
-    r[12] = (unsigned char)(ref.len & 0xff);
-    r[13] = (unsigned char)(ref.len >> 8);
-    memcpy(r + NAME_HEADER, ref.name, ref.len);
-    return NAME_HEADER + ref.len;
-}
-
-static void pack_names(msgpack_packer *pk, slr_atomic_file *f, slr_names *n)
-{
-    uint64_t count = slr_names_count(n), bytes = 0;
-    for (uint64_t i = 0; i < count; i++)
-        bytes += NAME_HEADER + slr_names_at(n, i).len;
-    msgpack_pack_map(pk, 3);
-    pack_key(pk, "max");
-    msgpack_pack_uint64(pk, slr_names_max(n));
-    pack_key(pk, "dropped");
-    msgpack_pack_uint64(pk, slr_names_dropped(n));
-    pack_key(pk, "entries");
-    pack_records(pk, f, n, count, bytes, name_record);
-}
-
-static void pack_dead_letter(msgpack_packer *pk, const slr_dead_letter_mark *d)
-{
-    msgpack_pack_map(pk, 3);
-    pack_key(pk, "kind");
-    slr_mp_pack_str(pk, d->kind);
-    pack_key(pk, "name");
-    slr_mp_pack_str(pk, d->name);
-    pack_key(pk, "position");
-    msgpack_pack_uint64(pk, d->position);
-}
-
-static void pack_source(msgpack_packer *pk, const slr_job_state *st)
-{
-    msgpack_pack_map(pk, 8);
-    pack_key(pk, "kind");
-    slr_mp_pack_str(pk, st->source == SLR_SOURCE_FILES ? "files"
-                 : st->source == SLR_SOURCE_KAFKA ? "kafka"
-                                                  : "none");
-    pack_key(pk, "format");
-    slr_mp_pack_str(pk, st->format ? st->format : "");
-    pack_key(pk, "files");
-    msgpack_pack_array(pk, st->n_files);
-    for (uint32_t i = 0; i < st->n_files; i++)
-        slr_mp_pack_str(pk, st->files[i]);
-    pack_key(pk, "file_index");
-    msgpack_pack_uint32(pk, st->file.file_index);
-    pack_key(pk, "offset");
-    msgpack_pack_uint64(pk, st->file.offset);
-    pack_key(pk, "line");
-    msgpack_pack_uint64(pk, st->file.line);
-    pack_key(pk, "records");
-    msgpack_pack_uint64(pk, st->file.records);
-    pack_key(pk, "kafka");
-    msgpack_pack_array(pk, st->n_kafka);
-    for (uint32_t i = 0; i < st->n_kafka; i++) {
-        msgpack_pack_array(pk, 3);
-        slr_mp_pack_str(pk, st->kafka[i].topic);
-        msgpack_pack_int32(pk, st->kafka[i].partition);
-        msgpack_pack_int64(pk, st->kafka[i].offset);
-    }
-}
-
-void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr_job_state *st)
-{
-    slr_atomic_file_write(f, MAGIC, sizeof MAGIC);
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, f, write_cb);
-    msgpack_pack_map(&pk, 7 + (st->names != NULL) + (st->dead_letter.kind != NULL));
-    pack_key(&pk, "format_version");
-    msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
-    pack_key(&pk, "writer");
-    slr_mp_pack_str(&pk, "streamlr " PACKAGE_VERSION);
-    pack_key(&pk, "created");
-    msgpack_pack_double(&pk, st->created);
-    pack_key(&pk, "sequence");
-    msgpack_pack_uint64(&pk, st->sequence);
-    pack_key(&pk, "learner");
-    slr_learner_pack(&pk, l);
-    pack_key(&pk, "metrics");
-    pack_metrics(&pk, f, st);
-    pack_key(&pk, "source");
-    pack_source(&pk, st);
-    if (st->names) {
-        pack_key(&pk, "names");
-        pack_names(&pk, f, st->names);
-    }
-    if (st->dead_letter.kind) {
-        pack_key(&pk, "dead_letters");
-        pack_dead_letter(&pk, &st->dead_letter);
-    }
-    unsigned char sum[8];
-    uint64_t digest = slr_atomic_file_digest(f);
-    for (int i = 0; i < 8; i++) /* big-endian, as written in docs/CHECKPOINT.md */
-        sum[i] = (unsigned char)(digest >> (56 - 8 * i));
-    slr_atomic_file_write(f, sum, sizeof sum);
-}
-
-slr_status slr_checkpoint_write(const char *path, const slr_learner *l, const slr_job_state *st,
-                                slr_error *err)
-{
-    slr_atomic_file f;
-    slr_status rc = slr_atomic_file_open(&f, path, err);
-    if (rc != SLR_OK)
-        return rc;
-    slr_checkpoint_write_to(&f, l, st);
-    return slr_atomic_file_commit(&f, err);
-}
-
-/* ------------------------------------------------------------ decoding */
 
 typedef struct reader {
     const char *path;
@@ -421,7 +49,7 @@ static slr_status read_window(reader *r, const msgpack_object *M, slr_job_state 
         return slr_error_set(r->err, SLR_ERR_NOMEM, "out of memory for the AUC window");
     const unsigned char *p = (const unsigned char *)win->via.bin.ptr;
     for (size_t i = 0; i < win->via.bin.size / WINDOW_RECORD; i++, p += WINDOW_RECORD) {
-        double pr = get_f64(p), w = get_f64(p + 8), loss = get_f64(p + 16);
+        double pr = slr_le_get_f64(p), w = slr_le_get_f64(p + 8), loss = slr_le_get_f64(p + 16);
         if (!(pr >= 0 && pr <= 1) || !(w > 0) || !isfinite(w) || !(loss >= 0) || p[24] > 1)
             return corrupt(r, "metrics.window holds an invalid example");
         slr_auc_window_add(st->window, pr, p[24], w, loss);
@@ -445,8 +73,8 @@ static slr_status read_histogram(reader *r, const msgpack_object *M, slr_job_sta
         return slr_error_set(r->err, SLR_ERR_NOMEM, "out of memory for the AUC histogram");
     const unsigned char *p = (const unsigned char *)hist->via.bin.ptr;
     for (size_t i = 0; i < hist->via.bin.size / HISTOGRAM_RECORD; i++, p += HISTOGRAM_RECORD) {
-        uint32_t b = get_u32(p);
-        double pos = get_f64(p + 4), neg = get_f64(p + 12);
+        uint32_t b = slr_le_get_u32(p);
+        double pos = slr_le_get_f64(p + 4), neg = slr_le_get_f64(p + 12);
         if (b >= SLR_AUC_HISTOGRAM_BINS || !(pos >= 0) || !(neg >= 0) || !isfinite(pos + neg))
             return corrupt(r, "metrics.auc_histogram holds an invalid bin");
         st->histogram->pos[b] = pos;
@@ -506,7 +134,7 @@ static slr_status read_names(reader *r, const msgpack_object *N, slr_job_state *
         if (len > SLR_NAME_MAX || (size_t)(end - p) < NAME_HEADER + len)
             return corrupt(r, "names.entries holds an invalid name");
         uint64_t before = slr_names_count(st->names);
-        slr_names_add(st->names, get_u64(p), get_u32(p + 8), (const char *)p + NAME_HEADER, len);
+        slr_names_add(st->names, slr_le_get_u64(p), slr_le_get_u32(p + 8), (const char *)p + NAME_HEADER, len);
         if (slr_names_count(st->names) != before + 1)
             return corrupt(r, "names.entries holds a repeated key or more names than its max");
         p += NAME_HEADER + len;
@@ -618,7 +246,7 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
     slr_learner *l = NULL;
     slr_status rc;
 
-    if (len < sizeof MAGIC + 8 || memcmp(data, MAGIC, sizeof MAGIC) != 0) {
+    if (len < sizeof SLR_CHECKPOINT_MAGIC + 8 || memcmp(data, SLR_CHECKPOINT_MAGIC, sizeof SLR_CHECKPOINT_MAGIC) != 0) {
         rc = corrupt(&r, "not a streamlr checkpoint (bad magic or too short)");
         goto done;
     }
@@ -629,8 +257,8 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
         rc = corrupt(&r, "checksum mismatch (truncated or damaged file)");
         goto done;
     }
-    const char *b = data + sizeof MAGIC;
-    size_t blen = len - sizeof MAGIC - 8, size, need;
+    const char *b = data + sizeof SLR_CHECKPOINT_MAGIC;
+    size_t blen = len - sizeof SLR_CHECKPOINT_MAGIC - 8, size, need;
     /* A valid checksum only says the bytes are what a writer wrote; the
      * scan bounds what unpacking them can allocate, whoever wrote them. */
     if (slr_msgpack_scan((const unsigned char *)b, blen, &size, &need) != SLR_MSGPACK_COMPLETE ||
