@@ -85,24 +85,29 @@ static bool example_from_compact(slr_example *ex, const slr_raw_compact *c)
     const uint32_t n = c->n, mask = slr_hashing_mask(ex->hashing);
     if (slr_example_reserve(ex, n, NULL) != SLR_OK)
         return false;
+    /* locals: the stores below may not alias them, so they stay in registers */
+    const unsigned char *ids = c->ids, *values = c->values;
+    uint64_t *hashes = ex->hashes;
+    slr_feature *features = ex->features;
+    const uint32_t max_features = ex->max_features;
     uint32_t k = 0;
     for (uint32_t i = 0; i < n; i++) {
         float v = 1.0f;
-        if (c->values) {
+        if (values) {
             uint32_t bits;
-            memcpy(&bits, c->values + 4 * (size_t)i, 4);
+            memcpy(&bits, values + 4 * (size_t)i, 4);
             bits = le32toh(bits);
             memcpy(&v, &bits, sizeof v);
         }
-        if (!(fabs((double)v) <= SLR_MAX_ABS_VALUE) || k >= ex->max_features)
+        if (!(fabs((double)v) <= SLR_MAX_ABS_VALUE) || k >= max_features)
             return false; /* NaN, Inf, too large, too many: the general path says why */
         if (v == 0.0f)
             continue; /* contributes nothing, as in slr_example_add_hashed */
         uint32_t id;
-        memcpy(&id, c->ids + 4 * (size_t)i, 4);
+        memcpy(&id, ids + 4 * (size_t)i, 4);
         id = le32toh(id);
-        ex->hashes[k] = id;
-        ex->features[k++] = (slr_feature){.index = id & mask, .value = v};
+        hashes[k] = id;
+        features[k++] = (slr_feature){.index = id & mask, .value = v};
     }
     ex->n_features = k;
     ex->ns_open = false;

@@ -1,7 +1,6 @@
 /* update.c - the gradient step and penalty of a whole example's weights at
- * once, for the fast path under a soft penalty: the definition of
- * update.h in a loop, and four weights per instruction where the CPU has
- * AVX. */
+ * once, for the fast path under a soft penalty: update.h's soft form in a
+ * loop, and four weights per instruction where the CPU has AVX. */
 #include <math.h>
 
 #include "update.h"
@@ -9,19 +8,16 @@
 void slr_update_soft_scalar(const slr_penalty *pen, double *w, const double *rate,
                             const double *g_x, uint32_t n, uint64_t t)
 {
+    (void)t; /* a soft penalty truncates at every step, if at all */
     for (uint32_t i = 0; i < n; i++)
-        w[i] = slr_update_weight(pen, w[i], rate[i], g_x[i], t);
+        w[i] = slr_update_weight_soft(pen, w[i], rate[i], g_x[i]);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-/* slr_update_weight on four lanes for a soft penalty (K = 1 and theta = inf,
- * or no L1): the same IEEE operations in the same order.  Truncation without
- * a band is sign(v) max(0, |v| - r l1), which is slr_truncate's result for
- * every non-NaN v (+ 0.0 turns a -0 into the +0 slr_truncate returns); the
- * decay factor 1 - min(r l2, 1) is slr_penalty_decay's, and multiplying by
- * it when l2 = 0 is skipped, as w * 1.0 == w. */
+/* slr_update_weight_soft on four lanes: the same IEEE operations in the
+ * same order (max_pd(x, 0) is x > 0 ? x : 0). */
 __attribute__((target("avx"))) static void update_soft_avx(const slr_penalty *pen, double *w,
                                                             const double *rate, const double *g_x,
                                                             uint32_t n, uint64_t t)
@@ -50,8 +46,9 @@ __attribute__((target("avx"))) static void update_soft_avx(const slr_penalty *pe
     /* the tail inline, in this function's encoding: a call to SSE code from
      * here (GCC makes it a tail jump without vzeroupper) would leave the
      * upper halves dirty and slow every SSE instruction after it */
+    (void)t;
     for (; i < n; i++)
-        w[i] = slr_update_weight(pen, w[i], rate[i], g_x[i], t);
+        w[i] = slr_update_weight_soft(pen, w[i], rate[i], g_x[i]);
 }
 
 slr_step_fn *slr_update_soft_many(void)
