@@ -9,6 +9,7 @@
  * stored. */
 #include "config.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
@@ -138,29 +139,29 @@ slr_status slr_job_state_set_kafka_offset(slr_job_state *st, const char *topic, 
 
 /* ------------------------------------------------------------ encoding */
 
+/* The file is little-endian; <endian.h> converts (a no-op on x86), memcpy
+ * because p need not be aligned. */
 static void put_u32(unsigned char *p, uint32_t v)
 {
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
+    v = htole32(v);
+    memcpy(p, &v, 4);
 }
 static void put_u64(unsigned char *p, uint64_t v)
 {
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
+    v = htole64(v);
+    memcpy(p, &v, 8);
 }
 static uint32_t get_u32(const unsigned char *p)
 {
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return le32toh(v);
 }
 static uint64_t get_u64(const unsigned char *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v |= (uint64_t)p[i] << (8 * i);
-    return v;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return le64toh(v);
 }
 static void put_f64(unsigned char *p, double d)
 {
