@@ -2,6 +2,8 @@
  * window's AUC, loss and calibration over exactly the last N examples; the
  * histogram AUC within its stated bound of the exact one; the reports'
  * JSON and Prometheus text; the Prometheus endpoint over loopback. */
+#include "config.h"
+
 #include <arpa/inet.h>
 #include <check.h>
 #include <math.h>
@@ -317,6 +319,17 @@ START_TEST(prometheus_scrape_over_loopback)
 }
 END_TEST
 
+/* Built without libmicrohttpd: starting says so, in words a user can act on. */
+START_TEST(server_missing_says_so)
+{
+    slr_metrics_server *s;
+    slr_error err;
+    ck_assert_int_ne(slr_metrics_server_start(&s, NULL, 0, &err), SLR_OK);
+    ck_assert_ptr_nonnull(strstr(err.msg, "built without metrics-port support"));
+    ck_assert_ptr_null(s);
+}
+END_TEST
+
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -330,7 +343,11 @@ static Suite *metrics_suite(void)
     TCase *rep = tcase_create("report");
     tcase_set_timeout(rep, 30);
     tcase_add_test(rep, report_text_formats);
+#if HAVE_MICROHTTPD
     tcase_add_test(rep, prometheus_scrape_over_loopback);
+#else
+    tcase_add_test(rep, server_missing_says_so);
+#endif
     suite_add_tcase(s, rep);
     return s;
 }

@@ -7,6 +7,8 @@
  * (the "rejected" object, keys added later) does not matter.  A line that is
  * not a JSON object with a numeric "examples" is reported and skipped, so a
  * file still being written (or cut by a crash) plots what it has. */
+#include "config.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -35,6 +37,9 @@ static void usage(FILE *out)
             "      --format F     png | svg, when the extension does not say\n"
             "      --title TEXT   title (default: \"streamlr learning curves: METRICS\")\n"
             "  -h, --help         this text\n");
+#if !HAVE_CAIRO
+    fprintf(out, "\nThis streamlr was built without plot support (cairo): plot only says so.\n");
+#endif
 }
 
 /* Read one metrics line; cols[i] gets the number under COLUMN[i] (NaN if
@@ -152,6 +157,12 @@ int slr_cmd_plot(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+#if !HAVE_CAIRO
+    fprintf(stderr, "streamlr plot: this streamlr was built without plot support (cairo); "
+                    "rebuild with libcairo2-dev installed, or plot the JSON lines with any "
+                    "tool\n");
+    return 1;
+#endif
     plot_format fmt;
     if (format ? !strcmp(format, "svg") : ends_with(out, ".svg"))
         fmt = PLOT_SVG;

@@ -4,15 +4,47 @@
  * s) and tiny, so one thread and a small connection limit are plenty, and a
  * slow or stuck client is dropped after a short timeout rather than holding
  * a slot.  No error log: the library does not print; a failure to start is
- * returned to the caller. */
-#include <arpa/inet.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
-#include <pthread.h>
+ * returned to the caller.
+ *
+ * libmicrohttpd is optional (configure --without-libmicrohttpd): without it
+ * every function below exists and starting a server fails with a message
+ * that says so. */
+#include "config.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "streamlr/metrics_server.h"
+
+#if !HAVE_MICROHTTPD
+
+slr_status slr_metrics_server_start(slr_metrics_server **out, const char *bind_addr,
+                                    uint16_t port, slr_error *err)
+{
+    (void)bind_addr;
+    (void)port;
+    *out = NULL;
+    return slr_error_set(err, SLR_ERR_ARG,
+                         "this streamlr was built without metrics-port support (libmicrohttpd); "
+                         "leave out --metrics-port and use --metrics FILE, or rebuild with "
+                         "libmicrohttpd-dev installed");
+}
+
+void slr_metrics_server_stop(slr_metrics_server *s) { (void)s; }
+uint16_t slr_metrics_server_port(const slr_metrics_server *s) { (void)s; return 0; }
+void slr_metrics_server_publish(slr_metrics_server *s, const slr_metrics_report *r)
+{
+    (void)s;
+    (void)r;
+}
+uint64_t slr_metrics_server_scrapes(slr_metrics_server *s) { (void)s; return 0; }
+
+#else
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
 
 #define CONNECTION_LIMIT 16
 #define CONNECTION_TIMEOUT_SECONDS 5
@@ -159,3 +191,5 @@ uint64_t slr_metrics_server_scrapes(slr_metrics_server *s)
     pthread_mutex_unlock(&s->lock);
     return n;
 }
+
+#endif
