@@ -45,6 +45,7 @@ uint64_t slr_metrics_server_scrapes(slr_metrics_server *s) { (void)s; return 0; 
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <signal.h>
 
 #define CONNECTION_LIMIT 16
 #define CONNECTION_TIMEOUT_SECONDS 5
@@ -145,10 +146,17 @@ slr_status slr_metrics_server_start(slr_metrics_server **out, const char *bind_a
     if (!s)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
+    /* The polling thread inherits our signal mask: block everything while
+     * it is created (as slr_job_start_thread does), so that SIGTERM and
+     * SIGINT are taken by the embedder's thread, never by this one. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     s->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
                                  MHD_OPTION_CONNECTION_TIMEOUT,
                                  (unsigned)CONNECTION_TIMEOUT_SECONDS, MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!s->daemon) {
         pthread_mutex_destroy(&s->lock);
         free(s);
