@@ -10,15 +10,14 @@
 #ifndef STREAMLR_ENCODE_H
 #define STREAMLR_ENCODE_H
 
+#include "streamlr/export.h"
 #include <stddef.h>
 
 #include "streamlr/decode.h"
 #include "streamlr/error.h"
 #include "streamlr/example.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 /* A growable byte buffer.  Zero-initialised is a valid empty buffer. */
 typedef struct slr_buf {
@@ -61,7 +60,5 @@ slr_status slr_encode_raw(slr_buf *out, slr_format to, const slr_raw_example *ra
  * values under any -b at least as large as the one used to hash. */
 slr_status slr_encode_hashed(slr_buf *out, const slr_example *ex, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

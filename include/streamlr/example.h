@@ -11,6 +11,7 @@
 #ifndef STREAMLR_EXAMPLE_H
 #define STREAMLR_EXAMPLE_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,9 +19,7 @@
 #include "streamlr/bad_reason.h"
 #include "streamlr/error.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 #define SLR_BITS_MIN 1
 #define SLR_BITS_MAX 32
@@ -129,7 +128,5 @@ slr_status slr_example_reserve(slr_example *ex, uint32_t extra, slr_error *err);
 /* Close the example: expand -q interactions.  Must be called before learning. */
 slr_status slr_example_finish(slr_example *ex, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

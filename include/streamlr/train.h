@@ -7,6 +7,7 @@
 #ifndef STREAMLR_TRAIN_H
 #define STREAMLR_TRAIN_H
 
+#include "streamlr/export.h"
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,9 +20,7 @@
 #include "streamlr/metrics.h"
 #include "streamlr/names.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 /* Which learner settings the user gave explicitly: a resumed job must agree
  * with its checkpoint on these, and -i applies them over the model's. */
@@ -128,7 +127,5 @@ typedef struct slr_train_result {
 
 slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif
