@@ -43,7 +43,7 @@ typedef struct consumer {
     const char *topics[1];
     const char *config[8];
     char dir[4096];
-    volatile sig_atomic_t stop;
+    slr_stop_flag stop;
     audit audit;
     pthread_mutex_t log_mu;
     char log[1 << 22];

@@ -5,6 +5,8 @@
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
@@ -73,7 +75,7 @@ static void teardown(void)
 typedef struct log_capture {
     int n;
     char text[16384];
-    volatile sig_atomic_t *stop_on_bad;
+    slr_stop_flag *stop_on_bad;
 } log_capture;
 
 static void capture(void *ctx, const char *msg)
@@ -240,7 +242,7 @@ START_TEST(stop_and_resume_mid_file)
     snprintf(dir, sizeof dir, "%s/stop", tmp);
     snprintf(model_a, sizeof model_a, "%s/a.model", tmp);
     snprintf(model_b, sizeof model_b, "%s/b.model", tmp);
-    volatile sig_atomic_t stop = 0;
+    slr_stop_flag stop = 0;
     log_capture log = {.stop_on_bad = &stop};
     slr_train_options opt;
     base_options(&opt, dir, &log);
@@ -345,7 +347,7 @@ START_TEST(resume_falls_back_past_a_damaged_checkpoint)
     snprintf(dir, sizeof dir, "%s/dmg", tmp);
     snprintf(model_a, sizeof model_a, "%s/dmg-a.model", tmp);
     snprintf(model_b, sizeof model_b, "%s/dmg-b.model", tmp);
-    volatile sig_atomic_t stop = 0;
+    slr_stop_flag stop = 0;
     log_capture log = {.stop_on_bad = &stop};
     slr_train_options opt;
     base_options(&opt, dir, &log);
@@ -660,6 +662,58 @@ START_TEST(fork_writer_failure_is_reported)
 }
 END_TEST
 
+/* A job stopped from another thread (what an embedder does; the CLI's
+ * signal handler is the same store): the flag is a C11 atomic, so this is
+ * no data race (the TSan build in .ci/run checks that).  The job waits on
+ * an idle FIFO when the flag is set, so it must notice without input. */
+typedef struct stopper {
+    const char *fifo;
+    slr_stop_flag *stop;
+    int lines;
+} stopper;
+
+static void *stop_later(void *arg)
+{
+    stopper *s = arg;
+    FILE *f = fopen(s->fifo, "w");
+    if (!f)
+        return NULL;
+    for (int i = 0; i < s->lines; i++)
+        fprintf(f, "%d |u u%d |i i%d\n", i % 3 ? -1 : 1, i % 97, i % 13);
+    fflush(f);
+    usleep(200 * 1000); /* the job learns those and waits for more */
+    atomic_store(s->stop, 1);
+    usleep(200 * 1000);
+    fclose(f); /* (the job has stopped by now; EOF would end it too) */
+    return NULL;
+}
+
+START_TEST(stop_from_another_thread)
+{
+    char fifo[4200];
+    snprintf(fifo, sizeof fifo, "%s/in.fifo", tmp);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    slr_stop_flag stop = 0;
+    stopper st = {fifo, &stop, 2000};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, stop_later, &st), 0);
+    log_capture log = {0};
+    slr_train_options opt;
+    base_options(&opt, NULL, &log);
+    const char *in[] = {fifo};
+    opt.files = in;
+    opt.n_files = 1;
+    opt.threads = 2;
+    opt.stop = &stop;
+    slr_train_result res;
+    slr_error err;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    pthread_join(t, NULL);
+    ck_assert(res.stopped);
+    ck_assert_uint_eq(res.examples, 2000);
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -673,6 +727,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, resume_refuses_what_does_not_fit);
     tcase_add_test(tc, resume_falls_back_past_a_damaged_checkpoint);
     tcase_add_test(tc, failed_checkpoint_writes_are_retried);
+    tcase_add_test(tc, stop_from_another_thread);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("modes");

@@ -49,7 +49,7 @@ typedef struct slr_predict_options {
     uint32_t n_producer_config;
     double commit_interval_seconds; /* how often acknowledged offsets are committed; 0 = 1 */
     slr_dead_letter_sink *dead_letters; /* optional: bad records go here (the caller owns it) */
-    volatile sig_atomic_t *stop;   /* set (e.g. by a signal handler) to stop */
+    slr_stop_flag *stop;           /* set (by another thread, a signal handler) to stop */
     slr_log_fn log;                /* warnings, bad records, model switches; NULL = silent */
     void *log_ctx;
 } slr_predict_options;

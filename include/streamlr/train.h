@@ -20,6 +20,18 @@
 #include "streamlr/metrics.h"
 #include "streamlr/names.h"
 
+/* A job stops after the record in hand once its stop flag is nonzero.  It
+ * is an atomic int, so that another thread (or a signal handler: a
+ * lock-free atomic store is async-signal-safe) can set it while the job
+ * reads it, without a data race. */
+#ifdef __cplusplus
+#include <atomic>
+typedef std::atomic<int> slr_stop_flag; /* the same object as C11's atomic_int */
+#else
+#include <stdatomic.h>
+typedef atomic_int slr_stop_flag;
+#endif
+
 SLR_BEGIN_DECLS
 
 /* Which learner settings the user gave explicitly: a resumed job must agree
@@ -106,7 +118,7 @@ typedef struct slr_train_options {
 
     slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
     void *log_ctx;
-    volatile sig_atomic_t *stop; /* when set, stop after the record in hand */
+    slr_stop_flag *stop; /* when set, stop after the record in hand; NULL = never */
 } slr_train_options;
 
 void slr_train_options_init(slr_train_options *opt);
