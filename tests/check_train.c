@@ -6,6 +6,8 @@
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -714,6 +716,33 @@ START_TEST(stop_from_another_thread)
 }
 END_TEST
 
+/* Options that survive additions: a caller compiled against an older,
+ * shorter slr_train_options (simulated: its size ends before `log`) gets
+ * the defaults for the fields it does not know, whatever bytes lie past
+ * its struct; a struct never set up by slr_train_options_init is refused. */
+START_TEST(options_from_an_older_caller)
+{
+    slr_train_options opt;
+    base_options(&opt, NULL, NULL);
+    ck_assert_uint_eq(opt.size, sizeof opt);
+    opt.checkpoint_every_examples = 0;
+    opt.size = offsetof(slr_train_options, log);
+    /* past the caller's struct: garbage that would crash if it were used */
+    opt.log = (slr_log_fn)(uintptr_t)1;
+    opt.log_ctx = (void *)(uintptr_t)1;
+    opt.stop = (slr_stop_flag *)(uintptr_t)1;
+    slr_train_result res;
+    slr_error err;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_uint_eq(res.records, 3u * LINES_PER_FILE);
+    ck_assert(!res.stopped);
+
+    memset(&opt, 0, sizeof opt); /* not initialised */
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "slr_train_options_init"));
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -728,6 +757,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, resume_falls_back_past_a_damaged_checkpoint);
     tcase_add_test(tc, failed_checkpoint_writes_are_retried);
     tcase_add_test(tc, stop_from_another_thread);
+    tcase_add_test(tc, options_from_an_older_caller);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("modes");

@@ -1,6 +1,7 @@
 /* job.c - the per-record pipeline shared by every source (see job.h). */
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -63,6 +64,21 @@ void slr_train_options_init(slr_train_options *opt)
     opt->checkpoint_keep = SLR_CHECKPOINT_KEEP_DEFAULT;
     opt->auc_window = SLR_AUC_WINDOW_DEFAULT;
     opt->metrics_port = -1;
+    opt->size = sizeof *opt;
+}
+
+slr_status slr_train_options_resolve(const slr_train_options *in, slr_train_options *out,
+                                     slr_error *err)
+{
+    if (in->size < offsetof(slr_train_options, learner) || in->size > sizeof *in)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "slr_train_options.size is %zu, not between %zu and %zu: set the "
+                             "options up with slr_train_options_init()",
+                             in->size, offsetof(slr_train_options, learner), sizeof *in);
+    slr_train_options_init(out);
+    memcpy(out, in, in->size);
+    out->size = sizeof *out;
+    return SLR_OK;
 }
 
 /* ------------------------------------------------------------ setup */

@@ -137,6 +137,10 @@ typedef struct slr_job {
  * --resume, state receives the checkpoint's position for the source to seek;
  * with both --resume and -i, -i is the start only when the directory holds
  * no checkpoint yet. */
+/* The caller's options (of in->size bytes, perhaps an older and shorter
+ * struct) as this library's struct, defaults for what the caller lacks. */
+slr_status slr_train_options_resolve(const slr_train_options *in, slr_train_options *out,
+                                     slr_error *err);
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err);
 void slr_job_close(slr_job *job);
 

@@ -340,10 +340,12 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     decoder dec;
     pthread_t prefaulter;
     bool prefaulting = false;
-    slr_train_options opt = *opt_in;
+    slr_train_options opt;
     rd_kafka_message_t **msgs = NULL;
     bool stopped = false;
-    slr_status st;
+    slr_status st = slr_train_options_resolve(opt_in, &opt, err);
+    if (st != SLR_OK)
+        return st;
 
     if (opt.n_files)
         return slr_error_set(err, SLR_ERR_ARG, "a Kafka job takes no input files");

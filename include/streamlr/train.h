@@ -62,6 +62,11 @@ typedef enum slr_progress_style {
 } slr_progress_style;
 
 typedef struct slr_train_options {
+    /* sizeof (slr_train_options) where the caller was compiled; set by
+     * slr_train_options_init, which every caller must use.  New fields are
+     * only ever appended, so a library newer than its caller reads the
+     * fields the caller knows and gives the rest their defaults. */
+    size_t size;
     slr_learner_config learner;
     uint32_t learner_set; /* SLR_SET_* bits */
     slr_format format;
@@ -121,6 +126,7 @@ typedef struct slr_train_options {
     slr_stop_flag *stop; /* when set, stop after the record in hand; NULL = never */
 } slr_train_options;
 
+/* Defaults for every field, and opt->size. */
 void slr_train_options_init(slr_train_options *opt);
 
 typedef struct slr_train_result {
