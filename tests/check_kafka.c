@@ -355,6 +355,14 @@ static void *pace(void *arg)
  * commit on revocation can be refused on a loaded machine, and B would then
  * start from A's previous commit (docs/KAFKA.md) -- here that is the same
  * offset. */
+/* The per-partition lag the job reports, as the CLI prints it. */
+static void lag_to_file(void *ctx, const slr_progress *p)
+{
+    if (p->event == SLR_PROGRESS_KAFKA)
+        fprintf(ctx, "kafka: %s; %llu examples learned\n", p->kafka_lag,
+                (unsigned long long)p->totals->examples);
+}
+
 START_TEST(test_rebalance_two_consumers)
 {
     char topic[128], group[128];
@@ -374,7 +382,8 @@ START_TEST(test_rebalance_two_consumers)
     snprintf(progress_path, sizeof progress_path, "%s/progress-a.txt", tmp);
     FILE *progress = fopen(progress_path, "w+");
     ck_assert_ptr_nonnull(progress);
-    a->opt.progress = progress;
+    a->opt.progress = lag_to_file;
+    a->opt.progress_ctx = progress;
     a->config[a->k.n_config++] = "statistics.interval.ms=200";
     consumer_start(a);
     WAIT_FOR(atomic_load(&a->audit.applied) >= 500, 60, "A to consume", a);

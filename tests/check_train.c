@@ -743,6 +743,82 @@ START_TEST(options_from_an_older_caller)
 }
 END_TEST
 
+/* Progress reaches an embedder as numbers (the library draws nothing):
+ * VW's rows at examples 1, 2, 4, ... in the table style, status reports
+ * ending with a final one in the line style, and one summary that agrees
+ * with the result. */
+typedef struct progress_log {
+    int rows, status, summaries, finals;
+    uint64_t row_at[64];
+    bool header_first;
+    slr_train_summary summary;
+    uint64_t summary_examples;
+} progress_log;
+
+static void on_progress(void *ctx, const slr_progress *p)
+{
+    progress_log *g = ctx;
+    switch (p->event) {
+    case SLR_PROGRESS_ROW:
+        if (g->rows == 0)
+            g->header_first = p->first_row;
+        else
+            ck_assert(!p->first_row);
+        ck_assert_double_eq(p->prediction, p->prediction); /* not NaN */
+        ck_assert_uint_ge(p->totals->examples, p->at_last_row->examples);
+        if (g->rows < 64)
+            g->row_at[g->rows] = p->totals->examples;
+        g->rows++;
+        break;
+    case SLR_PROGRESS_STATUS:
+        g->status++;
+        g->finals += p->report->final;
+        break;
+    case SLR_PROGRESS_SUMMARY:
+        g->summaries++;
+        g->summary = *p->summary;
+        g->summary.checkpoint = NULL; /* points into the job */
+        g->summary.dead_letter_sink = NULL;
+        g->summary_examples = p->report->totals.examples;
+        break;
+    case SLR_PROGRESS_KAFKA: ck_abort_msg("no Kafka here"); break;
+    }
+}
+
+START_TEST(progress_as_numbers)
+{
+    for (int style = 0; style < 2; style++) {
+        progress_log g = {0};
+        log_capture log = {0};
+        slr_train_options opt;
+        base_options(&opt, NULL, &log);
+        opt.progress = on_progress;
+        opt.progress_ctx = &g;
+        opt.progress_style = style ? SLR_PROGRESS_LINE : SLR_PROGRESS_TABLE;
+        opt.progress_seconds = 1e-6; /* a status report at every tick */
+        slr_train_result res;
+        slr_error err;
+        ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+        ck_assert_int_eq(g.summaries, 1);
+        ck_assert_uint_eq(g.summary.examples_this_run, res.examples);
+        ck_assert_uint_eq(g.summary_examples, res.metrics.examples);
+        ck_assert(!g.summary.stopped);
+        ck_assert_double_eq(g.summary.seconds, res.seconds);
+        if (style == 0) { /* 4455 examples: rows at 1, 2, 4, ..., 4096 */
+            ck_assert_int_eq(g.rows, 13);
+            ck_assert(g.header_first);
+            for (int i = 0; i < g.rows; i++)
+                ck_assert_uint_eq(g.row_at[i], 1ull << i);
+            ck_assert_int_eq(g.status, 0);
+        } else {
+            ck_assert_int_eq(g.rows, 0);
+            ck_assert_int_ge(g.status, 2); /* ticks every 1024 records, and the final one */
+            ck_assert_int_eq(g.finals, 1);
+        }
+    }
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -758,6 +834,7 @@ static Suite *train_suite(void)
     tcase_add_test(tc, failed_checkpoint_writes_are_retried);
     tcase_add_test(tc, stop_from_another_thread);
     tcase_add_test(tc, options_from_an_older_caller);
+    tcase_add_test(tc, progress_as_numbers);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("modes");

@@ -61,6 +61,47 @@ typedef enum slr_progress_style {
     SLR_PROGRESS_LINE = 1,  /* one status line redrawn in place (\r), for a terminal */
 } slr_progress_style;
 
+/* Progress is reported as numbers; drawing them (a status line, VW's
+ * table, the summary) is the caller's business (tools/progress.c draws
+ * them for the CLI).  Which events come depends on progress_style. */
+typedef enum slr_progress_event {
+    SLR_PROGRESS_STATUS,  /* LINE: every progress_seconds, and once at the end (report->final) */
+    SLR_PROGRESS_ROW,     /* TABLE: at examples 1, 2, 4, 8, ... (VW's rows) */
+    SLR_PROGRESS_KAFKA,   /* TABLE, Kafka: each partition's lag, as text */
+    SLR_PROGRESS_SUMMARY, /* once, at the end of the job */
+} slr_progress_event;
+
+/* The numbers of the end-of-job summary. */
+typedef struct slr_train_summary {
+    bool stopped;                  /* ended by *stop rather than end of input */
+    uint64_t examples_this_run;
+    double seconds;                /* wall time of this run */
+    double checkpoint_seconds;     /* of which writing checkpoints and models */
+    double waiting_seconds;        /* of which waiting for the first record */
+    uint64_t dead_letters;         /* given to the dead-letter sink this run */
+    const char *dead_letter_sink;  /* its name; NULL without one */
+    uint64_t pauses;               /* periodic checkpoints learning waited for */
+    double pause_max, pause_total; /* seconds */
+    bool checkpoint_fork;          /* periodic checkpoints written by a child process */
+    const char *checkpoint;        /* newest checkpoint, "" if none */
+} slr_train_summary;
+
+typedef struct slr_progress {
+    slr_progress_event event;
+    const slr_metrics_report *report; /* STATUS, SUMMARY */
+    /* ROW: VW's columns: the progressive loss overall and since the last row
+     * (totals, at_last_row), and the example just learned */
+    const slr_metrics *totals, *at_last_row;
+    bool first_row; /* the first row of this run: time for the header */
+    double label, prediction;
+    uint32_t features; /* including the bias */
+    const char *kafka_lag;             /* KAFKA: "topic[p] lag N ..." */
+    const slr_train_summary *summary;  /* SUMMARY */
+} slr_progress;
+
+/* Called on the training thread; must not call back into the job. */
+typedef void (*slr_progress_fn)(void *ctx, const slr_progress *p);
+
 typedef struct slr_train_options {
     /* sizeof (slr_train_options) where the caller was compiled; set by
      * slr_train_options_init, which every caller must use.  New fields are
@@ -100,7 +141,8 @@ typedef struct slr_train_options {
     uint32_t max_features; /* per example, after -q; 0 = default */
     size_t max_record;     /* bytes; 0 = default */
 
-    FILE *progress; /* VW-style progress table and summary; NULL = quiet */
+    slr_progress_fn progress; /* progress and the summary as numbers; NULL = none */
+    void *progress_ctx;
     slr_progress_style progress_style;
     double progress_seconds; /* LINE: redraw at most this often (default 0.5) */
 
