@@ -804,11 +804,23 @@ START_TEST(test_stats_walker)
     ck_assert_int_eq(s.value[3], -1);
     for (int i = 0; i < s.n; i++)
         ck_assert_int_eq(s.partition[i], 0);
-    const char *bad[] = {"{\"a\":", "{\"a\" 1}", "[1,2", "{\"topics\":{}} x", "\"open"};
+    /* a document cut short or followed by junk is refused whole: no value
+     * from it is taken (the last one, cut, could be a prefix of a number) */
+    const char *bad[] = {"{\"a\":", "{\"a\" 1}", "[1,2", "{\"topics\":{}} x", "\"open",
+                         "{\"topics\":{\"t\":{\"partitions\":{\"0\":{\"hi_offset\":12",
+                         "{\"topics\":{\"t\":{\"partitions\":{\"0\":{\"hi_offset\":5}}}}} x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         seen t = {0};
         ck_assert_msg(!slr_kafka_stats_walk(bad[i], strlen(bad[i]), on_stat, &t), "%s", bad[i]);
+        ck_assert_msg(t.n == 0, "%s: %d values taken", bad[i], t.n);
     }
+    /* keys are compared decoded: an escaped topic name is the topic */
+    const char *escaped = "{\"topics\":{\"cl\\u0069cks\":{\"partitions\":{\"3\":{\"ls_offset\":7}}}}}";
+    seen e = {0};
+    ck_assert(slr_kafka_stats_walk(escaped, strlen(escaped), on_stat, &e));
+    ck_assert_int_eq(e.n, 1);
+    ck_assert_str_eq(e.topic, "clicks");
+    ck_assert_int_eq(e.partition[0], 3);
 }
 END_TEST
 
