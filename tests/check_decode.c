@@ -833,6 +833,26 @@ START_TEST(msgpack_framing)
     ck_assert_int_eq(dc_next(&c, false), SLR_DECODE_EXAMPLE);
     mpb_free(&b);
 
+    /* the depth the message names is msgpack-c's: one level more is refused
+     * as too deep, that many is unpacked (and refused as not an example) */
+    for (int depth = 32; depth <= 33; depth++) {
+        char nest[80] = "";
+        for (int i = 0; i < depth; i++)
+            strcat(nest, "[");
+        strcat(nest, "nil");
+        for (int i = 0; i < depth; i++)
+            strcat(nest, "]");
+        mpb_init(&b);
+        mpb_add(&b, nest);
+        dc_feed(&c, b.sb.data, b.sb.size);
+        ck_assert_int_eq(dc_next(&c, false), SLR_DECODE_BAD);
+        if (depth == 32)
+            ck_assert_ptr_null(strstr(c.err.msg, "nested"));
+        else
+            ck_assert_ptr_nonnull(strstr(c.err.msg, "nested more than 32 levels deep"));
+        mpb_free(&b);
+    }
+
     /* many features: the zone grows once, then is reused */
     mpb_init(&b);
     for (int rec = 0; rec < 3; rec++) {

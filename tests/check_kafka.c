@@ -43,7 +43,7 @@ typedef struct consumer {
     const char *topics[1];
     const char *config[8];
     char dir[4096];
-    volatile sig_atomic_t stop;
+    slr_stop_flag stop;
     audit audit;
     pthread_mutex_t log_mu;
     char log[1 << 22];
@@ -355,6 +355,14 @@ static void *pace(void *arg)
  * commit on revocation can be refused on a loaded machine, and B would then
  * start from A's previous commit (docs/KAFKA.md) -- here that is the same
  * offset. */
+/* The per-partition lag the job reports, as the CLI prints it. */
+static void lag_to_file(void *ctx, const slr_progress *p)
+{
+    if (p->event == SLR_PROGRESS_KAFKA)
+        fprintf(ctx, "kafka: %s; %llu examples learned\n", p->kafka_lag,
+                (unsigned long long)p->totals->examples);
+}
+
 START_TEST(test_rebalance_two_consumers)
 {
     char topic[128], group[128];
@@ -374,7 +382,8 @@ START_TEST(test_rebalance_two_consumers)
     snprintf(progress_path, sizeof progress_path, "%s/progress-a.txt", tmp);
     FILE *progress = fopen(progress_path, "w+");
     ck_assert_ptr_nonnull(progress);
-    a->opt.progress = progress;
+    a->opt.progress = lag_to_file;
+    a->opt.progress_ctx = progress;
     a->config[a->k.n_config++] = "statistics.interval.ms=200";
     consumer_start(a);
     WAIT_FOR(atomic_load(&a->audit.applied) >= 500, 60, "A to consume", a);
@@ -795,11 +804,23 @@ START_TEST(test_stats_walker)
     ck_assert_int_eq(s.value[3], -1);
     for (int i = 0; i < s.n; i++)
         ck_assert_int_eq(s.partition[i], 0);
-    const char *bad[] = {"{\"a\":", "{\"a\" 1}", "[1,2", "{\"topics\":{}} x", "\"open"};
+    /* a document cut short or followed by junk is refused whole: no value
+     * from it is taken (the last one, cut, could be a prefix of a number) */
+    const char *bad[] = {"{\"a\":", "{\"a\" 1}", "[1,2", "{\"topics\":{}} x", "\"open",
+                         "{\"topics\":{\"t\":{\"partitions\":{\"0\":{\"hi_offset\":12",
+                         "{\"topics\":{\"t\":{\"partitions\":{\"0\":{\"hi_offset\":5}}}}} x"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         seen t = {0};
         ck_assert_msg(!slr_kafka_stats_walk(bad[i], strlen(bad[i]), on_stat, &t), "%s", bad[i]);
+        ck_assert_msg(t.n == 0, "%s: %d values taken", bad[i], t.n);
     }
+    /* keys are compared decoded: an escaped topic name is the topic */
+    const char *escaped = "{\"topics\":{\"cl\\u0069cks\":{\"partitions\":{\"3\":{\"ls_offset\":7}}}}}";
+    seen e = {0};
+    ck_assert(slr_kafka_stats_walk(escaped, strlen(escaped), on_stat, &e));
+    ck_assert_int_eq(e.n, 1);
+    ck_assert_str_eq(e.topic, "clicks");
+    ck_assert_int_eq(e.partition[0], 3);
 }
 END_TEST
 

@@ -5,6 +5,10 @@
 #include <check.h>
 #include <dirent.h>
 #include <math.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
@@ -73,7 +77,7 @@ static void teardown(void)
 typedef struct log_capture {
     int n;
     char text[16384];
-    volatile sig_atomic_t *stop_on_bad;
+    slr_stop_flag *stop_on_bad;
 } log_capture;
 
 static void capture(void *ctx, const char *msg)
@@ -240,7 +244,7 @@ START_TEST(stop_and_resume_mid_file)
     snprintf(dir, sizeof dir, "%s/stop", tmp);
     snprintf(model_a, sizeof model_a, "%s/a.model", tmp);
     snprintf(model_b, sizeof model_b, "%s/b.model", tmp);
-    volatile sig_atomic_t stop = 0;
+    slr_stop_flag stop = 0;
     log_capture log = {.stop_on_bad = &stop};
     slr_train_options opt;
     base_options(&opt, dir, &log);
@@ -345,7 +349,7 @@ START_TEST(resume_falls_back_past_a_damaged_checkpoint)
     snprintf(dir, sizeof dir, "%s/dmg", tmp);
     snprintf(model_a, sizeof model_a, "%s/dmg-a.model", tmp);
     snprintf(model_b, sizeof model_b, "%s/dmg-b.model", tmp);
-    volatile sig_atomic_t stop = 0;
+    slr_stop_flag stop = 0;
     log_capture log = {.stop_on_bad = &stop};
     slr_train_options opt;
     base_options(&opt, dir, &log);
@@ -660,6 +664,161 @@ START_TEST(fork_writer_failure_is_reported)
 }
 END_TEST
 
+/* A job stopped from another thread (what an embedder does; the CLI's
+ * signal handler is the same store): the flag is a C11 atomic, so this is
+ * no data race (the TSan build in .ci/run checks that).  The job waits on
+ * an idle FIFO when the flag is set, so it must notice without input. */
+typedef struct stopper {
+    const char *fifo;
+    slr_stop_flag *stop;
+    int lines;
+} stopper;
+
+static void *stop_later(void *arg)
+{
+    stopper *s = arg;
+    FILE *f = fopen(s->fifo, "w");
+    if (!f)
+        return NULL;
+    for (int i = 0; i < s->lines; i++)
+        fprintf(f, "%d |u u%d |i i%d\n", i % 3 ? -1 : 1, i % 97, i % 13);
+    fflush(f);
+    usleep(200 * 1000); /* the job learns those and waits for more */
+    atomic_store(s->stop, 1);
+    usleep(200 * 1000);
+    fclose(f); /* (the job has stopped by now; EOF would end it too) */
+    return NULL;
+}
+
+START_TEST(stop_from_another_thread)
+{
+    char fifo[4200];
+    snprintf(fifo, sizeof fifo, "%s/in.fifo", tmp);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    slr_stop_flag stop = 0;
+    stopper st = {fifo, &stop, 2000};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, stop_later, &st), 0);
+    log_capture log = {0};
+    slr_train_options opt;
+    base_options(&opt, NULL, &log);
+    const char *in[] = {fifo};
+    opt.files = in;
+    opt.n_files = 1;
+    opt.threads = 2;
+    opt.stop = &stop;
+    slr_train_result res;
+    slr_error err;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    pthread_join(t, NULL);
+    ck_assert(res.stopped);
+    ck_assert_uint_eq(res.examples, 2000);
+}
+END_TEST
+
+/* Options that survive additions: a caller compiled against an older,
+ * shorter slr_train_options (simulated: its size ends before `log`) gets
+ * the defaults for the fields it does not know, whatever bytes lie past
+ * its struct; a struct never set up by slr_train_options_init is refused. */
+START_TEST(options_from_an_older_caller)
+{
+    slr_train_options opt;
+    base_options(&opt, NULL, NULL);
+    ck_assert_uint_eq(opt.size, sizeof opt);
+    opt.checkpoint_every_examples = 0;
+    opt.size = offsetof(slr_train_options, log);
+    /* past the caller's struct: garbage that would crash if it were used */
+    opt.log = (slr_log_fn)(uintptr_t)1;
+    opt.log_ctx = (void *)(uintptr_t)1;
+    opt.stop = (slr_stop_flag *)(uintptr_t)1;
+    slr_train_result res;
+    slr_error err;
+    ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_uint_eq(res.records, 3u * LINES_PER_FILE);
+    ck_assert(!res.stopped);
+
+    memset(&opt, 0, sizeof opt); /* not initialised */
+    ck_assert_int_eq(slr_train_files(&opt, &res, &err), SLR_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "slr_train_options_init"));
+}
+END_TEST
+
+/* Progress reaches an embedder as numbers (the library draws nothing):
+ * VW's rows at examples 1, 2, 4, ... in the table style, status reports
+ * ending with a final one in the line style, and one summary that agrees
+ * with the result. */
+typedef struct progress_log {
+    int rows, status, summaries, finals;
+    uint64_t row_at[64];
+    bool header_first;
+    slr_train_summary summary;
+    uint64_t summary_examples;
+} progress_log;
+
+static void on_progress(void *ctx, const slr_progress *p)
+{
+    progress_log *g = ctx;
+    switch (p->event) {
+    case SLR_PROGRESS_ROW:
+        if (g->rows == 0)
+            g->header_first = p->first_row;
+        else
+            ck_assert(!p->first_row);
+        ck_assert_double_eq(p->prediction, p->prediction); /* not NaN */
+        ck_assert_uint_ge(p->totals->examples, p->at_last_row->examples);
+        if (g->rows < 64)
+            g->row_at[g->rows] = p->totals->examples;
+        g->rows++;
+        break;
+    case SLR_PROGRESS_STATUS:
+        g->status++;
+        g->finals += p->report->final;
+        break;
+    case SLR_PROGRESS_SUMMARY:
+        g->summaries++;
+        g->summary = *p->summary;
+        g->summary.checkpoint = NULL; /* points into the job */
+        g->summary.dead_letter_sink = NULL;
+        g->summary_examples = p->report->totals.examples;
+        break;
+    case SLR_PROGRESS_KAFKA: ck_abort_msg("no Kafka here"); break;
+    }
+}
+
+START_TEST(progress_as_numbers)
+{
+    for (int style = 0; style < 2; style++) {
+        progress_log g = {0};
+        log_capture log = {0};
+        slr_train_options opt;
+        base_options(&opt, NULL, &log);
+        opt.progress = on_progress;
+        opt.progress_ctx = &g;
+        opt.progress_style = style ? SLR_PROGRESS_LINE : SLR_PROGRESS_TABLE;
+        opt.progress_seconds = 1e-6; /* a status report at every tick */
+        slr_train_result res;
+        slr_error err;
+        ck_assert_msg(slr_train_files(&opt, &res, &err) == SLR_OK, "%s", err.msg);
+        ck_assert_int_eq(g.summaries, 1);
+        ck_assert_uint_eq(g.summary.examples_this_run, res.examples);
+        ck_assert_uint_eq(g.summary_examples, res.metrics.examples);
+        ck_assert(!g.summary.stopped);
+        ck_assert_double_eq(g.summary.seconds, res.seconds);
+        if (style == 0) { /* 4455 examples: rows at 1, 2, 4, ..., 4096 */
+            ck_assert_int_eq(g.rows, 13);
+            ck_assert(g.header_first);
+            for (int i = 0; i < g.rows; i++)
+                ck_assert_uint_eq(g.row_at[i], 1ull << i);
+            ck_assert_int_eq(g.status, 0);
+        } else {
+            ck_assert_int_eq(g.rows, 0);
+            ck_assert_int_ge(g.status, 2); /* ticks every 1024 records, and the final one */
+            ck_assert_int_eq(g.finals, 1);
+        }
+    }
+}
+END_TEST
+
 static Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -673,6 +832,9 @@ static Suite *train_suite(void)
     tcase_add_test(tc, resume_refuses_what_does_not_fit);
     tcase_add_test(tc, resume_falls_back_past_a_damaged_checkpoint);
     tcase_add_test(tc, failed_checkpoint_writes_are_retried);
+    tcase_add_test(tc, stop_from_another_thread);
+    tcase_add_test(tc, options_from_an_older_caller);
+    tcase_add_test(tc, progress_as_numbers);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("modes");

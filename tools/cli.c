@@ -47,7 +47,7 @@ bool cli_u32(const char *cmd, const char *flag, const char *s, uint32_t *out)
     return true;
 }
 
-volatile sig_atomic_t cli_stop_requested;
+slr_stop_flag cli_stop_requested;
 
 static void on_stop_signal(int sig)
 {

@@ -17,7 +17,7 @@ bool cli_u32(const char *cmd, const char *flag, const char *s, uint32_t *out);
 
 /* SIGINT and SIGTERM set cli_stop_requested (a signal handler can reach
  * nothing else); long-running commands check it between units of work. */
-extern volatile sig_atomic_t cli_stop_requested;
+extern slr_stop_flag cli_stop_requested;
 void cli_catch_stop_signals(void);
 
 /* stderr logger for slr_train_options.log: "streamlr: <msg>" */

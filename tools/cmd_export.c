@@ -8,7 +8,8 @@
  * json: one object with the hashing settings, the same weights as
  * [index, weight] pairs (%.17g again), and, if the model was trained with
  * --keep-names, the names as [index, "name"] pairs sorted by index - what
- * VW's --invert_hash gives, in a form a script can load. */
+ * VW's --invert_hash gives, in a form a script can load.  Written by
+ * jansson; names that are not UTF-8 follow the rule of util/json.h. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "cli_options.h"
 #include "commands.h"
 #include "streamlr/checkpoint.h"
+#include "util/json.h"
 
 static void usage(FILE *out)
 {
@@ -38,78 +40,96 @@ static int print_text(void *ctx, uint64_t index, double w)
     return fprintf(ctx, "%llu %.17g\n", (unsigned long long)index, w) < 0;
 }
 
+/* The weights are streamed, one [index, weight] pair per line: a tree of
+ * the whole model (tens of millions of pairs for -b 28) would take
+ * gigabytes.  One pair, reused, formatted by jansson each time. */
 typedef struct json_ctx {
     FILE *out;
     uint64_t n;
+    json_t *pair, *index, *weight;
 } json_ctx;
 
 static int print_json(void *ctx, uint64_t index, double w)
 {
     json_ctx *j = ctx;
-    return fprintf(j->out, "%s\n[%llu,%.17g]", j->n++ ? "," : "", (unsigned long long)index, w) <
-           0;
+    if (json_integer_set(j->index, (json_int_t)index) || json_real_set(j->weight, w))
+        return 1;
+    if (fputs(j->n++ ? ",\n" : "\n", j->out) < 0)
+        return 1;
+    return json_dumpf(j->pair, j->out, SLR_JSON_FLAGS) != 0;
 }
 
-/* A JSON string.  Names are input bytes: bytes that are not valid UTF-8
- * are written as \u00XX (read as Latin-1) so the output is always JSON. */
-static void json_string(FILE *out, const char *s, size_t len)
+/* The settings, as an object whose members the weights and names follow. */
+static json_t *header(slr_learner *l)
 {
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', out);
-    for (size_t i = 0; i < len;) {
-        unsigned char c = p[i];
-        size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        bool valid = n > 0 && i + n <= len;
-        for (size_t k = 1; valid && k < n; k++)
-            valid = (p[i + k] & 0xC0) == 0x80;
-        if (n > 1 && valid) {
-            fwrite(p + i, 1, n, out);
-            i += n;
-            continue;
-        }
-        if (c == '"' || c == '\\')
-            fprintf(out, "\\%c", c);
-        else if (c < 0x20 || c >= 0x7f)
-            fprintf(out, "\\u%04x", c);
-        else
-            fputc(c, out);
-        i++;
+    const slr_learner_config *cfg = slr_learner_config_of(l);
+    json_t *o = json_object(), *quadratic = json_array();
+    int bad = !o || !quadratic;
+    for (unsigned i = 0; !bad && i < cfg->hashing.n_quadratic; i++)
+        bad |= json_array_append_new(quadratic, slr_json_text(cfg->hashing.quadratic[i], 2));
+    if (!bad) {
+        bad |= json_object_set_new(o, "format", json_string("streamlr-weights"));
+        bad |= json_object_set_new(o, "version", json_integer(1));
+        bad |= json_object_set_new(o, "bits", json_integer(cfg->hashing.bits));
+        bad |= json_object_set_new(o, "quadratic", quadratic);
+        quadratic = NULL;
+        bad |= json_object_set_new(o, "bias_index",
+                                   json_integer((json_int_t)slr_learner_bias_index(l)));
+        bad |= json_object_set_new(o, "examples", json_integer((json_int_t)slr_learner_steps(l)));
     }
-    fputc('"', out);
+    json_decref(quadratic);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+static int print_names(FILE *out, const slr_names *names)
+{
+    uint64_t n;
+    slr_name_ref *refs = slr_names_by_index(names, &n);
+    if (!refs && slr_names_count(names)) {
+        fprintf(stderr, "streamlr export: out of memory sorting the names\n");
+        return 1;
+    }
+    int failed = fprintf(out, ",\n\"names\":[") < 0;
+    for (uint64_t i = 0; i < n && !failed; i++) {
+        json_t *pair = json_pack("[Io]", (json_int_t)refs[i].index,
+                                 slr_json_text(refs[i].name, refs[i].len));
+        failed = !pair || fputs(i ? ",\n" : "\n", out) < 0 ||
+                 json_dumpf(pair, out, SLR_JSON_FLAGS) != 0;
+        json_decref(pair);
+    }
+    free(refs);
+    return failed || fputc(']', out) == EOF;
 }
 
 static int export_json(FILE *out, slr_learner *l, const slr_job_state *st)
 {
-    const slr_learner_config *cfg = slr_learner_config_of(l);
-    fprintf(out, "{\"format\":\"streamlr-weights\",\"version\":1,\"bits\":%u,\"quadratic\":[",
-            cfg->hashing.bits);
-    for (unsigned i = 0; i < cfg->hashing.n_quadratic; i++) {
-        fprintf(out, "%s", i ? "," : "");
-        json_string(out, cfg->hashing.quadratic[i], 2);
-    }
-    fprintf(out, "],\"bias_index\":%llu,\"examples\":%llu,\n\"weights\":[",
-            (unsigned long long)slr_learner_bias_index(l), (unsigned long long)slr_learner_steps(l));
-    json_ctx j = {out, 0};
-    if (slr_learner_foreach_weight(l, print_json, &j))
+    /* the header object without its closing brace, then the long members */
+    json_t *h = header(l);
+    char *text = h ? json_dumps(h, SLR_JSON_FLAGS) : NULL;
+    json_decref(h);
+    if (!text)
         return 1;
-    fprintf(out, "]");
-    if (st->names) {
-        uint64_t n;
-        slr_name_ref *refs = slr_names_by_index(st->names, &n);
-        if (!refs && slr_names_count(st->names)) {
-            fprintf(stderr, "streamlr export: out of memory sorting the names\n");
-            return 1;
-        }
-        fprintf(out, ",\n\"names\":[");
-        for (uint64_t i = 0; i < n; i++) {
-            fprintf(out, "%s\n[%u,", i ? "," : "", refs[i].index);
-            json_string(out, refs[i].name, refs[i].len);
-            fputc(']', out);
-        }
-        fprintf(out, "]");
-        free(refs);
+    text[strlen(text) - 1] = '\0';
+    int failed = fprintf(out, "%s,\n\"weights\":[", text) < 0;
+    free(text);
+    json_ctx j = {out, 0, NULL, json_integer(0), json_real(0)};
+    j.pair = j.index && j.weight ? json_pack("[OO]", j.index, j.weight) : NULL;
+    if (!j.pair) {
+        json_decref(j.index);
+        json_decref(j.weight);
+        return 1;
     }
-    return fprintf(out, "}\n") < 0;
+    failed = failed || slr_learner_foreach_weight(l, print_json, &j) || fputc(']', out) == EOF;
+    json_decref(j.pair);
+    json_decref(j.index);
+    json_decref(j.weight);
+    if (!failed && st->names)
+        failed = print_names(out, st->names);
+    return failed || fprintf(out, "}\n") < 0;
 }
 
 int slr_cmd_export(int argc, char **argv)

@@ -3,16 +3,20 @@
  * AUC against examples, progressive (all examples so far) and over the last
  * N examples (--auc-window), one panel each.
  *
- * The reader takes the flat objects `--metrics` writes (string keys; number,
- * null, true, false or string values); it is not a general JSON parser.  A
- * line it cannot read is reported and skipped, so a file still being
- * written (or cut by a crash) plots what it has. */
+ * Each line is parsed as JSON (jansson), so whatever else a line holds
+ * (the "rejected" object, keys added later) does not matter.  A line that is
+ * not a JSON object with a numeric "examples" is reported and skipped, so a
+ * file still being written (or cut by a crash) plots what it has. */
+#include "config.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "cli_options.h"
 #include "commands.h"
@@ -33,73 +37,33 @@ static void usage(FILE *out)
             "      --format F     png | svg, when the extension does not say\n"
             "      --title TEXT   title (default: \"streamlr learning curves: METRICS\")\n"
             "  -h, --help         this text\n");
+#if !HAVE_CAIRO
+    fprintf(out, "\nThis streamlr was built without plot support (cairo): plot only says so.\n");
+#endif
 }
 
-static const char *skip_ws(const char *p)
+/* Read one metrics line; cols[i] gets the number under COLUMN[i] (NaN if
+ * absent, null or not a number).  Returns false if the line is not a JSON
+ * object.  Any JSON goes (nested objects such as "rejected", keys we do not
+ * plot); only the columns above are looked at. */
+static bool parse_line(const char *line, size_t len, double cols[N_COLUMNS])
 {
-    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-        p++;
-    return p;
-}
-
-/* Past a JSON string starting at its opening quote; NULL if unterminated. */
-static const char *skip_string(const char *p)
-{
-    for (p++; *p && *p != '"'; p++)
-        if (*p == '\\' && !*++p)
-            return NULL;
-    return *p == '"' ? p + 1 : NULL;
-}
-
-/* Read one flat JSON object; cols[i] gets the number under COLUMN[i] (NaN
- * if absent or null).  Returns false if the line is not such an object. */
-static bool parse_line(const char *line, double cols[N_COLUMNS])
-{
-    for (int i = 0; i < N_COLUMNS; i++)
-        cols[i] = NAN;
-    const char *p = skip_ws(line);
-    if (*p++ != '{')
+    json_t *o = json_loadb(line, len, 0, NULL);
+    if (!json_is_object(o)) {
+        json_decref(o);
         return false;
-    p = skip_ws(p);
-    if (*p == '}')
-        return true;
-    for (;;) {
-        if (*p != '"')
-            return false;
-        const char *key = p + 1, *end = skip_string(p);
-        if (!end)
-            return false;
-        size_t klen = (size_t)(end - 1 - key);
-        p = skip_ws(end);
-        if (*p++ != ':')
-            return false;
-        p = skip_ws(p);
-        double v = NAN;
-        if (*p == '"') {
-            if (!(p = skip_string(p)))
-                return false;
-        } else if (!strncmp(p, "null", 4) || !strncmp(p, "true", 4)) {
-            p += 4;
-        } else if (!strncmp(p, "false", 5)) {
-            p += 5;
-        } else {
-            char *num_end;
-            errno = 0;
-            v = strtod(p, &num_end);
-            if (num_end == p || errno == ERANGE)
-                return false;
-            p = num_end;
-        }
-        for (int i = 0; i < N_COLUMNS; i++)
-            if (strlen(COLUMN[i]) == klen && !strncmp(COLUMN[i], key, klen))
-                cols[i] = v;
-        p = skip_ws(p);
-        if (*p == '}')
-            return *skip_ws(p + 1) == '\0';
-        if (*p++ != ',')
-            return false;
-        p = skip_ws(p);
     }
+    for (int i = 0; i < N_COLUMNS; i++) {
+        json_t *v = json_object_get(o, COLUMN[i]);
+        cols[i] = json_is_number(v) ? json_number_value(v) : NAN;
+    }
+    json_decref(o);
+    return true;
+}
+
+static bool blank(const char *s)
+{
+    return s[strspn(s, " \t\r\n")] == '\0';
 }
 
 typedef struct table {
@@ -146,9 +110,9 @@ static int read_metrics(const char *path, table *t)
     while ((len = getline(&line, &cap, in)) >= 0) {
         lineno++;
         double cols[N_COLUMNS];
-        if (*skip_ws(line) == '\0')
+        if (blank(line))
             continue;
-        if (!parse_line(line, cols) || !isfinite(cols[X_EXAMPLES])) {
+        if (!parse_line(line, (size_t)len, cols) || !isfinite(cols[X_EXAMPLES])) {
             if (skipped++ < 5)
                 fprintf(stderr, "streamlr plot: %s:%lu: not a metrics line; skipped\n", path,
                         lineno);
@@ -193,6 +157,12 @@ int slr_cmd_plot(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+#if !HAVE_CAIRO
+    fprintf(stderr, "streamlr plot: this streamlr was built without plot support (cairo); "
+                    "rebuild with libcairo2-dev installed, or plot the JSON lines with any "
+                    "tool\n");
+    return 1;
+#endif
     plot_format fmt;
     if (format ? !strcmp(format, "svg") : ends_with(out, ".svg"))
         fmt = PLOT_SVG;

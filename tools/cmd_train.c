@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "progress.h"
 #include "cli_options.h"
 #include "commands.h"
 #include "kafka_input.h"
@@ -413,10 +414,14 @@ int slr_cmd_train(int argc, char **argv)
     }
     opt.files = files;
     opt.n_files = n_files;
-    opt.progress = quiet ? NULL : stderr;
+    progress_drawer drawer;
+    progress_init(&drawer, stderr);
+    opt.progress = quiet ? NULL : progress_draw;
+    opt.progress_ctx = &drawer;
     if (!strcmp(style, "line") || (!strcmp(style, "auto") && isatty(STDERR_FILENO)))
         opt.progress_style = SLR_PROGRESS_LINE;
-    opt.log = cli_log;
+    opt.log = progress_log;
+    opt.log_ctx = &drawer;
     opt.stop = &cli_stop_requested;
 
     cli_catch_stop_signals();

@@ -5,7 +5,25 @@
  * picture a user opens and the one a test inspects come from the same
  * code.  Writing SVG by hand would have been easy, PNG by hand would mean a
  * rasteriser and a bitmap font; cairo is packaged everywhere streamlr
- * builds, and only the tool links it, not libstreamlr. */
+ * builds, and only the tool links it, not libstreamlr.  It is optional
+ * (configure --without-cairo): then plot_write only says it is missing. */
+#include "config.h"
+
+#include <stdio.h>
+
+#include "plot.h"
+
+#if !HAVE_CAIRO
+int plot_write(const plot_figure *fig, plot_format format, const char *path, char *errbuf,
+               size_t errsize)
+{
+    (void)fig;
+    (void)format;
+    (void)path;
+    snprintf(errbuf, errsize, "built without plot support (cairo)");
+    return -1;
+}
+#else
 #include <cairo-svg.h>
 #include <cairo.h>
 #include <fontconfig/fontconfig.h>
@@ -272,3 +290,5 @@ int plot_write(const plot_figure *fig, plot_format format, const char *path, cha
     }
     return 0;
 }
+
+#endif

@@ -18,12 +18,17 @@
  * not referenced once the call returns, so it is cleared at once. */
 #include <math.h>
 #include <msgpack.h>
-#include <msgpack/unpack_define.h> /* MSGPACK_EMBED_STACK_SIZE */
 #include <stdlib.h>
 #include <string.h>
 
 #include "decode/decode_impl.h"
 #include "util/msgpack_scan.h"
+
+/* msgpack-c's C unpacker has a fixed stack of this many containers
+ * (MSGPACK_EMBED_STACK_SIZE, 32 in 3.x and 4.x).  That constant lives in a
+ * private header, so it is restated here, for the message only;
+ * tests/check_decode.c checks it against the library. */
+#define UNPACK_MAX_DEPTH 32
 
 #define ZONE_INITIAL_CHUNK (64u << 10)
 #define ZONE_SLACK 256 /* alignment of the first allocation, rounding */
@@ -711,7 +716,7 @@ slr_decode_result slr_decode_msgpack_next(slr_decoder *d, const char *buf, size_
     if (ur != MSGPACK_UNPACK_SUCCESS || off != size) {
         /* The scan accepted the bytes, so only the unpacker's fixed stack can refuse them. */
         r = slr_decode_bad(err, "msgpack object is nested more than %d levels deep",
-                           MSGPACK_EMBED_STACK_SIZE);
+                           UNPACK_MAX_DEPTH);
     } else {
         slr_raw_example_reset(raw);
         r = interpret(&obj, raw, err);

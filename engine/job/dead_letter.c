@@ -1,8 +1,9 @@
 /* dead_letter.c - the dead-letter JSON line and the file sink (see dead_letter.h).
  *
- * One JSON object per line, keys in a fixed order, the record's bytes in
- * base64 so that any byte survives (msgpack, NULs, invalid UTF-8) and the
- * exact record can be replayed; docs/DEAD_LETTERS.md has the schema.  The
+ * One JSON object per line (written by jansson), keys in a fixed order, the
+ * record's bytes in base64 so that any byte survives (msgpack, NULs, invalid
+ * UTF-8) and the exact record can be replayed; text fields follow the UTF-8
+ * rule of util/json.h.  docs/DEAD_LETTERS.md has the schema.  The
  * sink buffers lines and writes them in large chunks (no syscall per
  * record); sync writes the rest and fsyncs, and the position it reports is
  * the file's length, which is what resume truncates back to. */
@@ -15,80 +16,19 @@
 #include <unistd.h>
 
 #include "streamlr/dead_letter.h"
+#include "util/json.h"
 
 #define FLUSH_AT (64u << 10)
 
 /* ------------------------------------------------------------ JSON line */
 
-static slr_status put_str(slr_buf *b, const char *s, slr_error *err)
-{
-    return slr_buf_append(b, s, strlen(s), err);
-}
-
-/* Length of the valid UTF-8 sequence at s[0, n), 0 if it is not one. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] >= 0xf0 && s[0] <= 0xf4 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || len > n || s[0] > 0xf4)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) || /* overlong, surrogate */
-        (s[0] == 0xf0 && s[1] < 0x90) || (s[0] == 0xf4 && s[1] > 0x8f))
-        return 0;
-    return len;
-}
-
-/* A JSON string.  Text from the input (quoted in messages, paths) may be any
- * bytes; valid UTF-8 passes through, anything else becomes U+FFFD, so the
- * line is always valid JSON.  (The record itself is in "data", exactly.) */
-static slr_status put_json_string(slr_buf *b, const char *s, slr_error *err)
-{
-    size_t n = strlen(s);
-    slr_status st = slr_buf_reserve(b, 3 + n * 6, err); /* \u00XX each, quotes, sprintf's NUL */
-    if (st != SLR_OK)
-        return st;
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    char *o = b->data + b->len;
-    *o++ = '"';
-    while (p < end) {
-        unsigned char c = *p;
-        if (c == '"' || c == '\\') {
-            *o++ = '\\';
-            *o++ = (char)c;
-            p++;
-        } else if (c < 0x20 || c == 0x7f) {
-            o += sprintf(o, "\\u%04x", c);
-            p++;
-        } else if (c < 0x80) {
-            *o++ = (char)c;
-            p++;
-        } else {
-            size_t k = utf8_len(p, (size_t)(end - p));
-            if (k) {
-                memcpy(o, p, k);
-                o += k;
-                p += k;
-            } else {
-                o += sprintf(o, "\\ufffd");
-                p++;
-            }
-        }
-    }
-    *o++ = '"';
-    b->len = (size_t)(o - b->data);
-    return SLR_OK;
-}
-
-static slr_status put_base64(slr_buf *b, const unsigned char *s, size_t n, slr_error *err)
+/* The record in base64, so that any byte survives (RFC 4648, padded). */
+static char *base64(const unsigned char *s, size_t n, size_t *out_len)
 {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    slr_status st = slr_buf_reserve(b, 2 + (n + 2) / 3 * 4, err);
-    if (st != SLR_OK)
-        return st;
-    char *o = b->data + b->len;
-    *o++ = '"';
+    char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
+    if (!out)
+        return NULL;
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
@@ -104,50 +44,52 @@ static slr_status put_base64(slr_buf *b, const unsigned char *s, size_t n, slr_e
         *o++ = i + 1 < n ? abc[(v >> 6) & 63] : '=';
         *o++ = '=';
     }
-    *o++ = '"';
-    b->len = (size_t)(o - b->data);
-    return SLR_OK;
+    *out_len = (size_t)(o - out);
+    return out;
+}
+
+static json_t *text(const char *s)
+{
+    return slr_json_text(s ? s : "", s ? strlen(s) : 0);
+}
+
+static int append_to_buf(const char *data, size_t n, void *ctx)
+{
+    return slr_buf_append(ctx, data, n, NULL) == SLR_OK ? 0 : -1;
 }
 
 slr_status slr_dead_letter_to_json(slr_buf *out, const slr_dead_letter *dl, slr_error *err)
 {
-    size_t before = out->len;
-    char num[128];
-    slr_status st = put_str(out, "{\"reason\":", err);
-    if (st == SLR_OK)
-        st = put_json_string(out, slr_bad_reason_name(dl->reason), err);
-    if (st == SLR_OK)
-        st = put_str(out, ",\"error\":", err);
-    if (st == SLR_OK)
-        st = put_json_string(out, dl->error ? dl->error : "", err);
-    if (st == SLR_OK)
-        st = put_str(out, ",\"source\":", err);
-    if (st == SLR_OK)
-        st = put_json_string(out, dl->source ? dl->source : "", err);
-    if (st == SLR_OK) {
-        int k = snprintf(num, sizeof num, ",\"offset\":%llu", (unsigned long long)dl->offset);
+    size_t before = out->len, b64_len = 0;
+    char *b64 = base64((const unsigned char *)dl->data, dl->len, &b64_len);
+    json_t *o = json_object();
+    int bad = !b64 || !o;
+    if (!bad) {
+        /* keys in the order docs/DEAD_LETTERS.md lists them */
+        bad |= json_object_set_new(o, "reason", text(slr_bad_reason_name(dl->reason)));
+        bad |= json_object_set_new(o, "error", text(dl->error));
+        bad |= json_object_set_new(o, "source", text(dl->source));
+        bad |= json_object_set_new(o, "offset", json_integer((json_int_t)dl->offset));
         if (dl->line)
-            k += snprintf(num + k, sizeof num - (size_t)k, ",\"line\":%llu", (unsigned long long)dl->line);
+            bad |= json_object_set_new(o, "line", json_integer((json_int_t)dl->line));
         if (dl->is_message)
-            snprintf(num + k, sizeof num - (size_t)k, ",\"message\":true");
-        st = put_str(out, num, err);
+            bad |= json_object_set_new(o, "message", json_true());
+        bad |= json_object_set_new(o, "format", text(dl->format));
+        bad |= json_object_set_new(o, "length", json_integer((json_int_t)dl->len));
+        if (dl->truncated)
+            bad |= json_object_set_new(o, "truncated", json_true());
+        bad |= json_object_set_new(o, "data", json_stringn_nocheck(b64, b64_len));
     }
-    if (st == SLR_OK)
-        st = put_str(out, ",\"format\":", err);
-    if (st == SLR_OK)
-        st = put_json_string(out, dl->format ? dl->format : "", err);
-    if (st == SLR_OK) {
-        snprintf(num, sizeof num, ",\"length\":%zu%s,\"data\":", dl->len,
-                 dl->truncated ? ",\"truncated\":true" : "");
-        st = put_str(out, num, err);
-    }
-    if (st == SLR_OK)
-        st = put_base64(out, (const unsigned char *)dl->data, dl->len, err);
-    if (st == SLR_OK)
-        st = put_str(out, "}\n", err);
-    if (st != SLR_OK)
+    free(b64);
+    if (!bad)
+        bad = json_dump_callback(o, append_to_buf, out, SLR_JSON_FLAGS) != 0 ||
+              slr_buf_append(out, "\n", 1, NULL) != SLR_OK;
+    json_decref(o);
+    if (bad) {
         out->len = before;
-    return st;
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory writing a dead letter");
+    }
+    return SLR_OK;
 }
 
 /* ------------------------------------------------------------ file sink */

@@ -1,6 +1,7 @@
 /* job.c - the per-record pipeline shared by every source (see job.h). */
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,10 +26,6 @@ void slr_job_log(slr_job *job, const char *fmt, ...)
 {
     if (!job->opt->log)
         return;
-    if (job->line_shown) { /* the message goes where the progress line is */
-        fputs("\r\033[K", job->opt->progress);
-        job->line_shown = false;
-    }
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
@@ -63,6 +60,21 @@ void slr_train_options_init(slr_train_options *opt)
     opt->checkpoint_keep = SLR_CHECKPOINT_KEEP_DEFAULT;
     opt->auc_window = SLR_AUC_WINDOW_DEFAULT;
     opt->metrics_port = -1;
+    opt->size = sizeof *opt;
+}
+
+slr_status slr_train_options_resolve(const slr_train_options *in, slr_train_options *out,
+                                     slr_error *err)
+{
+    if (in->size < offsetof(slr_train_options, learner) || in->size > sizeof *in)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "slr_train_options.size is %zu, not between %zu and %zu: set the "
+                             "options up with slr_train_options_init()",
+                             in->size, offsetof(slr_train_options, learner), sizeof *in);
+    slr_train_options_init(out);
+    memcpy(out, in, in->size);
+    out->size = sizeof *out;
+    return SLR_OK;
 }
 
 /* ------------------------------------------------------------ setup */
@@ -744,56 +756,22 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
     slr_metrics_report report;
     slr_job_report_finish(job, &report);
     if (opt->progress) {
-        FILE *out = opt->progress;
-        fprintf(out, "\n%s\n", stopped ? "stopped on request" : "finished run");
-        fprintf(out, "number of examples = %llu (this run %llu)\n", (unsigned long long)m->examples,
-                (unsigned long long)job->examples_this_run);
-        fprintf(out, "weighted example sum = %.6g\n", m->weight);
-        fprintf(out, "weighted label sum = %.6g\n", m->positives);
-        fprintf(out, "average loss = %.6f (progressive validation)\n", slr_metrics_logloss(m));
-        if (m->weight > 0)
-            fprintf(out, "mean prediction = %.4f, positive rate = %.4f\n", m->predicted / m->weight,
-                    m->positives / m->weight);
-        if (isfinite(report.auc))
-            fprintf(out, "AUC = %.6f (all examples, exact within %.2g)\n", report.auc,
-                    report.auc_error_bound);
-        if (isfinite(report.window.auc))
-            fprintf(out, "last %llu examples: AUC = %.6f, loss = %.6f\n",
-                    (unsigned long long)report.window.examples, report.window.auc,
-                    slr_report_window_logloss(&report));
-        fprintf(out, "bad records = %llu, unlabelled = %llu\n", (unsigned long long)m->bad,
-                (unsigned long long)m->unlabelled);
-        if (m->lost)
-            fprintf(out, "LOST to retention = %llu Kafka offsets (deleted by the broker before "
-                         "they were consumed)\n", (unsigned long long)m->lost);
-        if (m->bad || m->unlabelled) {
-            fprintf(out, "rejected by reason:");
-            for (int r = 0; r < SLR_BAD_REASON_COUNT; r++)
-                if (m->rejected[r])
-                    fprintf(out, " %s %llu", slr_bad_reason_name((slr_bad_reason)r),
-                            (unsigned long long)m->rejected[r]);
-            fputc('\n', out);
-        }
-        if (opt->dead_letter)
-            fprintf(out, "dead letters = %llu this run, in %s\n",
-                    (unsigned long long)job->dead_letters, opt->dead_letter->name);
-        fprintf(out, "total feature number = %llu\n", (unsigned long long)m->features);
-        double learning = secs - job->checkpoint_seconds - job->waiting_seconds;
-        char waited[64] = "";
-        if (job->waiting_seconds > 0)
-            snprintf(waited, sizeof waited, ", %.3f s waiting for the first record",
-                     job->waiting_seconds);
-        fprintf(out, "this run: %.3f s (%.3f s writing checkpoints and models%s), %.0f examples/s\n",
-                secs, job->checkpoint_seconds, waited,
-                learning > 0 ? (double)job->examples_this_run / learning : 0.0);
-        if (job->pauses)
-            fprintf(out, "periodic checkpoints: %llu, %s; learning paused %.1f ms at most, "
-                         "%.1f ms on average\n",
-                    (unsigned long long)job->pauses,
-                    opt->checkpoint_fork ? "written by a child process" : "written in place",
-                    job->pause_max * 1e3, job->pause_total / (double)job->pauses * 1e3);
-        if (job->last_checkpoint[0])
-            fprintf(out, "checkpoint: %s\n", job->last_checkpoint);
+        slr_train_summary sum = {
+            .stopped = stopped,
+            .examples_this_run = job->examples_this_run,
+            .seconds = secs,
+            .checkpoint_seconds = job->checkpoint_seconds,
+            .waiting_seconds = job->waiting_seconds,
+            .dead_letters = job->dead_letters,
+            .dead_letter_sink = opt->dead_letter ? opt->dead_letter->name : NULL,
+            .pauses = job->pauses,
+            .pause_max = job->pause_max,
+            .pause_total = job->pause_total,
+            .checkpoint_fork = opt->checkpoint_fork,
+            .checkpoint = job->last_checkpoint,
+        };
+        slr_progress p = {.event = SLR_PROGRESS_SUMMARY, .report = &report, .summary = &sum};
+        opt->progress(opt->progress_ctx, &p);
     }
     if (res) {
         res->metrics = *m;

@@ -2,7 +2,7 @@
  *
  * A source (files, Kafka) hands records to slr_job_apply(); the job decodes,
  * hashes, learns, keeps the progressive metrics, reports bad input with its
- * position and hands it to the dead-letter sink, prints progress, and
+ * position and hands it to the dead-letter sink, reports progress, and
  * decides when a checkpoint is due.  The source owns the notion of position
  * and passes it in (slr_where), so the same code serves "file.vw:1234" and
  * "clicks[3]@98765".
@@ -123,10 +123,7 @@ typedef struct slr_job {
     double started_unix;
     double last_checkpoint_unix;
     double next_line, next_json, next_publish; /* monotonic due times */
-    bool line_shown;            /* a progress line is on the terminal */
     bool metrics_failed;        /* writing the metrics file failed (reported once) */
-    uint64_t line_examples;     /* examples and time at the last line, for its rate */
-    double line_time;
     uint64_t published_at;      /* examples + 1 at the last publish */
     uint64_t window_at;         /* examples when window_stats was computed (+1; 0 = never) */
     slr_window_stats window_stats;
@@ -137,6 +134,10 @@ typedef struct slr_job {
  * --resume, state receives the checkpoint's position for the source to seek;
  * with both --resume and -i, -i is the start only when the directory holds
  * no checkpoint yet. */
+/* The caller's options (of in->size bytes, perhaps an older and shorter
+ * struct) as this library's struct, defaults for what the caller lacks. */
+slr_status slr_train_options_resolve(const slr_train_options *in, slr_train_options *out,
+                                     slr_error *err);
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err);
 void slr_job_close(slr_job *job);
 
@@ -228,7 +229,7 @@ static inline void slr_job_observe(slr_job *job, const slr_example *ex, double p
 slr_status slr_job_report_open(slr_job *job, slr_error *err);
 void slr_job_report_close(slr_job *job);
 
-/* Time has passed: draw the progress line, write a JSON line, publish to
+/* Time has passed: report progress, write a JSON line, publish to
  * the server, whichever is due.  The job calls it every 1024 records; a
  * source that can sit idle (Kafka) calls it when a poll returns nothing. */
 void slr_job_tick(slr_job *job);
@@ -240,7 +241,8 @@ void slr_job_idle(slr_job *job);
 /* The metrics as of now. */
 void slr_job_report(slr_job *job, bool final, slr_metrics_report *r);
 
-/* VW's table row (table style), when the example count reaches the next power of 2. */
+/* VW's table row (table style) to the progress callback, when the example
+ * count reaches the next power of 2. */
 void slr_job_progress_row(slr_job *job, const slr_example *ex, double p);
 
 /* The last report: final JSON line, publish, clear the progress line. */

@@ -3,12 +3,16 @@
  * Both formatters work on a copied slr_metrics_report and nothing else, so
  * the Prometheus thread can format while the training loop runs on.  The
  * JSON keys and the Prometheus names are documented in README.md ("A
- * long-running job with metrics"); `streamlr plot` reads the JSON keys. */
+ * long-running job with metrics"); `streamlr plot` reads the JSON keys.
+ * The JSON goes through jansson (util/json.h); the Prometheus text is not
+ * JSON and stays printf. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "streamlr/metrics.h"
+#include "util/json.h"
 
 static double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
 
@@ -55,60 +59,75 @@ __attribute__((format(printf, 2, 3))) static void put(out *o, const char *fmt, .
         o->need += (size_t)n;
 }
 
-/* %.17g round-trips a double; JSON has no NaN, so unknown is null. */
-static void json_num(out *o, const char *key, double v)
+/* One object per line, keys in the order README.md lists them.  Unknown
+ * (NaN) is null: JSON has no NaN. */
+static json_t *report_object(const slr_metrics_report *r)
 {
-    if (isfinite(v))
-        put(o, ",\"%s\":%.17g", key, v);
-    else
-        put(o, ",\"%s\":null", key);
-}
-
-static void json_u64(out *o, const char *key, uint64_t v)
-{
-    put(o, ",\"%s\":%llu", key, (unsigned long long)v);
+    json_t *o = json_object(), *rejected = json_object();
+    if (!o || !rejected) {
+        json_decref(o);
+        json_decref(rejected);
+        return NULL;
+    }
+    int bad = 0;
+#define NUM(k, v) (bad |= json_object_set_new(o, k, slr_json_number(v)))
+#define INT(k, v) (bad |= json_object_set_new(o, k, json_integer((json_int_t)(v))))
+    /* 17 digits like every number (microseconds here); rounding to the
+     * millisecond would print as 1796596882.0810001 */
+    NUM("time", r->unix_time);
+    NUM("run_seconds", r->run_seconds);
+    INT("examples", r->totals.examples);
+    INT("examples_this_run", r->examples_this_run);
+    INT("records_this_run", r->records_this_run);
+    NUM("weight", r->totals.weight);
+    NUM("logloss", slr_report_logloss(r));
+    NUM("auc", r->auc);
+    NUM("auc_error_bound", r->auc_error_bound);
+    NUM("mean_prediction", slr_report_mean_prediction(r));
+    NUM("positive_rate", slr_report_positive_rate(r));
+    INT("window_capacity", r->window_capacity);
+    INT("window_examples", r->window.examples);
+    NUM("window_logloss", slr_report_window_logloss(r));
+    NUM("window_auc", r->window.auc);
+    NUM("window_mean_prediction", slr_report_window_mean_prediction(r));
+    NUM("window_positive_rate", slr_report_window_positive_rate(r));
+    NUM("examples_per_second", r->examples_per_second);
+    INT("bad", r->totals.bad);
+    INT("unlabelled", r->totals.unlabelled);
+    INT("dead_lettered", r->source.dead_lettered);
+    for (int k = 0; k < SLR_BAD_REASON_COUNT; k++)
+        bad |= json_object_set_new(rejected, slr_bad_reason_name((slr_bad_reason)k),
+                                   json_integer((json_int_t)r->totals.rejected[k]));
+    bad |= json_object_set_new(o, "rejected", rejected);
+    bad |= json_object_set_new(o, "consumer_lag", r->source.consumer_lag >= 0
+                                                      ? json_integer(r->source.consumer_lag)
+                                                      : json_null());
+    INT("retention_lost", r->source.retention_lost);
+    INT("features", r->totals.features);
+    INT("checkpoints_this_run", r->checkpoints_this_run);
+    bad |= json_object_set_new(o, "final", json_boolean(r->final));
+#undef NUM
+#undef INT
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
 }
 
 size_t slr_report_json(const slr_metrics_report *r, char *buf, size_t size)
 {
-    out o = {buf, size, 0};
     if (size)
         buf[0] = '\0';
-    put(&o, "{\"time\":%.3f", r->unix_time);
-    json_num(&o, "run_seconds", r->run_seconds);
-    json_u64(&o, "examples", r->totals.examples);
-    json_u64(&o, "examples_this_run", r->examples_this_run);
-    json_u64(&o, "records_this_run", r->records_this_run);
-    json_num(&o, "weight", r->totals.weight);
-    json_num(&o, "logloss", slr_report_logloss(r));
-    json_num(&o, "auc", r->auc);
-    json_num(&o, "auc_error_bound", r->auc_error_bound);
-    json_num(&o, "mean_prediction", slr_report_mean_prediction(r));
-    json_num(&o, "positive_rate", slr_report_positive_rate(r));
-    json_u64(&o, "window_capacity", r->window_capacity);
-    json_u64(&o, "window_examples", r->window.examples);
-    json_num(&o, "window_logloss", slr_report_window_logloss(r));
-    json_num(&o, "window_auc", r->window.auc);
-    json_num(&o, "window_mean_prediction", slr_report_window_mean_prediction(r));
-    json_num(&o, "window_positive_rate", slr_report_window_positive_rate(r));
-    json_num(&o, "examples_per_second", r->examples_per_second);
-    json_u64(&o, "bad", r->totals.bad);
-    json_u64(&o, "unlabelled", r->totals.unlabelled);
-    json_u64(&o, "dead_lettered", r->source.dead_lettered);
-    put(&o, ",\"rejected\":{");
-    for (int k = 0; k < SLR_BAD_REASON_COUNT; k++)
-        put(&o, "%s\"%s\":%llu", k ? "," : "", slr_bad_reason_name((slr_bad_reason)k),
-            (unsigned long long)r->totals.rejected[k]);
-    put(&o, "}");
-    if (r->source.consumer_lag >= 0)
-        put(&o, ",\"consumer_lag\":%lld", (long long)r->source.consumer_lag);
-    else
-        put(&o, ",\"consumer_lag\":null");
-    json_u64(&o, "retention_lost", r->source.retention_lost);
-    json_u64(&o, "features", r->totals.features);
-    json_u64(&o, "checkpoints_this_run", r->checkpoints_this_run);
-    put(&o, ",\"final\":%s}\n", r->final ? "true" : "false");
-    return o.need;
+    json_t *o = report_object(r);
+    char *text = o ? json_dumps(o, SLR_JSON_FLAGS) : NULL;
+    json_decref(o);
+    if (!text)
+        return 0; /* out of memory */
+    /* snprintf's contract: as much as fits, NUL-terminated, the full length returned */
+    int n = snprintf(buf, size, "%s\n", text);
+    free(text);
+    return n > 0 ? (size_t)n : 0;
 }
 
 /* Prometheus floats: Go's ParseFloat syntax, which takes NaN and +Inf. */

@@ -4,15 +4,48 @@
  * s) and tiny, so one thread and a small connection limit are plenty, and a
  * slow or stuck client is dropped after a short timeout rather than holding
  * a slot.  No error log: the library does not print; a failure to start is
- * returned to the caller. */
-#include <arpa/inet.h>
-#include <microhttpd.h>
-#include <netinet/in.h>
-#include <pthread.h>
+ * returned to the caller.
+ *
+ * libmicrohttpd is optional (configure --without-libmicrohttpd): without it
+ * every function below exists and starting a server fails with a message
+ * that says so. */
+#include "config.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "streamlr/metrics_server.h"
+
+#if !HAVE_MICROHTTPD
+
+slr_status slr_metrics_server_start(slr_metrics_server **out, const char *bind_addr,
+                                    uint16_t port, slr_error *err)
+{
+    (void)bind_addr;
+    (void)port;
+    *out = NULL;
+    return slr_error_set(err, SLR_ERR_ARG,
+                         "this streamlr was built without metrics-port support (libmicrohttpd); "
+                         "leave out --metrics-port and use --metrics FILE, or rebuild with "
+                         "libmicrohttpd-dev installed");
+}
+
+void slr_metrics_server_stop(slr_metrics_server *s) { (void)s; }
+uint16_t slr_metrics_server_port(const slr_metrics_server *s) { (void)s; return 0; }
+void slr_metrics_server_publish(slr_metrics_server *s, const slr_metrics_report *r)
+{
+    (void)s;
+    (void)r;
+}
+uint64_t slr_metrics_server_scrapes(slr_metrics_server *s) { (void)s; return 0; }
+
+#else
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 
 #define CONNECTION_LIMIT 16
 #define CONNECTION_TIMEOUT_SECONDS 5
@@ -113,10 +146,17 @@ slr_status slr_metrics_server_start(slr_metrics_server **out, const char *bind_a
     if (!s)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     pthread_mutex_init(&s->lock, NULL);
+    /* The polling thread inherits our signal mask: block everything while
+     * it is created (as slr_job_start_thread does), so that SIGTERM and
+     * SIGINT are taken by the embedder's thread, never by this one. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     s->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, sa,
                                  MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTION_LIMIT,
                                  MHD_OPTION_CONNECTION_TIMEOUT,
                                  (unsigned)CONNECTION_TIMEOUT_SECONDS, MHD_OPTION_END);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (!s->daemon) {
         pthread_mutex_destroy(&s->lock);
         free(s);
@@ -159,3 +199,5 @@ uint64_t slr_metrics_server_scrapes(slr_metrics_server *s)
     pthread_mutex_unlock(&s->lock);
     return n;
 }
+
+#endif

@@ -1,5 +1,6 @@
-/* report.c - what a running job tells the outside: the progress display,
- * JSON lines, the Prometheus endpoint and the report callback.
+/* report.c - what a running job tells the outside: progress (as numbers,
+ * to the progress callback: the CLI draws it), JSON lines, the Prometheus
+ * endpoint and the report callback.
  *
  * All of them show one slr_metrics_report taken at one instant.  Taking one
  * is cheap except for the sliding-window AUC (a sort of the window), so it
@@ -72,8 +73,6 @@ slr_status slr_job_report_open(slr_job *job, slr_error *err)
     job->next_line = now + progress_seconds(opt);
     job->next_json = now + metrics_interval(opt);
     job->next_publish = now + publish_seconds(opt);
-    job->line_time = now;
-    job->line_examples = 0;
     if (opt->metrics_port >= 0) {
         if (opt->metrics_port > 65535)
             return slr_error_set(err, SLR_ERR_ARG, "--metrics-port %d is not a TCP port",
@@ -141,81 +140,24 @@ void slr_job_report(slr_job *job, bool final, slr_metrics_report *r)
 
 /* ------------------------------------------------------------ progress */
 
-/* 1234 -> "1234", 12345 -> "12.3k", 1234567 -> "1.23M" */
-static const char *human(char *buf, size_t size, double v)
+/* The library draws nothing: progress goes out as numbers (train.h). */
+static void status(slr_job *job, const slr_metrics_report *r)
 {
-    if (v >= 1e9)
-        snprintf(buf, size, "%.2fG", v / 1e9);
-    else if (v >= 1e6)
-        snprintf(buf, size, "%.2fM", v / 1e6);
-    else if (v >= 1e4)
-        snprintf(buf, size, "%.1fk", v / 1e3);
-    else
-        snprintf(buf, size, "%.0f", v);
-    return buf;
-}
-
-static void format_value(char *buf, size_t size, double v, int digits)
-{
-    if (isfinite(v))
-        snprintf(buf, size, "%.*f", digits, v);
-    else
-        snprintf(buf, size, "-");
-}
-
-/* One line, drawn over the previous one: "\r", text, erase to end of line. */
-static void progress_line(slr_job *job, const slr_metrics_report *r, double now)
-{
-    FILE *out = job->opt->progress;
-    char ex[32], rate[32], loss[16], wloss[16], auc[16], wauc[16], pred[16], pos[16];
-    /* "last" is the --auc-window; pred/pos is calibration over it */
-    double dt = now - job->line_time;
-    double recent = dt > 0 ? (double)(r->examples_this_run - job->line_examples) / dt : 0.0;
-    if (r->final)
-        recent = r->examples_per_second;
-    format_value(loss, sizeof loss, slr_report_logloss(r), 4);
-    format_value(wloss, sizeof wloss, slr_report_window_logloss(r), 4);
-    format_value(auc, sizeof auc, r->auc, 4);
-    format_value(wauc, sizeof wauc, r->window.auc, 4);
-    format_value(pred, sizeof pred, slr_report_window_mean_prediction(r), 3);
-    format_value(pos, sizeof pos, slr_report_window_positive_rate(r), 3);
-    fprintf(out, "\r%s ex  %s ex/s  loss %s (last %s)  AUC %s (last %s)  pred/pos %s/%s",
-            human(ex, sizeof ex, (double)r->totals.examples), human(rate, sizeof rate, recent),
-            loss, wloss, auc, wauc, pred, pos);
-    if (r->totals.bad)
-        fprintf(out, "  bad %llu", (unsigned long long)r->totals.bad);
-    if (r->source.dead_lettered)
-        fprintf(out, "  dead %llu", (unsigned long long)r->source.dead_lettered);
-    if (r->source.consumer_lag >= 0)
-        fprintf(out, "  lag %s", human(ex, sizeof ex, (double)r->source.consumer_lag));
-    if (r->source.retention_lost)
-        fprintf(out, "  lost %llu", (unsigned long long)r->source.retention_lost);
-    fputs("\033[K", out);
-    fflush(out);
-    job->line_shown = true;
-    job->line_examples = r->examples_this_run;
-    job->line_time = now;
-}
-
-static void progress_header(FILE *out)
-{
-    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "average", "since", "example", "example",
-            "current", "current", "current");
-    fprintf(out, "%-10s %-10s %12s %14s %8s %8s %8s\n", "loss", "last", "counter", "weight",
-            "label", "predict", "features");
+    slr_progress p = {.event = SLR_PROGRESS_STATUS, .report = r};
+    job->opt->progress(job->opt->progress_ctx, &p);
 }
 
 void slr_job_progress_row(slr_job *job, const slr_example *ex, double p)
 {
-    FILE *out = job->opt->progress;
-    const slr_metrics *m = &job->state.metrics, *l = &job->at_last_row;
-    if (l->examples == 0 || job->examples_this_run == 1)
-        progress_header(out);
-    double dw = m->weight - l->weight;
-    double since = dw > 0 ? (m->loss - l->loss) / dw : 0.0;
-    fprintf(out, "%-10.6f %-10.6f %12llu %14.1f %8.4f %8.4f %8u\n", slr_metrics_logloss(m), since,
-            (unsigned long long)m->examples, m->weight, ex->label, p, ex->n_features + 1);
-    fflush(out);
+    const slr_metrics *m = &job->state.metrics;
+    slr_progress row = {.event = SLR_PROGRESS_ROW,
+                        .totals = m,
+                        .at_last_row = &job->at_last_row,
+                        .first_row = job->at_last_row.examples == 0 || job->examples_this_run == 1,
+                        .label = ex->label,
+                        .prediction = p,
+                        .features = ex->n_features + 1};
+    job->opt->progress(job->opt->progress_ctx, &row);
     job->at_last_row = *m;
 }
 
@@ -248,7 +190,7 @@ void slr_job_tick(slr_job *job)
     slr_metrics_report r;
     slr_job_report(job, false, &r);
     if (line) {
-        progress_line(job, &r, now);
+        status(job, &r);
         job->next_line = now + progress_seconds(opt);
     }
     if (json) {
@@ -278,11 +220,8 @@ void slr_job_report_finish(slr_job *job, slr_metrics_report *r)
 {
     const slr_train_options *opt = job->opt;
     slr_job_report(job, true, r);
-    if (opt->progress && opt->progress_style == SLR_PROGRESS_LINE) {
-        progress_line(job, r, slr_monotonic_seconds());
-        fputc('\n', opt->progress);
-        job->line_shown = false;
-    }
+    if (opt->progress && opt->progress_style == SLR_PROGRESS_LINE)
+        status(job, r); /* r->final: the caller ends its line */
     if (opt->metrics_out)
         write_json(job, r);
     if (opt->report)

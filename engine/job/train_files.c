@@ -180,8 +180,13 @@ static slr_status consume(slr_job *job, slr_ring *ring, producer *inline_pr, boo
     }
 }
 
-slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err)
+slr_status slr_train_files(const slr_train_options *opt_in, slr_train_result *res, slr_error *err)
 {
+    slr_train_options opt_full;
+    slr_status resolved = slr_train_options_resolve(opt_in, &opt_full, err);
+    if (resolved != SLR_OK)
+        return resolved;
+    const slr_train_options *opt = &opt_full;
     slr_job job;
     producer pr = {0};
     slr_ring ring = {0};

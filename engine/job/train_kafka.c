@@ -324,12 +324,12 @@ static slr_status apply_message(kafka_run *run, slr_kafka_partition *p,
 static void print_lag(kafka_run *run)
 {
     char line[1024];
-    FILE *out = run->job.opt->progress;
-    if (slr_kafka_source_lag(run->src, line, sizeof line) && out &&
-        run->job.opt->progress_style == SLR_PROGRESS_TABLE) {
-        fprintf(out, "kafka: %s; %llu examples learned\n", line,
-                (unsigned long long)run->job.state.metrics.examples);
-        fflush(out);
+    const slr_train_options *opt = run->job.opt;
+    if (slr_kafka_source_lag(run->src, line, sizeof line) && opt->progress &&
+        opt->progress_style == SLR_PROGRESS_TABLE) {
+        slr_progress p = {.event = SLR_PROGRESS_KAFKA, .totals = &run->job.state.metrics,
+                          .kafka_lag = line};
+        opt->progress(opt->progress_ctx, &p);
     }
 }
 
@@ -340,10 +340,12 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     decoder dec;
     pthread_t prefaulter;
     bool prefaulting = false;
-    slr_train_options opt = *opt_in;
+    slr_train_options opt;
     rd_kafka_message_t **msgs = NULL;
     bool stopped = false;
-    slr_status st;
+    slr_status st = slr_train_options_resolve(opt_in, &opt, err);
+    if (st != SLR_OK)
+        return st;
 
     if (opt.n_files)
         return slr_error_set(err, SLR_ERR_ARG, "a Kafka job takes no input files");

@@ -2,8 +2,8 @@
  *
  * librdkafka reports per-partition offsets (log end, last stable, lag) as a
  * JSON document every statistics.interval.ms.  We need a handful of integers
- * from it, so instead of a JSON library this is a small validating walker
- * that calls back for each integer field of topics.<T>.partitions.<P>. */
+ * from it: this parses the document (jansson) and calls back for each
+ * integer field of topics.<T>.partitions.<P>, in the document's order. */
 #ifndef STREAMLR_KAFKA_STATS_H
 #define STREAMLR_KAFKA_STATS_H
 
@@ -15,8 +15,7 @@
 typedef void (*slr_kafka_stats_fn)(void *ctx, const char *topic, size_t topic_len,
                                    int32_t partition, const char *field, int64_t value);
 
-/* Walk json[0, len); false if it is not well-formed JSON (callbacks made
- * before the error stand). */
+/* Walk json[0, len); false (and no callback) if it is not well-formed JSON. */
 bool slr_kafka_stats_walk(const char *json, size_t len, slr_kafka_stats_fn fn, void *ctx);
 
 #endif

@@ -8,9 +8,9 @@
 #ifndef STREAMLR_BAD_REASON_H
 #define STREAMLR_BAD_REASON_H
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+#include "streamlr/export.h"
+
+SLR_BEGIN_DECLS
 
 typedef enum slr_bad_reason {
     SLR_BAD_DECODE = 0,        /* "decode": not a well-formed record of the format */
@@ -29,7 +29,5 @@ const char *slr_bad_reason_name(slr_bad_reason r);
 /* The reason with that name; SLR_BAD_REASON_COUNT if there is none. */
 slr_bad_reason slr_bad_reason_from_name(const char *name, unsigned long len);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

@@ -4,13 +4,12 @@
 #ifndef STREAMLR_BUF_H
 #define STREAMLR_BUF_H
 
+#include "streamlr/export.h"
 #include <stddef.h>
 
 #include "streamlr/error.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 /* A growable byte buffer.  Zero-initialised is a valid empty buffer. */
 typedef struct slr_buf {
@@ -26,7 +25,5 @@ void slr_buf_reset(slr_buf *b);
 slr_status slr_buf_reserve(slr_buf *b, size_t extra, slr_error *err);
 slr_status slr_buf_append(slr_buf *b, const void *data, size_t n, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

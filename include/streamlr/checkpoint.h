@@ -13,6 +13,7 @@
 #ifndef STREAMLR_CHECKPOINT_H
 #define STREAMLR_CHECKPOINT_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -23,9 +24,7 @@
 #include "streamlr/names.h"
 #include "streamlr/position.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 #define SLR_CHECKPOINT_FORMAT_VERSION 1
 #define SLR_CHECKPOINT_KEEP_DEFAULT 3
@@ -154,7 +153,5 @@ const slr_job_state *slr_follower_state(const slr_follower *f);
  * kept. */
 bool slr_follower_refresh(slr_follower *f);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

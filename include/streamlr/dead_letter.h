@@ -22,6 +22,7 @@
 #ifndef STREAMLR_DEAD_LETTER_H
 #define STREAMLR_DEAD_LETTER_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,9 +31,7 @@
 #include "streamlr/encode.h"
 #include "streamlr/error.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 typedef struct slr_dead_letter {
     slr_bad_reason reason;
@@ -91,7 +90,5 @@ typedef struct slr_dead_letter_kafka_options {
 slr_status slr_dead_letter_kafka_open(slr_dead_letter_sink **out,
                                       const slr_dead_letter_kafka_options *opt, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

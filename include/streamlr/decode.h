@@ -14,6 +14,7 @@
 #ifndef STREAMLR_DECODE_H
 #define STREAMLR_DECODE_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,9 +23,7 @@
 #include "streamlr/error.h"
 #include "streamlr/raw_example.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 typedef enum slr_format {
     SLR_FORMAT_MSGPACK = 0,
@@ -103,7 +102,5 @@ void slr_decoder_set_keep_raw(slr_decoder *d, bool keep);
  * bytes consumed (an over-long line, whose tail then comes back as SKIP). */
 slr_bad_reason slr_decoder_last_bad(const slr_decoder *d, bool *resync, bool *truncated);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

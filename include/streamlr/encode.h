@@ -10,6 +10,7 @@
 #ifndef STREAMLR_ENCODE_H
 #define STREAMLR_ENCODE_H
 
+#include "streamlr/export.h"
 #include <stddef.h>
 
 #include "streamlr/buf.h"
@@ -17,9 +18,7 @@
 #include "streamlr/error.h"
 #include "streamlr/example.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 /* Append one record in format `to` (msgpack or vw; others are SLR_ERR_ARG).
  *
@@ -48,7 +47,5 @@ slr_status slr_encode_raw(slr_buf *out, slr_format to, const slr_raw_example *ra
  * values under any -b at least as large as the one used to hash. */
 slr_status slr_encode_hashed(slr_buf *out, const slr_example *ex, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

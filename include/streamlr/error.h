@@ -7,12 +7,11 @@
 #ifndef STREAMLR_ERROR_H
 #define STREAMLR_ERROR_H
 
+#include "streamlr/export.h"
 #include <stdarg.h>
 #include <stddef.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 typedef enum slr_status {
     SLR_OK = 0,
@@ -49,7 +48,5 @@ void slr_error_clear(slr_error *err);
 /* A short fixed name for a status code ("bad input", "i/o error", ...). */
 const char *slr_status_name(slr_status code);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

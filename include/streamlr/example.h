@@ -11,6 +11,7 @@
 #ifndef STREAMLR_EXAMPLE_H
 #define STREAMLR_EXAMPLE_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,9 +21,7 @@
 #include "streamlr/error.h"
 #include "streamlr/raw_example.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 #define SLR_BITS_MIN 1
 #define SLR_BITS_MAX 32
@@ -149,7 +148,5 @@ slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size
                                            size_t *consumed, slr_raw_example *raw,
                                            slr_example *ex, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

@@ -19,15 +19,14 @@
 #ifndef STREAMLR_KAFKA_H
 #define STREAMLR_KAFKA_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "streamlr/error.h"
 #include "streamlr/train.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 /* Called after each message has been applied to the model, in the order
  * applied (for auditing and tests). */
@@ -70,7 +69,5 @@ void slr_kafka_options_init(slr_kafka_options *k);
 slr_status slr_train_kafka(const slr_train_options *opt, const slr_kafka_options *kopt,
                            slr_train_result *res, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

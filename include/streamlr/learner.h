@@ -12,15 +12,14 @@
 #ifndef STREAMLR_LEARNER_H
 #define STREAMLR_LEARNER_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "streamlr/error.h"
 #include "streamlr/example.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 /* Every weight stays within |w| <= SLR_MAX_ABS_WEIGHT: a gradient step that
  * would go further stops there.  With feature values bounded by
@@ -111,7 +110,5 @@ double slr_sigmoid(double z);
 /* log loss of predicting margin z for label y in {0,1}: log(1 + e^{-z}) or log(1 + e^{z}) */
 double slr_logloss_margin(double z, double y);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

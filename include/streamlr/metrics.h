@@ -20,15 +20,14 @@
 #ifndef STREAMLR_METRICS_H
 #define STREAMLR_METRICS_H
 
+#include "streamlr/export.h"
 #include <stddef.h>
 #include <stdint.h>
 
 #include "streamlr/bad_reason.h"
 #include "streamlr/error.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 typedef struct slr_metrics {
     uint64_t examples;   /* labelled examples learned from */
@@ -205,7 +204,5 @@ size_t slr_report_json(const slr_metrics_report *r, char *buf, size_t size);
  * prefixed "streamlr_".  snprintf semantics. */
 size_t slr_report_prometheus(const slr_metrics_report *r, char *buf, size_t size);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

@@ -13,14 +13,13 @@
 #ifndef STREAMLR_METRICS_SERVER_H
 #define STREAMLR_METRICS_SERVER_H
 
+#include "streamlr/export.h"
 #include <stdint.h>
 
 #include "streamlr/error.h"
 #include "streamlr/metrics.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 #define SLR_METRICS_BIND_DEFAULT "127.0.0.1"
 
@@ -42,7 +41,5 @@ void slr_metrics_server_publish(slr_metrics_server *s, const slr_metrics_report 
 /* Scrapes served so far. */
 uint64_t slr_metrics_server_scrapes(slr_metrics_server *s);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

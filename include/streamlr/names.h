@@ -16,6 +16,7 @@
 #ifndef STREAMLR_NAMES_H
 #define STREAMLR_NAMES_H
 
+#include "streamlr/export.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,9 +24,7 @@
 #include "streamlr/error.h"
 #include "streamlr/example.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 #define SLR_NAMES_MAX_DEFAULT 1000000u
 #define SLR_NAME_MAX 255 /* longer names are cut (the hash is still the full name's) */
@@ -66,7 +65,5 @@ slr_name_ref slr_names_at(const slr_names *n, uint64_t i);
  * frees; NULL on out of memory (or when empty, with *count 0). */
 slr_name_ref *slr_names_by_index(const slr_names *n, uint64_t *count);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

@@ -7,13 +7,12 @@
 #ifndef STREAMLR_POSITION_H
 #define STREAMLR_POSITION_H
 
+#include "streamlr/export.h"
 #include <stdint.h>
 
 #include "streamlr/error.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 typedef enum slr_source_kind {
     SLR_SOURCE_NONE = 0, /* a model written without a source (e.g. by the API) */
@@ -45,7 +44,5 @@ slr_status slr_kafka_offsets_set(slr_kafka_offset **tab, uint32_t *n, const char
                                  int32_t partition, int64_t offset, slr_error *err);
 void slr_kafka_offsets_free(slr_kafka_offset *tab, uint32_t n);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

@@ -17,6 +17,7 @@
 #ifndef STREAMLR_PREDICT_H
 #define STREAMLR_PREDICT_H
 
+#include "streamlr/export.h"
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,9 +29,7 @@
 #include "streamlr/metrics.h"
 #include "streamlr/train.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 typedef enum slr_output_partition {
     SLR_OUTPUT_BY_KEY,  /* the producer's partitioner on the key (a null key: any) */
@@ -50,7 +49,7 @@ typedef struct slr_predict_options {
     uint32_t n_producer_config;
     double commit_interval_seconds; /* how often acknowledged offsets are committed; 0 = 1 */
     slr_dead_letter_sink *dead_letters; /* optional: bad records go here (the caller owns it) */
-    volatile sig_atomic_t *stop;   /* set (e.g. by a signal handler) to stop */
+    slr_stop_flag *stop;           /* set (by another thread, a signal handler) to stop */
     slr_log_fn log;                /* warnings, bad records, model switches; NULL = silent */
     void *log_ctx;
 } slr_predict_options;
@@ -83,7 +82,5 @@ typedef struct slr_predict_result {
 slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_options *in,
                              slr_predict_result *res, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

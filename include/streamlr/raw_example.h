@@ -8,15 +8,14 @@
 #ifndef STREAMLR_RAW_EXAMPLE_H
 #define STREAMLR_RAW_EXAMPLE_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "streamlr/error.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 /* One feature as written in the input. */
 typedef struct slr_raw_feature {
@@ -51,7 +50,5 @@ slr_status slr_raw_example_grow(slr_raw_example *raw, uint32_t extra, slr_error 
  * find runs of one namespace without comparing strings at every feature. */
 bool slr_raw_feature_same_namespace(const slr_raw_feature *a, const slr_raw_feature *b);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

@@ -10,6 +10,7 @@
 #ifndef STREAMLR_SOURCE_H
 #define STREAMLR_SOURCE_H
 
+#include "streamlr/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,9 +18,7 @@
 #include "streamlr/error.h"
 #include "streamlr/position.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+SLR_BEGIN_DECLS
 
 typedef struct slr_file_source slr_file_source;
 
@@ -60,7 +59,5 @@ slr_status slr_file_source_seek(slr_file_source *src, const slr_file_position *p
 const char *slr_file_source_path(const slr_file_source *src);
 bool slr_file_source_done(const slr_file_source *src);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif

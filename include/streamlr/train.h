@@ -7,6 +7,7 @@
 #ifndef STREAMLR_TRAIN_H
 #define STREAMLR_TRAIN_H
 
+#include "streamlr/export.h"
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -19,9 +20,19 @@
 #include "streamlr/metrics.h"
 #include "streamlr/names.h"
 
+/* A job stops after the record in hand once its stop flag is nonzero.  It
+ * is an atomic int, so that another thread (or a signal handler: a
+ * lock-free atomic store is async-signal-safe) can set it while the job
+ * reads it, without a data race. */
 #ifdef __cplusplus
-extern "C" {
+#include <atomic>
+typedef std::atomic<int> slr_stop_flag; /* the same object as C11's atomic_int */
+#else
+#include <stdatomic.h>
+typedef atomic_int slr_stop_flag;
 #endif
+
+SLR_BEGIN_DECLS
 
 /* Which learner settings the user gave explicitly: a resumed job must agree
  * with its checkpoint on these, and -i applies them over the model's. */
@@ -50,7 +61,53 @@ typedef enum slr_progress_style {
     SLR_PROGRESS_LINE = 1,  /* one status line redrawn in place (\r), for a terminal */
 } slr_progress_style;
 
+/* Progress is reported as numbers; drawing them (a status line, VW's
+ * table, the summary) is the caller's business (tools/progress.c draws
+ * them for the CLI).  Which events come depends on progress_style. */
+typedef enum slr_progress_event {
+    SLR_PROGRESS_STATUS,  /* LINE: every progress_seconds, and once at the end (report->final) */
+    SLR_PROGRESS_ROW,     /* TABLE: at examples 1, 2, 4, 8, ... (VW's rows) */
+    SLR_PROGRESS_KAFKA,   /* TABLE, Kafka: each partition's lag, as text */
+    SLR_PROGRESS_SUMMARY, /* once, at the end of the job */
+} slr_progress_event;
+
+/* The numbers of the end-of-job summary. */
+typedef struct slr_train_summary {
+    bool stopped;                  /* ended by *stop rather than end of input */
+    uint64_t examples_this_run;
+    double seconds;                /* wall time of this run */
+    double checkpoint_seconds;     /* of which writing checkpoints and models */
+    double waiting_seconds;        /* of which waiting for the first record */
+    uint64_t dead_letters;         /* given to the dead-letter sink this run */
+    const char *dead_letter_sink;  /* its name; NULL without one */
+    uint64_t pauses;               /* periodic checkpoints learning waited for */
+    double pause_max, pause_total; /* seconds */
+    bool checkpoint_fork;          /* periodic checkpoints written by a child process */
+    const char *checkpoint;        /* newest checkpoint, "" if none */
+} slr_train_summary;
+
+typedef struct slr_progress {
+    slr_progress_event event;
+    const slr_metrics_report *report; /* STATUS, SUMMARY */
+    /* ROW: VW's columns: the progressive loss overall and since the last row
+     * (totals, at_last_row), and the example just learned */
+    const slr_metrics *totals, *at_last_row;
+    bool first_row; /* the first row of this run: time for the header */
+    double label, prediction;
+    uint32_t features; /* including the bias */
+    const char *kafka_lag;             /* KAFKA: "topic[p] lag N ..." */
+    const slr_train_summary *summary;  /* SUMMARY */
+} slr_progress;
+
+/* Called on the training thread; must not call back into the job. */
+typedef void (*slr_progress_fn)(void *ctx, const slr_progress *p);
+
 typedef struct slr_train_options {
+    /* sizeof (slr_train_options) where the caller was compiled; set by
+     * slr_train_options_init, which every caller must use.  New fields are
+     * only ever appended, so a library newer than its caller reads the
+     * fields the caller knows and gives the rest their defaults. */
+    size_t size;
     slr_learner_config learner;
     uint32_t learner_set; /* SLR_SET_* bits */
     slr_format format;
@@ -84,7 +141,8 @@ typedef struct slr_train_options {
     uint32_t max_features; /* per example, after -q; 0 = default */
     size_t max_record;     /* bytes; 0 = default */
 
-    FILE *progress; /* VW-style progress table and summary; NULL = quiet */
+    slr_progress_fn progress; /* progress and the summary as numbers; NULL = none */
+    void *progress_ctx;
     slr_progress_style progress_style;
     double progress_seconds; /* LINE: redraw at most this often (default 0.5) */
 
@@ -107,9 +165,10 @@ typedef struct slr_train_options {
 
     slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
     void *log_ctx;
-    volatile sig_atomic_t *stop; /* when set, stop after the record in hand */
+    slr_stop_flag *stop; /* when set, stop after the record in hand; NULL = never */
 } slr_train_options;
 
+/* Defaults for every field, and opt->size. */
 void slr_train_options_init(slr_train_options *opt);
 
 typedef struct slr_train_result {
@@ -128,7 +187,5 @@ typedef struct slr_train_result {
 
 slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err);
 
-#ifdef __cplusplus
-}
-#endif
+SLR_END_DECLS
 #endif
