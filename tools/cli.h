@@ -3,6 +3,7 @@
 #ifndef STREAMLR_TOOLS_CLI_H
 #define STREAMLR_TOOLS_CLI_H
 
+#include <getopt.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -14,6 +15,17 @@
 bool cli_double(const char *cmd, const char *flag, const char *s, double *out);
 bool cli_u64(const char *cmd, const char *flag, const char *s, uint64_t *out);
 bool cli_u32(const char *cmd, const char *flag, const char *s, uint32_t *out);
+
+/* getopt_long for the subcommands (argv[0] is the command's name).  On its
+ * first call (optind == 1) it checks the whole command line: a long option
+ * must be spelled in full (getopt_long would quietly expand --lea into
+ * --learning-rate, and VW's --progress into --progress-style), a VW flag that
+ * streamlr lacks gets one line naming the closest flag, and a missing value
+ * is named.  Any such error is printed as one line plus "see `streamlr CMD
+ * --help`" and '?' is returned, so the caller just exits with status 2. */
+int cli_getopt(int argc, char **argv, const char *shortopts, const struct option *longopts);
+/* "streamlr CMD: see `streamlr CMD --help`" on stderr. */
+void cli_see_help(const char *cmd);
 
 /* SIGINT and SIGTERM set cli_stop_requested (a signal handler can reach
  * nothing else); long-running commands check it between units of work. */

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "cli_options.h"
 #include "commands.h"
 #include "streamlr/checkpoint.h"
@@ -120,7 +121,7 @@ int slr_cmd_export(int argc, char **argv)
     bool json = false;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", longopts)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 0;
@@ -129,13 +130,15 @@ int slr_cmd_export(int argc, char **argv)
             json = !strcmp(optarg, "json");
             continue;
         }
-        if (c == OPT_FORMAT)
+        if (c == OPT_FORMAT) {
             fprintf(stderr, "streamlr export: --format is text or json (got \"%s\")\n", optarg);
-        usage(stderr);
+            cli_see_help("export");
+        }
         return 2;
     }
     if (optind + 1 != argc) {
-        usage(stderr);
+        fprintf(stderr, "streamlr export: give one MODEL\n");
+        cli_see_help("export");
         return 2;
     }
     slr_learner *l;

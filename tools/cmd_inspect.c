@@ -65,7 +65,7 @@ int slr_cmd_inspect(int argc, char **argv)
     uint32_t top = 20;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "t:h", longopts)) != -1) {
         if (c == 't') {
             if (!cli_u32("inspect", "--top", optarg, &top) || top > 100000)
                 return 2;
@@ -80,12 +80,12 @@ int slr_cmd_inspect(int argc, char **argv)
                    "  -h, --help    this text\n");
             return 0;
         } else {
-            fprintf(stderr, "usage: streamlr inspect [--top N] MODEL\n");
-            return 2;
+            return 2; /* cli_getopt said what was wrong */
         }
     }
     if (optind + 1 != argc) {
         fprintf(stderr, "usage: streamlr inspect [--top N] MODEL\n");
+        cli_see_help("inspect");
         return 2;
     }
     const char *path = argv[optind];

@@ -56,7 +56,7 @@ static void usage(FILE *out)
             "                           1; also whenever the input is idle)\n"
             "  -d, --data FILE          input, - for stdin; repeatable (bare FILE too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
-            "                           extension, else vw)\n"
+            "                           extension, else vw); --from F is the same\n"
             "  -p, --predictions FILE   write P(y=1|x) per example, one per line, in input\n"
             "                           order (- for stdout); a bad record gets \"nan\"\n"
             "      --strict             stop at the first bad record\n"
@@ -205,6 +205,7 @@ int slr_cmd_predict(int argc, char **argv)
         {"initial_regressor", required_argument, 0, 'i'},
         {"data", required_argument, 0, 'd'},
         {"format", required_argument, 0, OPT_FORMAT},
+        {"from", required_argument, 0, OPT_FORMAT}, /* convert's spelling */
         {"predictions", required_argument, 0, 'p'},
         {"strict", no_argument, 0, OPT_STRICT},
         {"quiet", no_argument, 0, OPT_QUIET},
@@ -251,7 +252,7 @@ int slr_cmd_predict(int argc, char **argv)
 
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "i:d:p:X:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "i:d:p:X:h", longopts)) != -1) {
         int handled = cli_kafka_option("predict", c, optarg, &kin);
         if (handled < 0)
             goto done;
@@ -297,7 +298,7 @@ int slr_cmd_predict(int argc, char **argv)
             }
             break;
         case 'h': usage(stdout); rc = 0; goto done;
-        default: usage(stderr); goto done;
+        default: goto done; /* cli_getopt said what was wrong */
         }
     }
     for (int i = optind; i < argc; i++)

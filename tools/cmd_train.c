@@ -35,7 +35,8 @@ static void usage(FILE *out)
             "                           (bare FILE arguments are taken as --data too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           file extension, else vw; msgpack for Kafka); see\n"
-            "                           docs/FORMAT.md\n"
+            "                           docs/FORMAT.md; --from F is the same (convert's\n"
+            "                           spelling)\n"
             "      --strict             stop at the first bad record instead of skipping it\n"
             "      --dead-letter FILE   append every record that cannot be learned from (bad\n"
             "                           or unlabelled) to FILE as a JSON line with its exact\n"
@@ -86,7 +87,9 @@ static void usage(FILE *out)
             "  -f, --final-model FILE   write the final model here\n"
             "      --checkpoint-dir DIR write checkpoints here (model + input position)\n"
             "      --checkpoint-every N|Ns  every N examples, or every N seconds with a\n"
-            "                           trailing s (default 60s when --checkpoint-dir is set)\n"
+            "                           trailing s (default 60s when --checkpoint-dir is set);\n"
+            "                           0: no periodic checkpoints, only the final one (at\n"
+            "                           the end of input, or on SIGINT/SIGTERM)\n"
             "      --checkpoint-keep N  keep the newest N checkpoints (default 3)\n"
             "      --checkpoint-mode M  fork: a child process writes each periodic checkpoint\n"
             "                           from a copy-on-write snapshot, so learning pauses\n"
@@ -122,7 +125,7 @@ static void usage(FILE *out)
             "      --progress-style S   line: one status line redrawn in place; table: VW's\n"
             "                           table, a row at examples 1, 2, 4, ...  (default: line\n"
             "                           when stderr is a terminal, else table)\n"
-            "      --quiet              no progress or summary\n"
+            "      --quiet              no progress, summary or \"model written to\" note\n"
             "  -h, --help               this text\n"
             "\n"
             "SIGINT/SIGTERM stop after the example (Kafka: the message) in hand, write a final\n"
@@ -137,10 +140,16 @@ static bool parse_every(const char *s, slr_train_options *opt)
     if (n > 1 && s[n - 1] == 's') {
         char *num = strndup(s, n - 1);
         double secs;
-        bool ok = num && cli_double("train", "--checkpoint-every", num, &secs) && secs > 0;
+        bool ok = num && cli_double("train", "--checkpoint-every", num, &secs);
         free(num);
         if (!ok)
             return false;
+        if (!(secs > 0)) {
+            fprintf(stderr, "streamlr train: --checkpoint-every %s: the period must be more than 0 "
+                            "seconds (--checkpoint-every 0: no periodic checkpoints, only the "
+                            "final one)\n", s);
+            return false;
+        }
         opt->checkpoint_every_seconds = secs;
         return true;
     }
@@ -153,6 +162,7 @@ int slr_cmd_train(int argc, char **argv)
         CLI_LEARNER_LONG_OPTIONS,
         {"data", required_argument, 0, 'd'},
         {"format", required_argument, 0, OPT_FORMAT},
+        {"from", required_argument, 0, OPT_FORMAT}, /* convert's spelling */
         {"initial-model", required_argument, 0, 'i'},
         {"final-model", required_argument, 0, 'f'},
         {"checkpoint-dir", required_argument, 0, OPT_CHECKPOINT_DIR},
@@ -204,7 +214,7 @@ int slr_cmd_train(int argc, char **argv)
 
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:p:tX:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "b:q:l:d:i:f:p:tX:h", longopts)) != -1) {
         int handled = cli_learner_option("train", c, optarg, &opt.learner, &opt.learner_set);
         if (handled < 0)
             goto done;
@@ -318,7 +328,7 @@ int slr_cmd_train(int argc, char **argv)
             opt.keep_names = true;
             break;
         case 'h': usage(stdout); rc = 0; goto done;
-        default: usage(stderr); goto done;
+        default: goto done; /* cli_getopt said what was wrong */
         }
     }
     for (int i = optind; i < argc; i++)

@@ -736,7 +736,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         job->state.created = (double)time(NULL);
         st = slr_checkpoint_write(opt->model_out, job->learner, &job->state, err);
         job->checkpoint_seconds += slr_monotonic_seconds() - t0;
-        if (st == SLR_OK)
+        if (st == SLR_OK && opt->progress) /* a note of the summary: --quiet drops both */
             slr_job_log(job, "model written to %s", opt->model_out);
     }
     double secs = slr_monotonic_seconds() - job->started;
