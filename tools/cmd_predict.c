@@ -58,7 +58,9 @@ static void usage(FILE *out)
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           extension, else vw); --from F is the same\n"
             "  -p, --predictions FILE   write P(y=1|x) per example, one per line, in input\n"
-            "                           order (- for stdout); a bad record gets \"nan\"\n"
+            "                           order (- for stdout), then the example's tag if it\n"
+            "                           has one, as VW does (0.55 tag1); a bad record gets\n"
+            "                           \"nan\"\n"
             "      --strict             stop at the first bad record\n"
             "      --quiet              no summary\n"
             "  -h, --help               this text\n"
@@ -71,8 +73,8 @@ static void usage(FILE *out)
             "      --output-topic OUT   one message per input message: same key and headers\n"
             "                           plus streamlr.source (topic[partition]@offset) and\n"
             "                           streamlr.model (the model's file name); value: one\n"
-            "                           \"%%.9g\" line per example as -p writes them (\"nan\" for\n"
-            "                           a bad record)\n"
+            "                           line per example as -p writes them, with the tag\n"
+            "                           (\"nan\" for a bad record)\n"
             "      --output-partition key|same  key: the producer's partitioner on the key\n"
             "                           (default); same: the input partition's number\n"
             "  -X key=value             any librdkafka property (repeatable), for both the\n"
@@ -236,6 +238,8 @@ int slr_cmd_predict(int argc, char **argv)
     slr_file_source *src = NULL;
     slr_raw_example raw;
     slr_raw_example_init(&raw);
+    slr_buf line;
+    slr_buf_init(&line);
     slr_example ex;
     bool ex_ready = false;
     FILE *pred = NULL;
@@ -417,8 +421,12 @@ int slr_cmd_predict(int argc, char **argv)
                 fputs("nan\n", pred);
         } else if (r == SLR_DECODE_EXAMPLE) {
             double z = slr_learner_margin(scorer, &ex), p = slr_sigmoid(z);
-            if (pred)
-                fprintf(pred, "%.9g\n", p);
+            if (pred) {
+                slr_buf_reset(&line);
+                if (slr_prediction_line(&line, p, raw.tag, raw.tag_len, &err) != SLR_OK)
+                    goto io_error;
+                fwrite(line.data, 1, line.len, pred);
+            }
             if (ex.has_label) {
                 double loss = slr_logloss_margin(z, ex.label);
                 slr_metrics_add(&m, p, loss, ex.label, ex.weight, ex.n_features);
@@ -467,6 +475,7 @@ done:
     if (ex_ready)
         slr_example_free(&ex);
     slr_raw_example_free(&raw);
+    slr_buf_free(&line);
     slr_file_source_close(src);
     slr_decoder_destroy(dec);
     slr_learner_destroy(l);

@@ -10,6 +10,7 @@
 
 #include "job.h"
 #include "learner/learner_impl.h"
+#include "streamlr/predict.h"
 
 /* Bad records beyond this many are counted but not printed one by one. */
 #define BAD_REPORT_LIMIT 100
@@ -223,6 +224,7 @@ slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, 
     slr_raw_example_init(&r->raw);
     r->keep_names = opt->keep_names;
     r->keep_bytes = opt->dead_letter != NULL;
+    r->keep_tag = opt->predictions != NULL;
     slr_status st = slr_decoder_create(&r->decoder, opt->format, err);
     if (st != SLR_OK)
         return st;
@@ -250,6 +252,7 @@ void slr_job_item_free(slr_job_item *it)
 {
     slr_example_free(&it->ex);
     slr_buf_free(&it->bytes);
+    slr_buf_free(&it->tag);
     slr_raw_example_free(&it->raw);
     free(it->names);
     memset(it, 0, sizeof *it);
@@ -319,6 +322,7 @@ void slr_job_close(slr_job *job)
     slr_learner_destroy(job->learner);
     slr_job_reader_free(&job->reader);
     slr_job_item_free(&job->item);
+    slr_buf_free(&job->prediction);
     slr_job_state_free(&job->state);
     memset(job, 0, sizeof *job);
 }
@@ -427,15 +431,24 @@ static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason 
     return slr_buf_append(&j->data, buf, n, err);
 }
 
-/* -p: one line per example or bad record, so line i answers record i */
-static void write_prediction(slr_job *job, double p)
+/* -p: one line per example or bad record, so line i answers record i; the
+ * example's tag after the probability, as VW writes it */
+static void write_prediction(slr_job *job, double p, const slr_job_item *it)
 {
-    fprintf(job->opt->predictions, "%.9g\n", p);
+    slr_buf_reset(&job->prediction);
+    const slr_buf *tag = it->kind == SLR_ITEM_EXAMPLE ? &it->tag : NULL;
+    if (slr_prediction_line(&job->prediction, p, tag ? tag->data : NULL, tag ? tag->len : 0,
+                            NULL) == SLR_OK)
+        fwrite(job->prediction.data, 1, job->prediction.len, job->opt->predictions);
+    else
+        fputs("nan\n", job->opt->predictions); /* out of memory: keep line i for record i */
 }
 
 bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
                   const slr_where *where, size_t *consumed, slr_job_item *it)
 {
+    r->raw.tag = NULL; /* the compact msgpack form has no tag and leaves raw as it was */
+    r->raw.tag_len = 0;
     slr_decode_result d = slr_decoder_next_example(r->decoder, buf, len, at_end, consumed,
                                                    &r->raw, &it->ex, &it->reason);
     if (d == SLR_DECODE_NEED_MORE)
@@ -451,7 +464,10 @@ bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
         if (slr_buf_append(&it->bytes, buf, *consumed, NULL) != SLR_OK)
             slr_error_set(&it->reason, SLR_ERR_NOMEM, "out of memory keeping a bad record");
     } else if (it->kind == SLR_ITEM_EXAMPLE) {
+        slr_buf_reset(&it->tag);
         if ((r->keep_names && !keep_raw(it, &r->raw)) ||
+            (r->keep_tag && r->raw.tag &&
+             slr_buf_append(&it->tag, r->raw.tag, r->raw.tag_len, NULL) != SLR_OK) ||
             (r->keep_bytes && !it->ex.has_label &&
              slr_buf_append(&it->bytes, buf, *consumed, NULL) != SLR_OK)) {
             it->kind = SLR_ITEM_BAD;
@@ -474,7 +490,7 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
         if (it->reason.code == SLR_ERR_NOMEM)
             return slr_error_set(err, SLR_ERR_NOMEM, "%s", it->reason.msg);
         if (job->opt->predictions)
-            write_prediction(job, NAN);
+            write_prediction(job, NAN, it);
         if (it->resync)
             return add_junk(job, &it->where, it->why, it->reason.msg, it->bytes.data,
                             it->bytes.len, err);
@@ -492,7 +508,7 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
     const slr_example *ex = &it->ex;
     if (!ex->has_label) {
         if (job->opt->predictions)
-            write_prediction(job, slr_learner_predict(job->learner, ex));
+            write_prediction(job, slr_learner_predict(job->learner, ex), it);
         *result = SLR_APPLY_SKIPPED;
         return reject_record(job, &it->where, SLR_BAD_UNLABELLED, "example has no label",
                              it->bytes.data, it->bytes.len, false, err);
@@ -509,7 +525,7 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
     }
     slr_job_observe(job, ex, p, loss);
     if (job->opt->predictions)
-        write_prediction(job, p);
+        write_prediction(job, p, it);
     job->examples_this_run++;
     if (job->opt->progress && job->opt->progress_style == SLR_PROGRESS_TABLE &&
         job->state.metrics.examples >= job->next_progress) {
