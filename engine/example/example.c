@@ -12,6 +12,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "quadratic.h"
 #include "streamlr/example.h"
 
 void slr_hashing_init(slr_hashing *h, unsigned bits)
@@ -259,18 +260,12 @@ slr_status slr_example_finish(slr_example *ex, slr_error *err)
     for (unsigned q = 0; q < h->n_quadratic; q++) {
         unsigned char a = (unsigned char)h->quadratic[q][0], b = (unsigned char)h->quadratic[q][1];
         for (uint32_t sa = 0; sa < ex->n_spans; sa++) {
-            if (ex->spans[sa].letter != a)
-                continue;
             for (uint32_t sb = 0; sb < ex->n_spans; sb++) {
-                if (ex->spans[sb].letter != b)
-                    continue;
-                /* Within one namespace letter take each unordered pair once
-                 * (no self-pairs), as VW does for -q aa. */
-                if (a == b && sb < sa)
+                if (!slr_quadratic_crosses(ex, a, b, sa, sb))
                     continue;
                 slr_namespace_span A = ex->spans[sa], B = ex->spans[sb];
                 for (uint32_t i = A.begin; i < A.end; i++) {
-                    uint32_t j0 = (a == b && sa == sb) ? i + 1 : B.begin;
+                    uint32_t j0 = sa == sb ? i + 1 : B.begin;
                     for (uint32_t j = j0; j < B.end; j++) {
                         slr_status st = add_pair(ex, i, j, err);
                         if (st != SLR_OK)

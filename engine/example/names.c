@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quadratic.h"
 #include "streamlr/names.h"
 
 typedef struct entry {
@@ -208,14 +209,12 @@ void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_exampl
     for (unsigned q = 0; q < h->n_quadratic; q++) {
         unsigned char a = (unsigned char)h->quadratic[q][0], b = (unsigned char)h->quadratic[q][1];
         for (uint32_t sa = 0; sa < ex->n_spans; sa++) {
-            if (ex->spans[sa].letter != a)
-                continue;
             for (uint32_t sb = 0; sb < ex->n_spans; sb++) {
-                if (ex->spans[sb].letter != b || (a == b && sb < sa))
+                if (!slr_quadratic_crosses(ex, a, b, sa, sb))
                     continue;
                 slr_namespace_span A = ex->spans[sa], B = ex->spans[sb];
                 for (uint32_t i = A.begin; i < A.end; i++) {
-                    uint32_t j0 = (a == b && sa == sb) ? i + 1 : B.begin;
+                    uint32_t j0 = sa == sb ? i + 1 : B.begin;
                     for (uint32_t j = j0; j < B.end && p < ex->n_features; j++, p++) {
                         uint64_t slot;
                         if (!n->base[i] || !n->base[j] || find(n, ex->hashes[p], &slot))

@@ -164,6 +164,39 @@ static slr_status resume_dead_letters(slr_job *job, slr_error *err)
     return st;
 }
 
+/* --power-t and --initial-t shape the invpow schedule only.  Under adagrad
+ * the per-weight rate is eta / sqrt(delta + sum g^2) -- VW's --adaptive with
+ * its default power_t 0.5 -- so a VW user's --power_t 0.5 means exactly that,
+ * and any other value (or --initial_t) would be accepted and ignored: refuse
+ * it and say what to use instead. */
+static slr_status check_schedule_flags(const slr_train_options *opt, slr_schedule schedule,
+                                       slr_error *err)
+{
+    uint32_t set = opt->learner_set;
+    if (schedule == SLR_SCHEDULE_INVPOW)
+        return SLR_OK;
+    const char *name = schedule == SLR_SCHEDULE_ADAGRAD ? "adagrad" : "constant";
+    if ((set & SLR_SET_POWER_T) &&
+        !(schedule == SLR_SCHEDULE_ADAGRAD && opt->learner.power_t == 0.5))
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--power-t %g has no effect under --schedule %s%s; for a global rate "
+                             "eta (t0/(t0+t))^p use --schedule invpow --power-t P [--initial-t T0]",
+                             opt->learner.power_t, name,
+                             schedule == SLR_SCHEDULE_ADAGRAD
+                                 ? " (eta/sqrt(delta + sum g^2): VW's --adaptive, whose power_t "
+                                   "is 0.5)"
+                                 : "");
+    if (set & SLR_SET_INITIAL_T)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--initial-t has no effect under --schedule %s; use --schedule invpow "
+                             "--initial-t T0 [--power-t P]%s",
+                             name,
+                             schedule == SLR_SCHEDULE_ADAGRAD
+                                 ? ", or --adagrad-delta D to damp adagrad's first steps"
+                                 : "");
+    return SLR_OK;
+}
+
 static slr_status open_learner(slr_job *job, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
@@ -206,6 +239,8 @@ static slr_status open_learner(slr_job *job, slr_error *err)
                                  "%s differs from the model %s; hashing, schedule and --eager are "
                                  "fixed by the model",
                                  fixed, opt->model_in);
+        if ((st = check_schedule_flags(opt, cfg.schedule, err)) != SLR_OK)
+            return st;
         if (set & SLR_SET_ETA) cfg.eta = want->eta;
         if (set & SLR_SET_POWER_T) cfg.power_t = want->power_t;
         if (set & SLR_SET_INITIAL_T) cfg.initial_t = want->initial_t;
@@ -216,6 +251,8 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         if (set & SLR_SET_TG_THRESHOLD) cfg.tg_threshold = want->tg_threshold;
         return slr_learner_reconfigure(job->learner, &cfg, err);
     }
+    if ((st = check_schedule_flags(opt, opt->learner.schedule, err)) != SLR_OK)
+        return st;
     return slr_learner_create(&job->learner, &opt->learner, err);
 }
 

@@ -41,7 +41,8 @@ typedef struct slr_hashing {
 } slr_hashing;
 
 void slr_hashing_init(slr_hashing *h, unsigned bits);
-/* Add a -q pair given as a 2-character string ("ab", "::" is not special). */
+/* Add a -q pair given as a 2-character string ("ab"; ':' is VW's wildcard,
+ * any namespace: "::" crosses every pair of namespaces). */
 slr_status slr_hashing_add_quadratic(slr_hashing *h, const char *pair, slr_error *err);
 static inline uint32_t slr_hashing_mask(const slr_hashing *h)
 {
