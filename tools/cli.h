@@ -5,6 +5,7 @@
 
 #include <getopt.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -40,5 +41,11 @@ void cli_log(void *ctx, const char *msg);
 int cli_learner_option(const char *cmd, int opt, const char *arg, slr_learner_config *cfg,
                        uint32_t *set);
 extern const char cli_learner_help[];
+
+/* Write every nonzero weight of the model at `path` to out, as `streamlr
+ * export` does (text, or json with the names it kept).  0 on success, -1 if
+ * the model could not be read (said as "streamlr <cmd>: ..."), 1 if writing
+ * failed. */
+int cli_export_model(const char *cmd, const char *path, FILE *out, bool json);
 
 #endif

@@ -113,6 +113,24 @@ static int export_json(FILE *out, slr_learner *l, const slr_job_state *st)
     return fprintf(out, "}\n") < 0;
 }
 
+int cli_export_model(const char *cmd, const char *model, FILE *out, bool json)
+{
+    slr_learner *l;
+    slr_job_state st;
+    slr_error err;
+    slr_job_state_init(&st);
+    if (slr_checkpoint_read(model, &l, &st, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr %s: %s\n", cmd, err.msg);
+        return -1;
+    }
+    int failed = json ? export_json(out, l, &st) : slr_learner_foreach_weight(l, print_text, out);
+    if (fflush(out) != 0)
+        failed = 1;
+    slr_learner_destroy(l);
+    slr_job_state_free(&st);
+    return failed;
+}
+
 int slr_cmd_export(int argc, char **argv)
 {
     static const struct option longopts[] = {{"format", required_argument, 0, OPT_FORMAT},
@@ -141,22 +159,11 @@ int slr_cmd_export(int argc, char **argv)
         cli_see_help("export");
         return 2;
     }
-    slr_learner *l;
-    slr_job_state st;
-    slr_error err;
-    slr_job_state_init(&st);
-    if (slr_checkpoint_read(argv[optind], &l, &st, &err) != SLR_OK) {
-        fprintf(stderr, "streamlr export: %s\n", err.msg);
-        return 1;
-    }
     static char buf[1 << 20];
     setvbuf(stdout, buf, _IOFBF, sizeof buf);
-    int failed = json ? export_json(stdout, l, &st)
-                      : slr_learner_foreach_weight(l, print_text, stdout);
-    if (fflush(stdout) != 0)
-        failed = 1;
-    slr_learner_destroy(l);
-    slr_job_state_free(&st);
+    int failed = cli_export_model("export", argv[optind], stdout, json);
+    if (failed < 0)
+        return 1;
     if (failed) {
         fprintf(stderr, "streamlr export: writing to stdout failed\n");
         return 1;

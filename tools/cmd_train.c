@@ -17,7 +17,20 @@
 enum {
     OPT_EXAMPLES = OPT_FIRST_COMMAND_SPECIFIC,
     OPT_DEAD_LETTER_TOPIC,
+    /* VW's flags with VW's meaning (docs/VW.md) */
+    OPT_PASSES,
+    OPT_HOLDOUT_OFF,
+    OPT_HOLDOUT_PERIOD,
+    OPT_LOSS_FUNCTION,
+    OPT_LINK,
+    OPT_SAVE_RESUME,
+    OPT_RANDOM_SEED,
+    OPT_INTERACTIONS,
+    OPT_READABLE_MODEL,
+    OPT_INVERT_HASH,
 };
+
+#define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
 
 static void usage(FILE *out)
 {
@@ -123,6 +136,27 @@ static void usage(FILE *out)
             "      --keep-names-max N   keep at most N names (default 1000000; about\n"
             "                           32 bytes + the name each)\n"
             "\n"
+            "Vowpal Wabbit's flags, with VW's meaning (docs/VW.md maps every VW flag):\n"
+            "      --passes N           read the files N times (default 1; files only, no\n"
+            "                           --checkpoint-dir)\n"
+            "      --holdout_period N   with --passes: hold out one example in N of every\n"
+            "                           pass (default 10): scored, never learned; the summary\n"
+            "                           gives their loss in the last pass (\"h\")\n"
+            "      --holdout_off        hold nothing out\n"
+            "  -c, --cache              accepted (also -k, --kill_cache): no cache file is\n"
+            "                           needed, each pass reads the input again\n"
+            "      --loss_function L    logistic only (what streamlr learns); --link\n"
+            "                           logistic likewise (predictions are probabilities)\n"
+            "      --interactions AB    the same as -q AB\n"
+            "  -P, --progress N|F       table rows every N examples, or at 1, F, F^2, ...\n"
+            "                           for a factor F with a point (default 2.0)\n"
+            "      --readable_model FILE  write the weights as streamlr export does\n"
+            "      --invert_hash FILE   the same with feature names (implies --keep-names;\n"
+            "                           the JSON of streamlr export --format json)\n"
+            "      --save_resume        accepted: always on (a model holds the whole state)\n"
+            "      --random_seed N      accepted: nothing here is random\n"
+            "  Any other VW flag is refused with the closest streamlr option.\n"
+            "\n"
             "Output:\n"
             "      --progress-style S   line: one status line redrawn in place; table: VW's\n"
             "                           table, a row at examples 1, 2, 4, ...  (default: line\n"
@@ -134,6 +168,43 @@ static void usage(FILE *out)
             "checkpoint, commit its offsets and leave the consumer group.\n"
             "Exit status: 0 done (or stopped on request), 1 the job failed, 2 usage error.\n",
             cli_learner_help);
+}
+
+/* --readable_model / --invert_hash: the weights as `streamlr export` writes
+ * them (with the names, for --invert_hash). */
+static bool write_text_model(const char *model, const char *path, bool json)
+{
+    FILE *out = fopen(path, "w");
+    if (!out) {
+        perror(path);
+        return false;
+    }
+    int failed = cli_export_model("train", model, out, json);
+    if (fclose(out) != 0 || failed > 0) {
+        fprintf(stderr, "streamlr train: writing %s failed\n", path);
+        return false;
+    }
+    return failed == 0;
+}
+
+/* VW's --progress: an integer adds (a row every N examples), a number with
+ * a point multiplies (rows at 1, F, F^2, ...). */
+static bool parse_progress(const char *s, slr_train_options *opt)
+{
+    if (strchr(s, '.') || strchr(s, 'e')) {
+        if (!cli_double("train", "--progress", s, &opt->progress_factor) ||
+            !(opt->progress_factor > 1)) {
+            fprintf(stderr, "streamlr train: --progress %s: a factor must be more than 1\n", s);
+            return false;
+        }
+        return true;
+    }
+    if (!cli_u64("train", "--progress", s, &opt->progress_add) || !opt->progress_add) {
+        fprintf(stderr, "streamlr train: --progress %s: give N >= 1 (a row every N examples) "
+                        "or a factor F > 1 with a point (rows at 1, F, F^2, ...)\n", s);
+        return false;
+    }
+    return true;
 }
 
 static bool parse_every(const char *s, slr_train_options *opt)
@@ -193,6 +264,20 @@ int slr_cmd_train(int argc, char **argv)
         {"progress-style", required_argument, 0, OPT_PROGRESS_STYLE},
         {"keep-names", no_argument, 0, OPT_KEEP_NAMES},
         {"keep-names-max", required_argument, 0, OPT_KEEP_NAMES_MAX},
+        /* VW's flags (docs/VW.md) */
+        {"passes", required_argument, 0, OPT_PASSES},
+        {"cache", no_argument, 0, 'c'},
+        {"kill_cache", no_argument, 0, 'k'},
+        {"holdout_off", no_argument, 0, OPT_HOLDOUT_OFF},
+        {"holdout_period", required_argument, 0, OPT_HOLDOUT_PERIOD},
+        {"loss_function", required_argument, 0, OPT_LOSS_FUNCTION},
+        {"link", required_argument, 0, OPT_LINK},
+        {"save_resume", no_argument, 0, OPT_SAVE_RESUME},
+        {"random_seed", required_argument, 0, OPT_RANDOM_SEED},
+        {"progress", required_argument, 0, 'P'},
+        {"interactions", required_argument, 0, OPT_INTERACTIONS},
+        {"readable_model", required_argument, 0, OPT_READABLE_MODEL},
+        {"invert_hash", required_argument, 0, OPT_INVERT_HASH},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -206,6 +291,10 @@ int slr_cmd_train(int argc, char **argv)
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
+    bool cache_flag = false, holdout_off = false, save_resume = false, random_seed = false;
+    bool progress_given = false;
+    const char *readable_model = NULL, *invert_hash = NULL;
+    char model_tmp[4096] = "";
     const char *pred_path = NULL, *metrics_path = NULL, *style = "auto";
     FILE *pred = NULL, *metrics = NULL;
     const char *dead_letter_path = NULL, *dead_letter_topic = NULL;
@@ -216,7 +305,7 @@ int slr_cmd_train(int argc, char **argv)
 
     optind = 1;
     int c;
-    while ((c = cli_getopt(argc, argv, "b:q:l:d:i:f:p:tX:h", longopts)) != -1) {
+    while ((c = cli_getopt(argc, argv, "b:q:l:d:i:f:p:tX:ckP:h", longopts)) != -1) {
         int handled = cli_learner_option("train", c, optarg, &opt.learner, &opt.learner_set);
         if (handled < 0)
             goto done;
@@ -329,6 +418,59 @@ int slr_cmd_train(int argc, char **argv)
             }
             opt.keep_names = true;
             break;
+        case OPT_PASSES:
+            if (!cli_u32("train", "--passes", optarg, &opt.passes) || opt.passes < 1) {
+                fprintf(stderr, "streamlr train: --passes must be at least 1\n");
+                goto done;
+            }
+            break;
+        case 'c': case 'k': cache_flag = true; break;
+        case OPT_HOLDOUT_OFF: holdout_off = true; break;
+        case OPT_HOLDOUT_PERIOD:
+            if (!cli_u32("train", "--holdout_period", optarg, &opt.holdout_period) ||
+                opt.holdout_period < 2) {
+                fprintf(stderr, "streamlr train: --holdout_period must be at least 2 (to learn "
+                                "from nothing, use -t)\n");
+                goto done;
+            }
+            break;
+        case OPT_LOSS_FUNCTION:
+            if (strcmp(optarg, "logistic")) {
+                fprintf(stderr, "streamlr train: --loss_function %s is not supported: streamlr "
+                                "learns logistic regression (--loss_function logistic) only\n",
+                        optarg);
+                goto done;
+            }
+            break;
+        case OPT_LINK:
+            if (strcmp(optarg, "logistic")) {
+                fprintf(stderr, "streamlr train: --link %s is not supported: predictions are "
+                                "always probabilities (VW's --link logistic)\n", optarg);
+                goto done;
+            }
+            break;
+        case OPT_SAVE_RESUME: save_resume = true; break;
+        case OPT_RANDOM_SEED:
+            if (!cli_u64("train", "--random_seed", optarg, &u64))
+                goto done;
+            random_seed = true;
+            break;
+        case 'P':
+            if (!parse_progress(optarg, &opt))
+                goto done;
+            progress_given = true;
+            break;
+        case OPT_INTERACTIONS:
+            if (strlen(optarg) != 2) {
+                fprintf(stderr, "streamlr train: --interactions %s: only pairs of namespaces are "
+                                "supported (--interactions AB, the same as -q AB)\n", optarg);
+                goto done;
+            }
+            if (cli_learner_option("train", 'q', optarg, &opt.learner, &opt.learner_set) < 0)
+                goto done;
+            break;
+        case OPT_READABLE_MODEL: readable_model = optarg; break;
+        case OPT_INVERT_HASH: invert_hash = optarg; opt.keep_names = true; break;
         case 'h': usage(stdout); rc = 0; goto done;
         default: goto done; /* cli_getopt said what was wrong */
         }
@@ -357,6 +499,47 @@ int slr_cmd_train(int argc, char **argv)
         fprintf(stderr, "streamlr train: no input; give --data FILE (or - for stdin), or "
                         "--brokers/--topic/--group\n");
         goto done;
+    }
+    if (opt.passes > 1 && from_kafka) {
+        fprintf(stderr, "streamlr train: --passes replays files; a Kafka topic is read once "
+                        "(replay it with a new --group to read it again)\n");
+        goto done;
+    }
+    if (opt.holdout_period && opt.passes <= 1) {
+        fprintf(stderr, "streamlr train: --holdout_period applies with --passes N > 1 (VW holds "
+                        "out examples only over several passes)\n");
+        goto done;
+    }
+    if (opt.passes > 1 && !opt.holdout_period && !holdout_off)
+        opt.holdout_period = HOLDOUT_PERIOD_DEFAULT;
+    if (holdout_off)
+        opt.holdout_period = 0;
+    if (!quiet) {
+        if (cache_flag)
+            fprintf(stderr, "streamlr train: -c/-k: no cache file is made or needed here; each "
+                            "pass reads the input again (VW's cache saves parsing time only)\n");
+        if (save_resume)
+            fprintf(stderr, "streamlr train: --save_resume is always on here: -f and checkpoints "
+                            "hold the whole state (adagrad sums, penalty clocks, metrics)\n");
+        if (random_seed)
+            fprintf(stderr, "streamlr train: --random_seed: nothing here is random (weights start "
+                            "at 0, the hashing is fixed), so every seed gives the same model\n");
+    }
+    if (progress_given && !strcmp(style, "auto"))
+        style = "table"; /* VW's --progress sets the rows of VW's table */
+    if ((readable_model || invert_hash) && !opt.model_out) {
+        /* the text forms are written from the model file: make one for them */
+        const char *dir = getenv("TMPDIR");
+        snprintf(model_tmp, sizeof model_tmp, "%s/streamlr-model.XXXXXX", dir && *dir ? dir : "/tmp");
+        int fd = mkstemp(model_tmp);
+        if (fd < 0) {
+            perror(model_tmp);
+            model_tmp[0] = '\0';
+            rc = 1;
+            goto done;
+        }
+        close(fd);
+        opt.model_out = model_tmp;
     }
     if (!format_given)
         opt.format = from_kafka                              ? SLR_FORMAT_MSGPACK
@@ -441,8 +624,18 @@ int slr_cmd_train(int argc, char **argv)
         rc = 1;
         goto done;
     }
+    if (!quiet && res.holdout_examples)
+        fprintf(stderr, "holdout loss = %.6f h (pass %u: %llu held-out examples, one in %u of "
+                        "each pass, never learned)\n",
+                res.holdout_loss, opt.passes, (unsigned long long)res.holdout_examples,
+                opt.holdout_period);
     rc = 0;
+    if ((readable_model && !write_text_model(opt.model_out, readable_model, false)) ||
+        (invert_hash && !write_text_model(opt.model_out, invert_hash, true)))
+        rc = 1;
 done:
+    if (model_tmp[0])
+        unlink(model_tmp);
     if (dead_letter)
         dead_letter->close(dead_letter);
     if (pred && pred != stdout && fclose(pred) != 0) {

@@ -326,6 +326,17 @@ static bool keep_raw(slr_job_item *it, const slr_raw_example *raw)
     return true;
 }
 
+/* The example count of the next progress row: VW's --progress, additive
+ * (every N examples) or multiplicative (1, 2, 4, ... by default). */
+static void advance_progress(slr_job *job)
+{
+    const slr_train_options *opt = job->opt;
+    double f = opt->progress_factor > 1 ? opt->progress_factor : 2;
+    uint64_t next = opt->progress_add ? job->next_progress + opt->progress_add
+                                      : (uint64_t)ceil((double)job->next_progress * f);
+    job->next_progress = next > job->next_progress ? next : job->next_progress + 1;
+}
+
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err)
 {
     memset(job, 0, sizeof *job);
@@ -344,9 +355,9 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     job->examples_at_checkpoint = job->state.metrics.examples;
     job->at_last_row = job->state.metrics;
-    job->next_progress = 1;
+    job->next_progress = opt->progress_add ? opt->progress_add : 1;
     while (job->next_progress <= job->state.metrics.examples)
-        job->next_progress *= 2;
+        advance_progress(job);
     return slr_job_report_open(job, err);
 }
 
@@ -514,6 +525,27 @@ bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
     return true;
 }
 
+/* A held-out example (--passes): scored and counted apart, never learned,
+ * so the last pass's holdout loss is an honest estimate even after the
+ * learned examples have been seen many times. */
+static slr_status holdout(slr_job *job, const slr_job_item *it, slr_apply_result *result)
+{
+    const slr_example *ex = &it->ex;
+    double z = slr_learner_margin(job->learner, ex);
+    if (it->pass != job->holdout_pass) {
+        job->holdout_pass = it->pass;
+        job->holdout_examples = 0;
+        job->holdout_weight = job->holdout_loss = 0;
+    }
+    job->holdout_examples++;
+    job->holdout_weight += ex->weight;
+    job->holdout_loss += ex->weight * slr_logloss_margin(z, ex->label);
+    if (job->opt->predictions)
+        write_prediction(job, slr_sigmoid(z), it);
+    *result = SLR_APPLY_SKIPPED;
+    return SLR_OK;
+}
+
 slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result *result,
                          slr_error *err)
 {
@@ -550,6 +582,8 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
         return reject_record(job, &it->where, SLR_BAD_UNLABELLED, "example has no label",
                              it->bytes.data, it->bytes.len, false, err);
     }
+    if (it->holdout)
+        return holdout(job, it, result);
     if (job->opt->keep_names)
         slr_names_record(job->state.names, &it->raw, ex);
     double loss, p;
@@ -568,7 +602,7 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
         job->state.metrics.examples >= job->next_progress) {
         slr_job_progress_row(job, ex, p);
         while (job->next_progress <= job->state.metrics.examples)
-            job->next_progress *= 2;
+            advance_progress(job);
     }
     *result = SLR_APPLY_LEARNED;
     return SLR_OK;

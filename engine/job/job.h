@@ -77,6 +77,8 @@ typedef struct slr_job_item {
     slr_buf bytes;           /* BAD (and unlabelled, with keep_bytes): the record's
                               * bytes, for the dead letter */
     slr_buf tag;             /* EXAMPLE, with keep_tag: the example's tag (len 0: none) */
+    bool holdout;            /* EXAMPLE: score it, learn nothing (passes > 1, train_files.c) */
+    uint32_t pass;           /* file replay: which pass over the input, from 1 */
     /* --keep-names: the raw example, its names copied into `names` (stage 2
      * records them; stage 1 may already be reading far ahead) */
     slr_raw_example raw;
@@ -91,6 +93,9 @@ typedef struct slr_job {
     slr_job_reader reader; /* stage 1 for slr_job_apply */
     slr_job_item item;
     slr_buf prediction;    /* -p: the line being written */
+    uint32_t holdout_pass;         /* the pass the holdout sums below are of */
+    uint64_t holdout_examples;
+    double holdout_weight, holdout_loss;
 
     double started;                /* monotonic seconds */
     uint64_t examples_this_run;
