@@ -109,6 +109,20 @@ int slr_cmd_inspect(int argc, char **argv)
            (unsigned long long)slr_learner_bias_index(l));
     for (unsigned i = 0; i < cfg->hashing.n_quadratic; i++)
         printf(" -q %c%c", cfg->hashing.quadratic[i][0], cfg->hashing.quadratic[i][1]);
+    if (slr_hashing_ignores_any(&cfg->hashing)) {
+        /* the shorter of the two ways to say it */
+        int n_ignored = 0;
+        for (int b = 0; b < 256; b++)
+            n_ignored += slr_hashing_ignores(&cfg->hashing, (unsigned char)b);
+        bool keep = n_ignored > 128;
+        printf(keep ? " --keep '" : " --ignore '");
+        for (int b = 0; b < 256; b++)
+            if (slr_hashing_ignores(&cfg->hashing, (unsigned char)b) != keep)
+                printf(b > ' ' && b < 127 ? "%c" : "\\x%02x", b);
+        printf("'");
+    }
+    if (cfg->noconstant)
+        printf(" --noconstant");
     printf("\nschedule         %s, -l %g", slr_schedule_name(cfg->schedule), cfg->eta);
     if (cfg->schedule == SLR_SCHEDULE_INVPOW)
         printf(", --power-t %g, --initial-t %g", cfg->power_t, cfg->initial_t);

@@ -28,6 +28,9 @@ enum {
     OPT_INTERACTIONS,
     OPT_READABLE_MODEL,
     OPT_INVERT_HASH,
+    OPT_IGNORE,
+    OPT_KEEP,
+    OPT_NOCONSTANT,
 };
 
 #define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
@@ -148,6 +151,10 @@ static void usage(FILE *out)
             "      --loss_function L    logistic only (what streamlr learns); --link\n"
             "                           logistic likewise (predictions are probabilities)\n"
             "      --interactions AB    the same as -q AB\n"
+            "      --ignore ABC         drop the namespaces starting with A, B or C (' ' is\n"
+            "                           the default namespace); --keep ABC drops all others.\n"
+            "                           Stored in the model, so predict drops them too\n"
+            "      --noconstant         no bias term (stored in the model)\n"
             "  -P, --progress N|F       table rows every N examples, or at 1, F, F^2, ...\n"
             "                           for a factor F with a point (default 2.0)\n"
             "      --readable_model FILE  write the weights as streamlr export does\n"
@@ -168,6 +175,27 @@ static void usage(FILE *out)
             "checkpoint, commit its offsets and leave the consumer group.\n"
             "Exit status: 0 done (or stopped on request), 1 the job failed, 2 usage error.\n",
             cli_learner_help);
+}
+
+/* VW's --ignore abc / --keep abc: each byte is a namespace's first letter */
+static void add_letters(bool set[256], const char *letters)
+{
+    for (const unsigned char *p = (const unsigned char *)letters; *p; p++)
+        set[*p] = true;
+}
+
+/* --keep drops every namespace it does not name; --ignore drops those it does */
+static void apply_ignore(const bool ignore[256], const bool keep[256], bool keep_given,
+                         slr_train_options *opt)
+{
+    bool any = keep_given;
+    for (int c = 0; c < 256; c++) {
+        bool drop = (keep_given && !keep[c]) || ignore[c];
+        slr_hashing_ignore(&opt->learner.hashing, (unsigned char)c, drop);
+        any |= drop;
+    }
+    if (any)
+        opt->learner_set |= SLR_SET_IGNORE;
 }
 
 /* --readable_model / --invert_hash: the weights as `streamlr export` writes
@@ -278,6 +306,9 @@ int slr_cmd_train(int argc, char **argv)
         {"interactions", required_argument, 0, OPT_INTERACTIONS},
         {"readable_model", required_argument, 0, OPT_READABLE_MODEL},
         {"invert_hash", required_argument, 0, OPT_INVERT_HASH},
+        {"ignore", required_argument, 0, OPT_IGNORE},
+        {"keep", required_argument, 0, OPT_KEEP},
+        {"noconstant", no_argument, 0, OPT_NOCONSTANT},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -292,7 +323,8 @@ int slr_cmd_train(int argc, char **argv)
     uint32_t n_files = 0;
     bool format_given = false, quiet = false, every_given = false;
     bool cache_flag = false, holdout_off = false, save_resume = false, random_seed = false;
-    bool progress_given = false;
+    bool progress_given = false, keep_given = false;
+    bool ignore[256] = {0}, keep[256] = {0};
     const char *readable_model = NULL, *invert_hash = NULL;
     char model_tmp[4096] = "";
     const char *pred_path = NULL, *metrics_path = NULL, *style = "auto";
@@ -469,6 +501,12 @@ int slr_cmd_train(int argc, char **argv)
             if (cli_learner_option("train", 'q', optarg, &opt.learner, &opt.learner_set) < 0)
                 goto done;
             break;
+        case OPT_IGNORE: add_letters(ignore, optarg); break;
+        case OPT_NOCONSTANT:
+            opt.learner.noconstant = true;
+            opt.learner_set |= SLR_SET_NOCONSTANT;
+            break;
+        case OPT_KEEP: add_letters(keep, optarg); keep_given = true; break;
         case OPT_READABLE_MODEL: readable_model = optarg; break;
         case OPT_INVERT_HASH: invert_hash = optarg; opt.keep_names = true; break;
         case 'h': usage(stdout); rc = 0; goto done;
@@ -500,6 +538,7 @@ int slr_cmd_train(int argc, char **argv)
                         "--brokers/--topic/--group\n");
         goto done;
     }
+    apply_ignore(ignore, keep, keep_given, &opt);
     if (opt.passes > 1 && from_kafka) {
         fprintf(stderr, "streamlr train: --passes replays files; a Kafka topic is read once "
                         "(replay it with a new --group to read it again)\n");

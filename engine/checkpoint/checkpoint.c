@@ -207,7 +207,17 @@ static void pack_key(msgpack_packer *pk, const char *k) { pack_str(pk, k); }
 static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learner *l)
 {
     const slr_learner_config *c = &l->cfg;
-    msgpack_pack_map(pk, 17);
+    bool ignores = slr_hashing_ignores_any(&c->hashing);
+    msgpack_pack_map(pk, 17 + ignores + c->noconstant);
+    if (c->noconstant) { /* only then: a model without it reads as before */
+        pack_key(pk, "noconstant");
+        msgpack_pack_true(pk);
+    }
+    if (ignores) { /* only then: a model without it reads as before */
+        pack_key(pk, "ignore");
+        msgpack_pack_bin(pk, sizeof c->hashing.ignored);
+        msgpack_pack_bin_body(pk, c->hashing.ignored, sizeof c->hashing.ignored);
+    }
     pack_key(pk, "bits");
     msgpack_pack_uint32(pk, c->hashing.bits);
     pack_key(pk, "quadratic");
@@ -611,6 +621,11 @@ static slr_status read_config(reader *r, const msgpack_object *L, slr_learner_co
         if (slr_hashing_add_quadratic(&c->hashing, pair, NULL) != SLR_OK)
             return corrupt(r, "learner.quadratic entry is invalid");
     }
+    const msgpack_object *ign = field(L, "ignore"); /* optional: --ignore / --keep */
+    if (ign && (ign->type != MSGPACK_OBJECT_BIN || ign->via.bin.size != sizeof c->hashing.ignored))
+        return corrupt(r, "learner.ignore is not a 32-byte bitmap");
+    if (ign)
+        memcpy(c->hashing.ignored, ign->via.bin.ptr, sizeof c->hashing.ignored);
     char *sched = dup_str(field(L, "schedule"));
     slr_status st = sched ? slr_schedule_parse(sched, &c->schedule, NULL) : SLR_ERR_ARG;
     free(sched);
@@ -627,6 +642,10 @@ static slr_status read_config(reader *r, const msgpack_object *L, slr_learner_co
     if (!eager || eager->type != MSGPACK_OBJECT_BOOLEAN)
         return corrupt(r, "learner.eager missing");
     c->eager = eager->via.boolean;
+    const msgpack_object *nc = field(L, "noconstant"); /* optional: VW's --noconstant */
+    if (nc && nc->type != MSGPACK_OBJECT_BOOLEAN)
+        return corrupt(r, "learner.noconstant is not a boolean");
+    c->noconstant = nc && nc->via.boolean;
     slr_error verr;
     if (slr_learner_config_validate(c, &verr) != SLR_OK)
         return slr_error_set(r->err, SLR_ERR_CORRUPT, "%s: invalid hyperparameters: %s", r->path,

@@ -146,6 +146,7 @@ void slr_example_begin_namespace_seeded(slr_example *ex, const char *ns, size_t 
 {
     ex->ns_seed = seed;
     ex->ns_letter = len ? (unsigned char)ns[0] : ' ';
+    ex->ns_ignored = slr_hashing_ignores(ex->hashing, ex->ns_letter);
     ex->ns_chosen = true;
     ex->ns_open = false; /* its span opens with its first feature */
 }
@@ -196,13 +197,15 @@ static inline void push_feature(slr_example *ex, uint64_t hash, double value)
 
 slr_status slr_example_add(slr_example *ex, const char *name, size_t len, double value, slr_error *err)
 {
+    if (!ex->ns_chosen)
+        slr_example_begin_namespace(ex, "", 0);
+    if (ex->ns_ignored)
+        return SLR_OK; /* --ignore: as if the namespace were not in the input */
     slr_status st = check_value(ex, value, err);
     if (st != SLR_OK)
         return st;
     if (value == 0.0)
         return SLR_OK; /* a zero feature contributes nothing to prediction or update */
-    if (!ex->ns_chosen)
-        slr_example_begin_namespace(ex, "", 0);
     if (!ex->ns_open) {
         if ((st = open_span(ex, ex->ns_letter, err)) != SLR_OK)
             return st;

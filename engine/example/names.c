@@ -198,8 +198,10 @@ void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_exampl
     uint32_t nb = 0;
     for (uint32_t i = 0; i < raw->n_features && nb < ex->n_features; i++) {
         const slr_raw_feature *f = &raw->features[i];
-        if (f->value == 0.0)
-            continue;
+        if (f->value == 0.0 || (f->name && slr_hashing_ignores(ex->hashing, f->ns_len
+                                                                        ? (unsigned char)f->ns[0]
+                                                                        : ' ')))
+            continue; /* not in the example (slr_example_add) */
         n->base[nb] = f->name ? base_name(n, f, ex->hashes[nb], ex->features[nb].index) : 0;
         nb++;
     }

@@ -78,6 +78,11 @@ static const char *config_mismatch(const slr_learner_config *want, const slr_lea
         (want->hashing.n_quadratic != have->hashing.n_quadratic ||
          memcmp(want->hashing.quadratic, have->hashing.quadratic, 2 * want->hashing.n_quadratic)))
         return "-q";
+    if ((set & SLR_SET_NOCONSTANT) && want->noconstant != have->noconstant)
+        return "--noconstant";
+    if ((set & SLR_SET_IGNORE) &&
+        memcmp(want->hashing.ignored, have->hashing.ignored, sizeof want->hashing.ignored))
+        return "--ignore/--keep";
     if ((set & SLR_SET_SCHEDULE) && want->schedule != have->schedule)
         return "--schedule";
     if ((set & SLR_SET_ETA) && want->eta != have->eta)
@@ -232,8 +237,10 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         slr_learner_config cfg = *slr_learner_config_of(job->learner);
         const slr_learner_config *want = &opt->learner;
         uint32_t set = opt->learner_set;
-        const char *fixed = config_mismatch(want, &cfg, set & (SLR_SET_BITS | SLR_SET_QUADRATIC |
-                                                               SLR_SET_SCHEDULE | SLR_SET_EAGER));
+        const char *fixed =
+            config_mismatch(want, &cfg, set & (SLR_SET_BITS | SLR_SET_QUADRATIC | SLR_SET_IGNORE |
+                                               SLR_SET_NOCONSTANT |
+                                               SLR_SET_SCHEDULE | SLR_SET_EAGER));
         if (fixed)
             return slr_error_set(err, SLR_ERR_MISMATCH,
                                  "%s differs from the model %s; hashing, schedule and --eager are "

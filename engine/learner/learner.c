@@ -409,7 +409,8 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
     /* 3. gradient step */
     for (uint32_t i = 0; i < n; i++)
         gradient_step(l, &slots[f[i].index], g * (double)f[i].value, eta_t);
-    gradient_step(l, bias, g, eta_t);
+    if (!l->cfg.noconstant)
+        gradient_step(l, bias, g, eta_t);
 
     /* 4. penalty of step t (the bias is never regularised) */
     if (l->cfg.eager) {
@@ -662,7 +663,8 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
         for (uint32_t i = 0; i < n; i++)
             rate[i] = eta_t;
     }
-    gradient_step(l, bias, g, eta_t);
+    if (!l->cfg.noconstant)
+        gradient_step(l, bias, g, eta_t);
     if (lazy && soft && !repeats) { /* gather, step in vectors, scatter */
         for (uint32_t i = 0; i < n; i++) {
             w[i] = slots[f[i].index].w;

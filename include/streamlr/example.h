@@ -38,12 +38,36 @@ typedef struct slr_hashing {
     unsigned bits;                            /* index = hash & ((1 << bits) - 1) */
     unsigned n_quadratic;                     /* number of -q pairs */
     char quadratic[SLR_MAX_QUADRATIC][2];     /* namespace first letters, VW style */
+    uint8_t ignored[32]; /* bit c: features of namespaces starting with byte c are
+                            dropped (VW's --ignore / --keep); the default namespace
+                            is ' ' */
 } slr_hashing;
 
 void slr_hashing_init(slr_hashing *h, unsigned bits);
 /* Add a -q pair given as a 2-character string ("ab"; ':' is VW's wildcard,
  * any namespace: "::" crosses every pair of namespaces). */
 slr_status slr_hashing_add_quadratic(slr_hashing *h, const char *pair, slr_error *err);
+/* VW's --ignore: drop the features of namespaces starting with `letter`
+ * (ignored = false takes them again, for --keep). */
+static inline void slr_hashing_ignore(slr_hashing *h, unsigned char letter, bool ignored)
+{
+    if (ignored)
+        h->ignored[letter >> 3] |= (uint8_t)(1u << (letter & 7));
+    else
+        h->ignored[letter >> 3] &= (uint8_t)~(1u << (letter & 7));
+}
+static inline bool slr_hashing_ignores(const slr_hashing *h, unsigned char letter)
+{
+    return (h->ignored[letter >> 3] >> (letter & 7)) & 1;
+}
+static inline bool slr_hashing_ignores_any(const slr_hashing *h)
+{
+    for (int i = 0; i < 32; i++)
+        if (h->ignored[i])
+            return true;
+    return false;
+}
+
 static inline uint32_t slr_hashing_mask(const slr_hashing *h)
 {
     return h->bits >= 32 ? UINT32_MAX : ((UINT32_C(1) << h->bits) - 1);
@@ -79,6 +103,7 @@ typedef struct slr_example {
     unsigned char ns_letter;
     bool ns_chosen; /* a namespace was begun for this example */
     bool ns_open;   /* ...and its span has been opened by a feature */
+    bool ns_ignored; /* ...and it is one of hashing->ignored: its features are dropped */
 
     const slr_hashing *hashing;
     /* why the last call that returned SLR_ERR_BAD_INPUT rejected the example */

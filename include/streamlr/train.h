@@ -38,6 +38,8 @@ enum {
     SLR_SET_TG_PERIOD = 1u << 9,
     SLR_SET_TG_THRESHOLD = 1u << 10,
     SLR_SET_EAGER = 1u << 11,
+    SLR_SET_IGNORE = 1u << 12, /* --ignore / --keep (hashing.ignored) */
+    SLR_SET_NOCONSTANT = 1u << 13,
 };
 
 typedef void (*slr_log_fn)(void *ctx, const char *msg);
