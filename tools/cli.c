@@ -153,6 +153,21 @@ int cli_learner_option(const char *cmd, int opt, const char *arg, slr_learner_co
     return 0;
 }
 
+int cli_vw_logistic_option(const char *cmd, int opt, const char *arg)
+{
+    if (opt != OPT_LOSS_FUNCTION && opt != OPT_LINK)
+        return 0;
+    if (!strcmp(arg, "logistic"))
+        return 1;
+    if (opt == OPT_LOSS_FUNCTION)
+        fprintf(stderr, "streamlr %s: --loss_function %s is not supported: streamlr learns "
+                        "logistic regression (--loss_function logistic) only\n", cmd, arg);
+    else
+        fprintf(stderr, "streamlr %s: --link %s is not supported: predictions are always "
+                        "probabilities (VW's --link logistic)\n", cmd, arg);
+    return -1;
+}
+
 void cli_see_help(const char *cmd)
 {
     fprintf(stderr, "streamlr %s: see `streamlr %s --help`\n", cmd, cmd);

@@ -42,6 +42,11 @@ int cli_learner_option(const char *cmd, int opt, const char *arg, slr_learner_co
                        uint32_t *set);
 extern const char cli_learner_help[];
 
+/* VW's --loss_function and --link (CLI_VW_LOGISTIC_LONG_OPTIONS): 1 if opt
+ * was one of them with the value logistic, -1 (said) for any other value, 0
+ * if opt is another option. */
+int cli_vw_logistic_option(const char *cmd, int opt, const char *arg);
+
 /* Write every nonzero weight of the model at `path` to out, as `streamlr
  * export` does (text, or json with the names it kept).  0 on success, -1 if
  * the model could not be read (said as "streamlr <cmd>: ..."), 1 if writing

@@ -63,6 +63,9 @@ static void usage(FILE *out)
             "                           \"nan\"\n"
             "      --strict             stop at the first bad record\n"
             "      --quiet              no summary\n"
+            "  -t, --testonly           accepted (VW's -t): predict never learns\n"
+            "      --loss_function logistic, --link logistic  accepted (VW's; what predict\n"
+            "                           does); any other value is refused\n"
             "  -h, --help               this text\n"
             "\n"
             "Kafka (scoring a topic; docs/KAFKA.md):\n"
@@ -218,6 +221,8 @@ int slr_cmd_predict(int argc, char **argv)
         {"output-partition", required_argument, 0, OPT_OUTPUT_PARTITION},
         {"commit-interval", required_argument, 0, OPT_COMMIT_INTERVAL},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
+        CLI_VW_LOGISTIC_LONG_OPTIONS,
+        {"testonly", no_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -256,8 +261,10 @@ int slr_cmd_predict(int argc, char **argv)
 
     optind = 1;
     int c;
-    while ((c = cli_getopt(argc, argv, "i:d:p:X:h", longopts)) != -1) {
+    while ((c = cli_getopt(argc, argv, "i:d:p:X:th", longopts)) != -1) {
         int handled = cli_kafka_option("predict", c, optarg, &kin);
+        if (!handled)
+            handled = cli_vw_logistic_option("predict", c, optarg);
         if (handled < 0)
             goto done;
         if (handled)
@@ -292,6 +299,7 @@ int slr_cmd_predict(int argc, char **argv)
             format_given = true;
             break;
         case OPT_STRICT: strict = true; break;
+        case 't': break; /* VW's -t: predict never learns */
         case OPT_QUIET: quiet = true; break;
         case OPT_FOLLOW: follow_dir = optarg; break;
         case OPT_FOLLOW_INTERVAL:

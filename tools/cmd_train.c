@@ -21,8 +21,6 @@ enum {
     OPT_PASSES,
     OPT_HOLDOUT_OFF,
     OPT_HOLDOUT_PERIOD,
-    OPT_LOSS_FUNCTION,
-    OPT_LINK,
     OPT_SAVE_RESUME,
     OPT_RANDOM_SEED,
     OPT_INTERACTIONS,
@@ -298,8 +296,7 @@ int slr_cmd_train(int argc, char **argv)
         {"kill_cache", no_argument, 0, 'k'},
         {"holdout_off", no_argument, 0, OPT_HOLDOUT_OFF},
         {"holdout_period", required_argument, 0, OPT_HOLDOUT_PERIOD},
-        {"loss_function", required_argument, 0, OPT_LOSS_FUNCTION},
-        {"link", required_argument, 0, OPT_LINK},
+        CLI_VW_LOGISTIC_LONG_OPTIONS,
         {"save_resume", no_argument, 0, OPT_SAVE_RESUME},
         {"random_seed", required_argument, 0, OPT_RANDOM_SEED},
         {"progress", required_argument, 0, 'P'},
@@ -343,7 +340,8 @@ int slr_cmd_train(int argc, char **argv)
             goto done;
         if (handled)
             continue;
-        if ((handled = cli_kafka_option("train", c, optarg, &kin)) < 0)
+        if ((handled = cli_kafka_option("train", c, optarg, &kin)) < 0 ||
+            (!handled && (handled = cli_vw_logistic_option("train", c, optarg)) < 0))
             goto done;
         if (handled)
             continue;
@@ -463,21 +461,6 @@ int slr_cmd_train(int argc, char **argv)
                 opt.holdout_period < 2) {
                 fprintf(stderr, "streamlr train: --holdout_period must be at least 2 (to learn "
                                 "from nothing, use -t)\n");
-                goto done;
-            }
-            break;
-        case OPT_LOSS_FUNCTION:
-            if (strcmp(optarg, "logistic")) {
-                fprintf(stderr, "streamlr train: --loss_function %s is not supported: streamlr "
-                                "learns logistic regression (--loss_function logistic) only\n",
-                        optarg);
-                goto done;
-            }
-            break;
-        case OPT_LINK:
-            if (strcmp(optarg, "logistic")) {
-                fprintf(stderr, "streamlr train: --link %s is not supported: predictions are "
-                                "always probabilities (VW's --link logistic)\n", optarg);
                 goto done;
             }
             break;
