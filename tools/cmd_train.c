@@ -409,7 +409,8 @@ static int parse_args(int argc, char **argv, train_args *a)
             a->opt.max_record = (size_t)u64;
             break;
         case OPT_EXAMPLES:
-            if (!cli_u64("train", "--examples", optarg, &a->opt.max_examples) || !a->opt.max_examples) {
+            if (!cli_u64("train", "--examples", optarg, &a->opt.max_examples) ||
+                !a->opt.max_examples) {
                 fprintf(stderr, "streamlr train: --examples must be at least 1\n");
                 return 2;
             }
@@ -626,7 +627,8 @@ static int run_train(train_args *a)
     if ((a->readable_model || a->invert_hash) && !a->opt.model_out) {
         /* the text forms are written from the model file: make one for them */
         const char *dir = getenv("TMPDIR");
-        snprintf(model_tmp, sizeof model_tmp, "%s/streamlr-model.XXXXXX", dir && *dir ? dir : "/tmp");
+        snprintf(model_tmp, sizeof model_tmp, "%s/streamlr-model.XXXXXX",
+                 dir && *dir ? dir : "/tmp");
         int fd = mkstemp(model_tmp);
         if (fd < 0) {
             perror(model_tmp);
