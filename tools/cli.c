@@ -201,7 +201,6 @@ static const struct vw_flag {
     {"nn", "none: a linear model (use -q for pairwise interactions)"},
     {"lrq", "-q AB (explicit pairwise interactions)"},
     {"lrqfa", "-q AB (explicit pairwise interactions)"},
-    {"cubic", "-q AB (pairwise interactions only)"},
     {"ngram", "none: write the n-grams as features"},
     {"skips", "none: write the n-grams as features"},
     {"daemon", "streamlr predict --brokers ... --output-topic OUT (a Kafka scoring job)"},

@@ -109,6 +109,8 @@ int slr_cmd_inspect(int argc, char **argv)
            (unsigned long long)slr_learner_bias_index(l));
     for (unsigned i = 0; i < cfg->hashing.n_quadratic; i++)
         printf(" -q %c%c", cfg->hashing.quadratic[i][0], cfg->hashing.quadratic[i][1]);
+    for (unsigned i = 0; i < cfg->hashing.n_cubic; i++)
+        printf(" --cubic %.3s", cfg->hashing.cubic[i]);
     if (slr_hashing_ignores_any(&cfg->hashing)) {
         /* the shorter of the two ways to say it */
         int n_ignored = 0;

@@ -29,6 +29,7 @@ enum {
     OPT_IGNORE,
     OPT_KEEP,
     OPT_NOCONSTANT,
+    OPT_CUBIC,
 };
 
 #define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
@@ -148,7 +149,9 @@ static void usage(FILE *out)
             "                           needed, each pass reads the input again\n"
             "      --loss_function L    logistic only (what streamlr learns); --link\n"
             "                           logistic likewise (predictions are probabilities)\n"
-            "      --interactions AB    the same as -q AB\n"
+            "      --cubic ABC          add the interactions of three namespaces (each\n"
+            "                           unordered triple of features once; : is any\n"
+            "                           namespace); --interactions AB|ABC is -q or --cubic\n"
             "      --ignore ABC         drop the namespaces starting with A, B or C (' ' is\n"
             "                           the default namespace); --keep ABC drops all others.\n"
             "                           Stored in the model, so predict drops them too\n"
@@ -339,6 +342,7 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"random_seed", required_argument, 0, OPT_RANDOM_SEED},
         {"progress", required_argument, 0, 'P'},
         {"interactions", required_argument, 0, OPT_INTERACTIONS},
+        {"cubic", required_argument, 0, OPT_CUBIC},
         {"readable_model", required_argument, 0, OPT_READABLE_MODEL},
         {"invert_hash", required_argument, 0, OPT_INVERT_HASH},
         {"ignore", required_argument, 0, OPT_IGNORE},
@@ -493,14 +497,25 @@ static int parse_args(int argc, char **argv, train_args *a)
                 return 2;
             a->progress_given = true;
             break;
-        case OPT_INTERACTIONS:
-            if (strlen(optarg) != 2) {
-                fprintf(stderr, "streamlr train: --interactions %s: only pairs of namespaces are "
-                                "supported (--interactions AB, the same as -q AB)\n", optarg);
+        case OPT_INTERACTIONS: /* VW's general form: pairs and triples here */
+        case OPT_CUBIC:
+            if (strlen(optarg) == 2 && c == OPT_INTERACTIONS) {
+                if (cli_learner_option("train", 'q', optarg, &a->opt.learner,
+                                       &a->opt.learner_set) < 0)
+                    return 2;
+                break;
+            }
+            if (strlen(optarg) != 3) {
+                fprintf(stderr, "streamlr train: --%s %s: pairs (-q AB) and triples (--cubic "
+                                "ABC) of namespaces are supported\n",
+                        c == OPT_CUBIC ? "cubic" : "interactions", optarg);
                 return 2;
             }
-            if (cli_learner_option("train", 'q', optarg, &a->opt.learner, &a->opt.learner_set) < 0)
+            if (slr_hashing_add_cubic(&a->opt.learner.hashing, optarg, &err) != SLR_OK) {
+                fprintf(stderr, "streamlr train: %s\n", err.msg);
                 return 2;
+            }
+            a->opt.learner_set |= SLR_SET_CUBIC;
             break;
         case OPT_IGNORE: add_letters(a->ignore, optarg); break;
         case OPT_NOCONSTANT:

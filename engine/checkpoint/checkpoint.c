@@ -208,7 +208,16 @@ static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learn
 {
     const slr_learner_config *c = &l->cfg;
     bool ignores = slr_hashing_ignores_any(&c->hashing);
-    msgpack_pack_map(pk, 17 + ignores + c->noconstant);
+    unsigned cubic = c->hashing.n_cubic > 0;
+    msgpack_pack_map(pk, 17 + ignores + c->noconstant + cubic);
+    if (cubic) { /* only then: a model without it reads as before */
+        pack_key(pk, "cubic");
+        msgpack_pack_array(pk, c->hashing.n_cubic);
+        for (unsigned i = 0; i < c->hashing.n_cubic; i++) {
+            msgpack_pack_str(pk, 3);
+            msgpack_pack_str_body(pk, c->hashing.cubic[i], 3);
+        }
+    }
     if (c->noconstant) { /* only then: a model without it reads as before */
         pack_key(pk, "noconstant");
         msgpack_pack_true(pk);
@@ -620,6 +629,17 @@ static slr_status read_config(reader *r, const msgpack_object *L, slr_learner_co
         char pair[3] = {p->via.str.ptr[0], p->via.str.ptr[1], 0};
         if (slr_hashing_add_quadratic(&c->hashing, pair, NULL) != SLR_OK)
             return corrupt(r, "learner.quadratic entry is invalid");
+    }
+    const msgpack_object *cu = field(L, "cubic"); /* optional: --cubic */
+    if (cu && (cu->type != MSGPACK_OBJECT_ARRAY || cu->via.array.size > SLR_MAX_CUBIC))
+        return corrupt(r, "learner.cubic malformed");
+    for (uint32_t i = 0; cu && i < cu->via.array.size; i++) {
+        const msgpack_object *t = &cu->via.array.ptr[i];
+        if (t->type != MSGPACK_OBJECT_STR || t->via.str.size != 3)
+            return corrupt(r, "learner.cubic entry is not a 3-letter string");
+        char triple[4] = {t->via.str.ptr[0], t->via.str.ptr[1], t->via.str.ptr[2], 0};
+        if (slr_hashing_add_cubic(&c->hashing, triple, NULL) != SLR_OK)
+            return corrupt(r, "learner.cubic entry is invalid");
     }
     const msgpack_object *ign = field(L, "ignore"); /* optional: --ignore / --keep */
     if (ign && (ign->type != MSGPACK_OBJECT_BIN || ign->via.bin.size != sizeof c->hashing.ignored))

@@ -40,6 +40,23 @@ slr_status slr_hashing_add_quadratic(slr_hashing *h, const char *pair, slr_error
     return SLR_OK;
 }
 
+slr_status slr_hashing_add_cubic(slr_hashing *h, const char *triple, slr_error *err)
+{
+    if (!triple || strlen(triple) != 3 || triple[0] <= ' ' || triple[1] <= ' ' ||
+        triple[2] <= ' ' || triple[0] == 127 || triple[1] == 127 || triple[2] == 127)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--cubic takes three namespace letters, e.g. --cubic abc (got \"%s\")",
+                             triple ? triple : "");
+    if (h->n_cubic >= SLR_MAX_CUBIC)
+        return slr_error_set(err, SLR_ERR_ARG, "at most %d --cubic triples are supported",
+                             SLR_MAX_CUBIC);
+    for (unsigned i = 0; i < h->n_cubic; i++)
+        if (!memcmp(h->cubic[i], triple, 3))
+            return SLR_OK; /* a repeated --cubic would only double-count features */
+    memcpy(h->cubic[h->n_cubic++], triple, 3);
+    return SLR_OK;
+}
+
 void slr_example_init(slr_example *ex, const slr_hashing *hashing)
 {
     memset(ex, 0, sizeof *ex);
@@ -242,19 +259,45 @@ static uint64_t pair_hash(uint64_t ha, uint64_t hb)
     return XXH3_64bits_withSeed(bytes, sizeof bytes, ha);
 }
 
-static slr_status add_pair(slr_example *ex, uint32_t i, uint32_t j, slr_error *err)
+static slr_status add_crossed(slr_example *ex, uint64_t hash, double v, const char *flag,
+                              slr_error *err)
 {
-    double v = (double)ex->features[i].value * (double)ex->features[j].value;
     if (ex->n_features >= ex->max_features)
         return slr_error_set(err, reject(ex, SLR_BAD_TOO_MANY_FEATURES),
-                             "example has more than %u features after -q expansion "
+                             "example has more than %u features after %s expansion "
                              "(raise --max-features if this is intended)",
-                             ex->max_features);
+                             ex->max_features, flag);
     slr_status st = reserve_features(ex, ex->n_features + 1, err);
     if (st != SLR_OK)
         return st;
-    push_feature(ex, pair_hash(ex->hashes[i], ex->hashes[j]), v);
+    push_feature(ex, hash, v);
     return SLR_OK;
+}
+
+static slr_status add_pair(slr_example *ex, uint32_t i, uint32_t j, slr_error *err)
+{
+    double v = (double)ex->features[i].value * (double)ex->features[j].value;
+    return add_crossed(ex, pair_hash(ex->hashes[i], ex->hashes[j]), v, "-q", err);
+}
+
+/* a*b*c hashes as the pair (a*b, c) */
+static slr_status add_triple(slr_example *ex, uint32_t i, uint32_t j, uint32_t k, slr_error *err)
+{
+    double v = (double)ex->features[i].value * (double)ex->features[j].value *
+               (double)ex->features[k].value;
+    return add_crossed(ex, pair_hash(pair_hash(ex->hashes[i], ex->hashes[j]), ex->hashes[k]), v,
+                       "--cubic", err);
+}
+
+typedef struct triple_ctx {
+    slr_example *ex;
+    slr_error *err;
+} triple_ctx;
+
+static slr_status append_triple(void *ctx, uint32_t i, uint32_t j, uint32_t k)
+{
+    triple_ctx *c = ctx;
+    return add_triple(c->ex, i, j, k, c->err);
 }
 
 slr_status slr_example_finish(slr_example *ex, slr_error *err)
@@ -277,6 +320,13 @@ slr_status slr_example_finish(slr_example *ex, slr_error *err)
                 }
             }
         }
+    }
+    /* --cubic, after the -q pairs (quadratic.h says which triples) */
+    triple_ctx tc = {ex, err};
+    for (unsigned c = 0; c < h->n_cubic; c++) {
+        slr_status st = slr_cubic_walk(ex, h->cubic[c], append_triple, &tc);
+        if (st != SLR_OK)
+            return st;
     }
     return SLR_OK;
 }

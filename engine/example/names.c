@@ -185,6 +185,41 @@ static uint32_t base_name(slr_names *n, const slr_raw_feature *f, uint64_t key, 
     return insert(n, key, index, f->name, f->name_len, NULL, 0, NULL, 0);
 }
 
+/* "a*b*c" for the --cubic triples, in slr_example_finish() order */
+typedef struct triple_names {
+    slr_names *n;
+    const slr_example *ex;
+    uint32_t p; /* position of the next crossed feature */
+} triple_names;
+
+static slr_status name_triple(void *ctx, uint32_t i, uint32_t j, uint32_t k)
+{
+    triple_names *t = ctx;
+    slr_names *n = t->n;
+    const slr_example *ex = t->ex;
+    if (t->p >= ex->n_features)
+        return SLR_ERR_ARG; /* cannot happen: finish() made one feature per triple */
+    uint32_t p = t->p++;
+    uint64_t slot;
+    if (!n->base[i] || !n->base[j] || !n->base[k] || find(n, ex->hashes[p], &slot))
+        return SLR_OK;
+    const entry *e[3] = {&n->entries[n->base[i] - 1], &n->entries[n->base[j] - 1],
+                         &n->entries[n->base[k] - 1]};
+    /* copy the names out: insert() may move the text */
+    char name[3 * SLR_NAME_MAX + 2];
+    size_t len = 0;
+    for (int x = 0; x < 3; x++) {
+        if (x)
+            name[len++] = '*';
+        memcpy(name + len, n->text + e[x]->off, e[x]->len);
+        len += e[x]->len;
+    }
+    size_t last = e[2]->len;
+    insert(n, ex->hashes[p], ex->features[p].index, name, len - last - 1, "*", 1,
+           name + len - last, last);
+    return SLR_OK;
+}
+
 void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_example *ex)
 {
     if (raw->n_features > n->base_cap) {
@@ -234,6 +269,9 @@ void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_exampl
             }
         }
     }
+    triple_names tn = {n, ex, p};
+    for (unsigned c = 0; c < h->n_cubic; c++)
+        slr_cubic_walk(ex, h->cubic[c], name_triple, &tn);
 }
 
 static int by_index(const void *a, const void *b)

@@ -78,6 +78,10 @@ static const char *config_mismatch(const slr_learner_config *want, const slr_lea
         (want->hashing.n_quadratic != have->hashing.n_quadratic ||
          memcmp(want->hashing.quadratic, have->hashing.quadratic, 2 * want->hashing.n_quadratic)))
         return "-q";
+    if ((set & SLR_SET_CUBIC) &&
+        (want->hashing.n_cubic != have->hashing.n_cubic ||
+         memcmp(want->hashing.cubic, have->hashing.cubic, 3 * want->hashing.n_cubic)))
+        return "--cubic";
     if ((set & SLR_SET_NOCONSTANT) && want->noconstant != have->noconstant)
         return "--noconstant";
     if ((set & SLR_SET_IGNORE) &&
@@ -239,7 +243,7 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         uint32_t set = opt->learner_set;
         const char *fixed =
             config_mismatch(want, &cfg, set & (SLR_SET_BITS | SLR_SET_QUADRATIC | SLR_SET_IGNORE |
-                                               SLR_SET_NOCONSTANT |
+                                               SLR_SET_NOCONSTANT | SLR_SET_CUBIC |
                                                SLR_SET_SCHEDULE | SLR_SET_EAGER));
         if (fixed)
             return slr_error_set(err, SLR_ERR_MISMATCH,

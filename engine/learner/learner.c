@@ -222,9 +222,14 @@ slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg
     if (cfg->hashing.bits != l->cfg.hashing.bits ||
         cfg->hashing.n_quadratic != l->cfg.hashing.n_quadratic ||
         memcmp(cfg->hashing.quadratic, l->cfg.hashing.quadratic, sizeof cfg->hashing.quadratic) ||
+        cfg->hashing.n_cubic != l->cfg.hashing.n_cubic ||
+        memcmp(cfg->hashing.cubic, l->cfg.hashing.cubic, sizeof cfg->hashing.cubic) ||
+        memcmp(cfg->hashing.ignored, l->cfg.hashing.ignored, sizeof cfg->hashing.ignored) ||
+        cfg->noconstant != l->cfg.noconstant ||
         cfg->schedule != l->cfg.schedule || cfg->eager != l->cfg.eager)
         return slr_error_set(err, SLR_ERR_ARG,
-                             "hashing (-b, -q), --schedule and --eager are fixed for a trained model");
+                             "hashing (-b, -q, --cubic, --ignore), --noconstant, --schedule and "
+                             "--eager are fixed for a trained model");
     slr_learner_rebase(l); /* settle the penalty owed under the old settings */
     bool use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
                        (cfg->l1 > 0 || cfg->l2 > 0);

@@ -26,6 +26,7 @@ extern "C" {
 #define SLR_BITS_MAX 32
 #define SLR_BITS_DEFAULT 24
 #define SLR_MAX_QUADRATIC 64
+#define SLR_MAX_CUBIC 16
 /* Feature values (after any decoder transform) must satisfy |v| <= this;
  * larger values are rejected as bad input (they only ever come from broken
  * producers, and they make the logistic update numerically meaningless). */
@@ -38,6 +39,8 @@ typedef struct slr_hashing {
     unsigned bits;                            /* index = hash & ((1 << bits) - 1) */
     unsigned n_quadratic;                     /* number of -q pairs */
     char quadratic[SLR_MAX_QUADRATIC][2];     /* namespace first letters, VW style */
+    unsigned n_cubic;                         /* number of --cubic triples */
+    char cubic[SLR_MAX_CUBIC][3];             /* the same, three namespaces */
     uint8_t ignored[32]; /* bit c: features of namespaces starting with byte c are
                             dropped (VW's --ignore / --keep); the default namespace
                             is ' ' */
@@ -47,6 +50,8 @@ void slr_hashing_init(slr_hashing *h, unsigned bits);
 /* Add a -q pair given as a 2-character string ("ab"; ':' is VW's wildcard,
  * any namespace: "::" crosses every pair of namespaces). */
 slr_status slr_hashing_add_quadratic(slr_hashing *h, const char *pair, slr_error *err);
+/* VW's --cubic ABC: the interactions of three namespaces (':' as above). */
+slr_status slr_hashing_add_cubic(slr_hashing *h, const char *triple, slr_error *err);
 /* VW's --ignore: drop the features of namespaces starting with `letter`
  * (ignored = false takes them again, for --keep). */
 static inline void slr_hashing_ignore(slr_hashing *h, unsigned char letter, bool ignored)

@@ -40,6 +40,7 @@ enum {
     SLR_SET_EAGER = 1u << 11,
     SLR_SET_IGNORE = 1u << 12, /* --ignore / --keep (hashing.ignored) */
     SLR_SET_NOCONSTANT = 1u << 13,
+    SLR_SET_CUBIC = 1u << 14,
 };
 
 typedef void (*slr_log_fn)(void *ctx, const char *msg);
