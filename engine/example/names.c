@@ -246,6 +246,8 @@ void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_exampl
     for (unsigned q = 0; q < h->n_quadratic; q++) {
         unsigned char a = (unsigned char)h->quadratic[q][0], b = (unsigned char)h->quadratic[q][1];
         for (uint32_t sa = 0; sa < ex->n_spans; sa++) {
+            if (!slr_ns_matches(a, ex->spans[sa].letter))
+                continue; /* the common case: one test per span, not per pair */
             for (uint32_t sb = 0; sb < ex->n_spans; sb++) {
                 if (!slr_quadratic_crosses(ex, a, b, sa, sb))
                     continue;

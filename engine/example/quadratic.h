@@ -22,12 +22,14 @@ static inline bool slr_ns_matches(unsigned char pattern, unsigned char letter)
     return pattern == SLR_NS_WILDCARD || pattern == letter;
 }
 
-/* Does -q `ab` cross span sa with span sb (spans of ex, in that order)? */
+/* Does -q `ab` cross span sa with span sb (spans of ex, in that order)?
+ * The callers have checked that a matches span sa (once per span, not per
+ * pair: this is on the hot path). */
 static inline bool slr_quadratic_crosses(const slr_example *ex, unsigned char a, unsigned char b,
                                          uint32_t sa, uint32_t sb)
 {
     unsigned char la = ex->spans[sa].letter, lb = ex->spans[sb].letter;
-    if (!slr_ns_matches(a, la) || !slr_ns_matches(b, lb))
+    if (!slr_ns_matches(b, lb))
         return false;
     /* the mirror pair (sb, sa) is crossed too: keep one of the two */
     return !(sb < sa && slr_ns_matches(a, lb) && slr_ns_matches(b, la));
@@ -62,8 +64,12 @@ static inline slr_status slr_cubic_walk(const slr_example *ex, const char t[3],
                                         slr_triple_visit visit, void *ctx)
 {
     const uint32_t n = ex->n_spans;
-    for (uint32_t sa = 0; sa < n; sa++)
-        for (uint32_t sb = 0; sb < n; sb++)
+    for (uint32_t sa = 0; sa < n; sa++) {
+        if (!slr_ns_matches((unsigned char)t[0], ex->spans[sa].letter))
+            continue;
+        for (uint32_t sb = 0; sb < n; sb++) {
+            if (!slr_ns_matches((unsigned char)t[1], ex->spans[sb].letter))
+                continue;
             for (uint32_t sc = 0; sc < n; sc++) {
                 if (!slr_cubic_crosses(ex, t, sa, sb, sc))
                     continue;
@@ -77,6 +83,8 @@ static inline slr_status slr_cubic_walk(const slr_example *ex, const char t[3],
                                 return st;
                         }
             }
+        }
+    }
     return SLR_OK;
 }
 
