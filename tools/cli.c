@@ -231,7 +231,6 @@ static const struct vw_flag {
     {"output_feature_regularizer_text", "streamlr export MODEL"},
     {"hessian_on", "none"},
     {"version", "streamlr --version"},
-    {"ignore_linear", "--ignore X (which drops the namespace from -q pairs too)"},
     {"audit", "--keep-names, then streamlr inspect MODEL or streamlr export --format json "
               "(each weight with its feature names)"},
 };

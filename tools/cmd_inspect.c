@@ -123,6 +123,13 @@ int slr_cmd_inspect(int argc, char **argv)
                 printf(b > ' ' && b < 127 ? "%c" : "\\x%02x", b);
         printf("'");
     }
+    if (cfg->hashing.any_ignored_linear) {
+        printf(" --ignore_linear '");
+        for (int b = 0; b < 256; b++)
+            if (slr_letter_in(cfg->hashing.ignored_linear, (unsigned char)b))
+                printf(b > ' ' && b < 127 ? "%c" : "\\x%02x", b);
+        printf("'");
+    }
     if (cfg->noconstant)
         printf(" --noconstant");
     printf("\nschedule         %s, -l %g", slr_schedule_name(cfg->schedule), cfg->eta);

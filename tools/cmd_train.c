@@ -30,6 +30,7 @@ enum {
     OPT_KEEP,
     OPT_NOCONSTANT,
     OPT_CUBIC,
+    OPT_IGNORE_LINEAR,
 };
 
 #define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
@@ -155,6 +156,7 @@ static void usage(FILE *out)
             "      --ignore ABC         drop the namespaces starting with A, B or C (' ' is\n"
             "                           the default namespace); --keep ABC drops all others.\n"
             "                           Stored in the model, so predict drops them too\n"
+            "      --ignore_linear ABC  keep those namespaces only in -q/--cubic interactions\n"
             "      --noconstant         no bias term (stored in the model)\n"
             "  -P, --progress N|F       table rows every N examples, or at 1, F, F^2, ...\n"
             "                           for a factor F with a point (default 2.0)\n"
@@ -348,6 +350,7 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"ignore", required_argument, 0, OPT_IGNORE},
         {"keep", required_argument, 0, OPT_KEEP},
         {"noconstant", no_argument, 0, OPT_NOCONSTANT},
+        {"ignore_linear", required_argument, 0, OPT_IGNORE_LINEAR},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -518,6 +521,11 @@ static int parse_args(int argc, char **argv, train_args *a)
             a->opt.learner_set |= SLR_SET_CUBIC;
             break;
         case OPT_IGNORE: add_letters(a->ignore, optarg); break;
+        case OPT_IGNORE_LINEAR:
+            for (const unsigned char *p = (const unsigned char *)optarg; *p; p++)
+                slr_hashing_ignore_linear(&a->opt.learner.hashing, *p, true);
+            a->opt.learner_set |= SLR_SET_IGNORE;
+            break;
         case OPT_NOCONSTANT:
             a->opt.learner.noconstant = true;
             a->opt.learner_set |= SLR_SET_NOCONSTANT;

@@ -208,8 +208,14 @@ static void pack_learner(msgpack_packer *pk, slr_atomic_file *f, const slr_learn
 {
     const slr_learner_config *c = &l->cfg;
     bool ignores = slr_hashing_ignores_any(&c->hashing);
+    bool linear = c->hashing.any_ignored_linear;
     unsigned cubic = c->hashing.n_cubic > 0;
-    msgpack_pack_map(pk, 17 + ignores + c->noconstant + cubic);
+    msgpack_pack_map(pk, 17 + ignores + linear + c->noconstant + cubic);
+    if (linear) { /* only then: a model without it reads as before */
+        pack_key(pk, "ignore_linear");
+        msgpack_pack_bin(pk, sizeof c->hashing.ignored_linear);
+        msgpack_pack_bin_body(pk, c->hashing.ignored_linear, sizeof c->hashing.ignored_linear);
+    }
     if (cubic) { /* only then: a model without it reads as before */
         pack_key(pk, "cubic");
         msgpack_pack_array(pk, c->hashing.n_cubic);
@@ -646,6 +652,13 @@ static slr_status read_config(reader *r, const msgpack_object *L, slr_learner_co
         return corrupt(r, "learner.ignore is not a 32-byte bitmap");
     if (ign)
         memcpy(c->hashing.ignored, ign->via.bin.ptr, sizeof c->hashing.ignored);
+    const msgpack_object *lin = field(L, "ignore_linear"); /* optional: --ignore_linear */
+    if (lin && (lin->type != MSGPACK_OBJECT_BIN ||
+                lin->via.bin.size != sizeof c->hashing.ignored_linear))
+        return corrupt(r, "learner.ignore_linear is not a 32-byte bitmap");
+    for (int b = 0; lin && b < 256; b++)
+        slr_hashing_ignore_linear(&c->hashing, (unsigned char)b,
+                                  slr_letter_in((const uint8_t *)lin->via.bin.ptr, (unsigned char)b));
     char *sched = dup_str(field(L, "schedule"));
     slr_status st = sched ? slr_schedule_parse(sched, &c->schedule, NULL) : SLR_ERR_ARG;
     free(sched);

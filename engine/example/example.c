@@ -289,6 +289,18 @@ static slr_status add_triple(slr_example *ex, uint32_t i, uint32_t j, uint32_t k
                        "--cubic", err);
 }
 
+/* --ignore_linear: now that the interactions are made, the namespace's own
+ * features leave the linear part.  Their value becomes 0 rather than the
+ * arrays being compacted, so positions stay as names.c expects them; a zero
+ * feature moves neither its weight nor its adagrad sum. */
+static void drop_linear(slr_example *ex)
+{
+    for (uint32_t s = 0; s < ex->n_spans; s++)
+        if (slr_letter_in(ex->hashing->ignored_linear, ex->spans[s].letter))
+            for (uint32_t i = ex->spans[s].begin; i < ex->spans[s].end; i++)
+                ex->features[i].value = 0.0f;
+}
+
 typedef struct triple_ctx {
     slr_example *ex;
     slr_error *err;
@@ -330,5 +342,7 @@ slr_status slr_example_finish(slr_example *ex, slr_error *err)
         if (st != SLR_OK)
             return st;
     }
+    if (h->any_ignored_linear)
+        drop_linear(ex);
     return SLR_OK;
 }

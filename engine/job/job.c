@@ -85,8 +85,10 @@ static const char *config_mismatch(const slr_learner_config *want, const slr_lea
     if ((set & SLR_SET_NOCONSTANT) && want->noconstant != have->noconstant)
         return "--noconstant";
     if ((set & SLR_SET_IGNORE) &&
-        memcmp(want->hashing.ignored, have->hashing.ignored, sizeof want->hashing.ignored))
-        return "--ignore/--keep";
+        (memcmp(want->hashing.ignored, have->hashing.ignored, sizeof want->hashing.ignored) ||
+         memcmp(want->hashing.ignored_linear, have->hashing.ignored_linear,
+                sizeof want->hashing.ignored_linear)))
+        return "--ignore/--keep/--ignore_linear";
     if ((set & SLR_SET_SCHEDULE) && want->schedule != have->schedule)
         return "--schedule";
     if ((set & SLR_SET_ETA) && want->eta != have->eta)

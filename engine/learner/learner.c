@@ -225,6 +225,8 @@ slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg
         cfg->hashing.n_cubic != l->cfg.hashing.n_cubic ||
         memcmp(cfg->hashing.cubic, l->cfg.hashing.cubic, sizeof cfg->hashing.cubic) ||
         memcmp(cfg->hashing.ignored, l->cfg.hashing.ignored, sizeof cfg->hashing.ignored) ||
+        memcmp(cfg->hashing.ignored_linear, l->cfg.hashing.ignored_linear,
+               sizeof cfg->hashing.ignored_linear) ||
         cfg->noconstant != l->cfg.noconstant ||
         cfg->schedule != l->cfg.schedule || cfg->eager != l->cfg.eager)
         return slr_error_set(err, SLR_ERR_ARG,

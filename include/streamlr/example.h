@@ -44,6 +44,9 @@ typedef struct slr_hashing {
     uint8_t ignored[32]; /* bit c: features of namespaces starting with byte c are
                             dropped (VW's --ignore / --keep); the default namespace
                             is ' ' */
+    uint8_t ignored_linear[32]; /* bit c: ... only from the linear part; they still
+                                   take part in -q / --cubic (VW's --ignore_linear) */
+    bool any_ignored_linear;    /* a bit of ignored_linear is set (slr_hashing_ignore_linear) */
 } slr_hashing;
 
 void slr_hashing_init(slr_hashing *h, unsigned bits);
@@ -52,25 +55,44 @@ void slr_hashing_init(slr_hashing *h, unsigned bits);
 slr_status slr_hashing_add_quadratic(slr_hashing *h, const char *pair, slr_error *err);
 /* VW's --cubic ABC: the interactions of three namespaces (':' as above). */
 slr_status slr_hashing_add_cubic(slr_hashing *h, const char *triple, slr_error *err);
+/* Bitmaps of namespace first letters (slr_hashing.ignored, .ignored_linear) */
+static inline void slr_letter_set(uint8_t set[32], unsigned char letter, bool on)
+{
+    if (on)
+        set[letter >> 3] |= (uint8_t)(1u << (letter & 7));
+    else
+        set[letter >> 3] &= (uint8_t)~(1u << (letter & 7));
+}
+static inline bool slr_letter_in(const uint8_t set[32], unsigned char letter)
+{
+    return (set[letter >> 3] >> (letter & 7)) & 1;
+}
+static inline bool slr_letters_any(const uint8_t set[32])
+{
+    for (int i = 0; i < 32; i++)
+        if (set[i])
+            return true;
+    return false;
+}
 /* VW's --ignore: drop the features of namespaces starting with `letter`
  * (ignored = false takes them again, for --keep). */
 static inline void slr_hashing_ignore(slr_hashing *h, unsigned char letter, bool ignored)
 {
-    if (ignored)
-        h->ignored[letter >> 3] |= (uint8_t)(1u << (letter & 7));
-    else
-        h->ignored[letter >> 3] &= (uint8_t)~(1u << (letter & 7));
+    slr_letter_set(h->ignored, letter, ignored);
 }
 static inline bool slr_hashing_ignores(const slr_hashing *h, unsigned char letter)
 {
-    return (h->ignored[letter >> 3] >> (letter & 7)) & 1;
+    return slr_letter_in(h->ignored, letter);
 }
 static inline bool slr_hashing_ignores_any(const slr_hashing *h)
 {
-    for (int i = 0; i < 32; i++)
-        if (h->ignored[i])
-            return true;
-    return false;
+    return slr_letters_any(h->ignored);
+}
+/* VW's --ignore_linear: the namespace's features only in interactions */
+static inline void slr_hashing_ignore_linear(slr_hashing *h, unsigned char letter, bool on)
+{
+    slr_letter_set(h->ignored_linear, letter, on);
+    h->any_ignored_linear = slr_letters_any(h->ignored_linear);
 }
 
 static inline uint32_t slr_hashing_mask(const slr_hashing *h)
