@@ -231,8 +231,6 @@ static const struct vw_flag {
     {"output_feature_regularizer_text", "streamlr export MODEL"},
     {"hessian_on", "none"},
     {"version", "streamlr --version"},
-    {"audit", "--keep-names, then streamlr inspect MODEL or streamlr export --format json "
-              "(each weight with its feature names)"},
 };
 
 static const char *vw_closest(const char *name, size_t len)

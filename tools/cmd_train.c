@@ -31,6 +31,7 @@ enum {
     OPT_NOCONSTANT,
     OPT_CUBIC,
     OPT_IGNORE_LINEAR,
+    OPT_AUDIT,
 };
 
 #define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
@@ -163,6 +164,9 @@ static void usage(FILE *out)
             "      --readable_model FILE  write the weights as streamlr export does\n"
             "      --invert_hash FILE   the same with feature names (implies --keep-names;\n"
             "                           the JSON of streamlr export --format json)\n"
+            "  -a, --audit              print each example's prediction, then every feature\n"
+            "                           as name:index:value:weight (before the update) to\n"
+            "                           stdout; implies --keep-names\n"
             "      --save_resume        accepted: always on (a model holds the whole state)\n"
             "      --random_seed N      accepted: nothing here is random\n"
             "  Any other VW flag is refused with the closest streamlr option.\n"
@@ -351,6 +355,7 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"keep", required_argument, 0, OPT_KEEP},
         {"noconstant", no_argument, 0, OPT_NOCONSTANT},
         {"ignore_linear", required_argument, 0, OPT_IGNORE_LINEAR},
+        {"audit", no_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -358,7 +363,7 @@ static int parse_args(int argc, char **argv, train_args *a)
     slr_error err;
     optind = 1;
     int c;
-    while ((c = cli_getopt(argc, argv, "b:q:l:d:i:f:p:tX:ckP:h", longopts)) != -1) {
+    while ((c = cli_getopt(argc, argv, "b:q:l:d:i:f:p:tX:ckP:ah", longopts)) != -1) {
         int handled = cli_learner_option("train", c, optarg, &a->opt.learner, &a->opt.learner_set);
         if (handled < 0)
             return 2;
@@ -521,6 +526,10 @@ static int parse_args(int argc, char **argv, train_args *a)
             a->opt.learner_set |= SLR_SET_CUBIC;
             break;
         case OPT_IGNORE: add_letters(a->ignore, optarg); break;
+        case 'a': /* the names come from --keep-names */
+            a->opt.audit = stdout;
+            a->opt.keep_names = true;
+            break;
         case OPT_IGNORE_LINEAR:
             for (const unsigned char *p = (const unsigned char *)optarg; *p; p++)
                 slr_hashing_ignore_linear(&a->opt.learner.hashing, *p, true);

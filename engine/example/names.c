@@ -168,6 +168,15 @@ void slr_names_add(slr_names *n, uint64_t key, uint32_t index, const char *name,
     insert(n, key, index, name, len, NULL, 0, NULL, 0);
 }
 
+bool slr_names_lookup(const slr_names *n, uint64_t key, slr_name_ref *out)
+{
+    uint64_t slot;
+    uint32_t i = find(n, key, &slot);
+    if (i)
+        *out = slr_names_at(n, i - 1);
+    return i != 0;
+}
+
 slr_name_ref slr_names_at(const slr_names *n, uint64_t i)
 {
     const entry *e = &n->entries[i];

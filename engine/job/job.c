@@ -274,7 +274,7 @@ slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, 
     slr_raw_example_init(&r->raw);
     r->keep_names = opt->keep_names;
     r->keep_bytes = opt->dead_letter != NULL;
-    r->keep_tag = opt->predictions != NULL;
+    r->keep_tag = opt->predictions != NULL || opt->audit != NULL;
     slr_status st = slr_decoder_create(&r->decoder, opt->format, err);
     if (st != SLR_OK)
         return st;
@@ -538,6 +538,36 @@ bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
     return true;
 }
 
+/* --audit, as VW prints it: the prediction (and tag), then a tab before each
+ * feature as name:index:value:weight, the weights before this update. */
+static void audit(slr_job *job, const slr_job_item *it)
+{
+    const slr_example *ex = &it->ex;
+    FILE *out = job->opt->audit;
+    fprintf(out, "%.6f", slr_learner_predict(job->learner, ex));
+    if (it->tag.len)
+        fprintf(out, " %.*s", (int)it->tag.len, it->tag.data);
+    fputc('\n', out);
+    for (uint32_t i = 0; i < ex->n_features; i++) {
+        const slr_feature *f = &ex->features[i];
+        slr_name_ref name;
+        if (f->value == 0.0f)
+            continue; /* --ignore_linear: not in the linear part */
+        if (job->state.names && slr_names_lookup(job->state.names, ex->hashes[i], &name))
+            fprintf(out, "\t%.*s", (int)name.len, name.name);
+        else
+            fprintf(out, "\t?");
+        fprintf(out, ":%u:%.9g:%.9g", f->index, (double)f->value,
+                slr_learner_weight(job->learner, f->index));
+    }
+    if (!slr_learner_config_of(job->learner)->noconstant) {
+        uint64_t b = slr_learner_bias_index(job->learner);
+        fprintf(out, "\t%s:%llu:1:%.9g", SLR_BIAS_NAME, (unsigned long long)b,
+                slr_learner_weight(job->learner, b));
+    }
+    fputc('\n', out);
+}
+
 /* A held-out example (--passes): scored and counted apart, never learned,
  * so the last pass's holdout loss is an honest estimate even after the
  * learned examples have been seen many times. */
@@ -599,6 +629,8 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
         return holdout(job, it, result);
     if (job->opt->keep_names)
         slr_names_record(job->state.names, &it->raw, ex);
+    if (job->opt->audit)
+        audit(job, it);
     double loss, p;
     if (job->opt->test_only) {
         double z = slr_learner_margin(job->learner, ex);

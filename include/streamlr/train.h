@@ -114,6 +114,8 @@ typedef struct slr_train_options {
                                 is held out: scored, never learned, its loss reported
                                 (VW's holdout; 0 = --holdout_off) */
     bool keep_names;   /* --keep-names: record feature names (names.h) */
+    FILE *audit;       /* VW's --audit: per example, its prediction and every feature's
+                          name:index:value:weight before the update (needs keep_names) */
     uint64_t keep_names_max; /* bound on names kept (default SLR_NAMES_MAX_DEFAULT) */
 
     slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
