@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -498,6 +499,75 @@ START_TEST(failed_write_keeps_previous)
 }
 END_TEST
 
+/* ------------------------------------------------ the bytes stay the same */
+
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    ck_assert(b && fread(b, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return b;
+}
+
+/* Where the "writer" string's value starts (its fixstr header), and its size. */
+static size_t writer_at(const char *b, size_t len, size_t *size)
+{
+    static const char key[] = "\xa6writer";
+    for (size_t i = 0; i + sizeof key < len; i++)
+        if (!memcmp(b + i, key, sizeof key - 1)) {
+            size_t at = i + sizeof key - 1;
+            ck_assert_int_eq((unsigned char)b[at] & 0xe0, 0xa0);
+            *size = 1 + ((unsigned char)b[at] & 0x1f);
+            return at;
+        }
+    ck_abort_msg("no writer field");
+    return 0;
+}
+
+/* Checkpoints written by main 1d4fe0e (tests/data/checkpoint-v1-*.slr: an
+ * invpow learner with L1, L2 and its penalty history; a constant-rate one
+ * with an AUC window and histogram, kept names and a Kafka offset), read
+ * and written again, give the same bytes -- but for the writer's version
+ * string and so the checksum.  Any change to how the learner, the metrics
+ * or the job state are laid out on disk fails here before it ships. */
+static const char *const golden[] = {"invpow-history", "metrics-names-kafka"};
+
+START_TEST(format_v1_bytes_are_stable)
+{
+    const char *top = getenv("abs_top_srcdir");
+    char path[4096], *dir = test_mkdtemp("golden"), out[4096];
+    snprintf(path, sizeof path, "%s/tests/data/checkpoint-v1-%s.slr", top ? top : "..", golden[_i]);
+    snprintf(out, sizeof out, "%s/again.slr", dir);
+    slr_learner *l;
+    slr_job_state st;
+    slr_error err;
+    slr_job_state_init(&st);
+    ck_assert_msg(slr_checkpoint_read(path, &l, &st, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_int_eq(slr_checkpoint_write(out, l, &st, &err), SLR_OK);
+    size_t la, lb, wa, wb;
+    char *a = slurp(path, &la), *b = slurp(out, &lb);
+    size_t at = writer_at(a, la, &wa);
+    ck_assert_uint_eq(writer_at(b, lb, &wb), at);
+    ck_assert_uint_eq(la - wa, lb - wb);
+    ck_assert_msg(!memcmp(a, b, at), "%s: bytes before the writer differ", golden[_i]);
+    size_t tail = la - at - wa - 8; /* up to the checksum */
+    for (size_t i = 0; i < tail; i++)
+        ck_assert_msg(a[at + wa + i] == b[at + wb + i], "%s: byte %zu of the body differs",
+                      golden[_i], at + wa + i);
+    free(a);
+    free(b);
+    slr_learner_destroy(l);
+    slr_job_state_free(&st);
+    test_rmtree(dir);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void)
 {
     Suite *s = suite_create("checkpoint");
@@ -510,6 +580,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, directory_rotates_and_falls_back);
     tcase_add_test(tc, failed_write_keeps_previous);
     tcase_add_test(tc, files_are_private_and_never_follow_symlinks);
+    tcase_add_loop_test(tc, format_v1_bytes_are_stable, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "learner/learner_impl.h"
+#include "learner/learner_io.h"
 #include "learner/penalty.h"
+#include "learner/update.h"
 #include "streamlr/learner.h"
 #include "testutil.h"
 
@@ -353,7 +355,8 @@ START_TEST(vector_kernels_match_their_definitions)
         /* catch-up */
         for (uint32_t i = 0; i < n; i++) {
             want[i] = slr_penalty_catchup_soft(&pen, w[i], rate[i], gap[i]);
-            series += rate[i] * pen.l2 < 0x1p-12 && (double)gap[i] * rate[i] * pen.l2 < 0x1p-10;
+            series += rate[i] * pen.l2 < SLR_LOG1M_SERIES_MAX &&
+                      (double)gap[i] * rate[i] * pen.l2 < SLR_EXPM1_SERIES_MAX;
         }
         double got[48];
         memcpy(got, w, sizeof got);
@@ -373,11 +376,21 @@ START_TEST(vector_kernels_match_their_definitions)
             want[i] = slr_penalty_step(&pen, v, rate[i], 1);
         }
         memcpy(got, w, sizeof got);
-        l->step_soft(&pen, got, rate, gx, n);
+        l->step_soft(&pen, got, rate, gx, n, 1);
         for (uint32_t i = 0; i < n; i++)
             ck_assert_msg(same_bits(got[i], want[i]),
                           "trial %d step %u: w %.17g rate %g g %g l1 %g l2 %g: %.17g, want %.17g",
                           trial, i, w[i], rate[i], gx[i], pen.l1, pen.l2, got[i], want[i]);
+        /* the one written form (update.h) is this arithmetic too, as is its
+         * scalar loop, at any step of a soft penalty */
+        const uint64_t t = 1 + test_rng_below(&r, 1000);
+        memcpy(got, w, sizeof got);
+        slr_update_soft_scalar(&pen, got, rate, gx, n, t);
+        for (uint32_t i = 0; i < n; i++) {
+            ck_assert_msg(same_bits(slr_update_weight(&pen, w[i], rate[i], gx[i], t), want[i]),
+                          "trial %d definition %u", trial, i);
+            ck_assert_msg(same_bits(got[i], want[i]), "trial %d scalar %u", trial, i);
+        }
     }
     ck_assert_int_gt(infinite, 1000);
     ck_assert_int_gt(clamped, 100);
@@ -725,6 +738,118 @@ START_TEST(config_rejects_nonsense)
 }
 END_TEST
 
+/* Switching the penalty off and on again on a resumed model (--l2 0, then
+ * --l2 back) must reuse the invpow history, not allocate a second one over
+ * the first: the leak shows under AddressSanitizer (make check with
+ * --enable-sanitizers), and the resumed learner must keep learning as a
+ * fresh one with the same settings would from the same weights. */
+START_TEST(reconfigure_penalty_off_and_on)
+{
+    slr_learner_config cfg;
+    slr_learner_config_defaults(&cfg);
+    slr_hashing_init(&cfg.hashing, 8);
+    cfg.schedule = SLR_SCHEDULE_INVPOW;
+    cfg.l2 = 1e-3;
+    slr_learner *l;
+    slr_error err;
+    ck_assert_int_eq(slr_learner_create(&l, &cfg, &err), SLR_OK);
+    slr_feature f[3] = {{.index = 3, .value = 1.0f}, {.index = 70, .value = 0.5f},
+                        {.index = 200, .value = -1.0f}};
+    slr_example ex = {.features = f, .n_features = 3, .label = 1.0, .weight = 1.0};
+    for (int round = 0; round < 3; round++) {
+        cfg.l2 = round == 1 ? 0.0 : 1e-3;
+        ck_assert_int_eq(slr_learner_reconfigure(l, &cfg, &err), SLR_OK);
+        for (int i = 0; i < 20; i++) {
+            ex.label = (double)(i & 1);
+            f[i % 3].index = (uint32_t)(i * 37 % 256);
+            slr_learner_learn(l, &ex, NULL);
+        }
+    }
+    for (uint64_t j = 0; j <= slr_learner_bias_index(l); j++)
+        ck_assert(isfinite(slr_learner_weight(l, j)));
+    ck_assert_uint_eq(slr_learner_steps(l), 60);
+    slr_learner_destroy(l);
+}
+END_TEST
+
+/* The sparse state API of learner_io.h, as a member of a group would use
+ * it: A and B learn the same stream, A learns on alone; the records of the
+ * coordinates A changed since its mark, applied to B, make B's model A's.
+ * Tracking sees exactly the coordinates and the bias an example touches,
+ * applying records does not count as a change, and a buffer with one bad
+ * record is refused whole. */
+START_TEST(state_delta_moves_a_model)
+{
+    slr_learner_config cfg;
+    slr_learner_config_defaults(&cfg); /* AdaGrad, no penalty: nothing is owed */
+    slr_hashing_init(&cfg.hashing, 10);
+    slr_learner *a, *b;
+    slr_error err;
+    ck_assert_int_eq(slr_learner_create(&a, &cfg, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_create(&b, &cfg, &err), SLR_OK);
+    test_rng r = {.s = 99};
+    slr_feature f[4];
+    slr_example ex = {.features = f, .n_features = 4, .weight = 1.0, .has_label = true};
+    const uint64_t bias = slr_learner_bias_index(a), end = bias + 1;
+    ck_assert_int_eq(slr_learner_track_changes(a, true, &err), SLR_OK);
+    for (int i = 0; i < 300; i++) {
+        for (int k = 0; k < 4; k++)
+            f[k] = (slr_feature){(uint32_t)test_rng_below(&r, 1024), (float)test_rng_unif(&r)};
+        ex.label = (double)test_rng_below(&r, 2);
+        slr_learner_learn(a, &ex, NULL);
+        if (i < 200)
+            slr_learner_learn(b, &ex, NULL);
+        if (i == 199)
+            slr_learner_mark(a);
+        if (i == 299) { /* the last example's coordinates are among the changed */
+            for (int k = 0; k < 4; k++)
+                ck_assert_uint_eq(slr_learner_changed_next(a, f[k].index), f[k].index);
+        }
+    }
+    uint32_t idx[1025];
+    size_t n = 0;
+    for (uint64_t j = slr_learner_changed_next(a, 0); j < end; j = slr_learner_changed_next(a, j + 1))
+        idx[n++] = (uint32_t)j;
+    ck_assert_uint_gt(n, 50);
+    ck_assert_uint_lt(n, 1024);
+    ck_assert_uint_eq(idx[n - 1], bias);
+    unsigned char buf[1025 * SLR_STATE_RECORD];
+    slr_learner_catch_up(a, idx, n);
+    slr_learner_state_export(a, idx, n, buf);
+
+    /* one bad record (a coordinate past the bias) spoils the buffer */
+    unsigned char bad[2 * SLR_STATE_RECORD];
+    memcpy(bad, buf, SLR_STATE_RECORD);
+    memcpy(bad + SLR_STATE_RECORD, buf, SLR_STATE_RECORD);
+    bad[SLR_STATE_RECORD] = 0xff, bad[SLR_STATE_RECORD + 1] = 0xff;
+    double before = slr_learner_weight(b, idx[0]);
+    ck_assert_int_eq(slr_learner_state_apply(b, bad, sizeof bad, SLR_STATE_STAMPS_NOW, "delta", &err),
+                     SLR_ERR_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "out of range"));
+    ck_assert(same_bits(slr_learner_weight(b, idx[0]), before));
+
+    ck_assert_int_eq(slr_learner_track_changes(b, true, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_state_apply(b, buf, n * SLR_STATE_RECORD, SLR_STATE_STAMPS_NOW,
+                                             "delta", &err), SLR_OK);
+    ck_assert_uint_eq(slr_learner_changed_next(b, 0), end);
+    int differ = 0;
+    for (uint64_t j = 0; j < end; j++)
+        differ += !same_bits(slr_learner_weight(a, j), slr_learner_weight(b, j));
+    ck_assert_int_eq(differ, 0);
+    /* and every coordinate with state is found */
+    uint64_t with_state = 0;
+    for (uint64_t j = slr_learner_state_next(a, 0); j < end; j = slr_learner_state_next(a, j + 1))
+        with_state++;
+    uint64_t nonzero = 0;
+    for (uint64_t j = 0; j < end; j++)
+        nonzero += slr_learner_weight(a, j) != 0.0;
+    ck_assert_uint_ge(with_state, nonzero);
+    ck_assert_uint_gt(nonzero, 100);
+    slr_learner_destroy(a);
+    slr_learner_destroy(b);
+}
+END_TEST
+
 static Suite *learner_suite(void)
 {
     Suite *s = suite_create("learner");
@@ -757,6 +882,8 @@ static Suite *learner_suite(void)
     tcase_add_test(tc, sigmoid_and_loss_are_stable);
     tcase_add_test(tc, penalty_with_an_infinite_rate);
     tcase_add_test(tc, config_rejects_nonsense);
+    tcase_add_test(tc, reconfigure_penalty_off_and_on);
+    tcase_add_test(tc, state_delta_moves_a_model);
     suite_add_tcase(s, tc);
     return s;
 }

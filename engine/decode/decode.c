@@ -73,78 +73,6 @@ bool slr_format_is_text(slr_format f)
     return f == SLR_FORMAT_VW || f == SLR_FORMAT_LIBSVM || f == SLR_FORMAT_CRITEO;
 }
 
-/* -------------------------------------------------------------- raw example */
-
-void slr_raw_example_init(slr_raw_example *raw)
-{
-    memset(raw, 0, sizeof *raw);
-    slr_raw_example_reset(raw);
-}
-
-void slr_raw_example_free(slr_raw_example *raw)
-{
-    free(raw->features);
-    memset(raw, 0, sizeof *raw);
-}
-
-void slr_raw_example_reset(slr_raw_example *raw)
-{
-    raw->label = 0;
-    raw->has_label = false;
-    raw->weight = 1.0;
-    raw->has_weight = false;
-    raw->tag = NULL;
-    raw->tag_len = 0;
-    raw->n_features = 0;
-}
-
-slr_status slr_raw_example_grow(slr_raw_example *raw, uint32_t extra, slr_error *err)
-{
-    if (extra > UINT32_MAX - raw->n_features)
-        return slr_error_set(err, SLR_ERR_BAD_INPUT, "too many features in one record");
-    uint32_t need = raw->n_features + extra;
-    if (need <= raw->cap_features)
-        return SLR_OK;
-    uint64_t cap = raw->cap_features ? raw->cap_features : 64;
-    while (cap < need)
-        cap *= 2;
-    if (cap > UINT32_MAX)
-        cap = UINT32_MAX;
-    slr_raw_feature *f = realloc(raw->features, (size_t)cap * sizeof *f);
-    if (!f)
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for %llu raw features",
-                             (unsigned long long)cap);
-    raw->features = f;
-    raw->cap_features = (uint32_t)cap;
-    return SLR_OK;
-}
-
-slr_status slr_raw_example_push(slr_raw_example *raw, const slr_raw_feature *f, slr_error *err)
-{
-    if (raw->n_features == raw->cap_features) {
-        slr_status st = slr_raw_example_grow(raw, 1, err);
-        if (st != SLR_OK)
-            return st;
-    }
-    raw->features[raw->n_features++] = *f;
-    return SLR_OK;
-}
-
-bool slr_raw_feature_same_namespace(const slr_raw_feature *a, const slr_raw_feature *b)
-{
-    if (!a->name || !b->name || a->ns_len != b->ns_len)
-        return false;
-    if (a->ns == b->ns || a->ns_len == 0)
-        return true;
-    if (a->ns_len <= 8) { /* short names: no call */
-        for (uint32_t i = 0; i < a->ns_len; i++)
-            if (a->ns[i] != b->ns[i])
-                return false;
-        return true;
-    }
-    return !memcmp(a->ns, b->ns, a->ns_len);
-}
-
 slr_decode_result slr_decode_bad(slr_error *err, const char *fmt, ...)
 {
     va_list ap;
@@ -167,7 +95,6 @@ slr_status slr_decoder_create(slr_decoder **out, slr_format fmt, slr_error *err)
     d->format = fmt;
     d->max_record = SLR_DEFAULT_MAX_RECORD;
     d->fast_paths = true;
-    slr_namespace_seeds_init(&d->seeds);
     d->c_locale = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
     if (d->c_locale == (locale_t)0) {
         free(d);
@@ -293,20 +220,14 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
     return next_line(d, buf, len, at_end, consumed, raw, err);
 }
 
-slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size_t len, bool at_end,
-                                           size_t *consumed, slr_raw_example *raw,
-                                           slr_example *ex, slr_error *err)
+bool slr_decoder_take_compact(const slr_decoder *d, const char *buf, size_t len, size_t *consumed,
+                              slr_raw_compact *out)
 {
-    if (d->format == SLR_FORMAT_MSGPACK && d->fast_paths && !d->keep_raw &&
-        slr_decode_msgpack_compact(d, buf, len, consumed, ex))
-        return SLR_DECODE_EXAMPLE;
-    slr_decode_result r = slr_decoder_next(d, buf, len, at_end, consumed, raw, err);
-    if (r == SLR_DECODE_EXAMPLE && slr_example_from_raw_seeded(ex, raw, &d->seeds, err) != SLR_OK) {
-        d->bad_reason = ex->bad_reason; /* the example's reason, for slr_decoder_last_bad */
-        return SLR_DECODE_BAD;
-    }
-    return r;
+    return d->format == SLR_FORMAT_MSGPACK && d->fast_paths && !d->keep_raw &&
+           slr_decode_msgpack_compact(d, buf, len, consumed, out);
 }
+
+void slr_decoder_note_bad(slr_decoder *d, slr_bad_reason why) { d->bad_reason = why; }
 
 slr_bad_reason slr_decoder_last_bad(const slr_decoder *d, bool *resync, bool *truncated)
 {

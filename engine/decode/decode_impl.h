@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "decode/decode_compact.h"
 #include "streamlr/decode.h"
 
 struct slr_msgpack_state; /* decode_msgpack.c */
@@ -26,7 +27,6 @@ struct slr_decoder {
     struct slr_msgpack_state *mp;
     bool fast_paths; /* msgpack: walk common shapes without msgpack objects */
     bool keep_raw;   /* slr_decoder_next_example always fills raw */
-    slr_namespace_seeds seeds; /* for slr_decoder_next_example's hashing */
 };
 
 /* Tests switch the fast paths off to compare them with the general path. */
@@ -47,20 +47,13 @@ slr_decode_result slr_decode_msgpack_next(slr_decoder *d, const char *buf, size_
 slr_decode_result slr_decode_msgpack_frame(const char *buf, size_t len, bool at_end,
                                            size_t *consumed);
 
-/* The compact form [label, weight, ids, values] straight into ex, when the
- * record is complete in buf and is nothing but the usual encodings of that
- * form with values the general path accepts; false (ex unspecified) sends
- * the caller down the general path, which then gives the same example or
- * the proper error. */
+/* The compact form [label, weight, ids, values] as views (decode_compact.h). */
 bool slr_decode_msgpack_compact(const slr_decoder *d, const char *buf, size_t len,
-                                size_t *consumed, slr_example *ex);
+                                size_t *consumed, slr_raw_compact *out);
 
 /* Fill err and return SLR_DECODE_BAD (decode.c). */
 slr_decode_result slr_decode_bad(slr_error *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-/* Make room for `extra` more features (decode.c). */
-slr_status slr_raw_example_grow(slr_raw_example *raw, uint32_t extra, slr_error *err);
 
 /* Append a feature; the common case is a store and an increment. */
 static inline slr_status slr_raw_add(slr_raw_example *raw, const char *ns, size_t ns_len,

@@ -23,7 +23,7 @@
 #include <string.h>
 
 #include "decode/decode_impl.h"
-#include "decode/msgpack_scan.h"
+#include "util/msgpack_scan.h"
 
 #define ZONE_INITIAL_CHUNK (64u << 10)
 #define ZONE_SLACK 256 /* alignment of the first allocation, rounding */
@@ -595,7 +595,7 @@ static bool read_bin(const unsigned char *b, size_t len, size_t *pos, const char
 }
 
 bool slr_decode_msgpack_compact(const slr_decoder *d, const char *buf, size_t len,
-                                size_t *consumed, slr_example *ex)
+                                size_t *consumed, slr_raw_compact *out)
 {
     const unsigned char *b = (const unsigned char *)buf;
     if (len < 4 || b[0] != 0x94) /* fixarray of 4 */
@@ -636,35 +636,9 @@ bool slr_decode_msgpack_compact(const slr_decoder *d, const char *buf, size_t le
     if (pos > d->max_record)
         return false;
 
-    /* what slr_example_from_raw does with the raw example the general path
-     * would build: label, weight, then slr_example_add_hashed per feature */
-    slr_example_reset(ex);
-    if (has_label && slr_example_set_label(ex, label, NULL) != SLR_OK)
-        return false;
-    if (has_weight && slr_example_set_weight(ex, weight, NULL) != SLR_OK)
-        return false;
-    const uint32_t n = ids_size / 4, mask = slr_hashing_mask(ex->hashing);
-    if (slr_example_reserve(ex, n, NULL) != SLR_OK)
-        return false;
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        float v = 1.0f;
-        if (vals) {
-            uint32_t bits = le32(vals + 4 * (size_t)i);
-            memcpy(&v, &bits, sizeof v);
-        }
-        if (!(fabs((double)v) <= SLR_MAX_ABS_VALUE) || k >= ex->max_features)
-            return false; /* NaN, Inf, too large, too many: the general path says why */
-        if (v == 0.0f)
-            continue; /* contributes nothing, as in slr_example_add_hashed */
-        uint32_t id = le32(ids + 4 * (size_t)i);
-        ex->hashes[k] = id;
-        ex->features[k++] = (slr_feature){.index = id & mask, .value = v};
-    }
-    ex->n_features = k;
-    ex->ns_open = false;
-    if (slr_example_finish(ex, NULL) != SLR_OK)
-        return false;
+    *out = (slr_raw_compact){.label = label, .weight = weight, .has_label = has_label,
+                             .has_weight = has_weight, .ids = (const unsigned char *)ids,
+                             .values = (const unsigned char *)vals, .n = ids_size / 4};
     *consumed = pos;
     return true;
 }

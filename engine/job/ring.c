@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "learner/learner_impl.h"
+#include "streamlr/learner.h"
 #include "ring.h"
 
 /* Pause loops before sleeping (a pause is some tens of ns): long enough to

@@ -2,7 +2,7 @@
  *
  * One step of learning (slr_learner_learn) reads top to bottom:
  *   1. bring each touched weight up to step t-1 (lazy catch-up, penalty.c)
- *      and compute the margin z = theta . x;
+ *      and compute the margin z = w . x;
  *   2. p = sigma(z), g = h (p - y);
  *   3. gradient step on each touched weight (and the bias);
  *   4. penalty of step t on each touched weight (never the bias).
@@ -17,6 +17,8 @@
 #include <sys/mman.h>
 
 #include "learner_impl.h"
+#include "learner_io.h"
+#include "update.h"
 
 /* Tables of at least this size are mapped directly, 2 MiB-aligned, and
  * offered to transparent huge pages: an example touches ~40 random slots, and
@@ -49,7 +51,6 @@ static slr_slot *table_alloc(uint64_t n, size_t *mapped)
 }
 
 static slr_rates_fn *pick_adagrad_rates(void);
-static slr_step_fn *pick_step_soft(void);
 
 #define PREFAULT_STEP_BYTES (8u << 20)
 
@@ -177,7 +178,7 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
     l->mask = slr_hashing_mask(&cfg->hashing);
     l->rates = pick_adagrad_rates();
     l->catchup = slr_penalty_catchup_soft_many();
-    l->step_soft = pick_step_soft();
+    l->step_soft = slr_update_soft_many();
     l->slots = table_alloc(l->n_slots + 1, &l->slots_mapped);
     if (!l->slots) {
         unsigned long long mib = ((l->n_slots + 1) * sizeof(slr_slot)) >> 20;
@@ -207,6 +208,7 @@ void slr_learner_destroy(slr_learner *l)
     if (!l)
         return;
     table_free(l->slots, l->slots_mapped);
+    free(l->changed);
     free(l->hist.log_p);
     free(l->hist.c);
     free(l);
@@ -235,10 +237,14 @@ slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg
     slr_learner_rebase(l); /* settle the penalty owed under the old settings */
     bool use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
                        (cfg->l1 > 0 || cfg->l2 > 0);
-    if (use_history && !l->use_history) {
+    if (use_history) {
+        /* kept while unused: a history that was switched off (L1 and L2 at 0)
+         * and back on reuses its arrays, whose size depends only on -b */
         l->hist.cap = slr_learner_history_capacity(l->n_slots);
-        l->hist.log_p = malloc(l->hist.cap * sizeof(double));
-        l->hist.c = malloc(l->hist.cap * sizeof(double));
+        if (!l->hist.log_p)
+            l->hist.log_p = malloc(l->hist.cap * sizeof(double));
+        if (!l->hist.c)
+            l->hist.c = malloc(l->hist.cap * sizeof(double));
         if (!l->hist.log_p || !l->hist.c)
             return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the penalty history");
     }
@@ -355,8 +361,7 @@ static inline void gradient_step(const slr_learner *l, slr_slot *s, double g_j, 
         double g2 = (double)s->g2 + g_j * g_j;
         s->g2 = g2 < FLT_MAX ? (float)g2 : FLT_MAX;
     }
-    double w = s->w - slot_rate(l, s, eta_t) * g_j;
-    s->w = w > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : w < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : w;
+    s->w = slr_gradient_step(s->w, slot_rate(l, s, eta_t), g_j);
 }
 
 /* p = sigma(z) and, if wanted, the log loss of label y, sharing one exp:
@@ -372,7 +377,7 @@ static inline double predict_and_loss(double z, double y, double *loss)
     return p;
 }
 
-/* bias + theta . x for weights already brought up to date.  Four partial
+/* bias + w . x for weights already brought up to date.  Four partial
  * sums, so the additions do not form one long chain of dependent
  * instructions; every path (learn, predict) sums in this same order. */
 static inline double margin_of(const slr_slot *slots, const slr_slot *bias, const slr_feature *f,
@@ -389,6 +394,15 @@ static inline double margin_of(const slr_slot *slots, const slr_slot *bias, cons
     for (; i < n; i++)
         s0 += slots[f[i].index].w * (double)f[i].value;
     return bias->w + ((s0 + s1) + (s2 + s3));
+}
+
+/* Change tracking (learner_io.h): the coordinates of an example and the
+ * bias join the set. */
+static void note_changed(slr_learner *l, const slr_feature *f, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        l->changed[f[i].index >> 6] |= UINT64_C(1) << (f[i].index & 63);
+    l->changed[l->n_slots >> 6] |= UINT64_C(1) << (l->n_slots & 63);
 }
 
 /* The reference path: every schedule, eager or lazy, penalty history. */
@@ -434,6 +448,8 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
             }
         }
     }
+    if (l->changed)
+        note_changed(l, f, n);
     l->step = t;
     return p;
 }
@@ -441,44 +457,6 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
 /* Examples with more features than this take the general path (the fast one
  * keeps per-feature values in stack arrays). */
 #define FAST_MAX_FEATURES 512 /* a multiple of 8: see pad_for_vectors */
-
-/* The weight after a gradient step g_j at rate r, as gradient_step() does
- * it: nothing for a zero gradient (an infinite rate must not meet it), and
- * the result clamped to |w| <= SLR_MAX_ABS_WEIGHT. */
-static inline double guarded_step(double w, double r, double g_j)
-{
-    if (g_j == 0.0)
-        return w;
-    double v = w - r * g_j;
-    return v > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : v < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : v;
-}
-
-/* The gradient step and then the penalty of step t under a soft penalty
- * (K = 1, theta = inf, or no L1) for weights w[i] with rates rate[i] and
- * gradients g_x[i]: slr_penalty_step without a branch on the sign (+ 0.0
- * turns a -0 into the +0 slr_truncate returns). */
-static inline __attribute__((always_inline)) void step_soft_one(const slr_penalty *pen, double *w,
-                                                                 const double *rate,
-                                                                 const double *g_x, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        const double r = rate[i];
-        double v = guarded_step(w[i], r, g_x[i]);
-        if (pen->l2 != 0.0)
-            v *= 1.0 - slr_penalty_decay(pen, r);
-        if (pen->l1 > 0.0) {
-            const double x = fabs(v) - r * pen->l1;
-            v = copysign(x > 0.0 ? x : 0.0, v) + 0.0;
-        }
-        w[i] = v;
-    }
-}
-
-static void step_soft_scalar(const slr_penalty *pen, double *w, const double *rate,
-                             const double *g_x, uint32_t n)
-{
-    step_soft_one(pen, w, rate, g_x, n);
-}
 
 /* rate[i] = eta / sqrt(delta + g2[i]): AdaGrad's rates for a whole example
  * at once, so that the square roots and divisions -- the costliest
@@ -507,37 +485,6 @@ __attribute__((target("avx"))) static void adagrad_rates_avx(const float *g2, do
     }
 }
 
-__attribute__((target("avx"))) static void step_soft_avx(const slr_penalty *pen, double *w,
-                                                          const double *rate, const double *g_x,
-                                                          uint32_t n)
-{
-    const __m256d l1 = _mm256_set1_pd(pen->l1), l2 = _mm256_set1_pd(pen->l2);
-    const __m256d one = _mm256_set1_pd(1.0), zero = _mm256_setzero_pd(), sign = _mm256_set1_pd(-0.0);
-    const __m256d bound = _mm256_set1_pd(SLR_MAX_ABS_WEIGHT), minus_bound = _mm256_set1_pd(-SLR_MAX_ABS_WEIGHT);
-    const bool decay = pen->l2 != 0.0, truncate = pen->l1 > 0.0;
-    uint32_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        __m256d r = _mm256_loadu_pd(rate + i), gx = _mm256_loadu_pd(g_x + i);
-        /* guarded_step: the clamped step, kept where the gradient is not zero */
-        __m256d w0 = _mm256_loadu_pd(w + i);
-        __m256d stepped = _mm256_sub_pd(w0, _mm256_mul_pd(r, gx));
-        stepped = _mm256_min_pd(_mm256_max_pd(stepped, minus_bound), bound);
-        __m256d v = _mm256_blendv_pd(w0, stepped, _mm256_cmp_pd(gx, zero, _CMP_NEQ_UQ));
-        if (decay)
-            v = _mm256_mul_pd(v, _mm256_sub_pd(one, _mm256_min_pd(_mm256_mul_pd(r, l2), one)));
-        if (truncate) {
-            __m256d x = _mm256_sub_pd(_mm256_andnot_pd(sign, v), _mm256_mul_pd(r, l1));
-            x = _mm256_max_pd(x, zero); /* x > 0 ? x : 0, NaN included */
-            v = _mm256_add_pd(_mm256_or_pd(x, _mm256_and_pd(sign, v)), zero);
-        }
-        _mm256_storeu_pd(w + i, v);
-    }
-    /* the tail inline, in this function's encoding: a call to SSE code from
-     * here (GCC makes it a tail jump without vzeroupper) would leave the
-     * upper halves dirty and slow every SSE instruction after it */
-    step_soft_one(pen, w + i, rate + i, g_x + i, n - i);
-}
-
 static void adagrad_rates_sse2(const float *g2, double *rate, uint32_t n, double eta, double delta)
 {
     const __m128d e = _mm_set1_pd(eta), d = _mm_set1_pd(delta);
@@ -548,12 +495,6 @@ static void adagrad_rates_sse2(const float *g2, double *rate, uint32_t n, double
     }
 }
 
-static slr_step_fn *pick_step_soft(void)
-{
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx") ? step_soft_avx : step_soft_scalar;
-}
-
 static slr_rates_fn *pick_adagrad_rates(void)
 {
     __builtin_cpu_init();
@@ -561,7 +502,6 @@ static slr_rates_fn *pick_adagrad_rates(void)
 }
 #else
 static slr_rates_fn *pick_adagrad_rates(void) { return adagrad_rates_scalar; }
-static slr_step_fn *pick_step_soft(void) { return step_soft_scalar; }
 #endif
 
 /* Zero g2[n .. n rounded up to 8): the vector rates read whole vectors. */
@@ -677,28 +617,24 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
             w[i] = slots[f[i].index].w;
             g_x[i] = g * (double)f[i].value;
         }
-        l->step_soft(&pen, w, rate, g_x, n);
+        l->step_soft(&pen, w, rate, g_x, n, t);
         for (uint32_t i = 0; i < n; i++)
             slots[f[i].index].w = w[i];
     } else {
         for (uint32_t i = 0; i < n; i++) {
             slr_slot *s = &slots[f[i].index];
-            s->w = guarded_step(s->w, rate[i], g * (double)f[i].value);
+            s->w = slr_gradient_step(s->w, rate[i], g * (double)f[i].value);
         }
-        if (lazy) {
-            const bool truncate = pen.l1 > 0 && t % pen.period == 0;
-            const double K = (double)pen.period;
+        if (lazy)
             for (uint32_t i = 0; i < n; i++) {
                 if (repeats && occurs_later(f, i, n))
                     continue;
                 slr_slot *s = &slots[f[i].index];
-                double v = s->w * (1.0 - slr_penalty_decay(&pen, rate[i]));
-                if (truncate)
-                    v = slr_truncate(v, K * rate[i] * pen.l1, pen.threshold);
-                s->w = v;
+                s->w = slr_penalty_step(&pen, s->w, rate[i], t);
             }
-        }
     }
+    if (l->changed)
+        note_changed(l, f, n);
     l->step = t;
     return p;
 }
@@ -752,4 +688,49 @@ int slr_learner_foreach_weight(slr_learner *l, slr_weight_visitor visit, void *c
         }
     }
     return 0;
+}
+
+void slr_learner_catch_up(slr_learner *l, const uint32_t *idx, size_t n)
+{
+    if (l->cfg.eager || !slr_penalty_active(&l->pen))
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] < l->n_slots) /* the bias owes nothing */
+            catch_up(l, &l->slots[idx[i]], l->step);
+}
+
+static size_t changed_words(const slr_learner *l) { return (size_t)(l->n_slots / 64 + 1); }
+
+slr_status slr_learner_track_changes(slr_learner *l, bool on, slr_error *err)
+{
+    if (!on) {
+        free(l->changed);
+        l->changed = NULL;
+    } else if (!l->changed && !(l->changed = calloc(changed_words(l), sizeof *l->changed))) {
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for change tracking (%zu bytes)",
+                             changed_words(l) * sizeof *l->changed);
+    }
+    slr_learner_mark(l);
+    return SLR_OK;
+}
+
+void slr_learner_mark(slr_learner *l)
+{
+    if (l->changed)
+        memset(l->changed, 0, changed_words(l) * sizeof *l->changed);
+}
+
+uint64_t slr_learner_changed_next(const slr_learner *l, uint64_t from)
+{
+    const uint64_t end = l->n_slots + 1;
+    if (!l->changed)
+        return end;
+    for (uint64_t j = from; j < end;) {
+        uint64_t word = l->changed[j >> 6] >> (j & 63);
+        if (word)
+            return j + (uint64_t)__builtin_ctzll(word) < end ? j + (uint64_t)__builtin_ctzll(word)
+                                                               : end;
+        j = (j | 63) + 1;
+    }
+    return end;
 }

@@ -1,24 +1,23 @@
-/* learner_impl.h - the learner's state, shared inside the engine only
- * (checkpoint.c serialises it; everyone else uses include/streamlr/learner.h). */
+/* learner_impl.h - the learner's state, private to engine/learner (its
+ * (de)serialisation is learner_io.c; everyone else uses
+ * include/streamlr/learner.h and learner_io.h). */
 #ifndef STREAMLR_LEARNER_IMPL_H
 #define STREAMLR_LEARNER_IMPL_H
 
 #include "streamlr/learner.h"
 #include "penalty.h"
+#include "update.h"
 
 /* One weight and its per-weight state, 16 bytes so that four share a cache
  * line and one lookup brings everything an update needs. */
 typedef struct slr_slot {
-    double w;       /* theta_j as of step epoch + stamp */
+    double w;       /* w_j as of step epoch + stamp */
     float g2;       /* AdaGrad: sum of squared gradients */
     uint32_t stamp; /* last step whose penalty w includes, relative to epoch */
 } slr_slot;
 
 /* rate[i] = eta / sqrt(delta + g2[i]) for i < n */
 typedef void slr_rates_fn(const float *g2, double *rate, uint32_t n, double eta, double delta);
-/* w[i] <- the gradient step w[i] - rate[i] g_x[i], then a soft penalty step */
-typedef void slr_step_fn(const slr_penalty *pen, double *w, const double *rate, const double *g_x,
-                         uint32_t n);
 
 struct slr_learner {
     slr_learner_config cfg;
@@ -34,6 +33,7 @@ struct slr_learner {
     slr_catchup_many_fn *catchup; /* soft catch-up of an example, likewise */
     slr_step_fn *step_soft;       /* gradient step + soft penalty of an example, likewise */
     slr_penalty_history hist;
+    uint64_t *changed; /* with change tracking: a bit per coordinate (learner_io.h), else NULL */
 };
 
 /* Rebase every stamp onto the current step (catching every weight up); runs

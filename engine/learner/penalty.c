@@ -151,9 +151,9 @@ static void catchup_soft_scalar(const slr_penalty *pen, double *w, const double 
 #include <immintrin.h>
 
 /* slr_penalty_catchup_soft on four lanes, operation for operation, for the
- * lanes where both series apply (0 < a < 2^-12, |y| < 2^-10) and the gap
- * fits an int32; a group of four with any other lane goes to the scalar
- * code. */
+ * lanes where both series apply (0 < a < SLR_LOG1M_SERIES_MAX,
+ * |y| < SLR_EXPM1_SERIES_MAX) and the gap fits an int32; a group of four with
+ * any other lane goes to the scalar code. */
 __attribute__((target("avx"))) static void catchup_soft_avx(const slr_penalty *pen, double *w,
                                                              const double *rate,
                                                              const uint32_t *gap, uint32_t m)
@@ -165,7 +165,8 @@ __attribute__((target("avx"))) static void catchup_soft_avx(const slr_penalty *p
     const __m256d l2 = _mm256_set1_pd(pen->l2), ratio = _mm256_set1_pd(pen->l1 / pen->l2);
     const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
     const __m256d sign = _mm256_set1_pd(-0.0);
-    const __m256d a_max = _mm256_set1_pd(0x1p-12), y_max = _mm256_set1_pd(0x1p-10);
+    const __m256d a_max = _mm256_set1_pd(SLR_LOG1M_SERIES_MAX),
+                  y_max = _mm256_set1_pd(SLR_EXPM1_SERIES_MAX);
     const __m256d l_2 = _mm256_set1_pd(0.5), l_3 = _mm256_set1_pd(1.0 / 3.0),
                   l_4 = _mm256_set1_pd(0.25), l_5 = _mm256_set1_pd(0.2);
     const __m256d e_2 = _mm256_set1_pd(0.5), e_3 = _mm256_set1_pd(1.0 / 6.0),

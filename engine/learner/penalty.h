@@ -63,12 +63,18 @@ static inline double slr_penalty_step(const slr_penalty *pen, double w, double e
     return w;
 }
 
+/* Where the series of slr_log1m and slr_expm1 take over from log1p and
+ * expm1: below these, the first omitted term is under 2^-60 of the result.
+ * The vector catch-up (penalty.c) tests its lanes against the same bounds. */
+#define SLR_LOG1M_SERIES_MAX 0x1p-12
+#define SLR_EXPM1_SERIES_MAX 0x1p-10
+
 /* log(1 - a) for 0 <= a < 1.  The decay of one step is usually tiny
  * (a = eta l2 ~ 1e-8), where five terms of the series are exact to rounding
  * (the next one is below 2^-72 a) and much cheaper than log1p. */
 static inline double slr_log1m(double a)
 {
-    if (a < 0x1p-12)
+    if (a < SLR_LOG1M_SERIES_MAX)
         return -a * (1.0 + a * (0.5 + a * (1.0 / 3.0 + a * (0.25 + a * 0.2))));
     return log1p(-a);
 }
@@ -77,7 +83,7 @@ static inline double slr_log1m(double a)
  * 2^-62 |y|): long gaps of a tiny decay land here. */
 static inline double slr_expm1(double y)
 {
-    if (fabs(y) < 0x1p-10)
+    if (fabs(y) < SLR_EXPM1_SERIES_MAX)
         return y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 +
                                                           y * (1.0 / 120.0 + y * (1.0 / 720.0))))));
     return expm1(y);

@@ -21,6 +21,7 @@
 #include "streamlr/learner.h"
 #include "streamlr/metrics.h"
 #include "streamlr/names.h"
+#include "streamlr/position.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -28,27 +29,6 @@ extern "C" {
 
 #define SLR_CHECKPOINT_FORMAT_VERSION 1
 #define SLR_CHECKPOINT_KEEP_DEFAULT 3
-
-typedef enum slr_source_kind {
-    SLR_SOURCE_NONE = 0, /* a model written without a source (e.g. by the API) */
-    SLR_SOURCE_FILES = 1,
-    SLR_SOURCE_KAFKA = 2,
-} slr_source_kind;
-
-/* Replay position in a list of input files: the next record to apply. */
-typedef struct slr_file_position {
-    uint32_t file_index; /* index into the file list */
-    uint64_t offset;     /* byte offset of the next record in that file */
-    uint64_t line;       /* its 1-based line number (text formats) */
-    uint64_t records;    /* records consumed over all files (learned, bad or skipped) */
-} slr_file_position;
-
-/* Next offset to apply for one topic-partition. */
-typedef struct slr_kafka_offset {
-    char *topic;
-    int32_t partition;
-    int64_t offset;
-} slr_kafka_offset;
 
 /* Where the dead-letter sink stood when the checkpoint was taken: a
  * resumed run forgets what the sink received after it (dead_letter.h). */

@@ -1,10 +1,10 @@
 /* decode.h - input formats: bytes in, raw examples out.
  *
  * A decoder turns the record at the front of a byte buffer into an
- * slr_raw_example: label, importance weight, tag and (namespace, name, value)
- * features as views into the buffer (nothing is copied or hashed here).
- * slr_example_from_raw() then hashes it for the learner; `streamlr convert`
- * instead re-encodes it (encode.h).  Keeping the two apart is what lets every
+ * slr_raw_example (raw_example.h): label, importance weight, tag and
+ * (namespace, name, value) features as views into the buffer (nothing is
+ * copied or hashed here).  slr_example_from_raw() (example.h) then hashes it
+ * for the learner; `streamlr convert` instead re-encodes it (encode.h).  Keeping the two apart is what lets every
  * format convert to every other without losing names.
  *
  * Framing is the decoder's job because it is format-specific: text formats
@@ -20,7 +20,7 @@
 
 #include "streamlr/bad_reason.h"
 #include "streamlr/error.h"
-#include "streamlr/example.h"
+#include "streamlr/raw_example.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -41,49 +41,11 @@ bool slr_format_guess(const char *path, slr_format *out);
 /* True for line-oriented text formats. */
 bool slr_format_is_text(slr_format f);
 
-/* One feature as written in the input. */
-typedef struct slr_raw_feature {
-    const char *ns; /* namespace; NULL for a pre-hashed id */
-    uint32_t ns_len;
-    const char *name; /* NULL for a pre-hashed id */
-    uint32_t name_len;
-    uint64_t id; /* pre-hashed id when name == NULL */
-    double value;
-} slr_raw_feature;
-
-typedef struct slr_raw_example {
-    double label; /* raw label as written; see slr_example_set_label */
-    bool has_label;
-    double weight;
-    bool has_weight;
-    const char *tag;
-    uint32_t tag_len;
-    slr_raw_feature *features;
-    uint32_t n_features, cap_features;
-} slr_raw_example;
-
-void slr_raw_example_init(slr_raw_example *raw);
-void slr_raw_example_free(slr_raw_example *raw);
-void slr_raw_example_reset(slr_raw_example *raw);
-slr_status slr_raw_example_push(slr_raw_example *raw, const slr_raw_feature *f, slr_error *err);
-
-/* True when a and b are both named features of the same namespace (same
- * bytes; NULL and "" both mean the default namespace).  Consumers use it to
- * find runs of one namespace without comparing strings at every feature. */
-bool slr_raw_feature_same_namespace(const slr_raw_feature *a, const slr_raw_feature *b);
-
 /* The value given to a Criteo integer column I1..I13: a sign-preserving
  * log1p, so that counts spanning six orders of magnitude land in a range a
  * single learning rate can handle.  One function so it can be tuned; a
  * change alters every Criteo model, so note it in the changelog. */
 double slr_criteo_numeric_transform(double v);
-
-/* Hash a raw example into ex (which is reset first).  Bad values, labels and
- * feature counts are reported here, as bad input. */
-slr_status slr_example_from_raw(slr_example *ex, const slr_raw_example *raw, slr_error *err);
-/* The same, taking the seeds of short namespace names from `seeds`. */
-slr_status slr_example_from_raw_seeded(slr_example *ex, const slr_raw_example *raw,
-                                       const slr_namespace_seeds *seeds, slr_error *err);
 
 typedef enum slr_decode_result {
     SLR_DECODE_EXAMPLE = 0,  /* raw holds one example; *consumed bytes were used */
@@ -129,18 +91,9 @@ slr_decode_result slr_decoder_next(slr_decoder *d, const char *buf, size_t len, 
 slr_decode_result slr_decoder_frame(const slr_decoder *d, const char *buf, size_t len,
                                     bool at_end, size_t *consumed);
 
-/* Decode the record at the front of buf and hash it into ex: the same
- * results as slr_decoder_next followed by slr_example_from_raw (BAD covers
- * both kinds of rejection), with a shortcut for the compact msgpack form,
- * which goes from the bytes to ex without raw features or msgpack objects.
- * raw is scratch space (unspecified afterwards, unless keep_raw is set).
- * After BAD, slr_decoder_last_bad gives the reason, the example's
- * (ex->bad_reason) when hashing rejected it. */
-slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size_t len, bool at_end,
-                                           size_t *consumed, slr_raw_example *raw,
-                                           slr_example *ex, slr_error *err);
-/* Make slr_decoder_next_example leave the raw example of every EXAMPLE in
- * raw, forgoing the compact shortcut (for --keep-names, which needs it). */
+/* Make slr_decoder_next_example (example.h) leave the raw example of every
+ * EXAMPLE in raw, forgoing the compact shortcut (for --keep-names, which
+ * needs it). */
 void slr_decoder_set_keep_raw(slr_decoder *d, bool keep);
 
 /* Why the last SLR_DECODE_BAD happened: SLR_BAD_DECODE, SLR_BAD_JUNK or

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "streamlr/buf.h"
 #include "streamlr/decode.h"
 #include "streamlr/error.h"
 #include "streamlr/example.h"
@@ -19,20 +20,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* A growable byte buffer.  Zero-initialised is a valid empty buffer. */
-typedef struct slr_buf {
-    char *data;
-    size_t len, cap;
-} slr_buf;
-
-void slr_buf_init(slr_buf *b);
-void slr_buf_free(slr_buf *b);
-/* Empty the buffer, keeping its memory for reuse. */
-void slr_buf_reset(slr_buf *b);
-/* Make room for at least `extra` more bytes after len. */
-slr_status slr_buf_reserve(slr_buf *b, size_t extra, slr_error *err);
-slr_status slr_buf_append(slr_buf *b, const void *data, size_t n, slr_error *err);
 
 /* Append one record in format `to` (msgpack or vw; others are SLR_ERR_ARG).
  *

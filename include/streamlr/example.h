@@ -16,7 +16,9 @@
 #include <stdint.h>
 
 #include "streamlr/bad_reason.h"
+#include "streamlr/decode.h"
 #include "streamlr/error.h"
+#include "streamlr/raw_example.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -181,6 +183,24 @@ slr_status slr_example_reserve(slr_example *ex, uint32_t extra, slr_error *err);
 
 /* Close the example: expand -q interactions.  Must be called before learning. */
 slr_status slr_example_finish(slr_example *ex, slr_error *err);
+
+/* Hash a raw example into ex (which is reset first).  Bad values, labels and
+ * feature counts are reported here, as bad input. */
+slr_status slr_example_from_raw(slr_example *ex, const slr_raw_example *raw, slr_error *err);
+/* The same, taking the seeds of short namespace names from `seeds`. */
+slr_status slr_example_from_raw_seeded(slr_example *ex, const slr_raw_example *raw,
+                                       const slr_namespace_seeds *seeds, slr_error *err);
+
+/* Decode the record at the front of buf and hash it into ex: the same
+ * results as slr_decoder_next followed by slr_example_from_raw (BAD covers
+ * both kinds of rejection), with a shortcut for the compact msgpack form,
+ * which goes from the bytes to ex without raw features or msgpack objects.
+ * raw is scratch space (unspecified afterwards, unless keep_raw is set).
+ * After BAD, slr_decoder_last_bad gives the reason, the example's
+ * (ex->bad_reason) when hashing rejected it. */
+slr_decode_result slr_decoder_next_example(slr_decoder *d, const char *buf, size_t len, bool at_end,
+                                           size_t *consumed, slr_raw_example *raw,
+                                           slr_example *ex, slr_error *err);
 
 #ifdef __cplusplus
 }

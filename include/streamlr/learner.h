@@ -1,13 +1,13 @@
 /* learner.h - per-example logistic SGD over hashed features.
  *
  * For example x with label y in {0,1} and importance weight h, at step t:
- *   p = sigma(theta . x),  g = h (p - y)            (gradient of the log loss)
- *   theta_j <- theta_j - eta_{t,j} g x_j             for every j with x_j != 0
+ *   p = sigma(w . x),  g = h (p - y)                (gradient of the log loss)
+ *   w_j <- w_j - eta_{t,j} g x_j                     for every j with x_j != 0
  *   then, for every j except the bias (touched or not):
- *   theta_j <- (1 - eta_{t,j} l2) theta_j            (L2 decay)
- *   theta_j <- T1(theta_j, K eta_{t,j} l1, thr)      every K-th step (truncated gradient L1)
+ *   w_j <- (1 - eta_{t,j} l2) w_j                    (L2 decay)
+ *   w_j <- T1(w_j, K eta_{t,j} l1, theta)            every K-th step (truncated gradient L1)
  * The penalty is applied lazily: an untouched weight catches up in closed form
- * when next touched, giving the same theta as the eager loop above (which
+ * when next touched, giving the same w as the eager loop above (which
  * `eager` runs literally, for verification).  docs/LEARNING.md derives it. */
 #ifndef STREAMLR_LEARNER_H
 #define STREAMLR_LEARNER_H

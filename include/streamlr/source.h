@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "streamlr/checkpoint.h"
 #include "streamlr/error.h"
+#include "streamlr/position.h"
 
 #ifdef __cplusplus
 extern "C" {

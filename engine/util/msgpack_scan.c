@@ -6,7 +6,7 @@
 #include <msgpack.h>
 #include <stdint.h>
 
-#include "decode/msgpack_scan.h"
+#include "util/msgpack_scan.h"
 
 /* Find the end of the object at b[0, len) and the zone bytes its containers
  * will take.  Every object is at least one byte, so more pending objects

@@ -1,8 +1,9 @@
-/* buf.c - the growable byte buffer encoders write into (see encode.h). */
+/* buf.c - the growable byte buffer (include/streamlr/buf.h). */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "streamlr/encode.h"
+#include "streamlr/buf.h"
 
 void slr_buf_init(slr_buf *b)
 {
