@@ -163,7 +163,7 @@ void slr_example_begin_namespace_seeded(slr_example *ex, const char *ns, size_t 
 {
     ex->ns_seed = seed;
     ex->ns_letter = len ? (unsigned char)ns[0] : ' ';
-    ex->ns_ignored = slr_hashing_ignores(ex->hashing, ex->ns_letter);
+    ex->ns_ignored = ex->hashing->any_ignored && slr_hashing_ignores(ex->hashing, ex->ns_letter);
     ex->ns_chosen = true;
     ex->ns_open = false; /* its span opens with its first feature */
 }

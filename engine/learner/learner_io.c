@@ -224,8 +224,9 @@ static slr_status unpack_vw_hashing(const msgpack_object *L, const char *name,
     const msgpack_object *ign = slr_mp_field(L, "ignore");
     if (ign && (ign->type != MSGPACK_OBJECT_BIN || ign->via.bin.size != sizeof c->hashing.ignored))
         return corrupt(err, name, "learner.ignore is not a 32-byte bitmap");
-    if (ign)
-        memcpy(c->hashing.ignored, ign->via.bin.ptr, sizeof c->hashing.ignored);
+    for (int b = 0; ign && b < 256; b++)
+        slr_hashing_ignore(&c->hashing, (unsigned char)b,
+                           slr_letter_in((const uint8_t *)ign->via.bin.ptr, (unsigned char)b));
     const msgpack_object *lin = slr_mp_field(L, "ignore_linear");
     if (lin && (lin->type != MSGPACK_OBJECT_BIN ||
                 lin->via.bin.size != sizeof c->hashing.ignored_linear))

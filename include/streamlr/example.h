@@ -48,6 +48,7 @@ typedef struct slr_hashing {
                             is ' ' */
     uint8_t ignored_linear[32]; /* bit c: ... only from the linear part; they still
                                    take part in -q / --cubic (VW's --ignore_linear) */
+    bool any_ignored;           /* a bit of ignored is set (slr_hashing_ignore) */
     bool any_ignored_linear;    /* a bit of ignored_linear is set (slr_hashing_ignore_linear) */
 } slr_hashing;
 
@@ -81,6 +82,7 @@ static inline bool slr_letters_any(const uint8_t set[32])
 static inline void slr_hashing_ignore(slr_hashing *h, unsigned char letter, bool ignored)
 {
     slr_letter_set(h->ignored, letter, ignored);
+    h->any_ignored = slr_letters_any(h->ignored);
 }
 static inline bool slr_hashing_ignores(const slr_hashing *h, unsigned char letter)
 {
@@ -88,7 +90,7 @@ static inline bool slr_hashing_ignores(const slr_hashing *h, unsigned char lette
 }
 static inline bool slr_hashing_ignores_any(const slr_hashing *h)
 {
-    return slr_letters_any(h->ignored);
+    return h->any_ignored;
 }
 /* VW's --ignore_linear: the namespace's features only in interactions */
 static inline void slr_hashing_ignore_linear(slr_hashing *h, unsigned char letter, bool on)
