@@ -317,11 +317,14 @@ slr_status slr_example_finish(slr_example *ex, slr_error *err)
     const slr_hashing *h = ex->hashing;
     for (unsigned q = 0; q < h->n_quadratic; q++) {
         unsigned char a = (unsigned char)h->quadratic[q][0], b = (unsigned char)h->quadratic[q][1];
+        /* without a wildcard, a letter comparison says it (the hot path) */
+        const bool a_any = a == SLR_NS_WILDCARD, plain = !a_any && b != SLR_NS_WILDCARD;
         for (uint32_t sa = 0; sa < ex->n_spans; sa++) {
-            if (!slr_ns_matches(a, ex->spans[sa].letter))
-                continue; /* the common case: one test per span, not per pair */
+            if (!a_any && ex->spans[sa].letter != a)
+                continue; /* one test per span, not per pair */
             for (uint32_t sb = 0; sb < ex->n_spans; sb++) {
-                if (!slr_quadratic_crosses(ex, a, b, sa, sb))
+                if (plain ? ex->spans[sb].letter != b || (a == b && sb < sa)
+                          : !slr_quadratic_crosses(ex, a, b, sa, sb))
                     continue;
                 slr_namespace_span A = ex->spans[sa], B = ex->spans[sb];
                 for (uint32_t i = A.begin; i < A.end; i++) {
