@@ -308,10 +308,15 @@ START_TEST(test_predict_topic_matches_file)
         size_t vlen = 0;
         int k = 1 + (int)test_rng_below(&r, 3);
         for (int e = 0; e < k; e++) {
+            char line[512];
             if (j == 101 && e == 0) /* one record no decoder takes: "nan" in both */
                 vlen += (size_t)snprintf(value + vlen, sizeof value - vlen, "x1 |u bad\n");
-            else
-                vlen += (size_t)vw_line(value + vlen, sizeof value - vlen, &r);
+            else if (vw_line(line, sizeof line, &r) && j % 3 == 0) { /* a VW tag: r<j>_<e> */
+                const char *bar = strchr(line, '|');
+                vlen += (size_t)snprintf(value + vlen, sizeof value - vlen, "%.*s'r%d_%d%s",
+                                         (int)(bar - line), line, j, e, bar);
+            } else
+                vlen += (size_t)snprintf(value + vlen, sizeof value - vlen, "%s", line);
         }
         if (j % 5 == 0) /* the last line without its newline: still a record */
             value[--vlen] = '\0';
@@ -368,6 +373,11 @@ START_TEST(test_predict_topic_matches_file)
             snprintf(want, sizeof want, "%s[%d]@%zu", in, p, i);
             ck_assert_str_eq(msgs[i].source, want);
             ck_assert_str_eq(msgs[i].model, "model.slr");
+            if (j % 3 == 0) { /* the tag follows the probability, as VW writes it */
+                snprintf(want, sizeof want, " r%d_0\n", j);
+                ck_assert_msg(strstr(msgs[i].value, want) != NULL, "message %d: no tag in %s", j,
+                              msgs[i].value);
+            }
             size_t vl = strlen(msgs[i].value);
             memcpy(got + got_len, msgs[i].value, vl);
             got_len += vl;

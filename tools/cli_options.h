@@ -44,6 +44,8 @@ enum {
     OPT_KAFKA_CONFIG,
     OPT_EXIT_AT_END,
     OPT_PARTITIONS,
+    OPT_LOSS_FUNCTION, /* VW's, as train and predict accept them */
+    OPT_LINK,
     OPT_FIRST_COMMAND_SPECIFIC = 2000,
 };
 
@@ -63,5 +65,10 @@ enum {
         {"learning_rate", required_argument, 0, 'l'},                           \
         {"power_t", required_argument, 0, OPT_POWER_T},                         \
         {"initial_t", required_argument, 0, OPT_INITIAL_T}
+
+/* VW's --loss_function logistic and --link logistic: what streamlr does */
+#define CLI_VW_LOGISTIC_LONG_OPTIONS                                            \
+    {"loss_function", required_argument, 0, OPT_LOSS_FUNCTION},                 \
+        {"link", required_argument, 0, OPT_LINK}
 
 #endif

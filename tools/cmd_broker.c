@@ -243,7 +243,7 @@ int slr_cmd_broker(int argc, char **argv)
     const char *bootstrap_file = NULL;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", longopts)) != -1) {
         switch (c) {
         case OPT_TOPIC:
             if (n_topics == MAX_TOPICS) {
@@ -274,7 +274,7 @@ int slr_cmd_broker(int argc, char **argv)
             }
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return 2; /* cli_getopt said what was wrong */
         }
     }
     if (optind < argc) {

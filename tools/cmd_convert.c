@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "streamlr/decode.h"
 #include "streamlr/encode.h"
@@ -37,7 +38,8 @@ static void usage(FILE *out)
             "skipped.  A summary line goes to stderr at the end.\n"
             "\n"
             "options:\n"
-            "  --from FORMAT        input format: vw, libsvm, criteo or msgpack.  Without\n"
+            "  --from FORMAT        input format: vw, libsvm, criteo or msgpack (--format\n"
+            "                       works too, as in train).  Without\n"
             "                       it, each file's format is guessed from its extension\n"
             "                       (.vw, .svm/.libsvm, .tsv/.criteo, .msgpack/.mp); stdin\n"
             "                       needs --from\n"
@@ -227,6 +229,7 @@ static int parse_args(int argc, char **argv, convert_opts *o)
 {
     static const struct option longopts[] = {
         {"from", required_argument, NULL, OPT_FROM},
+        {"format", required_argument, NULL, OPT_FROM}, /* train's spelling */
         {"to", required_argument, NULL, OPT_TO},
         {"hashed", no_argument, NULL, OPT_HASHED},
         {"bits", required_argument, NULL, 'b'},
@@ -246,7 +249,7 @@ static int parse_args(int argc, char **argv, convert_opts *o)
     o->max_features = SLR_DEFAULT_MAX_FEATURES;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "b:q:o:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "b:q:o:h", longopts)) != -1) {
         switch (c) {
         case OPT_FROM:
             if (slr_format_parse(optarg, &o->from, &err) != SLR_OK) {
@@ -293,9 +296,7 @@ static int parse_args(int argc, char **argv, convert_opts *o)
             o->max_features = (uint32_t)v;
             break;
         case 'h': usage(stdout); return 0;
-        default:
-            fprintf(stderr, "streamlr convert: see streamlr convert --help\n");
-            return 2;
+        default: return 2; /* cli_getopt said what was wrong */
         }
     }
     if (!have_to) {

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "cli_options.h"
 #include "commands.h"
 #include "streamlr/checkpoint.h"
@@ -132,6 +133,24 @@ static int export_json(FILE *out, slr_learner *l, const slr_job_state *st)
     return failed || fprintf(out, "}\n") < 0;
 }
 
+int cli_export_model(const char *cmd, const char *model, FILE *out, bool json)
+{
+    slr_learner *l;
+    slr_job_state st;
+    slr_error err;
+    slr_job_state_init(&st);
+    if (slr_checkpoint_read(model, &l, &st, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr %s: %s\n", cmd, err.msg);
+        return -1;
+    }
+    int failed = json ? export_json(out, l, &st) : slr_learner_foreach_weight(l, print_text, out);
+    if (fflush(out) != 0)
+        failed = 1;
+    slr_learner_destroy(l);
+    slr_job_state_free(&st);
+    return failed;
+}
+
 int slr_cmd_export(int argc, char **argv)
 {
     static const struct option longopts[] = {{"format", required_argument, 0, OPT_FORMAT},
@@ -140,7 +159,7 @@ int slr_cmd_export(int argc, char **argv)
     bool json = false;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "h", longopts)) != -1) {
         if (c == 'h') {
             usage(stdout);
             return 0;
@@ -149,31 +168,22 @@ int slr_cmd_export(int argc, char **argv)
             json = !strcmp(optarg, "json");
             continue;
         }
-        if (c == OPT_FORMAT)
+        if (c == OPT_FORMAT) {
             fprintf(stderr, "streamlr export: --format is text or json (got \"%s\")\n", optarg);
-        usage(stderr);
+            cli_see_help("export");
+        }
         return 2;
     }
     if (optind + 1 != argc) {
-        usage(stderr);
+        fprintf(stderr, "streamlr export: give one MODEL\n");
+        cli_see_help("export");
         return 2;
-    }
-    slr_learner *l;
-    slr_job_state st;
-    slr_error err;
-    slr_job_state_init(&st);
-    if (slr_checkpoint_read(argv[optind], &l, &st, &err) != SLR_OK) {
-        fprintf(stderr, "streamlr export: %s\n", err.msg);
-        return 1;
     }
     static char buf[1 << 20];
     setvbuf(stdout, buf, _IOFBF, sizeof buf);
-    int failed = json ? export_json(stdout, l, &st)
-                      : slr_learner_foreach_weight(l, print_text, stdout);
-    if (fflush(stdout) != 0)
-        failed = 1;
-    slr_learner_destroy(l);
-    slr_job_state_free(&st);
+    int failed = cli_export_model("export", argv[optind], stdout, json);
+    if (failed < 0)
+        return 1;
     if (failed) {
         fprintf(stderr, "streamlr export: writing to stdout failed\n");
         return 1;

@@ -65,7 +65,7 @@ int slr_cmd_inspect(int argc, char **argv)
     uint32_t top = 20;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "t:h", longopts)) != -1) {
         if (c == 't') {
             if (!cli_u32("inspect", "--top", optarg, &top) || top > 100000)
                 return 2;
@@ -80,12 +80,12 @@ int slr_cmd_inspect(int argc, char **argv)
                    "  -h, --help    this text\n");
             return 0;
         } else {
-            fprintf(stderr, "usage: streamlr inspect [--top N] MODEL\n");
-            return 2;
+            return 2; /* cli_getopt said what was wrong */
         }
     }
     if (optind + 1 != argc) {
         fprintf(stderr, "usage: streamlr inspect [--top N] MODEL\n");
+        cli_see_help("inspect");
         return 2;
     }
     const char *path = argv[optind];
@@ -109,6 +109,29 @@ int slr_cmd_inspect(int argc, char **argv)
            (unsigned long long)slr_learner_bias_index(l));
     for (unsigned i = 0; i < cfg->hashing.n_quadratic; i++)
         printf(" -q %c%c", cfg->hashing.quadratic[i][0], cfg->hashing.quadratic[i][1]);
+    for (unsigned i = 0; i < cfg->hashing.n_cubic; i++)
+        printf(" --cubic %.3s", cfg->hashing.cubic[i]);
+    if (slr_hashing_ignores_any(&cfg->hashing)) {
+        /* the shorter of the two ways to say it */
+        int n_ignored = 0;
+        for (int b = 0; b < 256; b++)
+            n_ignored += slr_hashing_ignores(&cfg->hashing, (unsigned char)b);
+        bool keep = n_ignored > 128;
+        printf(keep ? " --keep '" : " --ignore '");
+        for (int b = 0; b < 256; b++)
+            if (slr_hashing_ignores(&cfg->hashing, (unsigned char)b) != keep)
+                printf(b > ' ' && b < 127 ? "%c" : "\\x%02x", b);
+        printf("'");
+    }
+    if (cfg->hashing.any_ignored_linear) {
+        printf(" --ignore_linear '");
+        for (int b = 0; b < 256; b++)
+            if (slr_letter_in(cfg->hashing.ignored_linear, (unsigned char)b))
+                printf(b > ' ' && b < 127 ? "%c" : "\\x%02x", b);
+        printf("'");
+    }
+    if (cfg->noconstant)
+        printf(" --noconstant");
     printf("\nschedule         %s, -l %g", slr_schedule_name(cfg->schedule), cfg->eta);
     if (cfg->schedule == SLR_SCHEDULE_INVPOW)
         printf(", --power-t %g, --initial-t %g", cfg->power_t, cfg->initial_t);

@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "cli.h"
 #include "cli_options.h"
 #include "commands.h"
 #include "plot.h"
@@ -144,17 +145,18 @@ int slr_cmd_plot(int argc, char **argv)
     const char *out = NULL, *format = NULL, *title = NULL;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "o:h", longopts)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case OPT_FORMAT: format = optarg; break;
         case 't': title = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return 2; /* cli_getopt said what was wrong */
         }
     }
     if (optind + 1 != argc || !out) {
-        usage(stderr);
+        fprintf(stderr, "streamlr plot: give -o OUT and one METRICS file\n");
+        cli_see_help("plot");
         return 2;
     }
 #if !HAVE_CAIRO

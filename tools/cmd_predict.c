@@ -56,11 +56,16 @@ static void usage(FILE *out)
             "                           1; also whenever the input is idle)\n"
             "  -d, --data FILE          input, - for stdin; repeatable (bare FILE too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
-            "                           extension, else vw)\n"
+            "                           extension, else vw); --from F is the same\n"
             "  -p, --predictions FILE   write P(y=1|x) per example, one per line, in input\n"
-            "                           order (- for stdout); a bad record gets \"nan\"\n"
+            "                           order (- for stdout), then the example's tag if it\n"
+            "                           has one, as VW does (0.55 tag1); a bad record gets\n"
+            "                           \"nan\"\n"
             "      --strict             stop at the first bad record\n"
             "      --quiet              no summary\n"
+            "  -t, --testonly           accepted (VW's -t): predict never learns\n"
+            "      --loss_function logistic, --link logistic  accepted (VW's; what predict\n"
+            "                           does); any other value is refused\n"
             "  -h, --help               this text\n"
             "\n"
             "Kafka (scoring a topic; docs/KAFKA.md):\n"
@@ -71,8 +76,8 @@ static void usage(FILE *out)
             "      --output-topic OUT   one message per input message: same key and headers\n"
             "                           plus streamlr.source (topic[partition]@offset) and\n"
             "                           streamlr.model (the model's file name); value: one\n"
-            "                           \"%%.9g\" line per example as -p writes them (\"nan\" for\n"
-            "                           a bad record)\n"
+            "                           line per example as -p writes them, with the tag\n"
+            "                           (\"nan\" for a bad record)\n"
             "      --output-partition key|same  key: the producer's partitioner on the key\n"
             "                           (default); same: the input partition's number\n"
             "  -X key=value             any librdkafka property (repeatable), for both the\n"
@@ -198,13 +203,50 @@ static int predict_kafka(cli_kafka_input *kin, slr_predict_options *po, const ch
     return st == SLR_OK ? 0 : 1;
 }
 
-int slr_cmd_predict(int argc, char **argv)
+/* The command line, parsed into this before anything is opened (as
+ * cmd_convert.c does): parse_args reads argv, check_args refuses what does
+ * not go together and settles the format, then the stream job
+ * (predict_kafka) or the file job (predict_files) runs. */
+typedef struct predict_args {
+    const char **files;
+    uint32_t n_files;
+    const char *model, *pred_path, *follow_dir;
+    double follow_interval;
+    slr_format format;
+    bool format_given, strict, quiet;
+    bool stream;      /* checked: a Kafka job (--brokers or --topic) */
+    cli_kafka_input kin;
+    slr_predict_options po;
+    const char *dead_letter;
+    bool stream_flag; /* an option of the stream job only was given */
+} predict_args;
+
+static bool predict_args_init(predict_args *a, int argc)
+{
+    memset(a, 0, sizeof *a);
+    a->follow_interval = 1.0;
+    a->format = SLR_FORMAT_VW;
+    cli_kafka_input_init(&a->kin);
+    slr_predict_options_init(&a->po);
+    a->files = calloc((size_t)argc + 1, sizeof *a->files);
+    return a->files != NULL;
+}
+
+static void predict_args_free(predict_args *a)
+{
+    cli_kafka_input_free(&a->kin);
+    free(a->files);
+}
+
+/* argv into a; -1 to go on, else the exit status */
+static int parse_args(int argc, char **argv, predict_args *a)
 {
     static const struct option longopts[] = {
         {"initial-model", required_argument, 0, 'i'},
         {"initial_regressor", required_argument, 0, 'i'},
         {"data", required_argument, 0, 'd'},
         {"format", required_argument, 0, OPT_FORMAT},
+        {"from", required_argument, 0, OPT_FORMAT}, /* convert's spelling */
         {"predictions", required_argument, 0, 'p'},
         {"strict", no_argument, 0, OPT_STRICT},
         {"quiet", no_argument, 0, OPT_QUIET},
@@ -215,19 +257,119 @@ int slr_cmd_predict(int argc, char **argv)
         {"output-partition", required_argument, 0, OPT_OUTPUT_PARTITION},
         {"commit-interval", required_argument, 0, OPT_COMMIT_INTERVAL},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
+        CLI_VW_LOGISTIC_LONG_OPTIONS,
+        {"testonly", no_argument, 0, 't'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char **files = calloc((size_t)argc + 1, sizeof *files);
-    uint32_t n_files = 0;
-    const char *model = NULL, *pred_path = NULL, *follow_dir = NULL;
-    double follow_interval = 1.0, next_follow = 0;
+    slr_error err;
+    optind = 1;
+    int c;
+    while ((c = cli_getopt(argc, argv, "i:d:p:X:th", longopts)) != -1) {
+        int handled = cli_kafka_option("predict", c, optarg, &a->kin);
+        if (!handled)
+            handled = cli_vw_logistic_option("predict", c, optarg);
+        if (handled < 0)
+            return 2;
+        if (handled)
+            continue;
+        switch (c) {
+        case OPT_OUTPUT_TOPIC: a->po.output_topic = optarg; a->stream_flag = true; break;
+        case OPT_OUTPUT_PARTITION:
+            if (strcmp(optarg, "key") && strcmp(optarg, "same")) {
+                fprintf(stderr, "streamlr predict: --output-partition takes key or same\n");
+                return 2;
+            }
+            a->po.output_partition = strcmp(optarg, "same") ? SLR_OUTPUT_BY_KEY : SLR_OUTPUT_SAME;
+            a->stream_flag = true;
+            break;
+        case OPT_COMMIT_INTERVAL:
+            if (!cli_double("predict", "--commit-interval", optarg,
+                            &a->po.commit_interval_seconds) ||
+                !(a->po.commit_interval_seconds > 0)) {
+                fprintf(stderr, "streamlr predict: --commit-interval must be > 0 seconds\n");
+                return 2;
+            }
+            a->stream_flag = true;
+            break;
+        case OPT_DEAD_LETTER: a->dead_letter = optarg; a->stream_flag = true; break;
+        case 'i': a->model = optarg; break;
+        case 'd': a->files[a->n_files++] = optarg; break;
+        case 'p': a->pred_path = optarg; break;
+        case OPT_FORMAT:
+            if (slr_format_parse(optarg, &a->format, &err) != SLR_OK) {
+                fprintf(stderr, "streamlr predict: %s\n", err.msg);
+                return 2;
+            }
+            a->format_given = true;
+            break;
+        case OPT_STRICT: a->strict = true; break;
+        case 't': break; /* VW's -t: predict never learns */
+        case OPT_QUIET: a->quiet = true; break;
+        case OPT_FOLLOW: a->follow_dir = optarg; break;
+        case OPT_FOLLOW_INTERVAL:
+            if (!cli_double("predict", "--follow-interval", optarg, &a->follow_interval) ||
+                !(a->follow_interval > 0)) {
+                fprintf(stderr, "streamlr predict: --follow-interval must be > 0 seconds\n");
+                return 2;
+            }
+            break;
+        case 'h': usage(stdout); return 0;
+        default: return 2; /* cli_getopt said what was wrong */
+        }
+    }
+    for (int i = optind; i < argc; i++)
+        a->files[a->n_files++] = argv[i];
+    return -1;
+}
+
+/* -1 to go on, else the exit status.  Nothing is opened yet. */
+static int check_args(predict_args *a)
+{
+    if (cli_kafka_input_given(&a->kin)) {
+        if (a->n_files || a->pred_path || a->strict) {
+            fprintf(stderr, "streamlr predict: a Kafka job takes no --data, -p or --strict\n");
+            return 2;
+        }
+        if (!a->model == !a->follow_dir || !a->kin.n_topics || !a->kin.k.group ||
+            !a->po.output_topic) {
+            fprintf(stderr, "streamlr predict: a Kafka job needs -i MODEL or --follow DIR, "
+                            "--topic, --group and --output-topic (and --brokers, unless "
+                            "bootstrap.servers is in --kafka-config)\n");
+            return 2;
+        }
+        a->po.format = a->format_given ? a->format : SLR_FORMAT_MSGPACK;
+        a->po.model = a->model;
+        a->po.follow_dir = a->follow_dir;
+        a->po.follow_interval_seconds = a->follow_interval;
+        a->stream = true;
+        return -1;
+    }
+    if (a->kin.flag || a->stream_flag) {
+        fprintf(stderr, "streamlr predict: --group, -X, --kafka-config, --partitions, "
+                        "--exit-at-end, --output-topic, --output-partition, --commit-interval "
+                        "and --dead-letter apply to Kafka input (--brokers, --topic)\n");
+        return 2;
+    }
+    if (!a->model == !a->follow_dir || a->n_files == 0) {
+        fprintf(stderr, "streamlr predict: need -i MODEL or --follow DIR (one of them), and "
+                        "--data FILE\n");
+        return 2;
+    }
+    if (!a->format_given && !slr_format_guess(a->files[0], &a->format))
+        a->format = SLR_FORMAT_VW;
+
+    return -1;
+}
+
+/* The file job: score every record of the files in order. */
+static int predict_files(const predict_args *a)
+{
+    double next_follow = 0;
     slr_follower *follower = NULL;
     uint64_t switches = 0;
-    slr_format format = SLR_FORMAT_VW;
-    bool format_given = false, strict = false, quiet = false;
     slr_error err;
-    int rc = 2;
+    int rc = 1;
     slr_learner *l = NULL;
     slr_job_state st;
     slr_job_state_init(&st);
@@ -235,6 +377,8 @@ int slr_cmd_predict(int argc, char **argv)
     slr_file_source *src = NULL;
     slr_raw_example raw;
     slr_raw_example_init(&raw);
+    slr_buf line;
+    slr_buf_init(&line);
     slr_example ex;
     bool ex_ready = false;
     FILE *pred = NULL;
@@ -242,107 +386,15 @@ int slr_cmd_predict(int argc, char **argv)
     slr_metrics m;
     slr_metrics_init(&m);
     uint64_t bad = 0, unlabelled = 0;
-    cli_kafka_input kin;
-    cli_kafka_input_init(&kin);
-    slr_predict_options po;
-    slr_predict_options_init(&po);
-    const char *dead_letter = NULL;
-    bool stream_flag = false; /* an option of the stream job only was given */
 
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "i:d:p:X:h", longopts, NULL)) != -1) {
-        int handled = cli_kafka_option("predict", c, optarg, &kin);
-        if (handled < 0)
-            goto done;
-        if (handled)
-            continue;
-        switch (c) {
-        case OPT_OUTPUT_TOPIC: po.output_topic = optarg; stream_flag = true; break;
-        case OPT_OUTPUT_PARTITION:
-            if (strcmp(optarg, "key") && strcmp(optarg, "same")) {
-                fprintf(stderr, "streamlr predict: --output-partition takes key or same\n");
-                goto done;
-            }
-            po.output_partition = strcmp(optarg, "same") ? SLR_OUTPUT_BY_KEY : SLR_OUTPUT_SAME;
-            stream_flag = true;
-            break;
-        case OPT_COMMIT_INTERVAL:
-            if (!cli_double("predict", "--commit-interval", optarg, &po.commit_interval_seconds) ||
-                !(po.commit_interval_seconds > 0)) {
-                fprintf(stderr, "streamlr predict: --commit-interval must be > 0 seconds\n");
-                goto done;
-            }
-            stream_flag = true;
-            break;
-        case OPT_DEAD_LETTER: dead_letter = optarg; stream_flag = true; break;
-        case 'i': model = optarg; break;
-        case 'd': files[n_files++] = optarg; break;
-        case 'p': pred_path = optarg; break;
-        case OPT_FORMAT:
-            if (slr_format_parse(optarg, &format, &err) != SLR_OK) {
-                fprintf(stderr, "streamlr predict: %s\n", err.msg);
-                goto done;
-            }
-            format_given = true;
-            break;
-        case OPT_STRICT: strict = true; break;
-        case OPT_QUIET: quiet = true; break;
-        case OPT_FOLLOW: follow_dir = optarg; break;
-        case OPT_FOLLOW_INTERVAL:
-            if (!cli_double("predict", "--follow-interval", optarg, &follow_interval) ||
-                !(follow_interval > 0)) {
-                fprintf(stderr, "streamlr predict: --follow-interval must be > 0 seconds\n");
-                goto done;
-            }
-            break;
-        case 'h': usage(stdout); rc = 0; goto done;
-        default: usage(stderr); goto done;
-        }
-    }
-    for (int i = optind; i < argc; i++)
-        files[n_files++] = argv[i];
-    if (cli_kafka_input_given(&kin)) {
-        if (n_files || pred_path || strict) {
-            fprintf(stderr, "streamlr predict: a Kafka job takes no --data, -p or --strict\n");
-            goto done;
-        }
-        if (!model == !follow_dir || !kin.n_topics || !kin.k.group || !po.output_topic) {
-            fprintf(stderr, "streamlr predict: a Kafka job needs -i MODEL or --follow DIR, "
-                            "--topic, --group and --output-topic (and --brokers, unless "
-                            "bootstrap.servers is in --kafka-config)\n");
-            goto done;
-        }
-        po.format = format_given ? format : SLR_FORMAT_MSGPACK;
-        po.model = model;
-        po.follow_dir = follow_dir;
-        po.follow_interval_seconds = follow_interval;
-        rc = predict_kafka(&kin, &po, dead_letter, quiet);
-        goto done;
-    }
-    if (kin.flag || stream_flag) {
-        fprintf(stderr, "streamlr predict: --group, -X, --kafka-config, --partitions, "
-                        "--exit-at-end, --output-topic, --output-partition, --commit-interval "
-                        "and --dead-letter apply to Kafka input (--brokers, --topic)\n");
-        goto done;
-    }
-    if (!model == !follow_dir || n_files == 0) {
-        fprintf(stderr, "streamlr predict: need -i MODEL or --follow DIR (one of them), and "
-                        "--data FILE\n");
-        goto done;
-    }
-    if (!format_given && !slr_format_guess(files[0], &format))
-        format = SLR_FORMAT_VW;
-
-    rc = 1;
-    if (follow_dir) {
-        if (slr_follower_open(&follower, follow_dir, cli_log, NULL, &err) != SLR_OK) {
+    if (a->follow_dir) {
+        if (slr_follower_open(&follower, a->follow_dir, cli_log, NULL, &err) != SLR_OK) {
             fprintf(stderr, "streamlr predict: %s\n", err.msg);
             goto done;
         }
         model_switched(follower, 0);
     } else {
-        if (slr_checkpoint_read(model, &l, &st, &err) != SLR_OK) {
+        if (slr_checkpoint_read(a->model, &l, &st, &err) != SLR_OK) {
             fprintf(stderr, "streamlr predict: %s\n", err.msg);
             goto done;
         }
@@ -351,15 +403,16 @@ int slr_cmd_predict(int argc, char **argv)
     slr_learner *scorer = follower ? slr_follower_learner(follower) : l;
     slr_example_init(&ex, &slr_learner_config_of(scorer)->hashing);
     ex_ready = true;
-    if (slr_decoder_create(&dec, format, &err) != SLR_OK ||
-        slr_file_source_open(&src, files, n_files, slr_format_is_text(format), &err) != SLR_OK) {
+    if (slr_decoder_create(&dec, a->format, &err) != SLR_OK ||
+        slr_file_source_open(&src, a->files, a->n_files, slr_format_is_text(a->format), &err) !=
+            SLR_OK) {
         fprintf(stderr, "streamlr predict: %s\n", err.msg);
         goto done;
     }
-    if (pred_path) {
-        pred = strcmp(pred_path, "-") ? fopen(pred_path, "w") : stdout;
+    if (a->pred_path) {
+        pred = strcmp(a->pred_path, "-") ? fopen(a->pred_path, "w") : stdout;
         if (!pred) {
-            perror(pred_path);
+            perror(a->pred_path);
             goto done;
         }
     }
@@ -371,7 +424,7 @@ int slr_cmd_predict(int argc, char **argv)
         bool at_end;
         slr_status sst;
         if (follower && (records++ & 255) == 0 && now_seconds() >= next_follow) {
-            next_follow = now_seconds() + follow_interval;
+            next_follow = now_seconds() + a->follow_interval;
             if (follow(follower, &ex, &switches))
                 scorer = slr_follower_learner(follower);
         }
@@ -403,21 +456,25 @@ int slr_cmd_predict(int argc, char **argv)
         if (r == SLR_DECODE_BAD) {
             slr_file_position pos;
             slr_file_source_position(src, &pos);
-            if (slr_format_is_text(format))
+            if (slr_format_is_text(a->format))
                 fprintf(stderr, "streamlr predict: %s:%llu: %s\n", slr_file_source_path(src),
                         (unsigned long long)pos.line, err.msg);
             else
                 fprintf(stderr, "streamlr predict: %s@%llu: %s\n", slr_file_source_path(src),
                         (unsigned long long)pos.offset, err.msg);
             bad++;
-            if (strict)
+            if (a->strict)
                 goto done;
             if (pred)
                 fputs("nan\n", pred);
         } else if (r == SLR_DECODE_EXAMPLE) {
             double z = slr_learner_margin(scorer, &ex), p = slr_sigmoid(z);
-            if (pred)
-                fprintf(pred, "%.9g\n", p);
+            if (pred) {
+                slr_buf_reset(&line);
+                if (slr_prediction_line(&line, p, raw.tag, raw.tag_len, &err) != SLR_OK)
+                    goto io_error;
+                fwrite(line.data, 1, line.len, pred);
+            }
             if (ex.has_label) {
                 double loss = slr_logloss_margin(z, ex.label);
                 slr_metrics_add(&m, p, loss, ex.label, ex.weight, ex.n_features);
@@ -433,16 +490,16 @@ int slr_cmd_predict(int argc, char **argv)
     }
     if (pred && pred != stdout && fclose(pred) != 0) {
         pred = NULL;
-        perror(pred_path);
+        perror(a->pred_path);
         goto done;
     }
     if (pred == stdout)
         fflush(stdout);
     pred = NULL;
-    if (!quiet && follower)
+    if (!a->quiet && follower)
         fprintf(stderr, "model switches = %llu, last model %s\n", (unsigned long long)switches,
                 slr_follower_path(follower));
-    if (!quiet) {
+    if (!a->quiet) {
         fprintf(stderr, "examples = %llu (labelled %llu, unlabelled %llu), bad records = %llu\n",
                 (unsigned long long)(m.examples + unlabelled), (unsigned long long)m.examples,
                 (unsigned long long)unlabelled, (unsigned long long)bad);
@@ -466,12 +523,23 @@ done:
     if (ex_ready)
         slr_example_free(&ex);
     slr_raw_example_free(&raw);
+    slr_buf_free(&line);
     slr_file_source_close(src);
     slr_decoder_destroy(dec);
     slr_learner_destroy(l);
     slr_follower_close(follower);
     slr_job_state_free(&st);
-    cli_kafka_input_free(&kin);
-    free(files);
+    return rc;
+}
+
+int slr_cmd_predict(int argc, char **argv)
+{
+    predict_args a;
+    int rc = predict_args_init(&a, argc) ? parse_args(argc, argv, &a) : 1;
+    if (rc < 0)
+        rc = check_args(&a);
+    if (rc < 0)
+        rc = a.stream ? predict_kafka(&a.kin, &a.po, a.dead_letter, a.quiet) : predict_files(&a);
+    predict_args_free(&a);
     return rc;
 }

@@ -43,7 +43,7 @@ static void usage(FILE *out)
             "  --brokers LIST       bootstrap servers\n"
             "  --topic T            destination topic\n"
             "  --format F           input format: msgpack | vw | libsvm | criteo (default:\n"
-            "                       from the file extension)\n"
+            "                       from the file extension); --from F is the same\n"
             "  --raw                send records as they are, unchecked: text lines (train then\n"
             "                       needs the same --format; blank lines are skipped) or\n"
             "                       msgpack objects\n"
@@ -312,6 +312,7 @@ int slr_cmd_produce(int argc, char **argv)
         {"brokers", required_argument, 0, OPT_BROKERS},
         {"topic", required_argument, 0, OPT_TOPIC},
         {"format", required_argument, 0, OPT_FORMAT},
+        {"from", required_argument, 0, OPT_FORMAT}, /* convert's spelling */
         {"raw", no_argument, 0, OPT_RAW},
         {"hashed", no_argument, 0, OPT_HASHED},
         {"bits", required_argument, 0, 'b'},
@@ -340,7 +341,7 @@ int slr_cmd_produce(int argc, char **argv)
     slr_buf_init(&p.msg);
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "b:q:X:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "b:q:X:h", longopts)) != -1) {
         switch (c) {
         case OPT_BROKERS: brokers = optarg; break;
         case OPT_TOPIC: p.topic = optarg; break;
@@ -398,7 +399,7 @@ int slr_cmd_produce(int argc, char **argv)
             break;
         case OPT_QUIET: p.quiet = true; break;
         case 'h': usage(stdout); rc = 0; goto done;
-        default: usage(stderr); goto done;
+        default: goto done; /* cli_getopt said what was wrong */
         }
     }
     const char *const *files = (const char *const *)argv + optind;

@@ -569,7 +569,7 @@ static int parse_args(int argc, char **argv, synth_opts *o)
     o->bits = SLR_BITS_DEFAULT;
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "n:b:o:h", longopts, NULL)) != -1) {
+    while ((c = cli_getopt(argc, argv, "n:b:o:h", longopts)) != -1) {
         switch (c) {
         case 'n':
             if (!cli_u64("synth", "-n", optarg, &o->n))
@@ -600,7 +600,7 @@ static int parse_args(int argc, char **argv, synth_opts *o)
             break;
         case 'o': o->output = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        default: return 2; /* cli_getopt said what was wrong */
         }
     }
     if (optind < argc) {

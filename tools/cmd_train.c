@@ -18,7 +18,24 @@
 enum {
     OPT_EXAMPLES = OPT_FIRST_COMMAND_SPECIFIC,
     OPT_DEAD_LETTER_TOPIC,
+    /* VW's flags with VW's meaning (docs/VW.md) */
+    OPT_PASSES,
+    OPT_HOLDOUT_OFF,
+    OPT_HOLDOUT_PERIOD,
+    OPT_SAVE_RESUME,
+    OPT_RANDOM_SEED,
+    OPT_INTERACTIONS,
+    OPT_READABLE_MODEL,
+    OPT_INVERT_HASH,
+    OPT_IGNORE,
+    OPT_KEEP,
+    OPT_NOCONSTANT,
+    OPT_CUBIC,
+    OPT_IGNORE_LINEAR,
+    OPT_AUDIT,
 };
+
+#define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
 
 static void usage(FILE *out)
 {
@@ -36,7 +53,8 @@ static void usage(FILE *out)
             "                           (bare FILE arguments are taken as --data too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           file extension, else vw; msgpack for Kafka); see\n"
-            "                           docs/FORMAT.md\n"
+            "                           docs/FORMAT.md; --from F is the same (convert's\n"
+            "                           spelling)\n"
             "      --strict             stop at the first bad record instead of skipping it\n"
             "      --dead-letter FILE   append every record that cannot be learned from (bad\n"
             "                           or unlabelled) to FILE as a JSON line with its exact\n"
@@ -87,7 +105,9 @@ static void usage(FILE *out)
             "  -f, --final-model FILE   write the final model here\n"
             "      --checkpoint-dir DIR write checkpoints here (model + input position)\n"
             "      --checkpoint-every N|Ns  every N examples, or every N seconds with a\n"
-            "                           trailing s (default 60s when --checkpoint-dir is set)\n"
+            "                           trailing s (default 60s when --checkpoint-dir is set);\n"
+            "                           0: no periodic checkpoints, only the final one (at\n"
+            "                           the end of input, or on SIGINT/SIGTERM)\n"
             "      --checkpoint-keep N  keep the newest N checkpoints (default 3)\n"
             "      --checkpoint-mode M  fork: a child process writes each periodic checkpoint\n"
             "                           from a copy-on-write snapshot, so learning pauses\n"
@@ -99,8 +119,10 @@ static void usage(FILE *out)
             "Scoring (as in VW):\n"
             "  -p, --predictions FILE   write each example's progressive prediction (made\n"
             "                           before learning from it), one per line in input\n"
-            "                           order (- for stdout); unlabelled examples are scored\n"
-            "                           too, a bad record gets \"nan\"; --resume appends\n"
+            "                           order (- for stdout), then the example's tag if it\n"
+            "                           has one, as VW does (0.55 tag1); unlabelled examples\n"
+            "                           are scored too, a bad record gets \"nan\"; --resume\n"
+            "                           appends\n"
             "  -t, --testonly           score and report but learn nothing (with -i MODEL)\n"
             "\n"
             "Metrics:\n"
@@ -119,11 +141,42 @@ static void usage(FILE *out)
             "      --keep-names-max N   keep at most N names (default 1000000; about\n"
             "                           32 bytes + the name each)\n"
             "\n"
+            "Vowpal Wabbit's flags, with VW's meaning (docs/VW.md maps every VW flag):\n"
+            "      --passes N           read the files N times (default 1; files only, no\n"
+            "                           --checkpoint-dir)\n"
+            "      --holdout_period N   with --passes: hold out one example in N of every\n"
+            "                           pass (default 10): scored, never learned; the summary\n"
+            "                           gives their loss in the last pass (\"h\")\n"
+            "      --holdout_off        hold nothing out\n"
+            "  -c, --cache              accepted (also -k, --kill_cache): no cache file is\n"
+            "                           needed, each pass reads the input again\n"
+            "      --loss_function L    logistic only (what streamlr learns); --link\n"
+            "                           logistic likewise (predictions are probabilities)\n"
+            "      --cubic ABC          add the interactions of three namespaces (each\n"
+            "                           unordered triple of features once; : is any\n"
+            "                           namespace); --interactions AB|ABC is -q or --cubic\n"
+            "      --ignore ABC         drop the namespaces starting with A, B or C (' ' is\n"
+            "                           the default namespace); --keep ABC drops all others.\n"
+            "                           Stored in the model, so predict drops them too\n"
+            "      --ignore_linear ABC  keep those namespaces only in -q/--cubic interactions\n"
+            "      --noconstant         no bias term (stored in the model)\n"
+            "  -P, --progress N|F       table rows every N examples, or at 1, F, F^2, ...\n"
+            "                           for a factor F with a point (default 2.0)\n"
+            "      --readable_model FILE  write the weights as streamlr export does\n"
+            "      --invert_hash FILE   the same with feature names (implies --keep-names;\n"
+            "                           the JSON of streamlr export --format json)\n"
+            "  -a, --audit              print each example's prediction, then every feature\n"
+            "                           as name:index:value:weight (before the update) to\n"
+            "                           stdout; implies --keep-names\n"
+            "      --save_resume        accepted: always on (a model holds the whole state)\n"
+            "      --random_seed N      accepted: nothing here is random\n"
+            "  Any other VW flag is refused with the closest streamlr option.\n"
+            "\n"
             "Output:\n"
             "      --progress-style S   line: one status line redrawn in place; table: VW's\n"
             "                           table, a row at examples 1, 2, 4, ...  (default: line\n"
             "                           when stderr is a terminal, else table)\n"
-            "      --quiet              no progress or summary\n"
+            "      --quiet              no progress, summary or \"model written to\" note\n"
             "  -h, --help               this text\n"
             "\n"
             "SIGINT/SIGTERM stop after the example (Kafka: the message) in hand, write a final\n"
@@ -132,28 +185,131 @@ static void usage(FILE *out)
             cli_learner_help);
 }
 
+/* VW's --ignore abc / --keep abc: each byte is a namespace's first letter */
+static void add_letters(bool set[256], const char *letters)
+{
+    for (const unsigned char *p = (const unsigned char *)letters; *p; p++)
+        set[*p] = true;
+}
+
+/* --keep drops every namespace it does not name; --ignore drops those it does */
+static void apply_ignore(const bool ignore[256], const bool keep[256], bool keep_given,
+                         slr_train_options *opt)
+{
+    bool any = keep_given;
+    for (int c = 0; c < 256; c++) {
+        bool drop = (keep_given && !keep[c]) || ignore[c];
+        slr_hashing_ignore(&opt->learner.hashing, (unsigned char)c, drop);
+        any |= drop;
+    }
+    if (any)
+        opt->learner_set |= SLR_SET_IGNORE;
+}
+
+/* --readable_model / --invert_hash: the weights as `streamlr export` writes
+ * them (with the names, for --invert_hash). */
+static bool write_text_model(const char *model, const char *path, bool json)
+{
+    FILE *out = fopen(path, "w");
+    if (!out) {
+        perror(path);
+        return false;
+    }
+    int failed = cli_export_model("train", model, out, json);
+    if (fclose(out) != 0 || failed > 0) {
+        fprintf(stderr, "streamlr train: writing %s failed\n", path);
+        return false;
+    }
+    return failed == 0;
+}
+
+/* VW's --progress: an integer adds (a row every N examples), a number with
+ * a point multiplies (rows at 1, F, F^2, ...). */
+static bool parse_progress(const char *s, slr_train_options *opt)
+{
+    if (strchr(s, '.') || strchr(s, 'e')) {
+        if (!cli_double("train", "--progress", s, &opt->progress_factor) ||
+            !(opt->progress_factor > 1)) {
+            fprintf(stderr, "streamlr train: --progress %s: a factor must be more than 1\n", s);
+            return false;
+        }
+        return true;
+    }
+    if (!cli_u64("train", "--progress", s, &opt->progress_add) || !opt->progress_add) {
+        fprintf(stderr, "streamlr train: --progress %s: give N >= 1 (a row every N examples) "
+                        "or a factor F > 1 with a point (rows at 1, F, F^2, ...)\n", s);
+        return false;
+    }
+    return true;
+}
+
 static bool parse_every(const char *s, slr_train_options *opt)
 {
     size_t n = strlen(s);
     if (n > 1 && s[n - 1] == 's') {
         char *num = strndup(s, n - 1);
         double secs;
-        bool ok = num && cli_double("train", "--checkpoint-every", num, &secs) && secs > 0;
+        bool ok = num && cli_double("train", "--checkpoint-every", num, &secs);
         free(num);
         if (!ok)
             return false;
+        if (!(secs > 0)) {
+            fprintf(stderr, "streamlr train: --checkpoint-every %s: the period must be more than 0 "
+                            "seconds (--checkpoint-every 0: no periodic checkpoints, only the "
+                            "final one)\n", s);
+            return false;
+        }
         opt->checkpoint_every_seconds = secs;
         return true;
     }
     return cli_u64("train", "--checkpoint-every", s, &opt->checkpoint_every_examples);
 }
 
-int slr_cmd_train(int argc, char **argv)
+/* The command line, parsed into this before anything is opened (as
+ * cmd_convert.c does): parse_args reads argv, check_args derives the
+ * defaults and refuses what does not go together, and only then does
+ * run_train open the outputs and train. */
+typedef struct train_args {
+    slr_train_options opt;
+    cli_kafka_input kin;
+    const char **files; /* opt.files once checked */
+    uint32_t n_files;
+    bool from_kafka;
+    bool format_given, quiet, every_given;
+    const char *pred_path, *metrics_path, *style;
+    const char *dead_letter_path, *dead_letter_topic;
+    /* VW's flags */
+    bool cache_flag, holdout_off, save_resume, random_seed, progress_given, keep_given;
+    bool ignore[256], keep[256];
+    const char *readable_model, *invert_hash;
+} train_args;
+
+static bool train_args_init(train_args *a, int argc)
+{
+    memset(a, 0, sizeof *a);
+    slr_train_options_init(&a->opt);
+    cli_kafka_input_init(&a->kin);
+    a->opt.threads = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
+    a->opt.checkpoint_fork = true;
+    a->style = "auto";
+    a->files = calloc((size_t)argc + 1, sizeof *a->files);
+    return a->files != NULL;
+}
+
+static void train_args_free(train_args *a)
+{
+    free(a->files);
+    cli_kafka_input_free(&a->kin);
+}
+
+/* argv into a; -1 to go on, else the exit status */
+static int parse_args(int argc, char **argv, train_args *a)
 {
     static const struct option longopts[] = {
         CLI_LEARNER_LONG_OPTIONS,
         {"data", required_argument, 0, 'd'},
         {"format", required_argument, 0, OPT_FORMAT},
+        {"from", required_argument, 0, OPT_FORMAT}, /* convert's spelling */
         {"initial-model", required_argument, 0, 'i'},
         {"final-model", required_argument, 0, 'f'},
         {"checkpoint-dir", required_argument, 0, OPT_CHECKPOINT_DIR},
@@ -182,273 +338,431 @@ int slr_cmd_train(int argc, char **argv)
         {"progress-style", required_argument, 0, OPT_PROGRESS_STYLE},
         {"keep-names", no_argument, 0, OPT_KEEP_NAMES},
         {"keep-names-max", required_argument, 0, OPT_KEEP_NAMES_MAX},
+        /* VW's flags (docs/VW.md) */
+        {"passes", required_argument, 0, OPT_PASSES},
+        {"cache", no_argument, 0, 'c'},
+        {"kill_cache", no_argument, 0, 'k'},
+        {"holdout_off", no_argument, 0, OPT_HOLDOUT_OFF},
+        {"holdout_period", required_argument, 0, OPT_HOLDOUT_PERIOD},
+        CLI_VW_LOGISTIC_LONG_OPTIONS,
+        {"save_resume", no_argument, 0, OPT_SAVE_RESUME},
+        {"random_seed", required_argument, 0, OPT_RANDOM_SEED},
+        {"progress", required_argument, 0, 'P'},
+        {"interactions", required_argument, 0, OPT_INTERACTIONS},
+        {"cubic", required_argument, 0, OPT_CUBIC},
+        {"readable_model", required_argument, 0, OPT_READABLE_MODEL},
+        {"invert_hash", required_argument, 0, OPT_INVERT_HASH},
+        {"ignore", required_argument, 0, OPT_IGNORE},
+        {"keep", required_argument, 0, OPT_KEEP},
+        {"noconstant", no_argument, 0, OPT_NOCONSTANT},
+        {"ignore_linear", required_argument, 0, OPT_IGNORE_LINEAR},
+        {"audit", no_argument, 0, 'a'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    slr_train_options opt;
-    slr_train_options_init(&opt);
-    cli_kafka_input kin;
-    cli_kafka_input_init(&kin);
-    slr_kafka_options *kafka = &kin.k;
-    opt.threads = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
-    opt.checkpoint_fork = true;
-    const char **files = calloc((size_t)argc + 1, sizeof *files);
-    uint32_t n_files = 0;
-    bool format_given = false, quiet = false, every_given = false;
-    const char *pred_path = NULL, *metrics_path = NULL, *style = "auto";
-    FILE *pred = NULL, *metrics = NULL;
-    const char *dead_letter_path = NULL, *dead_letter_topic = NULL;
-    slr_dead_letter_sink *dead_letter = NULL;
-    int rc = 2;
     uint64_t u64;
     slr_error err;
-
     optind = 1;
     int c;
-    while ((c = getopt_long(argc, argv, "b:q:l:d:i:f:p:tX:h", longopts, NULL)) != -1) {
-        int handled = cli_learner_option("train", c, optarg, &opt.learner, &opt.learner_set);
+    while ((c = cli_getopt(argc, argv, "b:q:l:d:i:f:p:tX:ckP:ah", longopts)) != -1) {
+        int handled = cli_learner_option("train", c, optarg, &a->opt.learner, &a->opt.learner_set);
         if (handled < 0)
-            goto done;
+            return 2;
         if (handled)
             continue;
-        if ((handled = cli_kafka_option("train", c, optarg, &kin)) < 0)
-            goto done;
+        if ((handled = cli_kafka_option("train", c, optarg, &a->kin)) < 0 ||
+            (!handled && (handled = cli_vw_logistic_option("train", c, optarg)) < 0))
+            return 2;
         if (handled)
             continue;
         switch (c) {
-        case 'd': files[n_files++] = optarg; break;
+        case 'd': a->files[a->n_files++] = optarg; break;
         case OPT_FORMAT:
-            if (slr_format_parse(optarg, &opt.format, &err) != SLR_OK) {
+            if (slr_format_parse(optarg, &a->opt.format, &err) != SLR_OK) {
                 fprintf(stderr, "streamlr train: %s\n", err.msg);
-                goto done;
+                return 2;
             }
-            format_given = true;
+            a->format_given = true;
             break;
-        case 'i': opt.model_in = optarg; break;
-        case 'f': opt.model_out = optarg; break;
-        case OPT_CHECKPOINT_DIR: opt.checkpoint_dir = optarg; break;
+        case 'i': a->opt.model_in = optarg; break;
+        case 'f': a->opt.model_out = optarg; break;
+        case OPT_CHECKPOINT_DIR: a->opt.checkpoint_dir = optarg; break;
         case OPT_CHECKPOINT_EVERY:
-            if (!parse_every(optarg, &opt))
-                goto done;
-            every_given = true;
+            if (!parse_every(optarg, &a->opt))
+                return 2;
+            a->every_given = true;
             break;
         case OPT_CHECKPOINT_KEEP:
             if (!cli_u64("train", "--checkpoint-keep", optarg, &u64) || u64 < 1 || u64 > 1000) {
                 fprintf(stderr, "streamlr train: --checkpoint-keep must be 1..1000\n");
-                goto done;
+                return 2;
             }
-            opt.checkpoint_keep = (unsigned)u64;
+            a->opt.checkpoint_keep = (unsigned)u64;
             break;
         case OPT_CHECKPOINT_MODE:
             if (strcmp(optarg, "fork") && strcmp(optarg, "sync")) {
                 fprintf(stderr, "streamlr train: --checkpoint-mode takes fork or sync\n");
-                goto done;
+                return 2;
             }
-            opt.checkpoint_fork = !strcmp(optarg, "fork");
+            a->opt.checkpoint_fork = !strcmp(optarg, "fork");
             break;
-        case OPT_RESUME: opt.resume = true; break;
-        case OPT_STRICT: opt.strict = true; break;
-        case OPT_DEAD_LETTER: dead_letter_path = optarg; break;
-        case OPT_DEAD_LETTER_TOPIC: dead_letter_topic = optarg; break;
+        case OPT_RESUME: a->opt.resume = true; break;
+        case OPT_STRICT: a->opt.strict = true; break;
+        case OPT_DEAD_LETTER: a->dead_letter_path = optarg; break;
+        case OPT_DEAD_LETTER_TOPIC: a->dead_letter_topic = optarg; break;
         case OPT_MAX_FEATURES:
-            if (!cli_u32("train", "--max-features", optarg, &opt.max_features))
-                goto done;
+            if (!cli_u32("train", "--max-features", optarg, &a->opt.max_features))
+                return 2;
             break;
         case OPT_MAX_RECORD:
             if (!cli_u64("train", "--max-record", optarg, &u64) || u64 < 16) {
                 fprintf(stderr, "streamlr train: --max-record must be at least 16 bytes\n");
-                goto done;
+                return 2;
             }
-            opt.max_record = (size_t)u64;
+            a->opt.max_record = (size_t)u64;
             break;
         case OPT_EXAMPLES:
-            if (!cli_u64("train", "--examples", optarg, &opt.max_examples) || !opt.max_examples) {
+            if (!cli_u64("train", "--examples", optarg, &a->opt.max_examples) ||
+                !a->opt.max_examples) {
                 fprintf(stderr, "streamlr train: --examples must be at least 1\n");
-                goto done;
+                return 2;
             }
             break;
-        case OPT_QUIET: quiet = true; break;
+        case OPT_QUIET: a->quiet = true; break;
         case OPT_THREADS:
-            if (!cli_u32("train", "--threads", optarg, &opt.threads) || opt.threads < 1 ||
-                opt.threads > 2) {
+            if (!cli_u32("train", "--threads", optarg, &a->opt.threads) || a->opt.threads < 1 ||
+                a->opt.threads > 2) {
                 fprintf(stderr, "streamlr train: --threads takes 1 or 2\n");
-                goto done;
+                return 2;
             }
             break;
-        case 'p': pred_path = optarg; break;
-        case 't': opt.test_only = true; break;
+        case 'p': a->pred_path = optarg; break;
+        case 't': a->opt.test_only = true; break;
         case OPT_AUC_WINDOW:
-            if (!cli_u32("train", "--auc-window", optarg, &opt.auc_window) ||
-                opt.auc_window < 1 || opt.auc_window > SLR_AUC_WINDOW_MAX) {
+            if (!cli_u32("train", "--auc-window", optarg, &a->opt.auc_window) ||
+                a->opt.auc_window < 1 || a->opt.auc_window > SLR_AUC_WINDOW_MAX) {
                 fprintf(stderr, "streamlr train: --auc-window must be 1..%u\n",
                         SLR_AUC_WINDOW_MAX);
-                goto done;
+                return 2;
             }
             break;
-        case OPT_METRICS: metrics_path = optarg; break;
+        case OPT_METRICS: a->metrics_path = optarg; break;
         case OPT_METRICS_INTERVAL:
-            if (!cli_double("train", "--metrics-interval", optarg, &opt.metrics_interval) ||
-                !(opt.metrics_interval >= 0.01)) {
+            if (!cli_double("train", "--metrics-interval", optarg, &a->opt.metrics_interval) ||
+                !(a->opt.metrics_interval >= 0.01)) {
                 fprintf(stderr, "streamlr train: --metrics-interval must be at least 0.01 s\n");
-                goto done;
+                return 2;
             }
             break;
         case OPT_METRICS_PORT:
             if (!cli_u64("train", "--metrics-port", optarg, &u64) || u64 > 65535) {
                 fprintf(stderr, "streamlr train: --metrics-port must be 0..65535\n");
-                goto done;
+                return 2;
             }
-            opt.metrics_port = (int)u64;
+            a->opt.metrics_port = (int)u64;
             break;
-        case OPT_METRICS_BIND: opt.metrics_bind = optarg; break;
+        case OPT_METRICS_BIND: a->opt.metrics_bind = optarg; break;
         case OPT_PROGRESS_STYLE:
             if (strcmp(optarg, "line") && strcmp(optarg, "table") && strcmp(optarg, "auto")) {
                 fprintf(stderr, "streamlr train: --progress-style is line, table or auto\n");
-                goto done;
+                return 2;
             }
-            style = optarg;
+            a->style = optarg;
             break;
-        case OPT_KEEP_NAMES: opt.keep_names = true; break;
+        case OPT_KEEP_NAMES: a->opt.keep_names = true; break;
         case OPT_KEEP_NAMES_MAX:
-            if (!cli_u64("train", "--keep-names-max", optarg, &opt.keep_names_max) ||
-                opt.keep_names_max < 1 || opt.keep_names_max > UINT32_MAX / 4) {
+            if (!cli_u64("train", "--keep-names-max", optarg, &a->opt.keep_names_max) ||
+                a->opt.keep_names_max < 1 || a->opt.keep_names_max > UINT32_MAX / 4) {
                 fprintf(stderr, "streamlr train: --keep-names-max must be 1..%u\n",
                         UINT32_MAX / 4);
-                goto done;
+                return 2;
             }
-            opt.keep_names = true;
+            a->opt.keep_names = true;
             break;
-        case 'h': usage(stdout); rc = 0; goto done;
-        default: usage(stderr); goto done;
+        case OPT_PASSES:
+            if (!cli_u32("train", "--passes", optarg, &a->opt.passes) || a->opt.passes < 1) {
+                fprintf(stderr, "streamlr train: --passes must be at least 1\n");
+                return 2;
+            }
+            break;
+        case 'c': case 'k': a->cache_flag = true; break;
+        case OPT_HOLDOUT_OFF: a->holdout_off = true; break;
+        case OPT_HOLDOUT_PERIOD:
+            if (!cli_u32("train", "--holdout_period", optarg, &a->opt.holdout_period) ||
+                a->opt.holdout_period < 2) {
+                fprintf(stderr, "streamlr train: --holdout_period must be at least 2 (to learn "
+                                "from nothing, use -t)\n");
+                return 2;
+            }
+            break;
+        case OPT_SAVE_RESUME: a->save_resume = true; break;
+        case OPT_RANDOM_SEED:
+            if (!cli_u64("train", "--random_seed", optarg, &u64))
+                return 2;
+            a->random_seed = true;
+            break;
+        case 'P':
+            if (!parse_progress(optarg, &a->opt))
+                return 2;
+            a->progress_given = true;
+            break;
+        case OPT_INTERACTIONS: /* VW's general form: pairs and triples here */
+        case OPT_CUBIC:
+            if (strlen(optarg) == 2 && c == OPT_INTERACTIONS) {
+                if (cli_learner_option("train", 'q', optarg, &a->opt.learner,
+                                       &a->opt.learner_set) < 0)
+                    return 2;
+                break;
+            }
+            if (strlen(optarg) != 3) {
+                fprintf(stderr, "streamlr train: --%s %s: pairs (-q AB) and triples (--cubic "
+                                "ABC) of namespaces are supported\n",
+                        c == OPT_CUBIC ? "cubic" : "interactions", optarg);
+                return 2;
+            }
+            if (slr_hashing_add_cubic(&a->opt.learner.hashing, optarg, &err) != SLR_OK) {
+                fprintf(stderr, "streamlr train: %s\n", err.msg);
+                return 2;
+            }
+            a->opt.learner_set |= SLR_SET_CUBIC;
+            break;
+        case OPT_IGNORE: add_letters(a->ignore, optarg); break;
+        case 'a': /* the names come from --keep-names */
+            a->opt.audit = stdout;
+            a->opt.keep_names = true;
+            break;
+        case OPT_IGNORE_LINEAR:
+            for (const unsigned char *p = (const unsigned char *)optarg; *p; p++)
+                slr_hashing_ignore_linear(&a->opt.learner.hashing, *p, true);
+            a->opt.learner_set |= SLR_SET_IGNORE;
+            break;
+        case OPT_NOCONSTANT:
+            a->opt.learner.noconstant = true;
+            a->opt.learner_set |= SLR_SET_NOCONSTANT;
+            break;
+        case OPT_KEEP: add_letters(a->keep, optarg); a->keep_given = true; break;
+        case OPT_READABLE_MODEL: a->readable_model = optarg; break;
+        case OPT_INVERT_HASH: a->invert_hash = optarg; a->opt.keep_names = true; break;
+        case 'h': usage(stdout); return 0;
+        default: return 2; /* cli_getopt said what was wrong */
         }
     }
     for (int i = optind; i < argc; i++)
-        files[n_files++] = argv[i];
+        a->files[a->n_files++] = argv[i];
+    return -1;
+}
+
+/* Defaults that depend on other flags, and combinations refused; -1 to go
+ * on, else the exit status.  Nothing is opened yet. */
+static int check_args(train_args *a)
+{
+    slr_error err;
     /* with files, --brokers and -X serve the dead-letter topic alone */
-    bool from_kafka = kin.n_topics || (kafka->brokers && !(n_files && dead_letter_topic));
-    if (from_kafka && n_files) {
+    a->from_kafka = a->kin.n_topics || (a->kin.k.brokers && !(a->n_files && a->dead_letter_topic));
+    if (a->from_kafka && a->n_files) {
         fprintf(stderr, "streamlr train: give either --data files or --brokers/--topic, not both\n");
-        goto done;
+        return 2;
     }
-    if (from_kafka && (!kin.n_topics || !kafka->group)) {
+    if (a->from_kafka && (!a->kin.n_topics || !a->kin.k.group)) {
         fprintf(stderr, "streamlr train: a Kafka job needs --topic and --group (and --brokers, "
                         "unless bootstrap.servers is in --kafka-config)\n");
-        goto done;
+        return 2;
     }
-    if (!from_kafka && kin.flag && !(dead_letter_topic && !kafka->group && !kafka->assign &&
-                                     !kafka->exit_at_end)) {
+    const slr_kafka_options *k = &a->kin.k;
+    if (!a->from_kafka && a->kin.flag &&
+        !(a->dead_letter_topic && !k->group && !k->assign && !k->exit_at_end)) {
         fprintf(stderr, "streamlr train: --group, -X, --kafka-config, --partitions and "
                         "--exit-at-end apply to Kafka input (--brokers, --topic); with files, "
                         "--brokers, -X and --kafka-config serve --dead-letter-topic\n");
-        goto done;
+        return 2;
     }
-    if (!from_kafka && n_files == 0) {
+    if (!a->from_kafka && a->n_files == 0) {
         fprintf(stderr, "streamlr train: no input; give --data FILE (or - for stdin), or "
                         "--brokers/--topic/--group\n");
-        goto done;
+        return 2;
     }
-    if (!format_given)
-        opt.format = from_kafka                              ? SLR_FORMAT_MSGPACK
-                     : slr_format_guess(files[0], &opt.format) ? opt.format
+    apply_ignore(a->ignore, a->keep, a->keep_given, &a->opt);
+    if (a->opt.passes > 1 && a->from_kafka) {
+        fprintf(stderr, "streamlr train: --passes replays files; a Kafka topic is read once "
+                        "(replay it with a new --group to read it again)\n");
+        return 2;
+    }
+    if (a->opt.holdout_period && a->opt.passes <= 1) {
+        fprintf(stderr, "streamlr train: --holdout_period applies with --passes N > 1 (VW holds "
+                        "out examples only over several passes)\n");
+        return 2;
+    }
+    if (a->opt.passes > 1 && !a->opt.holdout_period && !a->holdout_off)
+        a->opt.holdout_period = HOLDOUT_PERIOD_DEFAULT;
+    if (a->holdout_off)
+        a->opt.holdout_period = 0;
+    if (a->progress_given && !strcmp(a->style, "auto"))
+        a->style = "table"; /* VW's --progress sets the rows of VW's table */
+    if (!a->format_given)
+        a->opt.format = a->from_kafka                              ? SLR_FORMAT_MSGPACK
+                     : slr_format_guess(a->files[0], &a->opt.format) ? a->opt.format
                                                                : SLR_FORMAT_VW;
-    if (opt.checkpoint_dir && !every_given)
-        opt.checkpoint_every_seconds = 60;
-    if (from_kafka && opt.checkpoint_dir)
-        opt.resume = true; /* a Kafka job always continues its checkpoints (docs/KAFKA.md) */
-    if ((every_given || opt.resume) && !opt.checkpoint_dir) {
+    if (a->opt.checkpoint_dir && !a->every_given)
+        a->opt.checkpoint_every_seconds = 60;
+    if (a->from_kafka && a->opt.checkpoint_dir)
+        a->opt.resume = true; /* a Kafka job always continues its checkpoints (docs/KAFKA.md) */
+    if ((a->every_given || a->opt.resume) && !a->opt.checkpoint_dir) {
         fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
-        goto done;
+        return 2;
     }
-    if (dead_letter_path && dead_letter_topic) {
+    if (a->dead_letter_path && a->dead_letter_topic) {
         fprintf(stderr, "streamlr train: --dead-letter and --dead-letter-topic: choose one sink\n");
-        goto done;
+        return 2;
     }
-    if ((dead_letter_path || dead_letter_topic) && opt.strict) {
+    if ((a->dead_letter_path || a->dead_letter_topic) && a->opt.strict) {
         fprintf(stderr, "streamlr train: --strict stops at the first bad record, --dead-letter(-topic) "
                         "keeps bad records and goes on; choose one\n");
-        goto done;
+        return 2;
     }
-    if (opt.test_only && (opt.checkpoint_dir || !opt.model_in)) {
+    if (a->opt.test_only && (a->opt.checkpoint_dir || !a->opt.model_in)) {
         fprintf(stderr, "streamlr train: -t learns nothing, so it takes -i MODEL and no "
                         "--checkpoint-dir\n");
-        goto done;
+        return 2;
     }
-    if (slr_learner_config_validate(&opt.learner, &err) != SLR_OK) {
+    if (slr_learner_config_validate(&a->opt.learner, &err) != SLR_OK) {
         fprintf(stderr, "streamlr train: %s\n", err.msg);
-        goto done;
+        return 2;
     }
-    if (dead_letter_topic) {
-        slr_dead_letter_kafka_options dk = {.topic = dead_letter_topic, .brokers = kafka->brokers,
-                                            .config = (const char *const *)kin.conf.kv,
-                                            .n_config = kin.conf.n, .log = cli_log};
+    a->opt.files = a->files;
+    a->opt.n_files = a->n_files;
+    return -1;
+}
+
+/* VW flags whose effect is void here are accepted, and said so. */
+static void say_void_flags(const train_args *a)
+{
+    if (a->quiet)
+    return;
+    if (a->cache_flag)
+        fprintf(stderr, "streamlr train: -c/-k: no cache file is made or needed here; each "
+                        "pass reads the input again (VW's cache saves parsing time only)\n");
+    if (a->save_resume)
+        fprintf(stderr, "streamlr train: --save_resume is always on here: -f and checkpoints "
+                        "hold the whole state (adagrad sums, penalty clocks, metrics)\n");
+    if (a->random_seed)
+        fprintf(stderr, "streamlr train: --random_seed: nothing here is random (weights start "
+                        "at 0, the hashing is fixed), so every seed gives the same model\n");
+}
+
+static int run_train(train_args *a)
+{
+    FILE *pred = NULL, *metrics = NULL;
+    slr_dead_letter_sink *dead_letter = NULL;
+    char model_tmp[4096] = "";
+    int rc = 2;
+    slr_error err;
+    say_void_flags(a);
+    if ((a->readable_model || a->invert_hash) && !a->opt.model_out) {
+        /* the text forms are written from the model file: make one for them */
+        const char *dir = getenv("TMPDIR");
+        snprintf(model_tmp, sizeof model_tmp, "%s/streamlr-model.XXXXXX",
+                 dir && *dir ? dir : "/tmp");
+        int fd = mkstemp(model_tmp);
+        if (fd < 0) {
+            perror(model_tmp);
+            model_tmp[0] = '\0';
+            rc = 1;
+            goto done;
+        }
+        close(fd);
+        a->opt.model_out = model_tmp;
+    }
+    if (a->dead_letter_topic) {
+        slr_dead_letter_kafka_options dk = {.topic = a->dead_letter_topic,
+                                            .brokers = a->kin.k.brokers,
+                                            .config = (const char *const *)a->kin.conf.kv,
+                                            .n_config = a->kin.conf.n, .log = cli_log};
         if (slr_dead_letter_kafka_open(&dead_letter, &dk, &err) != SLR_OK) {
             fprintf(stderr, "streamlr train: %s\n", err.msg);
             rc = 1;
             goto done;
         }
-        opt.dead_letter = dead_letter;
-    } else if (dead_letter_path) {
-        if (slr_dead_letter_file_open(&dead_letter, dead_letter_path, &err) != SLR_OK) {
+        a->opt.dead_letter = dead_letter;
+    } else if (a->dead_letter_path) {
+        if (slr_dead_letter_file_open(&dead_letter, a->dead_letter_path, &err) != SLR_OK) {
             fprintf(stderr, "streamlr train: %s\n", err.msg);
             rc = 1;
             goto done;
         }
-        opt.dead_letter = dead_letter;
+        a->opt.dead_letter = dead_letter;
     }
     /* a resumed job continues its files; a fresh one starts them over */
-    if (pred_path) {
-        pred = strcmp(pred_path, "-") ? fopen(pred_path, opt.resume ? "a" : "w") : stdout;
+    if (a->pred_path) {
+        pred = strcmp(a->pred_path, "-") ? fopen(a->pred_path, a->opt.resume ? "a" : "w") : stdout;
         if (!pred) {
-            perror(pred_path);
+            perror(a->pred_path);
             goto done;
         }
-        opt.predictions = pred;
+        a->opt.predictions = pred;
     }
-    if (metrics_path) {
-        metrics = fopen(metrics_path, opt.resume ? "a" : "w");
+    if (a->metrics_path) {
+        metrics = fopen(a->metrics_path, a->opt.resume ? "a" : "w");
         if (!metrics) {
-            perror(metrics_path);
+            perror(a->metrics_path);
             goto done;
         }
-        opt.metrics_out = metrics;
+        a->opt.metrics_out = metrics;
     }
-    opt.files = files;
-    opt.n_files = n_files;
     progress_drawer drawer;
     progress_init(&drawer, stderr);
-    opt.progress = quiet ? NULL : progress_draw;
-    opt.progress_ctx = &drawer;
-    if (!strcmp(style, "line") || (!strcmp(style, "auto") && isatty(STDERR_FILENO)))
-        opt.progress_style = SLR_PROGRESS_LINE;
-    opt.log = progress_log;
-    opt.log_ctx = &drawer;
-    opt.stop = &cli_stop_requested;
+    a->opt.progress = a->quiet ? NULL : progress_draw;
+    a->opt.progress_ctx = &drawer;
+    if (!strcmp(a->style, "line") || (!strcmp(a->style, "auto") && isatty(STDERR_FILENO)))
+        a->opt.progress_style = SLR_PROGRESS_LINE;
+    a->opt.log = progress_log;
+    a->opt.log_ctx = &drawer;
+    a->opt.stop = &cli_stop_requested;
 
     cli_catch_stop_signals();
 
     slr_train_result res;
-    slr_status st = from_kafka ? slr_train_kafka(&opt, kafka, &res, &err)
-                               : slr_train_files(&opt, &res, &err);
+    slr_status st = a->from_kafka ? slr_train_kafka(&a->opt, &a->kin.k, &res, &err)
+                                  : slr_train_files(&a->opt, &res, &err);
     if (st != SLR_OK) {
         fprintf(stderr, "streamlr train: %s\n", err.msg);
         rc = 1;
         goto done;
     }
+    if (!a->quiet && res.holdout_examples)
+        fprintf(stderr, "holdout loss = %.6f h (pass %u: %llu held-out examples, one in %u of "
+                        "each pass, never learned)\n",
+                res.holdout_loss, a->opt.passes, (unsigned long long)res.holdout_examples,
+                a->opt.holdout_period);
     rc = 0;
+    if ((a->readable_model && !write_text_model(a->opt.model_out, a->readable_model, false)) ||
+        (a->invert_hash && !write_text_model(a->opt.model_out, a->invert_hash, true)))
+        rc = 1;
 done:
+    if (model_tmp[0])
+        unlink(model_tmp);
     if (dead_letter)
         dead_letter->close(dead_letter);
     if (pred && pred != stdout && fclose(pred) != 0) {
-        perror(pred_path);
+        perror(a->pred_path);
         rc = 1;
     }
     if (pred == stdout && fflush(stdout) != 0)
         rc = 1;
     if (metrics && fclose(metrics) != 0) {
-        perror(metrics_path);
+        perror(a->metrics_path);
         rc = 1;
     }
-    free(files);
-    cli_kafka_input_free(&kin);
+    return rc;
+}
+
+int slr_cmd_train(int argc, char **argv)
+{
+    train_args a;
+    int rc = train_args_init(&a, argc) ? parse_args(argc, argv, &a) : 1;
+    if (rc < 0)
+        rc = check_args(&a);
+    if (rc < 0)
+        rc = run_train(&a);
+    train_args_free(&a);
     return rc;
 }

@@ -12,6 +12,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "quadratic.h"
 #include "streamlr/example.h"
 
 void slr_hashing_init(slr_hashing *h, unsigned bits)
@@ -36,6 +37,23 @@ slr_status slr_hashing_add_quadratic(slr_hashing *h, const char *pair, slr_error
     h->quadratic[h->n_quadratic][0] = pair[0];
     h->quadratic[h->n_quadratic][1] = pair[1];
     h->n_quadratic++;
+    return SLR_OK;
+}
+
+slr_status slr_hashing_add_cubic(slr_hashing *h, const char *triple, slr_error *err)
+{
+    if (!triple || strlen(triple) != 3 || triple[0] <= ' ' || triple[1] <= ' ' ||
+        triple[2] <= ' ' || triple[0] == 127 || triple[1] == 127 || triple[2] == 127)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--cubic takes three namespace letters, e.g. --cubic abc (got \"%s\")",
+                             triple ? triple : "");
+    if (h->n_cubic >= SLR_MAX_CUBIC)
+        return slr_error_set(err, SLR_ERR_ARG, "at most %d --cubic triples are supported",
+                             SLR_MAX_CUBIC);
+    for (unsigned i = 0; i < h->n_cubic; i++)
+        if (!memcmp(h->cubic[i], triple, 3))
+            return SLR_OK; /* a repeated --cubic would only double-count features */
+    memcpy(h->cubic[h->n_cubic++], triple, 3);
     return SLR_OK;
 }
 
@@ -145,6 +163,7 @@ void slr_example_begin_namespace_seeded(slr_example *ex, const char *ns, size_t 
 {
     ex->ns_seed = seed;
     ex->ns_letter = len ? (unsigned char)ns[0] : ' ';
+    ex->ns_ignored = ex->hashing->any_ignored && slr_hashing_ignores(ex->hashing, ex->ns_letter);
     ex->ns_chosen = true;
     ex->ns_open = false; /* its span opens with its first feature */
 }
@@ -195,13 +214,15 @@ static inline void push_feature(slr_example *ex, uint64_t hash, double value)
 
 slr_status slr_example_add(slr_example *ex, const char *name, size_t len, double value, slr_error *err)
 {
+    if (!ex->ns_chosen)
+        slr_example_begin_namespace(ex, "", 0);
+    if (ex->ns_ignored)
+        return SLR_OK; /* --ignore: as if the namespace were not in the input */
     slr_status st = check_value(ex, value, err);
     if (st != SLR_OK)
         return st;
     if (value == 0.0)
         return SLR_OK; /* a zero feature contributes nothing to prediction or update */
-    if (!ex->ns_chosen)
-        slr_example_begin_namespace(ex, "", 0);
     if (!ex->ns_open) {
         if ((st = open_span(ex, ex->ns_letter, err)) != SLR_OK)
             return st;
@@ -238,19 +259,57 @@ static uint64_t pair_hash(uint64_t ha, uint64_t hb)
     return XXH3_64bits_withSeed(bytes, sizeof bytes, ha);
 }
 
-static slr_status add_pair(slr_example *ex, uint32_t i, uint32_t j, slr_error *err)
+static slr_status add_crossed(slr_example *ex, uint64_t hash, double v, const char *flag,
+                              slr_error *err)
 {
-    double v = (double)ex->features[i].value * (double)ex->features[j].value;
     if (ex->n_features >= ex->max_features)
         return slr_error_set(err, reject(ex, SLR_BAD_TOO_MANY_FEATURES),
-                             "example has more than %u features after -q expansion "
+                             "example has more than %u features after %s expansion "
                              "(raise --max-features if this is intended)",
-                             ex->max_features);
+                             ex->max_features, flag);
     slr_status st = reserve_features(ex, ex->n_features + 1, err);
     if (st != SLR_OK)
         return st;
-    push_feature(ex, pair_hash(ex->hashes[i], ex->hashes[j]), v);
+    push_feature(ex, hash, v);
     return SLR_OK;
+}
+
+static slr_status add_pair(slr_example *ex, uint32_t i, uint32_t j, slr_error *err)
+{
+    double v = (double)ex->features[i].value * (double)ex->features[j].value;
+    return add_crossed(ex, pair_hash(ex->hashes[i], ex->hashes[j]), v, "-q", err);
+}
+
+/* a*b*c hashes as the pair (a*b, c) */
+static slr_status add_triple(slr_example *ex, uint32_t i, uint32_t j, uint32_t k, slr_error *err)
+{
+    double v = (double)ex->features[i].value * (double)ex->features[j].value *
+               (double)ex->features[k].value;
+    return add_crossed(ex, pair_hash(pair_hash(ex->hashes[i], ex->hashes[j]), ex->hashes[k]), v,
+                       "--cubic", err);
+}
+
+/* --ignore_linear: now that the interactions are made, the namespace's own
+ * features leave the linear part.  Their value becomes 0 rather than the
+ * arrays being compacted, so positions stay as names.c expects them; a zero
+ * feature moves neither its weight nor its adagrad sum. */
+static void drop_linear(slr_example *ex)
+{
+    for (uint32_t s = 0; s < ex->n_spans; s++)
+        if (slr_letter_in(ex->hashing->ignored_linear, ex->spans[s].letter))
+            for (uint32_t i = ex->spans[s].begin; i < ex->spans[s].end; i++)
+                ex->features[i].value = 0.0f;
+}
+
+typedef struct triple_ctx {
+    slr_example *ex;
+    slr_error *err;
+} triple_ctx;
+
+static slr_status append_triple(void *ctx, uint32_t i, uint32_t j, uint32_t k)
+{
+    triple_ctx *c = ctx;
+    return add_triple(c->ex, i, j, k, c->err);
 }
 
 slr_status slr_example_finish(slr_example *ex, slr_error *err)
@@ -258,19 +317,18 @@ slr_status slr_example_finish(slr_example *ex, slr_error *err)
     const slr_hashing *h = ex->hashing;
     for (unsigned q = 0; q < h->n_quadratic; q++) {
         unsigned char a = (unsigned char)h->quadratic[q][0], b = (unsigned char)h->quadratic[q][1];
+        /* without a wildcard, a letter comparison says it (the hot path) */
+        const bool a_any = a == SLR_NS_WILDCARD, plain = !a_any && b != SLR_NS_WILDCARD;
         for (uint32_t sa = 0; sa < ex->n_spans; sa++) {
-            if (ex->spans[sa].letter != a)
-                continue;
+            if (!a_any && ex->spans[sa].letter != a)
+                continue; /* one test per span, not per pair */
             for (uint32_t sb = 0; sb < ex->n_spans; sb++) {
-                if (ex->spans[sb].letter != b)
-                    continue;
-                /* Within one namespace letter take each unordered pair once
-                 * (no self-pairs), as VW does for -q aa. */
-                if (a == b && sb < sa)
+                if (plain ? ex->spans[sb].letter != b || (a == b && sb < sa)
+                          : !slr_quadratic_crosses(ex, a, b, sa, sb))
                     continue;
                 slr_namespace_span A = ex->spans[sa], B = ex->spans[sb];
                 for (uint32_t i = A.begin; i < A.end; i++) {
-                    uint32_t j0 = (a == b && sa == sb) ? i + 1 : B.begin;
+                    uint32_t j0 = sa == sb ? i + 1 : B.begin;
                     for (uint32_t j = j0; j < B.end; j++) {
                         slr_status st = add_pair(ex, i, j, err);
                         if (st != SLR_OK)
@@ -280,5 +338,14 @@ slr_status slr_example_finish(slr_example *ex, slr_error *err)
             }
         }
     }
+    /* --cubic, after the -q pairs (quadratic.h says which triples) */
+    triple_ctx tc = {ex, err};
+    for (unsigned c = 0; c < h->n_cubic; c++) {
+        slr_status st = slr_cubic_walk(ex, h->cubic[c], append_triple, &tc);
+        if (st != SLR_OK)
+            return st;
+    }
+    if (h->any_ignored_linear)
+        drop_linear(ex);
     return SLR_OK;
 }

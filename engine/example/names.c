@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "quadratic.h"
 #include "streamlr/names.h"
 
 typedef struct entry {
@@ -167,6 +168,15 @@ void slr_names_add(slr_names *n, uint64_t key, uint32_t index, const char *name,
     insert(n, key, index, name, len, NULL, 0, NULL, 0);
 }
 
+bool slr_names_lookup(const slr_names *n, uint64_t key, slr_name_ref *out)
+{
+    uint64_t slot;
+    uint32_t i = find(n, key, &slot);
+    if (i)
+        *out = slr_names_at(n, i - 1);
+    return i != 0;
+}
+
 slr_name_ref slr_names_at(const slr_names *n, uint64_t i)
 {
     const entry *e = &n->entries[i];
@@ -184,6 +194,41 @@ static uint32_t base_name(slr_names *n, const slr_raw_feature *f, uint64_t key, 
     return insert(n, key, index, f->name, f->name_len, NULL, 0, NULL, 0);
 }
 
+/* "a*b*c" for the --cubic triples, in slr_example_finish() order */
+typedef struct triple_names {
+    slr_names *n;
+    const slr_example *ex;
+    uint32_t p; /* position of the next crossed feature */
+} triple_names;
+
+static slr_status name_triple(void *ctx, uint32_t i, uint32_t j, uint32_t k)
+{
+    triple_names *t = ctx;
+    slr_names *n = t->n;
+    const slr_example *ex = t->ex;
+    if (t->p >= ex->n_features)
+        return SLR_ERR_ARG; /* cannot happen: finish() made one feature per triple */
+    uint32_t p = t->p++;
+    uint64_t slot;
+    if (!n->base[i] || !n->base[j] || !n->base[k] || find(n, ex->hashes[p], &slot))
+        return SLR_OK;
+    const entry *e[3] = {&n->entries[n->base[i] - 1], &n->entries[n->base[j] - 1],
+                         &n->entries[n->base[k] - 1]};
+    /* copy the names out: insert() may move the text */
+    char name[3 * SLR_NAME_MAX + 2];
+    size_t len = 0;
+    for (int x = 0; x < 3; x++) {
+        if (x)
+            name[len++] = '*';
+        memcpy(name + len, n->text + e[x]->off, e[x]->len);
+        len += e[x]->len;
+    }
+    size_t last = e[2]->len;
+    insert(n, ex->hashes[p], ex->features[p].index, name, len - last - 1, "*", 1,
+           name + len - last, last);
+    return SLR_OK;
+}
+
 void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_example *ex)
 {
     if (raw->n_features > n->base_cap) {
@@ -197,8 +242,10 @@ void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_exampl
     uint32_t nb = 0;
     for (uint32_t i = 0; i < raw->n_features && nb < ex->n_features; i++) {
         const slr_raw_feature *f = &raw->features[i];
-        if (f->value == 0.0)
-            continue;
+        if (f->value == 0.0 || (f->name && slr_hashing_ignores(ex->hashing, f->ns_len
+                                                                        ? (unsigned char)f->ns[0]
+                                                                        : ' ')))
+            continue; /* not in the example (slr_example_add) */
         n->base[nb] = f->name ? base_name(n, f, ex->hashes[nb], ex->features[nb].index) : 0;
         nb++;
     }
@@ -208,14 +255,14 @@ void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_exampl
     for (unsigned q = 0; q < h->n_quadratic; q++) {
         unsigned char a = (unsigned char)h->quadratic[q][0], b = (unsigned char)h->quadratic[q][1];
         for (uint32_t sa = 0; sa < ex->n_spans; sa++) {
-            if (ex->spans[sa].letter != a)
-                continue;
+            if (!slr_ns_matches(a, ex->spans[sa].letter))
+                continue; /* the common case: one test per span, not per pair */
             for (uint32_t sb = 0; sb < ex->n_spans; sb++) {
-                if (ex->spans[sb].letter != b || (a == b && sb < sa))
+                if (!slr_quadratic_crosses(ex, a, b, sa, sb))
                     continue;
                 slr_namespace_span A = ex->spans[sa], B = ex->spans[sb];
                 for (uint32_t i = A.begin; i < A.end; i++) {
-                    uint32_t j0 = (a == b && sa == sb) ? i + 1 : B.begin;
+                    uint32_t j0 = sa == sb ? i + 1 : B.begin;
                     for (uint32_t j = j0; j < B.end && p < ex->n_features; j++, p++) {
                         uint64_t slot;
                         if (!n->base[i] || !n->base[j] || find(n, ex->hashes[p], &slot))
@@ -233,6 +280,9 @@ void slr_names_record(slr_names *n, const slr_raw_example *raw, const slr_exampl
             }
         }
     }
+    triple_names tn = {n, ex, p};
+    for (unsigned c = 0; c < h->n_cubic; c++)
+        slr_cubic_walk(ex, h->cubic[c], name_triple, &tn);
 }
 
 static int by_index(const void *a, const void *b)

@@ -11,6 +11,7 @@
 
 #include "job.h"
 #include "learner/learner_impl.h"
+#include "streamlr/predict.h"
 
 /* Bad records beyond this many are counted but not printed one by one. */
 #define BAD_REPORT_LIMIT 100
@@ -89,6 +90,17 @@ static const char *config_mismatch(const slr_learner_config *want, const slr_lea
         (want->hashing.n_quadratic != have->hashing.n_quadratic ||
          memcmp(want->hashing.quadratic, have->hashing.quadratic, 2 * want->hashing.n_quadratic)))
         return "-q";
+    if ((set & SLR_SET_CUBIC) &&
+        (want->hashing.n_cubic != have->hashing.n_cubic ||
+         memcmp(want->hashing.cubic, have->hashing.cubic, 3 * want->hashing.n_cubic)))
+        return "--cubic";
+    if ((set & SLR_SET_NOCONSTANT) && want->noconstant != have->noconstant)
+        return "--noconstant";
+    if ((set & SLR_SET_IGNORE) &&
+        (memcmp(want->hashing.ignored, have->hashing.ignored, sizeof want->hashing.ignored) ||
+         memcmp(want->hashing.ignored_linear, have->hashing.ignored_linear,
+                sizeof want->hashing.ignored_linear)))
+        return "--ignore/--keep/--ignore_linear";
     if ((set & SLR_SET_SCHEDULE) && want->schedule != have->schedule)
         return "--schedule";
     if ((set & SLR_SET_ETA) && want->eta != have->eta)
@@ -175,6 +187,39 @@ static slr_status resume_dead_letters(slr_job *job, slr_error *err)
     return st;
 }
 
+/* --power-t and --initial-t shape the invpow schedule only.  Under adagrad
+ * the per-weight rate is eta / sqrt(delta + sum g^2) -- VW's --adaptive with
+ * its default power_t 0.5 -- so a VW user's --power_t 0.5 means exactly that,
+ * and any other value (or --initial_t) would be accepted and ignored: refuse
+ * it and say what to use instead. */
+static slr_status check_schedule_flags(const slr_train_options *opt, slr_schedule schedule,
+                                       slr_error *err)
+{
+    uint32_t set = opt->learner_set;
+    if (schedule == SLR_SCHEDULE_INVPOW)
+        return SLR_OK;
+    const char *name = schedule == SLR_SCHEDULE_ADAGRAD ? "adagrad" : "constant";
+    if ((set & SLR_SET_POWER_T) &&
+        !(schedule == SLR_SCHEDULE_ADAGRAD && opt->learner.power_t == 0.5))
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--power-t %g has no effect under --schedule %s%s; for a global rate "
+                             "eta (t0/(t0+t))^p use --schedule invpow --power-t P [--initial-t T0]",
+                             opt->learner.power_t, name,
+                             schedule == SLR_SCHEDULE_ADAGRAD
+                                 ? " (eta/sqrt(delta + sum g^2): VW's --adaptive, whose power_t "
+                                   "is 0.5)"
+                                 : "");
+    if (set & SLR_SET_INITIAL_T)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--initial-t has no effect under --schedule %s; use --schedule invpow "
+                             "--initial-t T0 [--power-t P]%s",
+                             name,
+                             schedule == SLR_SCHEDULE_ADAGRAD
+                                 ? ", or --adagrad-delta D to damp adagrad's first steps"
+                                 : "");
+    return SLR_OK;
+}
+
 static slr_status open_learner(slr_job *job, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
@@ -210,13 +255,17 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         slr_learner_config cfg = *slr_learner_config_of(job->learner);
         const slr_learner_config *want = &opt->learner;
         uint32_t set = opt->learner_set;
-        const char *fixed = config_mismatch(want, &cfg, set & (SLR_SET_BITS | SLR_SET_QUADRATIC |
-                                                               SLR_SET_SCHEDULE | SLR_SET_EAGER));
+        const char *fixed =
+            config_mismatch(want, &cfg, set & (SLR_SET_BITS | SLR_SET_QUADRATIC | SLR_SET_IGNORE |
+                                               SLR_SET_NOCONSTANT | SLR_SET_CUBIC |
+                                               SLR_SET_SCHEDULE | SLR_SET_EAGER));
         if (fixed)
             return slr_error_set(err, SLR_ERR_MISMATCH,
                                  "%s differs from the model %s; hashing, schedule and --eager are "
                                  "fixed by the model",
                                  fixed, opt->model_in);
+        if ((st = check_schedule_flags(opt, cfg.schedule, err)) != SLR_OK)
+            return st;
         if (set & SLR_SET_ETA) cfg.eta = want->eta;
         if (set & SLR_SET_POWER_T) cfg.power_t = want->power_t;
         if (set & SLR_SET_INITIAL_T) cfg.initial_t = want->initial_t;
@@ -227,6 +276,8 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         if (set & SLR_SET_TG_THRESHOLD) cfg.tg_threshold = want->tg_threshold;
         return slr_learner_reconfigure(job->learner, &cfg, err);
     }
+    if ((st = check_schedule_flags(opt, opt->learner.schedule, err)) != SLR_OK)
+        return st;
     return slr_learner_create(&job->learner, &opt->learner, err);
 }
 
@@ -235,6 +286,7 @@ slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, 
     slr_raw_example_init(&r->raw);
     r->keep_names = opt->keep_names;
     r->keep_bytes = opt->dead_letter != NULL;
+    r->keep_tag = opt->predictions != NULL || opt->audit != NULL;
     slr_status st = slr_decoder_create(&r->decoder, opt->format, err);
     if (st != SLR_OK)
         return st;
@@ -262,6 +314,7 @@ void slr_job_item_free(slr_job_item *it)
 {
     slr_example_free(&it->ex);
     slr_buf_free(&it->bytes);
+    slr_buf_free(&it->tag);
     slr_raw_example_free(&it->raw);
     free(it->names);
     memset(it, 0, sizeof *it);
@@ -298,6 +351,17 @@ static bool keep_raw(slr_job_item *it, const slr_raw_example *raw)
     return true;
 }
 
+/* The example count of the next progress row: VW's --progress, additive
+ * (every N examples) or multiplicative (1, 2, 4, ... by default). */
+static void advance_progress(slr_job *job)
+{
+    const slr_train_options *opt = job->opt;
+    double f = opt->progress_factor > 1 ? opt->progress_factor : 2;
+    uint64_t next = opt->progress_add ? job->next_progress + opt->progress_add
+                                      : (uint64_t)ceil((double)job->next_progress * f);
+    job->next_progress = next > job->next_progress ? next : job->next_progress + 1;
+}
+
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err)
 {
     memset(job, 0, sizeof *job);
@@ -316,9 +380,9 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     job->examples_at_checkpoint = job->state.metrics.examples;
     job->at_last_row = job->state.metrics;
-    job->next_progress = 1;
+    job->next_progress = opt->progress_add ? opt->progress_add : 1;
     while (job->next_progress <= job->state.metrics.examples)
-        job->next_progress *= 2;
+        advance_progress(job);
     return slr_job_report_open(job, err);
 }
 
@@ -331,6 +395,7 @@ void slr_job_close(slr_job *job)
     slr_learner_destroy(job->learner);
     slr_job_reader_free(&job->reader);
     slr_job_item_free(&job->item);
+    slr_buf_free(&job->prediction);
     slr_job_state_free(&job->state);
     memset(job, 0, sizeof *job);
 }
@@ -439,15 +504,24 @@ static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason 
     return slr_buf_append(&j->data, buf, n, err);
 }
 
-/* -p: one line per example or bad record, so line i answers record i */
-static void write_prediction(slr_job *job, double p)
+/* -p: one line per example or bad record, so line i answers record i; the
+ * example's tag after the probability, as VW writes it */
+static void write_prediction(slr_job *job, double p, const slr_job_item *it)
 {
-    fprintf(job->opt->predictions, "%.9g\n", p);
+    slr_buf_reset(&job->prediction);
+    const slr_buf *tag = it->kind == SLR_ITEM_EXAMPLE ? &it->tag : NULL;
+    if (slr_prediction_line(&job->prediction, p, tag ? tag->data : NULL, tag ? tag->len : 0,
+                            NULL) == SLR_OK)
+        fwrite(job->prediction.data, 1, job->prediction.len, job->opt->predictions);
+    else
+        fputs("nan\n", job->opt->predictions); /* out of memory: keep line i for record i */
 }
 
 bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
                   const slr_where *where, size_t *consumed, slr_job_item *it)
 {
+    r->raw.tag = NULL; /* the compact msgpack form has no tag and leaves raw as it was */
+    r->raw.tag_len = 0;
     slr_decode_result d = slr_decoder_next_example(r->decoder, buf, len, at_end, consumed,
                                                    &r->raw, &it->ex, &it->reason);
     if (d == SLR_DECODE_NEED_MORE)
@@ -463,7 +537,10 @@ bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
         if (slr_buf_append(&it->bytes, buf, *consumed, NULL) != SLR_OK)
             slr_error_set(&it->reason, SLR_ERR_NOMEM, "out of memory keeping a bad record");
     } else if (it->kind == SLR_ITEM_EXAMPLE) {
+        slr_buf_reset(&it->tag);
         if ((r->keep_names && !keep_raw(it, &r->raw)) ||
+            (r->keep_tag && r->raw.tag &&
+             slr_buf_append(&it->tag, r->raw.tag, r->raw.tag_len, NULL) != SLR_OK) ||
             (r->keep_bytes && !it->ex.has_label &&
              slr_buf_append(&it->bytes, buf, *consumed, NULL) != SLR_OK)) {
             it->kind = SLR_ITEM_BAD;
@@ -471,6 +548,57 @@ bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
         }
     }
     return true;
+}
+
+/* --audit, as VW prints it: the prediction (and tag), then a tab before each
+ * feature as name:index:value:weight, the weights before this update. */
+static void audit(slr_job *job, const slr_job_item *it)
+{
+    const slr_example *ex = &it->ex;
+    FILE *out = job->opt->audit;
+    fprintf(out, "%.6f", slr_learner_predict(job->learner, ex));
+    if (it->tag.len)
+        fprintf(out, " %.*s", (int)it->tag.len, it->tag.data);
+    fputc('\n', out);
+    for (uint32_t i = 0; i < ex->n_features; i++) {
+        const slr_feature *f = &ex->features[i];
+        slr_name_ref name;
+        if (f->value == 0.0f)
+            continue; /* --ignore_linear: not in the linear part */
+        if (job->state.names && slr_names_lookup(job->state.names, ex->hashes[i], &name))
+            fprintf(out, "\t%.*s", (int)name.len, name.name);
+        else
+            fprintf(out, "\t?");
+        fprintf(out, ":%u:%.9g:%.9g", f->index, (double)f->value,
+                slr_learner_weight(job->learner, f->index));
+    }
+    if (!slr_learner_config_of(job->learner)->noconstant) {
+        uint64_t b = slr_learner_bias_index(job->learner);
+        fprintf(out, "\t%s:%llu:1:%.9g", SLR_BIAS_NAME, (unsigned long long)b,
+                slr_learner_weight(job->learner, b));
+    }
+    fputc('\n', out);
+}
+
+/* A held-out example (--passes): scored and counted apart, never learned,
+ * so the last pass's holdout loss is an honest estimate even after the
+ * learned examples have been seen many times. */
+static slr_status holdout(slr_job *job, const slr_job_item *it, slr_apply_result *result)
+{
+    const slr_example *ex = &it->ex;
+    double z = slr_learner_margin(job->learner, ex);
+    if (it->pass != job->holdout_pass) {
+        job->holdout_pass = it->pass;
+        job->holdout_examples = 0;
+        job->holdout_weight = job->holdout_loss = 0;
+    }
+    job->holdout_examples++;
+    job->holdout_weight += ex->weight;
+    job->holdout_loss += ex->weight * slr_logloss_margin(z, ex->label);
+    if (job->opt->predictions)
+        write_prediction(job, slr_sigmoid(z), it);
+    *result = SLR_APPLY_SKIPPED;
+    return SLR_OK;
 }
 
 slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result *result,
@@ -486,7 +614,7 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
         if (it->reason.code == SLR_ERR_NOMEM)
             return slr_error_set(err, SLR_ERR_NOMEM, "%s", it->reason.msg);
         if (job->opt->predictions)
-            write_prediction(job, NAN);
+            write_prediction(job, NAN, it);
         if (it->resync)
             return add_junk(job, &it->where, it->why, it->reason.msg, it->bytes.data,
                             it->bytes.len, err);
@@ -504,13 +632,17 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
     const slr_example *ex = &it->ex;
     if (!ex->has_label) {
         if (job->opt->predictions)
-            write_prediction(job, slr_learner_predict(job->learner, ex));
+            write_prediction(job, slr_learner_predict(job->learner, ex), it);
         *result = SLR_APPLY_SKIPPED;
         return reject_record(job, &it->where, SLR_BAD_UNLABELLED, "example has no label",
                              it->bytes.data, it->bytes.len, false, err);
     }
+    if (it->holdout)
+        return holdout(job, it, result);
     if (job->opt->keep_names)
         slr_names_record(job->state.names, &it->raw, ex);
+    if (job->opt->audit)
+        audit(job, it);
     double loss, p;
     if (job->opt->test_only) {
         double z = slr_learner_margin(job->learner, ex);
@@ -521,13 +653,13 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
     }
     slr_job_observe(job, ex, p, loss);
     if (job->opt->predictions)
-        write_prediction(job, p);
+        write_prediction(job, p, it);
     job->examples_this_run++;
     if (job->opt->progress && job->opt->progress_style == SLR_PROGRESS_TABLE &&
         job->state.metrics.examples >= job->next_progress) {
         slr_job_progress_row(job, ex, p);
         while (job->next_progress <= job->state.metrics.examples)
-            job->next_progress *= 2;
+            advance_progress(job);
     }
     *result = SLR_APPLY_LEARNED;
     return SLR_OK;
@@ -748,7 +880,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         job->state.created = (double)time(NULL);
         st = slr_checkpoint_write(opt->model_out, job->learner, &job->state, err);
         job->checkpoint_seconds += slr_monotonic_seconds() - t0;
-        if (st == SLR_OK)
+        if (st == SLR_OK && opt->progress) /* a note of the summary: --quiet drops both */
             slr_job_log(job, "model written to %s", opt->model_out);
     }
     double secs = slr_monotonic_seconds() - job->started;

@@ -53,6 +53,7 @@ typedef struct slr_job_reader {
     slr_raw_example raw;
     bool keep_names; /* copy the raw example into each item (--keep-names) */
     bool keep_bytes; /* ... and an unlabelled record's bytes (a dead-letter sink) */
+    bool keep_tag;   /* copy the example's tag into each item (-p writes it) */
 } slr_job_reader;
 
 typedef enum slr_item_kind {
@@ -75,6 +76,9 @@ typedef struct slr_job_item {
     bool resync, truncated;  /* truncated flags */
     slr_buf bytes;           /* BAD (and unlabelled, with keep_bytes): the record's
                               * bytes, for the dead letter */
+    slr_buf tag;             /* EXAMPLE, with keep_tag: the example's tag (len 0: none) */
+    bool holdout;            /* EXAMPLE: score it, learn nothing (passes > 1, train_files.c) */
+    uint32_t pass;           /* file replay: which pass over the input, from 1 */
     /* --keep-names: the raw example, its names copied into `names` (stage 2
      * records them; stage 1 may already be reading far ahead) */
     slr_raw_example raw;
@@ -88,6 +92,10 @@ typedef struct slr_job {
     slr_job_state state; /* metrics, position, checkpoint sequence */
     slr_job_reader reader; /* stage 1 for slr_job_apply */
     slr_job_item item;
+    slr_buf prediction;    /* -p: the line being written */
+    uint32_t holdout_pass;         /* the pass the holdout sums below are of */
+    uint64_t holdout_examples;
+    double holdout_weight, holdout_loss;
 
     double started;                /* monotonic seconds */
     uint64_t examples_this_run;

@@ -308,8 +308,30 @@ static void bad_record(predict_run *run, const slr_kafka_partition *p,
             err.msg);
 }
 
-/* Every record of m into run->out: "%.9g\n" per example, "nan\n" per bad
- * record (a run of bytes skipped to find the next msgpack object is one). */
+slr_status slr_prediction_line(slr_buf *out, double p, const char *tag, size_t tag_len,
+                               slr_error *err)
+{
+    size_t tag_room = tag ? tag_len + 1 : 0;
+    slr_status st = slr_buf_reserve(out, 32 + tag_room + 1, err);
+    if (st != SLR_OK)
+        return st;
+    char *w = out->data + out->len;
+    w += snprintf(w, 32, "%.9g", p);
+    if (tag && tag_len) {
+        *w++ = ' ';
+        for (size_t i = 0; i < tag_len; i++) {
+            char c = tag[i];
+            *w++ = c == ' ' || c == '\t' || c == '\n' || c == '\r' ? '_' : c;
+        }
+    }
+    *w++ = '\n';
+    out->len = (size_t)(w - out->data);
+    return SLR_OK;
+}
+
+/* Every record of m into run->out: a prediction line per example, "nan\n"
+ * per bad record (a run of bytes skipped to find the next msgpack object is
+ * one). */
 static slr_status score_message(predict_run *run, const slr_kafka_partition *p,
                                 const rd_kafka_message_t *m, slr_error *err)
 {
@@ -323,6 +345,8 @@ static slr_status score_message(predict_run *run, const slr_kafka_partition *p,
     while (len > 0) {
         size_t used = 0;
         slr_error why;
+        run->raw.tag = NULL; /* the compact form has no tag and leaves raw as it was */
+        run->raw.tag_len = 0;
         slr_decode_result r =
             slr_decoder_next_example(run->dec, buf, len, true, &used, &run->raw, &run->ex, &why);
         if (r == SLR_DECODE_NEED_MORE || used == 0 || used > len)
@@ -350,9 +374,7 @@ static slr_status score_message(predict_run *run, const slr_kafka_partition *p,
                 return err->code;
         } else if (r == SLR_DECODE_EXAMPLE) {
             double z = slr_learner_margin(run->scorer, &run->ex), pr = slr_sigmoid(z);
-            char num[40];
-            int n = snprintf(num, sizeof num, "%.9g\n", pr);
-            if (append(run, num, (size_t)n, err) != SLR_OK)
+            if (slr_prediction_line(&run->out, pr, run->raw.tag, run->raw.tag_len, err) != SLR_OK)
                 return err->code;
             res->examples++;
             if (run->ex.has_label) {

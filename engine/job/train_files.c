@@ -17,7 +17,11 @@
  * A pipe or FIFO may have no input for a while.  Neither stage then sleeps
  * in read(): the producer waits in short polls (and notices a cancel), the
  * consumer waits for items in short waits, keeping the metrics fresh
- * (slr_job_idle) and noticing a stop request. */
+ * (slr_job_idle) and noticing a stop request.
+ *
+ * With --passes N the producer reopens the files at the end of each pass
+ * but the last, and marks every holdout_period-th example of each pass as
+ * held out (VW's holdout): stage 2 scores those and never learns them. */
 #include <pthread.h>
 #include <string.h>
 
@@ -33,6 +37,10 @@
 
 typedef struct producer {
     slr_file_source *src;
+    const slr_train_options *opt;
+    uint32_t pass, passes;   /* the pass being read (from 1) and how many */
+    uint32_t holdout_period; /* 0: nothing held out */
+    uint64_t in_pass;        /* examples read in this pass */
     slr_job_reader reader;
     slr_ring *ring;
     bool text;
@@ -47,6 +55,7 @@ static bool produce(producer *pr, slr_job_item *it)
 {
     slr_file_source *src = pr->src;
     slr_status st = SLR_OK;
+next_pass:
     while (!slr_file_source_done(src)) {
         const char *buf;
         size_t len;
@@ -77,11 +86,27 @@ static bool produce(producer *pr, slr_job_item *it)
         }
         slr_file_source_consume(src, used);
         slr_file_source_position(src, &it->after);
+        it->pass = pr->pass;
+        it->holdout = it->kind == SLR_ITEM_EXAMPLE && pr->holdout_period &&
+                      ++pr->in_pass % pr->holdout_period == 0;
         return true;
+    }
+    if (st == SLR_OK && pr->pass < pr->passes) {
+        slr_file_source_close(pr->src);
+        pr->src = NULL;
+        st = slr_file_source_open(&pr->src, pr->opt->files, pr->opt->n_files, pr->text,
+                                  &it->reason);
+        if (st == SLR_OK) {
+            src = pr->src;
+            pr->pass++;
+            pr->in_pass = 0;
+            goto next_pass;
+        }
     }
     it->kind = SLR_ITEM_END;
     it->status = st;
-    slr_file_source_position(src, &it->after);
+    if (src)
+        slr_file_source_position(src, &it->after);
     return true;
 }
 
@@ -180,19 +205,39 @@ static slr_status consume(slr_job *job, slr_ring *ring, producer *inline_pr, boo
     }
 }
 
+/* --passes: the input must be there to read again, and a checkpoint could
+ * not say which pass it was taken in. */
+static slr_status check_passes(const slr_train_options *opt, slr_error *err)
+{
+    if (opt->passes <= 1)
+        return SLR_OK;
+    if (opt->checkpoint_dir || opt->resume)
+        return slr_error_set(err, SLR_ERR_ARG, "--passes replays the files from the start and "
+                             "takes no --checkpoint-dir (a checkpoint records one position in "
+                             "one pass); write the model with -f");
+    for (uint32_t i = 0; i < opt->n_files; i++)
+        if (!strcmp(opt->files[i], "-"))
+            return slr_error_set(err, SLR_ERR_ARG, "--passes reads the input again; stdin (-) "
+                                 "can be read only once: give a file");
+    return SLR_OK;
+}
+
 slr_status slr_train_files(const slr_train_options *opt_in, slr_train_result *res, slr_error *err)
 {
     slr_train_options opt_full;
-    slr_status resolved = slr_train_options_resolve(opt_in, &opt_full, err);
-    if (resolved != SLR_OK)
-        return resolved;
+    slr_status st = slr_train_options_resolve(opt_in, &opt_full, err);
+    if (st != SLR_OK)
+        return st;
     const slr_train_options *opt = &opt_full;
+    st = check_passes(opt, err);
+    if (st != SLR_OK)
+        return st;
     slr_job job;
     producer pr = {0};
     slr_ring ring = {0};
     pthread_t thread, prefaulter;
     bool threaded = false, stopped = false;
-    slr_status st = slr_job_open(&job, opt, err);
+    st = slr_job_open(&job, opt, err);
     if (st != SLR_OK)
         goto out;
     if (job.state.source == SLR_SOURCE_NONE)
@@ -200,6 +245,10 @@ slr_status slr_train_files(const slr_train_options *opt_in, slr_train_result *re
     if (st != SLR_OK)
         goto out;
     pr.text = slr_format_is_text(opt->format);
+    pr.opt = opt;
+    pr.pass = 1;
+    pr.passes = opt->passes > 1 ? opt->passes : 1;
+    pr.holdout_period = pr.passes > 1 ? opt->holdout_period : 0;
     st = slr_file_source_open(&pr.src, opt->files, opt->n_files, pr.text, err);
     if (st != SLR_OK)
         goto out;
@@ -237,6 +286,11 @@ slr_status slr_train_files(const slr_train_options *opt_in, slr_train_result *re
         pthread_join(prefaulter, NULL);
     if (st == SLR_OK)
         st = slr_job_finish(&job, stopped, res, err);
+    if (st == SLR_OK) {
+        res->holdout_examples = job.holdout_examples;
+        res->holdout_weight = job.holdout_weight;
+        res->holdout_loss = job.holdout_weight > 0 ? job.holdout_loss / job.holdout_weight : 0;
+    }
 out:
     slr_ring_free(&ring);
     slr_job_reader_free(&pr.reader);

@@ -224,9 +224,16 @@ slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg
     if (cfg->hashing.bits != l->cfg.hashing.bits ||
         cfg->hashing.n_quadratic != l->cfg.hashing.n_quadratic ||
         memcmp(cfg->hashing.quadratic, l->cfg.hashing.quadratic, sizeof cfg->hashing.quadratic) ||
+        cfg->hashing.n_cubic != l->cfg.hashing.n_cubic ||
+        memcmp(cfg->hashing.cubic, l->cfg.hashing.cubic, sizeof cfg->hashing.cubic) ||
+        memcmp(cfg->hashing.ignored, l->cfg.hashing.ignored, sizeof cfg->hashing.ignored) ||
+        memcmp(cfg->hashing.ignored_linear, l->cfg.hashing.ignored_linear,
+               sizeof cfg->hashing.ignored_linear) ||
+        cfg->noconstant != l->cfg.noconstant ||
         cfg->schedule != l->cfg.schedule || cfg->eager != l->cfg.eager)
         return slr_error_set(err, SLR_ERR_ARG,
-                             "hashing (-b, -q), --schedule and --eager are fixed for a trained model");
+                             "hashing (-b, -q, --cubic, --ignore), --noconstant, --schedule and "
+                             "--eager are fixed for a trained model");
     slr_learner_rebase(l); /* settle the penalty owed under the old settings */
     bool use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
                        (cfg->l1 > 0 || cfg->l2 > 0);
@@ -423,7 +430,8 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
     /* 3. gradient step */
     for (uint32_t i = 0; i < n; i++)
         gradient_step(l, &slots[f[i].index], g * (double)f[i].value, eta_t);
-    gradient_step(l, bias, g, eta_t);
+    if (!l->cfg.noconstant)
+        gradient_step(l, bias, g, eta_t);
 
     /* 4. penalty of step t (the bias is never regularised) */
     if (l->cfg.eager) {
@@ -602,7 +610,8 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
         for (uint32_t i = 0; i < n; i++)
             rate[i] = eta_t;
     }
-    gradient_step(l, bias, g, eta_t);
+    if (!l->cfg.noconstant)
+        gradient_step(l, bias, g, eta_t);
     if (lazy && soft && !repeats) { /* gather, step in vectors, scatter */
         for (uint32_t i = 0; i < n; i++) {
             w[i] = slots[f[i].index].w;

@@ -93,7 +93,33 @@ static void pack_key(msgpack_packer *pk, const char *k) { slr_mp_pack_str(pk, k)
 void slr_learner_pack(msgpack_packer *pk, const slr_learner *l)
 {
     const slr_learner_config *c = &l->cfg;
-    msgpack_pack_map(pk, 17);
+    /* VW's --cubic, --ignore, --ignore_linear and --noconstant: keys only when
+     * set, so a model without them has the bytes it always had */
+    bool cubic = c->hashing.n_cubic > 0, ignores = slr_hashing_ignores_any(&c->hashing),
+         linear = c->hashing.any_ignored_linear;
+    msgpack_pack_map(pk, 17 + cubic + ignores + linear + c->noconstant);
+    if (cubic) {
+        pack_key(pk, "cubic");
+        msgpack_pack_array(pk, c->hashing.n_cubic);
+        for (unsigned i = 0; i < c->hashing.n_cubic; i++) {
+            msgpack_pack_str(pk, 3);
+            msgpack_pack_str_body(pk, c->hashing.cubic[i], 3);
+        }
+    }
+    if (ignores) {
+        pack_key(pk, "ignore");
+        msgpack_pack_bin(pk, sizeof c->hashing.ignored);
+        msgpack_pack_bin_body(pk, c->hashing.ignored, sizeof c->hashing.ignored);
+    }
+    if (linear) {
+        pack_key(pk, "ignore_linear");
+        msgpack_pack_bin(pk, sizeof c->hashing.ignored_linear);
+        msgpack_pack_bin_body(pk, c->hashing.ignored_linear, sizeof c->hashing.ignored_linear);
+    }
+    if (c->noconstant) {
+        pack_key(pk, "noconstant");
+        msgpack_pack_true(pk);
+    }
     pack_key(pk, "bits");
     msgpack_pack_uint32(pk, c->hashing.bits);
     pack_key(pk, "quadratic");
@@ -179,6 +205,38 @@ static slr_status corrupt(slr_error *err, const char *name, const char *what)
     return slr_error_set(err, SLR_ERR_CORRUPT, "%s: %s", name, what);
 }
 
+/* The optional hashing keys (slr_learner_pack): --cubic, --ignore/--keep,
+ * --ignore_linear; absent means none. */
+static slr_status unpack_vw_hashing(const msgpack_object *L, const char *name,
+                                    slr_learner_config *c, slr_error *err)
+{
+    const msgpack_object *cu = slr_mp_field(L, "cubic");
+    if (cu && (cu->type != MSGPACK_OBJECT_ARRAY || cu->via.array.size > SLR_MAX_CUBIC))
+        return corrupt(err, name, "learner.cubic malformed");
+    for (uint32_t i = 0; cu && i < cu->via.array.size; i++) {
+        const msgpack_object *t = &cu->via.array.ptr[i];
+        if (t->type != MSGPACK_OBJECT_STR || t->via.str.size != 3)
+            return corrupt(err, name, "learner.cubic entry is not a 3-letter string");
+        char triple[4] = {t->via.str.ptr[0], t->via.str.ptr[1], t->via.str.ptr[2], 0};
+        if (slr_hashing_add_cubic(&c->hashing, triple, NULL) != SLR_OK)
+            return corrupt(err, name, "learner.cubic entry is invalid");
+    }
+    const msgpack_object *ign = slr_mp_field(L, "ignore");
+    if (ign && (ign->type != MSGPACK_OBJECT_BIN || ign->via.bin.size != sizeof c->hashing.ignored))
+        return corrupt(err, name, "learner.ignore is not a 32-byte bitmap");
+    for (int b = 0; ign && b < 256; b++)
+        slr_hashing_ignore(&c->hashing, (unsigned char)b,
+                           slr_letter_in((const uint8_t *)ign->via.bin.ptr, (unsigned char)b));
+    const msgpack_object *lin = slr_mp_field(L, "ignore_linear");
+    if (lin && (lin->type != MSGPACK_OBJECT_BIN ||
+                lin->via.bin.size != sizeof c->hashing.ignored_linear))
+        return corrupt(err, name, "learner.ignore_linear is not a 32-byte bitmap");
+    for (int b = 0; lin && b < 256; b++)
+        slr_hashing_ignore_linear(&c->hashing, (unsigned char)b,
+                                  slr_letter_in((const uint8_t *)lin->via.bin.ptr, (unsigned char)b));
+    return SLR_OK;
+}
+
 static slr_status unpack_config(const msgpack_object *L, const char *name, slr_learner_config *c,
                                 slr_error *err)
 {
@@ -198,8 +256,11 @@ static slr_status unpack_config(const msgpack_object *L, const char *name, slr_l
         if (slr_hashing_add_quadratic(&c->hashing, pair, NULL) != SLR_OK)
             return corrupt(err, name, "learner.quadratic entry is invalid");
     }
+    slr_status st = unpack_vw_hashing(L, name, c, err);
+    if (st != SLR_OK)
+        return st;
     char *sched = slr_mp_strdup(slr_mp_field(L, "schedule"));
-    slr_status st = sched ? slr_schedule_parse(sched, &c->schedule, NULL) : SLR_ERR_ARG;
+    st = sched ? slr_schedule_parse(sched, &c->schedule, NULL) : SLR_ERR_ARG;
     free(sched);
     if (st != SLR_OK)
         return corrupt(err, name, "learner.schedule missing or unknown");
@@ -215,6 +276,10 @@ static slr_status unpack_config(const msgpack_object *L, const char *name, slr_l
     if (!eager || eager->type != MSGPACK_OBJECT_BOOLEAN)
         return corrupt(err, name, "learner.eager missing");
     c->eager = eager->via.boolean;
+    const msgpack_object *nc = slr_mp_field(L, "noconstant"); /* optional: --noconstant */
+    if (nc && nc->type != MSGPACK_OBJECT_BOOLEAN)
+        return corrupt(err, name, "learner.noconstant is not a boolean");
+    c->noconstant = nc && nc->via.boolean;
     slr_error verr;
     if (slr_learner_config_validate(c, &verr) != SLR_OK)
         return slr_error_set(err, SLR_ERR_CORRUPT, "%s: invalid hyperparameters: %s", name,

@@ -27,6 +27,7 @@ SLR_BEGIN_DECLS
 #define SLR_BITS_MAX 32
 #define SLR_BITS_DEFAULT 24
 #define SLR_MAX_QUADRATIC 64
+#define SLR_MAX_CUBIC 16
 /* Feature values (after any decoder transform) must satisfy |v| <= this;
  * larger values are rejected as bad input (they only ever come from broken
  * producers, and they make the logistic update numerically meaningless). */
@@ -39,11 +40,64 @@ typedef struct slr_hashing {
     unsigned bits;                            /* index = hash & ((1 << bits) - 1) */
     unsigned n_quadratic;                     /* number of -q pairs */
     char quadratic[SLR_MAX_QUADRATIC][2];     /* namespace first letters, VW style */
+    unsigned n_cubic;                         /* number of --cubic triples */
+    char cubic[SLR_MAX_CUBIC][3];             /* the same, three namespaces */
+    uint8_t ignored[32]; /* bit c: features of namespaces starting with byte c are
+                            dropped (VW's --ignore / --keep); the default namespace
+                            is ' ' */
+    uint8_t ignored_linear[32]; /* bit c: ... only from the linear part; they still
+                                   take part in -q / --cubic (VW's --ignore_linear) */
+    bool any_ignored;           /* a bit of ignored is set (slr_hashing_ignore) */
+    bool any_ignored_linear;    /* a bit of ignored_linear is set (slr_hashing_ignore_linear) */
 } slr_hashing;
 
 void slr_hashing_init(slr_hashing *h, unsigned bits);
-/* Add a -q pair given as a 2-character string ("ab", "::" is not special). */
+/* Add a -q pair given as a 2-character string ("ab"; ':' is VW's wildcard,
+ * any namespace: "::" crosses every pair of namespaces). */
 slr_status slr_hashing_add_quadratic(slr_hashing *h, const char *pair, slr_error *err);
+/* VW's --cubic ABC: the interactions of three namespaces (':' as above). */
+slr_status slr_hashing_add_cubic(slr_hashing *h, const char *triple, slr_error *err);
+/* Bitmaps of namespace first letters (slr_hashing.ignored, .ignored_linear) */
+static inline void slr_letter_set(uint8_t set[32], unsigned char letter, bool on)
+{
+    if (on)
+        set[letter >> 3] |= (uint8_t)(1u << (letter & 7));
+    else
+        set[letter >> 3] &= (uint8_t)~(1u << (letter & 7));
+}
+static inline bool slr_letter_in(const uint8_t set[32], unsigned char letter)
+{
+    return (set[letter >> 3] >> (letter & 7)) & 1;
+}
+static inline bool slr_letters_any(const uint8_t set[32])
+{
+    for (int i = 0; i < 32; i++)
+        if (set[i])
+            return true;
+    return false;
+}
+/* VW's --ignore: drop the features of namespaces starting with `letter`
+ * (ignored = false takes them again, for --keep). */
+static inline void slr_hashing_ignore(slr_hashing *h, unsigned char letter, bool ignored)
+{
+    slr_letter_set(h->ignored, letter, ignored);
+    h->any_ignored = slr_letters_any(h->ignored);
+}
+static inline bool slr_hashing_ignores(const slr_hashing *h, unsigned char letter)
+{
+    return slr_letter_in(h->ignored, letter);
+}
+static inline bool slr_hashing_ignores_any(const slr_hashing *h)
+{
+    return h->any_ignored;
+}
+/* VW's --ignore_linear: the namespace's features only in interactions */
+static inline void slr_hashing_ignore_linear(slr_hashing *h, unsigned char letter, bool on)
+{
+    slr_letter_set(h->ignored_linear, letter, on);
+    h->any_ignored_linear = slr_letters_any(h->ignored_linear);
+}
+
 static inline uint32_t slr_hashing_mask(const slr_hashing *h)
 {
     return h->bits >= 32 ? UINT32_MAX : ((UINT32_C(1) << h->bits) - 1);
@@ -79,6 +133,7 @@ typedef struct slr_example {
     unsigned char ns_letter;
     bool ns_chosen; /* a namespace was begun for this example */
     bool ns_open;   /* ...and its span has been opened by a feature */
+    bool ns_ignored; /* ...and it is one of hashing->ignored: its features are dropped */
 
     const slr_hashing *hashing;
     /* why the last call that returned SLR_ERR_BAD_INPUT rejected the example */

@@ -50,6 +50,7 @@ typedef struct slr_learner_config {
     uint32_t tg_period;   /* K: truncate every K steps */
     double tg_threshold;  /* theta: truncate only |w| <= theta; INFINITY = soft threshold */
     bool eager;           /* dense reference update (slow; for verification) */
+    bool noconstant;      /* VW's --noconstant: no bias term (it stays 0) */
 } slr_learner_config;
 
 void slr_learner_config_defaults(slr_learner_config *cfg);

@@ -16,6 +16,7 @@
 #ifndef STREAMLR_NAMES_H
 #define STREAMLR_NAMES_H
 
+#include <stdbool.h>
 #include "streamlr/export.h"
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +58,10 @@ typedef struct slr_name_ref {
     uint32_t len;
     const char *name; /* not NUL-terminated; valid while the map is unchanged */
 } slr_name_ref;
+
+/* The name of the feature with 64-bit hash `key` (the first one recorded),
+ * if it was kept. */
+bool slr_names_lookup(const slr_names *n, uint64_t key, slr_name_ref *out);
 
 /* The i-th name in the order names were first seen, 0 <= i < count. */
 slr_name_ref slr_names_at(const slr_names *n, uint64_t i);

@@ -5,9 +5,9 @@
  * a fixed one, or the newest checkpoint of a training job's directory,
  * switched to between messages whenever a newer one appears -- and
  * produces one output message per input message, with the input's key and
- * headers: its value is one probability per example, "%.9g\n" lines in
- * input order (exactly what `streamlr predict -p` prints), "nan" for a bad
- * record.
+ * headers: its value is one line per example in input order, the probability
+ * and the example's tag as VW writes them (exactly what `streamlr predict -p`
+ * prints, slr_prediction_line), "nan" for a bad record.
  *
  * Delivery is at-least-once on the output: an input offset is committed to
  * the consumer group only after the predictions made from it (and every
@@ -81,6 +81,13 @@ typedef struct slr_predict_result {
  * past it would lose predictions). */
 slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_options *in,
                              slr_predict_result *res, slr_error *err);
+
+/* One prediction line as -p and the scoring job write it, appended to out:
+ * "%.9g" of p, then, as VW does ("0.55 tag1"), a space and the example's tag
+ * if it has one, then "\n".  The tag is what joins a prediction back to its
+ * request; whitespace in it is written as '_' so that a line stays one line. */
+slr_status slr_prediction_line(slr_buf *out, double p, const char *tag, size_t tag_len,
+                               slr_error *err);
 
 SLR_END_DECLS
 #endif

@@ -49,6 +49,9 @@ enum {
     SLR_SET_TG_PERIOD = 1u << 9,
     SLR_SET_TG_THRESHOLD = 1u << 10,
     SLR_SET_EAGER = 1u << 11,
+    SLR_SET_IGNORE = 1u << 12, /* --ignore / --keep (hashing.ignored) */
+    SLR_SET_NOCONSTANT = 1u << 13,
+    SLR_SET_CUBIC = 1u << 14,
 };
 
 typedef void (*slr_log_fn)(void *ctx, const char *msg);
@@ -145,6 +148,9 @@ typedef struct slr_train_options {
     void *progress_ctx;
     slr_progress_style progress_style;
     double progress_seconds; /* LINE: redraw at most this often (default 0.5) */
+    uint64_t progress_add;   /* TABLE: a row every this many examples (VW's --progress N) */
+    double progress_factor;  /* TABLE: else at examples 1, f, f^2, ... (VW's --progress F;
+                                0 = 2) */
 
     /* Online metrics (metrics.h) */
     uint32_t auc_window;     /* N of the sliding-window metrics (default 10000) */
@@ -160,7 +166,14 @@ typedef struct slr_train_options {
     FILE *predictions; /* -p: one prediction per example, in input order; a bad
                           record gets "nan"; unlabelled examples are scored too */
     bool test_only;    /* -t: score and report, learn nothing */
+    uint32_t passes;   /* --passes: replay the files this many times (0 or 1: once);
+                          files only, no checkpoint directory */
+    uint32_t holdout_period; /* with passes > 1, the Nth, 2Nth, ... example of every pass
+                                is held out: scored, never learned, its loss reported
+                                (VW's holdout; 0 = --holdout_off) */
     bool keep_names;   /* --keep-names: record feature names (names.h) */
+    FILE *audit;       /* VW's --audit: per example, its prediction and every feature's
+                          name:index:value:weight before the update (needs keep_names) */
     uint64_t keep_names_max; /* bound on names kept (default SLR_NAMES_MAX_DEFAULT) */
 
     slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
@@ -183,6 +196,9 @@ typedef struct slr_train_result {
     uint64_t dead_letters;    /* records given to the dead-letter sink in this run */
     char checkpoint[4096];    /* newest checkpoint written or loaded, "" if none */
     slr_metrics_report report; /* the final metrics report */
+    uint64_t holdout_examples; /* passes > 1: the held-out examples of the last pass ... */
+    double holdout_weight;     /* ... their importance weight ... */
+    double holdout_loss;       /* ... and their mean log loss (0 if none) */
 } slr_train_result;
 
 slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err);
