@@ -18,6 +18,7 @@
 enum {
     OPT_EXAMPLES = OPT_FIRST_COMMAND_SPECIFIC,
     OPT_DEAD_LETTER_TOPIC,
+    OPT_START_OVER,
 };
 
 static void usage(FILE *out)
@@ -94,7 +95,10 @@ static void usage(FILE *out)
             "                           only for the fork (default); sync: written in place\n"
             "      --resume             continue from the newest valid checkpoint in\n"
             "                           --checkpoint-dir (if there is none: from -i, else\n"
-            "                           fresh); without it a replay starts a new run\n"
+            "                           fresh); without it a replay starts a new run and\n"
+            "                           refuses a directory holding checkpoints\n"
+            "      --start-over         start a new run in a --checkpoint-dir that holds an\n"
+            "                           earlier run's checkpoints (they are replaced)\n"
             "\n"
             "Scoring (as in VW):\n"
             "  -p, --predictions FILE   write each example's progressive prediction (made\n"
@@ -161,6 +165,7 @@ int slr_cmd_train(int argc, char **argv)
         {"checkpoint-keep", required_argument, 0, OPT_CHECKPOINT_KEEP},
         {"checkpoint-mode", required_argument, 0, OPT_CHECKPOINT_MODE},
         {"resume", no_argument, 0, OPT_RESUME},
+        {"start-over", no_argument, 0, OPT_START_OVER},
         {"strict", no_argument, 0, OPT_STRICT},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"dead-letter-topic", required_argument, 0, OPT_DEAD_LETTER_TOPIC},
@@ -247,6 +252,7 @@ int slr_cmd_train(int argc, char **argv)
             opt.checkpoint_fork = !strcmp(optarg, "fork");
             break;
         case OPT_RESUME: opt.resume = true; break;
+        case OPT_START_OVER: opt.start_over = true; break;
         case OPT_STRICT: opt.strict = true; break;
         case OPT_DEAD_LETTER: dead_letter_path = optarg; break;
         case OPT_DEAD_LETTER_TOPIC: dead_letter_topic = optarg; break;
@@ -353,10 +359,21 @@ int slr_cmd_train(int argc, char **argv)
                                                                : SLR_FORMAT_VW;
     if (opt.checkpoint_dir && !every_given)
         opt.checkpoint_every_seconds = 60;
+    if (from_kafka && opt.start_over) {
+        fprintf(stderr, "streamlr train: a Kafka job always continues its checkpoints (its "
+                        "offsets are in them); for a new run give a new --checkpoint-dir\n");
+        goto done;
+    }
     if (from_kafka && opt.checkpoint_dir)
         opt.resume = true; /* a Kafka job always continues its checkpoints (docs/KAFKA.md) */
-    if ((every_given || opt.resume) && !opt.checkpoint_dir) {
-        fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
+    if ((every_given || opt.resume || opt.start_over) && !opt.checkpoint_dir) {
+        fprintf(stderr, "streamlr train: --checkpoint-every, --resume and --start-over need "
+                        "--checkpoint-dir\n");
+        goto done;
+    }
+    if (opt.resume && opt.start_over) {
+        fprintf(stderr, "streamlr train: --resume continues the checkpoints, --start-over "
+                        "replaces them; choose one\n");
         goto done;
     }
     if (dead_letter_path && dead_letter_topic) {

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "job.h"
+#include "checkpoint/checkpoint_impl.h"
 #include "learner/learner_impl.h"
 
 /* Bad records beyond this many are counted but not printed one by one. */
@@ -112,6 +113,24 @@ static const char *config_mismatch(const slr_learner_config *want, const slr_lea
     return NULL;
 }
 
+/* The event log grew: "train on day 1, then continue with day 2".  A
+ * checkpoint taken at the very end of the old list points past its last
+ * file; the first new file starts at its beginning. */
+static slr_status append_files(slr_job *job, slr_error *err)
+{
+    slr_job_state *st = &job->state;
+    const slr_train_options *opt = job->opt;
+    uint32_t old = st->n_files;
+    if (st->file.file_index >= old) {
+        st->file.file_index = old;
+        st->file.offset = 0;
+        st->file.line = 1;
+    }
+    slr_job_log(job, "the --data list goes on after the checkpoint's %u file(s) with %u more, "
+                     "from %s", old, opt->n_files - old, opt->files[old]);
+    return slr_job_state_set_files(st, opt->files, opt->n_files, err);
+}
+
 static slr_status check_resumable(slr_job *job, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
@@ -127,20 +146,23 @@ static slr_status check_resumable(slr_job *job, slr_error *err)
         return slr_error_set(err, SLR_ERR_MISMATCH,
                              "the checkpoint in %s was taken reading --format %s, not %s",
                              opt->checkpoint_dir, st->format, slr_format_name(opt->format));
-    if (opt->n_files) { /* replay: same files, same order */
+    if (opt->n_files) { /* replay: the same files in the same order, perhaps more after them */
         if (st->source != SLR_SOURCE_FILES)
             return slr_error_set(err, SLR_ERR_MISMATCH,
                                  "the checkpoint in %s was not taken replaying files",
                                  opt->checkpoint_dir);
-        bool same = st->n_files == opt->n_files;
-        for (uint32_t i = 0; same && i < opt->n_files; i++)
+        bool same = st->n_files <= opt->n_files;
+        for (uint32_t i = 0; same && i < st->n_files; i++)
             same = !strcmp(st->files[i], opt->files[i]);
         if (!same)
             return slr_error_set(err, SLR_ERR_MISMATCH,
                                  "the checkpoint in %s was taken replaying %u file(s) starting "
-                                 "with %s; pass the same --data list to resume it",
+                                 "with %s; pass the same --data list to resume it (more files "
+                                 "may follow it)",
                                  opt->checkpoint_dir, st->n_files,
                                  st->n_files ? st->files[0] : "(none)");
+        if (opt->n_files > st->n_files)
+            return append_files(job, err);
     }
     return SLR_OK;
 }
@@ -298,14 +320,39 @@ static bool keep_raw(slr_job_item *it, const slr_raw_example *raw)
     return true;
 }
 
+/* What would otherwise surface only after the work is done: a model or a
+ * checkpoint that cannot be written, or a checkpoint directory that holds
+ * another run's work which this run would prune. */
+static slr_status check_outputs(const slr_train_options *opt, slr_error *err)
+{
+    slr_status st;
+    if (opt->model_out && (st = slr_checkpoint_path_check(opt->model_out, "the model (-f)", err)) != SLR_OK)
+        return st;
+    if (!opt->checkpoint_dir)
+        return SLR_OK;
+    if ((st = slr_checkpoint_dir_check(opt->checkpoint_dir, err)) != SLR_OK)
+        return st;
+    uint64_t newest;
+    if (opt->resume || opt->start_over ||
+        slr_checkpoint_dir_newest(opt->checkpoint_dir, &newest, NULL) != SLR_OK)
+        return SLR_OK;
+    return slr_error_set(err, SLR_ERR_MISMATCH,
+                         "%s holds checkpoints of an earlier run (the newest is #%llu); add "
+                         "--resume to continue it, or --start-over to start a new run there "
+                         "(the old checkpoints are pruned as the new run writes its own)",
+                         opt->checkpoint_dir, (unsigned long long)newest);
+}
+
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err)
 {
     memset(job, 0, sizeof *job);
     job->opt = opt;
     slr_job_state_init(&job->state);
     job->started = job->time_at_checkpoint = slr_monotonic_seconds();
-    slr_status st = slr_job_reader_init(&job->reader, opt, err);
+    slr_status st = check_outputs(opt, err);
     if (st != SLR_OK)
+        return st;
+    if ((st = slr_job_reader_init(&job->reader, opt, err)) != SLR_OK)
         return st;
     if ((st = open_learner(job, err)) != SLR_OK)
         return st;

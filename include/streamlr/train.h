@@ -130,6 +130,9 @@ typedef struct slr_train_options {
     void *checkpoint_done_ctx;
     bool resume;  /* continue from the newest checkpoint in checkpoint_dir, if any (then
                      model_in is ignored) */
+    bool start_over; /* without resume, a checkpoint_dir that holds checkpoints is
+                      * refused (they are another run's work); this starts a new
+                      * run there on purpose, its checkpoints replacing the old */
 
     uint64_t max_examples; /* stop after this many examples learned in this run; 0 = all
                               (VW's --examples) */
