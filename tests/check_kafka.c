@@ -670,6 +670,85 @@ START_TEST(test_text_payloads)
 }
 END_TEST
 
+/* VW lines read as msgpack (the format a Kafka job assumed before it told
+ * formats apart): every byte is a bad record.  The job stops with an error
+ * naming the format the messages look like, before any checkpoint or
+ * commit, although checkpoints were due every 100 examples and 10 ms -- so
+ * a rerun in the right format learns every message. */
+static void produce_vw_lines(const char *topic, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char line[128];
+        int len = snprintf(line, sizeof line, "%d |u u%d |i i%d", i % 3 ? -1 : 1, i % 17, i % 5);
+        test_produce(&cluster, topic, 0, line, (size_t)len);
+    }
+    test_flush(&cluster);
+}
+
+START_TEST(test_wrong_format_stops_before_commit)
+{
+    char topic[128], group[128];
+    names(topic, group, "wrongfmt");
+    test_topic(&cluster, topic, 1);
+    produce_vw_lines(topic, 1500);
+    consumer *c = consumer_new(&cluster, topic, group, tmp, "wrongfmt");
+    c->opt.format = SLR_FORMAT_MSGPACK;
+    c->opt.checkpoint_every_examples = 100;
+    c->opt.checkpoint_every_seconds = 0.01;
+    c->k.exit_at_end = true;
+    consumer_start(c);
+    for (double until = test_now() + 60; !atomic_load(&c->done) && test_now() < until;)
+        test_sleep_ms(20);
+    if (!atomic_load(&c->done)) {
+        c->stop = 1;
+        for (int i = 0; i < 1500 && !atomic_load(&c->done); i++)
+            test_sleep_ms(20);
+        fail_with_log(c, "the consumer did not stop");
+    }
+    pthread_join(c->thread, NULL);
+    if (c->st != SLR_ERR_BAD_INPUT)
+        fail_with_log(c, "VW lines read as msgpack were consumed without an error");
+    ck_assert_msg(strstr(c->err.msg, "the input looks like vw: give --format vw"), "%s", c->err.msg);
+    ck_assert_msg(test_committed(&cluster, group, topic, 0) < 0, "an offset was committed");
+    uint64_t seq;
+    ck_assert_int_eq(slr_checkpoint_dir_newest(c->dir, &seq, NULL), SLR_ERR_NOT_FOUND);
+    consumer_free(c);
+
+    /* the right format, same group and directory: every message is learned */
+    c = consumer_new(&cluster, topic, group, tmp, "wrongfmt");
+    c->opt.format = SLR_FORMAT_VW;
+    c->k.exit_at_end = true;
+    consumer_start(c);
+    consumer_finish(c, false, 60);
+    ck_assert_uint_eq(c->res.metrics.examples, 1500);
+    ck_assert_int_eq(test_committed(&cluster, group, topic, 0), 1500);
+    consumer_free(c);
+}
+END_TEST
+
+/* No format given (format_auto): the first messages tell VW, and the
+ * choice is logged and returned. */
+START_TEST(test_format_detected)
+{
+    char topic[128], group[128];
+    names(topic, group, "detect");
+    test_topic(&cluster, topic, 1);
+    produce_vw_lines(topic, 300);
+    consumer *c = consumer_new(&cluster, topic, group, tmp, "detect");
+    c->opt.format = SLR_FORMAT_MSGPACK; /* the fallback */
+    c->opt.format_auto = true;
+    c->k.exit_at_end = true;
+    consumer_start(c);
+    consumer_finish(c, false, 60);
+    ck_assert_uint_eq(c->res.metrics.examples, 300);
+    ck_assert_uint_eq(c->res.metrics.bad, 0);
+    ck_assert_int_eq(c->res.format, SLR_FORMAT_VW);
+    if (!log_has(c, "reading --format vw (detected from the first messages of"))
+        fail_with_log(c, "the detected format is not logged");
+    consumer_free(c);
+}
+END_TEST
+
 /* The source's guard on positions, fed messages directly: a message below a
  * partition's position is not applied again, a gap (compaction, transaction
  * markers) is accepted, a partition not assigned is ignored, and the end of
@@ -837,6 +916,8 @@ static Suite *kafka_suite(void)
     ADD(test_settings_refused);
     ADD(test_take_guards_positions);
     ADD(test_text_payloads);
+    ADD(test_wrong_format_stops_before_commit);
+    ADD(test_format_detected);
     ADD(test_retention_loss_reported);
     ADD(test_retention_loss_many_partitions);
     ADD(test_refused_commit_retried);

@@ -35,9 +35,9 @@ static void usage(FILE *out)
             "Input from files (an event log to replay):\n"
             "  -d, --data FILE          input file, - for stdin; repeatable, read in order\n"
             "                           (bare FILE arguments are taken as --data too)\n"
-            "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
-            "                           file extension, else vw; msgpack for Kafka); see\n"
-            "                           docs/FORMAT.md\n"
+            "      --format F           msgpack | vw | libsvm | criteo (default: told from\n"
+            "                           the first bytes, else from the file extension, else\n"
+            "                           vw; msgpack for Kafka); see docs/FORMAT.md\n"
             "      --strict             stop at the first bad record instead of skipping it\n"
             "      --dead-letter FILE   append every record that cannot be learned from (bad\n"
             "                           or unlabelled) to FILE as a JSON line with its exact\n"
@@ -353,6 +353,9 @@ int slr_cmd_train(int argc, char **argv)
                         "--brokers/--topic/--group\n");
         goto done;
     }
+    /* not given: the content decides (the library logs which); the name's
+     * extension, else VW or Kafka's msgpack, when it does not tell */
+    opt.format_auto = !format_given;
     if (!format_given)
         opt.format = from_kafka                              ? SLR_FORMAT_MSGPACK
                      : slr_format_guess(files[0], &opt.format) ? opt.format

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "job.h"
 #include "checkpoint/checkpoint_impl.h"
@@ -142,7 +143,10 @@ static slr_status check_resumable(slr_job *job, slr_error *err)
                              "the checkpoint's settings (drop %s, or start a new run)",
                              flag, opt->checkpoint_dir, flag);
     const slr_job_state *st = &job->state;
-    if (st->format && strcmp(st->format, slr_format_name(opt->format)))
+    if (opt->format_auto && st->format) /* the checkpoint's format goes on (the source sets it) */
+        job->checkpoint_format_known =
+            slr_format_parse(st->format, &job->checkpoint_format, NULL) == SLR_OK;
+    else if (st->format && strcmp(st->format, slr_format_name(opt->format)))
         return slr_error_set(err, SLR_ERR_MISMATCH,
                              "the checkpoint in %s was taken reading --format %s, not %s",
                              opt->checkpoint_dir, st->format, slr_format_name(opt->format));
@@ -374,6 +378,7 @@ void slr_job_close(slr_job *job)
     slr_job_checkpoint_poll(job, true, NULL); /* a valid checkpoint of an earlier position */
     free(job->junk.source);
     slr_buf_free(&job->junk.data);
+    slr_buf_free(&job->bad_sample);
     slr_job_report_close(job);
     slr_learner_destroy(job->learner);
     slr_job_reader_free(&job->reader);
@@ -486,6 +491,99 @@ static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason 
     return slr_buf_append(&j->data, buf, n, err);
 }
 
+/* ------------------------------------------------------------ a wrong format */
+
+/* The first records of a run in the wrong format are all bad (or nearly):
+ * stop after this many all bad, or when more than 90% of this many are. */
+#define PROBE_ALL_BAD 1000
+#define PROBE_MOSTLY_BAD 10000
+
+slr_status slr_job_set_format(slr_job *job, slr_error *err)
+{
+    slr_job_reader_free(&job->reader);
+    slr_status st = slr_job_reader_init(&job->reader, job->opt, err);
+    if (st != SLR_OK)
+        return st;
+    free(job->state.format);
+    if (!(job->state.format = strdup(slr_format_name(job->opt->format))))
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    return SLR_OK;
+}
+
+bool slr_job_checkpoint_held(const slr_job *job)
+{
+    return !job->format_settled && 2 * job->probe_bad > job->probe_records;
+}
+
+/* Keep the first bad records' bytes (a few KiB, messages one per line) to
+ * tell what the input is. */
+static void sample_bad(slr_job *job, const slr_job_item *it)
+{
+    slr_buf *b = &job->bad_sample;
+    if (b->len >= 4096)
+        return;
+    if (b->len && it->where.is_message && job->sample_offset != it->where.offset)
+        slr_buf_append(b, "\n", 1, NULL);
+    job->sample_is_message = it->where.is_message;
+    job->sample_offset = it->where.offset;
+    size_t n = it->bytes.len < 4096 ? it->bytes.len : 4096;
+    slr_buf_append(b, it->bytes.data, n, NULL);
+}
+
+/* The run's only checkpoint is slr_job_start's, of a run now refused for its
+ * input: it would make a rerun with the right format look like a resume. */
+static void drop_start_checkpoint(slr_job *job)
+{
+    slr_job_checkpoint_poll(job, true, NULL);
+    if (job->wrote_start_checkpoint && job->checkpoints_written == 1 && job->last_checkpoint[0])
+        unlink(job->last_checkpoint);
+}
+
+static slr_status wrong_format(slr_job *job, const slr_where *where, slr_error *err)
+{
+    const char *reading = slr_format_name(job->opt->format);
+    char counted[128];
+    if (job->probe_bad == job->probe_records)
+        snprintf(counted, sizeof counted, "the first %llu records", (unsigned long long)job->probe_records);
+    else
+        snprintf(counted, sizeof counted, "%llu of the first %llu records",
+                 (unsigned long long)job->probe_bad, (unsigned long long)job->probe_records);
+    slr_format likely;
+    char hint[160];
+    if (slr_format_detect(job->bad_sample.data, job->bad_sample.len, &likely) &&
+        likely != job->opt->format)
+        snprintf(hint, sizeof hint, "the input looks like %s: give --format %s",
+                 slr_format_name(likely), slr_format_name(likely));
+    else
+        snprintf(hint, sizeof hint, "is it %s? give the right --format",
+                 reading);
+    drop_start_checkpoint(job);
+    return slr_error_set(err, SLR_ERR_BAD_INPUT,
+                         "%s of %s are bad reading --format %s; %s (stopped before any "
+                         "checkpoint, commit or model)",
+                         counted, where->name, reading, hint);
+}
+
+/* Watch the run's first records for a wrong format (skips are not records
+ * of any format). */
+static slr_status probe_format(slr_job *job, const slr_job_item *it, slr_error *err)
+{
+    job->probe_records++;
+    if (it->kind == SLR_ITEM_BAD) {
+        job->probe_bad++;
+        sample_bad(job, it);
+    }
+    uint64_t good = job->probe_records - job->probe_bad;
+    if ((job->probe_records == PROBE_ALL_BAD && good == 0) ||
+        (job->probe_records == PROBE_MOSTLY_BAD && 10 * job->probe_bad > 9 * PROBE_MOSTLY_BAD))
+        return wrong_format(job, &it->where, err);
+    if (10 * good >= PROBE_MOSTLY_BAD || job->probe_records >= PROBE_MOSTLY_BAD) {
+        job->format_settled = true; /* no verdict is possible any more */
+        slr_buf_free(&job->bad_sample);
+    }
+    return SLR_OK;
+}
+
 /* -p: one line per example or bad record, so line i answers record i */
 static void write_prediction(slr_job *job, double p)
 {
@@ -528,6 +626,11 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
     if ((job->records_this_run & 1023) == 0) /* reading the clock is cheap, not free */
         slr_job_tick(job);
     slr_status st;
+    if (!job->format_settled && it->kind != SLR_ITEM_SKIP &&
+        (st = probe_format(job, it, err)) != SLR_OK) {
+        *result = SLR_APPLY_BAD;
+        return st;
+    }
     if (it->kind == SLR_ITEM_BAD) {
         *result = SLR_APPLY_BAD;
         if (it->reason.code == SLR_ERR_NOMEM)
@@ -603,7 +706,7 @@ bool slr_job_should_stop(const slr_job *job)
 bool slr_job_checkpoint_due(slr_job *job)
 {
     const slr_train_options *opt = job->opt;
-    if (!opt->checkpoint_dir)
+    if (!opt->checkpoint_dir || slr_job_checkpoint_held(job))
         return false;
     if (opt->checkpoint_every_examples &&
         job->state.metrics.examples - job->examples_at_checkpoint >= opt->checkpoint_every_examples)
@@ -619,8 +722,9 @@ bool slr_job_checkpoint_due(slr_job *job)
 bool slr_job_checkpoint_due_now(slr_job *job)
 {
     const slr_train_options *opt = job->opt;
-    if (!opt->checkpoint_dir || (job->records_this_run == job->records_at_checkpoint &&
-                                 job->moves == job->moves_at_checkpoint))
+    if (!opt->checkpoint_dir || slr_job_checkpoint_held(job) ||
+        (job->records_this_run == job->records_at_checkpoint &&
+         job->moves == job->moves_at_checkpoint))
         return false;
     if (slr_job_checkpoint_due(job))
         return true;
@@ -758,6 +862,7 @@ slr_status slr_job_start(slr_job *job, slr_error *err)
 {
     if (!job->opt->dead_letter || !job->opt->checkpoint_dir || job->last_checkpoint[0])
         return SLR_OK;
+    job->wrote_start_checkpoint = true;
     return slr_job_checkpoint(job, err);
 }
 
@@ -832,6 +937,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->dead_letters = job->dead_letters;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
         res->report = report;
+        res->format = opt->format;
     }
     return st;
 }

@@ -111,6 +111,10 @@ typedef struct slr_train_options {
     slr_learner_config learner;
     uint32_t learner_set; /* SLR_SET_* bits */
     slr_format format;
+    bool format_auto; /* the user gave no format: tell it from the first bytes of input
+                       * (slr_format_detect), `format` when they do not say; a resumed
+                       * run keeps its checkpoint's.  The choice is logged and
+                       * returned in slr_train_result.format. */
     const char *const *files; /* replay input; "-" is stdin */
     uint32_t n_files;
 
@@ -186,6 +190,7 @@ typedef struct slr_train_result {
     uint64_t dead_letters;    /* records given to the dead-letter sink in this run */
     char checkpoint[4096];    /* newest checkpoint written or loaded, "" if none */
     slr_metrics_report report; /* the final metrics report */
+    slr_format format;         /* the input format read (detected, with format_auto) */
 } slr_train_result;
 
 slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err);
