@@ -749,6 +749,40 @@ START_TEST(test_format_detected)
 }
 END_TEST
 
+/* --exit-at-end in a group with more members than partitions: a member the
+ * group gives no partition ends once the group has committed every
+ * partition to its end, saying why it waited.  (The sticky assignor keeps
+ * the partition with the member that has it, so the newcomer has none.) */
+START_TEST(test_exit_at_end_without_partitions)
+{
+    char topic[128], group[128];
+    names(topic, group, "idle");
+    test_topic(&cluster, topic, 1);
+    produce_vw_lines(topic, 300);
+    consumer *a = consumer_new(&cluster, topic, group, tmp, "idle-a");
+    a->opt.format = SLR_FORMAT_VW;
+    a->opt.checkpoint_every_examples = 50;
+    a->config[a->k.n_config++] = "partition.assignment.strategy=cooperative-sticky";
+    consumer_start(a); /* a long-running member: no --exit-at-end */
+    WAIT_FOR(test_committed(&cluster, group, topic, 0) == 300, 30, "the first member's commit", a);
+
+    consumer *b = consumer_new(&cluster, topic, group, tmp, "idle-b");
+    b->opt.format = SLR_FORMAT_VW;
+    b->config[b->k.n_config++] = "partition.assignment.strategy=cooperative-sticky";
+    b->k.exit_at_end = true;
+    consumer_start(b);
+    consumer_finish(b, false, 40);
+    ck_assert_uint_eq(b->res.metrics.examples, 0);
+    if (!log_has(b, "no partition assigned to this member (the group has more members than "
+                    "partitions)"))
+        fail_with_log(b, "the idle member did not say why it waited");
+    consumer_free(b);
+    consumer_finish(a, true, 30);
+    ck_assert_uint_eq(a->res.metrics.examples, 300);
+    consumer_free(a);
+}
+END_TEST
+
 /* The source's guard on positions, fed messages directly: a message below a
  * partition's position is not applied again, a gap (compaction, transaction
  * markers) is accepted, a partition not assigned is ignored, and the end of
@@ -918,6 +952,7 @@ static Suite *kafka_suite(void)
     ADD(test_text_payloads);
     ADD(test_wrong_format_stops_before_commit);
     ADD(test_format_detected);
+    ADD(test_exit_at_end_without_partitions);
     ADD(test_retention_loss_reported);
     ADD(test_retention_loss_many_partitions);
     ADD(test_refused_commit_retried);

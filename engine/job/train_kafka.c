@@ -444,7 +444,9 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     }
 
     while (!stopped) {
-        if (slr_job_should_stop(&run.job) || (k->exit_at_end && slr_kafka_source_at_end(run.src)))
+        if (slr_job_should_stop(&run.job) ||
+            (k->exit_at_end && (slr_kafka_source_at_end(run.src) ||
+                                slr_kafka_source_group_at_end(run.src))))
             break;
         size_t n = slr_kafka_source_consume(run.src, msgs, batch, POLL_MS);
         if (!format_chosen && n &&
