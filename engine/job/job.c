@@ -821,7 +821,25 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
     slr_error e;
     /* a checkpoint still being written is finished first, so that every
      * checkpoint is taken where it falls due, whatever the disk's speed */
-    slr_job_checkpoint_poll(job, true, NULL);
+    slr_job_checkpoint_poll(job, false, NULL);
+    if (job->writer) {
+        double due = slr_monotonic_seconds();
+        slr_job_checkpoint_poll(job, true, NULL);
+        double waited = slr_monotonic_seconds() - due, ran = due - job->writer_forked_at;
+        /* A child exists so that learning need not wait for the write.  When
+         * learning waited for it longer than it learned beside it
+         * (checkpoints due every few milliseconds of a big table: a small
+         * run), the fork buys nothing and its copy-on-write costs more than
+         * writing in place: write in place from now on. */
+        if (background && !job->fork_given_up && waited > ran) {
+            job->fork_given_up = true;
+            slr_job_log(job, "checkpoints fall due faster than a child process writes them "
+                             "(learning waited %.0f ms for one after %.0f ms beside it); writing "
+                             "them in place from now on, which costs less in all",
+                        waited * 1e3, ran * 1e3);
+        }
+    }
+    background = background && !job->fork_given_up;
     /* the next periodic attempt is a period away, whatever this one does */
     job->examples_at_checkpoint = job->state.metrics.examples;
     job->time_at_checkpoint = slr_monotonic_seconds();
@@ -831,6 +849,7 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
         st = slr_checkpoint_dir_fork(opt->checkpoint_dir, job->learner, &job->state,
                                      opt->checkpoint_keep, &job->writer, &e);
         if (st == SLR_OK) {
+            job->writer_forked_at = slr_monotonic_seconds();
             job->writer_prev_sequence = prev;
             job->writer_records = job->records_this_run;
             job->writer_moves = job->moves;
@@ -920,6 +939,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
             .pause_max = job->pause_max,
             .pause_total = job->pause_total,
             .checkpoint_fork = opt->checkpoint_fork,
+            .fork_given_up = job->fork_given_up,
             .checkpoint = job->last_checkpoint,
         };
         slr_progress p = {.event = SLR_PROGRESS_SUMMARY, .report = &report, .summary = &sum};

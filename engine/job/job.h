@@ -112,6 +112,8 @@ typedef struct slr_job {
     uint64_t writer_prev_sequence;
     uint64_t writer_records;       /* records_this_run when it was taken */
     uint64_t writer_moves;         /* moves when it was taken */
+    double writer_forked_at;       /* monotonic time of its fork */
+    bool fork_given_up;            /* children could not keep up: writing in place (job.c) */
     uint64_t bad_reported;
     slr_junk_span junk;
     uint64_t dead_letters;         /* given to the sink in this run */

@@ -84,6 +84,8 @@ typedef struct slr_train_summary {
     double pause_max, pause_total; /* seconds */
     bool checkpoint_fork;          /* periodic checkpoints written by a child process */
     const char *checkpoint;        /* newest checkpoint, "" if none */
+    bool fork_given_up;            /* children could not keep up: the later periodic
+                                      checkpoints were written in place */
 } slr_train_summary;
 
 typedef struct slr_progress {
