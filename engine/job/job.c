@@ -524,7 +524,6 @@ static void sample_bad(slr_job *job, const slr_job_item *it)
         return;
     if (b->len && it->where.is_message && job->sample_offset != it->where.offset)
         slr_buf_append(b, "\n", 1, NULL);
-    job->sample_is_message = it->where.is_message;
     job->sample_offset = it->where.offset;
     size_t n = it->bytes.len < 4096 ? it->bytes.len : 4096;
     slr_buf_append(b, it->bytes.data, n, NULL);
@@ -822,16 +821,20 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
     /* a checkpoint still being written is finished first, so that every
      * checkpoint is taken where it falls due, whatever the disk's speed */
     slr_job_checkpoint_poll(job, false, NULL);
-    if (job->writer) {
+    if (!job->writer) {
+        job->fork_overruns = 0;
+    } else {
         double due = slr_monotonic_seconds();
         slr_job_checkpoint_poll(job, true, NULL);
         double waited = slr_monotonic_seconds() - due, ran = due - job->writer_forked_at;
         /* A child exists so that learning need not wait for the write.  When
-         * learning waited for it longer than it learned beside it
-         * (checkpoints due every few milliseconds of a big table: a small
-         * run), the fork buys nothing and its copy-on-write costs more than
-         * writing in place: write in place from now on. */
-        if (background && !job->fork_given_up && waited > ran) {
+         * learning waited for it longer than it learned beside it, twice in
+         * a row (checkpoints due every few milliseconds of a big table: a
+         * small run; once could be a rebalance's checkpoint right after a
+         * periodic one), the fork buys nothing and its copy-on-write costs
+         * more than writing in place: write in place from now on. */
+        job->fork_overruns = waited > ran ? job->fork_overruns + 1 : 0;
+        if (background && !job->fork_given_up && job->fork_overruns >= 2) {
             job->fork_given_up = true;
             slr_job_log(job, "checkpoints fall due faster than a child process writes them "
                              "(learning waited %.0f ms for one after %.0f ms beside it); writing "

@@ -113,6 +113,7 @@ typedef struct slr_job {
     uint64_t writer_records;       /* records_this_run when it was taken */
     uint64_t writer_moves;         /* moves when it was taken */
     double writer_forked_at;       /* monotonic time of its fork */
+    unsigned fork_overruns;        /* checkpoints in a row that found the last child running */
     bool fork_given_up;            /* children could not keep up: writing in place (job.c) */
     uint64_t bad_reported;
     slr_junk_span junk;
@@ -136,7 +137,6 @@ typedef struct slr_job {
     uint64_t probe_records, probe_bad; /* records (not blank lines) and bad ones so far */
     bool format_settled;               /* the watch is over */
     slr_buf bad_sample;                /* the first bad records' bytes, to name the format */
-    bool sample_is_message;
     uint64_t sample_offset;            /* where the last bytes in bad_sample came from */
     bool wrote_start_checkpoint;       /* slr_job_start wrote this run's first checkpoint */
     bool checkpoint_format_known;      /* resumed: the checkpoint's format, for format_auto */
