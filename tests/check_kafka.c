@@ -783,6 +783,33 @@ START_TEST(test_exit_at_end_without_partitions)
 }
 END_TEST
 
+/* The final commit of a group member that ends (--exit-at-end) refused by
+ * the broker -- a rebalance in progress, as when another member joins just
+ * then: leaving the group commits it again, or the partition's next owner
+ * would learn every message once more.  No checkpoint directory, so the
+ * final commit is the member's only one. */
+START_TEST(test_final_commit_refused_made_when_leaving)
+{
+    char topic[128], group[128];
+    names(topic, group, "leaving");
+    test_topic(&cluster, topic, 1);
+    produce_vw_lines(topic, 300);
+    consumer *c = consumer_new(&cluster, topic, group, tmp, "leaving");
+    c->opt.format = SLR_FORMAT_VW;
+    c->opt.checkpoint_dir = NULL;
+    c->k.exit_at_end = true;
+    rd_kafka_mock_push_request_errors(cluster.mc, 8 /* OffsetCommit */, 1,
+                                      RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+    consumer_start(c);
+    consumer_finish(c, false, 60);
+    ck_assert_uint_eq(c->res.metrics.examples, 300);
+    if (!log_has(c, "committing offsets failed"))
+        fail_with_log(c, "the final commit was not refused: the test proves nothing");
+    ck_assert_int_eq(test_committed(&cluster, group, topic, 0), 300);
+    consumer_free(c);
+}
+END_TEST
+
 /* The source's guard on positions, fed messages directly: a message below a
  * partition's position is not applied again, a gap (compaction, transaction
  * markers) is accepted, a partition not assigned is ignored, and the end of
@@ -953,6 +980,7 @@ static Suite *kafka_suite(void)
     ADD(test_wrong_format_stops_before_commit);
     ADD(test_format_detected);
     ADD(test_exit_at_end_without_partitions);
+    ADD(test_final_commit_refused_made_when_leaving);
     ADD(test_retention_loss_reported);
     ADD(test_retention_loss_many_partitions);
     ADD(test_refused_commit_retried);

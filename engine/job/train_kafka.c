@@ -58,6 +58,9 @@ typedef struct kafka_run {
     bool checkpoint_failed; /* the last checkpoint attempt failed: do not commit */
     bool done;              /* finished or failed: leaving must not checkpoint again (after a
                                failure the model may hold part of a message) */
+    bool finished;          /* the final checkpoint and model are written: the positions
+                               may be committed when leaving (again, if the broker refused
+                               the last commit during a rebalance) */
     slr_status fatal;       /* a checkpoint could not be taken safely (dead letters not
                                durable): the job must stop; fatal_err says why */
     slr_error fatal_err;
@@ -127,7 +130,7 @@ static bool checkpoint(kafka_run *run, bool wait)
 static bool release_hook(void *ctx)
 {
     kafka_run *run = ctx;
-    return run->done ? false : checkpoint(run, true);
+    return run->done ? run->finished : checkpoint(run, true);
 }
 
 /* Does the decoder decode m?  Every message with data, whatever the source
@@ -520,6 +523,7 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     if ((st = slr_kafka_source_note_positions(run.src, err)) != SLR_OK)
         goto out;
     st = slr_job_finish(&run.job, stopped, res, err);
+    run.finished = st == SLR_OK;
     if (st == SLR_OK)
         slr_kafka_source_commit(run.src, COMMIT_WAIT_SECONDS);
 out:
