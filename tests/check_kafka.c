@@ -685,13 +685,21 @@ static void produce_vw_lines(const char *topic, int n)
     test_flush(&cluster);
 }
 
+/* A one-partition topic of n VW lines and a consumer of it reading VW. */
+static consumer *vw_topic_consumer(const char *what, int n, char *topic, char *group)
+{
+    names(topic, group, what);
+    test_topic(&cluster, topic, 1);
+    produce_vw_lines(topic, n);
+    consumer *c = consumer_new(&cluster, topic, group, tmp, what);
+    c->opt.format = SLR_FORMAT_VW;
+    return c;
+}
+
 START_TEST(test_wrong_format_stops_before_commit)
 {
     char topic[128], group[128];
-    names(topic, group, "wrongfmt");
-    test_topic(&cluster, topic, 1);
-    produce_vw_lines(topic, 1500);
-    consumer *c = consumer_new(&cluster, topic, group, tmp, "wrongfmt");
+    consumer *c = vw_topic_consumer("wrongfmt", 1500, topic, group);
     c->opt.format = SLR_FORMAT_MSGPACK;
     c->opt.checkpoint_every_examples = 100;
     c->opt.checkpoint_every_seconds = 0.01;
@@ -731,10 +739,7 @@ END_TEST
 START_TEST(test_format_detected)
 {
     char topic[128], group[128];
-    names(topic, group, "detect");
-    test_topic(&cluster, topic, 1);
-    produce_vw_lines(topic, 300);
-    consumer *c = consumer_new(&cluster, topic, group, tmp, "detect");
+    consumer *c = vw_topic_consumer("detect", 300, topic, group);
     c->opt.format = SLR_FORMAT_MSGPACK; /* the fallback */
     c->opt.format_auto = true;
     c->k.exit_at_end = true;
@@ -791,11 +796,7 @@ END_TEST
 START_TEST(test_final_commit_refused_made_when_leaving)
 {
     char topic[128], group[128];
-    names(topic, group, "leaving");
-    test_topic(&cluster, topic, 1);
-    produce_vw_lines(topic, 300);
-    consumer *c = consumer_new(&cluster, topic, group, tmp, "leaving");
-    c->opt.format = SLR_FORMAT_VW;
+    consumer *c = vw_topic_consumer("leaving", 300, topic, group);
     c->opt.checkpoint_dir = NULL;
     c->k.exit_at_end = true;
     rd_kafka_mock_push_request_errors(cluster.mc, 8 /* OffsetCommit */, 1,
