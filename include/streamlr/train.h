@@ -113,10 +113,6 @@ typedef struct slr_train_options {
     slr_learner_config learner;
     uint32_t learner_set; /* SLR_SET_* bits */
     slr_format format;
-    bool format_auto; /* the user gave no format: tell it from the first bytes of input
-                       * (slr_format_detect), `format` when they do not say; a resumed
-                       * run keeps its checkpoint's.  The choice is logged and
-                       * returned in slr_train_result.format. */
     const char *const *files; /* replay input; "-" is stdin */
     uint32_t n_files;
 
@@ -136,9 +132,6 @@ typedef struct slr_train_options {
     void *checkpoint_done_ctx;
     bool resume;  /* continue from the newest checkpoint in checkpoint_dir, if any (then
                      model_in is ignored) */
-    bool start_over; /* without resume, a checkpoint_dir that holds checkpoints is
-                      * refused (they are another run's work); this starts a new
-                      * run there on purpose, its checkpoints replacing the old */
 
     uint64_t max_examples; /* stop after this many examples learned in this run; 0 = all
                               (VW's --examples) */
@@ -175,6 +168,15 @@ typedef struct slr_train_options {
     slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
     void *log_ctx;
     slr_stop_flag *stop; /* when set, stop after the record in hand; NULL = never */
+
+    /* appended (see size) */
+    bool format_auto; /* the user gave no format: tell it from the first bytes of input
+                       * (slr_format_detect), `format` when they do not say; a resumed
+                       * run keeps its checkpoint's.  The choice is logged and
+                       * returned in slr_train_result.format. */
+    bool start_over; /* without resume, a checkpoint_dir that holds checkpoints is
+                      * refused (they are another run's work); this starts a new
+                      * run there on purpose, its checkpoints replacing the old */
 } slr_train_options;
 
 /* Defaults for every field, and opt->size. */
