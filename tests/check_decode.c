@@ -294,6 +294,40 @@ END_TEST
 
 /* ------------------------------------------------------------- numbers */
 
+/* The content tells the formats apart; what does not tell is said. */
+START_TEST(format_detected_from_content)
+{
+    static const struct {
+        const char *bytes;
+        size_t len;
+        bool told;
+        slr_format f;
+    } cases[] = {
+        {"1 |a x y\n-1 |b z\n", 0, true, SLR_FORMAT_VW},
+        {"# a comment\n\n0 'tag| f:2\n", 0, true, SLR_FORMAT_VW},
+        {"+1 3:1 11:1 14:1\n-1 5:1 7:0.5\n", 0, true, SLR_FORMAT_LIBSVM},
+        {"1 qid:3 1:0.5 2:1e-3\n", 0, true, SLR_FORMAT_LIBSVM},
+        {"0\t1\t\t5\t0\t1382\t4\t15\t2\t181\t1\t2\t\t2\t68fd1e64\t80e26c9b\n", 0, true,
+         SLR_FORMAT_CRITEO},
+        {"\x92\x01\x81\xa1" "a\x01", 6, true, SLR_FORMAT_MSGPACK},
+        {"\x84\xa5label\x01", 8, true, SLR_FORMAT_MSGPACK},
+        {"1 \x01\x02 binary\n", 0, true, SLR_FORMAT_MSGPACK},
+        {"hello world\nnot a format\n", 0, false, SLR_FORMAT_VW},
+        {"1\n0\n", 0, false, SLR_FORMAT_VW}, /* labels alone: any text format */
+        {"\n\n  ", 0, false, SLR_FORMAT_VW},
+        {"", 0, false, SLR_FORMAT_VW},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].len ? cases[i].len : strlen(cases[i].bytes);
+        slr_format f = (slr_format)-1;
+        bool told = slr_format_detect(cases[i].bytes, len, &f);
+        ck_assert_msg(told == cases[i].told, "case %zu: told %d", i, told);
+        if (told)
+            ck_assert_msg(f == cases[i].f, "case %zu: %s", i, slr_format_name(f));
+    }
+}
+END_TEST
+
 START_TEST(numbers_match_strtod)
 {
     locale_t c = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
@@ -1811,6 +1845,7 @@ static Suite *decode_suite(void)
     TCase *tc = tcase_create("formats");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, format_names_and_guess);
+    tcase_add_test(tc, format_detected_from_content);
     tcase_add_test(tc, numbers_match_strtod);
     tcase_add_test(tc, vw_good);
     tcase_add_test(tc, text_framing);

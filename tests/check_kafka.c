@@ -670,6 +670,147 @@ START_TEST(test_text_payloads)
 }
 END_TEST
 
+/* VW lines read as msgpack (the format a Kafka job assumed before it told
+ * formats apart): every byte is a bad record.  The job stops with an error
+ * naming the format the messages look like, before any checkpoint or
+ * commit, although checkpoints were due every 100 examples and 10 ms -- so
+ * a rerun in the right format learns every message. */
+static void produce_vw_lines(const char *topic, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char line[128];
+        int len = snprintf(line, sizeof line, "%d |u u%d |i i%d", i % 3 ? -1 : 1, i % 17, i % 5);
+        test_produce(&cluster, topic, 0, line, (size_t)len);
+    }
+    test_flush(&cluster);
+}
+
+/* A one-partition topic of n VW lines and a consumer of it reading VW. */
+static consumer *vw_topic_consumer(const char *what, int n, char *topic, char *group)
+{
+    names(topic, group, what);
+    test_topic(&cluster, topic, 1);
+    produce_vw_lines(topic, n);
+    consumer *c = consumer_new(&cluster, topic, group, tmp, what);
+    c->opt.format = SLR_FORMAT_VW;
+    return c;
+}
+
+START_TEST(test_wrong_format_stops_before_commit)
+{
+    char topic[128], group[128];
+    consumer *c = vw_topic_consumer("wrongfmt", 1500, topic, group);
+    c->opt.format = SLR_FORMAT_MSGPACK;
+    c->opt.checkpoint_every_examples = 100;
+    c->opt.checkpoint_every_seconds = 0.01;
+    c->k.exit_at_end = true;
+    consumer_start(c);
+    for (double until = test_now() + 60; !atomic_load(&c->done) && test_now() < until;)
+        test_sleep_ms(20);
+    if (!atomic_load(&c->done)) {
+        c->stop = 1;
+        for (int i = 0; i < 1500 && !atomic_load(&c->done); i++)
+            test_sleep_ms(20);
+        fail_with_log(c, "the consumer did not stop");
+    }
+    pthread_join(c->thread, NULL);
+    if (c->st != SLR_ERR_BAD_INPUT)
+        fail_with_log(c, "VW lines read as msgpack were consumed without an error");
+    ck_assert_msg(strstr(c->err.msg, "the input looks like vw: give --format vw"), "%s", c->err.msg);
+    ck_assert_msg(test_committed(&cluster, group, topic, 0) < 0, "an offset was committed");
+    uint64_t seq;
+    ck_assert_int_eq(slr_checkpoint_dir_newest(c->dir, &seq, NULL), SLR_ERR_NOT_FOUND);
+    consumer_free(c);
+
+    /* the right format, same group and directory: every message is learned */
+    c = consumer_new(&cluster, topic, group, tmp, "wrongfmt");
+    c->opt.format = SLR_FORMAT_VW;
+    c->k.exit_at_end = true;
+    consumer_start(c);
+    consumer_finish(c, false, 60);
+    ck_assert_uint_eq(c->res.metrics.examples, 1500);
+    ck_assert_int_eq(test_committed(&cluster, group, topic, 0), 1500);
+    consumer_free(c);
+}
+END_TEST
+
+/* No format given (format_auto): the first messages tell VW, and the
+ * choice is logged and returned. */
+START_TEST(test_format_detected)
+{
+    char topic[128], group[128];
+    consumer *c = vw_topic_consumer("detect", 300, topic, group);
+    c->opt.format = SLR_FORMAT_MSGPACK; /* the fallback */
+    c->opt.format_auto = true;
+    c->k.exit_at_end = true;
+    consumer_start(c);
+    consumer_finish(c, false, 60);
+    ck_assert_uint_eq(c->res.metrics.examples, 300);
+    ck_assert_uint_eq(c->res.metrics.bad, 0);
+    ck_assert_int_eq(c->res.format, SLR_FORMAT_VW);
+    if (!log_has(c, "reading --format vw (detected from the first messages of"))
+        fail_with_log(c, "the detected format is not logged");
+    consumer_free(c);
+}
+END_TEST
+
+/* --exit-at-end in a group with more members than partitions: a member the
+ * group gives no partition ends once the group has committed every
+ * partition to its end, saying why it waited.  (The sticky assignor keeps
+ * the partition with the member that has it, so the newcomer has none.) */
+START_TEST(test_exit_at_end_without_partitions)
+{
+    char topic[128], group[128];
+    names(topic, group, "idle");
+    test_topic(&cluster, topic, 1);
+    produce_vw_lines(topic, 300);
+    consumer *a = consumer_new(&cluster, topic, group, tmp, "idle-a");
+    a->opt.format = SLR_FORMAT_VW;
+    a->opt.checkpoint_every_examples = 50;
+    a->config[a->k.n_config++] = "partition.assignment.strategy=cooperative-sticky";
+    consumer_start(a); /* a long-running member: no --exit-at-end */
+    WAIT_FOR(test_committed(&cluster, group, topic, 0) == 300, 30, "the first member's commit", a);
+
+    consumer *b = consumer_new(&cluster, topic, group, tmp, "idle-b");
+    b->opt.format = SLR_FORMAT_VW;
+    b->config[b->k.n_config++] = "partition.assignment.strategy=cooperative-sticky";
+    b->k.exit_at_end = true;
+    consumer_start(b);
+    consumer_finish(b, false, 40);
+    ck_assert_uint_eq(b->res.metrics.examples, 0);
+    if (!log_has(b, "no partition assigned to this member (the group has more members than "
+                    "partitions)"))
+        fail_with_log(b, "the idle member did not say why it waited");
+    consumer_free(b);
+    consumer_finish(a, true, 30);
+    ck_assert_uint_eq(a->res.metrics.examples, 300);
+    consumer_free(a);
+}
+END_TEST
+
+/* The final commit of a group member that ends (--exit-at-end) refused by
+ * the broker -- a rebalance in progress, as when another member joins just
+ * then: leaving the group commits it again, or the partition's next owner
+ * would learn every message once more.  No checkpoint directory, so the
+ * final commit is the member's only one. */
+START_TEST(test_final_commit_refused_made_when_leaving)
+{
+    char topic[128], group[128];
+    consumer *c = vw_topic_consumer("leaving", 300, topic, group);
+    c->opt.checkpoint_dir = NULL;
+    c->k.exit_at_end = true;
+    rd_kafka_mock_push_request_errors(cluster.mc, 8 /* OffsetCommit */, 1,
+                                      RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS);
+    consumer_start(c);
+    consumer_finish(c, false, 60);
+    ck_assert_uint_eq(c->res.metrics.examples, 300);
+    if (!log_has(c, "committing offsets failed"))
+        fail_with_log(c, "the final commit was not refused: the test proves nothing");
+    ck_assert_int_eq(test_committed(&cluster, group, topic, 0), 300);
+    consumer_free(c);
+}
+END_TEST
+
 /* The source's guard on positions, fed messages directly: a message below a
  * partition's position is not applied again, a gap (compaction, transaction
  * markers) is accepted, a partition not assigned is ignored, and the end of
@@ -837,6 +978,10 @@ static Suite *kafka_suite(void)
     ADD(test_settings_refused);
     ADD(test_take_guards_positions);
     ADD(test_text_payloads);
+    ADD(test_wrong_format_stops_before_commit);
+    ADD(test_format_detected);
+    ADD(test_exit_at_end_without_partitions);
+    ADD(test_final_commit_refused_made_when_leaving);
     ADD(test_retention_loss_reported);
     ADD(test_retention_loss_many_partitions);
     ADD(test_refused_commit_retried);

@@ -733,6 +733,50 @@ START_TEST(test_predict_group_rebalance)
 }
 END_TEST
 
+static bool partition0_committed(void *arg)
+{
+    group_state *g = arg;
+    return test_committed(&cluster, g->nm->group, g->nm->in, 0) == g->want;
+}
+
+/* --exit-at-end with more scorers than partitions: the one given no
+ * partition (the sticky assignor leaves it with the first) says why it
+ * waits and ends once the group has committed the partition to its end. */
+START_TEST(test_predict_exit_at_end_without_partitions)
+{
+    char model[4200], log_a[4200], log_b[4200];
+    names nm;
+    make_names(&nm, "idle", 1);
+    test_rng r = {7};
+    train_model(model, sizeof model, &r, 200);
+    snprintf(log_a, sizeof log_a, "%s/a.log", tmp);
+    snprintf(log_b, sizeof log_b, "%s/b.log", tmp);
+    const char *argv[] = {streamlr_bin(), "predict", "-i", model, "--brokers", cluster.bootstraps,
+                          "--topic", nm.in, "--group", nm.group, "--output-topic", nm.out,
+                          "--format", "vw", "-X", "fetch.wait.max.ms=10", "-X",
+                          "session.timeout.ms=6000", "-X",
+                          "partition.assignment.strategy=cooperative-sticky", NULL, NULL};
+    for (int j = 0; j < 50; j++) {
+        char line[256], key[32];
+        vw_line(line, sizeof line, &r);
+        snprintf(key, sizeof key, "m%d", j);
+        produce(nm.in, 0, key, line, strlen(line), "-");
+    }
+    test_flush(&cluster);
+    pid_t a = spawn(argv, log_a, -1); /* a long-running scorer */
+    group_state g = {&nm, 50, log_a};
+    wait_until(partition0_committed, &g, "the first scorer's commit", log_a, log_b);
+    argv[sizeof argv / sizeof argv[0] - 2] = "--exit-at-end";
+    pid_t b = spawn(argv, log_b, -1);
+    int sb = wait_exit(b, 40, log_b);
+    ck_assert_msg(WIFEXITED(sb) && WEXITSTATUS(sb) == 0, "second scorer: %s", slurp(log_b));
+    ck_assert_msg(log_has(log_b, "no partition assigned to this member"), "%s", slurp(log_b));
+    kill(a, SIGTERM);
+    int sa = wait_exit(a, 30, log_a);
+    ck_assert_msg(WIFEXITED(sa) && WEXITSTATUS(sa) == 0, "first scorer: %s", slurp(log_a));
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("predict_kafka");
@@ -743,6 +787,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_predict_follows_newer_checkpoint);
     tcase_add_test(tc, test_predict_failed_delivery_not_committed);
     tcase_add_test(tc, test_predict_group_rebalance);
+    tcase_add_test(tc, test_predict_exit_at_end_without_partitions);
     suite_add_tcase(s, tc);
     return s;
 }

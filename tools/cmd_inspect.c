@@ -139,8 +139,18 @@ int slr_cmd_inspect(int argc, char **argv)
         printf(", --adagrad-delta %g", cfg->adagrad_delta);
     printf("\npenalty          --l1 %g --l2 %g --tg-period %u --tg-threshold %g%s\n", cfg->l1,
            cfg->l2, cfg->tg_period, cfg->tg_threshold, cfg->eager ? " (eager)" : "");
-    printf("examples learned %llu (weighted %.6g, positives %.6g)\n",
-           (unsigned long long)slr_learner_steps(l), m->weight, m->positives);
+    /* A run started from -i carries the model's updates but counts its
+     * metrics afresh; say which number is which rather than mix them. */
+    uint64_t steps = slr_learner_steps(l);
+    if (steps == m->examples)
+        printf("examples learned %llu (weighted %.6g, positives %.6g)\n",
+               (unsigned long long)steps, m->weight, m->positives);
+    else
+        printf("examples learned %llu by these weights in all (with the -i model's)\n"
+               "metrics cover    %llu examples since the run started from -i "
+               "(weighted %.6g, positives %.6g)\n",
+               (unsigned long long)steps, (unsigned long long)m->examples, m->weight,
+               m->positives);
     printf("progressive loss %.6f", slr_metrics_logloss(m));
     if (m->weight > 0)
         printf(" (mean prediction %.4f vs positive rate %.4f)", m->predicted / m->weight,

@@ -33,6 +33,7 @@ enum {
     OPT_CUBIC,
     OPT_IGNORE_LINEAR,
     OPT_AUDIT,
+    OPT_START_OVER,
 };
 
 #define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
@@ -51,10 +52,10 @@ static void usage(FILE *out)
             "Input from files (an event log to replay):\n"
             "  -d, --data FILE          input file, - for stdin; repeatable, read in order\n"
             "                           (bare FILE arguments are taken as --data too)\n"
-            "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
-            "                           file extension, else vw; msgpack for Kafka); see\n"
-            "                           docs/FORMAT.md; --from F is the same (convert's\n"
-            "                           spelling)\n"
+            "      --format F           msgpack | vw | libsvm | criteo (default: told from\n"
+            "                           the first bytes, else from the file extension, else\n"
+            "                           vw; msgpack for Kafka); see docs/FORMAT.md; --from F\n"
+            "                           is the same (convert's spelling)\n"
             "      --strict             stop at the first bad record instead of skipping it\n"
             "      --dead-letter FILE   append every record that cannot be learned from (bad\n"
             "                           or unlabelled) to FILE as a JSON line with its exact\n"
@@ -85,7 +86,9 @@ static void usage(FILE *out)
             "                           without group rebalancing (offsets are still\n"
             "                           committed to --group)\n"
             "      --exit-at-end        stop once every assigned partition is consumed to its\n"
-            "                           end (replays, tests, benchmarks)\n"
+            "                           end (replays, tests, benchmarks); a member given no\n"
+            "                           partition stops once the group has committed all\n"
+            "                           of them to their end\n"
             "  Payloads are msgpack examples (several may share one message) or, with\n"
             "  --format vw|libsvm|criteo, text lines.  The checkpoint holds each partition's\n"
             "  next offset and is what a restart trusts; offsets are committed to Kafka after\n"
@@ -114,7 +117,10 @@ static void usage(FILE *out)
             "                           only for the fork (default); sync: written in place\n"
             "      --resume             continue from the newest valid checkpoint in\n"
             "                           --checkpoint-dir (if there is none: from -i, else\n"
-            "                           fresh); without it a replay starts a new run\n"
+            "                           fresh); without it a replay starts a new run and\n"
+            "                           refuses a directory holding checkpoints\n"
+            "      --start-over         start a new run in a --checkpoint-dir that holds an\n"
+            "                           earlier run's checkpoints (they are replaced)\n"
             "\n"
             "Scoring (as in VW):\n"
             "  -p, --predictions FILE   write each example's progressive prediction (made\n"
@@ -317,6 +323,7 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"checkpoint-keep", required_argument, 0, OPT_CHECKPOINT_KEEP},
         {"checkpoint-mode", required_argument, 0, OPT_CHECKPOINT_MODE},
         {"resume", no_argument, 0, OPT_RESUME},
+        {"start-over", no_argument, 0, OPT_START_OVER},
         {"strict", no_argument, 0, OPT_STRICT},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"dead-letter-topic", required_argument, 0, OPT_DEAD_LETTER_TOPIC},
@@ -407,6 +414,7 @@ static int parse_args(int argc, char **argv, train_args *a)
             a->opt.checkpoint_fork = !strcmp(optarg, "fork");
             break;
         case OPT_RESUME: a->opt.resume = true; break;
+        case OPT_START_OVER: a->opt.start_over = true; break;
         case OPT_STRICT: a->opt.strict = true; break;
         case OPT_DEAD_LETTER: a->dead_letter_path = optarg; break;
         case OPT_DEAD_LETTER_TOPIC: a->dead_letter_topic = optarg; break;
@@ -598,16 +606,30 @@ static int check_args(train_args *a)
         a->opt.holdout_period = 0;
     if (a->progress_given && !strcmp(a->style, "auto"))
         a->style = "table"; /* VW's --progress sets the rows of VW's table */
+    /* not given: the content decides (the library logs which); the name's
+     * extension, else VW or Kafka's msgpack, when it does not tell */
+    a->opt.format_auto = !a->format_given;
     if (!a->format_given)
         a->opt.format = a->from_kafka                              ? SLR_FORMAT_MSGPACK
                      : slr_format_guess(a->files[0], &a->opt.format) ? a->opt.format
                                                                : SLR_FORMAT_VW;
     if (a->opt.checkpoint_dir && !a->every_given)
         a->opt.checkpoint_every_seconds = 60;
+    if (a->from_kafka && a->opt.start_over) {
+        fprintf(stderr, "streamlr train: a Kafka job always continues its checkpoints (its "
+                        "offsets are in them); for a new run give a new --checkpoint-dir\n");
+        return 2;
+    }
     if (a->from_kafka && a->opt.checkpoint_dir)
         a->opt.resume = true; /* a Kafka job always continues its checkpoints (docs/KAFKA.md) */
-    if ((a->every_given || a->opt.resume) && !a->opt.checkpoint_dir) {
-        fprintf(stderr, "streamlr train: --checkpoint-every and --resume need --checkpoint-dir\n");
+    if ((a->every_given || a->opt.resume || a->opt.start_over) && !a->opt.checkpoint_dir) {
+        fprintf(stderr, "streamlr train: --checkpoint-every, --resume and --start-over need "
+                        "--checkpoint-dir\n");
+        return 2;
+    }
+    if (a->opt.resume && a->opt.start_over) {
+        fprintf(stderr, "streamlr train: --resume continues the checkpoints, --start-over "
+                        "replaces them; choose one\n");
         return 2;
     }
     if (a->dead_letter_path && a->dead_letter_topic) {

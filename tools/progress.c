@@ -144,7 +144,9 @@ static void summary(progress_drawer *d, const slr_metrics_report *r, const slr_t
         fprintf(out, "periodic checkpoints: %llu, %s; learning paused %.1f ms at most, "
                      "%.1f ms on average\n",
                 (unsigned long long)s->pauses,
-                s->checkpoint_fork ? "written by a child process" : "written in place",
+                !s->checkpoint_fork ? "written in place"
+                : s->fork_given_up  ? "written in place once children could not keep up"
+                                    : "written by a child process",
                 s->pause_max * 1e3, s->pause_total / (double)s->pauses * 1e3);
     if (s->checkpoint && s->checkpoint[0])
         fprintf(out, "checkpoint: %s\n", s->checkpoint);

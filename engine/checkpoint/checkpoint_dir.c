@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -142,6 +143,62 @@ static slr_status prepare(const char *dir, slr_job_state *st, char *path, slr_er
     st->sequence = seq;
     st->created = (double)time(NULL);
     return SLR_OK;
+}
+
+/* Can a new file be made in dir?  Creating (and removing) an empty one is
+ * the only test that covers permissions, read-only mounts and ACLs alike;
+ * the caller names the user's path in the message, not the probe's. */
+static bool dir_takes_files(const char *dir, int *error)
+{
+    char probe[PATH_MAX];
+    snprintf(probe, sizeof probe, "%s/.streamlr-probe.%ld", dir, (long)getpid());
+    int fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0 && errno != EEXIST) { /* EEXIST: a file could be made there */
+        *error = errno;
+        return false;
+    }
+    if (fd >= 0) {
+        close(fd);
+        unlink(probe);
+    }
+    return true;
+}
+
+slr_status slr_checkpoint_dir_check(const char *dir, slr_error *err)
+{
+    struct stat sb;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+        return slr_error_set(err, SLR_ERR_IO, "cannot create checkpoint directory %s: %s", dir,
+                             strerror(errno));
+    if (stat(dir, &sb) != 0)
+        return slr_error_set(err, SLR_ERR_IO, "checkpoint directory %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return slr_error_set(err, SLR_ERR_IO, "checkpoint directory %s is not a directory", dir);
+    int e = 0;
+    if (!dir_takes_files(dir, &e))
+        return slr_error_set(err, SLR_ERR_IO, "cannot write checkpoints into %s: %s", dir,
+                             strerror(e));
+    return SLR_OK;
+}
+
+slr_status slr_checkpoint_path_check(const char *path, const char *what, slr_error *err)
+{
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return slr_error_set(err, SLR_ERR_IO, "cannot write %s to %s: it is a directory", what,
+                             path);
+    char *copy = strdup(path);
+    if (!copy)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    const char *dir = dirname(copy); /* where the file is renamed into place */
+    int e = 0;
+    slr_status rc = SLR_OK;
+    if (!dir_takes_files(dir, &e))
+        rc = slr_error_set(err, SLR_ERR_IO, "cannot write %s to %s: %s%s%s", what, path,
+                           strerror(e), e == ENOENT ? "; no directory " : "",
+                           e == ENOENT ? dir : "");
+    free(copy);
+    return rc;
 }
 
 /* Remove all but the newest `keep`, and temporary files left by killed

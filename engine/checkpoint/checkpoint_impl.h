@@ -21,4 +21,10 @@ static const char SLR_CHECKPOINT_MAGIC[8] = {'S', 'T', 'R', 'E', 'A', 'M', 'L', 
  * process may run it; errors are sticky in f and reported at commit. */
 void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr_job_state *st);
 
+/* Misconfiguration checks, for before the first example: can checkpoints
+ * be written into dir (made if missing), and can a file be written at path
+ * (`what` names it in the message: "the model")? */
+slr_status slr_checkpoint_dir_check(const char *dir, slr_error *err);
+slr_status slr_checkpoint_path_check(const char *path, const char *what, slr_error *err);
+
 #endif

@@ -8,8 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "job.h"
+#include "checkpoint/checkpoint_impl.h"
 #include "learner/learner_impl.h"
 #include "streamlr/predict.h"
 
@@ -124,6 +126,24 @@ static const char *config_mismatch(const slr_learner_config *want, const slr_lea
     return NULL;
 }
 
+/* The event log grew: "train on day 1, then continue with day 2".  A
+ * checkpoint taken at the very end of the old list points past its last
+ * file; the first new file starts at its beginning. */
+static slr_status append_files(slr_job *job, slr_error *err)
+{
+    slr_job_state *st = &job->state;
+    const slr_train_options *opt = job->opt;
+    uint32_t old = st->n_files;
+    if (st->file.file_index >= old) {
+        st->file.file_index = old;
+        st->file.offset = 0;
+        st->file.line = 1;
+    }
+    slr_job_log(job, "the --data list goes on after the checkpoint's %u file(s) with %u more, "
+                     "from %s", old, opt->n_files - old, opt->files[old]);
+    return slr_job_state_set_files(st, opt->files, opt->n_files, err);
+}
+
 static slr_status check_resumable(slr_job *job, slr_error *err)
 {
     const slr_train_options *opt = job->opt;
@@ -135,24 +155,30 @@ static slr_status check_resumable(slr_job *job, slr_error *err)
                              "the checkpoint's settings (drop %s, or start a new run)",
                              flag, opt->checkpoint_dir, flag);
     const slr_job_state *st = &job->state;
-    if (st->format && strcmp(st->format, slr_format_name(opt->format)))
+    if (opt->format_auto && st->format) /* the checkpoint's format goes on (the source sets it) */
+        job->checkpoint_format_known =
+            slr_format_parse(st->format, &job->checkpoint_format, NULL) == SLR_OK;
+    else if (st->format && strcmp(st->format, slr_format_name(opt->format)))
         return slr_error_set(err, SLR_ERR_MISMATCH,
                              "the checkpoint in %s was taken reading --format %s, not %s",
                              opt->checkpoint_dir, st->format, slr_format_name(opt->format));
-    if (opt->n_files) { /* replay: same files, same order */
+    if (opt->n_files) { /* replay: the same files in the same order, perhaps more after them */
         if (st->source != SLR_SOURCE_FILES)
             return slr_error_set(err, SLR_ERR_MISMATCH,
                                  "the checkpoint in %s was not taken replaying files",
                                  opt->checkpoint_dir);
-        bool same = st->n_files == opt->n_files;
-        for (uint32_t i = 0; same && i < opt->n_files; i++)
+        bool same = st->n_files <= opt->n_files;
+        for (uint32_t i = 0; same && i < st->n_files; i++)
             same = !strcmp(st->files[i], opt->files[i]);
         if (!same)
             return slr_error_set(err, SLR_ERR_MISMATCH,
                                  "the checkpoint in %s was taken replaying %u file(s) starting "
-                                 "with %s; pass the same --data list to resume it",
+                                 "with %s; pass the same --data list to resume it (more files "
+                                 "may follow it)",
                                  opt->checkpoint_dir, st->n_files,
                                  st->n_files ? st->files[0] : "(none)");
+        if (opt->n_files > st->n_files)
+            return append_files(job, err);
     }
     return SLR_OK;
 }
@@ -362,14 +388,39 @@ static void advance_progress(slr_job *job)
     job->next_progress = next > job->next_progress ? next : job->next_progress + 1;
 }
 
+/* What would otherwise surface only after the work is done: a model or a
+ * checkpoint that cannot be written, or a checkpoint directory that holds
+ * another run's work which this run would prune. */
+static slr_status check_outputs(const slr_train_options *opt, slr_error *err)
+{
+    slr_status st;
+    if (opt->model_out && (st = slr_checkpoint_path_check(opt->model_out, "the model (-f)", err)) != SLR_OK)
+        return st;
+    if (!opt->checkpoint_dir)
+        return SLR_OK;
+    if ((st = slr_checkpoint_dir_check(opt->checkpoint_dir, err)) != SLR_OK)
+        return st;
+    uint64_t newest;
+    if (opt->resume || opt->start_over ||
+        slr_checkpoint_dir_newest(opt->checkpoint_dir, &newest, NULL) != SLR_OK)
+        return SLR_OK;
+    return slr_error_set(err, SLR_ERR_MISMATCH,
+                         "%s holds checkpoints of an earlier run (the newest is #%llu); add "
+                         "--resume to continue it, or --start-over to start a new run there "
+                         "(the old checkpoints are pruned as the new run writes its own)",
+                         opt->checkpoint_dir, (unsigned long long)newest);
+}
+
 slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *err)
 {
     memset(job, 0, sizeof *job);
     job->opt = opt;
     slr_job_state_init(&job->state);
     job->started = job->time_at_checkpoint = slr_monotonic_seconds();
-    slr_status st = slr_job_reader_init(&job->reader, opt, err);
+    slr_status st = check_outputs(opt, err);
     if (st != SLR_OK)
+        return st;
+    if ((st = slr_job_reader_init(&job->reader, opt, err)) != SLR_OK)
         return st;
     if ((st = open_learner(job, err)) != SLR_OK)
         return st;
@@ -391,6 +442,7 @@ void slr_job_close(slr_job *job)
     slr_job_checkpoint_poll(job, true, NULL); /* a valid checkpoint of an earlier position */
     free(job->junk.source);
     slr_buf_free(&job->junk.data);
+    slr_buf_free(&job->bad_sample);
     slr_job_report_close(job);
     slr_learner_destroy(job->learner);
     slr_job_reader_free(&job->reader);
@@ -504,6 +556,98 @@ static slr_status add_junk(slr_job *job, const slr_where *where, slr_bad_reason 
     return slr_buf_append(&j->data, buf, n, err);
 }
 
+/* ------------------------------------------------------------ a wrong format */
+
+/* The first records of a run in the wrong format are all bad (or nearly):
+ * stop after this many all bad, or when more than 90% of this many are. */
+#define PROBE_ALL_BAD 1000
+#define PROBE_MOSTLY_BAD 10000
+
+slr_status slr_job_set_format(slr_job *job, slr_error *err)
+{
+    slr_job_reader_free(&job->reader);
+    slr_status st = slr_job_reader_init(&job->reader, job->opt, err);
+    if (st != SLR_OK)
+        return st;
+    free(job->state.format);
+    if (!(job->state.format = strdup(slr_format_name(job->opt->format))))
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    return SLR_OK;
+}
+
+bool slr_job_checkpoint_held(const slr_job *job)
+{
+    return !job->format_settled && 2 * job->probe_bad > job->probe_records;
+}
+
+/* Keep the first bad records' bytes (a few KiB, messages one per line) to
+ * tell what the input is. */
+static void sample_bad(slr_job *job, const slr_job_item *it)
+{
+    slr_buf *b = &job->bad_sample;
+    if (b->len >= 4096)
+        return;
+    if (b->len && it->where.is_message && job->sample_offset != it->where.offset)
+        slr_buf_append(b, "\n", 1, NULL);
+    job->sample_offset = it->where.offset;
+    size_t n = it->bytes.len < 4096 ? it->bytes.len : 4096;
+    slr_buf_append(b, it->bytes.data, n, NULL);
+}
+
+/* The run's only checkpoint is slr_job_start's, of a run now refused for its
+ * input: it would make a rerun with the right format look like a resume. */
+static void drop_start_checkpoint(slr_job *job)
+{
+    slr_job_checkpoint_poll(job, true, NULL);
+    if (job->wrote_start_checkpoint && job->checkpoints_written == 1 && job->last_checkpoint[0])
+        unlink(job->last_checkpoint);
+}
+
+static slr_status wrong_format(slr_job *job, const slr_where *where, slr_error *err)
+{
+    const char *reading = slr_format_name(job->opt->format);
+    char counted[128];
+    if (job->probe_bad == job->probe_records)
+        snprintf(counted, sizeof counted, "the first %llu records", (unsigned long long)job->probe_records);
+    else
+        snprintf(counted, sizeof counted, "%llu of the first %llu records",
+                 (unsigned long long)job->probe_bad, (unsigned long long)job->probe_records);
+    slr_format likely;
+    char hint[160];
+    if (slr_format_detect(job->bad_sample.data, job->bad_sample.len, &likely) &&
+        likely != job->opt->format)
+        snprintf(hint, sizeof hint, "the input looks like %s: give --format %s",
+                 slr_format_name(likely), slr_format_name(likely));
+    else
+        snprintf(hint, sizeof hint, "is it %s? give the right --format",
+                 reading);
+    drop_start_checkpoint(job);
+    return slr_error_set(err, SLR_ERR_BAD_INPUT,
+                         "%s of %s are bad reading --format %s; %s (stopped before any "
+                         "checkpoint, commit or model)",
+                         counted, where->name, reading, hint);
+}
+
+/* Watch the run's first records for a wrong format (skips are not records
+ * of any format). */
+static slr_status probe_format(slr_job *job, const slr_job_item *it, slr_error *err)
+{
+    job->probe_records++;
+    if (it->kind == SLR_ITEM_BAD) {
+        job->probe_bad++;
+        sample_bad(job, it);
+    }
+    uint64_t good = job->probe_records - job->probe_bad;
+    if ((job->probe_records == PROBE_ALL_BAD && good == 0) ||
+        (job->probe_records == PROBE_MOSTLY_BAD && 10 * job->probe_bad > 9 * PROBE_MOSTLY_BAD))
+        return wrong_format(job, &it->where, err);
+    if (10 * good >= PROBE_MOSTLY_BAD || job->probe_records >= PROBE_MOSTLY_BAD) {
+        job->format_settled = true; /* no verdict is possible any more */
+        slr_buf_free(&job->bad_sample);
+    }
+    return SLR_OK;
+}
+
 /* -p: one line per example or bad record, so line i answers record i; the
  * example's tag after the probability, as VW writes it */
 static void write_prediction(slr_job *job, double p, const slr_job_item *it)
@@ -609,6 +753,11 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
     if ((job->records_this_run & 1023) == 0) /* reading the clock is cheap, not free */
         slr_job_tick(job);
     slr_status st;
+    if (!job->format_settled && it->kind != SLR_ITEM_SKIP &&
+        (st = probe_format(job, it, err)) != SLR_OK) {
+        *result = SLR_APPLY_BAD;
+        return st;
+    }
     if (it->kind == SLR_ITEM_BAD) {
         *result = SLR_APPLY_BAD;
         if (it->reason.code == SLR_ERR_NOMEM)
@@ -688,7 +837,7 @@ bool slr_job_should_stop(const slr_job *job)
 bool slr_job_checkpoint_due(slr_job *job)
 {
     const slr_train_options *opt = job->opt;
-    if (!opt->checkpoint_dir)
+    if (!opt->checkpoint_dir || slr_job_checkpoint_held(job))
         return false;
     if (opt->checkpoint_every_examples &&
         job->state.metrics.examples - job->examples_at_checkpoint >= opt->checkpoint_every_examples)
@@ -704,8 +853,9 @@ bool slr_job_checkpoint_due(slr_job *job)
 bool slr_job_checkpoint_due_now(slr_job *job)
 {
     const slr_train_options *opt = job->opt;
-    if (!opt->checkpoint_dir || (job->records_this_run == job->records_at_checkpoint &&
-                                 job->moves == job->moves_at_checkpoint))
+    if (!opt->checkpoint_dir || slr_job_checkpoint_held(job) ||
+        (job->records_this_run == job->records_at_checkpoint &&
+         job->moves == job->moves_at_checkpoint))
         return false;
     if (slr_job_checkpoint_due(job))
         return true;
@@ -802,7 +952,29 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
     slr_error e;
     /* a checkpoint still being written is finished first, so that every
      * checkpoint is taken where it falls due, whatever the disk's speed */
-    slr_job_checkpoint_poll(job, true, NULL);
+    slr_job_checkpoint_poll(job, false, NULL);
+    if (!job->writer) {
+        job->fork_overruns = 0;
+    } else {
+        double due = slr_monotonic_seconds();
+        slr_job_checkpoint_poll(job, true, NULL);
+        double waited = slr_monotonic_seconds() - due, ran = due - job->writer_forked_at;
+        /* A child exists so that learning need not wait for the write.  When
+         * learning waited for it longer than it learned beside it, twice in
+         * a row (checkpoints due every few milliseconds of a big table: a
+         * small run; once could be a rebalance's checkpoint right after a
+         * periodic one), the fork buys nothing and its copy-on-write costs
+         * more than writing in place: write in place from now on. */
+        job->fork_overruns = waited > ran ? job->fork_overruns + 1 : 0;
+        if (background && !job->fork_given_up && job->fork_overruns >= 2) {
+            job->fork_given_up = true;
+            slr_job_log(job, "checkpoints fall due faster than a child process writes them "
+                             "(learning waited %.0f ms for one after %.0f ms beside it); writing "
+                             "them in place from now on, which costs less in all",
+                        waited * 1e3, ran * 1e3);
+        }
+    }
+    background = background && !job->fork_given_up;
     /* the next periodic attempt is a period away, whatever this one does */
     job->examples_at_checkpoint = job->state.metrics.examples;
     job->time_at_checkpoint = slr_monotonic_seconds();
@@ -812,6 +984,7 @@ static slr_status take_checkpoint(slr_job *job, bool background, slr_error *err)
         st = slr_checkpoint_dir_fork(opt->checkpoint_dir, job->learner, &job->state,
                                      opt->checkpoint_keep, &job->writer, &e);
         if (st == SLR_OK) {
+            job->writer_forked_at = slr_monotonic_seconds();
             job->writer_prev_sequence = prev;
             job->writer_records = job->records_this_run;
             job->writer_moves = job->moves;
@@ -843,6 +1016,7 @@ slr_status slr_job_start(slr_job *job, slr_error *err)
 {
     if (!job->opt->dead_letter || !job->opt->checkpoint_dir || job->last_checkpoint[0])
         return SLR_OK;
+    job->wrote_start_checkpoint = true;
     return slr_job_checkpoint(job, err);
 }
 
@@ -900,6 +1074,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
             .pause_max = job->pause_max,
             .pause_total = job->pause_total,
             .checkpoint_fork = opt->checkpoint_fork,
+            .fork_given_up = job->fork_given_up,
             .checkpoint = job->last_checkpoint,
         };
         slr_progress p = {.event = SLR_PROGRESS_SUMMARY, .report = &report, .summary = &sum};
@@ -917,6 +1092,7 @@ slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr
         res->dead_letters = job->dead_letters;
         snprintf(res->checkpoint, sizeof res->checkpoint, "%s", job->last_checkpoint);
         res->report = report;
+        res->format = opt->format;
     }
     return st;
 }

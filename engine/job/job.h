@@ -120,6 +120,9 @@ typedef struct slr_job {
     uint64_t writer_prev_sequence;
     uint64_t writer_records;       /* records_this_run when it was taken */
     uint64_t writer_moves;         /* moves when it was taken */
+    double writer_forked_at;       /* monotonic time of its fork */
+    unsigned fork_overruns;        /* checkpoints in a row that found the last child running */
+    bool fork_given_up;            /* children could not keep up: writing in place (job.c) */
     uint64_t bad_reported;
     slr_junk_span junk;
     uint64_t dead_letters;         /* given to the sink in this run */
@@ -136,6 +139,16 @@ typedef struct slr_job {
     uint64_t window_at;         /* examples when window_stats was computed (+1; 0 = never) */
     slr_window_stats window_stats;
     double window_time, window_cost; /* when window_stats was computed, and its cost */
+
+    /* input in the wrong format (job.c): the first records of the run are
+     * watched until they can no longer make a wrong format likely */
+    uint64_t probe_records, probe_bad; /* records (not blank lines) and bad ones so far */
+    bool format_settled;               /* the watch is over */
+    slr_buf bad_sample;                /* the first bad records' bytes, to name the format */
+    uint64_t sample_offset;            /* where the last bytes in bad_sample came from */
+    bool wrote_start_checkpoint;       /* slr_job_start wrote this run's first checkpoint */
+    bool checkpoint_format_known;      /* resumed: the checkpoint's format, for format_auto */
+    slr_format checkpoint_format;
 } slr_job;
 
 /* Build the learner (fresh, -i or --resume) and the decoding pipeline.  On
@@ -184,6 +197,15 @@ void slr_job_item_free(slr_job_item *it);
  * the record continues past len. */
 bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
                   const slr_where *where, size_t *consumed, slr_job_item *it);
+
+/* opt->format changed after slr_job_open (format_auto: detected from the
+ * first bytes, or the checkpoint's): rebuild the reader and record it. */
+slr_status slr_job_set_format(slr_job *job, slr_error *err);
+
+/* While the records so far are mostly bad and too few to tell a wrong
+ * format, no checkpoint is taken and no offset committed: a run stopped
+ * for its format must leave nothing a rerun with the right one would skip. */
+bool slr_job_checkpoint_held(const slr_job *job);
 
 /* Stage 2: apply one item (EXAMPLE, SKIP or BAD) to the job, in record order. */
 slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result *result,

@@ -603,7 +603,9 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
     double next_commit = slr_monotonic_seconds() + commit_every;
     bool stopped = false;
     while (!stopped && st == SLR_OK) {
-        if ((opt->stop && *opt->stop) || (in->exit_at_end && slr_kafka_source_at_end(run.src)))
+        if ((opt->stop && *opt->stop) ||
+            (in->exit_at_end &&
+             (slr_kafka_source_at_end(run.src) || slr_kafka_source_group_at_end(run.src))))
             break;
         size_t n = slr_kafka_source_consume(run.src, msgs, batch, POLL_MS);
         for (size_t i = 0; i < n; i++) {

@@ -23,6 +23,7 @@
  * but the last, and marks every holdout_period-th example of each pass as
  * held out (VW's holdout): stage 2 scores those and never learns them. */
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "job.h"
@@ -222,6 +223,47 @@ static slr_status check_passes(const slr_train_options *opt, slr_error *err)
     return SLR_OK;
 }
 
+#define DETECT_BYTES (64u << 10) /* what format detection looks at */
+
+/* --format not given: a resumed run reads on in its checkpoint's format;
+ * otherwise the first bytes of the first file tell (read into the source's
+ * window, so a pipe loses nothing); opt->format when they do not. */
+static slr_status choose_format(slr_job *job, slr_train_options *opt, slr_file_source *src,
+                                slr_error *err)
+{
+    const char *why = "the checkpoint's";
+    char because[1024];
+    if (job->checkpoint_format_known) {
+        opt->format = job->checkpoint_format;
+    } else {
+        const char *buf;
+        size_t len;
+        bool at_end;
+        slr_status st;
+        for (;;) {
+            slr_file_source_window(src, &buf, &len, &at_end);
+            if (len >= DETECT_BYTES || at_end || (opt->stop && *opt->stop))
+                break;
+            if (!slr_file_source_wait(src, IDLE_POLL_MS))
+                continue;
+            if ((st = slr_file_source_fill(src, err)) != SLR_OK)
+                return st;
+        }
+        slr_format f;
+        if (slr_format_detect(buf, len, &f)) {
+            opt->format = f;
+            snprintf(because, sizeof because, "detected from the content of %s",
+                     slr_file_source_path(src));
+        } else {
+            snprintf(because, sizeof because, "%s does not tell%s; give --format to choose",
+                     slr_file_source_path(src), len ? "" : ": it is empty");
+        }
+        why = because;
+    }
+    slr_job_log(job, "reading --format %s (%s)", slr_format_name(opt->format), why);
+    return slr_job_set_format(job, err);
+}
+
 slr_status slr_train_files(const slr_train_options *opt_in, slr_train_result *res, slr_error *err)
 {
     slr_train_options opt_full;
@@ -244,7 +286,7 @@ slr_status slr_train_files(const slr_train_options *opt_in, slr_train_result *re
         st = slr_job_state_set_files(&job.state, opt->files, opt->n_files, err);
     if (st != SLR_OK)
         goto out;
-    pr.text = slr_format_is_text(opt->format);
+    pr.text = slr_format_is_text(opt->format) || opt->format_auto;
     pr.opt = opt;
     pr.pass = 1;
     pr.passes = opt->passes > 1 ? opt->passes : 1;
@@ -252,6 +294,12 @@ slr_status slr_train_files(const slr_train_options *opt_in, slr_train_result *re
     st = slr_file_source_open(&pr.src, opt->files, opt->n_files, pr.text, err);
     if (st != SLR_OK)
         goto out;
+    if (opt->format_auto) {
+        if ((st = choose_format(&job, &opt_full, pr.src, err)) != SLR_OK)
+            goto out;
+        pr.text = slr_format_is_text(opt->format);
+        slr_file_source_count_lines(pr.src, pr.text);
+    }
     if (job.state.file.file_index > 0 || job.state.file.offset > 0) {
         if ((st = slr_file_source_seek(pr.src, &job.state.file, err)) != SLR_OK)
             goto out;

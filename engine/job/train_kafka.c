@@ -58,6 +58,9 @@ typedef struct kafka_run {
     bool checkpoint_failed; /* the last checkpoint attempt failed: do not commit */
     bool done;              /* finished or failed: leaving must not checkpoint again (after a
                                failure the model may hold part of a message) */
+    bool finished;          /* the final checkpoint and model are written: the positions
+                               may be committed when leaving (again, if the broker refused
+                               the last commit during a rebalance) */
     slr_status fatal;       /* a checkpoint could not be taken safely (dead letters not
                                durable): the job must stop; fatal_err says why */
     slr_error fatal_err;
@@ -101,6 +104,8 @@ static bool checkpoint(kafka_run *run, bool wait)
         slr_job_log(job, "checkpoint skipped: %s", err.msg);
         return false;
     }
+    if (slr_job_checkpoint_held(job))
+        return false; /* a wrong format is still likely: commit nothing yet */
     if (!job->opt->checkpoint_dir)
         return true; /* nothing durable to wait for: see docs/KAFKA.md */
     if (job->records_this_run == job->records_at_checkpoint &&
@@ -125,7 +130,7 @@ static bool checkpoint(kafka_run *run, bool wait)
 static bool release_hook(void *ctx)
 {
     kafka_run *run = ctx;
-    return run->done ? false : checkpoint(run, true);
+    return run->done ? run->finished : checkpoint(run, true);
 }
 
 /* Does the decoder decode m?  Every message with data, whatever the source
@@ -319,6 +324,46 @@ static slr_status apply_message(kafka_run *run, slr_kafka_partition *p,
     return SLR_OK;
 }
 
+#define DETECT_BYTES (64u << 10) /* what format detection looks at */
+
+/* --format not given: the first messages with data tell (opt->format when
+ * they do not); before anything is decoded in the format assumed so far.
+ * Messages are joined one per line, as text records seldom end in '\n'. */
+static slr_status detect_format(kafka_run *run, slr_train_options *opt, rd_kafka_message_t **msgs,
+                                size_t n, bool *chosen, slr_error *err)
+{
+    slr_buf sample = {0};
+    const char *from = NULL;
+    for (size_t i = 0; i < n && sample.len < DETECT_BYTES; i++) {
+        const rd_kafka_message_t *m = msgs[i];
+        if (!decoded(m) || !m->len)
+            continue;
+        if (!from)
+            from = rd_kafka_topic_name(m->rkt);
+        if ((sample.len && slr_buf_append(&sample, "\n", 1, err) != SLR_OK) ||
+            slr_buf_append(&sample, m->payload, m->len, err) != SLR_OK) {
+            slr_buf_free(&sample);
+            return SLR_ERR_NOMEM;
+        }
+    }
+    if (!from)
+        return SLR_OK; /* no data yet */
+    *chosen = true;
+    slr_format f;
+    bool told = slr_format_detect(sample.data, sample.len, &f);
+    slr_buf_free(&sample);
+    if (told)
+        opt->format = f;
+    slr_job_log(&run->job, "reading --format %s (%s the first messages of %s)",
+                slr_format_name(opt->format), told ? "detected from" : "not told by", from);
+    slr_status st = slr_job_set_format(&run->job, err);
+    if (st == SLR_OK && run->dec) { /* idle: it has not been given a batch yet */
+        slr_job_reader_free(&run->dec->reader);
+        st = slr_job_reader_init(&run->dec->reader, opt, err);
+    }
+    return st;
+}
+
 /* Per-partition lag, in the table style; the status line (a terminal) shows
  * the total itself (job.source.consumer_lag). */
 static void print_lag(kafka_run *run)
@@ -346,6 +391,7 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     slr_status st = slr_train_options_resolve(opt_in, &opt, err);
     if (st != SLR_OK)
         return st;
+    bool format_chosen = !opt.format_auto;
 
     if (opt.n_files)
         return slr_error_set(err, SLR_ERR_ARG, "a Kafka job takes no input files");
@@ -368,6 +414,13 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
         goto out;
     }
     run.job.state.source = SLR_SOURCE_KAFKA;
+    if (!format_chosen && run.job.checkpoint_format_known) { /* a resumed job reads on as it did */
+        opt.format = run.job.checkpoint_format;
+        format_chosen = true;
+        slr_job_log(&run.job, "reading --format %s (the checkpoint's)", slr_format_name(opt.format));
+        if ((st = slr_job_set_format(&run.job, err)) != SLR_OK)
+            goto out;
+    }
     if (!opt.checkpoint_dir)
         slr_job_log(&run.job, "no --checkpoint-dir: the model is not durable while running, and "
                               "offsets are committed only when the job ends");
@@ -394,9 +447,16 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     }
 
     while (!stopped) {
-        if (slr_job_should_stop(&run.job) || (k->exit_at_end && slr_kafka_source_at_end(run.src)))
+        if (slr_job_should_stop(&run.job) ||
+            (k->exit_at_end && (slr_kafka_source_at_end(run.src) ||
+                                slr_kafka_source_group_at_end(run.src))))
             break;
         size_t n = slr_kafka_source_consume(run.src, msgs, batch, POLL_MS);
+        if (!format_chosen && n &&
+            (st = detect_format(&run, &opt, msgs, n, &format_chosen, err)) != SLR_OK) {
+            destroy_batch(msgs, n);
+            goto out;
+        }
         if (run.dec && n)
             decoder_give(run.dec, msgs, n);
         for (size_t i = 0; i < n; i++) {
@@ -463,6 +523,7 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
     if ((st = slr_kafka_source_note_positions(run.src, err)) != SLR_OK)
         goto out;
     st = slr_job_finish(&run.job, stopped, res, err);
+    run.finished = st == SLR_OK;
     if (st == SLR_OK)
         slr_kafka_source_commit(run.src, COMMIT_WAIT_SECONDS);
 out:

@@ -101,6 +101,11 @@ void slr_file_source_close(slr_file_source *src)
     free(src);
 }
 
+void slr_file_source_count_lines(slr_file_source *src, bool count_lines)
+{
+    src->count_lines = count_lines;
+}
+
 void slr_file_source_window(const slr_file_source *src, const char **buf, size_t *len,
                             bool *at_end)
 {

@@ -57,6 +57,10 @@ struct slr_kafka_source {
     bool commit_skip_said;   /* "not committed during the outage" was logged */
     char *failure;           /* why the job cannot go on, if it cannot */
 
+    bool joined;             /* the group has given this member an assignment (maybe empty) */
+    double group_check_at;   /* a member without partitions asks the group's progress then */
+    bool idle_said;          /* why such a member waits was logged */
+
     slr_kafka_partition **parts; /* the current assignment */
     size_t n_parts, cap_parts;
     slr_kafka_partition *last;   /* lookup cache: messages come in runs */
@@ -359,6 +363,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 say(src, "kafka: out of memory tracking %s[%d]", tp->topic, (int)tp->partition);
         }
         describe_assignment(src, false, parts);
+        src->joined = true;
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else
@@ -1014,6 +1019,67 @@ bool slr_kafka_source_at_end(const slr_kafka_source *src)
         if (!src->parts[i]->at_end || src->parts[i]->reset_from >= 0)
             return false;
     return true;
+}
+
+#define GROUP_CHECK_SECONDS 1.0
+#define GROUP_QUERY_MS 2000
+
+/* The partitions of the subscribed topics into l; false if the broker
+ * cannot say (or a topic is a pattern, whose partitions we cannot list). */
+static bool subscribed_partitions(slr_kafka_source *src, rd_kafka_topic_partition_list_t *l)
+{
+    rd_kafka_topic_partition_list_t *sub = NULL;
+    if (rd_kafka_subscription(src->rk, &sub) || !sub)
+        return false;
+    bool ok = sub->cnt > 0;
+    for (int i = 0; ok && i < sub->cnt; i++) {
+        const char *topic = sub->elems[i].topic;
+        if (topic[0] == '^') {
+            ok = false;
+            break;
+        }
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(src->rk, topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        ok = rkt && !rd_kafka_metadata(src->rk, 0, rkt, &md, GROUP_QUERY_MS) && md->topic_cnt == 1 &&
+             !md->topics[0].err;
+        for (int p = 0; ok && p < md->topics[0].partition_cnt; p++)
+            rd_kafka_topic_partition_list_add(l, topic, md->topics[0].partitions[p].id);
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+    }
+    rd_kafka_topic_partition_list_destroy(sub);
+    return ok && l->cnt > 0;
+}
+
+bool slr_kafka_source_group_at_end(slr_kafka_source *src)
+{
+    if (src->n_parts > 0 || src->assign_mode || !src->joined)
+        return false; /* still joining: the assignment will say */
+    double now = now_seconds();
+    if (now < src->group_check_at)
+        return false;
+    src->group_check_at = now + GROUP_CHECK_SECONDS;
+    if (!src->idle_said) {
+        say(src, "kafka: no partition assigned to this member (the group has more members than "
+                 "partitions); --exit-at-end ends it once the group has committed every "
+                 "partition to its end");
+        src->idle_said = true;
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    bool at_end = subscribed_partitions(src, l) && !rd_kafka_committed(src->rk, l, GROUP_QUERY_MS);
+    for (int i = 0; at_end && i < l->cnt; i++) {
+        const rd_kafka_topic_partition_t *e = &l->elems[i];
+        int64_t lo, hi;
+        at_end = !e->err && !rd_kafka_query_watermark_offsets(src->rk, e->topic, e->partition, &lo,
+                                                             &hi, GROUP_QUERY_MS) &&
+                 (e->offset >= 0 ? e->offset >= hi : lo == hi); /* never committed: empty */
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    if (at_end)
+        say(src, "kafka: the group has committed every partition to its end; this member ends");
+    return at_end;
 }
 
 bool slr_kafka_source_failed(const slr_kafka_source *src, slr_error *err)

@@ -113,6 +113,11 @@ void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds);
 
 /* Every assigned partition (at least one) has reached its end. */
 bool slr_kafka_source_at_end(const slr_kafka_source *src);
+/* A group member with no partition (more members than partitions): has the
+ * group committed every partition of the subscribed topics to its end?
+ * The first call logs why such a member waits; the broker is asked at most
+ * once a second (bounded waits).  False for a member with partitions. */
+bool slr_kafka_source_group_at_end(slr_kafka_source *src);
 
 /* The job cannot go on (a fatal client error, e.g. authentication, or a
  * partition that cannot be started): fills err. */

@@ -37,6 +37,11 @@ slr_status slr_format_parse(const char *name, slr_format *out, slr_error *err);
 /* Guess from a file name's extension (.vw, .svm/.libsvm, .tsv/.criteo,
  * .msgpack/.mp); false if it cannot tell. */
 bool slr_format_guess(const char *path, slr_format *out);
+/* Tell the format from the first bytes of the input (a few KiB: the first
+ * lines of text, or one msgpack object's first byte); false if they do not
+ * say.  Every format but the one given reads the others' records as bad,
+ * so this is what to ask when the user did not give --format. */
+bool slr_format_detect(const char *buf, size_t len, slr_format *out);
 /* True for line-oriented text formats. */
 bool slr_format_is_text(slr_format f);
 

@@ -26,6 +26,9 @@ typedef struct slr_file_source slr_file_source;
 slr_status slr_file_source_open(slr_file_source **out, const char *const *paths, uint32_t n,
                                 bool count_lines, slr_error *err);
 void slr_file_source_close(slr_file_source *src);
+/* Count lines or not from now on: for a format told from the first bytes,
+ * which the source was opened to read (nothing consumed yet). */
+void slr_file_source_count_lines(slr_file_source *src, bool count_lines);
 
 /* The unread bytes of the current file that are in memory.  *at_end is true
  * when they run to the end of that file. */

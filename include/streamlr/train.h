@@ -87,6 +87,8 @@ typedef struct slr_train_summary {
     double pause_max, pause_total; /* seconds */
     bool checkpoint_fork;          /* periodic checkpoints written by a child process */
     const char *checkpoint;        /* newest checkpoint, "" if none */
+    bool fork_given_up;            /* children could not keep up: the later periodic
+                                      checkpoints were written in place */
 } slr_train_summary;
 
 typedef struct slr_progress {
@@ -179,6 +181,15 @@ typedef struct slr_train_options {
     slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
     void *log_ctx;
     slr_stop_flag *stop; /* when set, stop after the record in hand; NULL = never */
+
+    /* appended (see size) */
+    bool format_auto; /* the user gave no format: tell it from the first bytes of input
+                       * (slr_format_detect), `format` when they do not say; a resumed
+                       * run keeps its checkpoint's.  The choice is logged and
+                       * returned in slr_train_result.format. */
+    bool start_over; /* without resume, a checkpoint_dir that holds checkpoints is
+                      * refused (they are another run's work); this starts a new
+                      * run there on purpose, its checkpoints replacing the old */
 } slr_train_options;
 
 /* Defaults for every field, and opt->size. */
@@ -199,6 +210,7 @@ typedef struct slr_train_result {
     uint64_t holdout_examples; /* passes > 1: the held-out examples of the last pass ... */
     double holdout_weight;     /* ... their importance weight ... */
     double holdout_loss;       /* ... and their mean log loss (0 if none) */
+    slr_format format;         /* the input format read (detected, with format_auto) */
 } slr_train_result;
 
 slr_status slr_train_files(const slr_train_options *opt, slr_train_result *res, slr_error *err);
