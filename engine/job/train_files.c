@@ -233,6 +233,7 @@ static slr_status choose_format(slr_job *job, slr_train_options *opt, slr_file_s
 {
     const char *why = "the checkpoint's";
     char because[1024];
+    bool told = true;
     if (job->checkpoint_format_known) {
         opt->format = job->checkpoint_format;
     } else {
@@ -257,10 +258,14 @@ static slr_status choose_format(slr_job *job, slr_train_options *opt, slr_file_s
         } else {
             snprintf(because, sizeof because, "%s does not tell%s; give --format to choose",
                      slr_file_source_path(src), len ? "" : ": it is empty");
+            told = false;
         }
         why = because;
     }
-    slr_job_log(job, "reading --format %s (%s)", slr_format_name(opt->format), why);
+    /* what was told is news only to a caller that follows progress (not to
+     * --quiet); a guess is a warning */
+    if (!told || opt->progress)
+        slr_job_log(job, "reading --format %s (%s)", slr_format_name(opt->format), why);
     return slr_job_set_format(job, err);
 }
 

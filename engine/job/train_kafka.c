@@ -354,8 +354,9 @@ static slr_status detect_format(kafka_run *run, slr_train_options *opt, rd_kafka
     slr_buf_free(&sample);
     if (told)
         opt->format = f;
-    slr_job_log(&run->job, "reading --format %s (%s the first messages of %s)",
-                slr_format_name(opt->format), told ? "detected from" : "not told by", from);
+    if (!told || opt->progress) /* as for files: news to --quiet only when a guess */
+        slr_job_log(&run->job, "reading --format %s (%s the first messages of %s)",
+                    slr_format_name(opt->format), told ? "detected from" : "not told by", from);
     slr_status st = slr_job_set_format(&run->job, err);
     if (st == SLR_OK && run->dec) { /* idle: it has not been given a batch yet */
         slr_job_reader_free(&run->dec->reader);

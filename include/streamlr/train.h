@@ -178,7 +178,9 @@ typedef struct slr_train_options {
                           name:index:value:weight before the update (needs keep_names) */
     uint64_t keep_names_max; /* bound on names kept (default SLR_NAMES_MAX_DEFAULT) */
 
-    slr_log_fn log; /* warnings and bad-record reports; NULL = silent */
+    slr_log_fn log; /* warnings and bad-record reports; NULL = silent.  Notes that
+                       are not warnings (the format told from the content) come
+                       only when progress is set too */
     void *log_ctx;
     slr_stop_flag *stop; /* when set, stop after the record in hand; NULL = never */
 
