@@ -736,12 +736,20 @@ END_TEST
 
 /* No format given (format_auto): the first messages tell VW, and the
  * choice is logged and returned. */
+/* A caller that follows progress is told the format (a quiet one is not). */
+static void ignore_progress(void *ctx, const slr_progress *p)
+{
+    (void)ctx;
+    (void)p;
+}
+
 START_TEST(test_format_detected)
 {
     char topic[128], group[128];
     consumer *c = vw_topic_consumer("detect", 300, topic, group);
     c->opt.format = SLR_FORMAT_MSGPACK; /* the fallback */
     c->opt.format_auto = true;
+    c->opt.progress = ignore_progress;
     c->k.exit_at_end = true;
     consumer_start(c);
     consumer_finish(c, false, 60);
