@@ -10,8 +10,10 @@ a truncation step, truncated - the plain definition, no closed forms, no
 stamps. The harness generates random sparse streams in which most features
 recur only after gaps of thousands of steps (so the engine's lazy catch-up is
 what is being checked), trains `streamlr train` and the reference on the same
-stream for every schedule x {L1, L2, both} x K x theta, and compares every
-weight of `streamlr export`.
+stream for every schedule x {no penalty, L2, L1, both} x K x theta (and
+AdaGrad with the decay clamped at 1), and compares every weight of
+`streamlr export`. The streams also hold repeated indices, unlabelled
+examples and importance weights other than 1.
 
 Tolerance: |engine - ref| <= 1e-9 * max(|engine|, |ref|) + 1e-12. The
 absolute floor is for weights that L1 has almost cancelled: a truncated weight
@@ -20,13 +22,18 @@ each carrying the rounding of thousands of steps of decay done in a different
 order (closed form vs. loop), i.e. up to ~4 * 2^-52 * 9000 ~ 8e-12; measured,
 the largest absolute difference is 3e-13 and the largest relative one 3e-11
 (both printed at the end). An error in the learning rate or the penalty shows
-up far above that: of the 40 checks, running the engine with --l2 2.00002e-4
-(the reference's 2e-4 plus 1e-5 of it) fails 35, --l1 1.00001e-4 fails 38,
---tg-period 3 instead of 1 or 5 fails every L1 check (36), --initial-t
-20.001 fails all 13 invpow ones, --adagrad-delta 1.0001 fails 16 of the 18
-AdaGrad ones; offsetting by one the step at which a weight decaying into the
-band meets its first truncation (penalty.c) fails 3, and multiplying the invpow history's truncation term (penalty.c) by
-1.000001 fails all 12 invpow L1 checks at 3e-6 to 3e-5 relative.
+up far above that. Of the 81 checks, running the engine with --l2 2.00002e-4
+(the reference's 2e-4 plus 1e-5 of it) fails 76, --l1 1.00001e-4 fails 78,
+--tg-period 3 instead of 1 or 5 fails every L1 check (67), --initial-t
+20.001 every invpow one (28), --adagrad-delta 1.0001 31 of the 33 AdaGrad
+ones. In the engine's source (penalty.c), moving by one step the first
+truncation of a weight that decays into the band fails 5 (at 2e-4 to 1.5e-3
+relative), and multiplying the invpow history's truncation term by 1.000001
+fails the 12 lazy invpow L1 checks (3e-6 to 3e-5 relative).
+
+Each configuration is also run with --eager, the engine's own step-by-step
+loop; the check is the same (the Check suite compares lazy and eager with
+the engine's shared step function; this compares both with LEARNING.md).
 
 AdaGrad: LEARNING.md says Sigma g^2 is stored as a float32. Computed in
 double, the documented formula eta/sqrt(delta + Sigma g^2) cannot match the
@@ -229,7 +236,7 @@ def configs():
         "invpow": dict(schedule="invpow", eta=0.8, initial_t=20.0, power_t=0.5),
         "adagrad": dict(schedule="adagrad", eta=0.5, delta=1.0),
     }
-    penalties = [("--l2 2e-4", dict(l2=2e-4))]
+    penalties = [("", {}), ("--l2 2e-4", dict(l2=2e-4))]
     for l1, l2 in ((1e-4, 0.0), (1e-4, 2e-4)):
         for k in (1, 5):
             for theta in (math.inf, 0.3):
@@ -245,12 +252,17 @@ def configs():
     # stream never reaches it; this one rebases twice, with gaps across
     for args, kw in penalties[-4:]:
         yield "invpow", 10, LONG, sched["invpow"] + args.split(), dict(ref["invpow"], **kw)
+    # AdaGrad's rate can exceed eta_0: a = min(eta l2, 1) is clamped where
+    # eta_{t,j} l2 > 1 (a young weight at eta_0 = 20), not where it has grown up
+    yield ("adagrad", 18, SHORT,
+           "--schedule adagrad -l 20 --adagrad-delta 1e-4 --l2 0.05 --l1 1e-4".split(),
+           dict(schedule="adagrad", eta=20.0, delta=1e-4, l2=0.05, l1=1e-4))
 
 
 def main():
     streamlr = os.environ.get("STREAMLR", "./tools/streamlr")
     perturb = os.environ.get("REFERENCE_PERTURB", "")  # e.g. "--tg-period 3": proves the test can fail
-    failures = 0
+    failures = checked = 0
     measured = []
     worst_abs = 0.0
     with tempfile.TemporaryDirectory(prefix="streamlr-reference.") as tmp:
@@ -263,35 +275,42 @@ def main():
             streams[n] = (stream, index, data)
         for name, bits, n, args, kw in configs():
             stream, index, data = streams[n]
-            got = engine_weights(streamlr, data, bits, args + perturb.split(), tmp)
-            label = "%-8s %d examples -b %-2d %s" % (name, n, bits, " ".join(args[2:]))
-            checks = [("", True)]
+            # the lazy learner, and --eager (the engine's own step-by-step
+            # loop over the whole table: at -b 10, which holds every index of
+            # the stream, not -b 18, where it would take a minute)
+            runs = [(mode, b, engine_weights(streamlr, data, b, args + extra + perturb.split(), tmp))
+                    for mode, b, extra in (("lazy", bits, []), ("eager", 10, ["--eager"]))]
+            checks = [(True, runs)]
             if name == "adagrad":
-                checks.append(("  [sum g^2 in double]", False))
-            for suffix, float_sumsq in checks:
+                checks.append((False, runs[:1]))
+            for float_sumsq, against in checks:
                 ref = Reference(index, float_sumsq=float_sumsq, **kw)
                 for label_y, h, feats in stream:
                     ref.learn(label_y, h, feats)
-                want = ref.weights(1 << bits)
-                worst, rel = discrepancy(got, want)
-                if float_sumsq:
-                    worst_abs = max(worst_abs, max(abs(got.get(j, 0.0) - want.get(j, 0.0))
-                                                   for j in set(got) | set(want)))
-                    ok = worst <= 1.0
-                    verdict = "max err %.3g of tolerance, max rel %.3g" % (worst, rel)
-                else:
-                    ok = rel <= ADAGRAD_DOUBLE_BOUND
-                    measured.append(rel)
-                    verdict = "max rel %.3g (bound %g)" % (rel, ADAGRAD_DOUBLE_BOUND)
-                nonzero = sum(1 for v in want.values() if v != 0.0)
-                print("%s %s%s: %d nonzero, %s" % ("ok  " if ok else "FAIL", label, suffix,
-                                                   nonzero, verdict))
-                failures += not ok
+                for mode, b, got in against:
+                    want = ref.weights(1 << b)
+                    nonzero = sum(1 for v in want.values() if v != 0.0)
+                    worst, rel = discrepancy(got, want)
+                    if float_sumsq:
+                        worst_abs = max(worst_abs, max(abs(got.get(j, 0.0) - want.get(j, 0.0))
+                                                       for j in set(got) | set(want)))
+                        ok = worst <= 1.0
+                        verdict = "max err %.3g of tolerance, max rel %.3g" % (worst, rel)
+                    else:
+                        ok = rel <= ADAGRAD_DOUBLE_BOUND
+                        measured.append(rel)
+                        mode += ", sum g^2 in double"
+                        verdict = "max rel %.3g (bound %g)" % (rel, ADAGRAD_DOUBLE_BOUND)
+                    print("%s %-8s %d examples -b %-2d %s [%s]: %d nonzero, %s"
+                          % ("ok  " if ok else "FAIL", name, n, b, " ".join(args[2:]), mode,
+                             nonzero, verdict))
+                    failures += not ok
+                    checked += 1
     if measured:
         print("AdaGrad, float32 Sigma g^2 in the engine vs. the exact double sum: "
               "relative difference up to %.3g" % max(measured))
     print("largest absolute difference where the tolerance applies: %.3g" % worst_abs)
-    print("%d failures" % failures)
+    print("%d failures in %d checks" % (failures, checked))
     return 1 if failures else 0
 
 
