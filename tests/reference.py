@@ -42,11 +42,13 @@ engine to 1e-9 (each float32 rounding of Sigma moves the rate by up to
 twice: against a reference that rounds Sigma to float32 after each addition,
 as the storage does (to 1e-9, like the others), and against the exact double
 sum, where the discrepancy is measured and printed (2e-6 relative on these
-4000-example streams; it grows with the stream) and held to the bound at
+4000-example streams, 1e-6 to 7e-6 with seeds 1 to 6; it grows with the
+stream) and held to the bound at
 ADAGRAD_DOUBLE_BOUND.
 
 Set REFERENCE_PERTURB to extra `streamlr train` options (e.g. "--tg-period 3")
-to see the check fail.
+to see the check fail, REFERENCE_SEED to draw other streams (default 12;
+seeds 1 to 6 pass too).
 """
 import math
 import os
@@ -264,11 +266,11 @@ def main():
     perturb = os.environ.get("REFERENCE_PERTURB", "")  # e.g. "--tg-period 3": proves the test can fail
     failures = checked = 0
     measured = []
-    worst_abs = 0.0
+    worst_abs = worst_rel = 0.0
     with tempfile.TemporaryDirectory(prefix="streamlr-reference.") as tmp:
         streams = {}
         for n in (SHORT, LONG):
-            stream, index = make_stream(seed=12, n=n)
+            stream, index = make_stream(seed=int(os.environ.get("REFERENCE_SEED", "12")), n=n)
             data = os.path.join(tmp, "stream%d.msgpack" % n)
             with open(data, "wb") as f:
                 f.write(msgpack_compact(stream))
@@ -294,6 +296,7 @@ def main():
                     if float_sumsq:
                         worst_abs = max(worst_abs, max(abs(got.get(j, 0.0) - want.get(j, 0.0))
                                                        for j in set(got) | set(want)))
+                        worst_rel = max(worst_rel, rel)
                         ok = worst <= 1.0
                         verdict = "max err %.3g of tolerance, max rel %.3g" % (worst, rel)
                     else:
@@ -309,7 +312,8 @@ def main():
     if measured:
         print("AdaGrad, float32 Sigma g^2 in the engine vs. the exact double sum: "
               "relative difference up to %.3g" % max(measured))
-    print("largest absolute difference where the tolerance applies: %.3g" % worst_abs)
+    print("largest difference where the tolerance applies: %.3g absolute, %.3g relative"
+          % (worst_abs, worst_rel))
     print("%d failures in %d checks" % (failures, checked))
     return 1 if failures else 0
 
