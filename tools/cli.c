@@ -79,7 +79,7 @@ const char cli_learner_help[] =
     "                           : is any namespace, -q :: every pair, as in VW)\n"
     "  -l, --learning-rate ETA  base learning rate eta_0 (default 0.1)\n"
     "      --schedule S         constant | invpow | adagrad (default adagrad)\n"
-    "                           invpow: eta_t = eta_0 (t0/(t0+t))^p; adagrad: per weight\n"
+    "                           invpow: eta_t = eta_0 (t0/(t0+t-1))^p; adagrad: per weight\n"
     "                           eta_0 / sqrt(delta + sum of squared gradients)\n"
     "      --power-t P          p for invpow (default 0.5); under adagrad only 0.5\n"
     "                           (what adagrad does) is accepted\n"
