@@ -286,4 +286,17 @@ bool slr_job_start_thread(pthread_t *thread, void *(*fn)(void *), void *arg);
  * core rather than page by page under the learner. */
 void *slr_job_prefault_thread(void *learner);
 
+/* The Kafka source (source/kafka_source.h) as the Kafka jobs open and
+ * commit it: from the job's options, with positions in a job state (its
+ * offsets table and metrics.lost; state must outlive the source), and
+ * committing the offsets a job state holds (kafka_job.c). */
+struct slr_kafka_source;
+struct slr_kafka_hooks;
+struct slr_kafka_options;
+slr_status slr_kafka_source_open(struct slr_kafka_source **out, const struct slr_kafka_options *k,
+                                 bool want_stats, slr_job_state *state,
+                                 const struct slr_kafka_hooks *hooks, slr_error *err);
+void slr_kafka_source_commit_state(struct slr_kafka_source *src, const slr_job_state *st,
+                                   double wait_seconds);
+
 #endif
