@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "job/job.h"
 #include "kafka_testutil.h"
 #include "source/kafka_source.h"
 #include "source/kafka_stats.h"

@@ -122,7 +122,7 @@ typedef struct slr_job {
     uint64_t writer_moves;         /* moves when it was taken */
     double writer_forked_at;       /* monotonic time of its fork */
     unsigned fork_overruns;        /* checkpoints in a row that found the last child running */
-    bool fork_given_up;            /* children could not keep up: writing in place (job.c) */
+    bool fork_given_up;            /* children could not keep up: writing in place (job_checkpoint.c) */
     uint64_t bad_reported;
     slr_junk_span junk;
     uint64_t dead_letters;         /* given to the sink in this run */
@@ -140,7 +140,7 @@ typedef struct slr_job {
     slr_window_stats window_stats;
     double window_time, window_cost; /* when window_stats was computed, and its cost */
 
-    /* input in the wrong format (job.c): the first records of the run are
+    /* input in the wrong format (job_reject.c): the first records of the run are
      * watched until they can no longer make a wrong format likely */
     uint64_t probe_records, probe_bad; /* records (not blank lines) and bad ones so far */
     bool format_settled;               /* the watch is over */
@@ -207,6 +207,23 @@ slr_status slr_job_set_format(slr_job *job, slr_error *err);
  * for its format must leave nothing a rerun with the right one would skip. */
 bool slr_job_checkpoint_held(const slr_job *job);
 
+/* ------------------------------------------------------------ rejects (job_reject.c) */
+
+/* A record that cannot be learned from: counted by reason, reported, and
+ * its bytes handed to the dead-letter sink.  An error only for --strict or
+ * a dead letter that cannot be kept. */
+slr_status slr_job_reject_record(slr_job *job, const slr_where *where, slr_bad_reason why,
+                                 const char *msg, const char *data, size_t len, bool truncated,
+                                 slr_error *err);
+/* Bytes skipped to resynchronise, joined into the current junk span when
+ * they follow it; slr_job_flush_junk rejects the span (as one record). */
+slr_status slr_job_add_junk(slr_job *job, const slr_where *where, slr_bad_reason why,
+                            const char *msg, const char *buf, size_t n, slr_error *err);
+slr_status slr_job_flush_junk(slr_job *job, slr_error *err);
+/* Count one of the run's first records toward a wrong-format verdict;
+ * SLR_ERR_BAD_INPUT once the input is clearly in another format. */
+slr_status slr_job_probe_format(slr_job *job, const slr_job_item *it, slr_error *err);
+
 /* Stage 2: apply one item (EXAMPLE, SKIP or BAD) to the job, in record order. */
 slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result *result,
                          slr_error *err);
@@ -239,12 +256,16 @@ slr_status slr_job_checkpoint(slr_job *job, slr_error *err);
  * it now and then (train_files.c: every 1024 records). */
 slr_status slr_job_checkpoint_poll(slr_job *job, bool wait, slr_error *err);
 
+/* ------------------------------------------------------------ checkpoints (job_checkpoint.c) */
+
 /* Final checkpoint, -f model, summary; fills res. */
 slr_status slr_job_finish(slr_job *job, bool stopped, slr_train_result *res, slr_error *err);
 
-void slr_job_log(slr_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* ------------------------------------------------------------ reporting (report.c) */
+
+void slr_job_log(slr_job *job, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Move job->next_progress to the example count of the next progress row. */
+void slr_job_advance_progress(slr_job *job);
 
 /* Score bookkeeping for one example: totals, window, histogram. */
 static inline void slr_job_observe(slr_job *job, const slr_example *ex, double p, double loss)
@@ -285,5 +306,18 @@ bool slr_job_start_thread(pthread_t *thread, void *(*fn)(void *), void *arg);
 /* A helper thread's body: zero the learner's weight table (arg) on a second
  * core rather than page by page under the learner. */
 void *slr_job_prefault_thread(void *learner);
+
+/* The Kafka source (source/kafka_source.h) as the Kafka jobs open and
+ * commit it: from the job's options, with positions in a job state (its
+ * offsets table and metrics.lost; state must outlive the source), and
+ * committing the offsets a job state holds (kafka_job.c). */
+struct slr_kafka_source;
+struct slr_kafka_hooks;
+struct slr_kafka_options;
+slr_status slr_kafka_source_open(struct slr_kafka_source **out, const struct slr_kafka_options *k,
+                                 bool want_stats, slr_job_state *state,
+                                 const struct slr_kafka_hooks *hooks, slr_error *err);
+void slr_kafka_source_commit_state(struct slr_kafka_source *src, const slr_job_state *st,
+                                   double wait_seconds);
 
 #endif

@@ -1,6 +1,6 @@
-/* report.c - what a running job tells the outside: progress (as numbers,
- * to the progress callback: the CLI draws it), JSON lines, the Prometheus
- * endpoint and the report callback.
+/* report.c - what a running job tells the outside: log lines (to the log
+ * callback), progress (as numbers, to the progress callback: the CLI draws
+ * it), JSON lines, the Prometheus endpoint and the report callback.
  *
  * All of them show one slr_metrics_report taken at one instant.  Taking one
  * is cheap except for the sliding-window AUC (a sort of the window), so it
@@ -9,6 +9,7 @@
  * the due times.  The per-example cost of metrics is slr_job_observe(): a
  * few additions and two stores. */
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,36 @@
 #define METRICS_INTERVAL_DEFAULT 10.0
 #define WINDOW_BUDGET 0.05 /* share of the time window sorts may take */
 #define PUBLISH_SECONDS 1.0 /* how stale a Prometheus scrape may be (or the metrics interval) */
+
+double slr_monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void slr_job_log(slr_job *job, const char *fmt, ...)
+{
+    if (!job->opt->log)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    job->opt->log(job->opt->log_ctx, msg);
+}
+
+/* The example count of the next progress row: VW's --progress, additive
+ * (every N examples) or multiplicative (1, 2, 4, ... by default). */
+void slr_job_advance_progress(slr_job *job)
+{
+    const slr_train_options *opt = job->opt;
+    double f = opt->progress_factor > 1 ? opt->progress_factor : 2;
+    uint64_t next = opt->progress_add ? job->next_progress + opt->progress_add
+                                      : (uint64_t)ceil((double)job->next_progress * f);
+    job->next_progress = next > job->next_progress ? next : job->next_progress + 1;
+}
 
 static double unix_seconds(void)
 {

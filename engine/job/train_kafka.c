@@ -9,7 +9,10 @@
  * then happens in on_durable, with the offsets that checkpoint holds).  When
  * partitions are taken away (rebalance, leaving) the source calls
  * release(), which checkpoints first, so the next owner starts exactly
- * where this model stopped.
+ * where this model stopped.  Each step of a turn is a function of its own
+ * (leaving, consume, apply_batch with checkpoint_if_due between messages,
+ * end_batch, checkpoint_if_due_now, report), so that a new step -- a sync
+ * with other consumers when due, say -- is one more line in the loop.
  *
  * With opt->threads >= 2 the decoding runs a batch ahead on a thread of its
  * own, as in file replay (train_files.c): the learning thread hands it each
@@ -379,6 +382,131 @@ static void print_lag(kafka_run *run)
     }
 }
 
+/* The steps of one turn of the consumer loop, in the order it takes them. */
+
+/* Time to leave the loop: asked to stop, or --exit-at-end and nothing is
+ * left to read. */
+static bool leaving(kafka_run *run)
+{
+    return slr_job_should_stop(&run->job) ||
+           (run->k->exit_at_end && (slr_kafka_source_at_end(run->src) ||
+                                    slr_kafka_source_group_at_end(run->src)));
+}
+
+/* Consume: a batch of up to `batch` messages (*n = 0 when none came in
+ * POLL_MS), the format told by its first messages if not chosen yet, and the
+ * batch handed to the decoder.  On an error the batch is left to end_batch. */
+static slr_status consume(kafka_run *run, slr_train_options *opt, rd_kafka_message_t **msgs,
+                          size_t batch, bool *format_chosen, size_t *n, slr_error *err)
+{
+    *n = slr_kafka_source_consume(run->src, msgs, batch, POLL_MS);
+    if (!*format_chosen && *n) {
+        slr_status st = detect_format(run, opt, msgs, *n, format_chosen, err);
+        if (st != SLR_OK)
+            return st;
+    }
+    if (run->dec && *n)
+        decoder_give(run->dec, msgs, *n);
+    return SLR_OK;
+}
+
+/* The error a checkpoint attempt left (dead letters not durable), if any. */
+static slr_status fatal_status(kafka_run *run, slr_error *err)
+{
+    if (run->fatal == SLR_OK)
+        return SLR_OK;
+    return slr_error_set(err, run->fatal, "%s", run->fatal_err.msg);
+}
+
+/* Checkpoint if due by the count or the clock, between two messages
+ * (on_durable commits).  Not once stopped: the final one follows. */
+static slr_status checkpoint_if_due(kafka_run *run, bool stopped, slr_error *err)
+{
+    if (!stopped && slr_job_checkpoint_due(&run->job))
+        checkpoint(run, false);
+    return fatal_status(run, err);
+}
+
+/* Apply one message as the source says: apply it whole, count a move of a
+ * partition, or skip it. */
+static slr_status apply_one(kafka_run *run, rd_kafka_message_t *m, bool stopped, slr_error *err)
+{
+    slr_kafka_partition *p;
+    slr_kafka_take take = stopped ? SLR_KAFKA_SKIP : slr_kafka_source_take(run->src, m, &p, err);
+    if (take != SLR_KAFKA_APPLY)
+        drop_message(run, m);
+    switch (take) {
+    case SLR_KAFKA_APPLY:
+        if (run->job.records_this_run == 0 && run->job.waiting_seconds == 0)
+            run->job.waiting_seconds = slr_monotonic_seconds() - run->job.started;
+        return apply_message(run, p, m, err);
+    case SLR_KAFKA_MOVED:
+        run->job.moves++;
+        return SLR_OK;
+    case SLR_KAFKA_FAILED:
+        return SLR_ERR_KAFKA;
+    case SLR_KAFKA_SKIP:
+        break;
+    }
+    return SLR_OK;
+}
+
+/* Apply: each message of the batch in order, checkpointing if due after
+ * each.  Once a stop is asked for, the rest of the batch stays unapplied. */
+static slr_status apply_batch(kafka_run *run, rd_kafka_message_t **msgs, size_t n, bool *stopped,
+                              slr_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!*stopped && slr_job_should_stop(&run->job))
+            *stopped = true;
+        slr_status st = apply_one(run, msgs[i], *stopped, err);
+        if (st == SLR_OK)
+            st = checkpoint_if_due(run, *stopped, err);
+        if (st != SLR_OK)
+            return st;
+    }
+    return SLR_OK;
+}
+
+/* The batch's messages go once the decoder, which reads ahead, is done with
+ * them -- after an error, once it is stopped (it may still be reading). */
+static void end_batch(kafka_run *run, rd_kafka_message_t **msgs, size_t n, slr_status st)
+{
+    if (st != SLR_OK)
+        decoder_stop(run);
+    else
+        batch_done(run, n);
+    destroy_batch(msgs, n);
+}
+
+/* The consumer failed for good (e.g. a fatal error from the group). */
+static slr_status consumer_failed(kafka_run *run, slr_error *err)
+{
+    return slr_kafka_source_failed(run->src, err) ? SLR_ERR_KAFKA : SLR_OK;
+}
+
+/* After a batch: checkpoint if due by the clock alone (no message came), and
+ * commit a background checkpoint that has become durable meanwhile. */
+static slr_status checkpoint_if_due_now(kafka_run *run, bool stopped, slr_error *err)
+{
+    if (!stopped && slr_job_checkpoint_due_now(&run->job))
+        checkpoint(run, false); /* on_durable commits */
+    if (run->job.writer)
+        slr_job_checkpoint_poll(&run->job, false, NULL); /* durable yet? then commit */
+    return fatal_status(run, err);
+}
+
+/* Report: the lag for the status line and metrics, the idle tick that keeps
+ * them fresh when nothing came, and the per-partition lag table. */
+static void report(kafka_run *run, size_t n)
+{
+    run->job.source.consumer_lag = slr_kafka_source_total_lag(run->src);
+    run->job.source.retention_lost = run->job.state.metrics.lost;
+    if (n == 0)
+        slr_job_idle(&run->job);
+    print_lag(run);
+}
+
 slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_options *k,
                            slr_train_result *res, slr_error *err)
 {
@@ -447,72 +575,20 @@ slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_opti
                                                       run.job.learner);
     }
 
-    while (!stopped) {
-        if (slr_job_should_stop(&run.job) ||
-            (k->exit_at_end && (slr_kafka_source_at_end(run.src) ||
-                                slr_kafka_source_group_at_end(run.src))))
-            break;
-        size_t n = slr_kafka_source_consume(run.src, msgs, batch, POLL_MS);
-        if (!format_chosen && n &&
-            (st = detect_format(&run, &opt, msgs, n, &format_chosen, err)) != SLR_OK) {
-            destroy_batch(msgs, n);
+    /* consume, apply, checkpoint if due, report: one batch a turn */
+    while (!stopped && !leaving(&run)) {
+        size_t n = 0;
+        st = consume(&run, &opt, msgs, batch, &format_chosen, &n, err);
+        if (st == SLR_OK)
+            st = apply_batch(&run, msgs, n, &stopped, err);
+        end_batch(&run, msgs, n, st);
+        if (st == SLR_OK)
+            st = consumer_failed(&run, err);
+        if (st == SLR_OK)
+            st = checkpoint_if_due_now(&run, stopped, err);
+        if (st != SLR_OK)
             goto out;
-        }
-        if (run.dec && n)
-            decoder_give(run.dec, msgs, n);
-        for (size_t i = 0; i < n; i++) {
-            rd_kafka_message_t *m = msgs[i];
-            slr_kafka_partition *p;
-            if (!stopped && slr_job_should_stop(&run.job))
-                stopped = true; /* the rest of the batch stays unapplied */
-            slr_kafka_take take = stopped ? SLR_KAFKA_SKIP : slr_kafka_source_take(run.src, m, &p, err);
-            if (take != SLR_KAFKA_APPLY)
-                drop_message(&run, m);
-            switch (take) {
-            case SLR_KAFKA_APPLY:
-                if (run.job.records_this_run == 0 && run.job.waiting_seconds == 0)
-                    run.job.waiting_seconds = slr_monotonic_seconds() - run.job.started;
-                st = apply_message(&run, p, m, err);
-                break;
-            case SLR_KAFKA_MOVED:
-                run.job.moves++;
-                break;
-            case SLR_KAFKA_FAILED:
-                st = SLR_ERR_KAFKA;
-                break;
-            case SLR_KAFKA_SKIP:
-                break;
-            }
-            if (st == SLR_OK && !stopped && slr_job_checkpoint_due(&run.job))
-                checkpoint(&run, false); /* on_durable commits */
-            if (st == SLR_OK && run.fatal != SLR_OK)
-                st = slr_error_set(err, run.fatal, "%s", run.fatal_err.msg);
-            if (st != SLR_OK) {
-                decoder_stop(&run); /* it may still be reading the batch */
-                destroy_batch(msgs, n);
-                goto out;
-            }
-        }
-        /* the messages go once the decoder, which reads ahead, is done with them */
-        batch_done(&run, n);
-        destroy_batch(msgs, n);
-        if (slr_kafka_source_failed(run.src, err)) {
-            st = SLR_ERR_KAFKA;
-            goto out;
-        }
-        if (!stopped && slr_job_checkpoint_due_now(&run.job))
-            checkpoint(&run, false); /* on_durable commits */
-        if (run.job.writer)
-            slr_job_checkpoint_poll(&run.job, false, NULL); /* durable yet? then commit */
-        if (run.fatal != SLR_OK) {
-            st = slr_error_set(err, run.fatal, "%s", run.fatal_err.msg);
-            goto out;
-        }
-        run.job.source.consumer_lag = slr_kafka_source_total_lag(run.src);
-        run.job.source.retention_lost = run.job.state.metrics.lost;
-        if (n == 0)
-            slr_job_idle(&run.job); /* keeps the progress line and metrics fresh */
-        print_lag(&run);
+        report(&run, n);
     }
     decoder_stop(&run);
     if (prefaulting)

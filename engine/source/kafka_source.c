@@ -25,46 +25,13 @@
 #include <strings.h>
 #include <time.h>
 
-#include "kafka_source.h"
+#include "kafka_source_impl.h"
 #include "kafka_stats.h"
 
 #define METADATA_TIMEOUT_MS 10000
 #define COMMITTED_TIMEOUT_MS 10000
-#define DEFAULT_STATS_MS "5000"
 #define LAG_LINE_MAX_PARTITIONS 8
 #define COMMIT_RETRY_SECONDS 1.0 /* a refused commit is made again this much later */
-
-typedef enum reset_policy { RESET_EARLIEST, RESET_LATEST, RESET_ERROR } reset_policy;
-
-struct slr_kafka_source {
-    rd_kafka_t *rk;
-    rd_kafka_queue_t *queue; /* the consumer queue: messages, events, callbacks */
-    slr_kafka_hooks hooks;
-    slr_job_state *state;
-    reset_policy policy;
-    bool assign_mode;        /* static assignment, no group rebalancing */
-    bool cooperative;        /* the group uses the cooperative rebalance protocol */
-    bool uncommitted;        /* positions moved since the last commit */
-    bool stats_fresh;
-    bool outage;             /* all brokers reported down */
-    unsigned long long commits_failing; /* failed commits since the last success */
-    /* the offsets of the last commit the broker refused (say, during a
-     * rebalance), made again at retry_at unless a newer commit or a
-     * rebalance supersedes them: otherwise a job with nothing new to commit
-     * would leave the group behind for good */
-    rd_kafka_topic_partition_list_t *refused;
-    double retry_at;
-    bool commit_skip_said;   /* "not committed during the outage" was logged */
-    char *failure;           /* why the job cannot go on, if it cannot */
-
-    bool joined;             /* the group has given this member an assignment (maybe empty) */
-    double group_check_at;   /* a member without partitions asks the group's progress then */
-    bool idle_said;          /* why such a member waits was logged */
-
-    slr_kafka_partition **parts; /* the current assignment */
-    size_t n_parts, cap_parts;
-    slr_kafka_partition *last;   /* lookup cache: messages come in runs */
-};
 
 /* ------------------------------------------------------------ helpers */
 
@@ -95,80 +62,6 @@ static void say(slr_kafka_source *src, const char *fmt, ...)
     src->hooks.log(src->hooks.ctx, msg);
 }
 
-/* The assigned partition a message belongs to, or NULL. */
-static slr_kafka_partition *partition_of(slr_kafka_source *src, const rd_kafka_message_t *m)
-{
-    slr_kafka_partition *p = src->last;
-    if (p && p->rkt == m->rkt && p->partition == m->partition)
-        return p;
-    for (size_t i = 0; i < src->n_parts; i++) {
-        p = src->parts[i];
-        if (p->partition != m->partition)
-            continue;
-        if (!p->rkt && !strcmp(p->topic, rd_kafka_topic_name(m->rkt)))
-            p->rkt = m->rkt;
-        if (p->rkt == m->rkt)
-            return src->last = p;
-    }
-    return NULL;
-}
-
-static void free_partition(slr_kafka_partition *p)
-{
-    if (p) {
-        free(p->topic);
-        free(p->name);
-        free(p);
-    }
-}
-
-/* Add topic[partition] to the assignment table, positioned at `next`. */
-static slr_kafka_partition *add_partition(slr_kafka_source *src, const char *topic,
-                                          int32_t partition, int64_t next)
-{
-    if (src->n_parts == src->cap_parts) {
-        size_t cap = src->cap_parts ? 2 * src->cap_parts : 16;
-        slr_kafka_partition **a = realloc(src->parts, cap * sizeof *a);
-        if (!a)
-            return NULL;
-        src->parts = a;
-        src->cap_parts = cap;
-    }
-    slr_kafka_partition *p = calloc(1, sizeof *p);
-    size_t n = strlen(topic) + 16;
-    if (!p || !(p->topic = strdup(topic)) || !(p->name = malloc(n))) {
-        free_partition(p);
-        return NULL;
-    }
-    snprintf(p->name, n, "%s[%d]", topic, (int)partition);
-    p->partition = partition;
-    p->next = next;
-    p->reset_from = -1;
-    p->end = -1;
-    src->parts[src->n_parts++] = p;
-    src->last = NULL;
-    return p;
-}
-
-static void remove_partition(slr_kafka_source *src, const char *topic, int32_t partition)
-{
-    for (size_t i = 0; i < src->n_parts; i++)
-        if (src->parts[i]->partition == partition && !strcmp(src->parts[i]->topic, topic)) {
-            free_partition(src->parts[i]);
-            src->parts[i] = src->parts[--src->n_parts];
-            break;
-        }
-    src->last = NULL;
-}
-
-static void clear_partitions(slr_kafka_source *src)
-{
-    for (size_t i = 0; i < src->n_parts; i++)
-        free_partition(src->parts[i]);
-    src->n_parts = 0;
-    src->last = NULL;
-}
-
 static int64_t policy_offset(const slr_kafka_source *src)
 {
     return src->policy == RESET_LATEST ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
@@ -179,7 +72,7 @@ static const char *policy_name(const slr_kafka_source *src)
     return src->policy == RESET_LATEST ? "latest" : src->policy == RESET_ERROR ? "error" : "earliest";
 }
 
-/* Where each partition of a new assignment starts: the job state's offset
+/* Where each partition of a new assignment starts: the positions table's offset
  * (the checkpoint, or what this run has applied); for partitions it has
  * never seen, the group's committed offset, else auto.offset.reset.  We ask
  * for committed offsets ourselves rather than leave it to librdkafka: 2.0
@@ -192,7 +85,7 @@ static bool start_offsets(slr_kafka_source *src, rd_kafka_topic_partition_list_t
     rd_kafka_topic_partition_list_t *unseen = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
-        tp->offset = slr_job_state_kafka_offset(src->state, tp->topic, tp->partition);
+        tp->offset = slr_kafka_offsets_get(*src->pos.offsets, *src->pos.n, tp->topic, tp->partition);
         if (tp->offset < 0)
             rd_kafka_topic_partition_list_add(unseen, tp->topic, tp->partition);
         else
@@ -252,7 +145,7 @@ static void describe_assignment(slr_kafka_source *src, bool releasing,
                     !strcmp(src->parts[k]->topic, tp->topic))
                     at = src->parts[k]->next;
         } else {
-            from = slr_job_state_kafka_offset(src->state, tp->topic, tp->partition) >= 0
+            from = slr_kafka_offsets_get(*src->pos.offsets, *src->pos.n, tp->topic, tp->partition) >= 0
                        ? "checkpoint"
                    : at >= 0                         ? "committed"
                    : at == RD_KAFKA_OFFSET_END       ? "latest"
@@ -349,7 +242,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         if (!coop)
-            clear_partitions(src);
+            slr_kafka_partitions_clear(src);
         slr_error serr;
         if (!start_offsets(src, parts, &serr)) {
             /* the job stops (fatal below); consume nothing meanwhile */
@@ -359,7 +252,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         }
         for (int i = 0; i < parts->cnt; i++) {
             rd_kafka_topic_partition_t *tp = &parts->elems[i];
-            if (!add_partition(src, tp->topic, tp->partition, tp->offset >= 0 ? tp->offset : -1))
+            if (!slr_kafka_partition_add(src, tp->topic, tp->partition, tp->offset >= 0 ? tp->offset : -1))
                 say(src, "kafka: out of memory tracking %s[%d]", tp->topic, (int)tp->partition);
         }
         describe_assignment(src, false, parts);
@@ -373,15 +266,15 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         release(src, rd_kafka_assignment_lost(rk));
         if (coop) {
             for (int i = 0; i < parts->cnt; i++)
-                remove_partition(src, parts->elems[i].topic, parts->elems[i].partition);
+                slr_kafka_partition_remove(src, parts->elems[i].topic, parts->elems[i].partition);
             e = rd_kafka_incremental_unassign(rk, parts);
         } else {
-            clear_partitions(src);
+            slr_kafka_partitions_clear(src);
             re = rd_kafka_assign(rk, NULL);
         }
     } else {
         say(src, "kafka: rebalance failed: %s; dropping the assignment", rd_kafka_err2str(err));
-        clear_partitions(src);
+        slr_kafka_partitions_clear(src);
         re = rd_kafka_assign(rk, NULL);
     }
     if (e || re)
@@ -419,18 +312,6 @@ static int on_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
     if (slr_kafka_stats_walk(json, len, on_stats_field, src))
         src->stats_fresh = true;
     return 0; /* librdkafka frees json */
-}
-
-slr_kafka_error_kind slr_kafka_error_classify(rd_kafka_t *rk, int err, char *fatal, size_t size)
-{
-    if (err == RD_KAFKA_RESP_ERR__FATAL) {
-        rd_kafka_fatal_error(rk, fatal, size);
-        return SLR_KAFKA_ERROR_FATAL;
-    }
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
-        return SLR_KAFKA_ERROR_OUTAGE;
-    /* connection failures also arrive as log lines */
-    return err == RD_KAFKA_RESP_ERR__TRANSPORT ? SLR_KAFKA_ERROR_QUIET : SLR_KAFKA_ERROR_REPORT;
 }
 
 static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -493,172 +374,10 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
-/* ------------------------------------------------------------ configuration */
-
-/* Properties streamlr sets itself: the exactly-once design depends on them. */
-static const struct {
-    const char *key, *value, *why;
-} FORCED[] = {
-    {"enable.auto.commit", "false", "streamlr commits offsets itself, after each durable checkpoint"},
-    {"enable.auto.offset.store", "false", "streamlr tracks positions itself"},
-    {"enable.partition.eof", "true", "streamlr needs end-of-partition events"},
-    {"log.queue", "true", "streamlr serves librdkafka's logs on its own thread"},
-};
-
-slr_status slr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
-                              slr_error *err)
-{
-    char errstr[512];
-    if (rd_kafka_conf_set(conf, key, value, errstr, sizeof errstr) != RD_KAFKA_CONF_OK)
-        return slr_error_set(err, SLR_ERR_ARG, "kafka property %s=%s: %s", key, value, errstr);
-    return SLR_OK;
-}
-
-slr_status slr_kafka_property_split(const char *kv, char *key, size_t key_size, const char **value,
-                                    slr_error *err)
-{
-    const char *eq = strchr(kv, '=');
-    if (!eq || eq == kv)
-        return slr_error_set(err, SLR_ERR_ARG, "kafka property \"%s\": expected key=value", kv);
-    size_t n = (size_t)(eq - kv);
-    if (n >= key_size)
-        return slr_error_set(err, SLR_ERR_ARG, "kafka property name too long: %.40s...", kv);
-    memcpy(key, kv, n);
-    key[n] = '\0';
-    *value = eq + 1;
-    return SLR_OK;
-}
-
-slr_status slr_kafka_conf_set_property(rd_kafka_conf_t *conf, const char *kv, slr_error *err)
-{
-    char key[256];
-    const char *value;
-    slr_status st = slr_kafka_property_split(kv, key, sizeof key, &value, err);
-    return st == SLR_OK ? slr_kafka_conf_set(conf, key, value, err) : st;
-}
-
-static slr_status parse_policy(const char *v, reset_policy *out, slr_error *err)
-{
-    static const char *early[] = {"smallest", "earliest", "beginning"};
-    static const char *late[] = {"largest", "latest", "end"};
-    for (int i = 0; i < 3; i++) {
-        if (!strcasecmp(v, early[i])) {
-            *out = RESET_EARLIEST;
-            return SLR_OK;
-        }
-        if (!strcasecmp(v, late[i])) {
-            *out = RESET_LATEST;
-            return SLR_OK;
-        }
-    }
-    if (!strcasecmp(v, "error")) {
-        *out = RESET_ERROR;
-        return SLR_OK;
-    }
-    return slr_error_set(err, SLR_ERR_ARG,
-                         "auto.offset.reset=%s: expected earliest, latest or error", v);
-}
-
-/* One "key=value" from the user (-X, --kafka-config). */
-static slr_status apply_property(slr_kafka_source *src, rd_kafka_conf_t *conf, const char *kv,
-                                 bool *stats_set, bool *fetch_set, slr_error *err)
-{
-    char key[256];
-    const char *value;
-    slr_status st = slr_kafka_property_split(kv, key, sizeof key, &value, err);
-    if (st != SLR_OK)
-        return st;
-    for (size_t i = 0; i < sizeof FORCED / sizeof FORCED[0]; i++)
-        if (!strcmp(key, FORCED[i].key)) {
-            if (strcasecmp(value, FORCED[i].value))
-                return slr_error_set(err, SLR_ERR_ARG, "kafka property %s cannot be changed: %s",
-                                     key, FORCED[i].why);
-            return SLR_OK;
-        }
-    if (!strcmp(key, "auto.offset.reset") || !strcmp(key, "topic.auto.offset.reset"))
-        return parse_policy(value, &src->policy, err);
-    if (!strcmp(key, "statistics.interval.ms"))
-        *stats_set = true;
-    if (!strcmp(key, "fetch.max.bytes") || !strcmp(key, "max.partition.fetch.bytes"))
-        *fetch_set = true;
-    return slr_kafka_conf_set(conf, key, value, err);
-}
-
-/* Fetch responses of about 1 MiB (librdkafka: up to 50 MiB, 1 MiB per
- * partition): the fetch thread then reuses buffers that stay in cache
- * rather than faulting in fresh pages for every response, and still keeps
- * ahead of the learner (BENCHMARKS.md, Kafka).  A batch larger than the
- * limits is still fetched whole.  librdkafka refuses a fetch.max.bytes
- * below message.max.bytes, which a user may have raised. */
-static slr_status small_fetches(rd_kafka_conf_t *conf, slr_error *err)
-{
-    char buf[32];
-    size_t n = sizeof buf;
-    long long fetch = 1048576;
-    if (rd_kafka_conf_get(conf, "message.max.bytes", buf, &n) == RD_KAFKA_CONF_OK &&
-        atoll(buf) > fetch)
-        fetch = atoll(buf);
-    snprintf(buf, sizeof buf, "%lld", fetch);
-    slr_status st = slr_kafka_conf_set(conf, "fetch.max.bytes", buf, err);
-    return st == SLR_OK ? slr_kafka_conf_set(conf, "max.partition.fetch.bytes", "262144", err)
-                        : st;
-}
-
-static slr_status build_conf(slr_kafka_source *src, const slr_kafka_options *k, bool want_stats,
-                             rd_kafka_conf_t **out, slr_error *err)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    slr_status st = slr_kafka_conf_set(conf, "client.id", "streamlr", err);
-    /* sticky: a partition stays with the member whose model has learned it;
-     * cooperative: members keep consuming the partitions that do not move,
-     * and revoke (checkpoint, commit) while the group is still stable */
-    if (st == SLR_OK)
-        st = slr_kafka_conf_set(conf, "partition.assignment.strategy", "cooperative-sticky", err);
-    for (size_t i = 0; st == SLR_OK && i < sizeof FORCED / sizeof FORCED[0]; i++)
-        st = slr_kafka_conf_set(conf, FORCED[i].key, FORCED[i].value, err);
-    if (st == SLR_OK && k->brokers)
-        st = slr_kafka_conf_set(conf, "bootstrap.servers", k->brokers, err);
-    if (st == SLR_OK && k->group)
-        st = slr_kafka_conf_set(conf, "group.id", k->group, err);
-    bool stats_set = false, fetch_set = false;
-    for (uint32_t i = 0; st == SLR_OK && i < k->n_config; i++)
-        st = apply_property(src, conf, k->config[i], &stats_set, &fetch_set, err);
-    if (st == SLR_OK && !fetch_set)
-        st = small_fetches(conf, err);
-    if (st == SLR_OK && want_stats && !stats_set)
-        st = slr_kafka_conf_set(conf, "statistics.interval.ms", DEFAULT_STATS_MS, err);
-    /* librdkafka must never move a position by itself: see the top of the file */
-    if (st == SLR_OK)
-        st = slr_kafka_conf_set(conf, "auto.offset.reset", "error", err);
-    char buf[512];
-    size_t n = sizeof buf;
-    if (st == SLR_OK && (rd_kafka_conf_get(conf, "group.id", buf, &n) != RD_KAFKA_CONF_OK || !*buf))
-        st = slr_error_set(err, SLR_ERR_ARG,
-                           "a Kafka job needs a consumer group (--group): offsets are committed "
-                           "to it");
-    n = sizeof buf;
-    if (st == SLR_OK &&
-        (rd_kafka_conf_get(conf, "bootstrap.servers", buf, &n) != RD_KAFKA_CONF_OK || !*buf))
-        st = slr_error_set(err, SLR_ERR_ARG,
-                           "no Kafka brokers: give --brokers HOST:PORT (or bootstrap.servers)");
-    if (st != SLR_OK) {
-        rd_kafka_conf_destroy(conf);
-        return st;
-    }
-    rd_kafka_conf_set_opaque(conf, src);
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
-    rd_kafka_conf_set_stats_cb(conf, on_stats);
-    rd_kafka_conf_set_error_cb(conf, on_error);
-    rd_kafka_conf_set_log_cb(conf, on_log);
-    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
-    *out = conf;
-    return SLR_OK;
-}
-
 /* ------------------------------------------------------------ open */
 
 /* Static assignment: the given partitions (or all) of every topic. */
-static slr_status assign_static(slr_kafka_source *src, const slr_kafka_options *k, slr_error *err)
+static slr_status assign_static(slr_kafka_source *src, const slr_kafka_source_config *k, slr_error *err)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
     slr_status st = SLR_OK;
@@ -690,7 +409,7 @@ static slr_status assign_static(slr_kafka_source *src, const slr_kafka_options *
         st = err ? err->code : SLR_ERR_KAFKA;
     for (int i = 0; st == SLR_OK && i < l->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &l->elems[i];
-        if (!add_partition(src, tp->topic, tp->partition, tp->offset >= 0 ? tp->offset : -1))
+        if (!slr_kafka_partition_add(src, tp->topic, tp->partition, tp->offset >= 0 ? tp->offset : -1))
             st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     }
     if (st == SLR_OK) {
@@ -703,7 +422,7 @@ static slr_status assign_static(slr_kafka_source *src, const slr_kafka_options *
     return st;
 }
 
-static slr_status subscribe(slr_kafka_source *src, const slr_kafka_options *k, slr_error *err)
+static slr_status subscribe(slr_kafka_source *src, const slr_kafka_source_config *k, slr_error *err)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)k->n_topics);
     for (uint32_t t = 0; t < k->n_topics; t++)
@@ -715,9 +434,9 @@ static slr_status subscribe(slr_kafka_source *src, const slr_kafka_options *k, s
     return SLR_OK;
 }
 
-slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options *k,
-                                 bool want_stats, slr_job_state *state,
-                                 const slr_kafka_hooks *hooks, slr_error *err)
+slr_status slr_kafka_source_start(slr_kafka_source **out, const slr_kafka_source_config *k,
+                                  bool want_stats, const slr_kafka_positions *pos,
+                                  const slr_kafka_hooks *hooks, slr_error *err)
 {
     *out = NULL;
     if (!k->n_topics)
@@ -726,15 +445,21 @@ slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options
     if (!src)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     src->hooks = *hooks;
-    src->state = state;
+    src->pos = *pos;
     src->policy = RESET_EARLIEST;
     src->assign_mode = k->assign;
     rd_kafka_conf_t *conf;
-    slr_status st = build_conf(src, k, want_stats, &conf, err);
+    slr_status st = slr_kafka_consumer_conf(k, want_stats, &src->policy, &conf, err);
     if (st != SLR_OK) {
         free(src);
         return st;
     }
+    rd_kafka_conf_set_opaque(conf, src);
+    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    rd_kafka_conf_set_stats_cb(conf, on_stats);
+    rd_kafka_conf_set_error_cb(conf, on_error);
+    rd_kafka_conf_set_log_cb(conf, on_log);
+    rd_kafka_conf_set_offset_commit_cb(conf, on_commit);
     char errstr[512];
     src->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
     if (!src->rk) {
@@ -826,7 +551,7 @@ static void reset_resolved(slr_kafka_source *src, slr_kafka_partition *p, int64_
     p->next = now_at;
     if (now_at > from) {
         uint64_t lost = (uint64_t)(now_at - from);
-        src->state->metrics.lost += lost;
+        *src->pos.lost += lost;
         say(src, "kafka: %s: LOST %llu messages (offsets %lld to %lld were deleted by the broker "
                  "before they were consumed, e.g. by retention); continuing at %lld",
             p->name, (unsigned long long)lost, (long long)from, (long long)now_at - 1,
@@ -873,7 +598,7 @@ static slr_kafka_take offset_reset(slr_kafka_source *src, const rd_kafka_message
 slr_kafka_take slr_kafka_source_take(slr_kafka_source *src, const rd_kafka_message_t *m,
                                      slr_kafka_partition **out, slr_error *err)
 {
-    slr_kafka_partition *p = m->rkt ? partition_of(src, m) : NULL;
+    slr_kafka_partition *p = m->rkt ? slr_kafka_partition_find(src, m) : NULL;
     *out = p;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         if (src->outage) {
@@ -928,8 +653,8 @@ slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err
         const slr_kafka_partition *p = src->parts[i];
         if (p->next < 0)
             continue;
-        slr_status st = slr_job_state_set_kafka_offset(src->state, p->topic, p->partition,
-                                                       p->next, err);
+        slr_status st = slr_kafka_offsets_set(src->pos.offsets, src->pos.n, p->topic, p->partition,
+                                              p->next, err);
         if (st != SLR_OK)
             return st;
     }
@@ -967,8 +692,8 @@ static void commit_list(slr_kafka_source *src, rd_kafka_topic_partition_list_t *
     rd_kafka_queue_destroy(q);
 }
 
-void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *st,
-                                   double wait_seconds)
+void slr_kafka_source_commit_offsets(slr_kafka_source *src, const slr_kafka_offset *tab,
+                                     uint32_t n, double wait_seconds)
 {
     if (src->outage)
         return; /* as slr_kafka_source_commit: the checkpoint holds the positions */
@@ -977,7 +702,7 @@ void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *s
      * committed further on when it was released */
     for (size_t i = 0; i < src->n_parts; i++) {
         const slr_kafka_partition *p = src->parts[i];
-        int64_t off = slr_job_state_kafka_offset(st, p->topic, p->partition);
+        int64_t off = slr_kafka_offsets_get(tab, n, p->topic, p->partition);
         if (off >= 0)
             rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = off;
     }
@@ -1171,7 +896,7 @@ void slr_kafka_source_close(slr_kafka_source *src, double timeout_seconds)
         rd_kafka_queue_destroy(src->queue);
         rd_kafka_destroy_flags(src->rk, closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     }
-    clear_partitions(src);
+    slr_kafka_partitions_clear(src);
     forget_refused(src);
     free(src->parts);
     free(src->failure);

@@ -6,9 +6,11 @@
  * lag.  It hands the training loop messages in the order librdkafka
  * delivers them and decides for each one whether it is to be applied; the
  * loop decodes and learns, then tells the source it was applied.  Positions
- * ("next offset to apply") live here and are copied into the job state just
+ * ("next offset to apply") live here and are copied into the positions table just
  * before a checkpoint, so a checkpoint and the commit after it carry the
- * same offsets.
+ * same offsets.  The source knows only its own types: what to consume
+ * (slr_kafka_source_config) and where positions go (slr_kafka_positions);
+ * the jobs translate their options and state (job.h, kafka_job.c).
  *
  * Everything runs on the caller's thread: librdkafka's callbacks (rebalance,
  * statistics, errors, logs, commit results) are served from inside
@@ -21,9 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "streamlr/checkpoint.h"
 #include "streamlr/error.h"
-#include "streamlr/kafka.h"
+#include "streamlr/position.h"
 
 typedef struct slr_kafka_partition {
     char *topic;
@@ -48,6 +49,28 @@ typedef struct slr_kafka_hooks {
 
 typedef struct slr_kafka_source slr_kafka_source;
 
+/* What to consume and how to reach it (the job's slr_kafka_options). */
+typedef struct slr_kafka_source_config {
+    const char *brokers;       /* bootstrap.servers; NULL: from config */
+    const char *group;         /* group.id */
+    const char *const *topics; /* at least one */
+    uint32_t n_topics;
+    const char *const *config; /* librdkafka properties "key=value", applied in order */
+    uint32_t n_config;
+    bool assign;               /* static assignment instead of group rebalancing: */
+    const int32_t *partitions; /* these partitions of every topic (all when none) */
+    uint32_t n_partitions;
+} slr_kafka_source_config;
+
+/* Where positions live, owned by the caller and outliving the source: the
+ * table of next offsets (position.h) partitions start from and receive
+ * (note_positions), and the count of offsets lost to retention. */
+typedef struct slr_kafka_positions {
+    slr_kafka_offset **offsets;
+    uint32_t *n;
+    uint64_t *lost;
+} slr_kafka_positions;
+
 /* rd_kafka_conf_set with its complaint as an slr_error (also for the
  * producers: dead_letter_kafka.c, predict_kafka.c). */
 slr_status slr_kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
@@ -62,13 +85,13 @@ slr_status slr_kafka_property_split(const char *kv, char *key, size_t key_size, 
 slr_status slr_kafka_conf_set_property(rd_kafka_conf_t *conf, const char *kv, slr_error *err);
 
 /* Create the consumer, subscribe (or assign), with positions taken from
- * state (the loaded checkpoint).  state must outlive the source; it receives
- * positions (note_positions) and lost-offset counts (metrics.lost).
- * want_stats: turn on librdkafka statistics for the lag report unless the
- * configuration sets statistics.interval.ms itself. */
-slr_status slr_kafka_source_open(slr_kafka_source **out, const slr_kafka_options *k,
-                                 bool want_stats, slr_job_state *state,
-                                 const slr_kafka_hooks *hooks, slr_error *err);
+ * pos (the loaded checkpoint's), which receives positions (note_positions)
+ * and lost-offset counts.  want_stats: turn on librdkafka statistics for
+ * the lag report unless the configuration sets statistics.interval.ms
+ * itself.  (The jobs call it as slr_kafka_source_open, job.h.) */
+slr_status slr_kafka_source_start(slr_kafka_source **out, const slr_kafka_source_config *k,
+                                  bool want_stats, const slr_kafka_positions *pos,
+                                  const slr_kafka_hooks *hooks, slr_error *err);
 
 /* Up to max messages and events, in delivery order (0 after timeout_ms
  * without any).  Each must be passed to slr_kafka_source_take() in order
@@ -94,16 +117,16 @@ static inline void slr_kafka_source_applied(slr_kafka_partition *p, int64_t offs
     p->at_end = false;
 }
 
-/* Copy the assigned partitions' positions into the job state. */
+/* Copy the assigned partitions' positions into the positions table. */
 slr_status slr_kafka_source_note_positions(slr_kafka_source *src, slr_error *err);
 
-/* Commit the offsets st records (a durable checkpoint's, or what a scoring
+/* Commit the n offsets of tab (a durable checkpoint's, or what a scoring
  * job's outputs acknowledge), for the partitions still assigned; waiting as
  * slr_kafka_source_commit does.  For checkpoints written in the background,
  * which become durable after the source has moved on, and for offsets that
  * trail the source's positions. */
-void slr_kafka_source_commit_state(slr_kafka_source *src, const slr_job_state *st,
-                                   double wait_seconds);
+void slr_kafka_source_commit_offsets(slr_kafka_source *src, const slr_kafka_offset *tab,
+                                     uint32_t n, double wait_seconds);
 
 /* Commit the assigned partitions' positions (call right after the checkpoint
  * holding them is durable).  wait_seconds > 0 waits that long at most for
