@@ -725,3 +725,29 @@ uint64_t slr_learner_changed_next(const slr_learner *l, uint64_t from)
     }
     return end;
 }
+
+slr_status slr_learner_advance(slr_learner *l, uint64_t n, slr_error *err)
+{
+    if (l->cfg.eager || l->use_history)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "a learner with %s cannot skip steps (use adagrad or constant)",
+                             l->cfg.eager ? "--eager" : "invpow and a penalty");
+    while (n > 0) {
+        /* stamps are 32 bits from the epoch: rebase before they would overflow */
+        uint64_t room = UINT32_MAX - 1 - (l->step - l->epoch);
+        if (room == 0) {
+            slr_learner_rebase(l);
+            continue;
+        }
+        uint64_t k = n < room ? n : room;
+        l->step += k;
+        n -= k;
+    }
+    return SLR_OK;
+}
+
+double slr_learner_penalized(const slr_learner *l, double w, float g2, uint64_t t0, uint64_t t1)
+{
+    const slr_slot s = {.w = w, .g2 = g2, .stamp = 0};
+    return slr_penalty_catchup_const(&l->pen, w, slot_rate(l, &s, l->cfg.eta), t0, t1);
+}
