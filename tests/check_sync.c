@@ -480,10 +480,10 @@ static unsigned char *shared_bytes(slr_sync_member *m, size_t *len)
 
 /* 3 members, 6 partitions, BSP rounds: one model, reproducible, every
  * offset once, and about as good as one learner that saw everything. */
-START_TEST(three_members_one_model)
+static void check_three_members(const slr_learner_config *cfgp)
 {
     make_theta();
-    slr_learner_config cfg = test_config(0, 0);
+    const slr_learner_config cfg = *cfgp;
     const int per = 100, rounds = 20; /* 600 examples a member a round, 36k in all */
     slr_sync_member *m[3], *again[3];
     group_result g = run_group(3, per, rounds, SLR_SYNC_RELAXD, &cfg, m);
@@ -515,8 +515,8 @@ START_TEST(three_members_one_model)
 
     /* The bound: within 2% of one learner (progressive and held-out).  A
      * plain sum with 4 members must break it, or the bound proves nothing. */
-    fprintf(stderr, "3 members relaxd: progressive %.5f test %.5f; one learner %.5f %.5f\n",
-            g.progressive, g.test, one.progressive, one.test);
+    fprintf(stderr, "3 members relaxd (l1 %g, l2 %g): progressive %.5f test %.5f; one learner %.5f %.5f\n",
+            cfg.l1, cfg.l2, g.progressive, g.test, one.progressive, one.test);
     ck_assert_msg(g.progressive <= 1.02 * one.progressive, "progressive %.5f vs one learner %.5f",
                   g.progressive, one.progressive);
     ck_assert_msg(g.test <= 1.02 * one.test, "held-out %.5f vs one learner %.5f", g.test, one.test);
@@ -524,6 +524,21 @@ START_TEST(three_members_one_model)
         slr_sync_member_destroy(m[k]);
         slr_sync_member_destroy(again[k]);
     }
+}
+
+START_TEST(three_members_one_model)
+{
+    slr_learner_config cfg = test_config(0, 0);
+    check_three_members(&cfg);
+}
+END_TEST
+
+/* the same with both penalties: the lazy catch-ups split differently in
+ * each member's learner, yet the shared model is one function of the deltas */
+START_TEST(three_members_with_penalties)
+{
+    slr_learner_config cfg = test_config(1e-5, 1e-4);
+    check_three_members(&cfg);
 }
 END_TEST
 
@@ -761,6 +776,7 @@ static Suite *sync_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, one_member_is_one_learner);
     tcase_add_test(tc, three_members_one_model);
+    tcase_add_test(tc, three_members_with_penalties);
     tcase_add_test(tc, broken_merges_break_the_bound);
     tcase_add_test(tc, l2_paid_once);
     tcase_add_test(tc, repeat_not_applied_twice);
