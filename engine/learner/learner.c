@@ -642,6 +642,11 @@ void slr_learner_prefetch(const slr_learner *l, const slr_example *ex)
     const slr_slot *slots = l->slots;
     for (uint32_t i = 0; i < ex->n_features; i++)
         __builtin_prefetch(&slots[ex->features[i].index], 1, 3);
+    /* with change tracking, each coordinate's bit is another random access
+     * (2 MiB of bits at -b 24, beyond L2): fetch it with the slot */
+    if (l->changed)
+        for (uint32_t i = 0; i < ex->n_features; i++)
+            __builtin_prefetch(&l->changed[ex->features[i].index >> 6], 1, 3);
 }
 
 double slr_learner_predict(slr_learner *l, const slr_example *ex)

@@ -5,7 +5,7 @@
  * learns the member's own examples (and is what the member predicts with).
  * At the round's end the member's delta is read off `local` with nothing
  * done per example but the learner's change tracking (a bit per coordinate)
- * and a touch count (for the dense flag): the coordinates it changed, their
+ * and a sampled touch count (for the dense flag): the coordinates it changed, their
  * end state.  The start state the merge needs is `shared`, which learning
  * never writes.  The price is memory: a second weight table. */
 #include <stdlib.h>
@@ -80,13 +80,21 @@ const slr_learner *slr_sync_member_shared(const slr_sync_member *m) { return m->
 uint64_t slr_sync_member_round(const slr_sync_member *m) { return m->round; }
 const slr_sync_ledger *slr_sync_member_ledger(const slr_sync_member *m) { return m->ledger; }
 
+/* Touches are counted in one example of every COUNT_STRIDE: the counts
+ * only decide whether a coordinate was in at least SLR_SYNC_DENSE of the
+ * round's examples, which a sample tells as well, and a count per feature
+ * is a random access into 4 bytes per coordinate that costs as much as the
+ * learning step's own (tools/bench stages, BENCH_STAGES_SYNC). */
+#define COUNT_STRIDE 16
+
 double slr_sync_member_learn(slr_sync_member *m, const slr_example *ex, double *loss)
 {
     double p = slr_learner_learn(m->local, ex, loss);
-    const slr_feature *f = ex->features;
-    for (uint32_t i = 0; i < ex->n_features; i++)
-        m->counts[f[i].index]++;
-    m->examples++;
+    if (m->examples++ % COUNT_STRIDE == 0) {
+        const slr_feature *f = ex->features;
+        for (uint32_t i = 0; i < ex->n_features; i++)
+            m->counts[f[i].index]++;
+    }
     return p;
 }
 
@@ -151,7 +159,8 @@ slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *r
     slr_learner_state_export(m->local, m->idx, k, m->rec);
     if (k && !(d->entries = malloc(k * SLR_SYNC_ENTRY)))
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a delta");
-    const double dense_min = SLR_SYNC_DENSE * (double)m->examples;
+    const uint64_t sampled = (m->examples + COUNT_STRIDE - 1) / COUNT_STRIDE;
+    const double dense_min = SLR_SYNC_DENSE * (double)sampled;
     for (size_t i = 0; i < k; i++) {
         const unsigned char *r = m->rec + i * SLR_STATE_RECORD;
         unsigned char *e = d->entries + i * SLR_SYNC_ENTRY;
