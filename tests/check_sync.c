@@ -441,10 +441,9 @@ static group_result run_single(int per, int rounds, const slr_learner_config *cf
 }
 
 /* K = 1: the merge of a member's own round is its own learning, bit for bit. */
-START_TEST(one_member_is_one_learner)
+static void check_one_member(slr_learner_config cfg)
 {
     make_theta();
-    slr_learner_config cfg = test_config(0, 0);
     slr_sync_member *m;
     slr_learner *plain;
     slr_error err = {0};
@@ -470,6 +469,17 @@ START_TEST(one_member_is_one_learner)
     slr_example_free(&ex);
     slr_learner_destroy(plain);
     slr_sync_member_destroy(m);
+}
+
+START_TEST(one_member_is_one_learner)
+{
+    check_one_member(test_config(0, 0));
+}
+END_TEST
+
+START_TEST(one_member_is_one_learner_with_penalties)
+{
+    check_one_member(test_config(1e-4, 1e-3));
 }
 END_TEST
 
@@ -775,6 +785,7 @@ static Suite *sync_suite(void)
     tc = tcase_create("merge");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, one_member_is_one_learner);
+    tcase_add_test(tc, one_member_is_one_learner_with_penalties);
     tcase_add_test(tc, three_members_one_model);
     tcase_add_test(tc, three_members_with_penalties);
     tcase_add_test(tc, broken_merges_break_the_bound);
