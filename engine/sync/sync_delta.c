@@ -15,8 +15,10 @@
 #include <xxhash.h>
 
 #include "streamlr/sync.h"
+#include "sync_impl.h"
 #include "util/le.h"
 #include "util/msgpack_obj.h"
+#include "util/msgpack_scan.h"
 
 #define MAGIC "streamlr-delta"
 #define N_FIELDS 10
@@ -212,23 +214,40 @@ static slr_status decode_fields(const msgpack_object *a, slr_sync_delta *d, slr_
     return check_entries(d->entries, d->n_entries, err);
 }
 
+slr_status slr_sync_unpack(const void *buf, size_t len, msgpack_zone *zone, msgpack_object *obj,
+                           const char *what, slr_error *err)
+{
+    msgpack_zone_init(zone, 0); /* so that destroying it is always right */
+    size_t size = 0, need = 0;
+    switch (slr_msgpack_scan(buf, len, &size, &need)) {
+    case SLR_MSGPACK_INCOMPLETE:
+        return slr_error_set(err, SLR_ERR_CORRUPT, "%s: truncated record", what);
+    case SLR_MSGPACK_INVALID:
+        return slr_error_set(err, SLR_ERR_CORRUPT, "%s: not msgpack", what);
+    case SLR_MSGPACK_COMPLETE: break;
+    }
+    if (size != len)
+        return slr_error_set(err, SLR_ERR_CORRUPT, "%s: bytes after the record", what);
+    msgpack_zone_destroy(zone);
+    if (!msgpack_zone_init(zone, need + 256)) {
+        msgpack_zone_init(zone, 0);
+        return slr_error_set(err, SLR_ERR_NOMEM, "%s: out of memory (%zu bytes)", what, need);
+    }
+    size_t off = 0;
+    if (msgpack_unpack(buf, len, &off, zone, obj) != MSGPACK_UNPACK_SUCCESS || off != len)
+        return slr_error_set(err, SLR_ERR_CORRUPT, "%s: not one msgpack value", what);
+    return SLR_OK;
+}
+
 slr_status slr_sync_delta_decode(const void *buf, size_t len, slr_sync_delta *d, slr_error *err)
 {
     memset(d, 0, sizeof *d);
-    msgpack_unpacked res;
-    msgpack_unpacked_init(&res);
-    size_t off = 0;
-    slr_status st;
-    msgpack_unpack_return r = msgpack_unpack_next(&res, buf, len, &off);
-    if (r == MSGPACK_UNPACK_NOMEM_ERROR)
-        st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory decoding a delta");
-    else if (r != MSGPACK_UNPACK_SUCCESS)
-        st = bad(err, r == MSGPACK_UNPACK_CONTINUE ? "truncated record" : "not msgpack");
-    else if (off != len)
-        st = bad(err, "bytes after the record");
-    else
-        st = decode_fields(&res.data, d, err);
-    msgpack_unpacked_destroy(&res);
+    msgpack_zone zone;
+    msgpack_object obj;
+    slr_status st = slr_sync_unpack(buf, len, &zone, &obj, "sync delta", err);
+    if (st == SLR_OK)
+        st = decode_fields(&obj, d, err);
+    msgpack_zone_destroy(&zone);
     if (st != SLR_OK)
         slr_sync_delta_clear(d);
     return st;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "streamlr/sync.h"
+#include "sync_impl.h"
 #include "util/msgpack_obj.h"
 
 typedef struct span {
@@ -281,15 +282,12 @@ slr_status slr_sync_ledger_decode(const void *buf, size_t len, slr_sync_ledger *
     slr_status st = slr_sync_ledger_create(&g, err);
     if (st != SLR_OK)
         return st;
-    msgpack_unpacked res;
-    msgpack_unpacked_init(&res);
-    size_t off = 0;
-    msgpack_unpack_return r = msgpack_unpack_next(&res, buf, len, &off);
-    if (r != MSGPACK_UNPACK_SUCCESS || off != len)
-        st = slr_error_set(err, SLR_ERR_CORRUPT, "sync ledger: not one msgpack value");
-    else
-        st = decode_parts(&res.data, g, err);
-    msgpack_unpacked_destroy(&res);
+    msgpack_zone zone;
+    msgpack_object obj;
+    st = slr_sync_unpack(buf, len, &zone, &obj, "sync ledger", err);
+    if (st == SLR_OK)
+        st = decode_parts(&obj, g, err);
+    msgpack_zone_destroy(&zone);
     if (st != SLR_OK) {
         slr_sync_ledger_destroy(g);
         return st;
