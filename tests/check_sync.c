@@ -721,6 +721,50 @@ START_TEST(repeat_not_applied_twice)
 }
 END_TEST
 
+/* A round that carries the group step past 2^32 (the learners' stamps are
+ * 32 bits from an epoch): both members rebase, stay one model, and their
+ * learners follow it. */
+START_TEST(group_step_past_stamp_range)
+{
+    make_theta();
+    slr_learner_config cfg = test_config(1e-5, 1e-4);
+    slr_error err = {0};
+    slr_sync_member *m[2];
+    const char *ids[2] = {"a", "b"};
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(slr_sync_member_create(&m[k], &cfg, ids[k], 1, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    for (int r = 0; r < 3; r++) {
+        slr_sync_delta d[2];
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < 200; i++) {
+                stream_example(&ex, k, r * 200 + i);
+                slr_sync_member_learn(m[k], &ex, NULL);
+            }
+            slr_sync_range rg = {(char *)"t", k, r * 200, r * 200 + 200};
+            ck_assert_int_eq(slr_sync_member_end_round(m[k], &rg, 1, &d[k], &err), SLR_OK);
+        }
+        if (r == 1)
+            d[1].examples = UINT64_C(5000000000); /* as if b had learned that many */
+        for (int k = 0; k < 2; k++)
+            ck_assert_msg(slr_sync_member_apply(m[k], d, 2, SLR_SYNC_RELAXD, NULL, &err) == SLR_OK,
+                          "%s", err.msg);
+        for (int k = 0; k < 2; k++)
+            slr_sync_delta_clear(&d[k]);
+    }
+    ck_assert_uint_eq(slr_learner_steps(slr_sync_member_shared(m[0])), UINT64_C(5000000000) + 1000);
+    assert_same_model((slr_learner *)slr_sync_member_shared(m[0]),
+                      (slr_learner *)slr_sync_member_shared(m[1]), "a vs b");
+    for (int k = 0; k < 2; k++)
+        assert_same_model(slr_sync_member_learner(m[k]), (slr_learner *)slr_sync_member_shared(m[k]),
+                          "learner vs shared");
+    slr_example_free(&ex);
+    for (int k = 0; k < 2; k++)
+        slr_sync_member_destroy(m[k]);
+}
+END_TEST
+
 /* Deltas from another configuration, another round, or out of order are
  * refused and leave the model as it was. */
 START_TEST(merge_refuses_mismatches)
@@ -792,6 +836,7 @@ static Suite *sync_suite(void)
     tcase_add_test(tc, l2_paid_once);
     tcase_add_test(tc, repeat_not_applied_twice);
     tcase_add_test(tc, merge_refuses_mismatches);
+    tcase_add_test(tc, group_step_past_stamp_range);
     suite_add_tcase(s, tc);
     return s;
 }

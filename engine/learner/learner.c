@@ -737,17 +737,14 @@ slr_status slr_learner_advance(slr_learner *l, uint64_t n, slr_error *err)
         return slr_error_set(err, SLR_ERR_ARG,
                              "a learner with %s cannot skip steps (use adagrad or constant)",
                              l->cfg.eager ? "--eager" : "invpow and a penalty");
-    while (n > 0) {
-        /* stamps are 32 bits from the epoch: rebase before they would overflow */
-        uint64_t room = UINT32_MAX - 1 - (l->step - l->epoch);
-        if (room == 0) {
-            slr_learner_rebase(l);
-            continue;
-        }
-        uint64_t k = n < room ? n : room;
-        l->step += k;
-        n -= k;
-    }
+    if (n > (UINT64_C(1) << 62) - l->step)
+        return slr_error_set(err, SLR_ERR_ARG, "the step counter cannot move %llu steps on from %llu",
+                             (unsigned long long)n, (unsigned long long)l->step);
+    l->step += n;
+    /* stamps are 32 bits from the epoch: past that, pay every weight's
+     * penalty up to now (one closed-form gap each) and count from here */
+    if (l->step - l->epoch >= UINT32_MAX)
+        slr_learner_rebase(l);
     return SLR_OK;
 }
 

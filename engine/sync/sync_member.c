@@ -184,6 +184,28 @@ slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *r
     return SLR_OK;
 }
 
+/* Apply records exported from `shared` to `l` (at the same step): stamps
+ * are moved from shared's epoch to l's, paying the penalty up to l's epoch
+ * where l counts from later (one of them rebased; rare: 2^32 steps). */
+static slr_status apply_shared_records(slr_learner *l, const slr_learner *shared, unsigned char *rec,
+                                       size_t n, slr_error *err)
+{
+    const uint64_t from = slr_learner_epoch(shared), to = slr_learner_epoch(l);
+    if (from != to)
+        for (size_t i = 0; i < n; i++) {
+            unsigned char *r = rec + i * SLR_STATE_RECORD;
+            uint64_t paid = from + slr_le_get_u32(r + 16);
+            float g2 = slr_le_get_f32(r + 12);
+            if (paid < to) {
+                slr_le_put_f64(r + 4, slr_learner_penalized(l, slr_le_get_f64(r + 4), g2, paid, to));
+                paid = to;
+            }
+            slr_le_put_u32(r + 16, (uint32_t)(paid - to));
+        }
+    return slr_learner_state_apply(l, rec, n * SLR_STATE_RECORD, SLR_STATE_STAMPS_KEEP,
+                                   "shared model", err);
+}
+
 /* local <- shared in full: when local learned what the group did not take
  * (its own delta was a repeat) or counted past the group's step. */
 static slr_status reset_local(slr_sync_member *m, slr_error *err)
@@ -203,8 +225,7 @@ static slr_status reset_local(slr_sync_member *m, slr_error *err)
         uint32_t jj = (uint32_t)j;
         unsigned char r[SLR_STATE_RECORD];
         slr_learner_state_export(m->shared, &jj, 1, r);
-        if ((st = slr_learner_state_apply(l, r, sizeof r, SLR_STATE_STAMPS_KEEP, "shared model",
-                                          err)) != SLR_OK) {
+        if ((st = apply_shared_records(l, m->shared, r, 1, err)) != SLR_OK) {
             slr_learner_destroy(l);
             return st;
         }
@@ -232,12 +253,11 @@ static slr_status follow_shared(slr_sync_member *m, const uint32_t *idx, size_t 
     if (st != SLR_OK)
         return st;
     if (slr_learner_epoch(m->local) != slr_learner_epoch(m->shared))
-        return reset_local(m, err); /* one of them rebased: stamps count from elsewhere */
+        return reset_local(m, err); /* one of them rebased: untouched stamps count from elsewhere */
     if ((st = reserve(m, n, err)) != SLR_OK)
         return st;
     slr_learner_state_export(m->shared, idx, n, m->rec);
-    if ((st = slr_learner_state_apply(m->local, m->rec, n * SLR_STATE_RECORD,
-                                      SLR_STATE_STAMPS_KEEP, "shared model", err)) != SLR_OK)
+    if ((st = apply_shared_records(m->local, m->shared, m->rec, n, err)) != SLR_OK)
         return st;
     double bw;
     float bg;

@@ -130,7 +130,7 @@ static slr_status check_round(const slr_learner *shared, uint64_t round, const s
             return slr_error_set(err, SLR_ERR_ARG, "member \"%s\" sent a delta of round %llu to round %llu",
                                  d[i].member, (unsigned long long)d[i].round,
                                  (unsigned long long)round);
-        if (d[i].examples > UINT64_MAX / 2 - *total)
+        if (d[i].examples > (UINT64_C(1) << 62) - slr_learner_steps(shared) - *total)
             return slr_error_set(err, SLR_ERR_CORRUPT, "member \"%s\": example count overflows",
                                  d[i].member);
         *total += d[i].examples;
