@@ -239,6 +239,7 @@ static slr_status decode_parts(const msgpack_object *a, slr_sync_ledger *g, slr_
         int64_t partition;
         if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 3 ||
             e->via.array.ptr[0].type != MSGPACK_OBJECT_STR || e->via.array.ptr[0].via.str.size == 0 ||
+            memchr(e->via.array.ptr[0].via.str.ptr, 0, e->via.array.ptr[0].via.str.size) ||
             !slr_mp_int(&e->via.array.ptr[1], &partition) || partition < 0 ||
             partition > INT32_MAX || e->via.array.ptr[2].type != MSGPACK_OBJECT_ARRAY ||
             e->via.array.ptr[2].via.array.size % 2)
