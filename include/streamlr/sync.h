@@ -36,7 +36,8 @@ extern "C" {
 /* bytes of one entry of a delta: u32 j, f64 w, f32 g2 (sign bit: dense) */
 #define SLR_SYNC_ENTRY 16
 /* A coordinate counts as dense in a member's round when it was touched by at
- * least this fraction of the member's examples (the simulation's phi). */
+ * least this fraction of the member's examples (the simulation's phi;
+ * counted on one example in 16). */
 #define SLR_SYNC_DENSE 0.05
 #define SLR_SYNC_MAX_MEMBER_ID 255
 
@@ -129,7 +130,8 @@ typedef enum slr_sync_rule {
  * coordinate's penalty is owed once per group step.  Every delta is checked
  * (fingerprint, round = `round`, indices, values) before anything changes:
  * a refused round leaves `shared` as it was.  Same inputs, same bits.  The
- * coordinates changed are listed (increasing, the bias last) in *changed /
+ * coordinates changed are listed (increasing; the bias, which changes
+ * whenever a member learned anything, is not listed) in *changed /
  * *n_changed if changed is non-NULL (malloc'ed; free() it). */
 slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_delta *deltas,
                           size_t k, slr_sync_rule rule, uint32_t **changed, size_t *n_changed,
