@@ -721,6 +721,44 @@ START_TEST(repeat_not_applied_twice)
 }
 END_TEST
 
+/* A reader (a scorer) is a member that learns nothing and publishes
+ * nothing: applying the others' deltas gives it their model. */
+START_TEST(reader_follows_the_group)
+{
+    make_theta();
+    slr_learner_config cfg = test_config(1e-5, 1e-4);
+    slr_error err = {0};
+    slr_sync_member *m[3];
+    const char *ids[3] = {"a", "b", "reader"};
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(slr_sync_member_create(&m[k], &cfg, ids[k], 1, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    for (int r = 0; r < 4; r++) {
+        slr_sync_delta d[3];
+        for (int k = 0; k < 3; k++) {
+            for (int i = 0; k < 2 && i < 150; i++) {
+                stream_example(&ex, k, r * 150 + i);
+                slr_sync_member_learn(m[k], &ex, NULL);
+            }
+            slr_sync_range rg = {(char *)"t", k, r * 150, r * 150 + 150};
+            ck_assert_int_eq(slr_sync_member_end_round(m[k], &rg, k < 2, &d[k], &err), SLR_OK);
+        }
+        for (int k = 0; k < 3; k++) /* the reader's empty delta is not published */
+            ck_assert_int_eq(slr_sync_member_apply(m[k], d, 2, SLR_SYNC_RELAXD, NULL, &err), SLR_OK);
+        for (int k = 0; k < 3; k++)
+            slr_sync_delta_clear(&d[k]);
+    }
+    assert_same_model((slr_learner *)slr_sync_member_shared(m[0]),
+                      (slr_learner *)slr_sync_member_shared(m[2]), "member vs reader");
+    assert_same_model(slr_sync_member_learner(m[2]), (slr_learner *)slr_sync_member_shared(m[2]),
+                      "reader's learner vs its shared model");
+    slr_example_free(&ex);
+    for (int k = 0; k < 3; k++)
+        slr_sync_member_destroy(m[k]);
+}
+END_TEST
+
 /* A round that carries the group step past 2^32 (the learners' stamps are
  * 32 bits from an epoch): both members rebase, stay one model, and their
  * learners follow it. */
@@ -837,6 +875,7 @@ static Suite *sync_suite(void)
     tcase_add_test(tc, repeat_not_applied_twice);
     tcase_add_test(tc, merge_refuses_mismatches);
     tcase_add_test(tc, group_step_past_stamp_range);
+    tcase_add_test(tc, reader_follows_the_group);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -247,8 +247,8 @@ static slr_status follow_shared(slr_sync_member *m, const uint32_t *idx, size_t 
                                 slr_error *err)
 {
     uint64_t ls = slr_learner_steps(m->local), gs = slr_learner_steps(m->shared);
-    if (!own_kept || ls > gs)
-        return reset_local(m, err);
+    if ((!own_kept && m->examples > 0) || ls > gs)
+        return reset_local(m, err); /* it learned what the group did not take */
     slr_status st = slr_learner_advance(m->local, gs - ls, err);
     if (st != SLR_OK)
         return st;
