@@ -25,6 +25,7 @@
 #include "streamlr/predict.h"
 #include "streamlr/raw_example.h"
 #include "streamlr/source.h"
+#include "streamlr/sync.h"
 #include "streamlr/train.h"
 
 #endif

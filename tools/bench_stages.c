@@ -22,8 +22,10 @@
 #include <unistd.h>
 
 #include "learner/learner_impl.h" /* to touch the table before timing */
+#include "learner/learner_io.h"   /* change tracking */
 #include "streamlr/decode.h"
 #include "streamlr/learner.h"
+#include "streamlr/sync.h"
 
 /* CPU time of this thread: other load on the machine (this is a shared
  * 2-core box) takes the CPU away but does not count against us. */
@@ -106,11 +108,13 @@ static double first_touch_ms(const slr_learner_config *cfg)
     return t * 1e3;
 }
 
-static double learn_pass(const corpus *c, const slr_learner_config *cfg, int prefetch, double *loss_out)
+static double learn_pass_tracked(const corpus *c, const slr_learner_config *cfg, int prefetch,
+                                 double *loss_out, bool track)
 {
     slr_learner *l;
     slr_error err;
-    if (slr_learner_create(&l, cfg, &err) != SLR_OK)
+    if (slr_learner_create(&l, cfg, &err) != SLR_OK ||
+        (track && slr_learner_track_changes(l, true, &err) != SLR_OK))
         die(err.msg);
     memset(l->slots, 0, (l->n_slots + 1) * sizeof *l->slots); /* first touch, not timed */
     slr_example ex, next;
@@ -139,6 +143,65 @@ static double learn_pass(const corpus *c, const slr_learner_config *cfg, int pre
     if (loss_out)
         *loss_out = loss_sum / (double)c->n;
     return t / (double)c->n * 1e9;
+}
+
+/* Learning as one member of a group (sync.h) with one member: the same
+ * examples through slr_sync_member_learn (the learner's change tracking and
+ * the touch counts on top of learning), prefetching 2 ahead, a round every
+ * `round` examples.  *round_ns gets the time of the rounds' ends and merges
+ * alone, per example; *entries the mean entries per delta. */
+static double sync_pass(const corpus *c, const slr_learner_config *cfg, uint64_t round,
+                        double *round_ns, double *entries)
+{
+    slr_sync_member *m;
+    slr_error err;
+    if (slr_sync_member_create(&m, cfg, "bench", 1, &err) != SLR_OK)
+        die(err.msg);
+    slr_learner *l = slr_sync_member_learner(m), *sh = (slr_learner *)slr_sync_member_shared(m);
+    memset(l->slots, 0, (l->n_slots + 1) * sizeof *l->slots); /* first touch, not timed */
+    memset(sh->slots, 0, (sh->n_slots + 1) * sizeof *sh->slots);
+    slr_example ex, next;
+    memset(&ex, 0, sizeof ex);
+    ex.weight = 1.0;
+    ex.has_label = true;
+    next = ex;
+    double t_rounds = 0.0, n_entries = 0.0;
+    uint64_t n_rounds = 0;
+    double t0 = now();
+    for (uint64_t i = 0; i < c->n; i++) {
+        if (i + 2 < c->n) {
+            next.features = c->feats + c->start[i + 2];
+            next.n_features = (uint32_t)(c->start[i + 3] - c->start[i + 2]);
+            slr_learner_prefetch(slr_sync_member_learner(m), &next);
+        }
+        ex.features = c->feats + c->start[i];
+        ex.n_features = (uint32_t)(c->start[i + 1] - c->start[i]);
+        ex.label = c->label[i];
+        slr_sync_member_learn(m, &ex, NULL);
+        if ((i + 1) % round == 0 || i + 1 == c->n) {
+            double r0 = now();
+            slr_sync_range rg = {(char *)"bench", 0, (int64_t)(i + 1 - (i % round) - 1),
+                                 (int64_t)(i + 1)};
+            slr_sync_delta d;
+            if (slr_sync_member_end_round(m, &rg, 1, &d, &err) != SLR_OK ||
+                slr_sync_member_apply(m, &d, 1, SLR_SYNC_RELAXD, NULL, &err) != SLR_OK)
+                die(err.msg);
+            n_entries += (double)d.n_entries;
+            slr_sync_delta_clear(&d);
+            t_rounds += now() - r0;
+            n_rounds++;
+        }
+    }
+    double t = now() - t0;
+    slr_sync_member_destroy(m);
+    *round_ns = t_rounds / (double)c->n * 1e9;
+    *entries = n_entries / (double)n_rounds;
+    return (t - t_rounds) / (double)c->n * 1e9;
+}
+
+static double learn_pass(const corpus *c, const slr_learner_config *cfg, int prefetch, double *loss_out)
+{
+    return learn_pass_tracked(c, cfg, prefetch, loss_out, false);
 }
 
 static double best(double a, double b) { return a < b ? a : b; }
@@ -239,6 +302,21 @@ int main(int argc, char **argv)
     printf("  %-44s %8.0f ns/example\n", "learn, adagrad, no penalty, prefetch", t_nopen_pref);
     printf("  %-44s %8.0f ns/example\n", "  => lazy penalty (catch-up + step)", t_pref - t_nopen_pref);
     printf("  %-44s %8.0f ns/example\n", "  => memory stalls hidden by prefetch", t_plain - t_pref);
+    if (getenv("BENCH_STAGES_SYNC")) { /* a round every BENCH_STAGES_SYNC examples */
+        uint64_t round = strtoull(getenv("BENCH_STAGES_SYNC"), NULL, 10);
+        double t_sync = 1e30, t_round = 1e30, ent = 0, t_track = 1e30;
+        for (int r = 0; r < repeat && round > 0; r++) {
+            double rn;
+            t_sync = best(t_sync, sync_pass(&c, &cfg, round, &rn, &ent));
+            t_round = best(t_round, rn);
+            t_track = best(t_track, learn_pass_tracked(&c, &cfg, 2, NULL, true));
+        }
+        printf("  %-44s %8.0f ns/example\n", "learn with change tracking, prefetch", t_track);
+        printf("  %-44s %8.0f ns/example\n", "learn as a sync member, prefetch", t_sync);
+        printf("  %-44s %8.0f ns/example\n", "  => tracking + touch counts", t_sync - t_pref);
+        printf("  %-44s %8.0f ns/example  (%.0f entries a delta, a round every %llu)\n",
+               "  round end + merge + follow", t_round, ent, (unsigned long long)round);
+    }
     munmap(data, size);
     close(fd);
     free(c.start);

@@ -651,6 +651,11 @@ void slr_learner_prefetch(const slr_learner *l, const slr_example *ex)
     const slr_slot *slots = l->slots;
     for (uint32_t i = 0; i < ex->n_features; i++)
         __builtin_prefetch(&slots[ex->features[i].index], 1, 3);
+    /* with change tracking, each coordinate's bit is another random access
+     * (2 MiB of bits at -b 24, beyond L2): fetch it with the slot */
+    if (l->changed)
+        for (uint32_t i = 0; i < ex->n_features; i++)
+            __builtin_prefetch(&l->changed[ex->features[i].index >> 6], 1, 3);
 }
 
 double slr_learner_predict(slr_learner *l, const slr_example *ex)
@@ -733,4 +738,27 @@ uint64_t slr_learner_changed_next(const slr_learner *l, uint64_t from)
         j = (j | 63) + 1;
     }
     return end;
+}
+
+slr_status slr_learner_advance(slr_learner *l, uint64_t n, slr_error *err)
+{
+    if (l->cfg.eager || l->use_history)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "a learner with %s cannot skip steps (use adagrad or constant)",
+                             l->cfg.eager ? "--eager" : "invpow and a penalty");
+    if (n > (UINT64_C(1) << 62) - l->step)
+        return slr_error_set(err, SLR_ERR_ARG, "the step counter cannot move %llu steps on from %llu",
+                             (unsigned long long)n, (unsigned long long)l->step);
+    l->step += n;
+    /* stamps are 32 bits from the epoch: past that, pay every weight's
+     * penalty up to now (one closed-form gap each) and count from here */
+    if (l->step - l->epoch >= UINT32_MAX)
+        slr_learner_rebase(l);
+    return SLR_OK;
+}
+
+double slr_learner_penalized(const slr_learner *l, double w, float g2, uint64_t t0, uint64_t t1)
+{
+    const slr_slot s = {.w = w, .g2 = g2, .stamp = 0};
+    return slr_penalty_catchup_const(&l->pen, w, slot_rate(l, &s, l->cfg.eta), t0, t1);
 }

@@ -86,6 +86,24 @@ slr_status slr_learner_state_apply(slr_learner *l, const unsigned char *buf, siz
     return SLR_OK;
 }
 
+void slr_learner_bias_get(const slr_learner *l, double *w, float *g2)
+{
+    *w = l->slots[l->n_slots].w;
+    *g2 = l->slots[l->n_slots].g2;
+}
+
+slr_status slr_learner_bias_set(slr_learner *l, double w, float g2, const char *what,
+                                slr_error *err)
+{
+    if (!(fabs(w) <= SLR_MAX_ABS_WEIGHT) || !isfinite(g2) || g2 < 0)
+        return slr_error_set(err, SLR_ERR_CORRUPT, "%s: the bias holds a non-finite or negative value",
+                             what);
+    l->slots[l->n_slots].w = w;
+    l->slots[l->n_slots].g2 = g2;
+    l->slots[l->n_slots].stamp = (uint32_t)(l->step - l->epoch); /* never penalised anyway */
+    return SLR_OK;
+}
+
 /* ------------------------------------------------------------ the section */
 
 static void pack_key(msgpack_packer *pk, const char *k) { slr_mp_pack_str(pk, k); }

@@ -65,6 +65,25 @@ slr_status slr_learner_state_apply(slr_learner *l, const unsigned char *buf, siz
  * penalty), so that their records hold their current weights. */
 void slr_learner_catch_up(slr_learner *l, const uint32_t *idx, size_t n);
 
+/* The bias's state (its index, 2^bits, does not fit a record's u32 when
+ * bits = 32).  set checks the values as state_apply does. */
+void slr_learner_bias_get(const slr_learner *l, double *w, float *g2);
+slr_status slr_learner_bias_set(slr_learner *l, double w, float g2, const char *what,
+                                slr_error *err);
+
+/* Move the step counter n steps on without learning anything: every weight
+ * then owes the penalty of those steps, paid lazily as always.  A group's
+ * shared model counts the examples of all its members this way (issue 13),
+ * so a coordinate pays each group step's penalty once.  Refused (SLR_ERR_ARG)
+ * for --eager and for invpow with a penalty, whose catch-up needs a rate per
+ * step. */
+slr_status slr_learner_advance(slr_learner *l, uint64_t n, slr_error *err);
+
+/* w after the penalty of steps (t0, t1] at the rate of a coordinate whose
+ * Sum g^2 is g2 (AdaGrad; the constant rate otherwise): the closed form the
+ * lazy catch-up uses. */
+double slr_learner_penalized(const slr_learner *l, double w, float g2, uint64_t t0, uint64_t t1);
+
 /* The first coordinate j >= from (the bias included) with any state
  * (w != 0 or g2 != 0), or slr_learner_bias_index + 1 if none. */
 uint64_t slr_learner_state_next(const slr_learner *l, uint64_t from);

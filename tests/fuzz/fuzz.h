@@ -35,6 +35,8 @@ int fuzz_criteo(const uint8_t *data, size_t size);
 int fuzz_checkpoint(const uint8_t *data, size_t size);
 int fuzz_checkpoint_body(const uint8_t *data, size_t size);
 int fuzz_train(const uint8_t *data, size_t size);
+int fuzz_sync(const uint8_t *data, size_t size);
+int fuzz_sync_ledger(const uint8_t *data, size_t size);
 
 /* A tiny deterministic generator, seeded from the input, for split points. */
 static inline uint32_t fuzz_rand(uint64_t *s)

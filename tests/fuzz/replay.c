@@ -17,7 +17,7 @@ static const struct {
 } harnesses[] = {
     {"msgpack", fuzz_msgpack}, {"vw", fuzz_vw}, {"libsvm", fuzz_libsvm}, {"criteo", fuzz_criteo},
     {"checkpoint", fuzz_checkpoint}, {"checkpoint_body", fuzz_checkpoint_body},
-    {"train", fuzz_train},
+    {"train", fuzz_train}, {"sync", fuzz_sync}, {"sync_ledger", fuzz_sync_ledger},
 };
 
 static int replay_file(const char *path, int (*fn)(const uint8_t *, size_t))

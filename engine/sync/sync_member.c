@@ -1,0 +1,325 @@
+/* sync_member.c - one member of a group that shares a model (sync.h).
+ *
+ * A member holds two learners: `shared`, theta_r exactly as every reader of
+ * the group holds it, and `local`, which starts each round equal to it and
+ * learns the member's own examples (and is what the member predicts with).
+ * At the round's end the member's delta is read off `local` with nothing
+ * done per example but the learner's change tracking (a bit per coordinate)
+ * and a sampled touch count (for the dense flag): the coordinates it changed, their
+ * end state.  The start state the merge needs is `shared`, which learning
+ * never writes.  The price is memory: a second weight table. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "learner/learner_io.h"
+#include "streamlr/sync.h"
+#include "util/le.h"
+
+struct slr_sync_member {
+    slr_learner *shared, *local;
+    slr_sync_ledger *ledger;
+    uint32_t *counts; /* touches per coordinate in this round, reset at its end */
+    char id[SLR_SYNC_MAX_MEMBER_ID + 1];
+    uint64_t generation, round, examples, fingerprint;
+    bool ended;
+    uint32_t *idx; /* scratch for the round's coordinates */
+    unsigned char *rec;
+    size_t cap;
+};
+
+void slr_sync_member_destroy(slr_sync_member *m)
+{
+    if (!m)
+        return;
+    slr_learner_destroy(m->shared);
+    slr_learner_destroy(m->local);
+    slr_sync_ledger_destroy(m->ledger);
+    free(m->counts);
+    free(m->idx);
+    free(m->rec);
+    free(m);
+}
+
+slr_status slr_sync_member_create(slr_sync_member **out, const slr_learner_config *cfg,
+                                  const char *member_id, uint64_t generation, slr_error *err)
+{
+    *out = NULL;
+    if (cfg->schedule != SLR_SCHEDULE_ADAGRAD || cfg->eager)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "a shared model (--sync-topic) needs --schedule adagrad without --eager: "
+                             "the merge is built on AdaGrad's per-coordinate Sum g^2");
+    size_t idlen = member_id ? strlen(member_id) : 0;
+    if (idlen == 0 || idlen > SLR_SYNC_MAX_MEMBER_ID)
+        return slr_error_set(err, SLR_ERR_ARG, "a member id must have 1..%d bytes",
+                             SLR_SYNC_MAX_MEMBER_ID);
+    slr_sync_member *m = calloc(1, sizeof *m);
+    if (!m)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    memcpy(m->id, member_id, idlen + 1);
+    m->generation = generation;
+    m->fingerprint = slr_sync_fingerprint(cfg);
+    slr_status st;
+    if ((st = slr_learner_create(&m->shared, cfg, err)) != SLR_OK ||
+        (st = slr_learner_create(&m->local, cfg, err)) != SLR_OK ||
+        (st = slr_learner_track_changes(m->local, true, err)) != SLR_OK ||
+        (st = slr_sync_ledger_create(&m->ledger, err)) != SLR_OK) {
+        slr_sync_member_destroy(m);
+        return st;
+    }
+    m->counts = calloc(slr_learner_bias_index(m->local), sizeof *m->counts);
+    if (!m->counts) {
+        slr_sync_member_destroy(m);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the touch counts; lower -b");
+    }
+    *out = m;
+    return SLR_OK;
+}
+
+slr_learner *slr_sync_member_learner(slr_sync_member *m) { return m->local; }
+const slr_learner *slr_sync_member_shared(const slr_sync_member *m) { return m->shared; }
+uint64_t slr_sync_member_round(const slr_sync_member *m) { return m->round; }
+const slr_sync_ledger *slr_sync_member_ledger(const slr_sync_member *m) { return m->ledger; }
+
+/* Touches are counted in one example of every COUNT_STRIDE: the counts
+ * only decide whether a coordinate was in at least SLR_SYNC_DENSE of the
+ * round's examples, which a sample tells as well, and a count per feature
+ * is a random access into 4 bytes per coordinate that costs as much as the
+ * learning step's own (tools/bench stages, BENCH_STAGES_SYNC). */
+#define COUNT_STRIDE 16
+
+double slr_sync_member_learn(slr_sync_member *m, const slr_example *ex, double *loss)
+{
+    double p = slr_learner_learn(m->local, ex, loss);
+    if (m->examples++ % COUNT_STRIDE == 0) {
+        const slr_feature *f = ex->features;
+        for (uint32_t i = 0; i < ex->n_features; i++)
+            m->counts[f[i].index]++;
+    }
+    return p;
+}
+
+static slr_status reserve(slr_sync_member *m, size_t n, slr_error *err)
+{
+    if (n <= m->cap)
+        return SLR_OK;
+    size_t cap = m->cap ? m->cap : 1024;
+    while (cap < n)
+        cap *= 2;
+    uint32_t *idx = realloc(m->idx, cap * sizeof *idx);
+    if (idx)
+        m->idx = idx;
+    unsigned char *rec = realloc(m->rec, cap * SLR_STATE_RECORD);
+    if (rec)
+        m->rec = rec;
+    if (!idx || !rec)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a round's coordinates");
+    m->cap = cap;
+    return SLR_OK;
+}
+
+static slr_status copy_ranges(slr_sync_delta *d, const slr_sync_range *r, size_t n,
+                              slr_error *err)
+{
+    if (n == 0)
+        return SLR_OK;
+    d->ranges = calloc(n, sizeof *d->ranges);
+    if (!d->ranges)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        if (!r[i].topic || !*r[i].topic || r[i].partition < 0 || r[i].from < 0 || r[i].to < r[i].from)
+            return slr_error_set(err, SLR_ERR_ARG, "range %zu is not a topic, partition >= 0 and "
+                                                   "0 <= from <= to", i);
+        d->ranges[i] = r[i];
+        d->ranges[i].topic = strdup(r[i].topic);
+        d->n_ranges = i + 1;
+        if (!d->ranges[i].topic)
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    }
+    return SLR_OK;
+}
+
+slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *ranges, size_t n,
+                                     slr_sync_delta *d, slr_error *err)
+{
+    memset(d, 0, sizeof *d);
+    if (m->ended)
+        return slr_error_set(err, SLR_ERR_ARG, "round %llu has ended already: apply it first",
+                             (unsigned long long)m->round);
+    const uint64_t bias = slr_learner_bias_index(m->local);
+    size_t k = 0;
+    slr_status st;
+    for (uint64_t j = slr_learner_changed_next(m->local, 0); j < bias;
+         j = slr_learner_changed_next(m->local, j + 1)) {
+        if ((st = reserve(m, k + 1, err)) != SLR_OK)
+            return st;
+        m->idx[k++] = (uint32_t)j;
+    }
+    /* the weights as of the member's last step: what its own learning made of them */
+    slr_learner_catch_up(m->local, m->idx, k);
+    slr_learner_state_export(m->local, m->idx, k, m->rec);
+    if (k && !(d->entries = malloc(k * SLR_SYNC_ENTRY)))
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a delta");
+    const uint64_t sampled = (m->examples + COUNT_STRIDE - 1) / COUNT_STRIDE;
+    const double dense_min = SLR_SYNC_DENSE * (double)sampled;
+    for (size_t i = 0; i < k; i++) {
+        const unsigned char *r = m->rec + i * SLR_STATE_RECORD;
+        unsigned char *e = d->entries + i * SLR_SYNC_ENTRY;
+        float g2 = slr_le_get_f32(r + 12);
+        memcpy(e, r, 12); /* u32 j, f64 w */
+        slr_le_put_f32(e + 12, (double)m->counts[m->idx[i]] >= dense_min ? -g2 : g2);
+        m->counts[m->idx[i]] = 0;
+    }
+    d->n_entries = k;
+    memcpy(d->member, m->id, sizeof d->member);
+    d->generation = m->generation;
+    d->round = m->round;
+    d->examples = m->examples;
+    d->fingerprint = m->fingerprint;
+    slr_learner_bias_get(m->local, &d->bias_w, &d->bias_g2);
+    if ((st = copy_ranges(d, ranges, n, err)) != SLR_OK) {
+        slr_sync_delta_clear(d);
+        return st;
+    }
+    m->ended = true;
+    return SLR_OK;
+}
+
+/* Apply records exported from `shared` to `l` (at the same step): stamps
+ * are moved from shared's epoch to l's, paying the penalty up to l's epoch
+ * where l counts from later (one of them rebased; rare: 2^32 steps). */
+static slr_status apply_shared_records(slr_learner *l, const slr_learner *shared, unsigned char *rec,
+                                       size_t n, slr_error *err)
+{
+    const uint64_t from = slr_learner_epoch(shared), to = slr_learner_epoch(l);
+    if (from != to)
+        for (size_t i = 0; i < n; i++) {
+            unsigned char *r = rec + i * SLR_STATE_RECORD;
+            uint64_t paid = from + slr_le_get_u32(r + 16);
+            float g2 = slr_le_get_f32(r + 12);
+            if (paid < to) {
+                slr_le_put_f64(r + 4, slr_learner_penalized(l, slr_le_get_f64(r + 4), g2, paid, to));
+                paid = to;
+            }
+            slr_le_put_u32(r + 16, (uint32_t)(paid - to));
+        }
+    return slr_learner_state_apply(l, rec, n * SLR_STATE_RECORD, SLR_STATE_STAMPS_KEEP,
+                                   "shared model", err);
+}
+
+/* local <- shared in full: when local learned what the group did not take
+ * (its own delta was a repeat) or counted past the group's step. */
+static slr_status reset_local(slr_sync_member *m, slr_error *err)
+{
+    slr_learner *l;
+    slr_status st = slr_learner_create(&l, slr_learner_config_of(m->shared), err);
+    if (st != SLR_OK)
+        return st;
+    if ((st = slr_learner_advance(l, slr_learner_steps(m->shared), err)) != SLR_OK ||
+        (st = slr_learner_track_changes(l, true, err)) != SLR_OK) {
+        slr_learner_destroy(l);
+        return st;
+    }
+    const uint64_t bias = slr_learner_bias_index(m->shared);
+    for (uint64_t j = slr_learner_state_next(m->shared, 0); j < bias;
+         j = slr_learner_state_next(m->shared, j + 1)) {
+        uint32_t jj = (uint32_t)j;
+        unsigned char r[SLR_STATE_RECORD];
+        slr_learner_state_export(m->shared, &jj, 1, r);
+        if ((st = apply_shared_records(l, m->shared, r, 1, err)) != SLR_OK) {
+            slr_learner_destroy(l);
+            return st;
+        }
+    }
+    double bw;
+    float bg;
+    slr_learner_bias_get(m->shared, &bw, &bg);
+    if ((st = slr_learner_bias_set(l, bw, bg, "shared model", err)) != SLR_OK) {
+        slr_learner_destroy(l);
+        return st;
+    }
+    slr_learner_destroy(m->local);
+    m->local = l;
+    return SLR_OK;
+}
+
+/* local <- shared on the coordinates the round changed, at the group's step */
+static slr_status follow_shared(slr_sync_member *m, const uint32_t *idx, size_t n, bool own_kept,
+                                slr_error *err)
+{
+    uint64_t ls = slr_learner_steps(m->local), gs = slr_learner_steps(m->shared);
+    if ((!own_kept && m->examples > 0) || ls > gs)
+        return reset_local(m, err); /* it learned what the group did not take */
+    slr_status st = slr_learner_advance(m->local, gs - ls, err);
+    if (st != SLR_OK)
+        return st;
+    if (slr_learner_epoch(m->local) != slr_learner_epoch(m->shared))
+        return reset_local(m, err); /* one of them rebased: untouched stamps count from elsewhere */
+    if ((st = reserve(m, n, err)) != SLR_OK)
+        return st;
+    slr_learner_state_export(m->shared, idx, n, m->rec);
+    if ((st = apply_shared_records(m->local, m->shared, m->rec, n, err)) != SLR_OK)
+        return st;
+    double bw;
+    float bg;
+    slr_learner_bias_get(m->shared, &bw, &bg);
+    return slr_learner_bias_set(m->local, bw, bg, "shared model", err);
+}
+
+slr_status slr_sync_member_apply(slr_sync_member *m, const slr_sync_delta *deltas, size_t k,
+                                 slr_sync_rule rule, size_t *skipped, slr_error *err)
+{
+    if (skipped)
+        *skipped = 0;
+    if (!m->ended)
+        return slr_error_set(err, SLR_ERR_ARG, "round %llu is still open: end it first",
+                             (unsigned long long)m->round);
+    slr_sync_delta *kept = malloc((k ? k : 1) * sizeof *kept);
+    slr_sync_ledger *round_ranges = NULL;
+    uint32_t *changed = NULL;
+    size_t n_changed = 0, nk = 0;
+    bool own_kept = false;
+    slr_status st = slr_sync_ledger_create(&round_ranges, err);
+    if (!kept && st == SLR_OK)
+        st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < k && st == SLR_OK; i++) {
+        const slr_sync_delta *d = &deltas[i];
+        switch (slr_sync_ledger_check(m->ledger, d->ranges, d->n_ranges)) {
+        case SLR_SYNC_REPEAT:
+            if (skipped)
+                (*skipped)++;
+            continue;
+        case SLR_SYNC_OVERLAP:
+            st = slr_error_set(err, SLR_ERR_MISMATCH,
+                               "member \"%s\" (generation %llu) sent offsets of which only some are "
+                               "already in the model: it cannot be applied exactly once",
+                               d->member, (unsigned long long)d->generation);
+            continue;
+        case SLR_SYNC_NEW: break;
+        }
+        /* two members of one round claiming the same offsets: one is a zombie */
+        if ((st = slr_sync_ledger_add(round_ranges, d->ranges, d->n_ranges, err)) != SLR_OK) {
+            slr_error_prefix(err, "member \"%s\" (generation %llu): ", d->member,
+                             (unsigned long long)d->generation);
+            st = SLR_ERR_MISMATCH;
+            continue;
+        }
+        own_kept = own_kept || strcmp(d->member, m->id) == 0;
+        kept[nk++] = *d;
+    }
+    if (st == SLR_OK)
+        st = slr_sync_merge(m->shared, m->round, kept, nk, rule, &changed, &n_changed, err);
+    for (size_t i = 0; i < nk && st == SLR_OK; i++)
+        st = slr_sync_ledger_add(m->ledger, kept[i].ranges, kept[i].n_ranges, err);
+    if (st == SLR_OK)
+        st = follow_shared(m, changed, n_changed, own_kept, err);
+    if (st == SLR_OK) {
+        m->round++;
+        m->examples = 0;
+        m->ended = false;
+        slr_learner_mark(m->local);
+    }
+    free(changed);
+    free(kept);
+    slr_sync_ledger_destroy(round_ranges);
+    return st;
+}

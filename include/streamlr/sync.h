@@ -1,0 +1,173 @@
+/* sync.h - one model across a group of learners (issue 13): the engine core,
+ * with no transport.  Members learn in bulk-synchronous rounds: every member
+ * starts round r from the same shared model theta_r, learns its own examples,
+ * publishes a delta (what it changed), and every reader merges the round's
+ * deltas, in member-id order, into theta_{r+1} by the same deterministic
+ * function (the "relaxd" rule of the simulation, docs/SCALING.md).
+ *
+ * Four pieces:
+ *  - slr_sync_member: a member's two learners (the shared theta_r, and the
+ *    one it learns and predicts with) and its round's touch counts;
+ *  - slr_sync_delta: the record a member publishes, with its msgpack codec;
+ *  - slr_sync_merge: theta_r + the round's deltas -> theta_{r+1};
+ *  - slr_sync_ledger: the source offset ranges already in a model, so that a
+ *    delta seen twice (a restarted member re-learning a range, a redelivery)
+ *    is applied at most once.
+ * The shared model's step counter is the group's: the sum of every member's
+ * examples, so the lazy L1/L2 penalty is paid once per group step, by the
+ * merge, never once per member.  Supported: the AdaGrad schedule (the
+ * merge's rule is built on AdaGrad's per-coordinate Sum g^2), not --eager. */
+#ifndef STREAMLR_SYNC_H
+#define STREAMLR_SYNC_H
+
+#include "streamlr/export.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamlr/error.h"
+#include "streamlr/example.h"
+#include "streamlr/learner.h"
+
+SLR_BEGIN_DECLS
+
+#define SLR_SYNC_FORMAT_VERSION 1
+/* bytes of one entry of a delta: u32 j, f64 w, f32 g2 (sign bit: dense) */
+#define SLR_SYNC_ENTRY 16
+/* A coordinate counts as dense in a member's round when it was touched by at
+ * least this fraction of the member's examples (the simulation's phi;
+ * counted on one example in 16). */
+#define SLR_SYNC_DENSE 0.05
+#define SLR_SYNC_MAX_MEMBER_ID 255
+
+/* Offsets [from, to) of one source topic-partition. */
+typedef struct slr_sync_range {
+    char *topic; /* owned by whatever holds the range */
+    int32_t partition;
+    int64_t from, to;
+} slr_sync_range;
+
+/* One member's round.  Each entry is the end state of a coordinate the
+ * member's own examples touched: little-endian u32 j (< 2^bits), f64 w (its
+ * weight, penalty paid up to the member's last step of the round), f32 g2
+ * (its Sum g^2) whose sign bit says "dense".  Entries are in increasing j.
+ * Readers derive the member's change from theta_r, which every reader of
+ * round r holds bit for bit (BSP). */
+typedef struct slr_sync_delta {
+    char member[SLR_SYNC_MAX_MEMBER_ID + 1];
+    uint64_t generation;  /* the consumer group's generation the member learned in (fencing) */
+    uint64_t round;       /* r: the model it started from is theta_r */
+    uint64_t examples;    /* n_k: examples learned in the round */
+    uint64_t fingerprint; /* slr_sync_fingerprint of the member's learner configuration */
+    slr_sync_range *ranges;
+    size_t n_ranges;
+    double bias_w; /* the bias (index 2^bits, which may not fit in a u32) */
+    float bias_g2;
+    unsigned char *entries; /* n_entries * SLR_SYNC_ENTRY bytes */
+    size_t n_entries;
+} slr_sync_delta;
+
+/* Free what a delta owns (ranges, their topics, entries) and zero it. */
+void slr_sync_delta_clear(slr_sync_delta *d);
+
+/* A hash of everything in a learner configuration that must agree across a
+ * group (hashing, schedule, rates, penalties): members whose fingerprints
+ * differ cannot share a model. */
+uint64_t slr_sync_fingerprint(const slr_learner_config *cfg);
+
+/* The record as msgpack, into *out / *out_len (malloc'ed; free() it). */
+slr_status slr_sync_delta_encode(const slr_sync_delta *d, unsigned char **out, size_t *out_len,
+                                 slr_error *err);
+/* Read and check a record: SLR_ERR_CORRUPT with what is wrong for anything
+ * that is not a well-formed version-1 delta (never reads out of bounds).  On
+ * success *d owns its parts (slr_sync_delta_clear). */
+slr_status slr_sync_delta_decode(const void *buf, size_t len, slr_sync_delta *d, slr_error *err);
+
+/* ----------------------------------------------------------------- ledger */
+
+typedef struct slr_sync_ledger slr_sync_ledger;
+
+slr_status slr_sync_ledger_create(slr_sync_ledger **out, slr_error *err);
+void slr_sync_ledger_destroy(slr_sync_ledger *g);
+
+typedef enum slr_sync_seen {
+    SLR_SYNC_NEW,     /* none of the ranges is in the ledger */
+    SLR_SYNC_REPEAT,  /* all of them are: apply nothing */
+    SLR_SYNC_OVERLAP, /* some are, or partly: the delta cannot be applied at most once */
+} slr_sync_seen;
+
+/* Whether ranges[0..n) are already reflected.  Empty ranges [x, x) count as
+ * nothing; a delta with no non-empty range is SLR_SYNC_NEW. */
+slr_sync_seen slr_sync_ledger_check(const slr_sync_ledger *g, const slr_sync_range *ranges,
+                                    size_t n);
+/* Record the ranges as applied (adjacent ranges are joined).  Refused,
+ * changing nothing, if any overlaps what is already there. */
+slr_status slr_sync_ledger_add(slr_sync_ledger *g, const slr_sync_range *ranges, size_t n,
+                               slr_error *err);
+/* The applied ranges of topic-partition (topic, partition), in order:
+ * copies up to max of them to out and returns how many there are. */
+size_t slr_sync_ledger_ranges(const slr_sync_ledger *g, const char *topic, int32_t partition,
+                              int64_t (*out)[2], size_t max);
+/* As msgpack (for a checkpoint): an array of [topic, partition, [from, to, ...]]. */
+slr_status slr_sync_ledger_encode(const slr_sync_ledger *g, unsigned char **out, size_t *out_len,
+                                  slr_error *err);
+slr_status slr_sync_ledger_decode(const void *buf, size_t len, slr_sync_ledger **out,
+                                  slr_error *err);
+
+/* ------------------------------------------------------------------ merge */
+
+typedef enum slr_sync_rule {
+    SLR_SYNC_RELAXD = 0, /* the rule (docs/SCALING.md) */
+    SLR_SYNC_SUM = 1,    /* plain sum of the changes: for comparison (diverges with many members) */
+    SLR_SYNC_MEAN = 2,   /* plain mean: for comparison (iterative parameter mixing) */
+} slr_sync_rule;
+
+/* theta_{r+1} from theta_r (the learner `shared`, whose step is T_r) and the
+ * deltas of round r, in strictly increasing member id.  Sum g^2 of a
+ * coordinate becomes G0 + sum of the members' gains; the weight follows
+ * `rule`; the shared step moves on by the sum of the members' examples, so a
+ * coordinate's penalty is owed once per group step.  Every delta is checked
+ * (fingerprint, round = `round`, indices, values) before anything changes:
+ * a refused round leaves `shared` as it was.  Same inputs, same bits.  The
+ * coordinates changed are listed (increasing; the bias, which changes
+ * whenever a member learned anything, is not listed) in *changed /
+ * *n_changed if changed is non-NULL (malloc'ed; free() it). */
+slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_delta *deltas,
+                          size_t k, slr_sync_rule rule, uint32_t **changed, size_t *n_changed,
+                          slr_error *err);
+
+/* ----------------------------------------------------------------- member */
+
+typedef struct slr_sync_member slr_sync_member;
+
+/* A member with a fresh model (round 0, step 0).  cfg must use AdaGrad. */
+slr_status slr_sync_member_create(slr_sync_member **out, const slr_learner_config *cfg,
+                                  const char *member_id, uint64_t generation, slr_error *err);
+void slr_sync_member_destroy(slr_sync_member *m);
+
+/* Learn one example into the member's own learner (as slr_learner_learn)
+ * and count the coordinates it touched for the round's dense flags. */
+double slr_sync_member_learn(slr_sync_member *m, const slr_example *ex, double *loss);
+
+/* The learner the member predicts with (theta_r plus its own round so far),
+ * and the shared model theta_r. */
+slr_learner *slr_sync_member_learner(slr_sync_member *m);
+const slr_learner *slr_sync_member_shared(const slr_sync_member *m);
+uint64_t slr_sync_member_round(const slr_sync_member *m);
+const slr_sync_ledger *slr_sync_member_ledger(const slr_sync_member *m);
+
+/* End the round: the member's delta for the source ranges[0..n) it learned
+ * (copied).  The member keeps learning nothing until slr_sync_member_apply. */
+slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *ranges, size_t n,
+                                     slr_sync_delta *out, slr_error *err);
+
+/* Apply round r's deltas (its own among them), in member-id order: deltas
+ * whose ranges the ledger already holds are skipped as repeats (counted in
+ * *skipped if non-NULL); the rest are merged into theta_r, their ranges
+ * recorded, and the member's learner set to theta_{r+1}; the next round
+ * begins.  A delta that partly overlaps applied ranges is refused. */
+slr_status slr_sync_member_apply(slr_sync_member *m, const slr_sync_delta *deltas, size_t k,
+                                 slr_sync_rule rule, size_t *skipped, slr_error *err);
+
+SLR_END_DECLS
+#endif
