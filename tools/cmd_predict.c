@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "cli_options.h"
@@ -62,6 +63,10 @@ static void usage(FILE *out)
             "                           has one, as VW does (0.55 tag1); a bad record gets\n"
             "                           \"nan\"\n"
             "      --strict             stop at the first bad record\n"
+            "      --threads N          2: decode and hash on a second thread while the\n"
+            "                           first scores; 1: one thread (default 2 when the\n"
+            "                           machine has 2 or more cores; --follow: 1).  Same\n"
+            "                           output\n"
             "      --quiet              no summary\n"
             "  -t, --testonly           accepted (VW's -t): predict never learns\n"
             "      --loss_function logistic, --link logistic  accepted (VW's; what predict\n"
@@ -212,6 +217,7 @@ typedef struct predict_args {
     uint32_t n_files;
     const char *model, *pred_path, *follow_dir;
     double follow_interval;
+    uint32_t threads;
     slr_format format;
     bool format_given, strict, quiet;
     bool stream;      /* checked: a Kafka job (--brokers or --topic) */
@@ -225,6 +231,7 @@ static bool predict_args_init(predict_args *a, int argc)
 {
     memset(a, 0, sizeof *a);
     a->follow_interval = 1.0;
+    a->threads = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
     a->format = SLR_FORMAT_VW;
     cli_kafka_input_init(&a->kin);
     slr_predict_options_init(&a->po);
@@ -249,6 +256,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
         {"from", required_argument, 0, OPT_FORMAT}, /* convert's spelling */
         {"predictions", required_argument, 0, 'p'},
         {"strict", no_argument, 0, OPT_STRICT},
+        {"threads", required_argument, 0, OPT_THREADS},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"follow", required_argument, 0, OPT_FOLLOW},
         {"follow-interval", required_argument, 0, OPT_FOLLOW_INTERVAL},
@@ -304,6 +312,13 @@ static int parse_args(int argc, char **argv, predict_args *a)
             a->format_given = true;
             break;
         case OPT_STRICT: a->strict = true; break;
+        case OPT_THREADS:
+            if (!cli_u32("predict", "--threads", optarg, &a->threads) || a->threads < 1 ||
+                a->threads > 2) {
+                fprintf(stderr, "streamlr predict: --threads takes 1 or 2\n");
+                return 2;
+            }
+            break;
         case 't': break; /* VW's -t: predict never learns */
         case OPT_QUIET: a->quiet = true; break;
         case OPT_FOLLOW: a->follow_dir = optarg; break;
@@ -362,17 +377,35 @@ static int check_args(predict_args *a)
     return -1;
 }
 
-/* The file job: score every record of the files in order. */
-static int predict_files(const predict_args *a)
+static void log_bad(void *ctx, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "streamlr predict: %s\n", msg);
+}
+
+/* The summary of a file job, on stderr. */
+static void summary(const slr_metrics *m, uint64_t unlabelled, uint64_t bad, double auc)
+{
+    fprintf(stderr, "examples = %llu (labelled %llu, unlabelled %llu), bad records = %llu\n",
+            (unsigned long long)(m->examples + unlabelled), (unsigned long long)m->examples,
+            (unsigned long long)unlabelled, (unsigned long long)bad);
+    if (m->examples) {
+        fprintf(stderr, "test logloss = %.6f\n", slr_metrics_logloss(m));
+        fprintf(stderr, "test AUC = %.6f\n", auc);
+        fprintf(stderr, "mean prediction = %.4f, positive rate = %.4f\n",
+                m->predicted / m->weight, m->positives / m->weight);
+    }
+}
+
+/* The file job with --follow: score every record of the files in order,
+ * switching models between records.  (-i MODEL: predict_files.) */
+static int predict_following(const predict_args *a)
 {
     double next_follow = 0;
     slr_follower *follower = NULL;
     uint64_t switches = 0;
     slr_error err;
     int rc = 1;
-    slr_learner *l = NULL;
-    slr_job_state st;
-    slr_job_state_init(&st);
     slr_decoder *dec = NULL;
     slr_file_source *src = NULL;
     slr_raw_example raw;
@@ -387,20 +420,12 @@ static int predict_files(const predict_args *a)
     slr_metrics_init(&m);
     uint64_t bad = 0, unlabelled = 0;
 
-    if (a->follow_dir) {
-        if (slr_follower_open(&follower, a->follow_dir, cli_log, NULL, &err) != SLR_OK) {
-            fprintf(stderr, "streamlr predict: %s\n", err.msg);
-            goto done;
-        }
-        model_switched(follower, 0);
-    } else {
-        if (slr_checkpoint_read(a->model, &l, &st, &err) != SLR_OK) {
-            fprintf(stderr, "streamlr predict: %s\n", err.msg);
-            goto done;
-        }
-        slr_learner_sync(l); /* settle every owed penalty once; scoring then only reads */
+    if (slr_follower_open(&follower, a->follow_dir, cli_log, NULL, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr predict: %s\n", err.msg);
+        goto done;
     }
-    slr_learner *scorer = follower ? slr_follower_learner(follower) : l;
+    model_switched(follower, 0);
+    slr_learner *scorer = slr_follower_learner(follower);
     slr_example_init(&ex, &slr_learner_config_of(scorer)->hashing);
     ex_ready = true;
     if (slr_decoder_create(&dec, a->format, &err) != SLR_OK ||
@@ -499,17 +524,8 @@ static int predict_files(const predict_args *a)
     if (!a->quiet && follower)
         fprintf(stderr, "model switches = %llu, last model %s\n", (unsigned long long)switches,
                 slr_follower_path(follower));
-    if (!a->quiet) {
-        fprintf(stderr, "examples = %llu (labelled %llu, unlabelled %llu), bad records = %llu\n",
-                (unsigned long long)(m.examples + unlabelled), (unsigned long long)m.examples,
-                (unsigned long long)unlabelled, (unsigned long long)bad);
-        if (m.examples) {
-            fprintf(stderr, "test logloss = %.6f\n", slr_metrics_logloss(&m));
-            fprintf(stderr, "test AUC = %.6f\n", slr_auc(sc.p, sc.y, sc.w, sc.n));
-            fprintf(stderr, "mean prediction = %.4f, positive rate = %.4f\n",
-                    m.predicted / m.weight, m.positives / m.weight);
-        }
-    }
+    if (!a->quiet)
+        summary(&m, unlabelled, bad, slr_auc(sc.p, sc.y, sc.w, sc.n));
     rc = 0;
     goto done;
 io_error:
@@ -526,8 +542,62 @@ done:
     slr_buf_free(&line);
     slr_file_source_close(src);
     slr_decoder_destroy(dec);
-    slr_learner_destroy(l);
     slr_follower_close(follower);
+    return rc;
+}
+
+/* The file job with -i MODEL (slr_predict_files). */
+static int predict_files(const predict_args *a)
+{
+    slr_error err;
+    slr_learner *l = NULL;
+    slr_job_state st;
+    slr_job_state_init(&st);
+    FILE *pred = NULL;
+    int rc = 1;
+    if (slr_checkpoint_read(a->model, &l, &st, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr predict: %s\n", err.msg);
+        goto done;
+    }
+    slr_learner_sync(l); /* settle every owed penalty once; scoring then only reads */
+    if (a->pred_path) {
+        pred = strcmp(a->pred_path, "-") ? fopen(a->pred_path, "w") : stdout;
+        if (!pred) {
+            perror(a->pred_path);
+            goto done;
+        }
+    }
+    slr_predict_files_options o;
+    slr_predict_files_options_init(&o);
+    o.files = a->files;
+    o.n_files = a->n_files;
+    o.format = a->format;
+    o.model = l;
+    o.predictions = pred;
+    o.strict = a->strict;
+    o.threads = a->threads;
+    o.auc = !a->quiet; /* only the summary shows it */
+    o.log = log_bad;
+    slr_predict_files_result res;
+    if (slr_predict_files(&o, &res, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr predict: %s\n", err.msg);
+        goto done;
+    }
+    if (pred && pred != stdout) {
+        FILE *f = pred;
+        pred = NULL;
+        if (fclose(f) != 0) {
+            perror(a->pred_path);
+            goto done;
+        }
+    }
+    if (!a->quiet)
+        summary(&res.metrics, res.unlabelled, res.bad, res.auc);
+    rc = 0;
+done:
+    if (pred && pred != stdout)
+        fclose(pred);
+    slr_learner_destroy(l);
     slr_job_state_free(&st);
     return rc;
 }
@@ -539,7 +609,9 @@ int slr_cmd_predict(int argc, char **argv)
     if (rc < 0)
         rc = check_args(&a);
     if (rc < 0)
-        rc = a.stream ? predict_kafka(&a.kin, &a.po, a.dead_letter, a.quiet) : predict_files(&a);
+        rc = a.stream        ? predict_kafka(&a.kin, &a.po, a.dead_letter, a.quiet)
+             : a.follow_dir ? predict_following(&a)
+                            : predict_files(&a);
     predict_args_free(&a);
     return rc;
 }
