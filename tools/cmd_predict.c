@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cli.h"
 #include "cli_options.h"
@@ -64,9 +63,9 @@ static void usage(FILE *out)
             "                           \"nan\"\n"
             "      --strict             stop at the first bad record\n"
             "      --threads N          2: decode and hash on a second thread while the\n"
-            "                           first scores; 1: one thread (default 2 when the\n"
-            "                           machine has 2 or more cores; --follow: 1).  Same\n"
-            "                           output\n"
+            "                           first scores; 1: one thread (default: scoring is\n"
+            "                           cheap beside decoding, so a second thread pays\n"
+            "                           only on an idle core; BENCHMARKS.md).  Same output\n"
             "      --quiet              no summary\n"
             "  -t, --testonly           accepted (VW's -t): predict never learns\n"
             "      --loss_function logistic, --link logistic  accepted (VW's; what predict\n"
@@ -231,7 +230,7 @@ static bool predict_args_init(predict_args *a, int argc)
 {
     memset(a, 0, sizeof *a);
     a->follow_interval = 1.0;
-    a->threads = sysconf(_SC_NPROCESSORS_ONLN) >= 2 ? 2 : 1;
+    a->threads = 1;
     a->format = SLR_FORMAT_VW;
     cli_kafka_input_init(&a->kin);
     slr_predict_options_init(&a->po);

@@ -8,6 +8,9 @@
  * own; otherwise it runs inline a few records ahead.  Both modes see the
  * same items in the same order, so the output is the same.
  *
+ * A threaded scorer waiting for items is woken per batch of them (ring.h,
+ * slr_ring_set_wake_batch), not per item.
+ *
  * Predictions are gathered into a buffer and written in large blocks, and
  * the buffer is handed out whenever the input runs dry (a pipe), so a
  * reader downstream is never kept waiting for a block that will not fill.
@@ -26,6 +29,10 @@
 #define RING_THREADED 256 /* items in flight between the threads */
 #define RING_INLINE 8     /* records decoded ahead on one thread */
 #define OUT_BLOCK (64u << 10) /* predictions written at once */
+/* Scoring an item costs a fraction of decoding it, so a threaded scorer
+ * mostly waits; woken per item it would spend more on waking than on
+ * scoring.  It is woken per this many items instead. */
+#define WAKE_BATCH 64
 
 typedef struct reader {
     slr_file_source *src;
@@ -75,6 +82,7 @@ static void *reader_thread(void *arg)
     while (!r->done) {
         slr_job_item *it = slr_ring_claim(r->ring);
         while (it && !read_item(r, it)) {
+            slr_ring_flush(r->ring); /* the scorer is not to wait for a batch now */
             slr_file_source_wait(r->src, IDLE_POLL_MS);
             if (slr_ring_cancelled(r->ring))
                 it = NULL;
@@ -84,6 +92,7 @@ static void *reader_thread(void *arg)
         r->done = it->kind == SLR_ITEM_END;
         slr_ring_publish(r->ring);
     }
+    slr_ring_flush(r->ring);
     return NULL;
 }
 
@@ -259,6 +268,7 @@ slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_f
                             err)) != SLR_OK)
         goto out;
     r.ring = &ring;
+    slr_ring_set_wake_batch(&ring, WAKE_BATCH);
     threaded = want_thread && slr_job_start_thread(&thread, reader_thread, &r);
     if (want_thread && !threaded && opt->log)
         opt->log(opt->log_ctx, "cannot start the decoding thread; decoding on the scoring thread");
