@@ -101,60 +101,10 @@ static void usage(FILE *out)
             "Exit status: 0 done (or stopped on request), 1 the job failed, 2 usage error.\n");
 }
 
-typedef struct scores {
-    double *p, *y, *w;
-    uint64_t n, cap;
-} scores;
-
-static bool scores_push(scores *s, double p, double y, double w)
+static void model_opened(const slr_follower *f)
 {
-    if (s->n == s->cap) {
-        uint64_t cap = s->cap ? s->cap * 2 : 4096;
-        double *np = realloc(s->p, cap * sizeof *np);
-        if (np)
-            s->p = np;
-        double *ny = realloc(s->y, cap * sizeof *ny);
-        if (ny)
-            s->y = ny;
-        double *nw = realloc(s->w, cap * sizeof *nw);
-        if (nw)
-            s->w = nw;
-        if (!np || !ny || !nw)
-            return false;
-        s->cap = cap;
-    }
-    s->p[s->n] = p;
-    s->y[s->n] = y;
-    s->w[s->n] = w;
-    s->n++;
-    return true;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void model_switched(const slr_follower *f, uint64_t switches)
-{
-    const slr_job_state *st = slr_follower_state(f);
-    fprintf(stderr, "streamlr predict: %s %s (%llu examples learned)\n",
-            switches ? "now scoring with" : "scoring with", slr_follower_path(f),
-            (unsigned long long)st->metrics.examples);
-}
-
-/* Switch to a newer checkpoint if there is one; the example is rebuilt on
- * the new model's hashing (the old one is gone with the old learner). */
-static bool follow(slr_follower *f, slr_example *ex, uint64_t *switches)
-{
-    if (!slr_follower_refresh(f))
-        return false;
-    slr_example_free(ex);
-    slr_example_init(ex, &slr_learner_config_of(slr_follower_learner(f))->hashing);
-    model_switched(f, ++*switches);
-    return true;
+    fprintf(stderr, "streamlr predict: scoring with %s (%llu examples learned)\n",
+            slr_follower_path(f), (unsigned long long)slr_follower_state(f)->metrics.examples);
 }
 
 /* The stream job: options checked by the caller. */
@@ -396,169 +346,28 @@ static void summary(const slr_metrics *m, uint64_t unlabelled, uint64_t bad, dou
     }
 }
 
-/* The file job with --follow: score every record of the files in order,
- * switching models between records.  (-i MODEL: predict_files.) */
-static int predict_following(const predict_args *a)
-{
-    double next_follow = 0;
-    slr_follower *follower = NULL;
-    uint64_t switches = 0;
-    slr_error err;
-    int rc = 1;
-    slr_decoder *dec = NULL;
-    slr_file_source *src = NULL;
-    slr_raw_example raw;
-    slr_raw_example_init(&raw);
-    slr_buf line;
-    slr_buf_init(&line);
-    slr_example ex;
-    bool ex_ready = false;
-    FILE *pred = NULL;
-    scores sc = {0};
-    slr_metrics m;
-    slr_metrics_init(&m);
-    uint64_t bad = 0, unlabelled = 0;
-
-    if (slr_follower_open(&follower, a->follow_dir, cli_log, NULL, &err) != SLR_OK) {
-        fprintf(stderr, "streamlr predict: %s\n", err.msg);
-        goto done;
-    }
-    model_switched(follower, 0);
-    slr_learner *scorer = slr_follower_learner(follower);
-    slr_example_init(&ex, &slr_learner_config_of(scorer)->hashing);
-    ex_ready = true;
-    if (slr_decoder_create(&dec, a->format, &err) != SLR_OK ||
-        slr_file_source_open(&src, a->files, a->n_files, slr_format_is_text(a->format), &err) !=
-            SLR_OK) {
-        fprintf(stderr, "streamlr predict: %s\n", err.msg);
-        goto done;
-    }
-    if (a->pred_path) {
-        pred = strcmp(a->pred_path, "-") ? fopen(a->pred_path, "w") : stdout;
-        if (!pred) {
-            perror(a->pred_path);
-            goto done;
-        }
-    }
-
-    uint64_t records = 0;
-    while (!slr_file_source_done(src)) {
-        const char *buf;
-        size_t len, used = 0;
-        bool at_end;
-        slr_status sst;
-        if (follower && (records++ & 255) == 0 && now_seconds() >= next_follow) {
-            next_follow = now_seconds() + a->follow_interval;
-            if (follow(follower, &ex, &switches))
-                scorer = slr_follower_learner(follower);
-        }
-        slr_file_source_window(src, &buf, &len, &at_end);
-        if (len == 0) {
-            if (!at_end) {
-                /* the input is idle (a pipe): hand out what we have, look for a newer model */
-                while (!slr_file_source_wait(src, 200)) {
-                    if (pred)
-                        fflush(pred);
-                    if (follower && follow(follower, &ex, &switches))
-                        scorer = slr_follower_learner(follower);
-                }
-                if (slr_file_source_fill(src, &err) != SLR_OK)
-                    goto io_error;
-            } else if (!slr_file_source_next_file(src, &err, &sst) && sst != SLR_OK) {
-                goto io_error;
-            }
-            continue;
-        }
-        slr_decode_result r = slr_decoder_next(dec, buf, len, at_end, &used, &raw, &err);
-        if (r == SLR_DECODE_NEED_MORE) {
-            if (slr_file_source_fill(src, &err) != SLR_OK)
-                goto io_error;
-            continue;
-        }
-        if (r == SLR_DECODE_EXAMPLE && slr_example_from_raw(&ex, &raw, &err) != SLR_OK)
-            r = SLR_DECODE_BAD;
-        if (r == SLR_DECODE_BAD) {
-            slr_file_position pos;
-            slr_file_source_position(src, &pos);
-            if (slr_format_is_text(a->format))
-                fprintf(stderr, "streamlr predict: %s:%llu: %s\n", slr_file_source_path(src),
-                        (unsigned long long)pos.line, err.msg);
-            else
-                fprintf(stderr, "streamlr predict: %s@%llu: %s\n", slr_file_source_path(src),
-                        (unsigned long long)pos.offset, err.msg);
-            bad++;
-            if (a->strict)
-                goto done;
-            if (pred)
-                fputs("nan\n", pred);
-        } else if (r == SLR_DECODE_EXAMPLE) {
-            double z = slr_learner_margin(scorer, &ex), p = slr_sigmoid(z);
-            if (pred) {
-                slr_buf_reset(&line);
-                if (slr_prediction_line(&line, p, raw.tag, raw.tag_len, &err) != SLR_OK)
-                    goto io_error;
-                fwrite(line.data, 1, line.len, pred);
-            }
-            if (ex.has_label) {
-                double loss = slr_logloss_margin(z, ex.label);
-                slr_metrics_add(&m, p, loss, ex.label, ex.weight, ex.n_features);
-                if (!scores_push(&sc, p, ex.label, ex.weight)) {
-                    fprintf(stderr, "streamlr predict: out of memory for AUC\n");
-                    goto done;
-                }
-            } else {
-                unlabelled++;
-            }
-        }
-        slr_file_source_consume(src, used);
-    }
-    if (pred && pred != stdout && fclose(pred) != 0) {
-        pred = NULL;
-        perror(a->pred_path);
-        goto done;
-    }
-    if (pred == stdout)
-        fflush(stdout);
-    pred = NULL;
-    if (!a->quiet && follower)
-        fprintf(stderr, "model switches = %llu, last model %s\n", (unsigned long long)switches,
-                slr_follower_path(follower));
-    if (!a->quiet)
-        summary(&m, unlabelled, bad, slr_auc(sc.p, sc.y, sc.w, sc.n));
-    rc = 0;
-    goto done;
-io_error:
-    fprintf(stderr, "streamlr predict: %s\n", err.msg);
-done:
-    if (pred && pred != stdout)
-        fclose(pred);
-    free(sc.p);
-    free(sc.y);
-    free(sc.w);
-    if (ex_ready)
-        slr_example_free(&ex);
-    slr_raw_example_free(&raw);
-    slr_buf_free(&line);
-    slr_file_source_close(src);
-    slr_decoder_destroy(dec);
-    slr_follower_close(follower);
-    return rc;
-}
-
-/* The file job with -i MODEL (slr_predict_files). */
+/* The file job (slr_predict_files). */
 static int predict_files(const predict_args *a)
 {
     slr_error err;
     slr_learner *l = NULL;
+    slr_follower *follower = NULL;
     slr_job_state st;
     slr_job_state_init(&st);
     FILE *pred = NULL;
     int rc = 1;
-    if (slr_checkpoint_read(a->model, &l, &st, &err) != SLR_OK) {
+    if (a->follow_dir) {
+        if (slr_follower_open(&follower, a->follow_dir, cli_log, NULL, &err) != SLR_OK) {
+            fprintf(stderr, "streamlr predict: %s\n", err.msg);
+            goto done;
+        }
+        model_opened(follower);
+    } else if (slr_checkpoint_read(a->model, &l, &st, &err) != SLR_OK) {
         fprintf(stderr, "streamlr predict: %s\n", err.msg);
         goto done;
+    } else {
+        slr_learner_sync(l); /* settle every owed penalty once; scoring then only reads */
     }
-    slr_learner_sync(l); /* settle every owed penalty once; scoring then only reads */
     if (a->pred_path) {
         pred = strcmp(a->pred_path, "-") ? fopen(a->pred_path, "w") : stdout;
         if (!pred) {
@@ -572,6 +381,8 @@ static int predict_files(const predict_args *a)
     o.n_files = a->n_files;
     o.format = a->format;
     o.model = l;
+    o.follow = follower;
+    o.follow_interval_seconds = a->follow_interval;
     o.predictions = pred;
     o.strict = a->strict;
     o.threads = a->threads;
@@ -590,6 +401,9 @@ static int predict_files(const predict_args *a)
             goto done;
         }
     }
+    if (!a->quiet && follower)
+        fprintf(stderr, "model switches = %llu, last model %s\n",
+                (unsigned long long)res.model_switches, slr_follower_path(follower));
     if (!a->quiet)
         summary(&res.metrics, res.unlabelled, res.bad, res.auc);
     rc = 0;
@@ -597,6 +411,7 @@ done:
     if (pred && pred != stdout)
         fclose(pred);
     slr_learner_destroy(l);
+    slr_follower_close(follower);
     slr_job_state_free(&st);
     return rc;
 }
@@ -608,9 +423,7 @@ int slr_cmd_predict(int argc, char **argv)
     if (rc < 0)
         rc = check_args(&a);
     if (rc < 0)
-        rc = a.stream        ? predict_kafka(&a.kin, &a.po, a.dead_letter, a.quiet)
-             : a.follow_dir ? predict_following(&a)
-                            : predict_files(&a);
+        rc = a.stream ? predict_kafka(&a.kin, &a.po, a.dead_letter, a.quiet) : predict_files(&a);
     predict_args_free(&a);
     return rc;
 }

@@ -11,6 +11,10 @@
  * A threaded scorer waiting for items is woken per batch of them (ring.h,
  * slr_ring_set_wake_batch), not per item.
  *
+ * With a follower (--follow) the newest checkpoint is looked for every
+ * follow_interval_seconds (and whenever the input is idle) and switched to
+ * between records, on one thread.
+ *
  * Predictions are gathered into a buffer and written in large blocks, and
  * the buffer is handed out whenever the input runs dry (a pipe), so a
  * reader downstream is never kept waiting for a block that will not fill.
@@ -113,6 +117,11 @@ static bool read_inline(reader *r)
 typedef struct scorer {
     const slr_predict_files_options *opt;
     slr_predict_files_result *res;
+    slr_learner *model;  /* opt->model, or the follower's newest */
+    slr_job *job;        /* makes the ring's items (the model's hashing) */
+    uint64_t scored;     /* records, for the --follow clock */
+    double next_follow;  /* monotonic time to look for a newer model */
+    bool follow_due;     /* look once the ring is empty */
     slr_buf out;
     double *p, *y, *w; /* labelled examples, for the exact AUC */
     uint64_t n, cap;
@@ -173,7 +182,7 @@ static slr_status bad_record(scorer *s, const slr_job_item *it, slr_error *err)
 static slr_status score(scorer *s, const slr_job_item *it, slr_error *err)
 {
     const slr_example *ex = &it->ex;
-    double z = slr_learner_margin(s->opt->model, ex), p = slr_sigmoid(z);
+    double z = slr_learner_margin(s->model, ex), p = slr_sigmoid(z);
     slr_status st = SLR_OK;
     if (s->opt->predictions &&
         (st = slr_prediction_line(&s->out, p, it->tag.data, it->tag.len, err)) != SLR_OK)
@@ -187,6 +196,31 @@ static slr_status score(scorer *s, const slr_job_item *it, slr_error *err)
     return s->opt->auc ? keep_score(s, p, ex->label, ex->weight, err) : SLR_OK;
 }
 
+/* --follow: switch to a newer checkpoint if there is one.  The ring must be
+ * empty: its items hash with the old model's hashing, which goes with it, so
+ * they are made again for the new one. */
+static void follow(scorer *s, slr_ring *ring)
+{
+    const slr_predict_files_options *o = s->opt;
+    s->follow_due = false;
+    s->next_follow = slr_monotonic_seconds() + o->follow_interval_seconds;
+    if (!slr_follower_refresh(o->follow))
+        return;
+    s->model = s->job->learner = slr_follower_learner(o->follow);
+    for (uint64_t i = 0; i <= ring->mask; i++) {
+        slr_job_item_free(&ring->items[i]);
+        slr_job_item_init(&ring->items[i], s->job);
+    }
+    s->res->model_switches++;
+    if (o->log) {
+        char msg[4200];
+        snprintf(msg, sizeof msg, "now scoring with %s (%llu examples learned)",
+                 slr_follower_path(o->follow),
+                 (unsigned long long)slr_follower_state(o->follow)->metrics.examples);
+        o->log(o->log_ctx, msg);
+    }
+}
+
 /* Stage 2 until the END item or an error. */
 static slr_status consume(scorer *s, slr_ring *ring, reader *inline_r, slr_error *err)
 {
@@ -194,9 +228,14 @@ static slr_status consume(scorer *s, slr_ring *ring, reader *inline_r, slr_error
     for (;;) {
         slr_job_item *it;
         if (inline_r) {
-            if (read_inline(inline_r)) { /* no input yet: hand out what we have */
+            if (s->follow_due && !slr_ring_peek(ring, 0))
+                follow(s, ring);
+            /* a look for a newer model is due: score what is decoded first */
+            if (!s->follow_due && read_inline(inline_r)) { /* no input yet */
                 if ((st = flush_out(s, true, err)) != SLR_OK)
                     return st;
+                if (s->opt->follow)
+                    follow(s, ring); /* the ring is empty */
                 slr_file_source_wait(inline_r->src, IDLE_POLL_MS);
                 continue;
             }
@@ -211,13 +250,16 @@ static slr_status consume(scorer *s, slr_ring *ring, reader *inline_r, slr_error
                 *err = it->reason;
             return it->status;
         }
-        slr_ring_prefetch_ahead(ring, s->opt->model);
+        slr_ring_prefetch_ahead(ring, s->model);
         st = it->kind == SLR_ITEM_EXAMPLE ? score(s, it, err)
              : it->kind == SLR_ITEM_BAD   ? bad_record(s, it, err)
                                           : SLR_OK;
         slr_ring_release(ring);
         if (st != SLR_OK)
             return st;
+        if (s->opt->follow && (s->scored++ & 255) == 0 &&
+            slr_monotonic_seconds() >= s->next_follow)
+            s->follow_due = true;
         if (s->out.len >= OUT_BLOCK && (st = flush_out(s, false, err)) != SLR_OK)
             return st;
     }
@@ -236,8 +278,9 @@ slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_f
     memset(res, 0, sizeof *res);
     slr_metrics_init(&res->metrics);
     res->auc = NAN;
-    if (!opt->model || !opt->files || opt->n_files == 0)
-        return slr_error_set(err, SLR_ERR_ARG, "slr_predict_files needs a model and files");
+    if (!opt->model == !opt->follow || !opt->files || opt->n_files == 0)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "slr_predict_files needs files and a model or a follower");
     /* Stage 1 is training's: its reader takes train options, and the ring
      * makes its items from a job (the model's hashing, the feature limit). */
     slr_train_options topt;
@@ -247,7 +290,10 @@ slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_f
     slr_job *job = calloc(1, sizeof *job);
     reader r = {0};
     slr_ring ring = {0};
-    scorer s = {opt, res, {0}, NULL, NULL, NULL, 0, 0};
+    scorer s = {0};
+    s.opt = opt;
+    s.res = res;
+    s.model = opt->model ? opt->model : slr_follower_learner(opt->follow);
     slr_buf_init(&s.out);
     pthread_t thread;
     bool threaded = false;
@@ -257,13 +303,20 @@ slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_f
         goto out;
     }
     job->opt = &topt;
-    job->learner = opt->model;
+    job->learner = s.model;
+    s.job = job;
+    if (opt->follow) {
+        s.next_follow = slr_monotonic_seconds() + opt->follow_interval_seconds;
+        s.follow_due = true; /* as soon as the first record is scored */
+    }
     r.text = slr_format_is_text(opt->format);
     if ((st = slr_job_reader_init(&r.rd, &topt, err)) != SLR_OK ||
         (st = slr_file_source_open(&r.src, opt->files, opt->n_files, r.text, err)) != SLR_OK ||
         (st = slr_buf_reserve(&s.out, OUT_BLOCK + 4096, err)) != SLR_OK)
         goto out;
-    bool want_thread = opt->threads >= 2;
+    /* --follow switches models between records with nothing decoded ahead,
+     * which the scoring thread can arrange only when it also decodes */
+    bool want_thread = opt->threads >= 2 && !opt->follow;
     if ((st = slr_ring_init(&ring, want_thread ? RING_THREADED : RING_INLINE, job, want_thread,
                             err)) != SLR_OK)
         goto out;

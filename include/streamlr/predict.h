@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "streamlr/checkpoint.h"
 #include "streamlr/dead_letter.h"
 #include "streamlr/decode.h"
 #include "streamlr/error.h"
@@ -95,13 +96,19 @@ typedef struct slr_predict_files_options {
     slr_format format;
     slr_learner *model;        /* read only here; slr_learner_sync it first, so that
                                   scoring owes no penalty */
+    slr_follower *follow;      /* instead of model: score with its learner, switching to
+                                  each newer checkpoint (slr_follower_refresh) between
+                                  records; on one thread */
+    double follow_interval_seconds; /* how often to look for a newer one (also whenever
+                                       the input is idle) */
     FILE *predictions;         /* NULL: none (metrics only) */
     bool strict;               /* stop at the first bad record (SLR_ERR_BAD_INPUT) */
     uint32_t threads;          /* >= 2: decode on a thread of its own */
     bool auc;                  /* compute the exact AUC: 24 bytes kept per labelled example
                                   and a sort at the end (a fifth of the cost of scoring
                                   20k compact examples) */
-    slr_log_fn log;            /* bad records ("file:line: why"); NULL = silent */
+    slr_log_fn log;            /* bad records ("file:line: why"), model switches; NULL =
+                                  silent */
     void *log_ctx;
 } slr_predict_files_options;
 
@@ -113,6 +120,7 @@ typedef struct slr_predict_files_result {
     uint64_t bad;        /* records that could not be scored */
     slr_metrics metrics; /* labelled examples: test log loss, calibration */
     double auc;          /* labelled examples, with opt->auc: the exact AUC; else NaN */
+    uint64_t model_switches; /* with a follower: newer checkpoints switched to */
 } slr_predict_files_result;
 
 /* Score every record of the files; the predictions are flushed whenever the
