@@ -9,6 +9,8 @@
  * (looking every --follow-interval seconds, and whenever the input is idle),
  * so `tail -F events | streamlr predict --follow ckpt -p - -` serves the
  * freshest model.  Predictions are flushed whenever the input runs dry.
+ * The file job is slr_predict_files (predict.h); this file parses and
+ * presents.
  *
  * With --brokers/--topic it is a stream job (slr_predict_kafka, predict.h):
  * messages in, one message of predictions out per message, offsets
