@@ -67,7 +67,8 @@ static void usage(FILE *out)
             "      --threads N          2: decode and hash on a second thread while the\n"
             "                           first scores; 1: one thread (default: scoring is\n"
             "                           cheap beside decoding, so a second thread pays\n"
-            "                           only on an idle core; BENCHMARKS.md).  Same output\n"
+            "                           only on an idle core; BENCHMARKS.md; --follow\n"
+            "                           scores on one).  Same output\n"
             "      --quiet              no summary\n"
             "  -t, --testonly           accepted (VW's -t): predict never learns\n"
             "      --loss_function logistic, --link logistic  accepted (VW's; what predict\n"
@@ -169,6 +170,7 @@ typedef struct predict_args {
     const char *model, *pred_path, *follow_dir;
     double follow_interval;
     uint32_t threads;
+    bool threads_given;
     slr_format format;
     bool format_given, strict, quiet;
     bool stream;      /* checked: a Kafka job (--brokers or --topic) */
@@ -269,6 +271,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
                 fprintf(stderr, "streamlr predict: --threads takes 1 or 2\n");
                 return 2;
             }
+            a->threads_given = true;
             break;
         case 't': break; /* VW's -t: predict never learns */
         case OPT_QUIET: a->quiet = true; break;
@@ -293,8 +296,9 @@ static int parse_args(int argc, char **argv, predict_args *a)
 static int check_args(predict_args *a)
 {
     if (cli_kafka_input_given(&a->kin)) {
-        if (a->n_files || a->pred_path || a->strict) {
-            fprintf(stderr, "streamlr predict: a Kafka job takes no --data, -p or --strict\n");
+        if (a->n_files || a->pred_path || a->strict || a->threads_given) {
+            fprintf(stderr, "streamlr predict: a Kafka job takes no --data, -p, --strict or "
+                            "--threads\n");
             return 2;
         }
         if (!a->model == !a->follow_dir || !a->kin.n_topics || !a->kin.k.group ||
