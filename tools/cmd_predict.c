@@ -9,6 +9,8 @@
  * (looking every --follow-interval seconds, and whenever the input is idle),
  * so `tail -F events | streamlr predict --follow ckpt -p - -` serves the
  * freshest model.  Predictions are flushed whenever the input runs dry.
+ * The file job is slr_predict_files (predict.h); this file parses and
+ * presents.
  *
  * With --brokers/--topic it is a stream job (slr_predict_kafka, predict.h):
  * messages in, one message of predictions out per message, offsets
@@ -62,6 +64,11 @@ static void usage(FILE *out)
             "                           has one, as VW does (0.55 tag1); a bad record gets\n"
             "                           \"nan\"\n"
             "      --strict             stop at the first bad record\n"
+            "      --threads N          2: decode and hash on a second thread while the\n"
+            "                           first scores; 1: one thread (default: scoring is\n"
+            "                           cheap beside decoding, so a second thread pays\n"
+            "                           only on an idle core; BENCHMARKS.md; --follow\n"
+            "                           scores on one).  Same output\n"
             "      --quiet              no summary\n"
             "  -t, --testonly           accepted (VW's -t): predict never learns\n"
             "      --loss_function logistic, --link logistic  accepted (VW's; what predict\n"
@@ -97,60 +104,10 @@ static void usage(FILE *out)
             "Exit status: 0 done (or stopped on request), 1 the job failed, 2 usage error.\n");
 }
 
-typedef struct scores {
-    double *p, *y, *w;
-    uint64_t n, cap;
-} scores;
-
-static bool scores_push(scores *s, double p, double y, double w)
+static void model_opened(const slr_follower *f)
 {
-    if (s->n == s->cap) {
-        uint64_t cap = s->cap ? s->cap * 2 : 4096;
-        double *np = realloc(s->p, cap * sizeof *np);
-        if (np)
-            s->p = np;
-        double *ny = realloc(s->y, cap * sizeof *ny);
-        if (ny)
-            s->y = ny;
-        double *nw = realloc(s->w, cap * sizeof *nw);
-        if (nw)
-            s->w = nw;
-        if (!np || !ny || !nw)
-            return false;
-        s->cap = cap;
-    }
-    s->p[s->n] = p;
-    s->y[s->n] = y;
-    s->w[s->n] = w;
-    s->n++;
-    return true;
-}
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static void model_switched(const slr_follower *f, uint64_t switches)
-{
-    const slr_job_state *st = slr_follower_state(f);
-    fprintf(stderr, "streamlr predict: %s %s (%llu examples learned)\n",
-            switches ? "now scoring with" : "scoring with", slr_follower_path(f),
-            (unsigned long long)st->metrics.examples);
-}
-
-/* Switch to a newer checkpoint if there is one; the example is rebuilt on
- * the new model's hashing (the old one is gone with the old learner). */
-static bool follow(slr_follower *f, slr_example *ex, uint64_t *switches)
-{
-    if (!slr_follower_refresh(f))
-        return false;
-    slr_example_free(ex);
-    slr_example_init(ex, &slr_learner_config_of(slr_follower_learner(f))->hashing);
-    model_switched(f, ++*switches);
-    return true;
+    fprintf(stderr, "streamlr predict: scoring with %s (%llu examples learned)\n",
+            slr_follower_path(f), (unsigned long long)slr_follower_state(f)->metrics.examples);
 }
 
 /* The stream job: options checked by the caller. */
@@ -212,6 +169,8 @@ typedef struct predict_args {
     uint32_t n_files;
     const char *model, *pred_path, *follow_dir;
     double follow_interval;
+    uint32_t threads;
+    bool threads_given;
     slr_format format;
     bool format_given, strict, quiet;
     bool stream;      /* checked: a Kafka job (--brokers or --topic) */
@@ -225,6 +184,7 @@ static bool predict_args_init(predict_args *a, int argc)
 {
     memset(a, 0, sizeof *a);
     a->follow_interval = 1.0;
+    a->threads = 1;
     a->format = SLR_FORMAT_VW;
     cli_kafka_input_init(&a->kin);
     slr_predict_options_init(&a->po);
@@ -249,6 +209,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
         {"from", required_argument, 0, OPT_FORMAT}, /* convert's spelling */
         {"predictions", required_argument, 0, 'p'},
         {"strict", no_argument, 0, OPT_STRICT},
+        {"threads", required_argument, 0, OPT_THREADS},
         {"quiet", no_argument, 0, OPT_QUIET},
         {"follow", required_argument, 0, OPT_FOLLOW},
         {"follow-interval", required_argument, 0, OPT_FOLLOW_INTERVAL},
@@ -304,6 +265,14 @@ static int parse_args(int argc, char **argv, predict_args *a)
             a->format_given = true;
             break;
         case OPT_STRICT: a->strict = true; break;
+        case OPT_THREADS:
+            if (!cli_u32("predict", "--threads", optarg, &a->threads) || a->threads < 1 ||
+                a->threads > 2) {
+                fprintf(stderr, "streamlr predict: --threads takes 1 or 2\n");
+                return 2;
+            }
+            a->threads_given = true;
+            break;
         case 't': break; /* VW's -t: predict never learns */
         case OPT_QUIET: a->quiet = true; break;
         case OPT_FOLLOW: a->follow_dir = optarg; break;
@@ -327,8 +296,9 @@ static int parse_args(int argc, char **argv, predict_args *a)
 static int check_args(predict_args *a)
 {
     if (cli_kafka_input_given(&a->kin)) {
-        if (a->n_files || a->pred_path || a->strict) {
-            fprintf(stderr, "streamlr predict: a Kafka job takes no --data, -p or --strict\n");
+        if (a->n_files || a->pred_path || a->strict || a->threads_given) {
+            fprintf(stderr, "streamlr predict: a Kafka job takes no --data, -p, --strict or "
+                            "--threads\n");
             return 2;
         }
         if (!a->model == !a->follow_dir || !a->kin.n_topics || !a->kin.k.group ||
@@ -362,52 +332,47 @@ static int check_args(predict_args *a)
     return -1;
 }
 
-/* The file job: score every record of the files in order. */
+static void log_bad(void *ctx, const char *msg)
+{
+    (void)ctx;
+    fprintf(stderr, "streamlr predict: %s\n", msg);
+}
+
+/* The summary of a file job, on stderr. */
+static void summary(const slr_metrics *m, uint64_t unlabelled, uint64_t bad, double auc)
+{
+    fprintf(stderr, "examples = %llu (labelled %llu, unlabelled %llu), bad records = %llu\n",
+            (unsigned long long)(m->examples + unlabelled), (unsigned long long)m->examples,
+            (unsigned long long)unlabelled, (unsigned long long)bad);
+    if (m->examples) {
+        fprintf(stderr, "test logloss = %.6f\n", slr_metrics_logloss(m));
+        fprintf(stderr, "test AUC = %.6f\n", auc);
+        fprintf(stderr, "mean prediction = %.4f, positive rate = %.4f\n",
+                m->predicted / m->weight, m->positives / m->weight);
+    }
+}
+
+/* The file job (slr_predict_files). */
 static int predict_files(const predict_args *a)
 {
-    double next_follow = 0;
-    slr_follower *follower = NULL;
-    uint64_t switches = 0;
     slr_error err;
-    int rc = 1;
     slr_learner *l = NULL;
+    slr_follower *follower = NULL;
     slr_job_state st;
     slr_job_state_init(&st);
-    slr_decoder *dec = NULL;
-    slr_file_source *src = NULL;
-    slr_raw_example raw;
-    slr_raw_example_init(&raw);
-    slr_buf line;
-    slr_buf_init(&line);
-    slr_example ex;
-    bool ex_ready = false;
     FILE *pred = NULL;
-    scores sc = {0};
-    slr_metrics m;
-    slr_metrics_init(&m);
-    uint64_t bad = 0, unlabelled = 0;
-
+    int rc = 1;
     if (a->follow_dir) {
         if (slr_follower_open(&follower, a->follow_dir, cli_log, NULL, &err) != SLR_OK) {
             fprintf(stderr, "streamlr predict: %s\n", err.msg);
             goto done;
         }
-        model_switched(follower, 0);
-    } else {
-        if (slr_checkpoint_read(a->model, &l, &st, &err) != SLR_OK) {
-            fprintf(stderr, "streamlr predict: %s\n", err.msg);
-            goto done;
-        }
-        slr_learner_sync(l); /* settle every owed penalty once; scoring then only reads */
-    }
-    slr_learner *scorer = follower ? slr_follower_learner(follower) : l;
-    slr_example_init(&ex, &slr_learner_config_of(scorer)->hashing);
-    ex_ready = true;
-    if (slr_decoder_create(&dec, a->format, &err) != SLR_OK ||
-        slr_file_source_open(&src, a->files, a->n_files, slr_format_is_text(a->format), &err) !=
-            SLR_OK) {
+        model_opened(follower);
+    } else if (slr_checkpoint_read(a->model, &l, &st, &err) != SLR_OK) {
         fprintf(stderr, "streamlr predict: %s\n", err.msg);
         goto done;
+    } else {
+        slr_learner_sync(l); /* settle every owed penalty once; scoring then only reads */
     }
     if (a->pred_path) {
         pred = strcmp(a->pred_path, "-") ? fopen(a->pred_path, "w") : stdout;
@@ -416,116 +381,41 @@ static int predict_files(const predict_args *a)
             goto done;
         }
     }
-
-    uint64_t records = 0;
-    while (!slr_file_source_done(src)) {
-        const char *buf;
-        size_t len, used = 0;
-        bool at_end;
-        slr_status sst;
-        if (follower && (records++ & 255) == 0 && now_seconds() >= next_follow) {
-            next_follow = now_seconds() + a->follow_interval;
-            if (follow(follower, &ex, &switches))
-                scorer = slr_follower_learner(follower);
-        }
-        slr_file_source_window(src, &buf, &len, &at_end);
-        if (len == 0) {
-            if (!at_end) {
-                /* the input is idle (a pipe): hand out what we have, look for a newer model */
-                while (!slr_file_source_wait(src, 200)) {
-                    if (pred)
-                        fflush(pred);
-                    if (follower && follow(follower, &ex, &switches))
-                        scorer = slr_follower_learner(follower);
-                }
-                if (slr_file_source_fill(src, &err) != SLR_OK)
-                    goto io_error;
-            } else if (!slr_file_source_next_file(src, &err, &sst) && sst != SLR_OK) {
-                goto io_error;
-            }
-            continue;
-        }
-        slr_decode_result r = slr_decoder_next(dec, buf, len, at_end, &used, &raw, &err);
-        if (r == SLR_DECODE_NEED_MORE) {
-            if (slr_file_source_fill(src, &err) != SLR_OK)
-                goto io_error;
-            continue;
-        }
-        if (r == SLR_DECODE_EXAMPLE && slr_example_from_raw(&ex, &raw, &err) != SLR_OK)
-            r = SLR_DECODE_BAD;
-        if (r == SLR_DECODE_BAD) {
-            slr_file_position pos;
-            slr_file_source_position(src, &pos);
-            if (slr_format_is_text(a->format))
-                fprintf(stderr, "streamlr predict: %s:%llu: %s\n", slr_file_source_path(src),
-                        (unsigned long long)pos.line, err.msg);
-            else
-                fprintf(stderr, "streamlr predict: %s@%llu: %s\n", slr_file_source_path(src),
-                        (unsigned long long)pos.offset, err.msg);
-            bad++;
-            if (a->strict)
-                goto done;
-            if (pred)
-                fputs("nan\n", pred);
-        } else if (r == SLR_DECODE_EXAMPLE) {
-            double z = slr_learner_margin(scorer, &ex), p = slr_sigmoid(z);
-            if (pred) {
-                slr_buf_reset(&line);
-                if (slr_prediction_line(&line, p, raw.tag, raw.tag_len, &err) != SLR_OK)
-                    goto io_error;
-                fwrite(line.data, 1, line.len, pred);
-            }
-            if (ex.has_label) {
-                double loss = slr_logloss_margin(z, ex.label);
-                slr_metrics_add(&m, p, loss, ex.label, ex.weight, ex.n_features);
-                if (!scores_push(&sc, p, ex.label, ex.weight)) {
-                    fprintf(stderr, "streamlr predict: out of memory for AUC\n");
-                    goto done;
-                }
-            } else {
-                unlabelled++;
-            }
-        }
-        slr_file_source_consume(src, used);
-    }
-    if (pred && pred != stdout && fclose(pred) != 0) {
-        pred = NULL;
-        perror(a->pred_path);
+    slr_predict_files_options o;
+    slr_predict_files_options_init(&o);
+    o.files = a->files;
+    o.n_files = a->n_files;
+    o.format = a->format;
+    o.model = l;
+    o.follow = follower;
+    o.follow_interval_seconds = a->follow_interval;
+    o.predictions = pred;
+    o.strict = a->strict;
+    o.threads = a->threads;
+    o.auc = !a->quiet; /* only the summary shows it */
+    o.log = log_bad;
+    slr_predict_files_result res;
+    if (slr_predict_files(&o, &res, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr predict: %s\n", err.msg);
         goto done;
     }
-    if (pred == stdout)
-        fflush(stdout);
-    pred = NULL;
-    if (!a->quiet && follower)
-        fprintf(stderr, "model switches = %llu, last model %s\n", (unsigned long long)switches,
-                slr_follower_path(follower));
-    if (!a->quiet) {
-        fprintf(stderr, "examples = %llu (labelled %llu, unlabelled %llu), bad records = %llu\n",
-                (unsigned long long)(m.examples + unlabelled), (unsigned long long)m.examples,
-                (unsigned long long)unlabelled, (unsigned long long)bad);
-        if (m.examples) {
-            fprintf(stderr, "test logloss = %.6f\n", slr_metrics_logloss(&m));
-            fprintf(stderr, "test AUC = %.6f\n", slr_auc(sc.p, sc.y, sc.w, sc.n));
-            fprintf(stderr, "mean prediction = %.4f, positive rate = %.4f\n",
-                    m.predicted / m.weight, m.positives / m.weight);
+    if (pred && pred != stdout) {
+        FILE *f = pred;
+        pred = NULL;
+        if (fclose(f) != 0) {
+            perror(a->pred_path);
+            goto done;
         }
     }
+    if (!a->quiet && follower)
+        fprintf(stderr, "model switches = %llu, last model %s\n",
+                (unsigned long long)res.model_switches, slr_follower_path(follower));
+    if (!a->quiet)
+        summary(&res.metrics, res.unlabelled, res.bad, res.auc);
     rc = 0;
-    goto done;
-io_error:
-    fprintf(stderr, "streamlr predict: %s\n", err.msg);
 done:
     if (pred && pred != stdout)
         fclose(pred);
-    free(sc.p);
-    free(sc.y);
-    free(sc.w);
-    if (ex_ready)
-        slr_example_free(&ex);
-    slr_raw_example_free(&raw);
-    slr_buf_free(&line);
-    slr_file_source_close(src);
-    slr_decoder_destroy(dec);
     slr_learner_destroy(l);
     slr_follower_close(follower);
     slr_job_state_free(&st);

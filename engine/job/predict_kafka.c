@@ -308,27 +308,6 @@ static void bad_record(predict_run *run, const slr_kafka_partition *p,
             err.msg);
 }
 
-slr_status slr_prediction_line(slr_buf *out, double p, const char *tag, size_t tag_len,
-                               slr_error *err)
-{
-    size_t tag_room = tag ? tag_len + 1 : 0;
-    slr_status st = slr_buf_reserve(out, 32 + tag_room + 1, err);
-    if (st != SLR_OK)
-        return st;
-    char *w = out->data + out->len;
-    w += snprintf(w, 32, "%.9g", p);
-    if (tag && tag_len) {
-        *w++ = ' ';
-        for (size_t i = 0; i < tag_len; i++) {
-            char c = tag[i];
-            *w++ = c == ' ' || c == '\t' || c == '\n' || c == '\r' ? '_' : c;
-        }
-    }
-    *w++ = '\n';
-    out->len = (size_t)(w - out->data);
-    return SLR_OK;
-}
-
 /* Every record of m into run->out: a prediction line per example, "nan\n"
  * per bad record (a run of bytes skipped to find the next msgpack object is
  * one). */

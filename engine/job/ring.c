@@ -58,6 +58,8 @@ slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, boo
         slr_job_item_init(&r->items[i], job);
     atomic_init(&r->tail, 0);
     atomic_init(&r->head, 0);
+    atomic_init(&r->flushed, 0);
+    r->wake_batch = 1;
     atomic_init(&r->producer_asleep, false);
     atomic_init(&r->consumer_asleep, false);
     atomic_init(&r->cancelled, false);
@@ -159,8 +161,23 @@ void slr_ring_publish(slr_ring *r)
         return;
     }
     atomic_store(&r->tail, tail + 1); /* seq_cst: orders the item and the flag read */
+    if (atomic_load(&r->consumer_asleep) &&
+        tail + 1 - atomic_load_explicit(&r->head, memory_order_relaxed) >= r->wake_batch)
+        wake(r);
+}
+
+void slr_ring_flush(slr_ring *r)
+{
+    if (!r->shared)
+        return;
+    atomic_store(&r->flushed, atomic_load_explicit(&r->tail, memory_order_relaxed));
     if (atomic_load(&r->consumer_asleep))
         wake(r);
+}
+
+void slr_ring_set_wake_batch(slr_ring *r, uint32_t batch)
+{
+    r->wake_batch = batch >= 1 && batch <= r->mask + 1 ? batch : 1;
 }
 
 /* ------------------------------------------------------------ consumer */
@@ -169,6 +186,14 @@ static bool published(slr_ring *r)
 {
     r->tail_seen = atomic_load(&r->tail);
     return r->tail_seen != r->next;
+}
+
+/* a batch, or what the producer flushed */
+static bool batch_published(slr_ring *r)
+{
+    r->tail_seen = atomic_load(&r->tail);
+    return r->tail_seen - r->next >= r->wake_batch ||
+           (r->tail_seen != r->next && atomic_load(&r->flushed) > r->next);
 }
 
 /* Make the consumer's releases visible to the producer, and wake it if it
@@ -192,7 +217,9 @@ slr_job_item *slr_ring_take_within(slr_ring *r, int timeout_ms)
     if (r->tail_seen == r->next) {
         if (r->shared && r->unpublished)
             publish_head(r); /* the producer may be waiting for these */
-        if (!wait_until(r, &r->consumer_asleep, published, timeout_ms))
+        if (!wait_until(r, &r->consumer_asleep, r->wake_batch > 1 ? batch_published : published,
+                        timeout_ms) &&
+            !published(r))
             return NULL;
     }
     return &r->items[r->next & r->mask];

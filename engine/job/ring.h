@@ -41,6 +41,8 @@ typedef struct slr_ring {
     uint64_t next;                                   /* consumer: its own count of releases */
     uint32_t unpublished;                            /* ... not yet in head */
     uint64_t tail_seen;                              /* consumer's copy of tail */
+    uint32_t wake_batch; /* a waiting consumer is woken once this many items wait ... */
+    _Alignas(SLR_CACHE_LINE) _Atomic uint64_t flushed; /* ... or the producer flushed up to here */
 
     _Alignas(SLR_CACHE_LINE) _Atomic bool producer_asleep; /* waiting for room */
     _Atomic bool consumer_asleep;                           /* waiting for an item */
@@ -63,6 +65,9 @@ slr_job_item *slr_ring_claim(slr_ring *r);
 void slr_ring_publish(slr_ring *r);
 /* Producer, without waiting: is there room for another item? */
 bool slr_ring_has_room(slr_ring *r);
+/* Producer: wake a consumer waiting for a batch: the producer is about to
+ * wait for input, or has published its last item. */
+void slr_ring_flush(slr_ring *r);
 /* Producer: has the consumer stopped? */
 bool slr_ring_cancelled(slr_ring *r);
 
@@ -74,6 +79,11 @@ slr_job_item *slr_ring_take_within(slr_ring *r, int timeout_ms);
 slr_job_item *slr_ring_peek(slr_ring *r, uint32_t k);
 /* Consumer: done with the oldest item. */
 void slr_ring_release(slr_ring *r);
+/* Before use: a consumer that found the ring empty waits until `batch`
+ * items are there (or the producer flushes) rather than being woken for
+ * each one -- for a consumer much faster than its producer (scoring), where
+ * a wake per item costs more than the item.  Default 1. */
+void slr_ring_set_wake_batch(slr_ring *r, uint32_t batch);
 /* Consumer: stop the producer (it sees NULL from slr_ring_claim). */
 void slr_ring_cancel(slr_ring *r);
 /* Consumer, before learning the oldest item: fetch the feature lists and

@@ -1,4 +1,5 @@
-/* predict.h - scoring as a stream job: Kafka in, predictions to Kafka out.
+/* predict.h - scoring: files in order (slr_predict_files), and a stream job,
+ * Kafka in, predictions to Kafka out (slr_predict_kafka).
  *
  * slr_predict_kafka() consumes messages of examples (the same payloads
  * `streamlr train --brokers` reads), scores every example with a model --
@@ -21,11 +22,14 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
+#include "streamlr/checkpoint.h"
 #include "streamlr/dead_letter.h"
 #include "streamlr/decode.h"
 #include "streamlr/error.h"
 #include "streamlr/kafka.h"
+#include "streamlr/learner.h"
 #include "streamlr/metrics.h"
 #include "streamlr/train.h"
 
@@ -81,6 +85,49 @@ typedef struct slr_predict_result {
  * past it would lose predictions). */
 slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_options *in,
                              slr_predict_result *res, slr_error *err);
+
+/* Scoring files with a fixed model, on the decoding paths training uses
+ * (and, with threads >= 2, decoding on a second thread): one line per record
+ * to `predictions`, in input order, as slr_prediction_line writes it, "nan"
+ * for a bad record. */
+typedef struct slr_predict_files_options {
+    const char *const *files;  /* "-" is stdin */
+    uint32_t n_files;
+    slr_format format;
+    slr_learner *model;        /* read only here; slr_learner_sync it first, so that
+                                  scoring owes no penalty */
+    slr_follower *follow;      /* instead of model: score with its learner, switching to
+                                  each newer checkpoint (slr_follower_refresh) between
+                                  records; on one thread */
+    double follow_interval_seconds; /* how often to look for a newer one (also whenever
+                                       the input is idle) */
+    FILE *predictions;         /* NULL: none (metrics only) */
+    bool strict;               /* stop at the first bad record (SLR_ERR_BAD_INPUT) */
+    uint32_t threads;          /* >= 2: decode on a thread of its own */
+    bool auc;                  /* compute the exact AUC: 24 bytes kept per labelled example
+                                  and a sort at the end (a fifth of the cost of scoring
+                                  20k compact examples) */
+    slr_log_fn log;            /* bad records ("file:line: why"), model switches; NULL =
+                                  silent */
+    void *log_ctx;
+} slr_predict_files_options;
+
+void slr_predict_files_options_init(slr_predict_files_options *o);
+
+typedef struct slr_predict_files_result {
+    uint64_t examples;   /* scored (labelled + unlabelled) */
+    uint64_t unlabelled;
+    uint64_t bad;        /* records that could not be scored */
+    slr_metrics metrics; /* labelled examples: test log loss, calibration */
+    double auc;          /* labelled examples, with opt->auc: the exact AUC; else NaN */
+    uint64_t model_switches; /* with a follower: newer checkpoints switched to */
+} slr_predict_files_result;
+
+/* Score every record of the files; the predictions are flushed whenever the
+ * input runs dry (a pipe) and at the end.  SLR_ERR_BAD_INPUT with --strict
+ * at a bad record (err names it), SLR_ERR_IO when reading or writing fails. */
+slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_files_result *res,
+                             slr_error *err);
 
 /* One prediction line as -p and the scoring job write it, appended to out:
  * "%.9g" of p, then, as VW does ("0.55 tag1"), a space and the example's tag
