@@ -565,6 +565,7 @@ START_TEST(format_v1_bytes_are_stable)
     slr_learner_destroy(l);
     slr_job_state_free(&st);
     test_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
