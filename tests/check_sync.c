@@ -721,6 +721,46 @@ START_TEST(repeat_not_applied_twice)
 }
 END_TEST
 
+/* A member whose round had no example (a partition's empty last slice,
+ * [x, x)) publishes a delta that every reader can decode and merge: after
+ * round 0 the bias's end state is not zero, and it must not be sent as if
+ * the member had learned it. */
+START_TEST(empty_round_decodes)
+{
+    make_theta();
+    slr_learner_config cfg = test_config(0, 0);
+    slr_error err = {0};
+    slr_sync_member *m;
+    ck_assert_int_eq(slr_sync_member_create(&m, &cfg, "t/000000", 1, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    for (int64_t o = 0; o < 50; o++) {
+        stream_example(&ex, 0, o);
+        slr_sync_member_learn(m, &ex, NULL);
+    }
+    slr_sync_range rg = {(char *)"t", 0, 0, 50};
+    slr_sync_delta d, back;
+    ck_assert_int_eq(slr_sync_member_end_round(m, &rg, 1, &d, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_member_apply(m, &d, 1, SLR_SYNC_RELAXD, NULL, &err), SLR_OK);
+    slr_sync_delta_clear(&d);
+    rg = (slr_sync_range){(char *)"t", 0, 50, 50};
+    ck_assert_int_eq(slr_sync_member_end_round(m, &rg, 1, &d, &err), SLR_OK);
+    ck_assert_uint_eq(d.examples, 0);
+    unsigned char *buf;
+    size_t len;
+    ck_assert_int_eq(slr_sync_delta_encode(&d, &buf, &len, &err), SLR_OK);
+    ck_assert_msg(slr_sync_delta_decode(buf, len, &back, &err) == SLR_OK, "%s", err.msg);
+    uint64_t steps = slr_learner_steps(slr_sync_member_shared(m));
+    ck_assert_int_eq(slr_sync_member_apply(m, &back, 1, SLR_SYNC_RELAXD, NULL, &err), SLR_OK);
+    ck_assert_uint_eq(slr_learner_steps(slr_sync_member_shared(m)), steps);
+    free(buf);
+    slr_sync_delta_clear(&d);
+    slr_sync_delta_clear(&back);
+    slr_example_free(&ex);
+    slr_sync_member_destroy(m);
+}
+END_TEST
+
 /* A reader (a scorer) is a member that learns nothing and publishes
  * nothing: applying the others' deltas gives it their model. */
 START_TEST(reader_follows_the_group)
@@ -873,6 +913,7 @@ static Suite *sync_suite(void)
     tcase_add_test(tc, broken_merges_break_the_bound);
     tcase_add_test(tc, l2_paid_once);
     tcase_add_test(tc, repeat_not_applied_twice);
+    tcase_add_test(tc, empty_round_decodes);
     tcase_add_test(tc, merge_refuses_mismatches);
     tcase_add_test(tc, group_step_past_stamp_range);
     tcase_add_test(tc, reader_follows_the_group);

@@ -1,0 +1,492 @@
+/* check_sync_topic.c - the sync topic (sync_topic.h) against the embedded
+ * broker: groups of "processes" (threads, each with its own producer,
+ * reader and data consumer) learn one model from an 8-partition topic
+ * through per-slice deltas.  Every example must reach the model exactly once
+ * (ledger coverage, group step count), and the model must be bit-identical
+ * whatever the assignment of partitions to processes and across a crash
+ * and restart of a process mid-round. */
+#include <check.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka_testutil.h"
+#include "learner/learner_io.h"
+#include "streamlr/learner.h"
+#include "streamlr/sync.h"
+#include "streamlr/sync_topic.h"
+#include "util/le.h"
+
+#define BITS 12
+#define PARTS 8
+#define SLICE 40
+#define MAX_PROCS 8
+#define WAIT_MS 60000
+
+/* messages in partition p: ends at different rounds, some on a slice
+ * boundary (an empty last slice), most in the middle of one */
+static int64_t part_size(int p) { return p == 3 ? 4 * SLICE : 120 + 23 * p; }
+
+static slr_learner_config test_config(void)
+{
+    slr_learner_config c;
+    slr_learner_config_defaults(&c);
+    slr_hashing_init(&c.hashing, BITS);
+    c.eta = 0.5;
+    c.l1 = 1e-4;
+    c.l2 = 1e-3;
+    return c;
+}
+
+/* The example a message's bytes stand for: a seed from the bytes, features
+ * log-uniform over the table, a label from a fixed hidden model. */
+static void message_example(slr_example *ex, const void *buf, size_t len)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ ((const unsigned char *)buf)[i]) * 1099511628211ull;
+    test_rng r = {.s = h | 1};
+    slr_example_reset(ex);
+    const double d = (double)(1u << BITS);
+    int nf = 3 + (int)test_rng_below(&r, 10);
+    double z = -0.3;
+    for (int k = 0; k < nf; k++) {
+        uint64_t j = (uint64_t)floor(pow(d, test_rng_unif(&r))) - 1;
+        if (j >= (1u << BITS))
+            j = (1u << BITS) - 1;
+        ck_assert_int_eq(slr_example_add_hashed(ex, j, 1.0, NULL), SLR_OK);
+        z += (j % 7 == 0 ? 1.0 : -0.4) + (j % 11 == 0 ? 0.8 : 0);
+    }
+    ck_assert_int_eq(slr_example_finish(ex, NULL), SLR_OK);
+    ex->label = test_rng_unif(&r) < slr_sigmoid(z) ? 1.0 : 0.0;
+    ex->has_label = true;
+    ex->weight = 1.0;
+}
+
+/* Every coordinate's (w, g2), the bias and the step: the model as bytes. */
+static unsigned char *model_bytes(const slr_learner *shared, size_t *len)
+{
+    slr_learner *l = (slr_learner *)shared; /* sync only catches up lazy penalties */
+    slr_learner_sync(l);
+    uint64_t n = slr_learner_bias_index(l);
+    *len = (size_t)n * 12 + 12 + 8;
+    unsigned char *b = malloc(*len), *p = b;
+    for (uint64_t j = 0; j <= n; j++, p += 12) {
+        double w = slr_learner_weight(l, j);
+        float g2;
+        if (j < n) {
+            uint32_t jj = (uint32_t)j;
+            unsigned char rec[SLR_STATE_RECORD];
+            slr_learner_state_export(l, &jj, 1, rec);
+            g2 = slr_le_get_f32(rec + 12);
+        } else {
+            slr_learner_bias_get(l, &w, &g2);
+        }
+        slr_le_put_f64(p, w);
+        slr_le_put_f32(p + 8, g2);
+    }
+    slr_le_put_u64(p, slr_learner_steps(l));
+    return b;
+}
+
+/* ------------------------------------------------------------- a process */
+
+typedef struct proc {
+    const char *bootstraps, *data_topic, *sync_topic;
+    int parts[PARTS], n_parts;
+    int64_t crash_after; /* in this round, stop after publishing one slice (-1: never) */
+    /* results */
+    unsigned char *model;
+    size_t model_len;
+    uint64_t rounds, steps;
+    int64_t covered[PARTS][2]; /* the ledger's one range per partition, [from, to) */
+    int ranges[PARTS];         /* how many ranges the ledger holds per partition */
+    uint64_t identical, different, late;
+    char error[SLR_ERROR_MSG_MAX + 64];
+} proc;
+
+static slr_sync_topic_config sync_config(const proc *pr)
+{
+    return (slr_sync_topic_config){.brokers = pr->bootstraps, .topic = pr->sync_topic,
+                                   .source_topic = pr->data_topic, .source_partitions = PARTS,
+                                   .slice = SLICE};
+}
+
+#define FAIL_IF(cond, ...)                                                                  \
+    do {                                                                                    \
+        if (cond) {                                                                         \
+            snprintf(pr->error, sizeof pr->error, __VA_ARGS__);                             \
+            goto done;                                                                      \
+        }                                                                                   \
+    } while (0)
+
+/* Learn slice [from, to) of partition p into m. */
+static int learn_slice(rd_kafka_topic_t *rkt, int p, int64_t from, int64_t to,
+                       slr_sync_member *m, slr_example *ex)
+{
+    for (int64_t o = from; o < to;) {
+        rd_kafka_message_t *msg = rd_kafka_consume(rkt, p, 1000);
+        if (!msg)
+            continue;
+        if (msg->err) {
+            rd_kafka_message_destroy(msg);
+            continue;
+        }
+        if (msg->offset != o) {
+            rd_kafka_message_destroy(msg);
+            return -1;
+        }
+        message_example(ex, msg->payload, msg->len);
+        double loss;
+        slr_sync_member_learn(m, ex, &loss);
+        rd_kafka_message_destroy(msg);
+        o++;
+    }
+    return 0;
+}
+
+static void *run_proc(void *arg)
+{
+    proc *pr = arg;
+    slr_learner_config cfg = test_config();
+    slr_sync_topic_config sc = sync_config(pr);
+    slr_sync_member *m[PARTS] = {0};
+    slr_sync_publisher *pub = NULL;
+    slr_sync_reader *rd = NULL;
+    rd_kafka_t *rk = NULL;
+    rd_kafka_topic_t *rkt = NULL;
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    slr_error err;
+    char errstr[512];
+    bool started[PARTS] = {false};
+    for (int i = 0; i < pr->n_parts; i++) {
+        char name[SLR_SYNC_MAX_MEMBER_ID + 1];
+        FAIL_IF(slr_sync_slice_name(name, sizeof name, pr->data_topic, pr->parts[i], &err) ||
+                    slr_sync_member_create(&m[i], &cfg, name, 1, &err),
+                "%s", err.msg);
+    }
+    FAIL_IF(slr_sync_publisher_create(&pub, &sc, &err) || slr_sync_reader_create(&rd, &sc, 0, 0, &err),
+            "%s", err.msg);
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", pr->bootstraps, NULL, 0);
+    rd_kafka_conf_set(conf, "group.id", "sync-topic-data", NULL, 0);
+    rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", NULL, 0);
+    rd_kafka_conf_set(conf, "log_level", "0", NULL, 0);
+    FAIL_IF(!(rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr)), "%s", errstr);
+    rkt = rd_kafka_topic_new(rk, pr->data_topic, NULL);
+
+    /* bootstrap: the rounds already complete on the sync topic, learning nothing */
+    bool caught_up = false, complete, ended = false;
+    const slr_sync_delta *ds;
+    size_t k;
+    FAIL_IF(slr_sync_reader_catch_up(rd, WAIT_MS, &caught_up, &err), "%s", err.msg);
+    FAIL_IF(!caught_up, "no catching up with the sync topic");
+    for (;;) {
+        FAIL_IF(slr_sync_reader_next(rd, 0, &complete, &ds, &k, &ended, &err), "%s", err.msg);
+        if (!complete || ended)
+            break;
+        for (int i = 0; i < pr->n_parts; i++) {
+            slr_sync_delta own;
+            FAIL_IF(slr_sync_member_end_round(m[i], NULL, 0, &own, &err) ||
+                        slr_sync_member_apply(m[i], ds, k, SLR_SYNC_RELAXD, NULL, &err),
+                    "bootstrap: %s", err.msg);
+            slr_sync_delta_clear(&own);
+        }
+    }
+    while (!ended) {
+        uint64_t r = slr_sync_reader_round(rd);
+        int64_t from = (int64_t)r * SLICE;
+        for (int i = 0; i < pr->n_parts; i++) {
+            int p = pr->parts[i];
+            slr_sync_delta d;
+            if (from > part_size(p) || (from == part_size(p) && from % SLICE != 0)) {
+                /* its input ended in an earlier round: nothing to publish */
+                FAIL_IF(slr_sync_member_end_round(m[i], NULL, 0, &d, &err), "%s", err.msg);
+                slr_sync_delta_clear(&d);
+                continue;
+            }
+            int64_t to = from + SLICE < part_size(p) ? from + SLICE : part_size(p);
+            if (!started[i]) { /* slices follow each other: start once, where this process joins */
+                FAIL_IF(rd_kafka_consume_start(rkt, p, from) != 0, "consume_start: %s",
+                        rd_kafka_err2str(rd_kafka_last_error()));
+                started[i] = true;
+            }
+            FAIL_IF(learn_slice(rkt, p, from, to, m[i], &ex) != 0,
+                    "partition %d: offsets out of order", p);
+            slr_sync_range g = {(char *)pr->data_topic, p, from, to};
+            FAIL_IF(slr_sync_member_end_round(m[i], &g, 1, &d, &err) ||
+                        slr_sync_publish(pub, &d, &err),
+                    "%s", err.msg);
+            slr_sync_delta_clear(&d);
+            if ((int64_t)r == pr->crash_after) {
+                /* a crash mid-round: one slice is on the topic, the rest and the model are lost */
+                FAIL_IF(slr_sync_publisher_flush(pub, WAIT_MS, &err), "%s", err.msg);
+                goto done;
+            }
+        }
+        FAIL_IF(slr_sync_publisher_flush(pub, WAIT_MS, &err), "%s", err.msg);
+        FAIL_IF(slr_sync_reader_next(rd, WAIT_MS, &complete, &ds, &k, &ended, &err), "%s", err.msg);
+        FAIL_IF(!complete, "round %llu never completed", (unsigned long long)r);
+        if (ended)
+            break;
+        for (int i = 0; i < pr->n_parts; i++)
+            FAIL_IF(slr_sync_member_apply(m[i], ds, k, SLR_SYNC_RELAXD, NULL, &err),
+                    "round %llu: %s", (unsigned long long)r, err.msg);
+    }
+    /* every process holds the same model in each of its members; read one */
+    const slr_sync_member *m0 = m[0];
+    pr->model = model_bytes(slr_sync_member_shared(m0), &pr->model_len);
+    pr->rounds = slr_sync_member_round(m0);
+    pr->steps = slr_learner_steps(slr_sync_member_shared(m0));
+    for (int p = 0; p < PARTS; p++)
+        pr->ranges[p] = (int)slr_sync_ledger_ranges(slr_sync_member_ledger(m0), pr->data_topic, p,
+                                                    &pr->covered[p], 1);
+    for (int i = 1; i < pr->n_parts; i++) {
+        size_t len;
+        unsigned char *b = model_bytes(slr_sync_member_shared(m[i]), &len);
+        FAIL_IF(len != pr->model_len || memcmp(b, pr->model, len) != 0,
+                "members of one process differ");
+        free(b);
+    }
+    slr_sync_reader_repeats(rd, &pr->identical, &pr->different, &pr->late);
+done:
+    if (rkt) {
+        for (int i = 0; i < pr->n_parts; i++)
+            if (started[i])
+                rd_kafka_consume_stop(rkt, pr->parts[i]);
+        rd_kafka_topic_destroy(rkt);
+    }
+    if (rk)
+        rd_kafka_destroy(rk);
+    slr_sync_reader_destroy(rd);
+    slr_sync_publisher_destroy(pub);
+    for (int i = 0; i < pr->n_parts; i++)
+        slr_sync_member_destroy(m[i]);
+    slr_example_free(&ex);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ the group */
+
+typedef struct group_run {
+    char data_topic[128], sync_topic[128];
+    proc procs[MAX_PROCS];
+    bool restarted[MAX_PROCS];
+    int n;
+} group_run;
+
+static void run_group(test_cluster *c, group_run *g)
+{
+    pthread_t t[MAX_PROCS];
+    for (int i = 0; i < g->n; i++) {
+        g->procs[i].bootstraps = c->bootstraps;
+        g->procs[i].data_topic = g->data_topic;
+        g->procs[i].sync_topic = g->sync_topic;
+        ck_assert_int_eq(pthread_create(&t[i], NULL, run_proc, &g->procs[i]), 0);
+    }
+    /* a crashed process is restarted from nothing while the others wait for it */
+    for (int i = 0; i < g->n; i++)
+        if (g->procs[i].crash_after >= 0) {
+            pthread_join(t[i], NULL);
+            proc *pr = &g->procs[i];
+            ck_assert_msg(!pr->error[0], "process %d before its crash: %s", i, pr->error);
+            ck_assert_ptr_null(pr->model);
+            pr->crash_after = -1;
+            g->restarted[i] = true;
+            ck_assert_int_eq(pthread_create(&t[i], NULL, run_proc, pr), 0);
+        }
+    for (int i = 0; i < g->n; i++) {
+        pthread_join(t[i], NULL);
+        ck_assert_msg(!g->procs[i].error[0], "process %d: %s", i, g->procs[i].error);
+    }
+}
+
+static void proc_free(proc *pr) { free(pr->model); }
+
+static const char *g_data_topic;
+static test_cluster g_cluster;
+static char g_data[128];
+static int64_t g_total;
+
+static void setup_data(test_cluster *c)
+{
+    test_cluster_start(c, 1);
+    test_unique(g_data, sizeof g_data, "clicks");
+    test_topic(c, g_data, PARTS);
+    g_total = 0;
+    for (int p = 0; p < PARTS; p++)
+        for (int64_t o = 0; o < part_size(p); o++, g_total++) {
+            char v[32];
+            int n = snprintf(v, sizeof v, "p%d o%lld", p, (long long)o);
+            test_produce(c, g_data, p, v, (size_t)n);
+        }
+    test_flush(c);
+    g_data_topic = g_data;
+}
+
+/* A group run over a fresh sync topic; processes own partitions by owner[p]. */
+static void group_init(group_run *g, const int *owner, int n)
+{
+    memset(g, 0, sizeof *g);
+    snprintf(g->data_topic, sizeof g->data_topic, "%s", g_data_topic);
+    test_unique(g->sync_topic, sizeof g->sync_topic, "model");
+    test_topic(&g_cluster, g->sync_topic, 1);
+    g->n = n;
+    for (int i = 0; i < n; i++)
+        g->procs[i].crash_after = -1;
+    for (int p = 0; p < PARTS; p++) {
+        proc *pr = &g->procs[owner[p]];
+        pr->parts[pr->n_parts++] = p;
+    }
+}
+
+/* Every example in the model exactly once: the ledger holds [0, size) of
+ * every partition as one range, and the group's step count is their sum. */
+static void assert_exactly_once(const proc *pr)
+{
+    for (int p = 0; p < PARTS; p++) {
+        ck_assert_int_eq(pr->ranges[p], 1);
+        ck_assert_int_eq(pr->covered[p][0], 0);
+        ck_assert_int_eq(pr->covered[p][1], part_size(p));
+    }
+    ck_assert_uint_eq(pr->steps, (uint64_t)g_total);
+    /* rounds: the longest partition's slices plus its partial last one */
+    int64_t longest = 0;
+    for (int p = 0; p < PARTS; p++)
+        longest = part_size(p) > longest ? part_size(p) : longest;
+    ck_assert_uint_eq(pr->rounds, (uint64_t)(longest / SLICE + 1));
+}
+
+static void assert_same(const proc *a, const proc *b, const char *what)
+{
+    ck_assert_uint_eq(a->model_len, b->model_len);
+    size_t at = 0;
+    while (at < a->model_len && a->model[at] == b->model[at])
+        at++;
+    ck_assert_msg(at == a->model_len, "%s: models differ at coordinate %zu", what, at / 12);
+}
+
+START_TEST(three_members_one_model)
+{
+    setup_data(&g_cluster);
+    /* 3 processes, partitions round-robin */
+    static const int rr[PARTS] = {0, 1, 2, 0, 1, 2, 0, 1};
+    group_run a;
+    group_init(&a, rr, 3);
+    run_group(&g_cluster, &a);
+    for (int i = 0; i < a.n; i++) {
+        assert_exactly_once(&a.procs[i]);
+        assert_same(&a.procs[0], &a.procs[i], "processes of one group");
+        ck_assert_uint_eq(a.procs[i].different, 0);
+    }
+    /* the model learned something: not the zero model a broken merge keeps */
+    int nonzero = 0;
+    for (size_t j = 0; j + 12 <= a.procs[0].model_len - 8; j += 12)
+        nonzero += slr_le_get_f64(a.procs[0].model + j) != 0;
+    ck_assert_int_gt(nonzero, 100);
+
+    /* the same data, one process holding everything: the same bits */
+    static const int one[PARTS] = {0};
+    group_run b;
+    group_init(&b, one, 1);
+    run_group(&g_cluster, &b);
+    assert_exactly_once(&b.procs[0]);
+    assert_same(&a.procs[0], &b.procs[0], "3 processes against 1");
+
+    /* another split, and a process that crashes in round 2 after publishing
+     * one of its three slices, restarted from nothing: it bootstraps from
+     * the sync topic, re-learns round 2, and its repeat is dropped */
+    static const int split[PARTS] = {0, 0, 0, 0, 0, 1, 1, 1};
+    group_run c;
+    group_init(&c, split, 2);
+    c.procs[1].crash_after = 2;
+    run_group(&g_cluster, &c);
+    ck_assert(c.restarted[1]);
+    const proc *restarted = &c.procs[1];
+    assert_exactly_once(restarted);
+    assert_exactly_once(&c.procs[0]);
+    assert_same(&a.procs[0], restarted, "a restarted process against the reference");
+    assert_same(&a.procs[0], &c.procs[0], "a survivor against the reference");
+    /* its first slice of round 2 came twice, before the round was complete
+     * (the restarted process publishes it before its other slices): every
+     * reader dropped the second copy, bytes identical */
+    for (int i = 0; i < 2; i++) {
+        ck_assert_uint_eq(c.procs[i].identical, 1);
+        ck_assert_uint_eq(c.procs[i].late + c.procs[i].different, 0);
+    }
+
+    for (int i = 0; i < a.n; i++)
+        proc_free(&a.procs[i]);
+    proc_free(&b.procs[0]);
+    proc_free(&c.procs[0]);
+    proc_free(&c.procs[1]);
+    test_cluster_stop(&g_cluster);
+}
+END_TEST
+
+/* A record that is not one of the group's slices stops a reader (it never
+ * feeds a model), and a publisher refuses to write one. */
+START_TEST(foreign_records_refused)
+{
+    test_cluster c;
+    test_cluster_start(&c, 1);
+    char sync[128];
+    test_unique(sync, sizeof sync, "model");
+    test_topic(&c, sync, 1);
+    slr_sync_topic_config sc = {.brokers = c.bootstraps, .topic = sync, .source_topic = "clicks",
+                                .source_partitions = PARTS, .slice = SLICE};
+    slr_error err;
+    slr_sync_publisher *pub;
+    ck_assert_int_eq(slr_sync_publisher_create(&pub, &sc, &err), SLR_OK);
+    /* a delta of a slice that does not start on a slice boundary */
+    slr_learner_config cfg = test_config();
+    slr_sync_delta d = {.round = 1, .examples = 0, .fingerprint = slr_sync_fingerprint(&cfg)};
+    slr_sync_range g = {"clicks", 2, 41, 80};
+    d.ranges = &g;
+    d.n_ranges = 1;
+    ck_assert_int_eq(slr_sync_slice_name(d.member, sizeof d.member, "clicks", 2, &err), SLR_OK);
+    ck_assert_str_eq(d.member, "clicks/000002");
+    ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "not a slice"), "%s", err.msg);
+    /* a partition the source does not have */
+    g = (slr_sync_range){"clicks", PARTS, 40, 80};
+    ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_ERR_ARG);
+    /* well-formed, but named after another partition */
+    g = (slr_sync_range){"clicks", 3, 40, 80};
+    ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_ERR_ARG);
+    slr_sync_publisher_destroy(pub);
+
+    /* garbage on the topic: the reader names its offset */
+    test_produce(&c, sync, 0, "not a delta", 11);
+    test_flush(&c);
+    slr_sync_reader *rd;
+    ck_assert_int_eq(slr_sync_reader_create(&rd, &sc, 0, 0, &err), SLR_OK);
+    bool complete, ended;
+    const slr_sync_delta *ds;
+    size_t k;
+    ck_assert_int_eq(slr_sync_reader_next(rd, WAIT_MS, &complete, &ds, &k, &ended, &err),
+                     SLR_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "offset 0"), "%s", err.msg);
+    ck_assert(!complete);
+    slr_sync_reader_destroy(rd);
+    test_cluster_stop(&c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("sync_topic");
+    TCase *tc = tcase_create("group");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, three_members_one_model);
+    tcase_add_test(tc, foreign_records_refused);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
