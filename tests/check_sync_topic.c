@@ -472,6 +472,22 @@ START_TEST(foreign_records_refused)
     ck_assert_msg(strstr(err.msg, "offset 0"), "%s", err.msg);
     ck_assert(!complete);
     slr_sync_reader_destroy(rd);
+
+    /* a sync topic nobody created: refused before anything is learned, not
+     * a silent wait (a real broker says it is unknown; the embedded one
+     * creates it with 4 partitions, which the partition check refuses) */
+    char missing[128];
+    test_unique(missing, sizeof missing, "nosuch");
+    sc.topic = missing;
+    slr_status st = slr_sync_reader_create(&rd, &sc, 0, 0, &err);
+    ck_assert_msg(st == SLR_ERR_KAFKA || st == SLR_ERR_ARG, "%d: %s", st, err.msg);
+    ck_assert_msg(strstr(err.msg, "create it with one partition") || strstr(err.msg, "needs exactly one"),
+                  "%s", err.msg);
+    /* one of several partitions, whose order no two readers could agree on */
+    test_unique(missing, sizeof missing, "three");
+    test_topic(&c, missing, 3);
+    ck_assert_int_eq(slr_sync_reader_create(&rd, &sc, 0, 0, &err), SLR_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "has 3 partitions"), "%s", err.msg);
     test_cluster_stop(&c);
 }
 END_TEST

@@ -268,6 +268,36 @@ void slr_sync_reader_destroy(slr_sync_reader *r)
     free(r);
 }
 
+/* The sync topic exists and has one partition (its order is the group's):
+ * checked before anything is learned, since an assigned consumer would wait
+ * for a missing topic in silence. */
+static slr_status check_topic(rd_kafka_t *rk, const char *topic, slr_error *err)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt)
+        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", topic,
+                             rd_kafka_err2str(rd_kafka_last_error()));
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 30000);
+    rd_kafka_topic_destroy(rkt);
+    if (e)
+        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: metadata: %s", topic,
+                             rd_kafka_err2str(e));
+    slr_status st = SLR_OK;
+    if (md->topic_cnt != 1 || md->topics[0].err)
+        st = slr_error_set(err, SLR_ERR_KAFKA,
+                           "sync topic %s: %s (create it with one partition before the group "
+                           "starts)",
+                           topic, md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not found");
+    else if (md->topics[0].partition_cnt != 1)
+        st = slr_error_set(err, SLR_ERR_ARG,
+                           "sync topic %s has %d partitions; it needs exactly one, whose order "
+                           "every member reads alike",
+                           topic, md->topics[0].partition_cnt);
+    rd_kafka_metadata_destroy(md);
+    return st;
+}
+
 slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_config *cfg,
                                   int64_t from, uint64_t round, slr_error *err)
 {
@@ -298,7 +328,7 @@ slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_co
     r->round = round;
     r->position = r->read_to = from;
     /* no group: the position is the caller's (its checkpoint's), never committed */
-    static const char *const ours[] = {"group.id=streamlr-sync-reader", "enable.auto.commit=false",
+    static const char *const ours[] = {"group.id=streamlr-sync-reader", "enable.auto.commit=false", "allow.auto.create.topics=false",
                                        "enable.partition.eof=false", "fetch.wait.max.ms=50", NULL};
     rd_kafka_conf_t *conf;
     if ((st = make_conf(&conf, cfg, ours, err)) != SLR_OK) {
@@ -312,6 +342,10 @@ slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_co
         return slr_error_set(err, SLR_ERR_KAFKA, "sync topic reader: %s", errstr);
     }
     rd_kafka_poll_set_consumer(r->rk);
+    if ((st = check_topic(r->rk, cfg->topic, err)) != SLR_OK) {
+        slr_sync_reader_destroy(r);
+        return st;
+    }
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, cfg->topic, SYNC_PARTITION)->offset = from;
     rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, l);
