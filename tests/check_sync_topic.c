@@ -20,6 +20,7 @@
 #include "util/le.h"
 
 #define BITS 12
+#include "sync_testutil.h"
 #define PARTS 8
 #define SLICE 40
 #define MAX_PROCS 8
@@ -40,55 +41,14 @@ static slr_learner_config test_config(void)
     return c;
 }
 
-/* The example a message's bytes stand for: a seed from the bytes, features
- * log-uniform over the table, a label from a fixed hidden model. */
+/* The example a message's bytes stand for: drawn from a seed of the bytes. */
 static void message_example(slr_example *ex, const void *buf, size_t len)
 {
     uint64_t h = 1469598103934665603ull;
     for (size_t i = 0; i < len; i++)
         h = (h ^ ((const unsigned char *)buf)[i]) * 1099511628211ull;
     test_rng r = {.s = h | 1};
-    slr_example_reset(ex);
-    const double d = (double)(1u << BITS);
-    int nf = 3 + (int)test_rng_below(&r, 10);
-    double z = -0.3;
-    for (int k = 0; k < nf; k++) {
-        uint64_t j = (uint64_t)floor(pow(d, test_rng_unif(&r))) - 1;
-        if (j >= (1u << BITS))
-            j = (1u << BITS) - 1;
-        ck_assert_int_eq(slr_example_add_hashed(ex, j, 1.0, NULL), SLR_OK);
-        z += (j % 7 == 0 ? 1.0 : -0.4) + (j % 11 == 0 ? 0.8 : 0);
-    }
-    ck_assert_int_eq(slr_example_finish(ex, NULL), SLR_OK);
-    ex->label = test_rng_unif(&r) < slr_sigmoid(z) ? 1.0 : 0.0;
-    ex->has_label = true;
-    ex->weight = 1.0;
-}
-
-/* Every coordinate's (w, g2), the bias and the step: the model as bytes. */
-static unsigned char *model_bytes(const slr_learner *shared, size_t *len)
-{
-    slr_learner *l = (slr_learner *)shared; /* sync only catches up lazy penalties */
-    slr_learner_sync(l);
-    uint64_t n = slr_learner_bias_index(l);
-    *len = (size_t)n * 12 + 12 + 8;
-    unsigned char *b = malloc(*len), *p = b;
-    for (uint64_t j = 0; j <= n; j++, p += 12) {
-        double w = slr_learner_weight(l, j);
-        float g2;
-        if (j < n) {
-            uint32_t jj = (uint32_t)j;
-            unsigned char rec[SLR_STATE_RECORD];
-            slr_learner_state_export(l, &jj, 1, rec);
-            g2 = slr_le_get_f32(rec + 12);
-        } else {
-            slr_learner_bias_get(l, &w, &g2);
-        }
-        slr_le_put_f64(p, w);
-        slr_le_put_f32(p + 8, g2);
-    }
-    slr_le_put_u64(p, slr_learner_steps(l));
-    return b;
+    sync_test_example(ex, &r);
 }
 
 /* ------------------------------------------------------------- a process */
@@ -238,7 +198,7 @@ static void *run_proc(void *arg)
     }
     /* every process holds the same model in each of its members; read one */
     const slr_sync_member *m0 = m[0];
-    pr->model = model_bytes(slr_sync_member_shared(m0), &pr->model_len);
+    pr->model = model_bytes((slr_learner *)slr_sync_member_shared(m0), &pr->model_len);
     pr->rounds = slr_sync_member_round(m0);
     pr->steps = slr_learner_steps(slr_sync_member_shared(m0));
     for (int p = 0; p < PARTS; p++)
@@ -246,7 +206,7 @@ static void *run_proc(void *arg)
                                                     &pr->covered[p], 1);
     for (int i = 1; i < pr->n_parts; i++) {
         size_t len;
-        unsigned char *b = model_bytes(slr_sync_member_shared(m[i]), &len);
+        unsigned char *b = model_bytes((slr_learner *)slr_sync_member_shared(m[i]), &len);
         FAIL_IF(len != pr->model_len || memcmp(b, pr->model, len) != 0,
                 "members of one process differ");
         free(b);
@@ -371,6 +331,7 @@ static void assert_same(const proc *a, const proc *b, const char *what)
 
 START_TEST(three_members_one_model)
 {
+    make_theta();
     setup_data(&g_cluster);
     /* 3 processes, partitions round-robin */
     static const int rr[PARTS] = {0, 1, 2, 0, 1, 2, 0, 1};
