@@ -270,6 +270,7 @@ static const char *g_data_topic;
 static test_cluster g_cluster;
 static char g_data[128];
 static int64_t g_total;
+static const char *g_python;
 
 static void setup_data(test_cluster *c)
 {
@@ -388,17 +389,25 @@ START_TEST(three_members_one_model)
 }
 END_TEST
 
+/* An embedded broker with a fresh one-partition sync topic, and the config
+ * of a group over `parts` partitions of "clicks". */
+static slr_sync_topic_config lone_sync_topic(test_cluster *c, char *sync, size_t n, int parts)
+{
+    test_cluster_start(c, 1);
+    test_unique(sync, n, "model");
+    test_topic(c, sync, 1);
+    return (slr_sync_topic_config){.brokers = c->bootstraps, .topic = sync,
+                                   .source_topic = "clicks", .source_partitions = parts,
+                                   .slice = SLICE};
+}
+
 /* A record that is not one of the group's slices stops a reader (it never
  * feeds a model), and a publisher refuses to write one. */
 START_TEST(foreign_records_refused)
 {
     test_cluster c;
-    test_cluster_start(&c, 1);
     char sync[128];
-    test_unique(sync, sizeof sync, "model");
-    test_topic(&c, sync, 1);
-    slr_sync_topic_config sc = {.brokers = c.bootstraps, .topic = sync, .source_topic = "clicks",
-                                .source_partitions = PARTS, .slice = SLICE};
+    slr_sync_topic_config sc = lone_sync_topic(&c, sync, sizeof sync, PARTS);
     slr_error err;
     slr_sync_publisher *pub;
     ck_assert_int_eq(slr_sync_publisher_create(&pub, &sc, &err), SLR_OK);
@@ -453,6 +462,86 @@ START_TEST(foreign_records_refused)
 }
 END_TEST
 
+/* The python interpreter that has kafka-python, or NULL (the test is then
+ * skipped, as the suite's python tests skip without python3). */
+static const char *python_with_kafka(void)
+{
+    static const char *const cands[] = {"python3", "/usr/bin/python3"};
+    for (size_t i = 0; i < sizeof cands / sizeof *cands; i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "%s -c 'import kafka' >/dev/null 2>&1", cands[i]);
+        if (system(cmd) == 0)
+            return cands[i];
+    }
+    return NULL;
+}
+
+/* kafka-python, which shares no code with librdkafka, reads the sync topic:
+ * the records are well-formed Kafka records with the documented key and
+ * headers, not an artefact of librdkafka talking to itself. */
+START_TEST(python_client_reads)
+{
+    make_theta();
+    test_cluster c;
+    char sync[128];
+    slr_sync_topic_config sc = lone_sync_topic(&c, sync, sizeof sync, 3);
+    slr_learner_config cfg = test_config();
+    slr_error err;
+    slr_sync_publisher *pub;
+    ck_assert_int_eq(slr_sync_publisher_create(&pub, &sc, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    char *hex[3];
+    for (int p = 0; p < 3; p++) {
+        char name[SLR_SYNC_MAX_MEMBER_ID + 1];
+        slr_sync_member *m;
+        ck_assert_int_eq(slr_sync_slice_name(name, sizeof name, "clicks", p, &err), SLR_OK);
+        ck_assert_int_eq(slr_sync_member_create(&m, &cfg, name, 1, &err), SLR_OK);
+        int64_t n = p == 2 ? 7 : SLICE; /* partition 2 ends in round 0 */
+        for (int64_t o = 0; o < n; o++) {
+            test_rng r = {.s = (uint64_t)(p * 1000 + o + 1)};
+            sync_test_example(&ex, &r);
+            slr_sync_member_learn(m, &ex, NULL);
+        }
+        slr_sync_range g = {(char *)"clicks", p, 0, n};
+        slr_sync_delta d;
+        ck_assert_int_eq(slr_sync_member_end_round(m, &g, 1, &d, &err), SLR_OK);
+        unsigned char *buf;
+        size_t len;
+        ck_assert_int_eq(slr_sync_delta_encode(&d, &buf, &len, &err), SLR_OK);
+        hex[p] = malloc(2 * len + 1);
+        for (size_t i = 0; i < len; i++)
+            snprintf(hex[p] + 2 * i, 3, "%02x", buf[i]);
+        free(buf);
+        ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_OK);
+        slr_sync_delta_clear(&d);
+        slr_sync_member_destroy(m);
+    }
+    ck_assert_int_eq(slr_sync_publisher_flush(pub, WAIT_MS, &err), SLR_OK);
+    slr_sync_publisher_destroy(pub);
+    slr_example_free(&ex);
+
+    const char *top = getenv("abs_top_srcdir");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "timeout 120 %s %s/tests/sync_topic_read.py %s %s 3", g_python,
+             top ? top : "..", c.bootstraps, sync);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    static char line[1 << 20], want[1 << 20];
+    for (int p = 0; p < 3; p++) {
+        ck_assert_msg(fgets(line, sizeof line, f) != NULL, "kafka-python printed %d records of 3", p);
+        /* offset, key, round, version, slice, the value's bytes as we encoded them */
+        snprintf(want, sizeof want, "%d clicks/%06d 0 1 0-%d %s\n", p, p, p == 2 ? 7 : SLICE,
+                 hex[p]);
+        ck_assert_msg(strcmp(line, want) == 0, "kafka-python read\n  %.160s\nnot\n  %.160s", line,
+                      want);
+        free(hex[p]);
+    }
+    ck_assert_int_eq(pclose(f), 0);
+    test_cluster_stop(&c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sync_topic");
@@ -461,6 +550,10 @@ int main(void)
     tcase_add_test(tc, three_members_one_model);
     tcase_add_test(tc, foreign_records_refused);
     suite_add_tcase(s, tc);
+    if ((g_python = python_with_kafka()))
+        tcase_add_test(tc, python_client_reads);
+    else
+        printf("SKIP python_client_reads: no python3 with kafka-python (python3-kafka)\n");
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
