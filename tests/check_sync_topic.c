@@ -330,6 +330,34 @@ static void assert_same(const proc *a, const proc *b, const char *what)
     ck_assert_msg(at == a->model_len, "%s: models differ at coordinate %zu", what, at / 12);
 }
 
+/* slr_sync_topic_inspect on a finished group's sync topic: every slice of
+ * every partition, every round complete, the input ended, the repeats. */
+static void assert_inspect(const group_run *g, uint64_t identical)
+{
+    slr_sync_topic_config sc = {.brokers = g_cluster.bootstraps, .topic = g->sync_topic};
+    slr_sync_topic_info info;
+    slr_error err;
+    ck_assert_msg(slr_sync_topic_inspect(&sc, WAIT_MS, &info, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_str_eq(info.source_topic, g->data_topic);
+    ck_assert_int_eq(info.source_partitions, PARTS);
+    ck_assert_int_eq(info.slice, SLICE);
+    ck_assert_uint_eq(info.first_round, 0);
+    ck_assert_uint_eq(info.rounds, g->procs[0].rounds);
+    ck_assert(info.ended);
+    ck_assert_int_eq(info.position, info.high);
+    uint64_t records = 0;
+    for (int p = 0; p < PARTS; p++) {
+        ck_assert_int_eq(info.reach[p], part_size(p));
+        ck_assert_uint_eq(info.deltas[p], (uint64_t)(part_size(p) / SLICE + 1) + (p == 5 ? identical : 0));
+        ck_assert(info.part_ended[p]);
+        records += info.deltas[p];
+    }
+    ck_assert_int_eq(info.high - info.low, (int64_t)records);
+    ck_assert_uint_eq(info.identical + info.late, identical);
+    ck_assert_uint_eq(info.different, 0);
+    slr_sync_topic_info_free(&info);
+}
+
 START_TEST(three_members_one_model)
 {
     make_theta();
@@ -379,6 +407,10 @@ START_TEST(three_members_one_model)
         ck_assert_uint_eq(c.procs[i].identical, 1);
         ck_assert_uint_eq(c.procs[i].late + c.procs[i].different, 0);
     }
+
+    /* what inspect reads off the sync topics */
+    assert_inspect(&a, 0);
+    assert_inspect(&c, 1);
 
     for (int i = 0; i < a.n; i++)
         proc_free(&a.procs[i]);

@@ -541,3 +541,182 @@ void slr_sync_reader_repeats(const slr_sync_reader *r, uint64_t *identical, uint
     *different = r->different;
     *late = r->late;
 }
+
+/* ---------------------------------------------------------------- inspect */
+
+void slr_sync_topic_info_free(slr_sync_topic_info *info)
+{
+    free(info->reach);
+    free(info->deltas);
+    free(info->part_ended);
+    memset(info, 0, sizeof *info);
+}
+
+/* Room for partitions [0, n) in info's per-partition tables. */
+static slr_status info_grow(slr_sync_topic_info *info, int32_t n, slr_error *err)
+{
+    if (n <= info->source_partitions)
+        return SLR_OK;
+    int64_t *reach = realloc(info->reach, (size_t)n * sizeof *reach);
+    if (reach)
+        info->reach = reach;
+    uint64_t *deltas = realloc(info->deltas, (size_t)n * sizeof *deltas);
+    if (deltas)
+        info->deltas = deltas;
+    bool *ended = realloc(info->part_ended, (size_t)n * sizeof *ended);
+    if (ended)
+        info->part_ended = ended;
+    if (!reach || !deltas || !ended)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    for (int32_t p = info->source_partitions; p < n; p++) {
+        info->reach[p] = -1;
+        info->deltas[p] = 0;
+        info->part_ended[p] = false;
+    }
+    info->source_partitions = n;
+    return SLR_OK;
+}
+
+/* The first pass: the source topic, S, and each partition's reach. */
+static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
+                               slr_sync_topic_info *info, slr_error *err)
+{
+    int64_t read_to = info->low, round0_longest = 0;
+    bool any = false;
+    slr_status st = SLR_OK;
+    while (read_to < info->high && st == SLR_OK) {
+        if (now_s() > until)
+            return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: read up to offset %lld of %lld "
+                                 "in the time given", topic, (long long)read_to, (long long)info->high);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (m->err) {
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        read_to = m->offset + 1;
+        slr_sync_delta d;
+        if ((st = slr_sync_delta_decode(m->payload, m->len, &d, err)) != SLR_OK) {
+            slr_error_prefix(err, "sync topic %s offset %lld: ", topic, (long long)m->offset);
+            rd_kafka_message_destroy(m);
+            return st;
+        }
+        rd_kafka_message_destroy(m);
+        if (d.n_ranges != 1) {
+            slr_sync_delta_clear(&d);
+            return slr_error_set(err, SLR_ERR_CORRUPT, "sync topic %s offset %lld: %zu ranges, not "
+                                 "one slice", topic, (long long)read_to - 1, d.n_ranges);
+        }
+        const slr_sync_range *g = &d.ranges[0];
+        if (!any)
+            snprintf(info->source_topic, sizeof info->source_topic, "%s", g->topic);
+        if (!any || d.round < info->first_round)
+            info->first_round = d.round;
+        any = true;
+        if (d.round > 0 && info->slice == 0)
+            info->slice = g->from / (int64_t)d.round;
+        if (d.round == 0 && g->to - g->from > round0_longest)
+            round0_longest = g->to - g->from;
+        if ((st = info_grow(info, g->partition + 1, err)) == SLR_OK) {
+            info->deltas[g->partition]++;
+            if (g->to > info->reach[g->partition])
+                info->reach[g->partition] = g->to;
+        }
+        slr_sync_delta_clear(&d);
+    }
+    if (info->slice == 0)
+        info->slice = round0_longest > 0 ? round0_longest : 1;
+    return st;
+}
+
+slr_status slr_sync_topic_inspect(const slr_sync_topic_config *cfg, int timeout_ms,
+                                  slr_sync_topic_info *info, slr_error *err)
+{
+    memset(info, 0, sizeof *info);
+    if (!cfg->brokers || !*cfg->brokers || !cfg->topic || !*cfg->topic)
+        return slr_error_set(err, SLR_ERR_ARG, "inspecting a sync topic needs --brokers and --sync-topic");
+    double until = now_s() + timeout_ms / 1000.0;
+    static const char *const ours[] = {"group.id=streamlr-sync-inspect", "enable.auto.commit=false",
+                                       "allow.auto.create.topics=false", "fetch.wait.max.ms=50", NULL};
+    rd_kafka_conf_t *conf;
+    slr_status st = make_conf(&conf, cfg, ours, err);
+    if (st != SLR_OK)
+        return st;
+    char errstr[512];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic reader: %s", errstr);
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if ((st = check_topic(rk, cfg->topic, err)) == SLR_OK &&
+        (e = rd_kafka_query_watermark_offsets(rk, cfg->topic, SYNC_PARTITION, &info->low,
+                                              &info->high, timeout_ms)) != 0)
+        st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", cfg->topic, rd_kafka_err2str(e));
+    if (st == SLR_OK && info->high > info->low) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, cfg->topic, SYNC_PARTITION)->offset = info->low;
+        if ((e = rd_kafka_assign(rk, l)) != 0)
+            st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", cfg->topic,
+                               rd_kafka_err2str(e));
+        rd_kafka_topic_partition_list_destroy(l);
+        if (st == SLR_OK)
+            st = scan_records(rk, cfg->topic, until, info, err);
+    }
+    /* the source's partition count, from the cluster if it knows the topic */
+    if (st == SLR_OK && info->source_topic[0]) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, info->source_topic, NULL);
+        if (rkt && rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms) == 0 && md->topic_cnt == 1 &&
+            !md->topics[0].err)
+            st = info_grow(info, md->topics[0].partition_cnt, err);
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (rkt)
+            rd_kafka_topic_destroy(rkt);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    info->position = info->low;
+    if (st != SLR_OK || !info->source_topic[0]) {
+        if (st != SLR_OK)
+            slr_sync_topic_info_free(info);
+        return st;
+    }
+    /* the second pass: the rounds, as a member's reader sees them */
+    slr_sync_topic_config rc = *cfg;
+    rc.source_topic = info->source_topic;
+    rc.source_partitions = info->source_partitions;
+    rc.slice = info->slice;
+    slr_sync_reader *r;
+    if ((st = slr_sync_reader_create(&r, &rc, info->low, info->first_round, err)) != SLR_OK) {
+        slr_sync_topic_info_free(info);
+        return st;
+    }
+    bool caught_up = false, complete = true, ended = false;
+    const slr_sync_delta *ds;
+    size_t k;
+    int left = (int)((until - now_s()) * 1000);
+    st = slr_sync_reader_catch_up(r, left > 0 ? left : 0, &caught_up, err);
+    if (st == SLR_OK && !caught_up)
+        st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: not read to its end in the time given",
+                           cfg->topic);
+    while (st == SLR_OK && complete && !ended) {
+        st = slr_sync_reader_next(r, 0, &complete, &ds, &k, &ended, err);
+        if (st == SLR_OK && complete && !ended)
+            info->rounds++;
+    }
+    if (st == SLR_OK) {
+        info->ended = ended;
+        info->position = slr_sync_reader_position(r);
+        slr_sync_reader_repeats(r, &info->identical, &info->different, &info->late);
+        for (int32_t p = 0; p < info->source_partitions; p++)
+            info->part_ended[p] = r->ended[p] != UINT64_MAX;
+    }
+    slr_sync_reader_destroy(r);
+    if (st != SLR_OK)
+        slr_sync_topic_info_free(info);
+    return st;
+}

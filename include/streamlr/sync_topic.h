@@ -107,5 +107,31 @@ int64_t slr_sync_reader_position(const slr_sync_reader *r);
 void slr_sync_reader_repeats(const slr_sync_reader *r, uint64_t *identical, uint64_t *different,
                              uint64_t *late);
 
+/* ---------------------------------------------------------------- inspect */
+
+/* What a sync topic holds (streamlr inspect --sync-topic), read off its
+ * records alone: where the group is, and per source partition how far its
+ * slices reach. */
+typedef struct slr_sync_topic_info {
+    char source_topic[SLR_SYNC_MAX_MEMBER_ID + 1]; /* "" if the topic is empty */
+    int32_t source_partitions; /* the cluster's count, or 1 + the highest seen */
+    int64_t slice;             /* S: from a record of round > 0, else the longest round-0 slice */
+    int64_t low, high;         /* the sync topic's retained offsets */
+    uint64_t first_round;      /* the lowest round retained */
+    uint64_t rounds;           /* complete rounds, counted from first_round */
+    int64_t position;          /* after the record that completed the last of them */
+    bool ended;                /* every partition's input has ended */
+    uint64_t identical, different, late; /* repeats, as slr_sync_reader_repeats */
+    int64_t *reach;   /* per source partition: the end of its furthest slice, -1 if none */
+    uint64_t *deltas; /* per source partition: records */
+    bool *part_ended; /* per source partition: its input ended */
+} slr_sync_topic_info;
+
+/* Read the whole sync topic of cfg (brokers, topic, properties; the source
+ * fields are ignored: the records name them) within timeout_ms. */
+slr_status slr_sync_topic_inspect(const slr_sync_topic_config *cfg, int timeout_ms,
+                                  slr_sync_topic_info *out, slr_error *err);
+void slr_sync_topic_info_free(slr_sync_topic_info *info);
+
 SLR_END_DECLS
 #endif
