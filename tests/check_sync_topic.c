@@ -358,6 +358,36 @@ static void assert_inspect(const group_run *g, uint64_t identical)
     slr_sync_topic_info_free(&info);
 }
 
+/* `streamlr inspect --sync-topic` prints it: the rounds line, the repeat,
+ * and one row per partition. */
+static void assert_inspect_cli(const group_run *g)
+{
+    const char *bin = getenv("STREAMLR");
+    char cmd[1024], out[8192] = "";
+    snprintf(cmd, sizeof cmd, "timeout 120 %s inspect --brokers %s --sync-topic %s 2>&1",
+             bin ? bin : "../tools/streamlr", g_cluster.bootstraps, g->sync_topic);
+    FILE *f = popen(cmd, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(out, 1, sizeof out - 1, f);
+    out[n] = '\0';
+    ck_assert_int_eq(pclose(f), 0);
+    printf("%s", out);
+    char want[256];
+    snprintf(want, sizeof want, "source           %s, %d partitions, slices of %d offsets",
+             g->data_topic, PARTS, SLICE);
+    ck_assert_msg(strstr(out, want), "no \"%s\" in:\n%s", want, out);
+    snprintf(want, sizeof want, "rounds           %llu complete (rounds 0..%llu), every partition's "
+             "input ended", (unsigned long long)g->procs[0].rounds,
+             (unsigned long long)g->procs[0].rounds - 1);
+    ck_assert_msg(strstr(out, want), "no \"%s\" in:\n%s", want, out);
+    ck_assert_msg(strstr(out, "repeats          1 identical, 0 different, 0 late"), "%s", out);
+    for (int p = 0; p < PARTS; p++) {
+        snprintf(want, sizeof want, "\n%9d  %6d  %10lld  ended\n", p,
+                 (int)(part_size(p) / SLICE + 1) + (p == 5), (long long)part_size(p));
+        ck_assert_msg(strstr(out, want), "no \"%s\" in:\n%s", want, out);
+    }
+}
+
 START_TEST(three_members_one_model)
 {
     make_theta();
@@ -411,6 +441,7 @@ START_TEST(three_members_one_model)
     /* what inspect reads off the sync topics */
     assert_inspect(&a, 0);
     assert_inspect(&c, 1);
+    assert_inspect_cli(&c);
 
     for (int i = 0; i < a.n; i++)
         proc_free(&a.procs[i]);
