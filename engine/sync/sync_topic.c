@@ -228,6 +228,7 @@ struct slr_sync_reader {
     uint64_t round;
     int64_t position; /* after the record that completed the last round handed back */
     int64_t read_to;  /* after the last record read */
+    int64_t high;     /* the topic's high watermark when last asked */
     uint64_t *ended;  /* per source partition: the round its input ended in, or UINT64_MAX */
     pending *pend;
     size_t n_pend, cap_pend;
@@ -443,33 +444,10 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *caught_up,
-                                    slr_error *err)
-{
-    *caught_up = false;
-    double until = now_s() + timeout_ms / 1000.0;
-    int64_t lo, hi;
-    rd_kafka_resp_err_t e =
-        rd_kafka_query_watermark_offsets(r->rk, r->topic, SYNC_PARTITION, &lo, &hi, timeout_ms);
-    if (e)
-        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", r->topic,
-                             rd_kafka_err2str(e));
-    while (r->read_to < hi && now_s() < until) {
-        slr_status st = poll_once(r, 50, err);
-        if (st != SLR_OK)
-            return st;
-    }
-    *caught_up = r->read_to >= hi;
-    return SLR_OK;
-}
-
-static int by_member(const void *a, const void *b)
-{
-    return strcmp(((const slr_sync_delta *)a)->member, ((const slr_sync_delta *)b)->member);
-}
-
-/* Hand round r->round back if every partition not ended before it is there. */
-static bool take_round(slr_sync_reader *r, bool *ended)
+/* Whether every partition not ended before round r->round has its delta
+ * read (at most one pending record per slice: counting them is enough);
+ * *ended: no partition is left. */
+static bool round_ready(const slr_sync_reader *r, bool *ended)
 {
     size_t need = 0, have = 0;
     for (int32_t p = 0; p < r->cfg.source_partitions; p++)
@@ -479,7 +457,43 @@ static bool take_round(slr_sync_reader *r, bool *ended)
         if (r->pend[i].d.round == r->round)
             have++;
     *ended = need == 0;
-    if (have < need) /* at most one pending record per slice: have == need means all there */
+    return have >= need;
+}
+
+slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *caught_up,
+                                    slr_error *err)
+{
+    *caught_up = false;
+    double until = now_s() + timeout_ms / 1000.0;
+    if (r->read_to >= r->high) { /* the mark passed: where is the topic now? */
+        int64_t lo;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(r->rk, r->topic, SYNC_PARTITION,
+                                                                 &lo, &r->high, timeout_ms);
+        if (e)
+            return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", r->topic,
+                                 rd_kafka_err2str(e));
+    }
+    bool ended;
+    /* stop at a complete round: the caller takes it before more is read, so
+     * that replaying a long topic holds about one round at a time */
+    while (r->read_to < r->high && !round_ready(r, &ended) && now_s() < until) {
+        slr_status st = poll_once(r, 50, err);
+        if (st != SLR_OK)
+            return st;
+    }
+    *caught_up = r->read_to >= r->high;
+    return SLR_OK;
+}
+
+static int by_member(const void *a, const void *b)
+{
+    return strcmp(((const slr_sync_delta *)a)->member, ((const slr_sync_delta *)b)->member);
+}
+
+/* Hand round r->round back if it is complete. */
+static bool take_round(slr_sync_reader *r, bool *ended)
+{
+    if (!round_ready(r, ended))
         return false;
     clear_out(r);
     int64_t last = r->position - 1;
@@ -698,15 +712,18 @@ slr_status slr_sync_topic_inspect(const slr_sync_topic_config *cfg, int timeout_
     bool caught_up = false, complete = true, ended = false;
     const slr_sync_delta *ds;
     size_t k;
-    int left = (int)((until - now_s()) * 1000);
-    st = slr_sync_reader_catch_up(r, left > 0 ? left : 0, &caught_up, err);
-    if (st == SLR_OK && !caught_up)
-        st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: not read to its end in the time given",
-                           cfg->topic);
-    while (st == SLR_OK && complete && !ended) {
-        st = slr_sync_reader_next(r, 0, &complete, &ds, &k, &ended, err);
-        if (st == SLR_OK && complete && !ended)
+    while (st == SLR_OK && !ended) {
+        int left = (int)((until - now_s()) * 1000);
+        if ((st = slr_sync_reader_catch_up(r, left > 0 ? left : 0, &caught_up, err)) != SLR_OK ||
+            (st = slr_sync_reader_next(r, 0, &complete, &ds, &k, &ended, err)) != SLR_OK)
+            break;
+        if (complete && !ended)
             info->rounds++;
+        else if (!complete && !caught_up)
+            st = slr_error_set(err, SLR_ERR_KAFKA,
+                               "sync topic %s: not read to its end in the time given", cfg->topic);
+        else if (!complete)
+            break;
     }
     if (st == SLR_OK) {
         info->ended = ended;

@@ -78,8 +78,11 @@ slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_co
                                   int64_t from, uint64_t round, slr_error *err);
 void slr_sync_reader_destroy(slr_sync_reader *r);
 
-/* Read what the sync topic holds now (up to its high watermark at the call),
- * waiting at most timeout_ms; *caught_up says whether it got there. */
+/* Read what the sync topic holds now (up to its high watermark), waiting at
+ * most timeout_ms, but stop as soon as the next round is complete: take it
+ * (slr_sync_reader_next with timeout 0) and call again, so that replaying a
+ * long topic holds about one round in memory.  *caught_up says whether the
+ * high watermark was reached. */
 slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *caught_up,
                                     slr_error *err);
 
