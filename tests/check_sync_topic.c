@@ -612,6 +612,72 @@ START_TEST(python_client_reads)
 }
 END_TEST
 
+/* The broker down mid-round: the publisher says the delta is not written
+ * (the member pauses instead of learning on from a model the group does not
+ * share), and once the broker is back the same delta arrives, once. */
+START_TEST(broker_down_pauses)
+{
+    make_theta();
+    test_cluster c;
+    char sync[128];
+    slr_sync_topic_config sc = lone_sync_topic(&c, sync, sizeof sync, 1);
+    slr_learner_config cfg = test_config();
+    slr_error err;
+    slr_sync_publisher *pub;
+    ck_assert_int_eq(slr_sync_publisher_create(&pub, &sc, &err), SLR_OK);
+    slr_sync_member *m;
+    char name[SLR_SYNC_MAX_MEMBER_ID + 1];
+    ck_assert_int_eq(slr_sync_slice_name(name, sizeof name, "clicks", 0, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_member_create(&m, &cfg, name, 1, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    for (int o = 0; o < SLICE; o++) {
+        test_rng r = {.s = (uint64_t)o + 1};
+        sync_test_example(&ex, &r);
+        slr_sync_member_learn(m, &ex, NULL);
+    }
+    slr_sync_range g = {(char *)"clicks", 0, 0, SLICE};
+    slr_sync_delta d;
+    ck_assert_int_eq(slr_sync_member_end_round(m, &g, 1, &d, &err), SLR_OK);
+    /* a first record, so the producer's connection and idempotence are set up */
+    ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_publisher_flush(pub, WAIT_MS, &err), SLR_OK);
+
+    ck_assert_int_eq(rd_kafka_mock_broker_set_down(c.mc, 1), 0);
+    ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_publisher_flush(pub, 1500, &err), SLR_ERR_KAFKA);
+    ck_assert_msg(strstr(err.msg, "not acknowledged"), "%s", err.msg);
+    ck_assert_int_eq(rd_kafka_mock_broker_set_up(c.mc, 1), 0);
+    ck_assert_msg(slr_sync_publisher_flush(pub, WAIT_MS, &err) == SLR_OK, "%s", err.msg);
+    slr_sync_publisher_destroy(pub);
+
+    /* two records (two publishes): the retry after the outage added none */
+    int64_t lo, hi;
+    test_watermarks(&c, sync, 0, &lo, &hi);
+    ck_assert_int_eq(hi - lo, 2);
+    slr_sync_reader *rd;
+    ck_assert_int_eq(slr_sync_reader_create(&rd, &sc, 0, 0, &err), SLR_OK);
+    bool complete, ended;
+    const slr_sync_delta *ds;
+    size_t k;
+    ck_assert_int_eq(slr_sync_reader_next(rd, WAIT_MS, &complete, &ds, &k, &ended, &err), SLR_OK);
+    ck_assert(complete && !ended);
+    ck_assert_uint_eq(k, 1);
+    bool caught_up;
+    ck_assert_int_eq(slr_sync_reader_catch_up(rd, WAIT_MS, &caught_up, &err), SLR_OK);
+    ck_assert(caught_up);
+    uint64_t identical, different, late;
+    slr_sync_reader_repeats(rd, &identical, &different, &late);
+    ck_assert_uint_eq(identical + late, 1);
+    ck_assert_uint_eq(different, 0);
+    slr_sync_reader_destroy(rd);
+    slr_sync_delta_clear(&d);
+    slr_sync_member_destroy(m);
+    slr_example_free(&ex);
+    test_cluster_stop(&c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sync_topic");
@@ -619,6 +685,7 @@ int main(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, three_members_one_model);
     tcase_add_test(tc, foreign_records_refused);
+    tcase_add_test(tc, broker_down_pauses);
     suite_add_tcase(s, tc);
     if ((g_python = python_with_kafka()))
         tcase_add_test(tc, python_client_reads);

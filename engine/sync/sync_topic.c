@@ -45,15 +45,22 @@ static slr_status check_config(const slr_sync_topic_config *c, slr_error *err)
     return slr_sync_slice_name(name, sizeof name, c->source_topic, c->source_partitions - 1, err);
 }
 
-/* A librdkafka configuration: brokers, quiet logs, then the user's settings
- * (which may override ours). */
+/* librdkafka's log lines: the library prints nothing; what matters to a
+ * caller comes back as an error (a delta not acknowledged, a missing topic,
+ * a round not complete in time), naming the cause. */
+static void drop_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk, (void)level, (void)fac, (void)buf;
+}
+
+/* A librdkafka configuration: brokers, no logging on the terminal, then the
+ * user's settings (which may override ours). */
 static slr_status make_conf(rd_kafka_conf_t **out, const slr_sync_topic_config *c,
                             const char *const *ours, slr_error *err)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     slr_status st = slr_kafka_conf_set(conf, "bootstrap.servers", c->brokers, err);
-    if (st == SLR_OK)
-        st = slr_kafka_conf_set(conf, "log_level", "3", err);
+    rd_kafka_conf_set_log_cb(conf, drop_log);
     for (size_t i = 0; ours[i] && st == SLR_OK; i++)
         st = slr_kafka_conf_set_property(conf, ours[i], err);
     for (size_t i = 0; i < c->n_properties && st == SLR_OK; i++)
