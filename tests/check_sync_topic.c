@@ -546,6 +546,28 @@ static const char *python_with_kafka(void)
     return NULL;
 }
 
+/* Round 0's delta of partition p of "clicks", learned from n examples. */
+static void slice_delta(int p, int64_t n, slr_sync_delta *d)
+{
+    slr_learner_config cfg = test_config();
+    slr_error err;
+    char name[SLR_SYNC_MAX_MEMBER_ID + 1];
+    slr_sync_member *m;
+    ck_assert_int_eq(slr_sync_slice_name(name, sizeof name, "clicks", p, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_member_create(&m, &cfg, name, 1, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    for (int64_t o = 0; o < n; o++) {
+        test_rng r = {.s = (uint64_t)(p * 1000 + o + 1)};
+        sync_test_example(&ex, &r);
+        slr_sync_member_learn(m, &ex, NULL);
+    }
+    slr_sync_range g = {(char *)"clicks", p, 0, n};
+    ck_assert_int_eq(slr_sync_member_end_round(m, &g, 1, d, &err), SLR_OK);
+    slr_example_free(&ex);
+    slr_sync_member_destroy(m);
+}
+
 /* kafka-python, which shares no code with librdkafka, reads the sync topic:
  * the records are well-formed Kafka records with the documented key and
  * headers, not an artefact of librdkafka talking to itself. */
@@ -555,27 +577,13 @@ START_TEST(python_client_reads)
     test_cluster c;
     char sync[128];
     slr_sync_topic_config sc = lone_sync_topic(&c, sync, sizeof sync, 3);
-    slr_learner_config cfg = test_config();
     slr_error err;
     slr_sync_publisher *pub;
     ck_assert_int_eq(slr_sync_publisher_create(&pub, &sc, &err), SLR_OK);
-    slr_example ex;
-    slr_example_init(&ex, &cfg.hashing);
     char *hex[3];
     for (int p = 0; p < 3; p++) {
-        char name[SLR_SYNC_MAX_MEMBER_ID + 1];
-        slr_sync_member *m;
-        ck_assert_int_eq(slr_sync_slice_name(name, sizeof name, "clicks", p, &err), SLR_OK);
-        ck_assert_int_eq(slr_sync_member_create(&m, &cfg, name, 1, &err), SLR_OK);
-        int64_t n = p == 2 ? 7 : SLICE; /* partition 2 ends in round 0 */
-        for (int64_t o = 0; o < n; o++) {
-            test_rng r = {.s = (uint64_t)(p * 1000 + o + 1)};
-            sync_test_example(&ex, &r);
-            slr_sync_member_learn(m, &ex, NULL);
-        }
-        slr_sync_range g = {(char *)"clicks", p, 0, n};
         slr_sync_delta d;
-        ck_assert_int_eq(slr_sync_member_end_round(m, &g, 1, &d, &err), SLR_OK);
+        slice_delta(p, p == 2 ? 7 : SLICE, &d); /* partition 2 ends in round 0 */
         unsigned char *buf;
         size_t len;
         ck_assert_int_eq(slr_sync_delta_encode(&d, &buf, &len, &err), SLR_OK);
@@ -585,11 +593,9 @@ START_TEST(python_client_reads)
         free(buf);
         ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_OK);
         slr_sync_delta_clear(&d);
-        slr_sync_member_destroy(m);
     }
     ck_assert_int_eq(slr_sync_publisher_flush(pub, WAIT_MS, &err), SLR_OK);
     slr_sync_publisher_destroy(pub);
-    slr_example_free(&ex);
 
     const char *top = getenv("abs_top_srcdir");
     char cmd[2048];
@@ -621,24 +627,11 @@ START_TEST(broker_down_pauses)
     test_cluster c;
     char sync[128];
     slr_sync_topic_config sc = lone_sync_topic(&c, sync, sizeof sync, 1);
-    slr_learner_config cfg = test_config();
     slr_error err;
     slr_sync_publisher *pub;
     ck_assert_int_eq(slr_sync_publisher_create(&pub, &sc, &err), SLR_OK);
-    slr_sync_member *m;
-    char name[SLR_SYNC_MAX_MEMBER_ID + 1];
-    ck_assert_int_eq(slr_sync_slice_name(name, sizeof name, "clicks", 0, &err), SLR_OK);
-    ck_assert_int_eq(slr_sync_member_create(&m, &cfg, name, 1, &err), SLR_OK);
-    slr_example ex;
-    slr_example_init(&ex, &cfg.hashing);
-    for (int o = 0; o < SLICE; o++) {
-        test_rng r = {.s = (uint64_t)o + 1};
-        sync_test_example(&ex, &r);
-        slr_sync_member_learn(m, &ex, NULL);
-    }
-    slr_sync_range g = {(char *)"clicks", 0, 0, SLICE};
     slr_sync_delta d;
-    ck_assert_int_eq(slr_sync_member_end_round(m, &g, 1, &d, &err), SLR_OK);
+    slice_delta(0, SLICE, &d);
     /* a first record, so the producer's connection and idempotence are set up */
     ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_OK);
     ck_assert_int_eq(slr_sync_publisher_flush(pub, WAIT_MS, &err), SLR_OK);
@@ -672,8 +665,6 @@ START_TEST(broker_down_pauses)
     ck_assert_uint_eq(different, 0);
     slr_sync_reader_destroy(rd);
     slr_sync_delta_clear(&d);
-    slr_sync_member_destroy(m);
-    slr_example_free(&ex);
     test_cluster_stop(&c);
 }
 END_TEST
