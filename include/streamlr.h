@@ -26,6 +26,7 @@
 #include "streamlr/raw_example.h"
 #include "streamlr/source.h"
 #include "streamlr/sync.h"
+#include "streamlr/sync_topic.h"
 #include "streamlr/train.h"
 
 #endif

@@ -11,10 +11,10 @@
 #include "learner/learner_io.h"
 #include "streamlr/learner.h"
 #include "streamlr/sync.h"
+#define BITS 12
+#include "sync_testutil.h"
 #include "testutil.h"
 #include "util/le.h"
-
-#define BITS 12
 
 static slr_learner_config test_config(double l1, double l2)
 {
@@ -29,15 +29,6 @@ static slr_learner_config test_config(double l1, double l2)
 
 /* ----------------------------------------------------------- the stream */
 
-/* A true model over 2^BITS coordinates, fixed by the seed. */
-static double theta_star[1u << BITS];
-
-static void make_theta(void)
-{
-    test_rng r = {.s = 7};
-    for (unsigned j = 0; j < (1u << BITS); j++)
-        theta_star[j] = 0.8 * test_rng_normal(&r);
-}
 
 /* The example at (partition, offset) of a synthetic topic: the same bytes
  * whoever generates it, so a member can re-learn a range.  Features are
@@ -45,46 +36,7 @@ static void make_theta(void)
 static void stream_example(slr_example *ex, int partition, int64_t offset)
 {
     test_rng r = {.s = (uint64_t)partition * 1000003u + (uint64_t)offset * 7919u + 1};
-    slr_example_reset(ex);
-    const double d = (double)(1u << BITS);
-    int nf = 3 + (int)test_rng_below(&r, 10);
-    double z = -0.3;
-    for (int k = 0; k < nf; k++) {
-        uint64_t j = (uint64_t)floor(pow(d, test_rng_unif(&r))) - 1;
-        if (j >= (1u << BITS))
-            j = (1u << BITS) - 1;
-        ck_assert_int_eq(slr_example_add_hashed(ex, j, 1.0, NULL), SLR_OK);
-        z += theta_star[j];
-    }
-    ck_assert_int_eq(slr_example_finish(ex, NULL), SLR_OK);
-    ex->label = test_rng_unif(&r) < slr_sigmoid(z) ? 1.0 : 0.0;
-    ex->has_label = true;
-    ex->weight = 1.0;
-}
-
-/* Every coordinate's (w, g2) and the bias, caught up: the model as bytes. */
-static unsigned char *model_bytes(slr_learner *l, size_t *len)
-{
-    slr_learner_sync(l);
-    uint64_t n = slr_learner_bias_index(l);
-    *len = (size_t)n * 12 + 12 + 8;
-    unsigned char *b = malloc(*len), *p = b;
-    for (uint64_t j = 0; j <= n; j++, p += 12) {
-        slr_le_put_f64(p, slr_learner_weight(l, j));
-        double w;
-        float g2;
-        if (j < n) {
-            uint32_t jj = (uint32_t)j;
-            unsigned char rec[SLR_STATE_RECORD];
-            slr_learner_state_export(l, &jj, 1, rec);
-            g2 = slr_le_get_f32(rec + 12);
-        } else {
-            slr_learner_bias_get(l, &w, &g2);
-        }
-        slr_le_put_f32(p + 8, g2);
-    }
-    slr_le_put_u64(p, slr_learner_steps(l));
-    return b;
+    sync_test_example(ex, &r);
 }
 
 static void assert_same_model(slr_learner *a, slr_learner *b, const char *what)
@@ -721,6 +673,46 @@ START_TEST(repeat_not_applied_twice)
 }
 END_TEST
 
+/* A member whose round had no example (a partition's empty last slice,
+ * [x, x)) publishes a delta that every reader can decode and merge: after
+ * round 0 the bias's end state is not zero, and it must not be sent as if
+ * the member had learned it. */
+START_TEST(empty_round_decodes)
+{
+    make_theta();
+    slr_learner_config cfg = test_config(0, 0);
+    slr_error err = {0};
+    slr_sync_member *m;
+    ck_assert_int_eq(slr_sync_member_create(&m, &cfg, "t/000000", 1, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    for (int64_t o = 0; o < 50; o++) {
+        stream_example(&ex, 0, o);
+        slr_sync_member_learn(m, &ex, NULL);
+    }
+    slr_sync_range rg = {(char *)"t", 0, 0, 50};
+    slr_sync_delta d, back;
+    ck_assert_int_eq(slr_sync_member_end_round(m, &rg, 1, &d, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_member_apply(m, &d, 1, SLR_SYNC_RELAXD, NULL, &err), SLR_OK);
+    slr_sync_delta_clear(&d);
+    rg = (slr_sync_range){(char *)"t", 0, 50, 50};
+    ck_assert_int_eq(slr_sync_member_end_round(m, &rg, 1, &d, &err), SLR_OK);
+    ck_assert_uint_eq(d.examples, 0);
+    unsigned char *buf;
+    size_t len;
+    ck_assert_int_eq(slr_sync_delta_encode(&d, &buf, &len, &err), SLR_OK);
+    ck_assert_msg(slr_sync_delta_decode(buf, len, &back, &err) == SLR_OK, "%s", err.msg);
+    uint64_t steps = slr_learner_steps(slr_sync_member_shared(m));
+    ck_assert_int_eq(slr_sync_member_apply(m, &back, 1, SLR_SYNC_RELAXD, NULL, &err), SLR_OK);
+    ck_assert_uint_eq(slr_learner_steps(slr_sync_member_shared(m)), steps);
+    free(buf);
+    slr_sync_delta_clear(&d);
+    slr_sync_delta_clear(&back);
+    slr_example_free(&ex);
+    slr_sync_member_destroy(m);
+}
+END_TEST
+
 /* A reader (a scorer) is a member that learns nothing and publishes
  * nothing: applying the others' deltas gives it their model. */
 START_TEST(reader_follows_the_group)
@@ -873,6 +865,7 @@ static Suite *sync_suite(void)
     tcase_add_test(tc, broken_merges_break_the_bound);
     tcase_add_test(tc, l2_paid_once);
     tcase_add_test(tc, repeat_not_applied_twice);
+    tcase_add_test(tc, empty_round_decodes);
     tcase_add_test(tc, merge_refuses_mismatches);
     tcase_add_test(tc, group_step_past_stamp_range);
     tcase_add_test(tc, reader_follows_the_group);

@@ -1,5 +1,7 @@
 /* cmd_inspect.c - `streamlr inspect MODEL`: what a model or checkpoint holds:
- * settings, progress, input position, sparsity and the largest weights. */
+ * settings, progress, input position, sparsity and the largest weights; and
+ * `streamlr inspect --brokers B --sync-topic T`: where a group sharing a
+ * model through a sync topic is (docs/SYNC_PROTOCOL.md). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +11,9 @@
 #include "cli.h"
 #include "cli_options.h"
 #include "commands.h"
+#include "kafka_conf.h"
 #include "streamlr/checkpoint.h"
+#include "streamlr/sync_topic.h"
 
 #define MAX_NAMES_SHOWN 4 /* per weight; the rest are counted */
 
@@ -58,33 +62,113 @@ static void print_names(const slr_names *names, uint32_t index)
         printf(" (+%u more)", more);
 }
 
+/* A sync topic: the group's round and position, each partition's reach. */
+static int inspect_sync_topic(const char *brokers, const char *topic, const cli_kafka_conf *kc)
+{
+    slr_sync_topic_config sc = {.brokers = brokers, .topic = topic,
+                                .properties = (const char *const *)kc->kv, .n_properties = kc->n};
+    slr_sync_topic_info info;
+    slr_error err;
+    if (slr_sync_topic_inspect(&sc, 60000, &info, &err) != SLR_OK) {
+        fprintf(stderr, "streamlr inspect: %s\n", err.msg);
+        return 1;
+    }
+    printf("sync topic       %s (offsets %lld..%lld)\n", topic, (long long)info.low,
+           (long long)info.high);
+    if (!info.source_topic[0]) {
+        printf("rounds           none yet: the topic holds no delta\n");
+        return 0;
+    }
+    printf("source           %s, %d partitions, slices of %lld offsets\n",
+           info.source_topic, (int)info.source_partitions, (long long)info.slice);
+    printf("rounds           %llu complete (rounds %llu..%llu)%s\n", (unsigned long long)info.rounds,
+           (unsigned long long)info.first_round,
+           (unsigned long long)(info.first_round + info.rounds) - (info.rounds ? 1 : 0),
+           info.ended ? ", every partition's input ended" : "");
+    printf("model position   offset %lld (after the record that completed the last round)\n",
+           (long long)info.position);
+    printf("repeats          %llu identical, %llu different, %llu late\n",
+           (unsigned long long)info.identical, (unsigned long long)info.different,
+           (unsigned long long)info.late);
+    printf("partition  deltas  learned to  state\n");
+    for (int32_t p = 0; p < info.source_partitions; p++)
+        printf("%9d  %6llu  %10lld  %s\n", (int)p, (unsigned long long)info.deltas[p],
+               (long long)(info.reach[p] < 0 ? 0 : info.reach[p]),
+               info.part_ended[p] ? "ended" : info.deltas[p] ? "learning" : "no delta yet");
+    slr_sync_topic_info_free(&info);
+    return 0;
+}
+
+#define INSPECT_USAGE "usage: streamlr inspect [--top N] MODEL\n" \
+                      "       streamlr inspect --brokers B --sync-topic T [-X key=value]...\n"
+
 int slr_cmd_inspect(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"top", required_argument, 0, 't'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    enum { OPT_SYNC_TOPIC = OPT_FIRST_COMMAND_SPECIFIC };
+    static const struct option longopts[] = {{"top", required_argument, 0, 't'},
+                                             {"brokers", required_argument, 0, OPT_BROKERS},
+                                             {"sync-topic", required_argument, 0, OPT_SYNC_TOPIC},
+                                             {"help", no_argument, 0, 'h'},
+                                             {0, 0, 0, 0}};
     uint32_t top = 20;
+    const char *brokers = NULL, *sync_topic = NULL;
+    cli_kafka_conf kc = {0};
     optind = 1;
     int c;
-    while ((c = cli_getopt(argc, argv, "t:h", longopts)) != -1) {
+    while ((c = cli_getopt(argc, argv, "t:X:h", longopts)) != -1) {
         if (c == 't') {
             if (!cli_u32("inspect", "--top", optarg, &top) || top > 100000)
                 return 2;
+        } else if (c == OPT_BROKERS) {
+            brokers = optarg;
+        } else if (c == OPT_SYNC_TOPIC) {
+            sync_topic = optarg;
+        } else if (c == 'X') {
+            if (!cli_kafka_conf_add(&kc, "inspect", optarg)) {
+                cli_kafka_conf_free(&kc);
+                return 2;
+            }
         } else if (c == 'h') {
-            printf("usage: streamlr inspect [--top N] MODEL\n\n"
+            printf(INSPECT_USAGE "\n"
                    "Show a model's (or checkpoint's) hyperparameters, examples seen, progressive\n"
                    "log loss, AUC and calibration, input position, number of nonzero weights\n"
                    "and the N largest (default 20), with their feature names if the model was\n"
                    "trained with --keep-names (\"ns^name\", \"ns^a*ns^b\" for a -q pair; all\n"
-                   "names of an index when features collide).\n\n"
-                   "  -t, --top N   show the N largest weights (0..100000)\n"
-                   "  -h, --help    this text\n");
+                   "names of an index when features collide).\n"
+                   "With --sync-topic: what a group's sync topic holds (docs/SYNC_PROTOCOL.md):\n"
+                   "its source topic and slice size, the rounds complete and the model's\n"
+                   "position, repeated deltas, and per source partition how far it is learned.\n\n"
+                   "  -t, --top N          show the N largest weights (0..100000)\n"
+                   "      --brokers B      Kafka bootstrap servers (with --sync-topic)\n"
+                   "      --sync-topic T   inspect the sync topic T instead of a model\n"
+                   "  -X key=value         any librdkafka consumer property (repeatable)\n"
+                   "  -h, --help           this text\n");
+            cli_kafka_conf_free(&kc);
             return 0;
         } else {
+            cli_kafka_conf_free(&kc);
             return 2; /* cli_getopt said what was wrong */
         }
     }
+    if (sync_topic || brokers) {
+        int rc = 2;
+        if (!sync_topic || !brokers || optind != argc) {
+            fprintf(stderr, "streamlr inspect: --sync-topic and --brokers go together, "
+                            "without a MODEL\n" INSPECT_USAGE);
+            cli_see_help("inspect");
+        } else {
+            rc = inspect_sync_topic(brokers, sync_topic, &kc);
+        }
+        cli_kafka_conf_free(&kc);
+        return rc;
+    }
+    if (kc.n) {
+        fprintf(stderr, "streamlr inspect: -X needs --sync-topic\n");
+        cli_kafka_conf_free(&kc);
+        return 2;
+    }
     if (optind + 1 != argc) {
-        fprintf(stderr, "usage: streamlr inspect [--top N] MODEL\n");
+        fprintf(stderr, INSPECT_USAGE);
         cli_see_help("inspect");
         return 2;
     }

@@ -175,7 +175,11 @@ slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *r
     d->round = m->round;
     d->examples = m->examples;
     d->fingerprint = m->fingerprint;
-    slr_learner_bias_get(m->local, &d->bias_w, &d->bias_g2);
+    /* a round with no example (a partition's empty last slice) says nothing of
+     * the bias, whose end state would otherwise carry theta_r's Sum g^2: the
+     * codec reads "entries without examples" as a malformed record */
+    if (m->examples > 0)
+        slr_learner_bias_get(m->local, &d->bias_w, &d->bias_g2);
     if ((st = copy_ranges(d, ranges, n, err)) != SLR_OK) {
         slr_sync_delta_clear(d);
         return st;

@@ -1,0 +1,140 @@
+/* sync_topic.h - the Kafka transport of a group's shared model (sync.h,
+ * docs/SYNC_PROTOCOL.md): a publisher of delta records onto the sync topic
+ * and a reader that hands back the topic's rounds, complete and in order.
+ *
+ * Rounds are defined by the data, not by members or time: round r of source
+ * partition p is the offsets [r*S, (r+1)*S) ("slice"), and one delta is
+ * published per source partition and round, named by the partition (its
+ * member field is slr_sync_slice_name), so that the merge of round r does
+ * not depend on which process learned which partition, nor on kills and
+ * rebalances.  Round r is complete when every partition that has not ended
+ * has its round-r delta on the sync topic; a delta whose range stops short
+ * of its slice's end marks its partition's end of input.  The first delta
+ * of a slice in the sync topic's order wins, for every reader alike: a
+ * later one (a restarted member re-learning the slice, a zombie) is counted
+ * and dropped. */
+#ifndef STREAMLR_SYNC_TOPIC_H
+#define STREAMLR_SYNC_TOPIC_H
+
+#include "streamlr/export.h"
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "streamlr/error.h"
+#include "streamlr/sync.h"
+
+SLR_BEGIN_DECLS
+
+/* The record's headers (values are decimal text) */
+#define SLR_SYNC_HEADER_VERSION "streamlr.sync.version"
+#define SLR_SYNC_HEADER_ROUND "streamlr.sync.round"
+#define SLR_SYNC_HEADER_SLICE "streamlr.sync.slice"
+
+typedef struct slr_sync_topic_config {
+    const char *brokers;
+    const char *topic; /* the sync topic (its partition 0 carries the group's order) */
+    const char *const *properties; /* extra librdkafka "key=value" settings, or NULL */
+    size_t n_properties;
+    const char *source_topic; /* the data topic whose partitions are sliced */
+    int32_t source_partitions; /* P: partitions 0..P-1 of source_topic */
+    int64_t slice;             /* S: offsets per partition and round (>= 1) */
+} slr_sync_topic_config;
+
+/* The member name of partition p's deltas: "<source topic>/<p, 6 digits>",
+ * so that names sort like partitions (the merge's order).  Into buf (size
+ * n); SLR_ERR_ARG if it does not fit a member id. */
+slr_status slr_sync_slice_name(char *buf, size_t n, const char *source_topic, int32_t partition,
+                               slr_error *err);
+
+/* ---------------------------------------------------------------- publish */
+
+typedef struct slr_sync_publisher slr_sync_publisher;
+
+/* An idempotent producer (enable.idempotence, acks=all) of the sync topic. */
+slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_topic_config *cfg,
+                                     slr_error *err);
+void slr_sync_publisher_destroy(slr_sync_publisher *p);
+
+/* Queue one delta (one source partition's slice: exactly one range, named
+ * by slr_sync_slice_name; checked here so that a wrong record never reaches
+ * the topic).  Key: the member field; value: slr_sync_delta_encode. */
+slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_error *err);
+
+/* Wait up to timeout_ms until everything queued is acknowledged.
+ * SLR_ERR_KAFKA, naming the cause, if a record failed or is still pending:
+ * the caller must not start another round (learning pauses; it never goes
+ * on with a model the group does not share). */
+slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err);
+
+/* ------------------------------------------------------------------- read */
+
+typedef struct slr_sync_reader slr_sync_reader;
+
+/* A reader of the sync topic from offset `from` (0: the whole topic; a
+ * restarted member: the position kept in its checkpoint), expecting rounds
+ * from `round` on.  No consumer group: the position is the caller's. */
+slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_config *cfg,
+                                  int64_t from, uint64_t round, slr_error *err);
+void slr_sync_reader_destroy(slr_sync_reader *r);
+
+/* Read what the sync topic holds now (up to its high watermark), waiting at
+ * most timeout_ms, but stop as soon as the next round is complete: take it
+ * (slr_sync_reader_next with timeout 0) and call again, so that replaying a
+ * long topic holds about one round in memory.  *caught_up says whether the
+ * high watermark was reached. */
+slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *caught_up,
+                                    slr_error *err);
+
+/* The next round, once complete: waits up to timeout_ms (0: only what was
+ * read already).  *complete false: not yet (nothing is handed back).
+ * Otherwise deltas[0..*k) are its deltas in member order (owned by the
+ * reader until the next call; empty when every partition has ended, *ended
+ * then true), and the reader moves on to the next round.  A record that is
+ * not a delta of this group's slices is SLR_ERR_CORRUPT, naming its
+ * offset: a sync topic shared by mistake must stop the run, not feed it. */
+slr_status slr_sync_reader_next(slr_sync_reader *r, int timeout_ms, bool *complete,
+                                const slr_sync_delta **deltas, size_t *k, bool *ended,
+                                slr_error *err);
+
+/* The round the reader hands back next, and the sync topic offset after the
+ * last record of the rounds handed back (where a restarted reader that
+ * holds those rounds' model resumes). */
+uint64_t slr_sync_reader_round(const slr_sync_reader *r);
+int64_t slr_sync_reader_position(const slr_sync_reader *r);
+
+/* Records dropped so far: deltas of a slice of a round not yet handed back
+ * that was already read (identical bytes, and different ones, which
+ * deterministic members never send), and deltas of rounds already handed
+ * back (late: a restarted member re-publishing; not compared). */
+void slr_sync_reader_repeats(const slr_sync_reader *r, uint64_t *identical, uint64_t *different,
+                             uint64_t *late);
+
+/* ---------------------------------------------------------------- inspect */
+
+/* What a sync topic holds (streamlr inspect --sync-topic), read off its
+ * records alone: where the group is, and per source partition how far its
+ * slices reach. */
+typedef struct slr_sync_topic_info {
+    char source_topic[SLR_SYNC_MAX_MEMBER_ID + 1]; /* "" if the topic is empty */
+    int32_t source_partitions; /* the cluster's count, or 1 + the highest seen */
+    int64_t slice;             /* S: from a record of round > 0, else the longest round-0 slice */
+    int64_t low, high;         /* the sync topic's retained offsets */
+    uint64_t first_round;      /* the lowest round retained */
+    uint64_t rounds;           /* complete rounds, counted from first_round */
+    int64_t position;          /* after the record that completed the last of them */
+    bool ended;                /* every partition's input has ended */
+    uint64_t identical, different, late; /* repeats, as slr_sync_reader_repeats */
+    int64_t *reach;   /* per source partition: the end of its furthest slice, -1 if none */
+    uint64_t *deltas; /* per source partition: records */
+    bool *part_ended; /* per source partition: its input ended */
+} slr_sync_topic_info;
+
+/* Read the whole sync topic of cfg (brokers, topic, properties; the source
+ * fields are ignored: the records name them) within timeout_ms. */
+slr_status slr_sync_topic_inspect(const slr_sync_topic_config *cfg, int timeout_ms,
+                                  slr_sync_topic_info *out, slr_error *err);
+void slr_sync_topic_info_free(slr_sync_topic_info *info);
+
+SLR_END_DECLS
+#endif
