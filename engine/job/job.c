@@ -48,12 +48,12 @@ void slr_job_reader_free(slr_job_reader *r)
     memset(r, 0, sizeof *r);
 }
 
-void slr_job_item_init(slr_job_item *it, const slr_job *job)
+void slr_job_item_init(slr_job_item *it, const slr_learner *model, uint32_t max_features)
 {
     memset(it, 0, sizeof *it);
-    slr_example_init(&it->ex, &slr_learner_config_of(job->learner)->hashing);
-    if (job->opt->max_features)
-        it->ex.max_features = job->opt->max_features;
+    slr_example_init(&it->ex, &slr_learner_config_of(model)->hashing);
+    if (max_features)
+        it->ex.max_features = max_features;
 }
 
 void slr_job_item_free(slr_job_item *it)
@@ -141,6 +141,36 @@ bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
         }
     }
     return true;
+}
+
+slr_job_file_read slr_job_read_file(slr_job_reader *r, slr_file_source *src, bool text,
+                                    slr_job_item *it, slr_status *st)
+{
+    *st = SLR_OK;
+    while (!slr_file_source_done(src)) {
+        const char *buf;
+        size_t len, used = 0;
+        bool at_end;
+        slr_file_source_window(src, &buf, &len, &at_end);
+        if (len == 0 && at_end) {
+            if (!slr_file_source_next_file(src, &it->reason, st) && *st != SLR_OK)
+                return SLR_JOB_FILE_END;
+            continue;
+        }
+        slr_file_position pos;
+        slr_file_source_position(src, &pos);
+        slr_where where = {slr_file_source_path(src), text ? pos.line : 0, pos.offset, false};
+        if (len == 0 || !slr_job_read(r, buf, len, at_end, &where, &used, it)) {
+            if (!slr_file_source_wait(src, 0))
+                return SLR_JOB_FILE_NEED_INPUT;
+            if ((*st = slr_file_source_fill(src, &it->reason)) != SLR_OK)
+                return SLR_JOB_FILE_END;
+            continue;
+        }
+        slr_file_source_consume(src, used);
+        return SLR_JOB_FILE_ITEM;
+    }
+    return SLR_JOB_FILE_END;
 }
 
 /* --audit, as VW prints it: the prediction (and tag), then a tab before each

@@ -24,6 +24,7 @@
 #include "streamlr/checkpoint.h"
 #include "streamlr/decode.h"
 #include "streamlr/metrics_server.h"
+#include "streamlr/source.h"
 #include "streamlr/train.h"
 
 typedef struct slr_where {
@@ -188,15 +189,24 @@ slr_status slr_job_apply(slr_job *job, const char *buf, size_t len, bool at_end,
 /* Stage 1.  A reader for the job's input format and limits. */
 slr_status slr_job_reader_init(slr_job_reader *r, const slr_train_options *opt, slr_error *err);
 void slr_job_reader_free(slr_job_reader *r);
-/* Items hash with the model's hashing (job->learner's), so make them after
- * slr_job_open. */
-void slr_job_item_init(slr_job_item *it, const slr_job *job);
+/* Items hash with the model's hashing, so make them once the model is
+ * known (for a training job, after slr_job_open); max_features 0 is the
+ * default limit.  Taking the model, not a job, lets scoring make them too. */
+void slr_job_item_init(slr_job_item *it, const slr_learner *model, uint32_t max_features);
 void slr_job_item_free(slr_job_item *it);
 /* Decode and hash the record at the front of buf into it (kind EXAMPLE,
  * SKIP or BAD; *consumed > 0).  Returns false, with nothing consumed, when
  * the record continues past len. */
 bool slr_job_read(slr_job_reader *r, const char *buf, size_t len, bool at_end,
                   const slr_where *where, size_t *consumed, slr_job_item *it);
+
+/* Stage 1 over files (training and scoring share it): the next record of
+ * src into it, going on to the next file at each one's end.  NEED_INPUT:
+ * nothing consumed, the input has no bytes yet (a pipe): wait and call
+ * again.  END: end of input, or a read error (*st, it->reason). */
+typedef enum { SLR_JOB_FILE_ITEM, SLR_JOB_FILE_NEED_INPUT, SLR_JOB_FILE_END } slr_job_file_read;
+slr_job_file_read slr_job_read_file(slr_job_reader *r, slr_file_source *src, bool text,
+                                    slr_job_item *it, slr_status *st);
 
 /* opt->format changed after slr_job_open (format_auto: detected from the
  * first bytes, or the checkpoint's): rebuild the reader and record it. */

@@ -300,7 +300,7 @@ slr_status slr_job_open(slr_job *job, const slr_train_options *opt, slr_error *e
         return st;
     if ((st = open_learner(job, err)) != SLR_OK)
         return st;
-    slr_job_item_init(&job->item, job);
+    slr_job_item_init(&job->item, job->learner, opt->max_features);
     free(job->state.format);
     job->state.format = strdup(slr_format_name(opt->format));
     if (!job->state.format)

@@ -50,30 +50,14 @@ typedef struct reader {
  * consumed, when the input has no bytes yet (a pipe). */
 static bool read_item(reader *r, slr_job_item *it)
 {
-    slr_file_source *src = r->src;
-    slr_status st = SLR_OK;
-    while (!slr_file_source_done(src)) {
-        const char *buf;
-        size_t len, used = 0;
-        bool at_end;
-        slr_file_source_window(src, &buf, &len, &at_end);
-        if (len == 0 && at_end) {
-            if (!slr_file_source_next_file(src, &it->reason, &st) && st != SLR_OK)
-                break;
-            continue;
-        }
-        slr_file_position pos;
-        slr_file_source_position(src, &pos);
-        slr_where where = {slr_file_source_path(src), r->text ? pos.line : 0, pos.offset, false};
-        if (len == 0 || !slr_job_read(&r->rd, buf, len, at_end, &where, &used, it)) {
-            if (!slr_file_source_wait(src, 0))
-                return false;
-            if ((st = slr_file_source_fill(src, &it->reason)) != SLR_OK)
-                break;
-            continue;
-        }
-        slr_file_source_consume(src, used);
+    slr_status st;
+    switch (slr_job_read_file(&r->rd, r->src, r->text, it, &st)) {
+    case SLR_JOB_FILE_NEED_INPUT:
+        return false;
+    case SLR_JOB_FILE_ITEM:
         return true;
+    case SLR_JOB_FILE_END:
+        break;
     }
     it->kind = SLR_ITEM_END;
     it->status = st;
@@ -118,7 +102,6 @@ typedef struct scorer {
     const slr_predict_files_options *opt;
     slr_predict_files_result *res;
     slr_learner *model;  /* opt->model, or the follower's newest */
-    slr_job *job;        /* makes the ring's items (the model's hashing) */
     uint64_t scored;     /* records, for the --follow clock */
     double next_follow;  /* monotonic time to look for a newer model */
     bool follow_due;     /* look once the ring is empty */
@@ -206,10 +189,10 @@ static void follow(scorer *s, slr_ring *ring)
     s->next_follow = slr_monotonic_seconds() + o->follow_interval_seconds;
     if (!slr_follower_refresh(o->follow))
         return;
-    s->model = s->job->learner = slr_follower_learner(o->follow);
+    s->model = slr_follower_learner(o->follow);
     for (uint64_t i = 0; i <= ring->mask; i++) {
         slr_job_item_free(&ring->items[i]);
-        slr_job_item_init(&ring->items[i], s->job);
+        slr_job_item_init(&ring->items[i], s->model, 0);
     }
     s->res->model_switches++;
     if (o->log) {
@@ -281,13 +264,12 @@ slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_f
     if (!opt->model == !opt->follow || !opt->files || opt->n_files == 0)
         return slr_error_set(err, SLR_ERR_ARG,
                              "slr_predict_files needs files and a model or a follower");
-    /* Stage 1 is training's: its reader takes train options, and the ring
-     * makes its items from a job (the model's hashing, the feature limit). */
+    /* Stage 1 is training's: its reader takes train options (format, tags);
+     * the ring's items hash with the model's hashing. */
     slr_train_options topt;
     slr_train_options_init(&topt);
     topt.format = opt->format;
     topt.predictions = opt->predictions; /* keeps the tags */
-    slr_job *job = calloc(1, sizeof *job);
     reader r = {0};
     slr_ring ring = {0};
     scorer s = {0};
@@ -298,13 +280,6 @@ slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_f
     pthread_t thread;
     bool threaded = false;
     slr_status st;
-    if (!job) {
-        st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-        goto out;
-    }
-    job->opt = &topt;
-    job->learner = s.model;
-    s.job = job;
     if (opt->follow) {
         s.next_follow = slr_monotonic_seconds() + opt->follow_interval_seconds;
         s.follow_due = true; /* as soon as the first record is scored */
@@ -317,8 +292,8 @@ slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_f
     /* --follow switches models between records with nothing decoded ahead,
      * which the scoring thread can arrange only when it also decodes */
     bool want_thread = opt->threads >= 2 && !opt->follow;
-    if ((st = slr_ring_init(&ring, want_thread ? RING_THREADED : RING_INLINE, job, want_thread,
-                            err)) != SLR_OK)
+    if ((st = slr_ring_init(&ring, want_thread ? RING_THREADED : RING_INLINE, s.model, 0,
+                            want_thread, err)) != SLR_OK)
         goto out;
     r.ring = &ring;
     slr_ring_set_wake_batch(&ring, WAKE_BATCH);
@@ -344,6 +319,5 @@ out:
     free(s.p);
     free(s.y);
     free(s.w);
-    free(job);
     return st;
 }

@@ -29,8 +29,8 @@ static inline void cpu_relax(void)
 
 #define RELEASE_BATCH 16 /* releases the consumer publishes at once (shared rings) */
 
-slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, bool shared,
-                         slr_error *err)
+slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_learner *model,
+                         uint32_t max_features, bool shared, slr_error *err)
 {
     memset(r, 0, sizeof *r);
     r->shared = shared;
@@ -55,7 +55,7 @@ slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, boo
     }
     r->mask = capacity - 1;
     for (uint32_t i = 0; i < capacity; i++)
-        slr_job_item_init(&r->items[i], job);
+        slr_job_item_init(&r->items[i], model, max_features);
     atomic_init(&r->tail, 0);
     atomic_init(&r->head, 0);
     atomic_init(&r->flushed, 0);

@@ -52,11 +52,11 @@ typedef struct slr_ring {
     pthread_cond_t wake;
 } slr_ring;
 
-/* capacity: a power of two >= 2.  Items are made with slr_job_item_init.
- * `shared`: producer and consumer run on different threads (otherwise the
- * counters need no ordering and nobody ever waits). */
-slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_job *job, bool shared,
-                         slr_error *err);
+/* capacity: a power of two >= 2.  Items are made with slr_job_item_init
+ * (model, max_features).  `shared`: producer and consumer run on different
+ * threads (otherwise the counters need no ordering and nobody ever waits). */
+slr_status slr_ring_init(slr_ring *r, uint32_t capacity, const slr_learner *model,
+                         uint32_t max_features, bool shared, slr_error *err);
 void slr_ring_free(slr_ring *r);
 
 /* Producer: the next item to fill, waiting for room; NULL once cancelled. */

@@ -57,40 +57,17 @@ static bool produce(producer *pr, slr_job_item *it)
     slr_file_source *src = pr->src;
     slr_status st = SLR_OK;
 next_pass:
-    while (!slr_file_source_done(src)) {
-        const char *buf;
-        size_t len;
-        bool at_end;
-        slr_file_source_window(src, &buf, &len, &at_end);
-        if (len == 0) {
-            if (!at_end) {
-                if (!slr_file_source_wait(src, 0))
-                    return false;
-                if ((st = slr_file_source_fill(src, &it->reason)) != SLR_OK)
-                    break;
-                continue;
-            }
-            if (!slr_file_source_next_file(src, &it->reason, &st) && st != SLR_OK)
-                break;
-            continue;
-        }
-        slr_file_position pos;
-        slr_file_source_position(src, &pos);
-        slr_where where = {slr_file_source_path(src), pr->text ? pos.line : 0, pos.offset, false};
-        size_t used = 0;
-        if (!slr_job_read(&pr->reader, buf, len, at_end, &where, &used, it)) {
-            if (!slr_file_source_wait(src, 0))
-                return false;
-            if ((st = slr_file_source_fill(src, &it->reason)) != SLR_OK)
-                break;
-            continue;
-        }
-        slr_file_source_consume(src, used);
+    switch (slr_job_read_file(&pr->reader, src, pr->text, it, &st)) {
+    case SLR_JOB_FILE_NEED_INPUT:
+        return false;
+    case SLR_JOB_FILE_ITEM:
         slr_file_source_position(src, &it->after);
         it->pass = pr->pass;
         it->holdout = it->kind == SLR_ITEM_EXAMPLE && pr->holdout_period &&
                       ++pr->in_pass % pr->holdout_period == 0;
         return true;
+    case SLR_JOB_FILE_END:
+        break;
     }
     if (st == SLR_OK && pr->pass < pr->passes) {
         slr_file_source_close(pr->src);
@@ -320,8 +297,8 @@ slr_status slr_train_files(const slr_train_options *opt_in, slr_train_result *re
     if ((st = slr_job_reader_init(&pr.reader, opt, err)) != SLR_OK)
         goto out;
     threaded = opt->threads >= 2;
-    if ((st = slr_ring_init(&ring, threaded ? RING_THREADED : RING_INLINE, &job, threaded, err)) !=
-        SLR_OK)
+    if ((st = slr_ring_init(&ring, threaded ? RING_THREADED : RING_INLINE, job.learner,
+                            opt->max_features, threaded, err)) != SLR_OK)
         goto out;
     pr.ring = &ring;
     if (threaded && !(threaded = slr_job_start_thread(&thread, producer_thread, &pr)))

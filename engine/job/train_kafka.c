@@ -202,7 +202,8 @@ static slr_status decoder_start(kafka_run *run, decoder *d, slr_error *err)
     slr_status st = slr_job_reader_init(&d->reader, run->job.opt, err);
     if (st != SLR_OK)
         return st;
-    if ((st = slr_ring_init(&d->ring, RING_ITEMS, &run->job, true, err)) != SLR_OK) {
+    if ((st = slr_ring_init(&d->ring, RING_ITEMS, run->job.learner, run->job.opt->max_features,
+                            true, err)) != SLR_OK) {
         slr_job_reader_free(&d->reader);
         return st;
     }
