@@ -67,14 +67,14 @@ static void fill_delta(slr_sync_delta *d, size_t n_entries)
     d->ranges[0] = (slr_sync_range){strdup("clicks"), 0, 100, 600};
     d->ranges[1] = (slr_sync_range){strdup("clicks"), 5, 0, 500};
     d->bias_w = -0.25;
-    d->bias_g2 = 12.5f;
+    d->bias_g2 = 12.5;
     d->n_entries = n_entries;
     d->entries = malloc(n_entries * SLR_SYNC_ENTRY + 1);
     for (size_t i = 0; i < n_entries; i++) {
         unsigned char *e = d->entries + i * SLR_SYNC_ENTRY;
         slr_le_put_u32(e, (uint32_t)(3 * i + 1));
         slr_le_put_f64(e + 4, 0.001 * (double)i - 0.1);
-        slr_le_put_f32(e + 12, i % 3 == 0 ? -(float)i : (float)i); /* -0.0 for i = 0: dense, no evidence */
+        slr_le_put_f64(e + 12, i % 3 == 0 ? -(double)i : (double)i); /* -0.0 for i = 0: dense, no evidence */
     }
 }
 
@@ -100,10 +100,10 @@ START_TEST(codec_round_trip)
     ck_assert_int_eq(back.ranges[1].partition, 5);
     ck_assert_int_eq(back.ranges[0].from, 100);
     ck_assert_int_eq(back.ranges[0].to, 600);
-    ck_assert(back.bias_w == -0.25 && back.bias_g2 == 12.5f);
+    ck_assert(back.bias_w == -0.25 && back.bias_g2 == 12.5);
     ck_assert_uint_eq(back.n_entries, 50);
     ck_assert(memcmp(back.entries, d.entries, 50 * SLR_SYNC_ENTRY) == 0);
-    ck_assert(signbit(slr_le_get_f32(back.entries + 12))); /* the dense flag of a zero g2 survives */
+    ck_assert(signbit(slr_le_get_f64(back.entries + 12))); /* the dense flag of a zero g2 survives */
 
     /* every strict prefix is refused, with a message, never a crash */
     for (size_t cut = 0; cut < len; cut++) {
@@ -162,7 +162,7 @@ START_TEST(codec_rejects)
     slr_sync_delta_clear(&d);
 
     fill_delta(&d, 4); /* infinite g2 */
-    slr_le_put_f32(d.entries + 12, INFINITY);
+    slr_le_put_f64(d.entries + 12, INFINITY);
     ck_assert_int_eq(encode_then_decode(&d, &err), SLR_ERR_CORRUPT);
     slr_sync_delta_clear(&d);
 
@@ -173,7 +173,7 @@ START_TEST(codec_rejects)
     slr_sync_delta_clear(&d);
 
     fill_delta(&d, 4); /* a negative bias Sum g^2 */
-    d.bias_g2 = -1.0f;
+    d.bias_g2 = -1.0;
     ck_assert_int_eq(encode_then_decode(&d, &err), SLR_ERR_CORRUPT);
     slr_sync_delta_clear(&d);
 
@@ -202,9 +202,12 @@ START_TEST(codec_rejects)
     free(longer);
     /* the version is the byte after the 15-byte tag and the array header */
     ck_assert_uint_eq(buf[16], SLR_SYNC_FORMAT_VERSION);
-    buf[16] = 2;
+    buf[16] = 1; /* version 1's entries held a float Sum g^2 */
     ck_assert_int_eq(slr_sync_delta_decode(buf, len, &back, &err), SLR_ERR_CORRUPT);
-    ck_assert_msg(strstr(err.msg, "version 2"), "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "version 1"), "%s", err.msg);
+    buf[16] = 3;
+    ck_assert_int_eq(slr_sync_delta_decode(buf, len, &back, &err), SLR_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "version 3"), "%s", err.msg);
     free(buf);
     slr_sync_delta_clear(&d);
 
@@ -573,7 +576,7 @@ START_TEST(l2_paid_once)
     uint32_t cc = c;
     unsigned char rec[SLR_STATE_RECORD];
     slr_learner_state_export(s, &cc, 1, rec);
-    float g2 = slr_le_get_f32(rec + 12);
+    double g2 = slr_le_get_f64(rec + SLR_STATE_G2);
     double w1;
     {
         /* member a's weight right after its one example */

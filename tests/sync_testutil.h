@@ -51,21 +51,21 @@ static inline unsigned char *model_bytes(slr_learner *l, size_t *len)
 {
     slr_learner_sync(l);
     uint64_t n = slr_learner_bias_index(l);
-    *len = (size_t)n * 12 + 12 + 8;
+    *len = (size_t)n * 16 + 16 + 8;
     unsigned char *b = malloc(*len), *p = b;
-    for (uint64_t j = 0; j <= n; j++, p += 12) {
+    for (uint64_t j = 0; j <= n; j++, p += 16) {
         slr_le_put_f64(p, slr_learner_weight(l, j));
         double w;
-        float g2;
+        double g2;
         if (j < n) {
             uint32_t jj = (uint32_t)j;
             unsigned char rec[SLR_STATE_RECORD];
             slr_learner_state_export(l, &jj, 1, rec);
-            g2 = slr_le_get_f32(rec + 12);
+            g2 = slr_le_get_f64(rec + SLR_STATE_G2);
         } else {
             slr_learner_bias_get(l, &w, &g2);
         }
-        slr_le_put_f32(p + 8, g2);
+        slr_le_put_f64(p + 8, g2);
     }
     slr_le_put_u64(p, slr_learner_steps(l));
     return b;

@@ -283,9 +283,10 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
         rc = corrupt(&r, "format_version missing");
         goto done;
     }
-    if (version != SLR_CHECKPOINT_FORMAT_VERSION) {
+    /* format 1 (before AdaGrad's Sum g^2 became a double) still loads */
+    if (version < 1 || version > SLR_CHECKPOINT_FORMAT_VERSION) {
         rc = slr_error_set(err, SLR_ERR_MISMATCH,
-                           "%s: checkpoint format version %llu; this streamlr reads version %d",
+                           "%s: checkpoint format version %llu; this streamlr reads versions 1 to %d",
                            name, (unsigned long long)version, SLR_CHECKPOINT_FORMAT_VERSION);
         goto done;
     }
@@ -301,7 +302,7 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
         goto done;
     }
     const msgpack_object *N = slr_mp_field(&body, "names");
-    if ((rc = slr_learner_unpack(L, name, &l, err)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
+    if ((rc = slr_learner_unpack(L, name, (unsigned)version, &l, err)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
         (rc = read_source(&r, S, st)) != SLR_OK || (N && (rc = read_names(&r, N, st)) != SLR_OK) ||
         (rc = read_dead_letter(&r, slr_mp_field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK)
         goto done;

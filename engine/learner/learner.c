@@ -25,12 +25,12 @@
  * with 4 KiB pages nearly every one of them is also a TLB miss. */
 #define HUGE_TABLE_BYTES (UINT64_C(2) << 20)
 
-static slr_slot *table_alloc(uint64_t n, size_t *mapped)
+static void *table_alloc(uint64_t n, size_t size, size_t *mapped)
 {
-    size_t bytes = (size_t)n * sizeof(slr_slot);
+    size_t bytes = (size_t)n * size;
     *mapped = 0;
     if (bytes < HUGE_TABLE_BYTES)
-        return calloc(n, sizeof(slr_slot)); /* zero pages are mapped lazily either way */
+        return calloc(n, size); /* zero pages are mapped lazily either way */
     size_t len = (bytes + HUGE_TABLE_BYTES - 1) / HUGE_TABLE_BYTES * HUGE_TABLE_BYTES;
     size_t span = len + HUGE_TABLE_BYTES;
     char *p = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -47,7 +47,7 @@ static slr_slot *table_alloc(uint64_t n, size_t *mapped)
     madvise(aligned, len, MADV_HUGEPAGE); /* advice only: 4 KiB pages work too */
 #endif
     *mapped = len;
-    return (slr_slot *)aligned;
+    return aligned;
 }
 
 static slr_rates_fn *pick_adagrad_rates(void);
@@ -69,7 +69,7 @@ void slr_learner_prefault(slr_learner *l)
     }
 }
 
-static void table_free(slr_slot *t, size_t mapped)
+static void table_free(void *t, size_t mapped)
 {
     if (mapped)
         munmap(t, mapped);
@@ -162,6 +162,23 @@ size_t slr_learner_history_capacity(uint64_t n_slots)
     return (size_t)cap;
 }
 
+/* A lazy penalty needs a stamp per slot (learner_impl.h); a learner that
+ * gets one (created with it, or reconfigured to it) gets them here, zero:
+ * every weight caught up to the epoch. */
+static slr_status alloc_stamps(slr_learner *l, const slr_learner_config *cfg, slr_error *err)
+{
+    if (l->stamps || cfg->eager || !(cfg->l1 > 0 || cfg->l2 > 0))
+        return SLR_OK;
+    l->stamps = table_alloc(l->n_slots + 1, sizeof(uint32_t), &l->stamps_mapped);
+    if (!l->stamps)
+        return slr_error_set(err, SLR_ERR_NOMEM,
+                             "cannot allocate the penalty's step stamps of 2^%u weights "
+                             "(%llu MiB); lower -b",
+                             cfg->hashing.bits,
+                             (unsigned long long)(((l->n_slots + 1) * sizeof(uint32_t)) >> 20));
+    return SLR_OK;
+}
+
 slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, slr_error *err)
 {
     *out = NULL;
@@ -179,13 +196,17 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
     l->rates = pick_adagrad_rates();
     l->catchup = slr_penalty_catchup_soft_many();
     l->step_soft = slr_update_soft_many();
-    l->slots = table_alloc(l->n_slots + 1, &l->slots_mapped);
+    l->slots = table_alloc(l->n_slots + 1, sizeof(slr_slot), &l->slots_mapped);
     if (!l->slots) {
         unsigned long long mib = ((l->n_slots + 1) * sizeof(slr_slot)) >> 20;
         free(l);
         return slr_error_set(err, SLR_ERR_NOMEM,
                              "cannot allocate 2^%u weight slots (%llu MiB); lower -b",
                              cfg->hashing.bits, mib);
+    }
+    if ((st = alloc_stamps(l, cfg, err)) != SLR_OK) {
+        slr_learner_destroy(l);
+        return st;
     }
     l->use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
                      slr_penalty_active(&l->pen);
@@ -208,6 +229,8 @@ void slr_learner_destroy(slr_learner *l)
     if (!l)
         return;
     table_free(l->slots, l->slots_mapped);
+    if (l->stamps)
+        table_free(l->stamps, l->stamps_mapped);
     free(l->changed);
     free(l->hist.log_p);
     free(l->hist.c);
@@ -235,6 +258,8 @@ slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg
                              "hashing (-b, -q, --cubic, --ignore), --noconstant, --schedule and "
                              "--eager are fixed for a trained model");
     slr_learner_rebase(l); /* settle the penalty owed under the old settings */
+    if ((st = alloc_stamps(l, cfg, err)) != SLR_OK)
+        return st;
     bool use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
                        (cfg->l1 > 0 || cfg->l2 > 0);
     if (use_history) {
@@ -290,14 +315,21 @@ static double global_rate(const slr_learner *l, uint64_t t)
 static inline double slot_rate(const slr_learner *l, const slr_slot *s, double eta_t)
 {
     if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD)
-        return l->cfg.eta / sqrt(l->cfg.adagrad_delta + (double)s->g2);
+        return l->cfg.eta / sqrt(l->cfg.adagrad_delta + s->g2);
     return eta_t;
 }
 
-/* Value of slot s brought up to step `to` (>= its stamp). */
-static inline double caught_up(const slr_learner *l, const slr_slot *s, uint64_t to)
+/* Does this learner pay its penalty lazily?  (Then l->stamps exists.) */
+static inline bool lazy_penalty(const slr_learner *l)
 {
-    uint64_t from = l->epoch + s->stamp;
+    return !l->cfg.eager && slr_penalty_active(&l->pen);
+}
+
+/* Value of slot j brought up to step `to` (>= its stamp), for a lazy penalty. */
+static inline double caught_up(const slr_learner *l, uint64_t j, uint64_t to)
+{
+    const slr_slot *s = &l->slots[j];
+    uint64_t from = l->epoch + l->stamps[j];
     if (s->w == 0.0 || from >= to)
         return s->w;
     if (l->use_history)
@@ -305,27 +337,27 @@ static inline double caught_up(const slr_learner *l, const slr_slot *s, uint64_t
     return slr_penalty_catchup_const(&l->pen, s->w, slot_rate(l, s, l->cfg.eta), from, to);
 }
 
-static inline void catch_up(slr_learner *l, slr_slot *s, uint64_t to)
+static inline void catch_up(slr_learner *l, uint64_t j, uint64_t to)
 {
-    if (l->epoch + s->stamp < to) {
-        s->w = caught_up(l, s, to);
-        s->stamp = (uint32_t)(to - l->epoch);
+    if (l->epoch + l->stamps[j] < to) {
+        l->slots[j].w = caught_up(l, j, to);
+        l->stamps[j] = (uint32_t)(to - l->epoch);
     }
 }
 
 void slr_learner_sync(slr_learner *l)
 {
-    if (l->cfg.eager || !slr_penalty_active(&l->pen))
+    if (!lazy_penalty(l))
         return;
     for (uint64_t j = 0; j < l->n_slots; j++)
-        catch_up(l, &l->slots[j], l->step);
+        catch_up(l, j, l->step);
 }
 
 void slr_learner_rebase(slr_learner *l)
 {
     slr_learner_sync(l);
-    for (uint64_t j = 0; j < l->n_slots; j++)
-        l->slots[j].stamp = 0;
+    if (l->stamps)
+        memset(l->stamps, 0, (size_t)l->n_slots * sizeof *l->stamps);
     l->epoch = l->step;
     if (l->use_history)
         slr_penalty_history_rebase(&l->hist, l->step);
@@ -349,18 +381,16 @@ static void begin_step(slr_learner *l, uint64_t t, double eta_t)
 }
 
 /* The numeric guard (docs/LEARNING.md, "Numeric guards"): a step that
- * would carry |w| past SLR_MAX_ABS_WEIGHT stops at the bound, and AdaGrad's
- * float accumulator saturates at FLT_MAX instead of overflowing.  A zero
- * gradient changes nothing (and must not meet an infinite rate: Inf * 0).
- * The eager reference runs this same function, so lazy == eager holds. */
+ * would carry |w| past SLR_MAX_ABS_WEIGHT stops at the bound (and AdaGrad's
+ * accumulator saturates, slr_adagrad_add).  A zero gradient changes nothing
+ * (and must not meet an infinite rate: Inf * 0).  The eager reference runs
+ * this same function, so lazy == eager holds. */
 static inline void gradient_step(const slr_learner *l, slr_slot *s, double g_j, double eta_t)
 {
     if (g_j == 0.0)
         return;
-    if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD) {
-        double g2 = (double)s->g2 + g_j * g_j;
-        s->g2 = g2 < FLT_MAX ? (float)g2 : FLT_MAX;
-    }
+    if (l->cfg.schedule == SLR_SCHEDULE_ADAGRAD)
+        s->g2 = slr_adagrad_add(s->g2, g_j);
     s->w = slr_gradient_step(s->w, slot_rate(l, s, eta_t), g_j);
 }
 
@@ -413,14 +443,14 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
     const slr_feature *f = ex->features;
     const uint32_t n = ex->n_features;
     slr_slot *slots = l->slots, *bias = &l->slots[l->n_slots];
-    const bool lazy = !l->cfg.eager && slr_penalty_active(&l->pen);
+    const bool lazy = lazy_penalty(l);
 
     begin_step(l, t, eta_t);
 
     /* 1. margin with every touched weight owed nothing up to t-1 */
     if (lazy)
         for (uint32_t i = 0; i < n; i++)
-            catch_up(l, &slots[f[i].index], t - 1);
+            catch_up(l, f[i].index, t - 1);
     const double z = margin_of(slots, bias, f, n);
 
     /* 2. prediction and loss gradient */
@@ -442,9 +472,9 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
         const uint32_t stamp_t = (uint32_t)(t - l->epoch);
         for (uint32_t i = 0; i < n; i++) {
             slr_slot *s = &slots[f[i].index];
-            if (s->stamp != stamp_t) { /* a repeated index is penalised once */
+            if (l->stamps[f[i].index] != stamp_t) { /* a repeated index is penalised once */
                 s->w = slr_penalty_step(&l->pen, s->w, slot_rate(l, s, eta_t), t);
-                s->stamp = stamp_t;
+                l->stamps[f[i].index] = stamp_t;
             }
         }
     }
@@ -462,11 +492,11 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
  * at once, so that the square roots and divisions -- the costliest
  * arithmetic of an update -- run several to an instruction.  Every variant
  * computes the same correctly rounded IEEE results. */
-static inline void adagrad_rates_scalar(const float *g2, double *rate, uint32_t n, double eta,
+static inline void adagrad_rates_scalar(const double *g2, double *rate, uint32_t n, double eta,
                                         double delta)
 {
     for (uint32_t i = 0; i < n; i++)
-        rate[i] = eta / sqrt(delta + (double)g2[i]);
+        rate[i] = eta / sqrt(delta + g2[i]);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -475,22 +505,21 @@ static inline void adagrad_rates_scalar(const float *g2, double *rate, uint32_t 
 /* The vector versions round n up to whole vectors: callers leave room in
  * both arrays (FAST_MAX_FEATURES is a multiple of 8) and zero the padding of
  * g2; the extra rates are never read. */
-__attribute__((target("avx"))) static void adagrad_rates_avx(const float *g2, double *rate,
+__attribute__((target("avx"))) static void adagrad_rates_avx(const double *g2, double *rate,
                                                               uint32_t n, double eta, double delta)
 {
     const __m256d e = _mm256_set1_pd(eta), d = _mm256_set1_pd(delta);
     for (uint32_t i = 0; i < n; i += 4) {
-        __m256d x = _mm256_add_pd(d, _mm256_cvtps_pd(_mm_loadu_ps(g2 + i)));
+        __m256d x = _mm256_add_pd(d, _mm256_loadu_pd(g2 + i));
         _mm256_storeu_pd(rate + i, _mm256_div_pd(e, _mm256_sqrt_pd(x)));
     }
 }
 
-static void adagrad_rates_sse2(const float *g2, double *rate, uint32_t n, double eta, double delta)
+static void adagrad_rates_sse2(const double *g2, double *rate, uint32_t n, double eta, double delta)
 {
     const __m128d e = _mm_set1_pd(eta), d = _mm_set1_pd(delta);
     for (uint32_t i = 0; i < n; i += 2) {
-        __m128 two = _mm_castpd_ps(_mm_load_sd((const double *)(const void *)(g2 + i)));
-        __m128d x = _mm_add_pd(d, _mm_cvtps_pd(two));
+        __m128d x = _mm_add_pd(d, _mm_loadu_pd(g2 + i));
         _mm_storeu_pd(rate + i, _mm_div_pd(e, _mm_sqrt_pd(x)));
     }
 }
@@ -505,10 +534,10 @@ static slr_rates_fn *pick_adagrad_rates(void) { return adagrad_rates_scalar; }
 #endif
 
 /* Zero g2[n .. n rounded up to 8): the vector rates read whole vectors. */
-static inline void pad_for_vectors(float *g2, uint32_t n)
+static inline void pad_for_vectors(double *g2, uint32_t n)
 {
     for (uint32_t i = n; i & 7; i++)
-        g2[i] = 0.0f;
+        g2[i] = 0.0;
 }
 
 /* Does index f[i] occur again after position i? (Only asked about examples
@@ -549,7 +578,7 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
     const uint32_t n = ex->n_features;
     slr_slot *slots = l->slots, *bias = &l->slots[l->n_slots];
     double rate[FAST_MAX_FEATURES], w[FAST_MAX_FEATURES], g_x[FAST_MAX_FEATURES];
-    float g2[FAST_MAX_FEATURES];
+    double g2[FAST_MAX_FEATURES];
     uint32_t gap[FAST_MAX_FEATURES], owing[FAST_MAX_FEATURES];
     bool repeats = false;
 
@@ -558,15 +587,16 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
 
     /* 1. catch up to t-1, then the margin */
     if (lazy) {
+        uint32_t *stamps = l->stamps;
         uint32_t m = 0;
         for (uint32_t i = 0; i < n; i++) {
             slr_slot *s = &slots[f[i].index];
-            const uint32_t stamp = s->stamp;
+            const uint32_t stamp = stamps[f[i].index];
             if (stamp == stamp_t) {
                 repeats = true;
                 continue;
             }
-            s->stamp = stamp_t;
+            stamps[f[i].index] = stamp_t;
             /* written always, kept if owing: no branch to mispredict */
             owing[m] = f[i].index;
             gap[m] = stamp_prev - stamp;
@@ -599,9 +629,7 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
     if (adagrad) {
         for (uint32_t i = 0; i < n; i++) {
             slr_slot *s = &slots[f[i].index];
-            const double g_j = g * (double)f[i].value;
-            const double sum = (double)s->g2 + g_j * g_j; /* saturating, as in gradient_step */
-            s->g2 = sum < FLT_MAX ? (float)sum : FLT_MAX;
+            s->g2 = slr_adagrad_add(s->g2, g * (double)f[i].value);
             g2[i] = s->g2;
         }
         pad_for_vectors(g2, n);
@@ -651,6 +679,9 @@ void slr_learner_prefetch(const slr_learner *l, const slr_example *ex)
     const slr_slot *slots = l->slots;
     for (uint32_t i = 0; i < ex->n_features; i++)
         __builtin_prefetch(&slots[ex->features[i].index], 1, 3);
+    if (l->stamps) /* a lazy penalty's stamps: another random access per coordinate */
+        for (uint32_t i = 0; i < ex->n_features; i++)
+            __builtin_prefetch(&l->stamps[ex->features[i].index], 1, 3);
     /* with change tracking, each coordinate's bit is another random access
      * (2 MiB of bits at -b 24, beyond L2): fetch it with the slot */
     if (l->changed)
@@ -665,9 +696,9 @@ double slr_learner_predict(slr_learner *l, const slr_example *ex)
 
 double slr_learner_margin(slr_learner *l, const slr_example *ex)
 {
-    if (!l->cfg.eager && slr_penalty_active(&l->pen))
+    if (lazy_penalty(l))
         for (uint32_t i = 0; i < ex->n_features; i++)
-            catch_up(l, &l->slots[ex->features[i].index], l->step);
+            catch_up(l, ex->features[i].index, l->step);
     return margin_of(l->slots, &l->slots[l->n_slots], ex->features, ex->n_features);
 }
 
@@ -675,10 +706,9 @@ double slr_learner_weight(const slr_learner *l, uint64_t index)
 {
     if (index > l->n_slots)
         return 0.0;
-    const slr_slot *s = &l->slots[index];
-    if (index == l->n_slots || l->cfg.eager || !slr_penalty_active(&l->pen))
-        return s->w;
-    return caught_up(l, s, l->step);
+    if (index == l->n_slots || !lazy_penalty(l))
+        return l->slots[index].w;
+    return caught_up(l, index, l->step);
 }
 
 int slr_learner_foreach_weight(slr_learner *l, slr_weight_visitor visit, void *ctx)
@@ -697,11 +727,11 @@ int slr_learner_foreach_weight(slr_learner *l, slr_weight_visitor visit, void *c
 
 void slr_learner_catch_up(slr_learner *l, const uint32_t *idx, size_t n)
 {
-    if (l->cfg.eager || !slr_penalty_active(&l->pen))
+    if (!lazy_penalty(l))
         return;
     for (size_t i = 0; i < n; i++)
         if (idx[i] < l->n_slots) /* the bias owes nothing */
-            catch_up(l, &l->slots[idx[i]], l->step);
+            catch_up(l, idx[i], l->step);
 }
 
 static size_t changed_words(const slr_learner *l) { return (size_t)(l->n_slots / 64 + 1); }
@@ -757,8 +787,8 @@ slr_status slr_learner_advance(slr_learner *l, uint64_t n, slr_error *err)
     return SLR_OK;
 }
 
-double slr_learner_penalized(const slr_learner *l, double w, float g2, uint64_t t0, uint64_t t1)
+double slr_learner_penalized(const slr_learner *l, double w, double g2, uint64_t t0, uint64_t t1)
 {
-    const slr_slot s = {.w = w, .g2 = g2, .stamp = 0};
+    const slr_slot s = {.w = w, .g2 = g2};
     return slr_penalty_catchup_const(&l->pen, w, slot_rate(l, &s, l->cfg.eta), t0, t1);
 }

@@ -8,22 +8,28 @@
 #include "penalty.h"
 #include "update.h"
 
-/* One weight and its per-weight state, 16 bytes so that four share a cache
- * line and one lookup brings everything an update needs. */
+/* One weight and its accumulator, 16 bytes so that four share a cache line
+ * and one lookup brings what an update without a penalty needs.  Sum g^2 is
+ * a double: a float32 sum of 10^7 increments of ~0.1 is already 1% low
+ * (docs/LEARNING.md, "What is stored per weight"). */
 typedef struct slr_slot {
-    double w;       /* w_j as of step epoch + stamp */
-    float g2;       /* AdaGrad: sum of squared gradients */
-    uint32_t stamp; /* last step whose penalty w includes, relative to epoch */
+    double w;  /* w_j as of step epoch + its stamp */
+    double g2; /* AdaGrad: sum of squared gradients */
 } slr_slot;
 
 /* rate[i] = eta / sqrt(delta + g2[i]) for i < n */
-typedef void slr_rates_fn(const float *g2, double *rate, uint32_t n, double eta, double delta);
+typedef void slr_rates_fn(const double *g2, double *rate, uint32_t n, double eta, double delta);
 
 struct slr_learner {
     slr_learner_config cfg;
     slr_penalty pen;
     slr_slot *slots;  /* n_slots hashed weights, then the bias */
     size_t slots_mapped; /* bytes mmap'ed for slots, 0 if calloc'ed */
+    /* per slot, the last step whose penalty its w includes, relative to
+     * epoch: only a lazy penalty needs it, so it is allocated only then
+     * (NULL otherwise; 4 bytes a slot, 64 MiB at -b 24) */
+    uint32_t *stamps;
+    size_t stamps_mapped;
     uint64_t n_slots; /* 2^bits */
     uint32_t mask;
     uint64_t step;  /* t: examples learned so far */

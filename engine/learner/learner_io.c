@@ -15,25 +15,24 @@
 
 uint64_t slr_learner_epoch(const slr_learner *l) { return l->epoch; }
 
-static void put_record(unsigned char *r, uint32_t j, const slr_slot *s)
-{
-    slr_le_put_u32(r, j);
-    slr_le_put_f64(r + 4, s->w);
-    slr_le_put_f32(r + 12, s->g2);
-    slr_le_put_u32(r + 16, s->stamp);
-}
-
 void slr_learner_state_export(const slr_learner *l, const uint32_t *idx, size_t n,
                               unsigned char *out)
 {
-    for (size_t i = 0; i < n; i++, out += SLR_STATE_RECORD)
-        put_record(out, idx[i], &l->slots[idx[i]]);
+    for (size_t i = 0; i < n; i++, out += SLR_STATE_RECORD) {
+        const slr_slot *s = &l->slots[idx[i]];
+        slr_le_put_u32(out, idx[i]);
+        slr_le_put_f64(out + SLR_STATE_W, s->w);
+        slr_le_put_f64(out + SLR_STATE_G2, s->g2);
+        /* without a lazy penalty nothing is owed: every weight is as of now,
+         * written as the epoch (0) as it always was */
+        slr_le_put_u32(out + SLR_STATE_STAMP, l->stamps ? l->stamps[idx[i]] : 0);
+    }
 }
 
 uint64_t slr_learner_state_next(const slr_learner *l, uint64_t from)
 {
     for (uint64_t j = from; j <= l->n_slots; j++)
-        if (l->slots[j].w != 0.0 || l->slots[j].g2 != 0.0f)
+        if (l->slots[j].w != 0.0 || l->slots[j].g2 != 0.0)
             return j;
     return l->n_slots + 1;
 }
@@ -45,9 +44,9 @@ static record_fault check_record(const slr_learner *l, const unsigned char *r,
                                  slr_state_stamps stamps)
 {
     uint32_t j = slr_le_get_u32(r);
-    double w = slr_le_get_f64(r + 4);
-    float g2 = slr_le_get_f32(r + 12);
-    uint32_t stamp = slr_le_get_u32(r + 16);
+    double w = slr_le_get_f64(r + SLR_STATE_W);
+    double g2 = slr_le_get_f64(r + SLR_STATE_G2);
+    uint32_t stamp = slr_le_get_u32(r + SLR_STATE_STAMP);
     if ((uint64_t)j > l->n_slots)
         return RECORD_BAD_INDEX;
     if (!(fabs(w) <= SLR_MAX_ABS_WEIGHT) || !isfinite(g2) || g2 < 0 ||
@@ -58,10 +57,13 @@ static record_fault check_record(const slr_learner *l, const unsigned char *r,
 
 static void apply_record(slr_learner *l, const unsigned char *r, slr_state_stamps stamps)
 {
-    slr_slot *s = &l->slots[slr_le_get_u32(r)];
-    s->w = slr_le_get_f64(r + 4);
-    s->g2 = slr_le_get_f32(r + 12);
-    s->stamp = stamps == SLR_STATE_STAMPS_KEEP ? slr_le_get_u32(r + 16) : (uint32_t)(l->step - l->epoch);
+    const uint32_t j = slr_le_get_u32(r);
+    slr_slot *s = &l->slots[j];
+    s->w = slr_le_get_f64(r + SLR_STATE_W);
+    s->g2 = slr_le_get_f64(r + SLR_STATE_G2);
+    if (l->stamps)
+        l->stamps[j] = stamps == SLR_STATE_STAMPS_KEEP ? slr_le_get_u32(r + SLR_STATE_STAMP)
+                                                       : (uint32_t)(l->step - l->epoch);
 }
 
 slr_status slr_learner_state_apply(slr_learner *l, const unsigned char *buf, size_t len,
@@ -86,21 +88,20 @@ slr_status slr_learner_state_apply(slr_learner *l, const unsigned char *buf, siz
     return SLR_OK;
 }
 
-void slr_learner_bias_get(const slr_learner *l, double *w, float *g2)
+void slr_learner_bias_get(const slr_learner *l, double *w, double *g2)
 {
     *w = l->slots[l->n_slots].w;
     *g2 = l->slots[l->n_slots].g2;
 }
 
-slr_status slr_learner_bias_set(slr_learner *l, double w, float g2, const char *what,
+slr_status slr_learner_bias_set(slr_learner *l, double w, double g2, const char *what,
                                 slr_error *err)
 {
     if (!(fabs(w) <= SLR_MAX_ABS_WEIGHT) || !isfinite(g2) || g2 < 0)
         return slr_error_set(err, SLR_ERR_CORRUPT, "%s: the bias holds a non-finite or negative value",
                              what);
     l->slots[l->n_slots].w = w;
-    l->slots[l->n_slots].g2 = g2;
-    l->slots[l->n_slots].stamp = (uint32_t)(l->step - l->epoch); /* never penalised anyway */
+    l->slots[l->n_slots].g2 = g2; /* no stamp: the bias is never penalised */
     return SLR_OK;
 }
 
@@ -305,23 +306,40 @@ static slr_status unpack_config(const msgpack_object *L, const char *name, slr_l
     return SLR_OK;
 }
 
+/* Format 1's record (20 bytes: u32 j, f64 w, f32 g2, u32 stamp) as a
+ * current one: the float Sum g^2 converts to double exactly. */
+static void record_from_v1(unsigned char *r, const unsigned char *v1)
+{
+    memcpy(r, v1, 12); /* j, w */
+    slr_le_put_f64(r + SLR_STATE_G2, (double)slr_le_get_f32(v1 + 12));
+    slr_le_put_u32(r + SLR_STATE_STAMP, slr_le_get_u32(v1 + 16));
+}
+
 /* The records of the "weights" bin: hashed coordinates only, in increasing
- * order, each with values a learner could hold at this step. */
-static slr_status unpack_weights(slr_learner *l, const msgpack_object *weights, const char *name,
-                                 slr_error *err)
+ * order, each with values a learner could hold at this step.  Applied as
+ * they are checked: on a refusal the caller destroys the new learner. */
+static slr_status unpack_weights(slr_learner *l, const msgpack_object *weights, size_t size,
+                                 const char *name, slr_error *err)
 {
     const unsigned char *p = (const unsigned char *)weights->via.bin.ptr;
     size_t len = weights->via.bin.size;
     int64_t prev = -1;
-    for (size_t at = 0; at < len; at += SLR_STATE_RECORD) {
-        uint32_t j = slr_le_get_u32(p + at);
+    for (size_t at = 0; at < len; at += size) {
+        unsigned char v1[SLR_STATE_RECORD];
+        const unsigned char *r = p + at;
+        if (size != SLR_STATE_RECORD) {
+            record_from_v1(v1, r);
+            r = v1;
+        }
+        uint32_t j = slr_le_get_u32(r);
         if ((uint64_t)j >= l->n_slots || (int64_t)j <= prev)
             return corrupt(err, name, "learner.weights has an index out of range or out of order");
         prev = j;
-        if (check_record(l, p + at, SLR_STATE_STAMPS_KEEP) != RECORD_OK)
+        if (check_record(l, r, SLR_STATE_STAMPS_KEEP) != RECORD_OK)
             return corrupt(err, name, "learner.weights holds a non-finite or inconsistent value");
+        apply_record(l, r, SLR_STATE_STAMPS_KEEP);
     }
-    return slr_learner_state_apply(l, p, len, SLR_STATE_STAMPS_KEEP, name, err);
+    return SLR_OK;
 }
 
 static slr_status unpack_history(slr_learner *l, const msgpack_object *h, const char *name,
@@ -357,9 +375,10 @@ static slr_status unpack_history(slr_learner *l, const msgpack_object *h, const 
     return SLR_OK;
 }
 
-slr_status slr_learner_unpack(const msgpack_object *L, const char *name, slr_learner **out,
-                              slr_error *err)
+slr_status slr_learner_unpack(const msgpack_object *L, const char *name, unsigned version,
+                              slr_learner **out, slr_error *err)
 {
+    const size_t record = version == 1 ? SLR_STATE_RECORD_V1 : SLR_STATE_RECORD;
     *out = NULL;
     slr_learner_config cfg;
     slr_status st = unpack_config(L, name, &cfg, err);
@@ -375,8 +394,7 @@ slr_status slr_learner_unpack(const msgpack_object *L, const char *name, slr_lea
         bias->via.array.ptr[1].type != MSGPACK_OBJECT_FLOAT64)
         return corrupt(err, name, "learner.bias missing or malformed");
     const msgpack_object *weights = slr_mp_field(L, "weights");
-    if (!weights || weights->type != MSGPACK_OBJECT_BIN ||
-        weights->via.bin.size % SLR_STATE_RECORD != 0)
+    if (!weights || weights->type != MSGPACK_OBJECT_BIN || weights->via.bin.size % record != 0)
         return corrupt(err, name, "learner.weights missing or not a whole number of records");
 
     slr_learner *l;
@@ -386,12 +404,12 @@ slr_status slr_learner_unpack(const msgpack_object *L, const char *name, slr_lea
     l->step = step;
     l->epoch = epoch;
     double bias_w = bias->via.array.ptr[0].via.f64, bias_g2 = bias->via.array.ptr[1].via.f64;
-    if (!(fabs(bias_w) <= SLR_MAX_ABS_WEIGHT) || !(bias_g2 >= 0 && bias_g2 <= FLT_MAX))
+    if (!(fabs(bias_w) <= SLR_MAX_ABS_WEIGHT) || !(bias_g2 >= 0 && bias_g2 <= DBL_MAX))
         st = corrupt(err, name, "learner.weights holds a non-finite or inconsistent value");
     else {
         l->slots[l->n_slots].w = bias_w;
-        l->slots[l->n_slots].g2 = (float)bias_g2;
-        st = unpack_weights(l, weights, name, err);
+        l->slots[l->n_slots].g2 = bias_g2;
+        st = unpack_weights(l, weights, record, name, err);
     }
     if (st == SLR_OK)
         st = unpack_history(l, slr_mp_field(L, "history"), name, err);

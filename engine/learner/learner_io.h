@@ -5,8 +5,9 @@
  *  - Coordinates.  The state of coordinate j (its weight, AdaGrad's Sum g^2
  *    and the step its weight is caught up to) travels as one fixed-width
  *    little-endian record of SLR_STATE_RECORD bytes:
- *        u32 j, f64 w, f32 g2, u32 stamp
- *    (stamp counts steps from the learner's epoch, slr_learner_epoch).
+ *        u32 j, f64 w, f64 g2, u32 stamp
+ *    (stamp counts steps from the learner's epoch, slr_learner_epoch; 0
+ *    from a learner without a lazy penalty, which owes nothing).
  *    slr_learner_state_export writes the records of any list of
  *    coordinates, slr_learner_state_apply sets them; with change tracking on
  *    (slr_learner_track_changes) slr_learner_changed_next enumerates the
@@ -34,7 +35,13 @@
 #include "streamlr/error.h"
 #include "streamlr/learner.h"
 
-#define SLR_STATE_RECORD 20
+#define SLR_STATE_RECORD 24
+/* where a record's fields are (j is at 0) */
+#define SLR_STATE_W 4
+#define SLR_STATE_G2 12
+#define SLR_STATE_STAMP 20
+/* checkpoint format 1's record: u32 j, f64 w, f32 g2, u32 stamp (read only) */
+#define SLR_STATE_RECORD_V1 20
 
 /* How slr_learner_state_apply treats the records' stamps. */
 typedef enum slr_state_stamps {
@@ -67,8 +74,8 @@ void slr_learner_catch_up(slr_learner *l, const uint32_t *idx, size_t n);
 
 /* The bias's state (its index, 2^bits, does not fit a record's u32 when
  * bits = 32).  set checks the values as state_apply does. */
-void slr_learner_bias_get(const slr_learner *l, double *w, float *g2);
-slr_status slr_learner_bias_set(slr_learner *l, double w, float g2, const char *what,
+void slr_learner_bias_get(const slr_learner *l, double *w, double *g2);
+slr_status slr_learner_bias_set(slr_learner *l, double w, double g2, const char *what,
                                 slr_error *err);
 
 /* Move the step counter n steps on without learning anything: every weight
@@ -82,7 +89,7 @@ slr_status slr_learner_advance(slr_learner *l, uint64_t n, slr_error *err);
 /* w after the penalty of steps (t0, t1] at the rate of a coordinate whose
  * Sum g^2 is g2 (AdaGrad; the constant rate otherwise): the closed form the
  * lazy catch-up uses. */
-double slr_learner_penalized(const slr_learner *l, double w, float g2, uint64_t t0, uint64_t t1);
+double slr_learner_penalized(const slr_learner *l, double w, double g2, uint64_t t0, uint64_t t1);
 
 /* The first coordinate j >= from (the bias included) with any state
  * (w != 0 or g2 != 0), or slr_learner_bias_index + 1 if none. */
@@ -100,9 +107,11 @@ uint64_t slr_learner_changed_next(const slr_learner *l, uint64_t from);
 
 /* The learner's section of a checkpoint, as one msgpack map through pk. */
 void slr_learner_pack(msgpack_packer *pk, const slr_learner *l);
-/* Read it back: a new learner, or SLR_ERR_CORRUPT with "<name>: <what is
- * wrong>" (hyperparameters, step counters, records, history). */
-slr_status slr_learner_unpack(const msgpack_object *section, const char *name, slr_learner **out,
-                              slr_error *err);
+/* Read it back from a checkpoint of format `version` (1: 20-byte records
+ * with a float Sum g^2; 2: the current ones): a new learner, or
+ * SLR_ERR_CORRUPT with "<name>: <what is wrong>" (hyperparameters, step
+ * counters, records, history). */
+slr_status slr_learner_unpack(const msgpack_object *section, const char *name, unsigned version,
+                              slr_learner **out, slr_error *err);
 
 #endif

@@ -3,11 +3,12 @@
  *
  * A record is one msgpack array, positional so that a reader checks every
  * field's type and count without a schema:
- *   ["streamlr-delta", 1, member, generation, round, examples, fingerprint,
+ *   ["streamlr-delta", 2, member, generation, round, examples, fingerprint,
  *    [[topic, partition, from, to], ...], [bias_w, bias_g2], entries]
- * with entries a bin of n * 16 bytes (sync.h).  A future version changes the
+ * with entries a bin of n * 20 bytes (sync.h).  A future version changes the
  * second field; a reader refuses a version it does not know rather than
  * guess. */
+#include <float.h>
 #include <math.h>
 #include <msgpack.h>
 #include <stdlib.h>
@@ -80,7 +81,7 @@ slr_status slr_sync_delta_encode(const slr_sync_delta *d, unsigned char **out, s
     }
     msgpack_pack_array(&pk, 2);
     msgpack_pack_double(&pk, d->bias_w);
-    msgpack_pack_float(&pk, d->bias_g2);
+    msgpack_pack_double(&pk, d->bias_g2);
     msgpack_pack_bin(&pk, d->n_entries * SLR_SYNC_ENTRY);
     msgpack_pack_bin_body(&pk, d->entries, d->n_entries * SLR_SYNC_ENTRY);
     if (!sb.data) {
@@ -151,7 +152,7 @@ static slr_status check_entries(const unsigned char *e, size_t n, slr_error *err
     for (size_t i = 0; i < n; i++, e += SLR_SYNC_ENTRY) {
         uint32_t j = slr_le_get_u32(e);
         double w = slr_le_get_f64(e + 4);
-        float g2 = slr_le_get_f32(e + 12);
+        double g2 = slr_le_get_f64(e + 12);
         if (i > 0 && j <= slr_le_get_u32(e - SLR_SYNC_ENTRY))
             return slr_error_set(err, SLR_ERR_CORRUPT,
                                  "sync delta: entry %zu (coordinate %u) is not after the one before",
@@ -180,7 +181,7 @@ static slr_status decode_fields(const msgpack_object *a, slr_sync_delta *d, slr_
                              "(upgrade it, or keep the group on one version)",
                              (unsigned long long)version, SLR_SYNC_FORMAT_VERSION);
     if (a->via.array.size != N_FIELDS)
-        return bad(err, "wrong number of fields for version 1");
+        return bad(err, "wrong number of fields for version 2");
     if (f[2].type != MSGPACK_OBJECT_STR || f[2].via.str.size == 0 ||
         f[2].via.str.size > SLR_SYNC_MAX_MEMBER_ID || memchr(f[2].via.str.ptr, 0, f[2].via.str.size))
         return bad(err, "the member id is not a string of 1..255 bytes without NUL");
@@ -196,12 +197,12 @@ static slr_status decode_fields(const msgpack_object *a, slr_sync_delta *d, slr_
     if (f[8].type != MSGPACK_OBJECT_ARRAY || f[8].via.array.size != 2 ||
         !get_num(&f[8].via.array.ptr[0], &bw) || !get_num(&f[8].via.array.ptr[1], &bg))
         return bad(err, "the bias is not [w, g2]");
-    if (!(fabs(bw) <= SLR_MAX_ABS_WEIGHT) || !(bg >= 0) || !(bg <= 3.4028234663852886e38))
+    if (!(fabs(bw) <= SLR_MAX_ABS_WEIGHT) || !(bg >= 0) || !(bg <= DBL_MAX))
         return bad(err, "the bias holds a non-finite or negative value");
     d->bias_w = bw;
-    d->bias_g2 = (float)bg;
+    d->bias_g2 = bg;
     if (f[9].type != MSGPACK_OBJECT_BIN || f[9].via.bin.size % SLR_SYNC_ENTRY)
-        return bad(err, "the entries are not a bin of whole 16-byte entries");
+        return bad(err, "the entries are not a bin of whole 20-byte entries");
     d->n_entries = f[9].via.bin.size / SLR_SYNC_ENTRY;
     if (d->n_entries) {
         d->entries = malloc(f[9].via.bin.size);
@@ -209,7 +210,7 @@ static slr_status decode_fields(const msgpack_object *a, slr_sync_delta *d, slr_
             return slr_error_set(err, SLR_ERR_NOMEM, "out of memory decoding a delta");
         memcpy(d->entries, f[9].via.bin.ptr, f[9].via.bin.size);
     }
-    if (d->examples == 0 && (d->n_entries || d->bias_g2 != 0.0f))
+    if (d->examples == 0 && (d->n_entries || d->bias_g2 != 0.0))
         return bad(err, "entries without examples");
     return check_entries(d->entries, d->n_entries, err);
 }

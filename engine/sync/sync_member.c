@@ -164,9 +164,9 @@ slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *r
     for (size_t i = 0; i < k; i++) {
         const unsigned char *r = m->rec + i * SLR_STATE_RECORD;
         unsigned char *e = d->entries + i * SLR_SYNC_ENTRY;
-        float g2 = slr_le_get_f32(r + 12);
+        double g2 = slr_le_get_f64(r + SLR_STATE_G2);
         memcpy(e, r, 12); /* u32 j, f64 w */
-        slr_le_put_f32(e + 12, (double)m->counts[m->idx[i]] >= dense_min ? -g2 : g2);
+        slr_le_put_f64(e + 12, (double)m->counts[m->idx[i]] >= dense_min ? -g2 : g2);
         m->counts[m->idx[i]] = 0;
     }
     d->n_entries = k;
@@ -198,13 +198,14 @@ static slr_status apply_shared_records(slr_learner *l, const slr_learner *shared
     if (from != to)
         for (size_t i = 0; i < n; i++) {
             unsigned char *r = rec + i * SLR_STATE_RECORD;
-            uint64_t paid = from + slr_le_get_u32(r + 16);
-            float g2 = slr_le_get_f32(r + 12);
+            uint64_t paid = from + slr_le_get_u32(r + SLR_STATE_STAMP);
+            double g2 = slr_le_get_f64(r + SLR_STATE_G2);
             if (paid < to) {
-                slr_le_put_f64(r + 4, slr_learner_penalized(l, slr_le_get_f64(r + 4), g2, paid, to));
+                slr_le_put_f64(r + SLR_STATE_W,
+                               slr_learner_penalized(l, slr_le_get_f64(r + SLR_STATE_W), g2, paid, to));
                 paid = to;
             }
-            slr_le_put_u32(r + 16, (uint32_t)(paid - to));
+            slr_le_put_u32(r + SLR_STATE_STAMP, (uint32_t)(paid - to));
         }
     return slr_learner_state_apply(l, rec, n * SLR_STATE_RECORD, SLR_STATE_STAMPS_KEEP,
                                    "shared model", err);
@@ -235,7 +236,7 @@ static slr_status reset_local(slr_sync_member *m, slr_error *err)
         }
     }
     double bw;
-    float bg;
+    double bg;
     slr_learner_bias_get(m->shared, &bw, &bg);
     if ((st = slr_learner_bias_set(l, bw, bg, "shared model", err)) != SLR_OK) {
         slr_learner_destroy(l);
@@ -264,7 +265,7 @@ static slr_status follow_shared(slr_sync_member *m, const uint32_t *idx, size_t 
     if ((st = apply_shared_records(m->local, m->shared, m->rec, n, err)) != SLR_OK)
         return st;
     double bw;
-    float bg;
+    double bg;
     slr_learner_bias_get(m->shared, &bw, &bg);
     return slr_learner_bias_set(m->local, bw, bg, "shared model", err);
 }

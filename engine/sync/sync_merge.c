@@ -6,7 +6,7 @@
  *   G0, base = Sum g^2 and weight of theta_r, the weight caught up to T_r;
  *   dw_k = w_k - base decayed over the member's own n_k steps (what its
  *          gradient steps added: the member paid that decay itself locally),
- *   dG_k = g2_k - G0 (exact: both are floats, their difference is a double);
+ *   dG_k = g2_k - G0;
  *   one member:       theta = its w_k, penalty paid up to T_r + n_k (its own
  *                     learning, as one learner would have done it);
  *   all dense:        theta = base + sum n_k dw_k / sum n_k;
@@ -15,7 +15,7 @@
  *                     the fraction of the way to a coordinate's optimum that
  *                     AdaGrad's steps make for evidence dG (f_k a member's,
  *                     ft the round's total sG = sum dG_k);
- *   Sum g^2 = G0 + sG, rounded to a float once.
+ *   Sum g^2 = G0 + sG.
  * The shared step then moves on by N = sum n_k: every coordinate owes the
  * round's penalty on the merged rate, paid lazily when next read, once for
  * the group.  Everything is a function of theta_r and the records, evaluated
@@ -47,24 +47,24 @@ static double clamp_w(double w)
     return w > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : w < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : w;
 }
 
-static float to_g2(double g)
+static double to_g2(double g)
 {
-    return g < FLT_MAX ? (float)g : FLT_MAX; /* the learner's own saturation */
+    return g < DBL_MAX ? g : DBL_MAX; /* the learner's own saturation */
 }
 
 typedef struct merged {
     double w;
-    float g2;
+    double g2;
     uint64_t paid_to; /* absolute step the weight's penalty is paid up to */
 } merged;
 
 /* The merged state of one coordinate from c[0..m) (m >= 1). */
-static merged merge_one(const slr_learner *shared, bool is_bias, double base, float G0,
+static merged merge_one(const slr_learner *shared, bool is_bias, double base, double G0,
                         const contrib *c, size_t m, size_t k_round, uint64_t T, slr_sync_rule rule)
 {
     const slr_learner_config *cfg = slr_learner_config_of(shared);
     if (m == 1 && rule == SLR_SYNC_RELAXD)
-        return (merged){c[0].w, (float)c[0].g2, T + c[0].n};
+        return (merged){c[0].w, c[0].g2, T + c[0].n};
     double dw[m], dG[m], sG = 0.0;
     bool all_dense = true;
     for (size_t i = 0; i < m; i++) {
@@ -184,8 +184,8 @@ static slr_status union_of(const slr_sync_delta *d, size_t k, uint32_t **out, si
 
 static contrib entry_contrib(const unsigned char *p, uint64_t n)
 {
-    float g = slr_le_get_f32(p + 12);
-    return (contrib){slr_le_get_f64(p + 4), fabsf(g), signbit(g) != 0, n};
+    double g = slr_le_get_f64(p + 12);
+    return (contrib){slr_le_get_f64(p + 4), fabs(g), signbit(g) != 0, n};
 }
 
 slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_delta *d, size_t k,
@@ -219,8 +219,8 @@ slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_de
     slr_learner_state_export(shared, u, nu, rec);
     for (size_t x = 0; x < nu; x++) {
         const unsigned char *r = rec + x * SLR_STATE_RECORD;
-        const double base = slr_le_get_f64(r + 4);
-        const float G0 = slr_le_get_f32(r + 12);
+        const double base = slr_le_get_f64(r + SLR_STATE_W);
+        const double G0 = slr_le_get_f64(r + SLR_STATE_G2);
         size_t m = 0;
         for (size_t i = 0; i < k; i++) {
             const unsigned char *p = d[i].entries + cur[i] * SLR_SYNC_ENTRY;
@@ -241,7 +241,7 @@ slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_de
     }
     /* the bias: in every delta that learned anything, always dense */
     double bw;
-    float bg;
+    double bg;
     slr_learner_bias_get(shared, &bw, &bg);
     size_t m = 0;
     for (size_t i = 0; i < k; i++)
@@ -270,9 +270,9 @@ slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_de
             w = slr_learner_penalized(shared, w, out[x].g2, paid, epoch);
             paid = epoch;
         }
-        slr_le_put_f64(r + 4, w);
-        slr_le_put_f32(r + 12, out[x].g2);
-        slr_le_put_u32(r + 16, (uint32_t)(paid - epoch));
+        slr_le_put_f64(r + SLR_STATE_W, w);
+        slr_le_put_f64(r + SLR_STATE_G2, out[x].g2);
+        slr_le_put_u32(r + SLR_STATE_STAMP, (uint32_t)(paid - epoch));
     }
     if ((st = slr_learner_state_apply(shared, rec, nu * SLR_STATE_RECORD, SLR_STATE_STAMPS_KEEP,
                                       "merged round", err)) != SLR_OK)

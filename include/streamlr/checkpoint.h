@@ -26,7 +26,7 @@
 
 SLR_BEGIN_DECLS
 
-#define SLR_CHECKPOINT_FORMAT_VERSION 1
+#define SLR_CHECKPOINT_FORMAT_VERSION 2
 #define SLR_CHECKPOINT_KEEP_DEFAULT 3
 
 /* Where the dead-letter sink stood when the checkpoint was taken: a

@@ -31,9 +31,9 @@
 
 SLR_BEGIN_DECLS
 
-#define SLR_SYNC_FORMAT_VERSION 1
-/* bytes of one entry of a delta: u32 j, f64 w, f32 g2 (sign bit: dense) */
-#define SLR_SYNC_ENTRY 16
+#define SLR_SYNC_FORMAT_VERSION 2
+/* bytes of one entry of a delta: u32 j, f64 w, f64 g2 (sign bit: dense) */
+#define SLR_SYNC_ENTRY 20
 /* A coordinate counts as dense in a member's round when it was touched by at
  * least this fraction of the member's examples (the simulation's phi;
  * counted on one example in 16). */
@@ -49,7 +49,7 @@ typedef struct slr_sync_range {
 
 /* One member's round.  Each entry is the end state of a coordinate the
  * member's own examples touched: little-endian u32 j (< 2^bits), f64 w (its
- * weight, penalty paid up to the member's last step of the round), f32 g2
+ * weight, penalty paid up to the member's last step of the round), f64 g2
  * (its Sum g^2) whose sign bit says "dense".  Entries are in increasing j.
  * Readers derive the member's change from theta_r, which every reader of
  * round r holds bit for bit (BSP). */
@@ -62,7 +62,7 @@ typedef struct slr_sync_delta {
     slr_sync_range *ranges;
     size_t n_ranges;
     double bias_w; /* the bias (index 2^bits, which may not fit in a u32) */
-    float bias_g2;
+    double bias_g2;
     unsigned char *entries; /* n_entries * SLR_SYNC_ENTRY bytes */
     size_t n_entries;
 } slr_sync_delta;
