@@ -607,8 +607,8 @@ START_TEST(python_client_reads)
     for (int p = 0; p < 3; p++) {
         ck_assert_msg(fgets(line, sizeof line, f) != NULL, "kafka-python printed %d records of 3", p);
         /* offset, key, round, version, slice, the value's bytes as we encoded them */
-        snprintf(want, sizeof want, "%d clicks/%06d 0 1 0-%d %s\n", p, p, p == 2 ? 7 : SLICE,
-                 hex[p]);
+        snprintf(want, sizeof want, "%d clicks/%06d 0 %d 0-%d %s\n", p, p, SLR_SYNC_FORMAT_VERSION,
+                 p == 2 ? 7 : SLICE, hex[p]);
         ck_assert_msg(strcmp(line, want) == 0, "kafka-python read\n  %.160s\nnot\n  %.160s", line,
                       want);
         free(hex[p]);
