@@ -144,6 +144,50 @@ class Reference:
         return out
 
 
+class FtrlReference:
+    """FTRL-Proximal as LEARNING.md ("FTRL-Proximal") and McMahan et al.
+    2013, Algorithm 1, define it: per coordinate z and n, the weight
+    recomputed from them whenever it is needed (nothing is stored but z and
+    n, so there is nothing lazy to get wrong - and nothing to replay), the
+    bias with lambda_1 = lambda_2 = 0. A repeated index is updated once per
+    occurrence, each with the weight of the state the previous one left."""
+
+    def __init__(self, alpha, beta, l1=0.0, l2=0.0):
+        self.z, self.n = {}, {}
+        self.alpha, self.beta, self.l1, self.l2 = alpha, beta, l1, l2
+
+    def weight(self, j):
+        z, n = self.z.get(j, 0.0), self.n.get(j, 0.0)
+        l1, l2 = (0.0, 0.0) if j == "bias" else (self.l1, self.l2)
+        if abs(z) <= l1:
+            return 0.0
+        sign = 1.0 if z > 0 else -1.0
+        return -(z - sign * l1) / ((self.beta + math.sqrt(n)) / self.alpha + l2)
+
+    def update(self, j, g):
+        if g == 0.0:
+            return
+        w, n = self.weight(j), self.n.get(j, 0.0)
+        sigma = (math.sqrt(n + g * g) - math.sqrt(n)) / self.alpha
+        self.z[j] = self.z.get(j, 0.0) + g - sigma * w
+        self.n[j] = n + g * g
+
+    def learn(self, label, h, features):
+        if label is None:
+            return
+        z = self.weight("bias") + sum(self.weight(j) * x for j, x in features)
+        g = h * (sigmoid(z) - label)
+        for j, x in features:
+            self.update(j, g * x)
+        self.update("bias", g)
+
+    def weights(self, bias_index):
+        out = {j: self.weight(j) for j in self.z if j != "bias"}
+        out = {j: v for j, v in out.items() if v != 0.0}
+        out[bias_index] = self.weight("bias")
+        return out
+
+
 # ----------------------------------------------------------------- the stream
 
 
@@ -253,6 +297,14 @@ def configs():
     yield ("adagrad", 18, SHORT,
            "--schedule adagrad -l 20 --adagrad-delta 1e-4 --l2 0.05 --l1 1e-4".split(),
            dict(schedule="adagrad", eta=20.0, delta=1e-4, l2=0.05, l1=1e-4))
+    # FTRL-Proximal: VW's defaults and a faster alpha, with no penalty, L2,
+    # an L1 that zeroes most rare weights, and both
+    for alpha, beta in ((0.005, 0.1), (0.5, 1.0)):
+        for l1, l2 in ((0.0, 0.0), (0.0, 0.5), (1.0, 0.0), (1.0, 0.5), (0.05, 0.0)):
+            args = ["--optimizer", "ftrl", "--ftrl-alpha", repr(alpha), "--ftrl-beta", repr(beta)]
+            args += ["--l1", repr(l1)] if l1 else []
+            args += ["--l2", repr(l2)] if l2 else []
+            yield "ftrl", 18, SHORT, args, dict(alpha=alpha, beta=beta, l1=l1, l2=l2)
 
 
 def main():
@@ -274,9 +326,15 @@ def main():
             # the lazy learner, and --eager (the engine's own step-by-step
             # loop over the whole table: at -b 10, which holds every index of
             # the stream, not -b 18, where it would take a minute)
+            modes = (("lazy", bits, []), ("eager", 10, ["--eager"]))
+            if name == "ftrl":  # lazy by construction: --eager is refused
+                modes = (("lazy", bits, []), ("-b 10", 10, []))
             runs = [(mode, b, engine_weights(streamlr, data, b, args + extra + perturb.split(), tmp))
-                    for mode, b, extra in (("lazy", bits, []), ("eager", 10, ["--eager"]))]
-            ref = Reference(index, float_sumsq=float_sumsq, **kw)
+                    for mode, b, extra in modes]
+            if name == "ftrl":
+                ref = FtrlReference(**kw)
+            else:
+                ref = Reference(index, float_sumsq=float_sumsq, **kw)
             for label_y, h, feats in stream:
                 ref.learn(label_y, h, feats)
             for mode, b, got in runs:

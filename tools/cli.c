@@ -92,8 +92,16 @@ const char cli_learner_help[] =
     "                           plain soft thresholding)\n"
     "      --eager              apply the penalty to every weight at every step (the\n"
     "                           slow reference the lazy update must equal; use small -b)\n"
+    "      --optimizer O        sgd (the schedules above, default) | ftrl: FTRL-Proximal\n"
+    "                           (McMahan et al. 2013), per weight z and n, --l1 and\n"
+    "                           --l2 as its lambda_1 and lambda_2 (exact L1: sparse\n"
+    "                           models), the bias unregularised; -l, --schedule and\n"
+    "                           the truncation flags do not apply\n"
+    "      --ftrl-alpha A       FTRL's learning rate alpha (default 0.005)\n"
+    "      --ftrl-beta B        FTRL's beta (default 0.1)\n"
     "  VW's spellings --bit_precision, --learning_rate, --power_t, --initial_t,\n"
-    "  --final_regressor, --initial_regressor and --testonly work too.\n";
+    "  --ftrl (= --optimizer ftrl), --ftrl_alpha, --ftrl_beta, --final_regressor,\n"
+    "  --initial_regressor and --testonly work too.\n";
 
 int cli_learner_option(const char *cmd, int opt, const char *arg, slr_learner_config *cfg,
                        uint32_t *set)
@@ -149,6 +157,23 @@ int cli_learner_option(const char *cmd, int opt, const char *arg, slr_learner_co
         cfg->eager = true;
         *set |= SLR_SET_EAGER;
         return 1;
+    case OPT_OPTIMIZER:
+        if (slr_optimizer_parse(arg, &cfg->optimizer, &err) != SLR_OK) {
+            fprintf(stderr, "streamlr %s: %s\n", cmd, err.msg);
+            return -1;
+        }
+        *set |= SLR_SET_OPTIMIZER;
+        return 1;
+    case OPT_FTRL:
+        cfg->optimizer = SLR_OPTIMIZER_FTRL;
+        *set |= SLR_SET_OPTIMIZER;
+        return 1;
+    case OPT_FTRL_ALPHA:
+        *set |= SLR_SET_FTRL_ALPHA;
+        return cli_double(cmd, "--ftrl-alpha", arg, &cfg->ftrl_alpha) ? 1 : -1;
+    case OPT_FTRL_BETA:
+        *set |= SLR_SET_FTRL_BETA;
+        return cli_double(cmd, "--ftrl-beta", arg, &cfg->ftrl_beta) ? 1 : -1;
     }
     return 0;
 }
@@ -184,7 +209,6 @@ static const struct vw_flag {
     {"invariant", "--schedule adagrad"},
     {"sgd", "--schedule constant or --schedule invpow"},
     {"decay_learning_rate", "--schedule invpow --power-t P --initial-t T0"},
-    {"ftrl", "--schedule adagrad with --l1"},
     {"pistol", "--schedule adagrad"},
     {"coin", "--schedule adagrad"},
     {"bfgs", "--schedule adagrad (online only)"},

@@ -15,6 +15,10 @@ enum {
     OPT_TG_PERIOD,
     OPT_TG_THRESHOLD,
     OPT_EAGER,
+    OPT_OPTIMIZER,
+    OPT_FTRL,
+    OPT_FTRL_ALPHA,
+    OPT_FTRL_BETA,
     OPT_FORMAT,
     OPT_CHECKPOINT_DIR,
     OPT_CHECKPOINT_EVERY,
@@ -60,7 +64,13 @@ enum {
         {"tg-period", required_argument, 0, OPT_TG_PERIOD},                     \
         {"tg-threshold", required_argument, 0, OPT_TG_THRESHOLD},               \
         {"eager", no_argument, 0, OPT_EAGER},                                   \
+        {"optimizer", required_argument, 0, OPT_OPTIMIZER},                     \
+        {"ftrl-alpha", required_argument, 0, OPT_FTRL_ALPHA},                   \
+        {"ftrl-beta", required_argument, 0, OPT_FTRL_BETA},                     \
         /* VW's spellings of the same flags */                                  \
+        {"ftrl", no_argument, 0, OPT_FTRL},                                     \
+        {"ftrl_alpha", required_argument, 0, OPT_FTRL_ALPHA},                   \
+        {"ftrl_beta", required_argument, 0, OPT_FTRL_BETA},                     \
         {"bit_precision", required_argument, 0, 'b'},                           \
         {"learning_rate", required_argument, 0, 'l'},                           \
         {"power_t", required_argument, 0, OPT_POWER_T},                         \

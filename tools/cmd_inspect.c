@@ -216,13 +216,20 @@ int slr_cmd_inspect(int argc, char **argv)
     }
     if (cfg->noconstant)
         printf(" --noconstant");
-    printf("\nschedule         %s, -l %g", slr_schedule_name(cfg->schedule), cfg->eta);
-    if (cfg->schedule == SLR_SCHEDULE_INVPOW)
-        printf(", --power-t %g, --initial-t %g", cfg->power_t, cfg->initial_t);
-    if (cfg->schedule == SLR_SCHEDULE_ADAGRAD)
-        printf(", --adagrad-delta %g", cfg->adagrad_delta);
-    printf("\npenalty          --l1 %g --l2 %g --tg-period %u --tg-threshold %g%s\n", cfg->l1,
-           cfg->l2, cfg->tg_period, cfg->tg_threshold, cfg->eager ? " (eager)" : "");
+    if (cfg->optimizer == SLR_OPTIMIZER_FTRL) {
+        printf("\noptimizer        ftrl, --ftrl-alpha %g --ftrl-beta %g", cfg->ftrl_alpha,
+               cfg->ftrl_beta);
+        printf("\npenalty          --l1 %g --l2 %g (FTRL-Proximal's lambda_1, lambda_2)\n", cfg->l1,
+               cfg->l2);
+    } else {
+        printf("\nschedule         %s, -l %g", slr_schedule_name(cfg->schedule), cfg->eta);
+        if (cfg->schedule == SLR_SCHEDULE_INVPOW)
+            printf(", --power-t %g, --initial-t %g", cfg->power_t, cfg->initial_t);
+        if (cfg->schedule == SLR_SCHEDULE_ADAGRAD)
+            printf(", --adagrad-delta %g", cfg->adagrad_delta);
+        printf("\npenalty          --l1 %g --l2 %g --tg-period %u --tg-threshold %g%s\n", cfg->l1,
+               cfg->l2, cfg->tg_period, cfg->tg_threshold, cfg->eager ? " (eager)" : "");
+    }
     /* A run started from -i carries the model's updates but counts its
      * metrics afresh; say which number is which rather than mix them. */
     uint64_t steps = slr_learner_steps(l);

@@ -80,6 +80,12 @@ static const char *config_mismatch(const slr_learner_config *want, const slr_lea
         return "--tg-threshold";
     if ((set & SLR_SET_EAGER) && want->eager != have->eager)
         return "--eager";
+    if ((set & SLR_SET_OPTIMIZER) && want->optimizer != have->optimizer)
+        return "--optimizer";
+    if ((set & SLR_SET_FTRL_ALPHA) && want->ftrl_alpha != have->ftrl_alpha)
+        return "--ftrl-alpha";
+    if ((set & SLR_SET_FTRL_BETA) && want->ftrl_beta != have->ftrl_beta)
+        return "--ftrl-beta";
     return NULL;
 }
 
@@ -175,6 +181,34 @@ static slr_status resume_dead_letters(slr_job *job, slr_error *err)
  * its default power_t 0.5 -- so a VW user's --power_t 0.5 means exactly that,
  * and any other value (or --initial_t) would be accepted and ignored: refuse
  * it and say what to use instead. */
+/* SGD's flags given to FTRL, or FTRL's to SGD: they would be ignored. */
+static slr_status check_optimizer_flags(uint32_t set, slr_optimizer optimizer, slr_error *err)
+{
+    static const struct {
+        uint32_t bit;
+        const char *flag;
+    } sgd_only[] = {{SLR_SET_ETA, "-l"},
+                    {SLR_SET_SCHEDULE, "--schedule"},
+                    {SLR_SET_POWER_T, "--power-t"},
+                    {SLR_SET_INITIAL_T, "--initial-t"},
+                    {SLR_SET_ADAGRAD_DELTA, "--adagrad-delta"},
+                    {SLR_SET_TG_PERIOD, "--tg-period"},
+                    {SLR_SET_TG_THRESHOLD, "--tg-threshold"},
+                    {SLR_SET_EAGER, "--eager"}};
+    if (optimizer == SLR_OPTIMIZER_FTRL) {
+        for (size_t i = 0; i < sizeof sgd_only / sizeof sgd_only[0]; i++)
+            if (set & sgd_only[i].bit)
+                return slr_error_set(err, SLR_ERR_ARG,
+                                     "%s has no effect with --optimizer ftrl (FTRL's rate is "
+                                     "--ftrl-alpha A and --ftrl-beta B; its L1 is exact)",
+                                     sgd_only[i].flag);
+    } else if (set & (SLR_SET_FTRL_ALPHA | SLR_SET_FTRL_BETA)) {
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--ftrl-alpha and --ftrl-beta need --optimizer ftrl (or VW's --ftrl)");
+    }
+    return SLR_OK;
+}
+
 static slr_status check_schedule_flags(const slr_train_options *opt, slr_schedule schedule,
                                        slr_error *err)
 {
@@ -241,13 +275,15 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         const char *fixed =
             config_mismatch(want, &cfg, set & (SLR_SET_BITS | SLR_SET_QUADRATIC | SLR_SET_IGNORE |
                                                SLR_SET_NOCONSTANT | SLR_SET_CUBIC |
-                                               SLR_SET_SCHEDULE | SLR_SET_EAGER));
+                                               SLR_SET_SCHEDULE | SLR_SET_EAGER |
+                                               SLR_SET_OPTIMIZER));
         if (fixed)
             return slr_error_set(err, SLR_ERR_MISMATCH,
-                                 "%s differs from the model %s; hashing, schedule and --eager are "
-                                 "fixed by the model",
+                                 "%s differs from the model %s; hashing, optimizer, schedule and "
+                                 "--eager are fixed by the model",
                                  fixed, opt->model_in);
-        if ((st = check_schedule_flags(opt, cfg.schedule, err)) != SLR_OK)
+        if ((st = check_optimizer_flags(set, cfg.optimizer, err)) != SLR_OK ||
+            (st = check_schedule_flags(opt, cfg.schedule, err)) != SLR_OK)
             return st;
         if (set & SLR_SET_ETA) cfg.eta = want->eta;
         if (set & SLR_SET_POWER_T) cfg.power_t = want->power_t;
@@ -257,9 +293,12 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         if (set & SLR_SET_L2) cfg.l2 = want->l2;
         if (set & SLR_SET_TG_PERIOD) cfg.tg_period = want->tg_period;
         if (set & SLR_SET_TG_THRESHOLD) cfg.tg_threshold = want->tg_threshold;
+        if (set & SLR_SET_FTRL_ALPHA) cfg.ftrl_alpha = want->ftrl_alpha;
+        if (set & SLR_SET_FTRL_BETA) cfg.ftrl_beta = want->ftrl_beta;
         return slr_learner_reconfigure(job->learner, &cfg, err);
     }
-    if ((st = check_schedule_flags(opt, opt->learner.schedule, err)) != SLR_OK)
+    if ((st = check_optimizer_flags(opt->learner_set, opt->learner.optimizer, err)) != SLR_OK ||
+        (st = check_schedule_flags(opt, opt->learner.schedule, err)) != SLR_OK)
         return st;
     return slr_learner_create(&job->learner, &opt->learner, err);
 }

@@ -1,4 +1,6 @@
-/* learner.c - logistic SGD with lazy L2 decay and truncated-gradient L1.
+/* learner.c - logistic SGD with lazy L2 decay and truncated-gradient L1,
+ * and FTRL-Proximal (learn_ftrl: no catch-up, its weights are a function of
+ * each coordinate's own state).
  *
  * One step of learning (slr_learner_learn) reads top to bottom:
  *   1. bring each touched weight up to step t-1 (lazy catch-up, penalty.c)
@@ -98,6 +100,21 @@ slr_status slr_schedule_parse(const char *name, slr_schedule *out, slr_error *er
                          "unknown schedule \"%s\" (use constant, invpow or adagrad)", name);
 }
 
+const char *slr_optimizer_name(slr_optimizer o)
+{
+    return o == SLR_OPTIMIZER_FTRL ? "ftrl" : o == SLR_OPTIMIZER_SGD ? "sgd" : "unknown";
+}
+
+slr_status slr_optimizer_parse(const char *name, slr_optimizer *out, slr_error *err)
+{
+    for (int o = SLR_OPTIMIZER_SGD; o <= SLR_OPTIMIZER_FTRL; o++)
+        if (strcmp(name, slr_optimizer_name((slr_optimizer)o)) == 0) {
+            *out = (slr_optimizer)o;
+            return SLR_OK;
+        }
+    return slr_error_set(err, SLR_ERR_ARG, "unknown optimizer \"%s\" (use sgd or ftrl)", name);
+}
+
 void slr_learner_config_defaults(slr_learner_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -112,6 +129,31 @@ void slr_learner_config_defaults(slr_learner_config *cfg)
     cfg->tg_period = 1;
     cfg->tg_threshold = INFINITY;
     cfg->eager = false;
+    cfg->optimizer = SLR_OPTIMIZER_SGD;
+    cfg->ftrl_alpha = SLR_FTRL_ALPHA_DEFAULT;
+    cfg->ftrl_beta = SLR_FTRL_BETA_DEFAULT;
+}
+
+/* FTRL's own checks: its rates, and the SGD settings that mean nothing to it
+ * (a truncation period or band, --eager: its L1 is exact and lazy by
+ * construction). */
+static slr_status validate_ftrl(const slr_learner_config *cfg, slr_error *err)
+{
+    if (!(cfg->ftrl_alpha > 0) || !isfinite(cfg->ftrl_alpha))
+        return slr_error_set(err, SLR_ERR_ARG, "--ftrl_alpha %g must be finite and > 0",
+                             cfg->ftrl_alpha);
+    if (!(cfg->ftrl_beta >= 0) || !isfinite(cfg->ftrl_beta))
+        return slr_error_set(err, SLR_ERR_ARG, "--ftrl_beta %g must be finite and >= 0",
+                             cfg->ftrl_beta);
+    if (cfg->tg_period != 1 || cfg->tg_threshold != INFINITY)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--tg-period and --tg-threshold belong to truncated gradient (SGD); "
+                             "FTRL's L1 is exact at every step");
+    if (cfg->eager)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--eager has no meaning with FTRL: a weight is computed from its own "
+                             "z and n, so there is no lazy penalty to check");
+    return SLR_OK;
 }
 
 slr_status slr_learner_config_validate(const slr_learner_config *cfg, slr_error *err)
@@ -123,6 +165,8 @@ slr_status slr_learner_config_validate(const slr_learner_config *cfg, slr_error 
         return slr_error_set(err, SLR_ERR_ARG, "learning rate -l %g must be finite and > 0", cfg->eta);
     if (cfg->schedule > SLR_SCHEDULE_ADAGRAD)
         return slr_error_set(err, SLR_ERR_ARG, "unknown schedule %d", (int)cfg->schedule);
+    if (cfg->optimizer > SLR_OPTIMIZER_FTRL)
+        return slr_error_set(err, SLR_ERR_ARG, "unknown optimizer %d", (int)cfg->optimizer);
     if (!(cfg->power_t >= 0) || !isfinite(cfg->power_t))
         return slr_error_set(err, SLR_ERR_ARG, "--power-t %g must be finite and >= 0", cfg->power_t);
     if (!(cfg->initial_t > 0) || !isfinite(cfg->initial_t))
@@ -139,6 +183,8 @@ slr_status slr_learner_config_validate(const slr_learner_config *cfg, slr_error 
     if (!(cfg->tg_threshold > 0))
         return slr_error_set(err, SLR_ERR_ARG, "--tg-threshold %g must be > 0 (inf for none)",
                              cfg->tg_threshold);
+    if (cfg->optimizer == SLR_OPTIMIZER_FTRL)
+        return validate_ftrl(cfg, err);
     /* With a global rate eta_t <= eta, eta l2 >= 1 would zero or sign-flip every
      * weight each step; that is never what anyone wants, so say so up front. */
     if (cfg->schedule != SLR_SCHEDULE_ADAGRAD && cfg->eta * cfg->l2 >= 1.0)
@@ -162,12 +208,23 @@ size_t slr_learner_history_capacity(uint64_t n_slots)
     return (size_t)cap;
 }
 
+/* SGD's penalty; FTRL has none to pay (its L1 and L2 are in the weight's
+ * formula), so every catch-up is a no-op for it. */
+static slr_penalty penalty_of(const slr_learner_config *cfg)
+{
+    if (cfg->optimizer == SLR_OPTIMIZER_FTRL)
+        return (slr_penalty){.l1 = 0.0, .l2 = 0.0, .period = 1, .threshold = INFINITY};
+    return (slr_penalty){.l1 = cfg->l1, .l2 = cfg->l2, .period = cfg->tg_period,
+                         .threshold = cfg->tg_threshold};
+}
+
 /* A lazy penalty needs a stamp per slot (learner_impl.h); a learner that
  * gets one (created with it, or reconfigured to it) gets them here, zero:
  * every weight caught up to the epoch. */
 static slr_status alloc_stamps(slr_learner *l, const slr_learner_config *cfg, slr_error *err)
 {
-    if (l->stamps || cfg->eager || !(cfg->l1 > 0 || cfg->l2 > 0))
+    if (l->stamps || cfg->eager || cfg->optimizer == SLR_OPTIMIZER_FTRL ||
+        !(cfg->l1 > 0 || cfg->l2 > 0))
         return SLR_OK;
     l->stamps = table_alloc(l->n_slots + 1, sizeof(uint32_t), &l->stamps_mapped);
     if (!l->stamps)
@@ -189,8 +246,7 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
     if (!l)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     l->cfg = *cfg;
-    l->pen = (slr_penalty){.l1 = cfg->l1, .l2 = cfg->l2, .period = cfg->tg_period,
-                           .threshold = cfg->tg_threshold};
+    l->pen = penalty_of(cfg);
     l->n_slots = UINT64_C(1) << cfg->hashing.bits;
     l->mask = slr_hashing_mask(&cfg->hashing);
     l->rates = pick_adagrad_rates();
@@ -208,8 +264,8 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
         slr_learner_destroy(l);
         return st;
     }
-    l->use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
-                     slr_penalty_active(&l->pen);
+    l->use_history = !cfg->eager && cfg->optimizer == SLR_OPTIMIZER_SGD &&
+                     cfg->schedule == SLR_SCHEDULE_INVPOW && slr_penalty_active(&l->pen);
     if (l->use_history) {
         l->hist.cap = slr_learner_history_capacity(l->n_slots);
         l->hist.log_p = malloc(l->hist.cap * sizeof(double));
@@ -252,16 +308,16 @@ slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg
         memcmp(cfg->hashing.ignored, l->cfg.hashing.ignored, sizeof cfg->hashing.ignored) ||
         memcmp(cfg->hashing.ignored_linear, l->cfg.hashing.ignored_linear,
                sizeof cfg->hashing.ignored_linear) ||
-        cfg->noconstant != l->cfg.noconstant ||
+        cfg->noconstant != l->cfg.noconstant || cfg->optimizer != l->cfg.optimizer ||
         cfg->schedule != l->cfg.schedule || cfg->eager != l->cfg.eager)
         return slr_error_set(err, SLR_ERR_ARG,
-                             "hashing (-b, -q, --cubic, --ignore), --noconstant, --schedule and "
-                             "--eager are fixed for a trained model");
+                             "hashing (-b, -q, --cubic, --ignore), --noconstant, --optimizer, "
+                             "--schedule and --eager are fixed for a trained model");
     slr_learner_rebase(l); /* settle the penalty owed under the old settings */
     if ((st = alloc_stamps(l, cfg, err)) != SLR_OK)
         return st;
-    bool use_history = !cfg->eager && cfg->schedule == SLR_SCHEDULE_INVPOW &&
-                       (cfg->l1 > 0 || cfg->l2 > 0);
+    bool use_history = !cfg->eager && cfg->optimizer == SLR_OPTIMIZER_SGD &&
+                       cfg->schedule == SLR_SCHEDULE_INVPOW && (cfg->l1 > 0 || cfg->l2 > 0);
     if (use_history) {
         /* kept while unused: a history that was switched off (L1 and L2 at 0)
          * and back on reuses its arrays, whose size depends only on -b */
@@ -274,8 +330,7 @@ slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg
             return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the penalty history");
     }
     l->cfg = *cfg;
-    l->pen = (slr_penalty){.l1 = cfg->l1, .l2 = cfg->l2, .period = cfg->tg_period,
-                           .threshold = cfg->tg_threshold};
+    l->pen = penalty_of(cfg);
     l->use_history = use_history;
     if (use_history)
         slr_penalty_history_rebase(&l->hist, l->step);
@@ -667,8 +722,61 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
     return p;
 }
 
+/* FTRL's weight of slot j from its (z, n); the bias is not regularised. */
+static inline double ftrl_weight_of(const slr_learner *l, uint64_t j)
+{
+    const slr_slot *s = &l->slots[j];
+    const bool bias = j == l->n_slots;
+    return slr_ftrl_weight(s->z, s->n, l->cfg.ftrl_alpha, l->cfg.ftrl_beta, bias ? 0.0 : l->cfg.l1,
+                           bias ? 0.0 : l->cfg.l2);
+}
+
+/* margin_of for FTRL, whose weights are computed: the same order of sums. */
+static double ftrl_margin(const slr_learner *l, const slr_feature *f, uint32_t n)
+{
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += ftrl_weight_of(l, f[i].index) * (double)f[i].value;
+        s1 += ftrl_weight_of(l, f[i + 1].index) * (double)f[i + 1].value;
+        s2 += ftrl_weight_of(l, f[i + 2].index) * (double)f[i + 2].value;
+        s3 += ftrl_weight_of(l, f[i + 3].index) * (double)f[i + 3].value;
+    }
+    for (; i < n; i++)
+        s0 += ftrl_weight_of(l, f[i].index) * (double)f[i].value;
+    return ftrl_weight_of(l, l->n_slots) + ((s0 + s1) + (s2 + s3));
+}
+
+/* FTRL-Proximal (McMahan et al. 2013, Algorithm 1; learner.h): predict with
+ * the weights of every coordinate's (z, n), then update each (z, n).  A
+ * repeated index takes one update per occurrence, each with the weight of
+ * the state the previous one left (as VW does), like SGD's one gradient
+ * step per occurrence. */
+static double learn_ftrl(slr_learner *l, const slr_example *ex, double *loss)
+{
+    const slr_feature *f = ex->features;
+    const uint32_t n = ex->n_features;
+    const double alpha = l->cfg.ftrl_alpha;
+    const double p = predict_and_loss(ftrl_margin(l, f, n), ex->label, loss);
+    const double g = ex->weight * (p - ex->label);
+    for (uint32_t i = 0; i < n; i++) {
+        slr_slot *s = &l->slots[f[i].index];
+        slr_ftrl_update(&s->z, &s->n, ftrl_weight_of(l, f[i].index), g * (double)f[i].value, alpha);
+    }
+    if (!l->cfg.noconstant) {
+        slr_slot *s = &l->slots[l->n_slots];
+        slr_ftrl_update(&s->z, &s->n, ftrl_weight_of(l, l->n_slots), g, alpha);
+    }
+    if (l->changed)
+        note_changed(l, f, n);
+    l->step++;
+    return p;
+}
+
 double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)
 {
+    if (l->cfg.optimizer == SLR_OPTIMIZER_FTRL)
+        return learn_ftrl(l, ex, loss);
     if (l->cfg.eager || l->use_history || ex->n_features > FAST_MAX_FEATURES)
         return learn_general(l, ex, loss);
     return learn_fast(l, ex, loss);
@@ -696,6 +804,8 @@ double slr_learner_predict(slr_learner *l, const slr_example *ex)
 
 double slr_learner_margin(slr_learner *l, const slr_example *ex)
 {
+    if (l->cfg.optimizer == SLR_OPTIMIZER_FTRL)
+        return ftrl_margin(l, ex->features, ex->n_features);
     if (lazy_penalty(l))
         for (uint32_t i = 0; i < ex->n_features; i++)
             catch_up(l, ex->features[i].index, l->step);
@@ -706,6 +816,8 @@ double slr_learner_weight(const slr_learner *l, uint64_t index)
 {
     if (index > l->n_slots)
         return 0.0;
+    if (l->cfg.optimizer == SLR_OPTIMIZER_FTRL)
+        return ftrl_weight_of(l, index);
     if (index == l->n_slots || !lazy_penalty(l))
         return l->slots[index].w;
     return caught_up(l, index, l->step);
@@ -714,8 +826,9 @@ double slr_learner_weight(const slr_learner *l, uint64_t index)
 int slr_learner_foreach_weight(slr_learner *l, slr_weight_visitor visit, void *ctx)
 {
     slr_learner_sync(l);
+    const bool ftrl = l->cfg.optimizer == SLR_OPTIMIZER_FTRL;
     for (uint64_t j = 0; j <= l->n_slots; j++) {
-        double w = l->slots[j].w;
+        double w = ftrl ? ftrl_weight_of(l, j) : l->slots[j].w;
         if (w != 0.0) {
             int rc = visit(ctx, j, w);
             if (rc)

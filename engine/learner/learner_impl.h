@@ -13,8 +13,14 @@
  * a double: a float32 sum of 10^7 increments of ~0.1 is already 1% low
  * (docs/LEARNING.md, "What is stored per weight"). */
 typedef struct slr_slot {
-    double w;  /* w_j as of step epoch + its stamp */
-    double g2; /* AdaGrad: sum of squared gradients */
+    union {
+        double w; /* SGD: w_j as of step epoch + its stamp */
+        double z; /* FTRL: z_j (the weight is computed from z and n) */
+    };
+    union {
+        double g2; /* SGD: AdaGrad's sum of squared gradients */
+        double n;  /* FTRL: n_j, the same sum */
+    };
 } slr_slot;
 
 /* rate[i] = eta / sqrt(delta + g2[i]) for i < n */

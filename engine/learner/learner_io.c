@@ -115,8 +115,16 @@ void slr_learner_pack(msgpack_packer *pk, const slr_learner *l)
     /* VW's --cubic, --ignore, --ignore_linear and --noconstant: keys only when
      * set, so a model without them has the bytes it always had */
     bool cubic = c->hashing.n_cubic > 0, ignores = slr_hashing_ignores_any(&c->hashing),
-         linear = c->hashing.any_ignored_linear;
-    msgpack_pack_map(pk, 17 + cubic + ignores + linear + c->noconstant);
+         linear = c->hashing.any_ignored_linear, ftrl = c->optimizer == SLR_OPTIMIZER_FTRL;
+    msgpack_pack_map(pk, 17 + cubic + ignores + linear + c->noconstant + 3 * ftrl);
+    if (ftrl) { /* SGD's models have no such keys: their bytes are unchanged */
+        pack_key(pk, "optimizer");
+        slr_mp_pack_str(pk, slr_optimizer_name(c->optimizer));
+        pack_key(pk, "ftrl_alpha");
+        msgpack_pack_double(pk, c->ftrl_alpha);
+        pack_key(pk, "ftrl_beta");
+        msgpack_pack_double(pk, c->ftrl_beta);
+    }
     if (cubic) {
         pack_key(pk, "cubic");
         msgpack_pack_array(pk, c->hashing.n_cubic);
@@ -299,6 +307,17 @@ static slr_status unpack_config(const msgpack_object *L, const char *name, slr_l
     if (nc && nc->type != MSGPACK_OBJECT_BOOLEAN)
         return corrupt(err, name, "learner.noconstant is not a boolean");
     c->noconstant = nc && nc->via.boolean;
+    const msgpack_object *opt = slr_mp_field(L, "optimizer"); /* optional: absent = sgd */
+    if (opt) {
+        char *o = slr_mp_strdup(opt);
+        st = o ? slr_optimizer_parse(o, &c->optimizer, NULL) : SLR_ERR_ARG;
+        free(o);
+        if (st != SLR_OK)
+            return corrupt(err, name, "learner.optimizer unknown");
+        if (!slr_mp_get_double(L, "ftrl_alpha", &c->ftrl_alpha) ||
+            !slr_mp_get_double(L, "ftrl_beta", &c->ftrl_beta))
+            return corrupt(err, name, "learner.ftrl_alpha or ftrl_beta missing");
+    }
     slr_error verr;
     if (slr_learner_config_validate(c, &verr) != SLR_OK)
         return slr_error_set(err, SLR_ERR_CORRUPT, "%s: invalid hyperparameters: %s", name,

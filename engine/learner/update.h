@@ -44,6 +44,34 @@ static inline double slr_adagrad_add(double g2, double g_j)
     return sum < DBL_MAX ? sum : DBL_MAX;
 }
 
+/* FTRL-Proximal's weight of a coordinate with state (z, n) (McMahan et al.
+ * 2013, Algorithm 1): the closed-form minimiser of the linearised losses so
+ * far plus the L1, L2 and proximal terms, so it needs no catch-up however
+ * long the coordinate went untouched.  Clamped like every weight. */
+static inline double slr_ftrl_weight(double z, double n, double alpha, double beta, double l1,
+                                     double l2)
+{
+    if (fabs(z) <= l1)
+        return 0.0;
+    const double w = -(z - copysign(l1, z)) / ((beta + sqrt(n)) / alpha + l2);
+    return w > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : w < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : w;
+}
+
+/* FTRL-Proximal's update of (z, n) for the gradient g_j of a coordinate
+ * whose weight was w: sigma = (sqrt(n + g_j^2) - sqrt(n)) / alpha,
+ * z += g_j - sigma w, n += g_j^2.  n is AdaGrad's accumulator (the same
+ * double sum); z stays within the weights' bound, which only a diverged
+ * model reaches. */
+static inline void slr_ftrl_update(double *z, double *n, double w, double g_j, double alpha)
+{
+    if (g_j == 0.0)
+        return;
+    const double n1 = slr_adagrad_add(*n, g_j);
+    const double z1 = *z + (g_j - (sqrt(n1) - sqrt(*n)) / alpha * w);
+    *z = z1 > SLR_MAX_ABS_WEIGHT ? SLR_MAX_ABS_WEIGHT : z1 < -SLR_MAX_ABS_WEIGHT ? -SLR_MAX_ABS_WEIGHT : z1;
+    *n = n1;
+}
+
 /* The definition: gradient step, then the penalty of step t, at rate r. */
 static inline double slr_update_weight(const slr_penalty *pen, double w, double r, double g_j,
                                        uint64_t t)

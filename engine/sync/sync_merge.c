@@ -110,9 +110,9 @@ static slr_status check_round(const slr_learner *shared, uint64_t round, const s
                               size_t k, uint64_t *total, slr_error *err)
 {
     const slr_learner_config *cfg = slr_learner_config_of(shared);
-    if (cfg->schedule != SLR_SCHEDULE_ADAGRAD || cfg->eager)
+    if (cfg->schedule != SLR_SCHEDULE_ADAGRAD || cfg->eager || cfg->optimizer != SLR_OPTIMIZER_SGD)
         return slr_error_set(err, SLR_ERR_ARG,
-                             "a shared model needs --schedule adagrad without --eager");
+                             "a shared model needs --schedule adagrad without --eager (not FTRL)");
     const uint64_t fp = slr_sync_fingerprint(cfg);
     const uint64_t n_slots = slr_learner_bias_index(shared);
     *total = 0;

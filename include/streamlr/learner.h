@@ -1,4 +1,5 @@
-/* learner.h - per-example logistic SGD over hashed features.
+/* learner.h - per-example logistic regression over hashed features: SGD
+ * (below) or FTRL-Proximal (SLR_OPTIMIZER_FTRL, McMahan et al. 2013).
  *
  * For example x with label y in {0,1} and importance weight h, at step t:
  *   p = sigma(w . x),  g = h (p - y)                (gradient of the log loss)
@@ -8,7 +9,15 @@
  *   w_j <- T1(w_j, K eta_{t,j} l1, theta)            every K-th step (truncated gradient L1)
  * The penalty is applied lazily: an untouched weight catches up in closed form
  * when next touched, giving the same w as the eager loop above (which
- * `eager` runs literally, for verification).  docs/LEARNING.md derives it. */
+ * `eager` runs literally, for verification).  docs/LEARNING.md derives it.
+ *
+ * FTRL-Proximal keeps per coordinate z and n (the sum of g^2) and computes
+ * the weight from them, so L1 and L2 need no catch-up:
+ *   w_j = 0                                           if |z_j| <= l1
+ *         -(z_j - sgn(z_j) l1) / ((beta + sqrt(n_j)) / alpha + l2)   otherwise
+ *   then, with g_j = g x_j:  sigma = (sqrt(n_j + g_j^2) - sqrt(n_j)) / alpha,
+ *   z_j += g_j - sigma w_j,  n_j += g_j^2.
+ * The bias has l1 = l2 = 0. */
 #ifndef STREAMLR_LEARNER_H
 #define STREAMLR_LEARNER_H
 
@@ -38,6 +47,18 @@ typedef enum slr_schedule {
 const char *slr_schedule_name(slr_schedule s);
 slr_status slr_schedule_parse(const char *name, slr_schedule *out, slr_error *err);
 
+typedef enum slr_optimizer {
+    SLR_OPTIMIZER_SGD = 0,  /* the schedules and truncated-gradient L1 above */
+    SLR_OPTIMIZER_FTRL = 1, /* FTRL-Proximal: ftrl_alpha, ftrl_beta, l1, l2 */
+} slr_optimizer;
+
+const char *slr_optimizer_name(slr_optimizer o);
+slr_status slr_optimizer_parse(const char *name, slr_optimizer *out, slr_error *err);
+
+/* FTRL-Proximal's defaults, VW's (--ftrl_alpha, --ftrl_beta) */
+#define SLR_FTRL_ALPHA_DEFAULT 0.005
+#define SLR_FTRL_BETA_DEFAULT 0.1
+
 typedef struct slr_learner_config {
     slr_hashing hashing;  /* bits (table size) and -q pairs */
     slr_schedule schedule;
@@ -51,6 +72,9 @@ typedef struct slr_learner_config {
     double tg_threshold;  /* theta: truncate only |w| <= theta; INFINITY = soft threshold */
     bool eager;           /* dense reference update (slow; for verification) */
     bool noconstant;      /* VW's --noconstant: no bias term (it stays 0) */
+    slr_optimizer optimizer;
+    double ftrl_alpha;    /* FTRL's alpha (its learning rate) */
+    double ftrl_beta;     /* FTRL's beta (>= 0: damps a coordinate's first steps) */
 } slr_learner_config;
 
 void slr_learner_config_defaults(slr_learner_config *cfg);

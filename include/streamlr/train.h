@@ -52,6 +52,9 @@ enum {
     SLR_SET_IGNORE = 1u << 12, /* --ignore / --keep (hashing.ignored) */
     SLR_SET_NOCONSTANT = 1u << 13,
     SLR_SET_CUBIC = 1u << 14,
+    SLR_SET_OPTIMIZER = 1u << 15,
+    SLR_SET_FTRL_ALPHA = 1u << 16,
+    SLR_SET_FTRL_BETA = 1u << 17,
 };
 
 typedef void (*slr_log_fn)(void *ctx, const char *msg);
