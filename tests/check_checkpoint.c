@@ -69,7 +69,7 @@ static void assert_same_state(const slr_learner *a, const slr_learner *b)
         ck_assert_msg(!memcmp(&x->w, &y->w, 8) && !memcmp(&x->g2, &y->g2, 8),
                       "slot %llu differs", (unsigned long long)j);
         ck_assert_int_eq(!a->stamps, !b->stamps);
-        if (a->stamps && j < a->n_slots && (x->w != 0.0 || x->g2 != 0.0))
+        if (a->stamps && (x->w != 0.0 || x->g2 != 0.0)) /* the bias too: --decay stamps it */
             ck_assert_uint_eq(a->stamps[j], b->stamps[j]);
     }
     ck_assert_int_eq(a->use_history, b->use_history);
@@ -84,31 +84,37 @@ static void assert_same_state(const slr_learner *a, const slr_learner *b)
 static const slr_schedule schedules[] = {SLR_SCHEDULE_CONSTANT, SLR_SCHEDULE_INVPOW,
                                          SLR_SCHEDULE_ADAGRAD};
 
-/* FTRL-Proximal with L1 and L2 (its own z and n in the slots). */
-static slr_learner *make_ftrl_learner(unsigned bits)
+/* FTRL-Proximal with L1 and L2 (its own z and n in the slots), or AdaGrad
+ * without a penalty; either forgetting with --decay D (1: not). */
+static slr_learner *make_other_learner(bool ftrl, double decay, unsigned bits)
 {
     slr_learner_config cfg;
     slr_learner_config_defaults(&cfg);
     slr_hashing_init(&cfg.hashing, bits);
     slr_hashing_add_quadratic(&cfg.hashing, "ab", NULL);
-    cfg.optimizer = SLR_OPTIMIZER_FTRL;
-    cfg.ftrl_alpha = 0.1;
-    cfg.ftrl_beta = 0.5;
-    cfg.l1 = 0.5;
-    cfg.l2 = 1e-2;
+    cfg.decay = decay;
+    if (ftrl) {
+        cfg.optimizer = SLR_OPTIMIZER_FTRL;
+        cfg.ftrl_alpha = 0.1;
+        cfg.ftrl_beta = 0.5;
+        cfg.l1 = 0.5;
+        cfg.l2 = 1e-2;
+    }
     slr_learner *l;
     ck_assert_int_eq(slr_learner_create(&l, &cfg, NULL), SLR_OK);
     return l;
 }
 
 /* Save mid-stream, load, continue both: the two learners stay identical
- * (each schedule, and FTRL). */
+ * (each schedule, FTRL, and --decay under FTRL and AdaGrad). */
 START_TEST(resume_is_bit_identical)
 {
     char *dir = test_mkdtemp("ckpt");
     char path[4200];
     snprintf(path, sizeof path, "%s/model.slr", dir);
-    slr_learner *a = _i < 3 ? make_learner(schedules[_i], 1e-3, 1e-3, 10) : make_ftrl_learner(10);
+    slr_learner *a = _i < 3    ? make_learner(schedules[_i], 1e-3, 1e-3, 10)
+                     : _i == 3 ? make_other_learner(true, 1.0, 10)
+                               : make_other_learner(_i == 4, 0.999, 10);
     test_rng r = {.s = 77};
     train(a, &r, 5000); /* past one history rebase under invpow */
 
@@ -646,7 +652,7 @@ static Suite *checkpoint_suite(void)
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("checkpoint");
     tcase_set_timeout(tc, 60);
-    tcase_add_loop_test(tc, resume_is_bit_identical, 0, 4);
+    tcase_add_loop_test(tc, resume_is_bit_identical, 0, 6);
     tcase_add_test(tc, kafka_offsets_round_trip);
     tcase_add_test(tc, damage_is_detected);
     tcase_add_test(tc, implausible_values_are_corrupt);

@@ -90,7 +90,7 @@ class Reference:
     penalised."""
 
     def __init__(self, index, schedule, eta, power_t=0.5, initial_t=1.0, delta=1.0,
-                 l1=0.0, l2=0.0, period=1, theta=math.inf, float_sumsq=False):
+                 l1=0.0, l2=0.0, period=1, theta=math.inf, float_sumsq=False, decay=1.0):
         self.w = {j: 0.0 for j in index}
         self.s = {j: 0.0 for j in index}  # AdaGrad's sum of squared gradients
         self.bias = 0.0
@@ -99,6 +99,7 @@ class Reference:
         self.power_t, self.initial_t, self.delta = power_t, initial_t, delta
         self.l1, self.l2, self.period, self.theta = l1, l2, period, theta
         self.store = f32 if float_sumsq else float
+        self.decay = decay
         self.t = 0
 
     def rate(self, s):
@@ -137,6 +138,11 @@ class Reference:
             if truncate:
                 v = t1(v, self.period * eta * self.l1, self.theta)
             self.w[j] = v
+        # 4. --decay: every accumulator, the bias's too, forgets
+        if self.decay < 1.0:
+            for j in self.s:
+                self.s[j] *= self.decay
+            self.bias_s *= self.decay
 
     def weights(self, bias_index):
         out = {j: v for j, v in self.w.items() if v != 0.0}
@@ -152,9 +158,9 @@ class FtrlReference:
     bias with lambda_1 = lambda_2 = 0. A repeated index is updated once per
     occurrence, each with the weight of the state the previous one left."""
 
-    def __init__(self, alpha, beta, l1=0.0, l2=0.0):
+    def __init__(self, alpha, beta, l1=0.0, l2=0.0, decay=1.0):
         self.z, self.n = {}, {}
-        self.alpha, self.beta, self.l1, self.l2 = alpha, beta, l1, l2
+        self.alpha, self.beta, self.l1, self.l2, self.decay = alpha, beta, l1, l2, decay
 
     def weight(self, j):
         z, n = self.z.get(j, 0.0), self.n.get(j, 0.0)
@@ -180,6 +186,10 @@ class FtrlReference:
         for j, x in features:
             self.update(j, g * x)
         self.update("bias", g)
+        if self.decay < 1.0:  # every coordinate's z and n forget, at every step
+            for j in self.z:
+                self.z[j] *= self.decay
+                self.n[j] *= self.decay
 
     def weights(self, bias_index):
         out = {j: self.weight(j) for j in self.z if j != "bias"}
@@ -305,6 +315,17 @@ def configs():
             args += ["--l1", repr(l1)] if l1 else []
             args += ["--l2", repr(l2)] if l2 else []
             yield "ftrl", 18, SHORT, args, dict(alpha=alpha, beta=beta, l1=l1, l2=l2)
+    # --decay: AdaGrad's sum forgets (no penalty: refused with one), and
+    # FTRL's z and n, lazily (D^k at the next touch) against every step here;
+    # gaps of thousands of steps at D = 0.999 leave D^k ~ 1e-2 .. 1e-4
+    for d in (0.999, 0.99995):
+        yield ("adagrad", 18, SHORT, ["--schedule", "adagrad", "-l", "0.5", "--decay", repr(d)],
+               dict(schedule="adagrad", eta=0.5, delta=1.0, decay=d))
+        for l1, l2 in ((0.0, 0.0), (1.0, 0.5)):
+            args = ["--optimizer", "ftrl", "--ftrl-alpha", "0.5", "--ftrl-beta", "1.0",
+                    "--decay", repr(d)]
+            args += ["--l1", repr(l1), "--l2", repr(l2)] if l1 else []
+            yield "ftrl", 18, SHORT, args, dict(alpha=0.5, beta=1.0, l1=l1, l2=l2, decay=d)
 
 
 def main():

@@ -99,6 +99,10 @@ const char cli_learner_help[] =
     "                           the truncation flags do not apply\n"
     "      --ftrl-alpha A       FTRL's learning rate alpha (default 0.005)\n"
     "      --ftrl-beta B        FTRL's beta (default 0.1)\n"
+    "      --decay D            forget: every step multiplies each weight's adagrad sum\n"
+    "                           (FTRL: z and n) by D, so a long-running job keeps\n"
+    "                           adapting; memory ~1/(1-D) examples (default 1: none;\n"
+    "                           SGD: adagrad without --l1/--l2)\n"
     "  VW's spellings --bit_precision, --learning_rate, --power_t, --initial_t,\n"
     "  --ftrl (= --optimizer ftrl), --ftrl_alpha, --ftrl_beta, --final_regressor,\n"
     "  --initial_regressor and --testonly work too.\n";
@@ -174,6 +178,9 @@ int cli_learner_option(const char *cmd, int opt, const char *arg, slr_learner_co
     case OPT_FTRL_BETA:
         *set |= SLR_SET_FTRL_BETA;
         return cli_double(cmd, "--ftrl-beta", arg, &cfg->ftrl_beta) ? 1 : -1;
+    case OPT_DECAY:
+        *set |= SLR_SET_DECAY;
+        return cli_double(cmd, "--decay", arg, &cfg->decay) ? 1 : -1;
     }
     return 0;
 }

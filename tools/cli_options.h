@@ -19,6 +19,7 @@ enum {
     OPT_FTRL,
     OPT_FTRL_ALPHA,
     OPT_FTRL_BETA,
+    OPT_DECAY,
     OPT_FORMAT,
     OPT_CHECKPOINT_DIR,
     OPT_CHECKPOINT_EVERY,
@@ -67,6 +68,7 @@ enum {
         {"optimizer", required_argument, 0, OPT_OPTIMIZER},                     \
         {"ftrl-alpha", required_argument, 0, OPT_FTRL_ALPHA},                   \
         {"ftrl-beta", required_argument, 0, OPT_FTRL_BETA},                     \
+        {"decay", required_argument, 0, OPT_DECAY},                             \
         /* VW's spellings of the same flags */                                  \
         {"ftrl", no_argument, 0, OPT_FTRL},                                     \
         {"ftrl_alpha", required_argument, 0, OPT_FTRL_ALPHA},                   \

@@ -230,6 +230,9 @@ int slr_cmd_inspect(int argc, char **argv)
         printf("\npenalty          --l1 %g --l2 %g --tg-period %u --tg-threshold %g%s\n", cfg->l1,
                cfg->l2, cfg->tg_period, cfg->tg_threshold, cfg->eager ? " (eager)" : "");
     }
+    if (cfg->decay < 1.0)
+        printf("decay            --decay %g (memory ~%.0f examples)\n", cfg->decay,
+               1.0 / (1.0 - cfg->decay));
     /* A run started from -i carries the model's updates but counts its
      * metrics afresh; say which number is which rather than mix them. */
     uint64_t steps = slr_learner_steps(l);

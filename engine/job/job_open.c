@@ -86,6 +86,8 @@ static const char *config_mismatch(const slr_learner_config *want, const slr_lea
         return "--ftrl-alpha";
     if ((set & SLR_SET_FTRL_BETA) && want->ftrl_beta != have->ftrl_beta)
         return "--ftrl-beta";
+    if ((set & SLR_SET_DECAY) && want->decay != have->decay)
+        return "--decay";
     return NULL;
 }
 
@@ -295,6 +297,7 @@ static slr_status open_learner(slr_job *job, slr_error *err)
         if (set & SLR_SET_TG_THRESHOLD) cfg.tg_threshold = want->tg_threshold;
         if (set & SLR_SET_FTRL_ALPHA) cfg.ftrl_alpha = want->ftrl_alpha;
         if (set & SLR_SET_FTRL_BETA) cfg.ftrl_beta = want->ftrl_beta;
+        if (set & SLR_SET_DECAY) cfg.decay = want->decay;
         return slr_learner_reconfigure(job->learner, &cfg, err);
     }
     if ((st = check_optimizer_flags(opt->learner_set, opt->learner.optimizer, err)) != SLR_OK ||

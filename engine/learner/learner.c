@@ -56,19 +56,26 @@ static slr_rates_fn *pick_adagrad_rates(void);
 
 #define PREFAULT_STEP_BYTES (8u << 20)
 
-void slr_learner_prefault(slr_learner *l)
-{
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14; older kernels say EINVAL and nothing happens */
 #endif
+
+static void prefault_table(void *table, size_t mapped)
+{
     /* in steps: a step holds the process's memory map lock, and every mmap
      * of another thread (librdkafka's fetch buffers) waits for it */
-    for (size_t at = 0; at < l->slots_mapped; at += PREFAULT_STEP_BYTES) {
-        size_t n = l->slots_mapped - at < PREFAULT_STEP_BYTES ? l->slots_mapped - at
-                                                              : PREFAULT_STEP_BYTES;
-        if (madvise((char *)l->slots + at, n, MADV_POPULATE_WRITE) != 0)
+    for (size_t at = 0; at < mapped; at += PREFAULT_STEP_BYTES) {
+        size_t n = mapped - at < PREFAULT_STEP_BYTES ? mapped - at : PREFAULT_STEP_BYTES;
+        if (madvise((char *)table + at, n, MADV_POPULATE_WRITE) != 0)
             break; /* not supported here: the learner's first touches zero the pages */
     }
+}
+
+void slr_learner_prefault(slr_learner *l)
+{
+    prefault_table(l->slots, l->slots_mapped);
+    if (l->stamps) /* the penalty's stamps are touched as randomly as the slots */
+        prefault_table(l->stamps, l->stamps_mapped);
 }
 
 static void table_free(void *t, size_t mapped)
@@ -132,6 +139,7 @@ void slr_learner_config_defaults(slr_learner_config *cfg)
     cfg->optimizer = SLR_OPTIMIZER_SGD;
     cfg->ftrl_alpha = SLR_FTRL_ALPHA_DEFAULT;
     cfg->ftrl_beta = SLR_FTRL_BETA_DEFAULT;
+    cfg->decay = 1.0;
 }
 
 /* FTRL's own checks: its rates, and the SGD settings that mean nothing to it
@@ -183,8 +191,23 @@ slr_status slr_learner_config_validate(const slr_learner_config *cfg, slr_error 
     if (!(cfg->tg_threshold > 0))
         return slr_error_set(err, SLR_ERR_ARG, "--tg-threshold %g must be > 0 (inf for none)",
                              cfg->tg_threshold);
+    if (!(cfg->decay > 0.0 && cfg->decay <= 1.0))
+        return slr_error_set(err, SLR_ERR_ARG, "--decay %g must be in (0, 1] (1: no forgetting)",
+                             cfg->decay);
     if (cfg->optimizer == SLR_OPTIMIZER_FTRL)
         return validate_ftrl(cfg, err);
+    if (cfg->decay < 1.0 && cfg->schedule != SLR_SCHEDULE_ADAGRAD)
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--decay forgets AdaGrad's sum of g^2 (or FTRL's z and n); --schedule "
+                             "%s keeps none: use --schedule adagrad or --optimizer ftrl",
+                             slr_schedule_name(cfg->schedule));
+    /* SGD's lazy penalty pays a gap at the rate the coordinate had when last
+     * touched; a decaying Sum g^2 raises that rate during the gap. */
+    if (cfg->decay < 1.0 && (cfg->l1 > 0 || cfg->l2 > 0))
+        return slr_error_set(err, SLR_ERR_ARG,
+                             "--decay with --l1/--l2 needs --optimizer ftrl (SGD's lazy penalty "
+                             "assumes a rate that does not change while a weight is untouched, "
+                             "and a decaying sum of g^2 changes it)");
     /* With a global rate eta_t <= eta, eta l2 >= 1 would zero or sign-flip every
      * weight each step; that is never what anyone wants, so say so up front. */
     if (cfg->schedule != SLR_SCHEDULE_ADAGRAD && cfg->eta * cfg->l2 >= 1.0)
@@ -218,13 +241,13 @@ static slr_penalty penalty_of(const slr_learner_config *cfg)
                          .threshold = cfg->tg_threshold};
 }
 
-/* A lazy penalty needs a stamp per slot (learner_impl.h); a learner that
- * gets one (created with it, or reconfigured to it) gets them here, zero:
- * every weight caught up to the epoch. */
+/* A lazy penalty or decay needs a stamp per slot (learner_impl.h); a
+ * learner that gets one (created with it, or reconfigured to it) gets them
+ * here, zero: every slot caught up to the epoch. */
 static slr_status alloc_stamps(slr_learner *l, const slr_learner_config *cfg, slr_error *err)
 {
-    if (l->stamps || cfg->eager || cfg->optimizer == SLR_OPTIMIZER_FTRL ||
-        !(cfg->l1 > 0 || cfg->l2 > 0))
+    const bool penalty = cfg->optimizer == SLR_OPTIMIZER_SGD && (cfg->l1 > 0 || cfg->l2 > 0);
+    if (l->stamps || cfg->eager || !(penalty || cfg->decay < 1.0))
         return SLR_OK;
     l->stamps = table_alloc(l->n_slots + 1, sizeof(uint32_t), &l->stamps_mapped);
     if (!l->stamps)
@@ -400,6 +423,70 @@ static inline void catch_up(slr_learner *l, uint64_t j, uint64_t to)
     }
 }
 
+/* Does this learner forget lazily (--decay, not --eager)?  (Then l->stamps
+ * exists.) */
+static inline bool lazy_decay(const slr_learner *l)
+{
+    return l->cfg.decay < 1.0 && !l->cfg.eager;
+}
+
+/* Multiply slot j's accumulators by f: AdaGrad's Sum g^2, FTRL's z and n. */
+static inline void scale_accumulators(slr_learner *l, uint64_t j, double f)
+{
+    slr_slot *s = &l->slots[j];
+    if (l->cfg.optimizer == SLR_OPTIMIZER_FTRL)
+        s->z *= f;
+    s->g2 *= f; /* = n under FTRL */
+}
+
+/* Slot j's accumulators brought to the end of step `to`: the decays of the
+ * steps since its stamp, D^k at once (the eager loop multiplies by D k
+ * times: the same to k roundings). */
+static inline void decay_to(slr_learner *l, uint64_t j, uint64_t to)
+{
+    const uint64_t at = l->epoch + l->stamps[j];
+    if (at < to) {
+        scale_accumulators(l, j, pow(l->cfg.decay, (double)(to - at)));
+        l->stamps[j] = (uint32_t)(to - l->epoch);
+    }
+}
+
+/* The decay of step t (stamp_t) on a slot touched by it and brought to t-1
+ * (decay_to); once per step, however often the example repeats it. */
+static inline void decay_step(slr_learner *l, uint64_t j, uint32_t stamp_t)
+{
+    if (l->stamps[j] != stamp_t) {
+        scale_accumulators(l, j, l->cfg.decay);
+        l->stamps[j] = stamp_t;
+    }
+}
+
+/* Before step t of a decaying learner: every slot of the example (and the
+ * bias) brought to the end of t - 1. */
+static void decay_begin(slr_learner *l, const slr_feature *f, uint32_t n, uint64_t t)
+{
+    for (uint32_t i = 0; i < n; i++)
+        decay_to(l, f[i].index, t - 1);
+    if (!l->cfg.noconstant)
+        decay_to(l, l->n_slots, t - 1);
+}
+
+/* After step t's updates: its decay, on the slots the example touched (the
+ * rest owe it, lazily), or on every slot with --eager. */
+static void decay_end(slr_learner *l, const slr_feature *f, uint32_t n, uint64_t t)
+{
+    if (l->cfg.eager) {
+        for (uint64_t j = 0; j <= l->n_slots; j++)
+            scale_accumulators(l, j, l->cfg.decay);
+        return;
+    }
+    const uint32_t stamp_t = (uint32_t)(t - l->epoch);
+    for (uint32_t i = 0; i < n; i++)
+        decay_step(l, f[i].index, stamp_t);
+    if (!l->cfg.noconstant)
+        decay_step(l, l->n_slots, stamp_t);
+}
+
 void slr_learner_sync(slr_learner *l)
 {
     if (!lazy_penalty(l))
@@ -411,8 +498,11 @@ void slr_learner_sync(slr_learner *l)
 void slr_learner_rebase(slr_learner *l)
 {
     slr_learner_sync(l);
+    if (lazy_decay(l))
+        for (uint64_t j = 0; j <= l->n_slots; j++)
+            decay_to(l, j, l->step);
     if (l->stamps)
-        memset(l->stamps, 0, (size_t)l->n_slots * sizeof *l->stamps);
+        memset(l->stamps, 0, (size_t)(l->n_slots + 1) * sizeof *l->stamps);
     l->epoch = l->step;
     if (l->use_history)
         slr_penalty_history_rebase(&l->hist, l->step);
@@ -501,6 +591,8 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
     const bool lazy = lazy_penalty(l);
 
     begin_step(l, t, eta_t);
+    if (lazy_decay(l))
+        decay_begin(l, f, n, t);
 
     /* 1. margin with every touched weight owed nothing up to t-1 */
     if (lazy)
@@ -533,6 +625,8 @@ static double learn_general(slr_learner *l, const slr_example *ex, double *loss)
             }
         }
     }
+    if (l->cfg.decay < 1.0)
+        decay_end(l, f, n, t);
     if (l->changed)
         note_changed(l, f, n);
     l->step = t;
@@ -722,13 +816,19 @@ static double learn_fast(slr_learner *l, const slr_example *ex, double *loss)
     return p;
 }
 
-/* FTRL's weight of slot j from its (z, n); the bias is not regularised. */
+/* FTRL's weight of slot j from its (z, n) as of now (with --decay, the
+ * decays owed since its stamp included); the bias is not regularised. */
 static inline double ftrl_weight_of(const slr_learner *l, uint64_t j)
 {
     const slr_slot *s = &l->slots[j];
     const bool bias = j == l->n_slots;
-    return slr_ftrl_weight(s->z, s->n, l->cfg.ftrl_alpha, l->cfg.ftrl_beta, bias ? 0.0 : l->cfg.l1,
-                           bias ? 0.0 : l->cfg.l2);
+    double f = 1.0;
+    if (l->stamps) {
+        const uint64_t at = l->epoch + l->stamps[j];
+        f = at < l->step ? pow(l->cfg.decay, (double)(l->step - at)) : 1.0;
+    }
+    return slr_ftrl_weight(f * s->z, f * s->n, l->cfg.ftrl_alpha, l->cfg.ftrl_beta,
+                           bias ? 0.0 : l->cfg.l1, bias ? 0.0 : l->cfg.l2);
 }
 
 /* margin_of for FTRL, whose weights are computed: the same order of sums. */
@@ -757,6 +857,12 @@ static double learn_ftrl(slr_learner *l, const slr_example *ex, double *loss)
     const slr_feature *f = ex->features;
     const uint32_t n = ex->n_features;
     const double alpha = l->cfg.ftrl_alpha;
+    const uint64_t t = l->step + 1;
+    if (l->stamps) {
+        if (t - l->epoch >= UINT32_MAX) /* stamps would overflow: count afresh */
+            slr_learner_rebase(l);
+        decay_begin(l, f, n, t);
+    }
     const double p = predict_and_loss(ftrl_margin(l, f, n), ex->label, loss);
     const double g = ex->weight * (p - ex->label);
     for (uint32_t i = 0; i < n; i++) {
@@ -767,9 +873,11 @@ static double learn_ftrl(slr_learner *l, const slr_example *ex, double *loss)
         slr_slot *s = &l->slots[l->n_slots];
         slr_ftrl_update(&s->z, &s->n, ftrl_weight_of(l, l->n_slots), g, alpha);
     }
+    if (l->stamps)
+        decay_end(l, f, n, t);
     if (l->changed)
         note_changed(l, f, n);
-    l->step++;
+    l->step = t;
     return p;
 }
 
@@ -777,7 +885,7 @@ double slr_learner_learn(slr_learner *l, const slr_example *ex, double *loss)
 {
     if (l->cfg.optimizer == SLR_OPTIMIZER_FTRL)
         return learn_ftrl(l, ex, loss);
-    if (l->cfg.eager || l->use_history || ex->n_features > FAST_MAX_FEATURES)
+    if (l->cfg.decay < 1.0 || l->cfg.eager || l->use_history || ex->n_features > FAST_MAX_FEATURES)
         return learn_general(l, ex, loss);
     return learn_fast(l, ex, loss);
 }

@@ -31,9 +31,10 @@ struct slr_learner {
     slr_penalty pen;
     slr_slot *slots;  /* n_slots hashed weights, then the bias */
     size_t slots_mapped; /* bytes mmap'ed for slots, 0 if calloc'ed */
-    /* per slot, the last step whose penalty its w includes, relative to
-     * epoch: only a lazy penalty needs it, so it is allocated only then
-     * (NULL otherwise; 4 bytes a slot, 64 MiB at -b 24) */
+    /* per slot (the bias included), the last step whose penalty its w
+     * includes -- or, with --decay, whose decay its accumulators include --
+     * relative to epoch: only a lazy penalty or decay needs it, so it is
+     * allocated only then (NULL otherwise; 4 bytes a slot, 64 MiB at -b 24) */
     uint32_t *stamps;
     size_t stamps_mapped;
     uint64_t n_slots; /* 2^bits */

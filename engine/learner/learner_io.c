@@ -115,8 +115,13 @@ void slr_learner_pack(msgpack_packer *pk, const slr_learner *l)
     /* VW's --cubic, --ignore, --ignore_linear and --noconstant: keys only when
      * set, so a model without them has the bytes it always had */
     bool cubic = c->hashing.n_cubic > 0, ignores = slr_hashing_ignores_any(&c->hashing),
-         linear = c->hashing.any_ignored_linear, ftrl = c->optimizer == SLR_OPTIMIZER_FTRL;
-    msgpack_pack_map(pk, 17 + cubic + ignores + linear + c->noconstant + 3 * ftrl);
+         linear = c->hashing.any_ignored_linear, ftrl = c->optimizer == SLR_OPTIMIZER_FTRL,
+         decay = c->decay < 1.0;
+    msgpack_pack_map(pk, 17 + cubic + ignores + linear + c->noconstant + 3 * ftrl + decay);
+    if (decay) { /* --decay: absent = 1, none */
+        pack_key(pk, "decay");
+        msgpack_pack_double(pk, c->decay);
+    }
     if (ftrl) { /* SGD's models have no such keys: their bytes are unchanged */
         pack_key(pk, "optimizer");
         slr_mp_pack_str(pk, slr_optimizer_name(c->optimizer));
@@ -307,6 +312,8 @@ static slr_status unpack_config(const msgpack_object *L, const char *name, slr_l
     if (nc && nc->type != MSGPACK_OBJECT_BOOLEAN)
         return corrupt(err, name, "learner.noconstant is not a boolean");
     c->noconstant = nc && nc->via.boolean;
+    if (slr_mp_field(L, "decay") && !slr_mp_get_double(L, "decay", &c->decay))
+        return corrupt(err, name, "learner.decay is not a number");
     const msgpack_object *opt = slr_mp_field(L, "optimizer"); /* optional: absent = sgd */
     if (opt) {
         char *o = slr_mp_strdup(opt);
@@ -432,6 +439,8 @@ slr_status slr_learner_unpack(const msgpack_object *L, const char *name, unsigne
     }
     if (st == SLR_OK)
         st = unpack_history(l, slr_mp_field(L, "history"), name, err);
+    if (st == SLR_OK && l->stamps && l->cfg.decay < 1.0) /* the bias decays at every step */
+        l->stamps[l->n_slots] = (uint32_t)(l->step - l->epoch);
     if (st != SLR_OK) {
         slr_learner_destroy(l);
         return st;

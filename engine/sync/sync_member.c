@@ -44,10 +44,10 @@ slr_status slr_sync_member_create(slr_sync_member **out, const slr_learner_confi
                                   const char *member_id, uint64_t generation, slr_error *err)
 {
     *out = NULL;
-    if (cfg->optimizer == SLR_OPTIMIZER_FTRL)
+    if (cfg->optimizer == SLR_OPTIMIZER_FTRL || cfg->decay < 1.0)
         return slr_error_set(err, SLR_ERR_ARG,
-                             "a shared model (--sync-topic) does not support --optimizer ftrl yet: "
-                             "the merge is built on AdaGrad's per-coordinate Sum g^2");
+                             "a shared model (--sync-topic) does not support --optimizer ftrl or "
+                             "--decay yet: the merge is built on AdaGrad's undecayed Sum g^2");
     if (cfg->schedule != SLR_SCHEDULE_ADAGRAD || cfg->eager)
         return slr_error_set(err, SLR_ERR_ARG,
                              "a shared model (--sync-topic) needs --schedule adagrad without --eager: "

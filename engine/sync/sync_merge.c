@@ -110,9 +110,11 @@ static slr_status check_round(const slr_learner *shared, uint64_t round, const s
                               size_t k, uint64_t *total, slr_error *err)
 {
     const slr_learner_config *cfg = slr_learner_config_of(shared);
-    if (cfg->schedule != SLR_SCHEDULE_ADAGRAD || cfg->eager || cfg->optimizer != SLR_OPTIMIZER_SGD)
+    if (cfg->schedule != SLR_SCHEDULE_ADAGRAD || cfg->eager || cfg->optimizer != SLR_OPTIMIZER_SGD ||
+        cfg->decay < 1.0)
         return slr_error_set(err, SLR_ERR_ARG,
-                             "a shared model needs --schedule adagrad without --eager (not FTRL)");
+                             "a shared model needs --schedule adagrad without --eager (not FTRL, "
+                             "no --decay)");
     const uint64_t fp = slr_sync_fingerprint(cfg);
     const uint64_t n_slots = slr_learner_bias_index(shared);
     *total = 0;

@@ -75,6 +75,12 @@ typedef struct slr_learner_config {
     slr_optimizer optimizer;
     double ftrl_alpha;    /* FTRL's alpha (its learning rate) */
     double ftrl_beta;     /* FTRL's beta (>= 0: damps a coordinate's first steps) */
+    /* D in (0, 1]: at the end of every step every coordinate's accumulators
+     * (AdaGrad's Sum g^2; FTRL's z and n) are multiplied by D, so evidence
+     * older than ~1/(1 - D) examples fades and rates stop going to zero
+     * (drift).  1: none.  Applied lazily, D^k when a coordinate is next
+     * read.  SGD: AdaGrad only, without --l1/--l2. */
+    double decay;
 } slr_learner_config;
 
 void slr_learner_config_defaults(slr_learner_config *cfg);

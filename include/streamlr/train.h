@@ -55,6 +55,7 @@ enum {
     SLR_SET_OPTIMIZER = 1u << 15,
     SLR_SET_FTRL_ALPHA = 1u << 16,
     SLR_SET_FTRL_BETA = 1u << 17,
+    SLR_SET_DECAY = 1u << 18,
 };
 
 typedef void (*slr_log_fn)(void *ctx, const char *msg);
