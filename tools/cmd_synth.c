@@ -227,6 +227,7 @@ typedef struct synth {
     double cat_sigma[N_CATEGORICAL];
     double num_weight[N_NUMERIC];
     uint64_t model_key;
+    double model_sign; /* -1 after --drift-at */
     double intercept;
     float value[MAX_COUNT + 1]; /* (float) log1p(c) */
     char value_text[MAX_COUNT + 1][16];
@@ -264,7 +265,7 @@ static double hashed_normal(uint64_t h)
 static double category_weight(const synth *s, int f, uint32_t rank)
 {
     uint64_t h = mix64(s->model_key ^ ((uint64_t)(f + 1) << 40) ^ rank);
-    return s->cat_sigma[f] * hashed_normal(h);
+    return s->model_sign * s->cat_sigma[f] * hashed_normal(h);
 }
 
 /* Draw the features of one row; returns the margin without the intercept. */
@@ -342,6 +343,7 @@ static bool synth_init(synth *s, uint64_t seed)
     s->seed = seed;
     uint64_t sm = seed;
     s->model_key = splitmix64(&sm);
+    s->model_sign = 1.0;
     for (int f = 0; f < N_CATEGORICAL; f++) {
         s->name_salt[f] = (uint32_t)splitmix64(&sm);
         /* field importance: sigma from 0.1 to 0.6 */
@@ -372,6 +374,21 @@ static bool synth_init(synth *s, uint64_t seed)
     s->intercept = calibrate(s);
     rng_seed(&s->r, seed);
     return true;
+}
+
+/* --drift-at: from here on the labels follow the opposite hidden model
+ * (every per-category and numeric weight negated, the intercept calibrated
+ * again to the same positive rate) over features drawn as before -- the
+ * click pattern changed, the traffic did not.  Negating keeps the margins'
+ * spread, so the new model is about as predictable as the old one (its own
+ * log loss, in the summary, within a few percent) while every weight a
+ * learner holds is now wrong. */
+static void synth_drift(synth *s)
+{
+    s->model_sign = -s->model_sign;
+    for (int i = 0; i < N_NUMERIC; i++)
+        s->num_weight[i] = -s->num_weight[i];
+    s->intercept = calibrate(s);
 }
 
 static void synth_free(synth *s)
@@ -518,7 +535,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: streamlr synth -n N --format msgpack|vw|criteo [--seed S] [--hashed [-b BITS]]\n"
-            "                      [-o FILE]\n"
+            "                      [--drift-at N] [-o FILE]\n"
             "\n"
             "Write a deterministic synthetic click-through stream, shaped like Criteo's:\n"
             "13 count-like numeric fields (log1p of a count >= 1) and 26 categorical fields\n"
@@ -539,20 +556,24 @@ static void usage(FILE *out)
             "      --hashed         with msgpack: the compact pre-hashed form\n"
             "                       [label, nil, ids, values], as `convert --hashed` writes it\n"
             "  -b, --bits BITS      with --hashed: index bits (default %d)\n"
+            "      --drift-at N     from row N (0-based) on, labels follow the opposite\n"
+            "                       hidden model (every weight negated) over the same\n"
+            "                       features (concept drift); the summary gives its log\n"
+            "                       loss before and after\n"
             "  -o, --output FILE    write to FILE instead of stdout\n"
             "  -h, --help           this text\n",
             SLR_BITS_DEFAULT);
 }
 
 typedef struct synth_opts {
-    uint64_t n, seed;
+    uint64_t n, seed, drift_at; /* drift_at: UINT64_MAX for none */
     slr_format format;
     bool have_format, hashed, have_bits;
     unsigned bits;
     const char *output;
 } synth_opts;
 
-enum { OPT_SEED = 256, OPT_SYNTH_FORMAT, OPT_HASHED };
+enum { OPT_SEED = 256, OPT_SYNTH_FORMAT, OPT_HASHED, OPT_DRIFT_AT };
 
 static int parse_args(int argc, char **argv, synth_opts *o)
 {
@@ -560,12 +581,14 @@ static int parse_args(int argc, char **argv, synth_opts *o)
         {"examples", required_argument, 0, 'n'}, {"seed", required_argument, 0, OPT_SEED},
         {"format", required_argument, 0, OPT_SYNTH_FORMAT}, {"hashed", no_argument, 0, OPT_HASHED},
         {"bits", required_argument, 0, 'b'},     {"output", required_argument, 0, 'o'},
+        {"drift-at", required_argument, 0, OPT_DRIFT_AT},
         {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
     };
     bool have_n = false;
     uint32_t bits;
     slr_error err;
     o->seed = 1;
+    o->drift_at = UINT64_MAX;
     o->bits = SLR_BITS_DEFAULT;
     optind = 1;
     int c;
@@ -590,6 +613,10 @@ static int parse_args(int argc, char **argv, synth_opts *o)
             o->have_format = true;
             break;
         case OPT_HASHED: o->hashed = true; break;
+        case OPT_DRIFT_AT:
+            if (!cli_u64("synth", "--drift-at", optarg, &o->drift_at))
+                return 2;
+            break;
         case 'b':
             if (!cli_u32("synth", "-b", optarg, &bits) || bits < SLR_BITS_MIN || bits > SLR_BITS_MAX) {
                 fprintf(stderr, "streamlr synth: -b takes %d..%d\n", SLR_BITS_MIN, SLR_BITS_MAX);
@@ -667,9 +694,13 @@ int slr_cmd_synth(int argc, char **argv)
     slr_error err;
     int rc = 0;
     uint64_t positives = 0;
-    double oracle = 0.0;
+    double oracle = 0.0, oracle_before = 0.0;
     for (uint64_t i = 0; i < o.n && rc == 0; i++) {
         row x;
+        if (i == o.drift_at) {
+            oracle_before = oracle;
+            synth_drift(s);
+        }
         next_row(s, &x);
         positives += (uint64_t)x.label;
         oracle += oracle_loss(&x);
@@ -699,6 +730,13 @@ int slr_cmd_synth(int argc, char **argv)
         fprintf(stderr, "streamlr synth: writing %s: %s\n", name, strerror(errno));
         rc = 1;
     }
+    if (rc == 0 && o.drift_at < o.n)
+        fprintf(stderr,
+                "streamlr synth: the hidden model changes at row %llu; its own log loss before: "
+                "%.6f, after: %.6f\n",
+                (unsigned long long)o.drift_at,
+                o.drift_at ? oracle_before / (double)o.drift_at : 0.0,
+                (oracle - oracle_before) / (double)(o.n - o.drift_at));
     if (rc == 0)
         fprintf(stderr,
                 "streamlr synth: %llu rows, %.4f positive, seed %llu; the hidden model's own "
