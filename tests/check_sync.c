@@ -848,6 +848,14 @@ START_TEST(merge_refuses_mismatches)
     inv.schedule = SLR_SCHEDULE_INVPOW;
     ck_assert_int_eq(slr_sync_member_create(&a, &inv, "a", 1, &err), SLR_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "adagrad"), "%s", err.msg);
+    /* nor FTRL's z and n, nor a decaying Sum g^2: the merge is built on neither */
+    slr_learner_config ftrl = test_config(0, 0), decay = test_config(0, 0);
+    ftrl.optimizer = SLR_OPTIMIZER_FTRL;
+    decay.decay = 0.999;
+    ck_assert_int_eq(slr_sync_member_create(&a, &ftrl, "a", 1, &err), SLR_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "--optimizer ftrl"), "%s", err.msg);
+    ck_assert_int_eq(slr_sync_member_create(&a, &decay, "a", 1, &err), SLR_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "--decay"), "%s", err.msg);
 }
 END_TEST
 
