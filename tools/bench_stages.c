@@ -103,6 +103,8 @@ static double first_touch_ms(const slr_learner_config *cfg)
         die(err.msg);
     double t0 = now();
     memset(l->slots, 0, (l->n_slots + 1) * sizeof *l->slots);
+    if (l->stamps)
+        memset(l->stamps, 0, (l->n_slots + 1) * sizeof *l->stamps);
     double t = now() - t0;
     slr_learner_destroy(l);
     return t * 1e3;
@@ -117,6 +119,8 @@ static double learn_pass_tracked(const corpus *c, const slr_learner_config *cfg,
         (track && slr_learner_track_changes(l, true, &err) != SLR_OK))
         die(err.msg);
     memset(l->slots, 0, (l->n_slots + 1) * sizeof *l->slots); /* first touch, not timed */
+    if (l->stamps) /* a penalty's stamps: their own table */
+        memset(l->stamps, 0, (l->n_slots + 1) * sizeof *l->stamps);
     slr_example ex, next;
     memset(&ex, 0, sizeof ex);
     ex.weight = 1.0;
