@@ -217,9 +217,10 @@ typedef struct lazy_case {
     int reg; /* 1 = L1, 2 = L2, 3 = both */
     uint32_t period;
     double threshold;
+    double decay; /* --decay (AdaGrad without a penalty only) */
 } lazy_case;
 
-static lazy_case lazy_cases[36];
+static lazy_case lazy_cases[38];
 static int n_lazy_cases;
 
 static void build_lazy_cases(void)
@@ -232,7 +233,11 @@ static void build_lazy_cases(void)
         for (int reg = 1; reg <= 3; reg++)
             for (int k = 0; k < 2; k++)
                 for (int th = 0; th < 2; th++)
-                    lazy_cases[n_lazy_cases++] = (lazy_case){sched[s], reg, periods[k], thresholds[th]};
+                    lazy_cases[n_lazy_cases++] =
+                        (lazy_case){sched[s], reg, periods[k], thresholds[th], 1.0};
+    /* --decay: Sum g^2 forgets, D^k at the next touch against every step */
+    lazy_cases[n_lazy_cases++] = (lazy_case){SLR_SCHEDULE_ADAGRAD, 0, 1, INFINITY, 0.999};
+    lazy_cases[n_lazy_cases++] = (lazy_case){SLR_SCHEDULE_ADAGRAD, 0, 1, INFINITY, 0.99};
 }
 
 START_TEST(lazy_equals_eager)
@@ -250,6 +255,7 @@ START_TEST(lazy_equals_eager)
     cfg.l2 = (c.reg & 2) ? 5e-3 : 0.0;
     cfg.tg_period = c.period;
     cfg.tg_threshold = c.threshold;
+    cfg.decay = c.decay;
 
     slr_learner *lazy = NULL, *eager = NULL;
     slr_error err;
