@@ -231,6 +231,15 @@ size_t slr_learner_history_capacity(uint64_t n_slots)
     return (size_t)cap;
 }
 
+/* --decay's D^k of short gaps (decay_factor), for l->cfg.decay */
+static void fill_decay_table(slr_learner *l)
+{
+    for (int k = 0; k < SLR_DECAY_TABLE; k++) {
+        l->decay_pow[k] = pow(l->cfg.decay, (double)k);
+        l->decay_pow_hi[k] = pow(l->cfg.decay, (double)k * SLR_DECAY_TABLE);
+    }
+}
+
 /* SGD's penalty; FTRL has none to pay (its L1 and L2 are in the weight's
  * formula), so every catch-up is a no-op for it. */
 static slr_penalty penalty_of(const slr_learner_config *cfg)
@@ -270,6 +279,7 @@ slr_status slr_learner_create(slr_learner **out, const slr_learner_config *cfg, 
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     l->cfg = *cfg;
     l->pen = penalty_of(cfg);
+    fill_decay_table(l);
     l->n_slots = UINT64_C(1) << cfg->hashing.bits;
     l->mask = slr_hashing_mask(&cfg->hashing);
     l->rates = pick_adagrad_rates();
@@ -354,6 +364,7 @@ slr_status slr_learner_reconfigure(slr_learner *l, const slr_learner_config *cfg
     }
     l->cfg = *cfg;
     l->pen = penalty_of(cfg);
+    fill_decay_table(l);
     l->use_history = use_history;
     if (use_history)
         slr_penalty_history_rebase(&l->hist, l->step);
@@ -430,6 +441,16 @@ static inline bool lazy_decay(const slr_learner *l)
     return l->cfg.decay < 1.0 && !l->cfg.eager;
 }
 
+/* D^k (--decay) */
+static inline double decay_factor(const slr_learner *l, uint64_t k)
+{
+    if (k < SLR_DECAY_TABLE)
+        return l->decay_pow[k];
+    if (k < SLR_DECAY_TABLE * SLR_DECAY_TABLE)
+        return l->decay_pow[k % SLR_DECAY_TABLE] * l->decay_pow_hi[k / SLR_DECAY_TABLE];
+    return pow(l->cfg.decay, (double)k);
+}
+
 /* Multiply slot j's accumulators by f: AdaGrad's Sum g^2, FTRL's z and n. */
 static inline void scale_accumulators(slr_learner *l, uint64_t j, double f)
 {
@@ -446,7 +467,7 @@ static inline void decay_to(slr_learner *l, uint64_t j, uint64_t to)
 {
     const uint64_t at = l->epoch + l->stamps[j];
     if (at < to) {
-        scale_accumulators(l, j, pow(l->cfg.decay, (double)(to - at)));
+        scale_accumulators(l, j, decay_factor(l, to - at));
         l->stamps[j] = (uint32_t)(to - l->epoch);
     }
 }
@@ -825,7 +846,7 @@ static inline double ftrl_weight_of(const slr_learner *l, uint64_t j)
     double f = 1.0;
     if (l->stamps) {
         const uint64_t at = l->epoch + l->stamps[j];
-        f = at < l->step ? pow(l->cfg.decay, (double)(l->step - at)) : 1.0;
+        f = at < l->step ? decay_factor(l, l->step - at) : 1.0;
     }
     return slr_ftrl_weight(f * s->z, f * s->n, l->cfg.ftrl_alpha, l->cfg.ftrl_beta,
                            bias ? 0.0 : l->cfg.l1, bias ? 0.0 : l->cfg.l2);

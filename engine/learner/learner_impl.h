@@ -23,6 +23,8 @@ typedef struct slr_slot {
     };
 } slr_slot;
 
+#define SLR_DECAY_TABLE 256
+
 /* rate[i] = eta / sqrt(delta + g2[i]) for i < n */
 typedef void slr_rates_fn(const double *g2, double *rate, uint32_t n, double eta, double delta);
 
@@ -47,6 +49,11 @@ struct slr_learner {
     slr_step_fn *step_soft;       /* gradient step + soft penalty of an example, likewise */
     slr_penalty_history hist;
     uint64_t *changed; /* with change tracking: a bit per coordinate (learner_io.h), else NULL */
+    /* --decay: D^k for k < 2^16 as decay_pow[k & 255] * decay_pow_hi[k >> 8]
+     * (D^(256 m)), each entry pow()'s: one product instead of a pow() per
+     * touched coordinate (within an ulp or two of pow(D, k); the eager loop's
+     * k multiplications round differently anyway) */
+    double decay_pow[SLR_DECAY_TABLE], decay_pow_hi[SLR_DECAY_TABLE];
 };
 
 /* Rebase every stamp onto the current step (catching every weight up); runs
