@@ -884,11 +884,45 @@ static double learn_ftrl(slr_learner *l, const slr_example *ex, double *loss)
             slr_learner_rebase(l);
         decay_begin(l, f, n, t);
     }
-    const double p = predict_and_loss(ftrl_margin(l, f, n), ex->label, loss);
-    const double g = ex->weight * (p - ex->label);
-    for (uint32_t i = 0; i < n; i++) {
-        slr_slot *s = &l->slots[f[i].index];
-        slr_ftrl_update(&s->z, &s->n, ftrl_weight_of(l, f[i].index), g * (double)f[i].value, alpha);
+    double p, g;
+    if (n <= FAST_MAX_FEATURES) {
+        /* the weights of the margin, kept for the update: a square root and a
+         * division per feature less.  A weight is a function of its slot's
+         * (z, n), so it is reused exactly when they have not changed since
+         * -- which an earlier occurrence of a repeated index does */
+        double w[FAST_MAX_FEATURES], z0[FAST_MAX_FEATURES], n0[FAST_MAX_FEATURES];
+        double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+        for (uint32_t i = 0; i < n; i++) {
+            const slr_slot *s = &l->slots[f[i].index];
+            z0[i] = s->z;
+            n0[i] = s->n;
+            w[i] = ftrl_weight_of(l, f[i].index);
+        }
+        uint32_t i = 0; /* ftrl_margin's order of sums */
+        for (; i + 4 <= n; i += 4) {
+            s0 += w[i] * (double)f[i].value;
+            s1 += w[i + 1] * (double)f[i + 1].value;
+            s2 += w[i + 2] * (double)f[i + 2].value;
+            s3 += w[i + 3] * (double)f[i + 3].value;
+        }
+        for (; i < n; i++)
+            s0 += w[i] * (double)f[i].value;
+        p = predict_and_loss(ftrl_weight_of(l, l->n_slots) + ((s0 + s1) + (s2 + s3)), ex->label,
+                             loss);
+        g = ex->weight * (p - ex->label);
+        for (i = 0; i < n; i++) {
+            slr_slot *s = &l->slots[f[i].index];
+            const double wi = s->z == z0[i] && s->n == n0[i] ? w[i] : ftrl_weight_of(l, f[i].index);
+            slr_ftrl_update(&s->z, &s->n, wi, g * (double)f[i].value, alpha);
+        }
+    } else {
+        p = predict_and_loss(ftrl_margin(l, f, n), ex->label, loss);
+        g = ex->weight * (p - ex->label);
+        for (uint32_t i = 0; i < n; i++) {
+            slr_slot *s = &l->slots[f[i].index];
+            slr_ftrl_update(&s->z, &s->n, ftrl_weight_of(l, f[i].index), g * (double)f[i].value,
+                            alpha);
+        }
     }
     if (!l->cfg.noconstant) {
         slr_slot *s = &l->slots[l->n_slots];
