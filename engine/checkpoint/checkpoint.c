@@ -302,7 +302,7 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
         goto done;
     }
     const msgpack_object *N = slr_mp_field(&body, "names");
-    if ((rc = slr_learner_unpack(L, name, (unsigned)version, &l, err)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
+    if ((rc = slr_learner_unpack_version(L, name, version == 1 ? 1 : SLR_LEARNER_SECTION_VERSION, &l, err)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
         (rc = read_source(&r, S, st)) != SLR_OK || (N && (rc = read_names(&r, N, st)) != SLR_OK) ||
         (rc = read_dead_letter(&r, slr_mp_field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK)
         goto done;

@@ -401,8 +401,14 @@ static slr_status unpack_history(slr_learner *l, const msgpack_object *h, const 
     return SLR_OK;
 }
 
-slr_status slr_learner_unpack(const msgpack_object *L, const char *name, unsigned version,
-                              slr_learner **out, slr_error *err)
+slr_status slr_learner_unpack(const msgpack_object *L, const char *name, slr_learner **out,
+                              slr_error *err)
+{
+    return slr_learner_unpack_version(L, name, SLR_LEARNER_SECTION_VERSION, out, err);
+}
+
+slr_status slr_learner_unpack_version(const msgpack_object *L, const char *name, unsigned version,
+                                      slr_learner **out, slr_error *err)
 {
     const size_t record = version == 1 ? SLR_STATE_RECORD_V1 : SLR_STATE_RECORD;
     *out = NULL;

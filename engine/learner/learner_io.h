@@ -107,11 +107,14 @@ uint64_t slr_learner_changed_next(const slr_learner *l, uint64_t from);
 
 /* The learner's section of a checkpoint, as one msgpack map through pk. */
 void slr_learner_pack(msgpack_packer *pk, const slr_learner *l);
-/* Read it back from a checkpoint of format `version` (1: 20-byte records
- * with a float Sum g^2; 2: the current ones): a new learner, or
- * SLR_ERR_CORRUPT with "<name>: <what is wrong>" (hyperparameters, step
- * counters, records, history). */
-slr_status slr_learner_unpack(const msgpack_object *section, const char *name, unsigned version,
-                              slr_learner **out, slr_error *err);
+/* Read it back: a new learner, or SLR_ERR_CORRUPT with "<name>: <what is
+ * wrong>" (hyperparameters, step counters, records, history). */
+slr_status slr_learner_unpack(const msgpack_object *section, const char *name, slr_learner **out,
+                              slr_error *err);
+/* The same for a section of layout `version`: SLR_LEARNER_SECTION_VERSION,
+ * or 1 (20-byte records with a float Sum g^2: checkpoint format 1). */
+#define SLR_LEARNER_SECTION_VERSION 2
+slr_status slr_learner_unpack_version(const msgpack_object *section, const char *name,
+                                      unsigned version, slr_learner **out, slr_error *err);
 
 #endif
