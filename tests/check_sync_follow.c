@@ -1,0 +1,573 @@
+/* check_sync_follow.c - snapshots of a group's shared model on the sync
+ * topic (sync_topic.h) against the embedded broker: a reader that starts
+ * from the newest complete snapshot holds the model bit for bit as one that
+ * replayed every round; a snapshot torn by a writer killed mid-way is
+ * ignored; a reader whose position fell off the topic's retention goes on
+ * from a snapshot after it.  The group is simulated in this process: one
+ * slr_sync_member per source partition, learning synthetic examples drawn
+ * from (partition, offset), publishing per-slice deltas and applying the
+ * rounds the sync topic hands back, as engine/job/train_sync.c does. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kafka_testutil.h"
+#include "learner/learner_io.h"
+#include "streamlr/learner.h"
+#include "streamlr/sync.h"
+#include "streamlr/sync_topic.h"
+#include "util/le.h"
+
+#define BITS 12
+#include "sync_testutil.h"
+#define PARTS 2
+#define SLICE 30
+#define WAIT_MS 60000
+
+static slr_learner_config test_config(void)
+{
+    slr_learner_config c;
+    slr_learner_config_defaults(&c);
+    slr_hashing_init(&c.hashing, BITS);
+    c.eta = 0.5;
+    c.l1 = 1e-4;
+    c.l2 = 1e-3;
+    return c;
+}
+
+/* ------------------------------------------------------- a simulated group */
+
+typedef struct group {
+    slr_sync_topic_config sc;
+    slr_sync_member *m[PARTS];
+    slr_sync_publisher *pub;
+    slr_sync_reader *rd;
+    slr_learner_config cfg; /* ex points at its hashing */
+    slr_example ex;
+} group;
+
+static void group_open(group *g, const slr_sync_topic_config *sc)
+{
+    memset(g, 0, sizeof *g);
+    g->sc = *sc;
+    g->cfg = test_config();
+    const slr_learner_config cfg = g->cfg;
+    slr_error err;
+    for (int p = 0; p < PARTS; p++) {
+        char name[SLR_SYNC_MAX_MEMBER_ID + 1];
+        ck_assert_int_eq(slr_sync_slice_name(name, sizeof name, sc->source_topic, p, &err), SLR_OK);
+        ck_assert_msg(slr_sync_member_create(&g->m[p], &cfg, name, 1, &err) == SLR_OK, "%s", err.msg);
+    }
+    ck_assert_msg(slr_sync_publisher_create(&g->pub, sc, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_msg(slr_sync_reader_create(&g->rd, sc, 0, 0, &err) == SLR_OK, "%s", err.msg);
+    slr_example_init(&g->ex, &g->cfg.hashing);
+}
+
+static void group_close(group *g)
+{
+    for (int p = 0; p < PARTS; p++)
+        slr_sync_member_destroy(g->m[p]);
+    slr_sync_publisher_destroy(g->pub);
+    slr_sync_reader_destroy(g->rd);
+    slr_example_free(&g->ex);
+}
+
+/* One round: every partition learns its slice from theta_r and publishes
+ * its delta; the round comes back from the sync topic and is applied. */
+static void group_round(group *g)
+{
+    slr_error err;
+    uint64_t r = slr_sync_reader_round(g->rd);
+    for (int p = 0; p < PARTS; p++) {
+        int64_t from = (int64_t)r * SLICE;
+        for (int64_t o = from; o < from + SLICE; o++) {
+            test_rng rng = {.s = (uint64_t)(p * 1000003 + o + 1)};
+            sync_test_example(&g->ex, &rng);
+            slr_sync_member_learn(g->m[p], &g->ex, NULL);
+        }
+        slr_sync_range rg = {(char *)g->sc.source_topic, p, from, from + SLICE};
+        slr_sync_delta d;
+        ck_assert_int_eq(slr_sync_member_end_round(g->m[p], &rg, 1, &d, &err), SLR_OK);
+        ck_assert_msg(slr_sync_publish(g->pub, &d, &err) == SLR_OK, "%s", err.msg);
+        slr_sync_delta_clear(&d);
+    }
+    ck_assert_msg(slr_sync_publisher_flush(g->pub, WAIT_MS, &err) == SLR_OK, "%s", err.msg);
+    bool complete, ended;
+    const slr_sync_delta *ds;
+    size_t k;
+    ck_assert_msg(slr_sync_reader_next(g->rd, WAIT_MS, &complete, &ds, &k, &ended, &err) == SLR_OK,
+                  "%s", err.msg);
+    ck_assert(complete && !ended);
+    ck_assert_uint_eq(k, PARTS);
+    for (int p = 0; p < PARTS; p++)
+        ck_assert_msg(slr_sync_member_apply(g->m[p], ds, k, SLR_SYNC_RELAXD, NULL, &err) == SLR_OK,
+                      "%s", err.msg);
+}
+
+/* A snapshot of the group's theta_r now, as the members' loop writes it. */
+static void group_snapshot(group *g, size_t max_record, bool read_on)
+{
+    slr_error err;
+    const slr_sync_member *m = g->m[0];
+    ck_assert_msg(slr_sync_publish_snapshot(g->pub, (slr_learner *)slr_sync_member_shared(m),
+                                            slr_sync_member_round(m), slr_sync_member_ledger(m),
+                                            slr_sync_reader_position(g->rd), max_record,
+                                            &err) == SLR_OK,
+                  "%s", err.msg);
+    ck_assert_msg(slr_sync_publisher_flush(g->pub, WAIT_MS, &err) == SLR_OK, "%s", err.msg);
+    if (!read_on)
+        return;
+    /* the members read on (and over it) as it is written */
+    bool caught_up;
+    ck_assert_msg(slr_sync_reader_catch_up(g->rd, WAIT_MS, &caught_up, &err) == SLR_OK, "%s",
+                  err.msg);
+    ck_assert(caught_up);
+}
+
+static unsigned char *group_model(group *g, size_t *len)
+{
+    return model_bytes((slr_learner *)slr_sync_member_shared(g->m[0]), len);
+}
+
+/* Rounds from the reader applied to (theta, ledger) until none is complete
+ * within a short wait; how many. */
+static uint64_t follow_rounds(slr_sync_reader *rd, slr_learner *theta, slr_sync_ledger *ledger)
+{
+    uint64_t n = 0;
+    slr_error err;
+    for (;;) {
+        bool caught_up, complete, ended;
+        const slr_sync_delta *ds;
+        size_t k;
+        ck_assert_msg(slr_sync_reader_catch_up(rd, WAIT_MS, &caught_up, &err) == SLR_OK, "%s",
+                      err.msg);
+        ck_assert_msg(slr_sync_reader_next(rd, 0, &complete, &ds, &k, &ended, &err) == SLR_OK, "%s",
+                      err.msg);
+        if (!complete) {
+            ck_assert(caught_up);
+            return n;
+        }
+        uint64_t r = slr_sync_reader_round(rd) - 1;
+        ck_assert_msg(slr_sync_apply_round(theta, ledger, r, ds, k, SLR_SYNC_RELAXD, NULL, NULL,
+                                           NULL, &err) == SLR_OK,
+                      "round %llu: %s", (unsigned long long)r, err.msg);
+        n++;
+    }
+}
+
+static void assert_same_model(slr_learner *l, const unsigned char *want, size_t want_len,
+                              const char *what)
+{
+    size_t len;
+    unsigned char *b = model_bytes(l, &len);
+    ck_assert_uint_eq(len, want_len);
+    size_t at = 0;
+    while (at < len && b[at] == want[at])
+        at++;
+    ck_assert_msg(at == len, "%s: models differ at coordinate %zu", what, at / 12);
+    free(b);
+}
+
+static int64_t reach(const slr_sync_ledger *g, int32_t p)
+{
+    int64_t r[8][2];
+    size_t n = slr_sync_ledger_ranges(g, "clicks", p, r, 8);
+    ck_assert_uint_le(n, 8);
+    return n ? r[n - 1][1] : 0;
+}
+
+static slr_sync_topic_config fresh_sync_topic(test_cluster *c, char *sync, size_t n)
+{
+    test_unique(sync, n, "model");
+    test_topic(c, sync, 1);
+    return (slr_sync_topic_config){.brokers = c->bootstraps, .topic = sync,
+                                   .source_topic = "clicks", .source_partitions = PARTS,
+                                   .slice = SLICE};
+}
+
+/* The first n records of topic `from` (partition 0) produced again, headers
+ * and all, onto `to`: a writer that died after n chunks. */
+static void copy_records(test_cluster *c, const char *from, const char *to, int n)
+{
+    rd_kafka_t *rk = test_observer(c, "copy");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, from, 0)->offset = 0;
+    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    double until = test_now() + 60;
+    for (int got = 0; got < n;) {
+        ck_assert(test_now() < until);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            rd_kafka_headers_t *h = NULL;
+            ck_assert_int_eq(rd_kafka_message_detach_headers(m, &h), 0);
+            ck_assert_int_eq(rd_kafka_producev(c->producer, RD_KAFKA_V_TOPIC(to),
+                                               RD_KAFKA_V_PARTITION(0),
+                                               RD_KAFKA_V_KEY(m->key, m->key_len),
+                                               RD_KAFKA_V_VALUE(m->payload, m->len),
+                                               RD_KAFKA_V_HEADERS(h),
+                                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                               RD_KAFKA_V_END),
+                             0);
+            got++;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    test_flush(c);
+}
+
+/* Every record of the sync topic: how many carry a snapshot header, and the
+ * largest record (key + value + headers' names and values). */
+static void scan_sizes(test_cluster *c, const char *topic, int *snapshots, size_t *largest)
+{
+    int64_t lo, hi;
+    test_watermarks(c, topic, 0, &lo, &hi);
+    rd_kafka_t *rk = test_observer(c, "sizes");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, 0)->offset = lo;
+    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    *snapshots = 0;
+    *largest = 0;
+    double until = test_now() + 60;
+    for (int64_t next = lo; next < hi;) {
+        ck_assert(test_now() < until);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        if (!m->err) {
+            next = m->offset + 1;
+            size_t size = m->len + m->key_len;
+            rd_kafka_headers_t *h = NULL;
+            if (rd_kafka_message_headers(m, &h) == 0) {
+                const char *name;
+                const void *v;
+                size_t vn;
+                for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &v, &vn) == 0; i++) {
+                    size += strlen(name) + vn;
+                    *snapshots += strcmp(name, SLR_SYNC_HEADER_SNAPSHOT) == 0;
+                }
+            }
+            if (size > *largest)
+                *largest = size;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+/* ------------------------------------------------------------------- tests */
+
+/* Six rounds; a complete snapshot of theta_2 in records of at most 4 KiB,
+ * then, after round 3, a snapshot of theta_4 torn after two chunks (a
+ * writer killed mid-snapshot).  A reader that starts from the sync topic:
+ *  - finds theta_2 (not the torn theta_4: were it loaded, its round would
+ *    be 4, and decoding its half body fails);
+ *  - merges rounds 2..5 after it into exactly the group's theta_6, bytes
+ *    compared with the members' own model (a snapshot losing a
+ *    coordinate's state, its lazy-penalty stamp, the step or the ledger
+ *    gives other bytes, or a refused merge);
+ *  - and a reader replaying from offset 0 gets the same bytes, stepping
+ *    over the snapshots' records (a reader taking a chunk for a delta
+ *    stops with SLR_ERR_CORRUPT). */
+START_TEST(bootstrap_from_snapshot)
+{
+    make_theta();
+    test_cluster c;
+    test_cluster_start(&c, 1);
+    char sync[128], scratch[128];
+    slr_sync_topic_config sc = fresh_sync_topic(&c, sync, sizeof sync);
+    group g;
+    group_open(&g, &sc);
+    group_round(&g);
+    group_round(&g);
+    group_snapshot(&g, 4096, true);
+    group_round(&g);
+    group_round(&g);
+    /* theta_4's snapshot written whole to a scratch topic; two of its chunks copied */
+    slr_sync_topic_config scratch_sc = fresh_sync_topic(&c, scratch, sizeof scratch);
+    slr_sync_publisher *spub;
+    slr_error err;
+    ck_assert_int_eq(slr_sync_publisher_create(&spub, &scratch_sc, &err), SLR_OK);
+    const slr_sync_member *m0 = g.m[0];
+    ck_assert_int_eq(slr_sync_publish_snapshot(spub, (slr_learner *)slr_sync_member_shared(m0), 4,
+                                               slr_sync_member_ledger(m0),
+                                               slr_sync_reader_position(g.rd), 4096, &err),
+                     SLR_OK);
+    ck_assert_int_eq(slr_sync_publisher_flush(spub, WAIT_MS, &err), SLR_OK);
+    slr_sync_publisher_destroy(spub);
+    copy_records(&c, scratch, sync, 2);
+    group_round(&g);
+    group_round(&g);
+    size_t want_len;
+    unsigned char *want = group_model(&g, &want_len);
+    ck_assert_uint_eq(slr_sync_member_round(g.m[0]), 6);
+
+    /* the snapshots kept to 4 KiB records, in several chunks */
+    int snapshots;
+    size_t largest;
+    scan_sizes(&c, sync, &snapshots, &largest);
+    ck_assert_int_gt(snapshots, 4);
+    ck_assert_uint_le(largest, 4096);
+
+    slr_sync_snapshot s;
+    bool found;
+    ck_assert_msg(slr_sync_snapshot_find(&sc, WAIT_MS, &s, &found, &err) == SLR_OK, "%s", err.msg);
+    ck_assert(found);
+    ck_assert_uint_eq(s.round, 2);
+    ck_assert_str_eq(s.source_topic, "clicks");
+    ck_assert_int_eq(s.source_partitions, PARTS);
+    ck_assert_int_eq(s.slice, SLICE);
+    ck_assert_int_eq(s.position, 2 * PARTS); /* after round 1's last delta */
+    ck_assert_int_eq(reach(s.ledger, 1), 2 * SLICE);
+    slr_sync_reader *rd;
+    ck_assert_msg(slr_sync_reader_create_at(&rd, &sc, &s, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_uint_eq(follow_rounds(rd, s.learner, s.ledger), 4);
+    assert_same_model(s.learner, want, want_len, "snapshot of round 2 + rounds 2..5");
+    ck_assert_int_eq(reach(s.ledger, 0), 6 * SLICE);
+    slr_sync_reader_destroy(rd);
+    slr_sync_snapshot_clear(&s);
+
+    /* a reader at offset 0 seeks the snapshot itself; another replays all */
+    ck_assert_int_eq(slr_sync_reader_create(&rd, &sc, 0, 0, &err), SLR_OK);
+    bool loaded;
+    ck_assert_msg(slr_sync_reader_seek_snapshot(rd, WAIT_MS, &s, &loaded, &err) == SLR_OK, "%s",
+                  err.msg);
+    ck_assert(loaded);
+    ck_assert_uint_eq(slr_sync_reader_round(rd), 2);
+    ck_assert_uint_eq(follow_rounds(rd, s.learner, s.ledger), 4);
+    assert_same_model(s.learner, want, want_len, "seek_snapshot + rounds 2..5");
+    slr_sync_reader_destroy(rd);
+    slr_sync_snapshot_clear(&s);
+
+    slr_learner_config cfg = test_config();
+    slr_learner *theta;
+    slr_sync_ledger *ledger;
+    ck_assert_int_eq(slr_learner_create(&theta, &cfg, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_ledger_create(&ledger, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_reader_create(&rd, &sc, 0, 0, &err), SLR_OK);
+    ck_assert_uint_eq(follow_rounds(rd, theta, ledger), 6);
+    assert_same_model(theta, want, want_len, "replay from offset 0");
+    slr_sync_reader_destroy(rd);
+    slr_learner_destroy(theta);
+    slr_sync_ledger_destroy(ledger);
+
+    free(want);
+    group_close(&g);
+    test_cluster_stop(&c);
+}
+END_TEST
+
+/* A member restarted from a snapshot (slr_sync_member_load) learns the next
+ * round's delta bit for bit as the member that never stopped. */
+START_TEST(member_loads_snapshot)
+{
+    make_theta();
+    test_cluster c;
+    test_cluster_start(&c, 1);
+    char sync[128];
+    slr_sync_topic_config sc = fresh_sync_topic(&c, sync, sizeof sync);
+    group g;
+    group_open(&g, &sc);
+    group_round(&g);
+    group_round(&g);
+    group_snapshot(&g, 0, true);
+    slr_sync_snapshot s;
+    bool found;
+    slr_error err;
+    ck_assert_msg(slr_sync_snapshot_find(&sc, WAIT_MS, &s, &found, &err) == SLR_OK, "%s", err.msg);
+    ck_assert(found);
+    slr_learner_config cfg = test_config();
+    slr_sync_member *fresh;
+    ck_assert_int_eq(slr_sync_member_create(&fresh, &cfg, "clicks/000000", 1, &err), SLR_OK);
+    ck_assert_msg(slr_sync_member_load(fresh, s.learner, s.ledger, s.round, &err) == SLR_OK, "%s",
+                  err.msg);
+    s.learner = NULL;
+    s.ledger = NULL;
+    /* both learn partition 0's slice of round 2 */
+    slr_sync_delta d[2];
+    slr_sync_member *both[2] = {g.m[0], fresh};
+    for (int i = 0; i < 2; i++) {
+        for (int64_t o = 2 * SLICE; o < 3 * SLICE; o++) {
+            test_rng rng = {.s = (uint64_t)(o + 1)};
+            sync_test_example(&g.ex, &rng);
+            slr_sync_member_learn(both[i], &g.ex, NULL);
+        }
+        slr_sync_range rg = {(char *)"clicks", 0, 2 * SLICE, 3 * SLICE};
+        ck_assert_int_eq(slr_sync_member_end_round(both[i], &rg, 1, &d[i], &err), SLR_OK);
+    }
+    unsigned char *a, *b;
+    size_t la, lb;
+    ck_assert_int_eq(slr_sync_delta_encode(&d[0], &a, &la, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_delta_encode(&d[1], &b, &lb, &err), SLR_OK);
+    ck_assert_int_gt(d[0].n_entries, 10);
+    ck_assert(la == lb && memcmp(a, b, la) == 0);
+    free(a);
+    free(b);
+    slr_sync_delta_clear(&d[0]);
+    slr_sync_delta_clear(&d[1]);
+    slr_sync_member_destroy(fresh);
+    slr_sync_snapshot_clear(&s);
+    group_close(&g);
+    test_cluster_stop(&c);
+}
+END_TEST
+
+/* Retention: rounds 0..2, then more than the embedded broker keeps of a
+ * partition (~5 MiB: it drops the oldest batches), then round 3, a snapshot
+ * of theta_4 and rounds 4, 5.  A reader whose position (after round 1) the
+ * broker dropped is lost (without auto.offset.reset=error librdkafka would
+ * jump to the end and the reader wait forever for round 2), goes on from the
+ * snapshot after it, and ends at the group's theta_6 bit for bit. */
+START_TEST(retention_restarts_from_snapshot)
+{
+    make_theta();
+    test_cluster c;
+    test_cluster_start(&c, 1);
+    char sync[128];
+    slr_sync_topic_config sc = fresh_sync_topic(&c, sync, sizeof sync);
+    group g;
+    group_open(&g, &sc);
+    group_round(&g);
+    group_round(&g);
+    const int64_t after_round1 = slr_sync_reader_position(g.rd);
+    group_round(&g);
+    /* the filler: snapshots of theta_3, valid records a reader steps over,
+     * until more than 6 MiB were written after round 2 */
+    size_t len;
+    unsigned char *one = group_model(&g, &len);
+    free(one);
+    int64_t lo, hi, before;
+    test_watermarks(&c, sync, 0, &lo, &before);
+    ck_assert_int_eq(lo, 0);
+    size_t written = 0;
+    slr_sync_snapshot probe = {.round = 3, .position = 0, .slice = SLICE,
+                               .source_partitions = PARTS,
+                               .learner = (slr_learner *)slr_sync_member_shared(g.m[0]),
+                               .ledger = (slr_sync_ledger *)slr_sync_member_ledger(g.m[0])};
+    snprintf(probe.source_topic, sizeof probe.source_topic, "clicks");
+    unsigned char *body;
+    size_t body_len;
+    slr_error err;
+    ck_assert_int_eq(slr_sync_snapshot_encode(&probe, &body, &body_len, &err), SLR_OK);
+    free(body);
+    for (int i = 0; written < 6u << 20; i++) {
+        /* the members read on every 1 MiB or so, before the broker drops it */
+        group_snapshot(&g, 0, i % 8 == 7);
+        written += body_len;
+    }
+    group_snapshot(&g, 0, true);
+    group_round(&g);
+    group_snapshot(&g, 0, true); /* theta_4 */
+    const int64_t snap4_position = slr_sync_reader_position(g.rd);
+    group_round(&g);
+    group_round(&g);
+    size_t want_len;
+    unsigned char *want = group_model(&g, &want_len);
+    test_watermarks(&c, sync, 0, &lo, &hi);
+    ck_assert_msg(lo > after_round1, "the broker kept everything (low watermark %lld)",
+                  (long long)lo);
+    ck_assert_int_le(lo, snap4_position);
+
+    /* a member restarted from its checkpoint of theta_2 (position after round 1) */
+    slr_sync_reader *rd;
+    ck_assert_int_eq(slr_sync_reader_create(&rd, &sc, after_round1, 2, &err), SLR_OK);
+    bool caught_up, complete, ended, loaded;
+    const slr_sync_delta *ds;
+    size_t k;
+    slr_status st = slr_sync_reader_next(rd, WAIT_MS, &complete, &ds, &k, &ended, &err);
+    ck_assert_int_eq(st, SLR_ERR_KAFKA);
+    ck_assert(!complete);
+    ck_assert_msg(strstr(err.msg, "no longer on the topic"), "%s", err.msg);
+    ck_assert(slr_sync_reader_lost(rd));
+    ck_assert_int_eq(slr_sync_reader_catch_up(rd, 100, &caught_up, &err), SLR_ERR_KAFKA);
+    slr_sync_snapshot s;
+    ck_assert_msg(slr_sync_reader_seek_snapshot(rd, WAIT_MS, &s, &loaded, &err) == SLR_OK, "%s",
+                  err.msg);
+    ck_assert(loaded);
+    ck_assert(!slr_sync_reader_lost(rd));
+    ck_assert_uint_eq(s.round, 4); /* the filler's snapshots start before the low watermark */
+    ck_assert_uint_eq(follow_rounds(rd, s.learner, s.ledger), 2);
+    assert_same_model(s.learner, want, want_len, "lost reader, snapshot of round 4 + rounds 4, 5");
+    slr_sync_reader_destroy(rd);
+    slr_sync_snapshot_clear(&s);
+
+    free(want);
+    group_close(&g);
+    test_cluster_stop(&c);
+}
+END_TEST
+
+/* The body's codec: a snapshot reads back as the same model bytes; every
+ * truncation, and a ledger past its round, is refused. */
+START_TEST(snapshot_codec_refuses)
+{
+    make_theta();
+    slr_learner_config cfg = test_config();
+    slr_error err;
+    slr_sync_snapshot s = {.round = 3, .position = 7, .slice = SLICE, .source_partitions = PARTS};
+    snprintf(s.source_topic, sizeof s.source_topic, "clicks");
+    ck_assert_int_eq(slr_learner_create(&s.learner, &cfg, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_ledger_create(&s.ledger, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    for (int i = 0; i < 200; i++) {
+        test_rng rng = {.s = (uint64_t)i + 1};
+        sync_test_example(&ex, &rng);
+        slr_learner_learn(s.learner, &ex, NULL);
+    }
+    slr_example_free(&ex);
+    slr_sync_range rg = {(char *)"clicks", 1, 0, 3 * SLICE};
+    ck_assert_int_eq(slr_sync_ledger_add(s.ledger, &rg, 1, &err), SLR_OK);
+    unsigned char *body;
+    size_t len;
+    ck_assert_int_eq(slr_sync_snapshot_encode(&s, &body, &len, &err), SLR_OK);
+    slr_sync_snapshot back;
+    ck_assert_msg(slr_sync_snapshot_decode(body, len, &back, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_uint_eq(back.round, 3);
+    ck_assert_int_eq(back.position, 7);
+    size_t la, lb;
+    unsigned char *a = model_bytes(s.learner, &la), *b = model_bytes(back.learner, &lb);
+    ck_assert(la == lb && memcmp(a, b, la) == 0);
+    free(a);
+    free(b);
+    slr_sync_snapshot_clear(&back);
+    /* every truncation is refused */
+    for (size_t cut = 0; cut < len; cut += 1 + cut / 8)
+        ck_assert_int_eq(slr_sync_snapshot_decode(body, cut, &back, &err), SLR_ERR_CORRUPT);
+    /* a ledger past the round */
+    s.round = 2;
+    unsigned char *body2;
+    size_t len2;
+    ck_assert_int_eq(slr_sync_snapshot_encode(&s, &body2, &len2, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_snapshot_decode(body2, len2, &back, &err), SLR_ERR_CORRUPT);
+    ck_assert_msg(strstr(err.msg, "after its round"), "%s", err.msg);
+    free(body2);
+    free(body);
+    slr_sync_snapshot_clear(&s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("sync_follow");
+    TCase *tc = tcase_create("snapshots");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, snapshot_codec_refuses);
+    tcase_add_test(tc, bootstrap_from_snapshot);
+    tcase_add_test(tc, member_loads_snapshot);
+    tcase_add_test(tc, retention_restarts_from_snapshot);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
