@@ -6,16 +6,22 @@
  * from a snapshot after it.  The group is simulated in this process: one
  * slr_sync_member per source partition, learning synthetic examples drawn
  * from (partition, offset), publishing per-slice deltas and applying the
- * rounds the sync topic hands back, as engine/job/train_sync.c does. */
+ * rounds the sync topic hands back, as engine/job/train_sync.c does.
+ * A scorer following the sync topic (predict --follow-topic) scores with the
+ * model of the round it names, compared with predict -i of that round's
+ * model written as a checkpoint. */
 #include <check.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kafka_testutil.h"
 #include "learner/learner_io.h"
+#include "streamlr/checkpoint.h"
 #include "streamlr/learner.h"
+#include "streamlr/predict.h"
 #include "streamlr/sync.h"
 #include "streamlr/sync_topic.h"
 #include "util/le.h"
@@ -555,6 +561,280 @@ START_TEST(snapshot_codec_refuses)
 }
 END_TEST
 
+/* ------------------------------------------------- scoring, following it */
+
+#define EX_PER_MSG 3
+#define MAX_REQ 600
+
+static const char *streamlr_bin(void)
+{
+    const char *b = getenv("STREAMLR");
+    return b && *b ? b : "tools/streamlr";
+}
+
+/* Example i of the requests, one VW line: features hashed all over the
+ * 2^12 table, so that most scores depend on many learned weights. */
+static int request_line(char *buf, size_t n, int i)
+{
+    test_rng r = {.s = (uint64_t)i * 7919 + 11};
+    int len = snprintf(buf, n, "%d |f", test_rng_unif(&r) < 0.5 ? 1 : -1);
+    for (int k = 0; k < 6; k++)
+        len += snprintf(buf + len, n - (size_t)len, " x%d", (int)test_rng_below(&r, 3000));
+    len += snprintf(buf + len, n - (size_t)len, "\n");
+    return len;
+}
+
+typedef struct scorer_run {
+    slr_predict_options po;
+    slr_kafka_options in;
+    const char *topics[1];
+    slr_predict_result res;
+    slr_error err;
+    slr_status st;
+    slr_stop_flag stop;
+} scorer_run;
+
+static void *run_scorer(void *arg)
+{
+    scorer_run *s = arg;
+    s->st = slr_predict_kafka(&s->po, &s->in, &s->res, &s->err);
+    return NULL;
+}
+
+typedef struct output {
+    int64_t request;  /* the input offset */
+    uint64_t round;   /* of the streamlr.model header */
+    char value[512];
+} output;
+
+static void produce_request(test_cluster *c, const char *topic, int i)
+{
+    char msg[512];
+    size_t len = 0;
+    for (int e = 0; e < EX_PER_MSG; e++)
+        len += (size_t)request_line(msg + len, sizeof msg - len, i * EX_PER_MSG + e);
+    test_produce(c, topic, 0, msg, len);
+    test_flush(c);
+}
+
+/* Outputs read so far from rk, up to *n; returns when `want` are there or
+ * after ms. */
+static void read_outputs(rd_kafka_t *rk, const char *sync, output *out, int *n, int want, int ms)
+{
+    double until = test_now() + ms / 1000.0;
+    while (*n < want && test_now() < until) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 50);
+        if (!m)
+            continue;
+        if (!m->err) {
+            ck_assert_int_lt(*n, MAX_REQ);
+            output *o = &out[(*n)++];
+            rd_kafka_headers_t *h = NULL;
+            const void *v;
+            size_t vn;
+            ck_assert_int_eq(rd_kafka_message_headers(m, &h), 0);
+            ck_assert_int_eq(rd_kafka_header_get_last(h, "streamlr.source", &v, &vn), 0);
+            const char *at = memchr(v, '@', vn);
+            ck_assert_ptr_nonnull(at);
+            o->request = strtoll(at + 1, NULL, 10);
+            ck_assert_int_eq(rd_kafka_header_get_last(h, "streamlr.model", &v, &vn), 0);
+            char model[256], want_prefix[160];
+            snprintf(model, sizeof model, "%.*s", (int)vn, (const char *)v);
+            snprintf(want_prefix, sizeof want_prefix, "sync:%s@", sync);
+            ck_assert_msg(strncmp(model, want_prefix, strlen(want_prefix)) == 0, "%s", model);
+            o->round = strtoull(model + strlen(want_prefix), NULL, 10);
+            ck_assert_uint_lt(m->len, sizeof o->value);
+            memcpy(o->value, m->payload, m->len);
+            o->value[m->len] = '\0';
+        }
+        rd_kafka_message_destroy(m);
+    }
+}
+
+/* The group's theta_r as a checkpoint, and what `predict -i` says of every
+ * request with it: lines[i] is request example i's line. */
+static char **round_predictions(group *g, const char *dir, const char *requests, int n_examples)
+{
+    char ckpt[512], out[512], cmd[2048];
+    uint64_t r = slr_sync_member_round(g->m[0]);
+    snprintf(ckpt, sizeof ckpt, "%s/round%llu.ckpt", dir, (unsigned long long)r);
+    snprintf(out, sizeof out, "%s/round%llu.pred", dir, (unsigned long long)r);
+    slr_job_state js;
+    slr_job_state_init(&js);
+    slr_error err;
+    ck_assert_msg(slr_checkpoint_write(ckpt, slr_sync_member_shared(g->m[0]), &js, &err) == SLR_OK,
+                  "%s", err.msg);
+    slr_job_state_free(&js);
+    snprintf(cmd, sizeof cmd, "'%s' predict -i '%s' -d '%s' --format vw -p '%s' --quiet",
+             streamlr_bin(), ckpt, requests, out);
+    ck_assert_int_eq(system(cmd), 0);
+    FILE *f = fopen(out, "r");
+    ck_assert_ptr_nonnull(f);
+    char **lines = calloc((size_t)n_examples, sizeof *lines);
+    char line[256];
+    for (int i = 0; i < n_examples; i++) {
+        ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+        lines[i] = strdup(line);
+    }
+    fclose(f);
+    return lines;
+}
+
+/* A scorer follows the sync topic while the group learns: it starts with
+ * theta_2 (a snapshot of theta_0, then rounds 0 and 1 applied before the
+ * first message), and rounds 2 and 3 complete while it runs.  Every output
+ * names the round that scored it (non-decreasing, all three seen), and its
+ * lines are exactly what `predict -i` prints with that round's model
+ * written as a checkpoint: a scorer that switched in the middle of a
+ * message, stamped another round than it used, or merged differently from
+ * the members fails the comparison.  Then `predict --follow-topic --data`
+ * scores the file with theta_4, as predict -i of theta_4 does. */
+START_TEST(scorer_follows_topic)
+{
+    make_theta();
+    test_cluster c;
+    test_cluster_start(&c, 1);
+    char sync[128], requests[128], scores[128];
+    slr_sync_topic_config sc = fresh_sync_topic(&c, sync, sizeof sync);
+    test_unique(requests, sizeof requests, "requests");
+    test_unique(scores, sizeof scores, "scores");
+    test_topic(&c, requests, 1);
+    test_topic(&c, scores, 1);
+    char *dir = test_mkdtemp("sync-follow");
+    /* every request example, in one file, for predict -i */
+    const int n_examples = MAX_REQ * EX_PER_MSG;
+    char path[512];
+    snprintf(path, sizeof path, "%s/requests.vw", dir);
+    FILE *f = fopen(path, "w");
+    for (int i = 0; i < n_examples; i++) {
+        char line[256];
+        request_line(line, sizeof line, i);
+        fputs(line, f);
+    }
+    fclose(f);
+
+    group g;
+    group_open(&g, &sc);
+    group_snapshot(&g, 0, true); /* theta_0: the model's settings, for scorers */
+    group_round(&g);
+    group_round(&g);
+    char **pred[5] = {0};
+    pred[2] = round_predictions(&g, dir, path, n_examples);
+
+    scorer_run s;
+    memset(&s, 0, sizeof s);
+    slr_predict_options_init(&s.po);
+    s.po.format = SLR_FORMAT_VW;
+    s.po.follow_topic = sync;
+    s.po.follow_interval_seconds = 0.05;
+    s.po.output_topic = scores;
+    s.po.stop = &s.stop;
+    slr_kafka_options_init(&s.in);
+    s.in.brokers = c.bootstraps;
+    s.topics[0] = requests;
+    s.in.topics = s.topics;
+    s.in.n_topics = 1;
+    s.in.group = "scorer";
+    static const char *const conf[] = {"fetch.wait.max.ms=10"};
+    s.in.config = conf;
+    s.in.n_config = 1;
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, run_scorer, &s), 0);
+
+    rd_kafka_t *rk = test_observer(&c, "scores-reader");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, scores, 0)->offset = 0;
+    ck_assert_int_eq(rd_kafka_assign(rk, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    static output out[MAX_REQ];
+    int n_out = 0, n_req = 0;
+    for (; n_req < 20; n_req++)
+        produce_request(&c, requests, n_req);
+    read_outputs(rk, sync, out, &n_out, n_req, WAIT_MS);
+    ck_assert_int_eq(n_out, n_req);
+    for (uint64_t r = 3; r <= 4; r++) {
+        group_round(&g);
+        pred[r] = round_predictions(&g, dir, path, n_examples);
+        /* requests one by one until one is scored with the new round */
+        while (out[n_out - 1].round < r) {
+            ck_assert_msg(n_req < MAX_REQ - 20, "round %llu never reached the scorer",
+                          (unsigned long long)r);
+            produce_request(&c, requests, n_req++);
+            read_outputs(rk, sync, out, &n_out, n_req, WAIT_MS);
+            ck_assert_int_eq(n_out, n_req);
+            test_sleep_ms(20);
+        }
+        for (int k = 0; k < 10; k++)
+            produce_request(&c, requests, n_req++);
+        read_outputs(rk, sync, out, &n_out, n_req, WAIT_MS);
+        ck_assert_int_eq(n_out, n_req);
+    }
+    s.stop = 1;
+    pthread_join(t, NULL);
+    ck_assert_msg(s.st == SLR_OK, "%s", s.err.msg);
+    ck_assert_uint_ge(s.res.model_switches, 2);
+
+    int seen[5] = {0};
+    for (int i = 0; i < n_out; i++) {
+        const output *o = &out[i];
+        ck_assert_int_eq(o->request, i);
+        ck_assert_uint_ge(o->round, 2);
+        ck_assert_uint_le(o->round, 4);
+        if (i > 0)
+            ck_assert_uint_ge(o->round, out[i - 1].round);
+        seen[o->round]++;
+        char want[512] = "";
+        for (int e = 0; e < EX_PER_MSG; e++)
+            strcat(want, pred[o->round][i * EX_PER_MSG + e]);
+        ck_assert_msg(strcmp(o->value, want) == 0, "request %d, round %llu:\n%sinstead of\n%s", i,
+                      (unsigned long long)o->round, o->value, want);
+    }
+    ck_assert(seen[2] >= 20 && seen[3] >= 10 && seen[4] >= 10);
+    /* the rounds' models score differently: the comparison above can fail */
+    int differ = 0;
+    for (int i = 0; i < n_examples; i++)
+        differ += strcmp(pred[2][i], pred[3][i]) != 0 && strcmp(pred[3][i], pred[4][i]) != 0;
+    ck_assert_int_gt(differ, n_examples / 2);
+
+    /* files: predict --follow-topic --data, against predict -i of theta_4 */
+    char cmd[2048], outp[512], errp[512];
+    snprintf(outp, sizeof outp, "%s/follow.pred", dir);
+    snprintf(errp, sizeof errp, "%s/follow.err", dir);
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 '%s' predict --follow-topic %s --brokers %s -d '%s' --format vw -p '%s' "
+             "2>'%s'",
+             streamlr_bin(), sync, c.bootstraps, path, outp, errp);
+    ck_assert_int_eq(system(cmd), 0);
+    f = fopen(outp, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[256];
+    for (int i = 0; i < n_examples; i++) {
+        ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+        ck_assert_str_eq(line, pred[4][i]);
+    }
+    fclose(f);
+    f = fopen(errp, "r");
+    size_t got = fread(cmd, 1, sizeof cmd - 1, f);
+    cmd[got] = '\0';
+    fclose(f);
+    char want[256];
+    snprintf(want, sizeof want, "scoring with sync:%s@4/", sync);
+    ck_assert_msg(strstr(cmd, want), "no \"%s\" in:\n%s", want, cmd);
+
+    for (int r = 2; r <= 4; r++) {
+        for (int i = 0; i < n_examples; i++)
+            free(pred[r][i]);
+        free(pred[r]);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    group_close(&g);
+    test_rmtree(dir);
+    free(dir);
+    test_cluster_stop(&c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sync_follow");
@@ -564,6 +844,7 @@ int main(void)
     tcase_add_test(tc, bootstrap_from_snapshot);
     tcase_add_test(tc, member_loads_snapshot);
     tcase_add_test(tc, retention_restarts_from_snapshot);
+    tcase_add_test(tc, scorer_follows_topic);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

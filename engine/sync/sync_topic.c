@@ -411,15 +411,21 @@ static slr_status check_topic(rd_kafka_t *rk, const char *topic, slr_error *err)
 
 /* A consumer of the sync topic without a group: positions are the caller's
  * (its checkpoint's), never committed; a position retention dropped is an
- * error (auto.offset.reset=error), not a silent jump to the end. */
+ * error (auto.offset.reset=error, whatever the caller's properties say),
+ * not a silent jump to the end. */
 static slr_status reader_conf(rd_kafka_conf_t **conf, const slr_sync_topic_config *cfg,
                               slr_error *err)
 {
     static const char *const ours[] = {"group.id=streamlr-sync-reader", "enable.auto.commit=false",
                                        "allow.auto.create.topics=false",
                                        "enable.partition.eof=false", "fetch.wait.max.ms=50",
-                                       "auto.offset.reset=error", NULL};
-    return make_conf(conf, cfg, ours, err);
+                                       NULL};
+    slr_status st = make_conf(conf, cfg, ours, err);
+    /* after the caller's properties: a consumer's auto.offset.reset shared
+     * through -X must not make a lost reader jump silently */
+    if (st == SLR_OK && (st = slr_kafka_conf_set(*conf, "auto.offset.reset", "error", err)) != SLR_OK)
+        rd_kafka_conf_destroy(*conf);
+    return st;
 }
 
 /* A consumer from conf (taken, also on failure). */

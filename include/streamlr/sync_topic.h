@@ -189,6 +189,38 @@ int64_t slr_sync_reader_position(const slr_sync_reader *r);
 void slr_sync_reader_repeats(const slr_sync_reader *r, uint64_t *identical, uint64_t *different,
                              uint64_t *late);
 
+/* ----------------------------------------------------------------- follow */
+
+/* The group's model for a scorer (`predict --follow-topic`): the newest
+ * complete snapshot on the sync topic, then every complete round after it,
+ * applied only when the caller refreshes (between messages).  The model's
+ * settings and the group's source layout come from the snapshot: a
+ * follower needs brokers, the topic and client properties only. */
+typedef struct slr_sync_follower slr_sync_follower;
+
+/* Load the newest snapshot and apply the complete rounds after it (within
+ * timeout_ms).  SLR_ERR_ARG if the topic holds no complete snapshot. */
+slr_status slr_sync_follower_open(slr_sync_follower **out, const slr_sync_topic_config *cfg,
+                                  int timeout_ms, slr_error *err);
+void slr_sync_follower_close(slr_sync_follower *f);
+
+/* Apply the rounds completed on the topic since, reading for about
+ * budget_ms at most; *changed if the model moved (then the learner below is
+ * a new one).  A follower whose position retention dropped goes on from the
+ * newest snapshot.  On an error the model stays as it was. */
+slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *changed,
+                                     slr_error *err);
+
+/* The model to score with: theta_round with every owed penalty paid (valid
+ * until the next refresh that changes it). */
+slr_learner *slr_sync_follower_learner(const slr_sync_follower *f);
+/* The model is theta_round (rounds 0..round-1 merged); position: the sync
+ * topic offset after the record that completed round-1. */
+uint64_t slr_sync_follower_round(const slr_sync_follower *f);
+int64_t slr_sync_follower_position(const slr_sync_follower *f);
+/* "sync:<topic>@<round>/<position>", what a scored message is stamped with */
+const char *slr_sync_follower_name(const slr_sync_follower *f);
+
 /* ---------------------------------------------------------------- inspect */
 
 /* What a sync topic holds (streamlr inspect --sync-topic), read off its
