@@ -43,6 +43,12 @@ static slr_learner_config test_config(void)
     return c;
 }
 
+static const char *streamlr_bin(void)
+{
+    const char *b = getenv("STREAMLR");
+    return b && *b ? b : "tools/streamlr";
+}
+
 /* ------------------------------------------------------- a simulated group */
 
 typedef struct group {
@@ -117,7 +123,7 @@ static void group_snapshot(group *g, size_t max_record, bool read_on)
 {
     slr_error err;
     const slr_sync_member *m = g->m[0];
-    ck_assert_msg(slr_sync_publish_snapshot(g->pub, (slr_learner *)slr_sync_member_shared(m),
+    ck_assert_msg(slr_sync_publish_snapshot(g->pub, slr_sync_member_shared(m),
                                             slr_sync_member_round(m), slr_sync_member_ledger(m),
                                             slr_sync_reader_position(g->rd), max_record,
                                             &err) == SLR_OK,
@@ -289,6 +295,7 @@ START_TEST(bootstrap_from_snapshot)
     test_cluster c;
     test_cluster_start(&c, 1);
     char sync[128], scratch[128];
+    test_topic(&c, "clicks", PARTS); /* the source, for inspect's partition count */
     slr_sync_topic_config sc = fresh_sync_topic(&c, sync, sizeof sync);
     group g;
     group_open(&g, &sc);
@@ -303,7 +310,7 @@ START_TEST(bootstrap_from_snapshot)
     slr_error err;
     ck_assert_int_eq(slr_sync_publisher_create(&spub, &scratch_sc, &err), SLR_OK);
     const slr_sync_member *m0 = g.m[0];
-    ck_assert_int_eq(slr_sync_publish_snapshot(spub, (slr_learner *)slr_sync_member_shared(m0), 4,
+    ck_assert_int_eq(slr_sync_publish_snapshot(spub, slr_sync_member_shared(m0), 4,
                                                slr_sync_member_ledger(m0),
                                                slr_sync_reader_position(g.rd), 4096, &err),
                      SLR_OK);
@@ -322,6 +329,26 @@ START_TEST(bootstrap_from_snapshot)
     scan_sizes(&c, sync, &snapshots, &largest);
     ck_assert_int_gt(snapshots, 4);
     ck_assert_uint_le(largest, 4096);
+
+    /* inspect sees the complete snapshot of round 2 among the records */
+    slr_sync_topic_info info;
+    slr_sync_topic_config ic = {.brokers = c.bootstraps, .topic = sync};
+    ck_assert_msg(slr_sync_topic_inspect(&ic, WAIT_MS, &info, &err) == SLR_OK, "%s", err.msg);
+    ck_assert(info.snapshot);
+    ck_assert_uint_eq(info.snapshot_round, 2);
+    ck_assert_int_eq(info.snapshot_offset, 2 * PARTS);
+    ck_assert_int_eq(info.snapshot_records, snapshots);
+    ck_assert_uint_eq(info.rounds, 6);
+    ck_assert_uint_eq(info.different + info.late + info.identical, 0);
+    slr_sync_topic_info_free(&info);
+    char cmd[1024], out[4096] = "";
+    snprintf(cmd, sizeof cmd, "timeout 120 %s inspect --brokers %s --sync-topic %s 2>&1",
+             streamlr_bin(), c.bootstraps, sync);
+    FILE *pf = popen(cmd, "r");
+    ck_assert_ptr_nonnull(pf);
+    out[fread(out, 1, sizeof out - 1, pf)] = '\0';
+    ck_assert_int_eq(pclose(pf), 0);
+    ck_assert_msg(strstr(out, "snapshot         round 2 at offset 4,"), "%s", out);
 
     slr_sync_snapshot s;
     bool found;
@@ -565,12 +592,6 @@ END_TEST
 
 #define EX_PER_MSG 3
 #define MAX_REQ 600
-
-static const char *streamlr_bin(void)
-{
-    const char *b = getenv("STREAMLR");
-    return b && *b ? b : "tools/streamlr";
-}
 
 /* Example i of the requests, one VW line: features hashed all over the
  * 2^12 table, so that most scores depend on many learned weights. */

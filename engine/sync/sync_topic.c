@@ -238,7 +238,7 @@ static uint64_t snapshot_id(const slr_sync_publisher *p)
  * msgpack fields, Kafka's record framing (generously). */
 #define CHUNK_OVERHEAD 1024
 
-slr_status slr_sync_publish_snapshot(slr_sync_publisher *p, slr_learner *theta, uint64_t round,
+slr_status slr_sync_publish_snapshot(slr_sync_publisher *p, const slr_learner *theta, uint64_t round,
                                      const slr_sync_ledger *ledger, int64_t position,
                                      size_t max_record, slr_error *err)
 {
@@ -249,7 +249,7 @@ slr_status slr_sync_publish_snapshot(slr_sync_publisher *p, slr_learner *theta, 
                              4 * CHUNK_OVERHEAD);
     slr_sync_snapshot s = {.round = round, .position = position,
                            .source_partitions = p->cfg.source_partitions, .slice = p->cfg.slice,
-                           .learner = theta, .ledger = (slr_sync_ledger *)ledger};
+                           .learner = (slr_learner *)theta, .ledger = (slr_sync_ledger *)ledger};
     snprintf(s.source_topic, sizeof s.source_topic, "%s", p->cfg.source_topic);
     unsigned char *body;
     size_t len;
@@ -1021,6 +1021,9 @@ static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
     int64_t read_to = info->low, round0_longest = 0;
     bool any = false;
     slr_status st = SLR_OK;
+    snap_scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.low = info->low;
     while (read_to < info->high && st == SLR_OK) {
         if (now_s() > until)
             return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: read up to offset %lld of %lld "
@@ -1034,6 +1037,10 @@ static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
         }
         read_to = m->offset + 1;
         if (is_snapshot(m)) {
+            info->snapshot_records++;
+            st = scan_chunk(&sc, m, err);
+            if (st != SLR_OK)
+                slr_error_prefix(err, "sync topic %s offset %lld: ", topic, (long long)m->offset);
             rd_kafka_message_destroy(m);
             continue;
         }
@@ -1068,6 +1075,13 @@ static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
     }
     if (info->slice == 0)
         info->slice = round0_longest > 0 ? round0_longest : 1;
+    if (sc.best.buf) {
+        info->snapshot = true;
+        info->snapshot_round = sc.best.round;
+        info->snapshot_offset = sc.best.offset;
+        info->snapshot_bytes = sc.best.len;
+    }
+    scan_free(&sc);
     return st;
 }
 

@@ -99,10 +99,10 @@ typedef struct slr_sync_snapshot {
 
 void slr_sync_snapshot_clear(slr_sync_snapshot *s);
 
-/* The body of a snapshot of `theta` (caught up to its step first, so that
- * nothing owed is lost; theta is otherwise unchanged in value) as msgpack,
- * into *out (malloc'ed).  s->learner is the model; s->ledger, round,
- * position and the source fields are written as given. */
+/* The body of snapshot s as msgpack, into *out (malloc'ed): s->learner's
+ * whole state as it is (owed penalties stay owed: paying them early would
+ * change the bits of later merges), s->ledger, round, position and the
+ * source fields. */
 slr_status slr_sync_snapshot_encode(const slr_sync_snapshot *s, unsigned char **out,
                                     size_t *out_len, slr_error *err);
 /* Read and check a body: SLR_ERR_CORRUPT for anything malformed (never
@@ -116,7 +116,7 @@ slr_status slr_sync_snapshot_decode(const void *buf, size_t len, slr_sync_snapsh
  * max_record bytes (0: SLR_SYNC_SNAPSHOT_CHUNK); flush with
  * slr_sync_publisher_flush.  theta must be the group's model of that round,
  * unchanged by anything but merges: a member's snapshot every N rounds. */
-slr_status slr_sync_publish_snapshot(slr_sync_publisher *p, slr_learner *theta, uint64_t round,
+slr_status slr_sync_publish_snapshot(slr_sync_publisher *p, const slr_learner *theta, uint64_t round,
                                      const slr_sync_ledger *ledger, int64_t position,
                                      size_t max_record, slr_error *err);
 
@@ -239,6 +239,11 @@ typedef struct slr_sync_topic_info {
     int64_t *reach;   /* per source partition: the end of its furthest slice, -1 if none */
     uint64_t *deltas; /* per source partition: records */
     bool *part_ended; /* per source partition: its input ended */
+    uint64_t snapshot_records; /* records of snapshots, complete or torn */
+    bool snapshot;             /* a complete, usable snapshot is retained; the newest: */
+    uint64_t snapshot_round;
+    int64_t snapshot_offset;   /* its first chunk */
+    uint64_t snapshot_bytes;   /* its body */
 } slr_sync_topic_info;
 
 /* Read the whole sync topic of cfg (brokers, topic, properties; the source
