@@ -22,8 +22,13 @@ struct slr_sync_follower {
     slr_sync_reader *rd;
     slr_learner *theta, *scorer;
     slr_sync_ledger *ledger;
+    double next_seek; /* a lost reader found no snapshot: when to read the topic again */
     char name[SLR_SYNC_MAX_MEMBER_ID + 64];
 };
+
+/* A lost reader with no snapshot to go on from reads the whole topic for
+ * one at most this often, not at every refresh. */
+#define SEEK_RETRY_SECONDS 10.0
 
 static double now_s(void)
 {
@@ -141,7 +146,7 @@ slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *
         st = slr_sync_reader_catch_up(f->rd, left > 0 ? (int)(left * 1000) + 1 : 1, &caught_up, err);
         if (st == SLR_OK)
             st = slr_sync_reader_next(f->rd, 0, &complete, &ds, &k, &ended, err);
-        if (st != SLR_OK && slr_sync_reader_lost(f->rd)) {
+        if (st != SLR_OK && slr_sync_reader_lost(f->rd) && now_s() >= f->next_seek) {
             /* retention dropped the next round: the newest snapshot replaces theta */
             slr_sync_snapshot s;
             st = slr_sync_reader_seek_snapshot(f->rd, budget_ms > 1000 ? budget_ms : 1000, &s,
@@ -151,6 +156,7 @@ slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *
                 *changed = true;
                 continue;
             }
+            f->next_seek = now_s() + SEEK_RETRY_SECONDS;
         }
         if (st != SLR_OK || !complete || ended)
             break;
