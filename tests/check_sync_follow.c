@@ -453,8 +453,32 @@ START_TEST(member_loads_snapshot)
 }
 END_TEST
 
+/* A model of 2^17 coordinates, every one of them with state: a snapshot
+ * of ~2.6 MiB. */
+static slr_learner *big_model(void)
+{
+    slr_learner_config cfg = test_config();
+    slr_hashing_init(&cfg.hashing, 17);
+    slr_learner *l;
+    slr_error err;
+    ck_assert_int_eq(slr_learner_create(&l, &cfg, &err), SLR_OK);
+    const size_t n = (size_t)1 << 17;
+    unsigned char *rec = malloc(n * SLR_STATE_RECORD), *p = rec;
+    for (size_t j = 0; j < n; j++, p += SLR_STATE_RECORD) {
+        slr_le_put_u32(p, (uint32_t)j);
+        slr_le_put_f64(p + 4, 1e-3 * (double)(j % 1000 + 1));
+        slr_le_put_f32(p + 12, 1.0f);
+        slr_le_put_u32(p + 16, 0);
+    }
+    ck_assert_int_eq(slr_learner_state_apply(l, rec, n * SLR_STATE_RECORD, SLR_STATE_STAMPS_KEEP,
+                                             "test", &err),
+                     SLR_OK);
+    free(rec);
+    return l;
+}
+
 /* Retention: rounds 0..2, then more than the embedded broker keeps of a
- * partition (~5 MiB: it drops the oldest batches), then round 3, a snapshot
+ * partition (~5 MiB: it drops the oldest batches; 10 MiB are written), then round 3, a snapshot
  * of theta_4 and rounds 4, 5.  A reader whose position (after round 1) the
  * broker dropped is lost (without auto.offset.reset=error librdkafka would
  * jump to the end and the reader wait forever for round 2), goes on from the
@@ -468,35 +492,38 @@ START_TEST(retention_restarts_from_snapshot)
     slr_sync_topic_config sc = fresh_sync_topic(&c, sync, sizeof sync);
     group g;
     group_open(&g, &sc);
+    group_snapshot(&g, 0, true); /* theta_0, for the scorer */
     group_round(&g);
     group_round(&g);
     const int64_t after_round1 = slr_sync_reader_position(g.rd);
+    /* a scorer following the topic at theta_2, its client fetching little
+     * ahead (so that what retention drops is not in its memory already) */
+    static const char *const small_fetch[] = {"queued.max.messages.kbytes=1"};
+    slr_sync_topic_config fc = {.brokers = c.bootstraps, .topic = sync,
+                                .properties = small_fetch, .n_properties = 1};
+    slr_sync_follower *fol;
+    slr_error err;
+    ck_assert_msg(slr_sync_follower_open(&fol, &fc, WAIT_MS, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_uint_eq(slr_sync_follower_round(fol), 2);
+    ck_assert_uint_eq(slr_sync_follower_snapshots(fol), 1);
     group_round(&g);
-    /* the filler: snapshots of theta_3, valid records a reader steps over,
-     * until more than 6 MiB were written after round 2 */
-    size_t len;
-    unsigned char *one = group_model(&g, &len);
-    free(one);
+    /* the filler: four snapshots of 2.6 MiB (of another model: readers
+     * step over them, and their position is before what the broker keeps),
+     * the members reading each before the next is written */
     int64_t lo, hi, before;
     test_watermarks(&c, sync, 0, &lo, &before);
     ck_assert_int_eq(lo, 0);
-    size_t written = 0;
-    slr_sync_snapshot probe = {.round = 3, .position = 0, .slice = SLICE,
-                               .source_partitions = PARTS,
-                               .learner = (slr_learner *)slr_sync_member_shared(g.m[0]),
-                               .ledger = (slr_sync_ledger *)slr_sync_member_ledger(g.m[0])};
-    snprintf(probe.source_topic, sizeof probe.source_topic, "clicks");
-    unsigned char *body;
-    size_t body_len;
-    slr_error err;
-    ck_assert_int_eq(slr_sync_snapshot_encode(&probe, &body, &body_len, &err), SLR_OK);
-    free(body);
-    for (int i = 0; written < 6u << 20; i++) {
-        /* the members read on every 1 MiB or so, before the broker drops it */
-        group_snapshot(&g, 0, i % 8 == 7);
-        written += body_len;
+    slr_learner *big = big_model();
+    for (int i = 0; i < 4; i++) {
+        ck_assert_msg(slr_sync_publish_snapshot(g.pub, big, 3, slr_sync_member_ledger(g.m[0]),
+                                                slr_sync_reader_position(g.rd), 0, &err) == SLR_OK,
+                      "%s", err.msg);
+        ck_assert_int_eq(slr_sync_publisher_flush(g.pub, WAIT_MS, &err), SLR_OK);
+        bool read_on;
+        ck_assert_int_eq(slr_sync_reader_catch_up(g.rd, WAIT_MS, &read_on, &err), SLR_OK);
+        ck_assert(read_on);
     }
-    group_snapshot(&g, 0, true);
+    slr_learner_destroy(big);
     group_round(&g);
     group_snapshot(&g, 0, true); /* theta_4 */
     const int64_t snap4_position = slr_sync_reader_position(g.rd);
@@ -531,6 +558,16 @@ START_TEST(retention_restarts_from_snapshot)
     assert_same_model(s.learner, want, want_len, "lost reader, snapshot of round 4 + rounds 4, 5");
     slr_sync_reader_destroy(rd);
     slr_sync_snapshot_clear(&s);
+
+    /* the scorer, whose next round the broker dropped, goes on from the
+     * snapshot of round 4 to theta_6: the group's model, owed penalties paid */
+    bool changed;
+    ck_assert_msg(slr_sync_follower_refresh(fol, WAIT_MS, &changed, &err) == SLR_OK, "%s", err.msg);
+    ck_assert(changed);
+    ck_assert_uint_eq(slr_sync_follower_round(fol), 6);
+    ck_assert_uint_eq(slr_sync_follower_snapshots(fol), 2); /* it was lost, not merely behind */
+    assert_same_model(slr_sync_follower_learner(fol), want, want_len, "scorer lost to retention");
+    slr_sync_follower_close(fol);
 
     free(want);
     group_close(&g);

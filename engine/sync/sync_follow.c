@@ -23,6 +23,7 @@ struct slr_sync_follower {
     slr_learner *theta, *scorer;
     slr_sync_ledger *ledger;
     double next_seek; /* a lost reader found no snapshot: when to read the topic again */
+    uint64_t snapshots; /* loaded: at the start, and each time retention lost the reader */
     char name[SLR_SYNC_MAX_MEMBER_ID + 64];
 };
 
@@ -86,6 +87,7 @@ static void take_snapshot(slr_sync_follower *f, slr_sync_snapshot *s)
     slr_sync_ledger_destroy(f->ledger);
     f->theta = s->learner;
     f->ledger = s->ledger;
+    f->snapshots++;
     s->learner = NULL;
     s->ledger = NULL;
     slr_sync_snapshot_clear(s);
@@ -185,3 +187,4 @@ int64_t slr_sync_follower_position(const slr_sync_follower *f)
     return slr_sync_reader_position(f->rd);
 }
 const char *slr_sync_follower_name(const slr_sync_follower *f) { return f->name; }
+uint64_t slr_sync_follower_snapshots(const slr_sync_follower *f) { return f->snapshots; }

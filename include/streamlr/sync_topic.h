@@ -220,6 +220,9 @@ uint64_t slr_sync_follower_round(const slr_sync_follower *f);
 int64_t slr_sync_follower_position(const slr_sync_follower *f);
 /* "sync:<topic>@<round>/<position>", what a scored message is stamped with */
 const char *slr_sync_follower_name(const slr_sync_follower *f);
+/* Snapshots loaded: 1 at the start, one more each time the topic's
+ * retention dropped the follower's next round. */
+uint64_t slr_sync_follower_snapshots(const slr_sync_follower *f);
 
 /* ---------------------------------------------------------------- inspect */
 
