@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "kafka_testutil.h"
 #include "learner/learner_io.h"
@@ -878,6 +879,22 @@ START_TEST(scorer_follows_topic)
     char want[256];
     snprintf(want, sizeof want, "scoring with sync:%s@4/", sync);
     ck_assert_msg(strstr(cmd, want), "no \"%s\" in:\n%s", want, cmd);
+
+    /* a sync topic without a snapshot is refused before anything is scored
+     * (the deltas do not say the model's settings) */
+    char bare[128];
+    fresh_sync_topic(&c, bare, sizeof bare);
+    snprintf(cmd, sizeof cmd,
+             "timeout 120 '%s' predict --follow-topic %s --brokers %s -d '%s' --format vw -p '%s' "
+             "2>'%s'",
+             streamlr_bin(), bare, c.bootstraps, path, outp, errp);
+    int rc = system(cmd);
+    ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+    f = fopen(errp, "r");
+    got = fread(cmd, 1, sizeof cmd - 1, f);
+    cmd[got] = '\0';
+    fclose(f);
+    ck_assert_msg(strstr(cmd, "holds no complete snapshot"), "%s", cmd);
 
     for (int r = 2; r <= 4; r++) {
         for (int i = 0; i < n_examples; i++)
