@@ -774,10 +774,10 @@ static slr_status scan_chunk(snap_scan *sc, const rd_kafka_message_t *m, slr_err
         free(a->buf);
         *a = (assembly){.id = c.id, .round = c.round, .total = c.total, .hash = c.hash,
                         .position = c.position, .offset = m->offset, .count = c.count};
-        if (!(a->buf = malloc(c.total ? c.total : 1))) {
+        /* grown as chunks come, not sized by what a record claims */
+        if (!(a->buf = malloc(1))) {
             free((void *)c.data);
-            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a snapshot of %llu bytes",
-                                 (unsigned long long)c.total);
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a snapshot");
         }
     } else if (!a || a->got != c.index || a->round != c.round || a->count != c.count ||
                a->total != c.total || a->hash != c.hash || a->position != c.position) {
@@ -795,6 +795,13 @@ static slr_status scan_chunk(snap_scan *sc, const rd_kafka_message_t *m, slr_err
         memset(a, 0, sizeof *a);
         return SLR_OK;
     }
+    unsigned char *grown = realloc(a->buf, a->len + c.len + 1);
+    if (!grown) {
+        free((void *)c.data);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a snapshot of %llu bytes",
+                             (unsigned long long)c.total);
+    }
+    a->buf = grown;
     memcpy(a->buf + a->len, c.data, c.len);
     free((void *)c.data);
     a->len += c.len;
