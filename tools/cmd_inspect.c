@@ -75,8 +75,18 @@ static int inspect_sync_topic(const char *brokers, const char *topic, const cli_
     }
     printf("sync topic       %s (offsets %lld..%lld)\n", topic, (long long)info.low,
            (long long)info.high);
+    if (info.snapshot)
+        printf("snapshot         round %llu at offset %llu, %llu bytes (the newest complete one; "
+               "%llu snapshot records in all)\n",
+               (unsigned long long)info.snapshot_round, (unsigned long long)info.snapshot_offset,
+               (unsigned long long)info.snapshot_bytes, (unsigned long long)info.snapshot_records);
+    else
+        printf("snapshot         none complete (%llu snapshot records): a scorer cannot follow "
+               "this topic yet\n",
+               (unsigned long long)info.snapshot_records);
     if (!info.source_topic[0]) {
         printf("rounds           none yet: the topic holds no delta\n");
+        slr_sync_topic_info_free(&info);
         return 0;
     }
     printf("source           %s, %d partitions, slices of %lld offsets\n",

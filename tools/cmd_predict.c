@@ -12,6 +12,11 @@
  * The file job is slr_predict_files (predict.h); this file parses and
  * presents.
  *
+ * With --follow-topic T (and --brokers) it scores with the model a group
+ * shares through its sync topic T (docs/SYNC_PROTOCOL.md): the newest
+ * snapshot and every round completed after it, applied between records or
+ * messages.
+ *
  * With --brokers/--topic it is a stream job (slr_predict_kafka, predict.h):
  * messages in, one message of predictions out per message, offsets
  * committed once the predictions are acknowledged. */
@@ -37,6 +42,7 @@ enum {
     OPT_OUTPUT_TOPIC = OPT_FIRST_COMMAND_SPECIFIC,
     OPT_OUTPUT_PARTITION,
     OPT_COMMIT_INTERVAL,
+    OPT_FOLLOW_TOPIC,
 };
 
 static void usage(FILE *out)
@@ -44,8 +50,11 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: streamlr predict -i MODEL|--follow DIR --data FILE|- [--format F]\n"
             "                        [-p PREDICTIONS]\n"
-            "       streamlr predict -i MODEL|--follow DIR --brokers HOST:PORT[,..] --topic T\n"
-            "                        --group G --output-topic OUT [-X key=value]... [options]\n"
+            "       streamlr predict --follow-topic T --brokers HOST:PORT[,..] --data FILE|-\n"
+            "                        [-p PREDICTIONS]\n"
+            "       streamlr predict -i MODEL|--follow DIR|--follow-topic T --brokers\n"
+            "                        HOST:PORT[,..] --topic T --group G --output-topic OUT\n"
+            "                        [-X key=value]... [options]\n"
             "\n"
             "Score examples with a model written by train -f (or a checkpoint): from files,\n"
             "or as a stream job from Kafka topics to another topic.\n"
@@ -54,8 +63,14 @@ static void usage(FILE *out)
             "      --follow DIR         instead of -i: score with the newest checkpoint in\n"
             "                           DIR (a train --checkpoint-dir) and switch to each\n"
             "                           newer one as training writes it\n"
-            "      --follow-interval S  look for a newer checkpoint every S seconds (default\n"
-            "                           1; also whenever the input is idle)\n"
+            "      --follow-topic T     instead of -i: score with the model a group shares\n"
+            "                           through its sync topic T (train --sync-topic) on\n"
+            "                           --brokers: its newest snapshot, then every round\n"
+            "                           completed after it, applied between messages;\n"
+            "                           each output's streamlr.model header says which:\n"
+            "                           sync:T@ROUND/OFFSET (docs/SYNC_PROTOCOL.md)\n"
+            "      --follow-interval S  look for a newer checkpoint (or rounds) every S\n"
+            "                           seconds (default 1; also whenever the input is idle)\n"
             "  -d, --data FILE          input, - for stdin; repeatable (bare FILE too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           extension, else vw); --from F is the same\n"
@@ -82,7 +97,8 @@ static void usage(FILE *out)
             "      --group G            consumer group (partitions shared, offsets committed)\n"
             "      --output-topic OUT   one message per input message: same key and headers\n"
             "                           plus streamlr.source (topic[partition]@offset) and\n"
-            "                           streamlr.model (the model's file name); value: one\n"
+            "                           streamlr.model (the model's file name, or its sync\n"
+            "                           topic position); value: one\n"
             "                           line per example as -p writes them, with the tag\n"
             "                           (\"nan\" for a bad record)\n"
             "      --output-partition key|same  key: the producer's partitioner on the key\n"
@@ -147,7 +163,7 @@ static int predict_kafka(cli_kafka_input *kin, slr_predict_options *po, const ch
     if (m->lost)
         fprintf(stderr, "LOST (deleted by retention before they were scored) = %llu messages\n",
                 (unsigned long long)m->lost);
-    if (po->follow_dir)
+    if (po->follow_dir || po->follow_topic)
         fprintf(stderr, "model switches = %llu, last model %s\n",
                 (unsigned long long)res.model_switches, res.model_path);
     if (m->examples) {
@@ -167,7 +183,7 @@ static int predict_kafka(cli_kafka_input *kin, slr_predict_options *po, const ch
 typedef struct predict_args {
     const char **files;
     uint32_t n_files;
-    const char *model, *pred_path, *follow_dir;
+    const char *model, *pred_path, *follow_dir, *follow_topic;
     double follow_interval;
     uint32_t threads;
     bool threads_given;
@@ -213,6 +229,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
         {"quiet", no_argument, 0, OPT_QUIET},
         {"follow", required_argument, 0, OPT_FOLLOW},
         {"follow-interval", required_argument, 0, OPT_FOLLOW_INTERVAL},
+        {"follow-topic", required_argument, 0, OPT_FOLLOW_TOPIC},
         CLI_KAFKA_LONG_OPTIONS,
         {"output-topic", required_argument, 0, OPT_OUTPUT_TOPIC},
         {"output-partition", required_argument, 0, OPT_OUTPUT_PARTITION},
@@ -276,6 +293,7 @@ static int parse_args(int argc, char **argv, predict_args *a)
         case 't': break; /* VW's -t: predict never learns */
         case OPT_QUIET: a->quiet = true; break;
         case OPT_FOLLOW: a->follow_dir = optarg; break;
+        case OPT_FOLLOW_TOPIC: a->follow_topic = optarg; break;
         case OPT_FOLLOW_INTERVAL:
             if (!cli_double("predict", "--follow-interval", optarg, &a->follow_interval) ||
                 !(a->follow_interval > 0)) {
@@ -295,15 +313,17 @@ static int parse_args(int argc, char **argv, predict_args *a)
 /* -1 to go on, else the exit status.  Nothing is opened yet. */
 static int check_args(predict_args *a)
 {
-    if (cli_kafka_input_given(&a->kin)) {
+    const int models = (a->model != NULL) + (a->follow_dir != NULL) + (a->follow_topic != NULL);
+    /* --brokers alone with --follow-topic is where the sync topic is: files are scored */
+    if (cli_kafka_input_given(&a->kin) && (a->kin.n_topics || !a->follow_topic)) {
         if (a->n_files || a->pred_path || a->strict || a->threads_given) {
             fprintf(stderr, "streamlr predict: a Kafka job takes no --data, -p, --strict or "
                             "--threads\n");
             return 2;
         }
-        if (!a->model == !a->follow_dir || !a->kin.n_topics || !a->kin.k.group ||
-            !a->po.output_topic) {
-            fprintf(stderr, "streamlr predict: a Kafka job needs -i MODEL or --follow DIR, "
+        if (models != 1 || !a->kin.n_topics || !a->kin.k.group || !a->po.output_topic) {
+            fprintf(stderr, "streamlr predict: a Kafka job needs one of -i MODEL, --follow DIR "
+                            "or --follow-topic T, "
                             "--topic, --group and --output-topic (and --brokers, unless "
                             "bootstrap.servers is in --kafka-config)\n");
             return 2;
@@ -311,6 +331,7 @@ static int check_args(predict_args *a)
         a->po.format = a->format_given ? a->format : SLR_FORMAT_MSGPACK;
         a->po.model = a->model;
         a->po.follow_dir = a->follow_dir;
+        a->po.follow_topic = a->follow_topic;
         a->po.follow_interval_seconds = a->follow_interval;
         a->stream = true;
         return -1;
@@ -321,9 +342,13 @@ static int check_args(predict_args *a)
                         "and --dead-letter apply to Kafka input (--brokers, --topic)\n");
         return 2;
     }
-    if (!a->model == !a->follow_dir || a->n_files == 0) {
-        fprintf(stderr, "streamlr predict: need -i MODEL or --follow DIR (one of them), and "
-                        "--data FILE\n");
+    if (models != 1 || a->n_files == 0) {
+        fprintf(stderr, "streamlr predict: need -i MODEL, --follow DIR or --follow-topic T (one "
+                        "of them), and --data FILE\n");
+        return 2;
+    }
+    if (a->follow_topic && !a->kin.k.brokers) {
+        fprintf(stderr, "streamlr predict: --follow-topic needs --brokers\n");
         return 2;
     }
     if (!a->format_given && !slr_format_guess(a->files[0], &a->format))
@@ -362,8 +387,11 @@ static int predict_files(const predict_args *a)
     slr_job_state_init(&st);
     FILE *pred = NULL;
     int rc = 1;
-    if (a->follow_dir) {
-        if (slr_follower_open(&follower, a->follow_dir, cli_log, NULL, &err) != SLR_OK) {
+    if (a->follow_dir || a->follow_topic) {
+        slr_sync_topic_config sc = {.brokers = a->kin.k.brokers, .topic = a->follow_topic};
+        if ((a->follow_topic
+                 ? slr_follower_open_topic(&follower, &sc, 60000, cli_log, NULL, &err)
+                 : slr_follower_open(&follower, a->follow_dir, cli_log, NULL, &err)) != SLR_OK) {
             fprintf(stderr, "streamlr predict: %s\n", err.msg);
             goto done;
         }

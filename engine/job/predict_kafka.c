@@ -64,9 +64,10 @@ typedef struct predict_run {
     rd_kafka_topic_t *out_rkt;
 
     slr_learner *model;       /* -i */
-    slr_follower *follower;   /* --follow */
+    slr_follower *follower;   /* --follow, --follow-topic */
     slr_learner *scorer;      /* whichever of the two scores */
-    const char *model_name;   /* basename of its file, for the streamlr.model header */
+    const char *model_name;   /* basename of its file (or sync topic position), for the
+                                 streamlr.model header */
     slr_decoder *dec;
     slr_raw_example raw;
     slr_example ex;
@@ -436,7 +437,7 @@ static void follow(predict_run *run)
     run->scorer = slr_follower_learner(run->follower);
     slr_example_free(&run->ex); /* rebuilt on the new model's hashing */
     slr_example_init(&run->ex, &slr_learner_config_of(run->scorer)->hashing);
-    run->model_name = base_name(slr_follower_path(run->follower));
+    run->model_name = slr_follower_name(run->follower);
     run->res->model_switches++;
     say(run, "now scoring with %s (%llu examples learned)", slr_follower_path(run->follower),
         (unsigned long long)slr_follower_state(run->follower)->metrics.examples);
@@ -497,13 +498,18 @@ static slr_status open_producer(predict_run *run, slr_error *err)
 static slr_status open_model(predict_run *run, slr_error *err)
 {
     const slr_predict_options *opt = run->opt;
-    if (opt->follow_dir) {
-        slr_status st = slr_follower_open(&run->follower, opt->follow_dir, opt->log,
-                                          opt->log_ctx, err);
+    if (opt->follow_dir || opt->follow_topic) {
+        slr_sync_topic_config sc = {.brokers = run->in->brokers, .topic = opt->follow_topic,
+                                    .properties = run->in->config,
+                                    .n_properties = run->in->n_config};
+        slr_status st =
+            opt->follow_topic
+                ? slr_follower_open_topic(&run->follower, &sc, 60000, opt->log, opt->log_ctx, err)
+                : slr_follower_open(&run->follower, opt->follow_dir, opt->log, opt->log_ctx, err);
         if (st != SLR_OK)
             return st;
         run->scorer = slr_follower_learner(run->follower);
-        run->model_name = base_name(slr_follower_path(run->follower));
+        run->model_name = slr_follower_name(run->follower);
         say(run, "scoring with %s (%llu examples learned)", slr_follower_path(run->follower),
             (unsigned long long)slr_follower_state(run->follower)->metrics.examples);
     } else {
@@ -525,9 +531,10 @@ static slr_status open_model(predict_run *run, slr_error *err)
 static slr_status check_options(const slr_predict_options *opt, const slr_kafka_options *in,
                                 slr_error *err)
 {
-    if (!opt->model == !opt->follow_dir)
-        return slr_error_set(err, SLR_ERR_ARG, "need a model (-i) or a checkpoint directory "
-                                               "to follow (--follow), one of them");
+    if ((opt->model != NULL) + (opt->follow_dir != NULL) + (opt->follow_topic != NULL) != 1)
+        return slr_error_set(err, SLR_ERR_ARG, "need a model (-i), a checkpoint directory to "
+                                               "follow (--follow) or a sync topic to follow "
+                                               "(--follow-topic), one of them");
     if (!opt->output_topic || !*opt->output_topic)
         return slr_error_set(err, SLR_ERR_ARG, "no output topic (--output-topic)");
     for (uint32_t t = 0; t < in->n_topics; t++)

@@ -296,3 +296,9 @@ slr_status slr_sync_ledger_decode(const void *buf, size_t len, slr_sync_ledger *
     *out = g;
     return SLR_OK;
 }
+
+int64_t slr_sync_ledger_reach(const slr_sync_ledger *g, const char *topic, int32_t partition)
+{
+    const part *p = find_part(g, topic, partition);
+    return p && p->n ? p->spans[p->n - 1].to : 0;
+}

@@ -274,25 +274,26 @@ static slr_status follow_shared(slr_sync_member *m, const uint32_t *idx, size_t 
     return slr_learner_bias_set(m->local, bw, bg, "shared model", err);
 }
 
-slr_status slr_sync_member_apply(slr_sync_member *m, const slr_sync_delta *deltas, size_t k,
-                                 slr_sync_rule rule, size_t *skipped, slr_error *err)
+slr_status slr_sync_apply_round(slr_learner *theta, slr_sync_ledger *ledger, uint64_t round,
+                                const slr_sync_delta *deltas, size_t k, slr_sync_rule rule,
+                                size_t *skipped, uint32_t **changed, size_t *n_changed,
+                                slr_error *err)
 {
     if (skipped)
         *skipped = 0;
-    if (!m->ended)
-        return slr_error_set(err, SLR_ERR_ARG, "round %llu is still open: end it first",
-                             (unsigned long long)m->round);
+    if (changed) {
+        *changed = NULL;
+        *n_changed = 0;
+    }
     slr_sync_delta *kept = malloc((k ? k : 1) * sizeof *kept);
     slr_sync_ledger *round_ranges = NULL;
-    uint32_t *changed = NULL;
-    size_t n_changed = 0, nk = 0;
-    bool own_kept = false;
+    size_t nk = 0;
     slr_status st = slr_sync_ledger_create(&round_ranges, err);
     if (!kept && st == SLR_OK)
         st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < k && st == SLR_OK; i++) {
         const slr_sync_delta *d = &deltas[i];
-        switch (slr_sync_ledger_check(m->ledger, d->ranges, d->n_ranges)) {
+        switch (slr_sync_ledger_check(ledger, d->ranges, d->n_ranges)) {
         case SLR_SYNC_REPEAT:
             if (skipped)
                 (*skipped)++;
@@ -312,13 +313,35 @@ slr_status slr_sync_member_apply(slr_sync_member *m, const slr_sync_delta *delta
             st = SLR_ERR_MISMATCH;
             continue;
         }
-        own_kept = own_kept || strcmp(d->member, m->id) == 0;
         kept[nk++] = *d;
     }
     if (st == SLR_OK)
-        st = slr_sync_merge(m->shared, m->round, kept, nk, rule, &changed, &n_changed, err);
+        st = slr_sync_merge(theta, round, kept, nk, rule, changed, n_changed, err);
     for (size_t i = 0; i < nk && st == SLR_OK; i++)
-        st = slr_sync_ledger_add(m->ledger, kept[i].ranges, kept[i].n_ranges, err);
+        st = slr_sync_ledger_add(ledger, kept[i].ranges, kept[i].n_ranges, err);
+    free(kept);
+    slr_sync_ledger_destroy(round_ranges);
+    return st;
+}
+
+slr_status slr_sync_member_apply(slr_sync_member *m, const slr_sync_delta *deltas, size_t k,
+                                 slr_sync_rule rule, size_t *skipped, slr_error *err)
+{
+    if (skipped)
+        *skipped = 0;
+    if (!m->ended)
+        return slr_error_set(err, SLR_ERR_ARG, "round %llu is still open: end it first",
+                             (unsigned long long)m->round);
+    /* whether the group takes the member's own delta (not a repeat) */
+    bool own_kept = false;
+    for (size_t i = 0; i < k; i++)
+        if (strcmp(deltas[i].member, m->id) == 0 &&
+            slr_sync_ledger_check(m->ledger, deltas[i].ranges, deltas[i].n_ranges) == SLR_SYNC_NEW)
+            own_kept = true;
+    uint32_t *changed = NULL;
+    size_t n_changed = 0;
+    slr_status st = slr_sync_apply_round(m->shared, m->ledger, m->round, deltas, k, rule, skipped,
+                                         &changed, &n_changed, err);
     if (st == SLR_OK)
         st = follow_shared(m, changed, n_changed, own_kept, err);
     if (st == SLR_OK) {
@@ -328,7 +351,30 @@ slr_status slr_sync_member_apply(slr_sync_member *m, const slr_sync_delta *delta
         slr_learner_mark(m->local);
     }
     free(changed);
-    free(kept);
-    slr_sync_ledger_destroy(round_ranges);
     return st;
+}
+
+slr_status slr_sync_member_load(slr_sync_member *m, slr_learner *theta, slr_sync_ledger *ledger,
+                                uint64_t round, slr_error *err)
+{
+    if (slr_sync_fingerprint(slr_learner_config_of(theta)) != m->fingerprint)
+        return slr_error_set(err, SLR_ERR_MISMATCH,
+                             "the snapshot's model was learned with other settings (-b, -q, rates, "
+                             "penalties) than this member's");
+    slr_learner *old_shared = m->shared;
+    m->shared = theta;
+    slr_status st = reset_local(m, err);
+    if (st != SLR_OK) {
+        m->shared = old_shared;
+        return st;
+    }
+    slr_learner_destroy(old_shared);
+    slr_sync_ledger_destroy(m->ledger);
+    m->ledger = ledger;
+    m->round = round;
+    m->examples = 0;
+    m->ended = false;
+    memset(m->counts, 0, sizeof *m->counts * (size_t)slr_learner_bias_index(theta));
+    slr_learner_mark(m->local);
+    return SLR_OK;
 }

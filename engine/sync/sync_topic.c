@@ -11,9 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <xxhash.h>
 
 #include "source/kafka_source.h"
 #include "streamlr/sync_topic.h"
+#include "sync_impl.h"
 
 #define SYNC_PARTITION 0
 
@@ -219,7 +222,106 @@ slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_e
     return SLR_OK;
 }
 
+/* An id no other snapshot shares (two writers of one round, one restarted,
+ * must not mix their chunks): the clock, the process, a counter. */
+static uint64_t snapshot_id(const slr_sync_publisher *p)
+{
+    static unsigned long counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t v[5] = {(uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec, (uint64_t)getpid(),
+                     (uint64_t)(uintptr_t)p, __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED)};
+    return XXH3_64bits(v, sizeof v);
+}
+
+/* What a chunk's record holds besides its bytes: key, headers, the chunk's
+ * msgpack fields, Kafka's record framing (generously). */
+#define CHUNK_OVERHEAD 1024
+
+slr_status slr_sync_publish_snapshot(slr_sync_publisher *p, const slr_learner *theta, uint64_t round,
+                                     const slr_sync_ledger *ledger, int64_t position,
+                                     size_t max_record, slr_error *err)
+{
+    if (max_record == 0)
+        max_record = SLR_SYNC_SNAPSHOT_CHUNK;
+    if (max_record < 4 * CHUNK_OVERHEAD)
+        return slr_error_set(err, SLR_ERR_ARG, "a snapshot's records need at least %d bytes",
+                             4 * CHUNK_OVERHEAD);
+    slr_sync_snapshot s = {.round = round, .position = position,
+                           .source_partitions = p->cfg.source_partitions, .slice = p->cfg.slice,
+                           .learner = (slr_learner *)theta, .ledger = (slr_sync_ledger *)ledger};
+    snprintf(s.source_topic, sizeof s.source_topic, "%s", p->cfg.source_topic);
+    unsigned char *body;
+    size_t len;
+    slr_status st = slr_sync_snapshot_encode(&s, &body, &len, err);
+    if (st != SLR_OK)
+        return st;
+    const size_t per = max_record - CHUNK_OVERHEAD;
+    const size_t count = len / per + (len % per != 0);
+    if (count > UINT32_MAX) {
+        free(body);
+        return slr_error_set(err, SLR_ERR_ARG, "a snapshot of %zu bytes in records of %zu", len,
+                             max_record);
+    }
+    slr_sync_chunk c = {.id = snapshot_id(p), .round = round, .position = position,
+                        .count = (uint32_t)count, .total = len,
+                        .hash = slr_sync_body_hash(body, len)};
+    char key[SLR_SYNC_MAX_MEMBER_ID + 16], version[8], rnd[24];
+    snprintf(key, sizeof key, "%s/snapshot", p->cfg.source_topic);
+    snprintf(version, sizeof version, "%d", SLR_SYNC_SNAPSHOT_VERSION);
+    snprintf(rnd, sizeof rnd, "%llu", (unsigned long long)round);
+    for (uint32_t i = 0; i < count && st == SLR_OK; i++) {
+        c.index = i;
+        c.data = body + (size_t)i * per;
+        c.len = i + 1 < count ? per : len - (size_t)i * per;
+        unsigned char *buf;
+        size_t blen;
+        if ((st = slr_sync_chunk_encode(&c, &buf, &blen, err)) != SLR_OK)
+            break;
+        char mark[64];
+        snprintf(mark, sizeof mark, "%016llx %u/%u", (unsigned long long)c.id, i, c.count);
+        for (;;) {
+            rd_kafka_resp_err_t e = rd_kafka_producev(
+                p->rk, RD_KAFKA_V_TOPIC(p->cfg.topic), RD_KAFKA_V_PARTITION(SYNC_PARTITION),
+                RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, blen),
+                RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_VERSION, version, -1),
+                RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_ROUND, rnd, -1),
+                RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_SNAPSHOT, mark, -1),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                break;
+            if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+                free(buf);
+                st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: snapshot chunk %u/%u: %s",
+                                   p->cfg.topic, i, c.count, rd_kafka_err2str(e));
+                break;
+            }
+            rd_kafka_poll(p->rk, 50);
+        }
+    }
+    free(body);
+    return st;
+}
+
+/* Whether a record is a snapshot's chunk (its header says so). */
+static bool is_snapshot(const rd_kafka_message_t *m)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v;
+    size_t n;
+    return rd_kafka_message_headers(m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+           rd_kafka_header_get_last(h, SLR_SYNC_HEADER_SNAPSHOT, &v, &n) ==
+               RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 /* ------------------------------------------------------------------- read */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 typedef struct pending {
     slr_sync_delta d;
@@ -242,6 +344,7 @@ struct slr_sync_reader {
     slr_sync_delta *out; /* the round handed back */
     size_t n_out;
     uint64_t identical, different, late;
+    bool lost; /* the next record fell off the topic's retention */
 };
 
 static void pending_free(pending *e)
@@ -306,6 +409,48 @@ static slr_status check_topic(rd_kafka_t *rk, const char *topic, slr_error *err)
     return st;
 }
 
+/* A consumer of the sync topic without a group: positions are the caller's
+ * (its checkpoint's), never committed; a position retention dropped is an
+ * error (auto.offset.reset=error, whatever the caller's properties say),
+ * not a silent jump to the end. */
+static slr_status reader_conf(rd_kafka_conf_t **conf, const slr_sync_topic_config *cfg,
+                              slr_error *err)
+{
+    static const char *const ours[] = {"group.id=streamlr-sync-reader", "enable.auto.commit=false",
+                                       "allow.auto.create.topics=false",
+                                       "enable.partition.eof=false", "fetch.wait.max.ms=50",
+                                       NULL};
+    slr_status st = make_conf(conf, cfg, ours, err);
+    /* after the caller's properties: a consumer's auto.offset.reset shared
+     * through -X must not make a lost reader jump silently */
+    if (st == SLR_OK && (st = slr_kafka_conf_set(*conf, "auto.offset.reset", "error", err)) != SLR_OK)
+        rd_kafka_conf_destroy(*conf);
+    return st;
+}
+
+/* A consumer from conf (taken, also on failure). */
+static slr_status new_consumer(rd_kafka_t **rk, rd_kafka_conf_t *conf, slr_error *err)
+{
+    char errstr[512];
+    if (!(*rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr))) {
+        rd_kafka_conf_destroy(conf);
+        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic reader: %s", errstr);
+    }
+    rd_kafka_poll_set_consumer(*rk);
+    return SLR_OK;
+}
+
+static slr_status assign_at(rd_kafka_t *rk, const char *topic, int64_t from, slr_error *err)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, SYNC_PARTITION)->offset = from;
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e)
+        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", topic, rd_kafka_err2str(e));
+    return SLR_OK;
+}
+
 slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_config *cfg,
                                   int64_t from, uint64_t round, slr_error *err)
 {
@@ -336,10 +481,8 @@ slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_co
     r->round = round;
     r->position = r->read_to = from;
     /* no group: the position is the caller's (its checkpoint's), never committed */
-    static const char *const ours[] = {"group.id=streamlr-sync-reader", "enable.auto.commit=false", "allow.auto.create.topics=false",
-                                       "enable.partition.eof=false", "fetch.wait.max.ms=50", NULL};
     rd_kafka_conf_t *conf;
-    if ((st = make_conf(&conf, cfg, ours, err)) != SLR_OK) {
+    if ((st = reader_conf(&conf, cfg, err)) != SLR_OK) {
         slr_sync_reader_destroy(r);
         return st;
     }
@@ -354,14 +497,9 @@ slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_co
         slr_sync_reader_destroy(r);
         return st;
     }
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, cfg->topic, SYNC_PARTITION)->offset = from;
-    rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
+    if ((st = assign_at(r->rk, cfg->topic, from, err)) != SLR_OK) {
         slr_sync_reader_destroy(r);
-        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", cfg->topic,
-                             rd_kafka_err2str(e));
+        return st;
     }
     *out = r;
     return SLR_OK;
@@ -370,6 +508,12 @@ slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_co
 /* Take one record of the sync topic in. */
 static slr_status ingest(slr_sync_reader *r, const rd_kafka_message_t *m, slr_error *err)
 {
+    if (m->offset < r->read_to) /* fetched before a reassignment: already taken in */
+        return SLR_OK;
+    if (is_snapshot(m)) { /* full state, for readers that start: this one is past it */
+        r->read_to = m->offset + 1;
+        return SLR_OK;
+    }
     pending e = {.offset = m->offset};
     slr_status st = slr_sync_delta_decode(m->payload, m->len, &e.d, err);
     if (st == SLR_OK)
@@ -422,6 +566,14 @@ static slr_status ingest(slr_sync_reader *r, const rd_kafka_message_t *m, slr_er
     return SLR_OK;
 }
 
+static slr_status lost_error(const slr_sync_reader *r, slr_error *err)
+{
+    return slr_error_set(err, SLR_ERR_KAFKA,
+                         "sync topic %s: offset %lld is no longer on the topic (its retention "
+                         "dropped it): go on from a newer snapshot (slr_sync_reader_seek_snapshot)",
+                         r->topic, (long long)r->read_to);
+}
+
 /* Poll once for up to ms; a record is taken in, a transient error (broker
  * down, a leader moving) only waits: the caller's timeout decides. */
 static slr_status poll_once(slr_sync_reader *r, int ms, slr_error *err)
@@ -434,22 +586,20 @@ static slr_status poll_once(slr_sync_reader *r, int ms, slr_error *err)
         st = ingest(r, m, err);
     else if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
              m->err == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION ||
-             m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED ||
-             m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE || m->err == RD_KAFKA_RESP_ERR__FATAL)
+             m->err == RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED || m->err == RD_KAFKA_RESP_ERR__FATAL)
         st = slr_error_set(err, SLR_ERR_KAFKA,
                            "sync topic %s: %s (create it with one partition before the group "
                            "starts; a position past its retention needs a snapshot)",
                            r->topic, rd_kafka_message_errstr(m));
+    else if (m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE ||
+             m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET) {
+        r->lost = true;
+        st = lost_error(r, err);
+    }
     rd_kafka_message_destroy(m);
     return st;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Whether every partition not ended before round r->round has its delta
  * read (at most one pending record per slice: counting them is enough);
@@ -471,6 +621,8 @@ slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *ca
                                     slr_error *err)
 {
     *caught_up = false;
+    if (r->lost)
+        return lost_error(r, err);
     double until = now_s() + timeout_ms / 1000.0;
     if (r->read_to >= r->high) { /* the mark passed: where is the topic now? */
         int64_t lo;
@@ -533,6 +685,8 @@ slr_status slr_sync_reader_next(slr_sync_reader *r, int timeout_ms, bool *comple
     *complete = false;
     *deltas = NULL;
     *k = 0;
+    if (r->lost)
+        return lost_error(r, err);
     double until = now_s() + timeout_ms / 1000.0;
     for (;;) {
         if (take_round(r, ended)) {
@@ -562,6 +716,275 @@ void slr_sync_reader_repeats(const slr_sync_reader *r, uint64_t *identical, uint
     *different = r->different;
     *late = r->late;
 }
+
+/* --------------------------------------------------------------- snapshots */
+
+/* A snapshot being read: its chunks so far, in order. */
+typedef struct assembly {
+    uint64_t id, round, total, hash;
+    int64_t position, offset;
+    uint32_t count, got;
+    unsigned char *buf;
+    size_t len;
+} assembly;
+
+/* Snapshots are written by one producer, chunk after chunk; other writers'
+ * records (deltas, another member's snapshot) may come in between.  A few
+ * at a time is plenty: an older one left incomplete is torn. */
+#define MAX_ASSEMBLIES 4
+
+typedef struct snap_scan {
+    int64_t low;               /* a snapshot whose position is before it cannot be used */
+    assembly open[MAX_ASSEMBLIES];
+    assembly best;             /* the newest complete snapshot (buf NULL: none yet) */
+} snap_scan;
+
+static void scan_free(snap_scan *sc)
+{
+    for (size_t i = 0; i < MAX_ASSEMBLIES; i++)
+        free(sc->open[i].buf);
+    free(sc->best.buf);
+    memset(sc, 0, sizeof *sc);
+}
+
+/* Take a chunk in; a snapshot complete, whole and usable becomes the best
+ * if it is at least as new. */
+static slr_status scan_chunk(snap_scan *sc, const rd_kafka_message_t *m, slr_error *err)
+{
+    slr_sync_chunk c;
+    slr_status st = slr_sync_chunk_decode(m->payload, m->len, &c, err);
+    if (st != SLR_OK)
+        return st;
+    assembly *a = NULL;
+    for (size_t i = 0; i < MAX_ASSEMBLIES && !a; i++)
+        if (sc->open[i].buf && sc->open[i].id == c.id)
+            a = &sc->open[i];
+    if (c.index == 0) {
+        if (!a) { /* a free place, or the oldest one's: it is torn */
+            a = &sc->open[0];
+            for (size_t i = 0; i < MAX_ASSEMBLIES; i++) {
+                if (!sc->open[i].buf) {
+                    a = &sc->open[i];
+                    break;
+                }
+                if (sc->open[i].offset < a->offset)
+                    a = &sc->open[i];
+            }
+        }
+        free(a->buf);
+        *a = (assembly){.id = c.id, .round = c.round, .total = c.total, .hash = c.hash,
+                        .position = c.position, .offset = m->offset, .count = c.count};
+        /* grown as chunks come, not sized by what a record claims */
+        if (!(a->buf = malloc(1))) {
+            free((void *)c.data);
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a snapshot");
+        }
+    } else if (!a || a->got != c.index || a->round != c.round || a->count != c.count ||
+               a->total != c.total || a->hash != c.hash || a->position != c.position) {
+        /* its first chunks are gone, or it is not one writer's in order: torn */
+        if (a) {
+            free(a->buf);
+            memset(a, 0, sizeof *a);
+        }
+        free((void *)c.data);
+        return SLR_OK;
+    }
+    if (c.len > a->total - a->len) {
+        free((void *)c.data);
+        free(a->buf);
+        memset(a, 0, sizeof *a);
+        return SLR_OK;
+    }
+    unsigned char *grown = realloc(a->buf, a->len + c.len + 1);
+    if (!grown) {
+        free((void *)c.data);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a snapshot of %llu bytes",
+                             (unsigned long long)c.total);
+    }
+    a->buf = grown;
+    memcpy(a->buf + a->len, c.data, c.len);
+    free((void *)c.data);
+    a->len += c.len;
+    if (++a->got < a->count)
+        return SLR_OK;
+    bool whole = a->len == a->total && slr_sync_body_hash(a->buf, a->len) == a->hash;
+    bool usable = a->position >= sc->low && a->position <= a->offset;
+    if (whole && usable && (!sc->best.buf || a->round >= sc->best.round)) {
+        free(sc->best.buf);
+        sc->best = *a;
+    } else {
+        free(a->buf);
+    }
+    memset(a, 0, sizeof *a);
+    return SLR_OK;
+}
+
+/* Read [lo, hi) of the sync topic (rk assigned at lo) for snapshots. */
+static slr_status scan_snapshots(rd_kafka_t *rk, const char *topic, int64_t lo, int64_t hi,
+                                 double until, snap_scan *sc, slr_error *err)
+{
+    sc->low = lo;
+    int64_t next = lo;
+    while (next < hi) {
+        if (now_s() > until)
+            return slr_error_set(err, SLR_ERR_KAFKA,
+                                 "sync topic %s: read up to offset %lld of %lld in the time given",
+                                 topic, (long long)next, (long long)hi);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
+        if (!m)
+            continue;
+        slr_status st = SLR_OK;
+        if (m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE ||
+            m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
+            st = slr_error_set(err, SLR_ERR_KAFKA,
+                               "sync topic %s: its retention dropped offset %lld while it was "
+                               "read; try again",
+                               topic, (long long)next);
+        else if (!m->err && m->offset >= next) {
+            next = m->offset + 1;
+            if (is_snapshot(m) && (st = scan_chunk(sc, m, err)) != SLR_OK)
+                slr_error_prefix(err, "sync topic %s offset %lld: ", topic, (long long)m->offset);
+        }
+        rd_kafka_message_destroy(m);
+        if (st != SLR_OK)
+            return st;
+    }
+    return SLR_OK;
+}
+
+/* The newest complete snapshot of [lo, hi), read through rk, decoded into
+ * *s (*found false if none). */
+static slr_status newest_snapshot(rd_kafka_t *rk, const char *topic, int timeout_ms,
+                                  slr_sync_snapshot *s, bool *found, slr_error *err)
+{
+    *found = false;
+    double until = now_s() + timeout_ms / 1000.0;
+    int64_t lo, hi;
+    rd_kafka_resp_err_t e =
+        rd_kafka_query_watermark_offsets(rk, topic, SYNC_PARTITION, &lo, &hi, timeout_ms);
+    if (e)
+        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", topic, rd_kafka_err2str(e));
+    if (hi <= lo)
+        return SLR_OK;
+    snap_scan sc;
+    memset(&sc, 0, sizeof sc);
+    slr_status st = assign_at(rk, topic, lo, err);
+    if (st == SLR_OK)
+        st = scan_snapshots(rk, topic, lo, hi, until, &sc, err);
+    if (st == SLR_OK && sc.best.buf) {
+        slr_sync_snapshot got;
+        if ((st = slr_sync_snapshot_decode(sc.best.buf, sc.best.len, &got, err)) != SLR_OK)
+            slr_error_prefix(err, "sync topic %s offset %lld: ", topic, (long long)sc.best.offset);
+        else if (got.round != sc.best.round || got.position != sc.best.position) {
+            slr_sync_snapshot_clear(&got);
+            st = slr_error_set(err, SLR_ERR_CORRUPT,
+                               "sync topic %s offset %lld: a snapshot whose chunks name another "
+                               "round or position than its body",
+                               topic, (long long)sc.best.offset);
+        } else {
+            got.offset = sc.best.offset;
+            got.id = sc.best.id;
+            *s = got;
+            *found = true;
+        }
+    }
+    scan_free(&sc);
+    return st;
+}
+
+slr_status slr_sync_snapshot_find(const slr_sync_topic_config *cfg, int timeout_ms,
+                                  slr_sync_snapshot *s, bool *found, slr_error *err)
+{
+    *found = false;
+    if (!cfg->brokers || !*cfg->brokers || !cfg->topic || !*cfg->topic)
+        return slr_error_set(err, SLR_ERR_ARG, "a sync topic needs brokers and a topic");
+    rd_kafka_conf_t *conf;
+    slr_status st = reader_conf(&conf, cfg, err);
+    if (st != SLR_OK)
+        return st;
+    rd_kafka_t *rk;
+    if ((st = new_consumer(&rk, conf, err)) != SLR_OK)
+        return st;
+    if ((st = check_topic(rk, cfg->topic, err)) == SLR_OK)
+        st = newest_snapshot(rk, cfg->topic, timeout_ms, s, found, err);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return st;
+}
+
+/* The reader goes on from snapshot s: its round, its position, and the
+ * partitions whose input ended before its round (their ledger stops short
+ * of round * S; the reader must not wait for them). */
+static slr_status reader_restart(slr_sync_reader *r, const slr_sync_snapshot *s, slr_error *err)
+{
+    if (strcmp(s->source_topic, r->source_topic) != 0 ||
+        s->source_partitions != r->cfg.source_partitions || s->slice != r->cfg.slice)
+        return slr_error_set(err, SLR_ERR_MISMATCH,
+                             "sync topic %s: its snapshot is of %s[0..%d) in slices of %lld, this "
+                             "reader expects %s[0..%d) in slices of %lld",
+                             r->topic, s->source_topic, (int)s->source_partitions,
+                             (long long)s->slice, r->source_topic, (int)r->cfg.source_partitions,
+                             (long long)r->cfg.slice);
+    slr_status st = assign_at(r->rk, r->topic, s->position, err);
+    if (st != SLR_OK)
+        return st;
+    for (size_t i = 0; i < r->n_pend; i++)
+        pending_free(&r->pend[i]);
+    r->n_pend = 0;
+    clear_out(r);
+    const int64_t reach = (int64_t)s->round * s->slice;
+    for (int32_t p = 0; p < r->cfg.source_partitions; p++) {
+        int64_t to = slr_sync_ledger_reach(s->ledger, s->source_topic, p);
+        r->ended[p] = to < reach ? (uint64_t)(to / s->slice) : UINT64_MAX;
+    }
+    r->round = s->round;
+    r->position = r->read_to = s->position;
+    r->high = 0;
+    r->lost = false;
+    return SLR_OK;
+}
+
+slr_status slr_sync_reader_create_at(slr_sync_reader **out, const slr_sync_topic_config *cfg,
+                                     const slr_sync_snapshot *s, slr_error *err)
+{
+    slr_status st = slr_sync_reader_create(out, cfg, s->position, s->round, err);
+    if (st == SLR_OK && (st = reader_restart(*out, s, err)) != SLR_OK) {
+        slr_sync_reader_destroy(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+slr_status slr_sync_reader_seek_snapshot(slr_sync_reader *r, int timeout_ms, slr_sync_snapshot *s,
+                                         bool *loaded, slr_error *err)
+{
+    *loaded = false;
+    bool found = false;
+    slr_sync_snapshot got;
+    slr_status st = newest_snapshot(r->rk, r->topic, timeout_ms, &got, &found, err);
+    if (st == SLR_OK && found && (r->lost || got.round > r->round)) {
+        if ((st = reader_restart(r, &got, err)) == SLR_OK) {
+            *s = got;
+            *loaded = true;
+            return SLR_OK;
+        }
+    }
+    if (found)
+        slr_sync_snapshot_clear(&got);
+    if (st != SLR_OK || r->lost) {
+        slr_status st2 = assign_at(r->rk, r->topic, r->read_to, NULL);
+        if (st == SLR_OK)
+            st = r->lost ? slr_error_set(err, SLR_ERR_KAFKA,
+                                         "sync topic %s: offset %lld is no longer on the topic "
+                                         "and no complete snapshot is after it",
+                                         r->topic, (long long)r->read_to)
+                         : st2;
+        return st;
+    }
+    return assign_at(r->rk, r->topic, r->read_to, err);
+}
+
+bool slr_sync_reader_lost(const slr_sync_reader *r) { return r->lost; }
 
 /* ---------------------------------------------------------------- inspect */
 
@@ -605,6 +1028,9 @@ static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
     int64_t read_to = info->low, round0_longest = 0;
     bool any = false;
     slr_status st = SLR_OK;
+    snap_scan sc;
+    memset(&sc, 0, sizeof sc);
+    sc.low = info->low;
     while (read_to < info->high && st == SLR_OK) {
         if (now_s() > until)
             return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: read up to offset %lld of %lld "
@@ -617,6 +1043,14 @@ static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
             continue;
         }
         read_to = m->offset + 1;
+        if (is_snapshot(m)) {
+            info->snapshot_records++;
+            st = scan_chunk(&sc, m, err);
+            if (st != SLR_OK)
+                slr_error_prefix(err, "sync topic %s offset %lld: ", topic, (long long)m->offset);
+            rd_kafka_message_destroy(m);
+            continue;
+        }
         slr_sync_delta d;
         if ((st = slr_sync_delta_decode(m->payload, m->len, &d, err)) != SLR_OK) {
             slr_error_prefix(err, "sync topic %s offset %lld: ", topic, (long long)m->offset);
@@ -648,6 +1082,13 @@ static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
     }
     if (info->slice == 0)
         info->slice = round0_longest > 0 ? round0_longest : 1;
+    if (sc.best.buf) {
+        info->snapshot = true;
+        info->snapshot_round = sc.best.round;
+        info->snapshot_offset = sc.best.offset;
+        info->snapshot_bytes = sc.best.len;
+    }
+    scan_free(&sc);
     return st;
 }
 
@@ -664,13 +1105,9 @@ slr_status slr_sync_topic_inspect(const slr_sync_topic_config *cfg, int timeout_
     slr_status st = make_conf(&conf, cfg, ours, err);
     if (st != SLR_OK)
         return st;
-    char errstr[512];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
-    if (!rk) {
-        rd_kafka_conf_destroy(conf);
-        return slr_error_set(err, SLR_ERR_KAFKA, "sync topic reader: %s", errstr);
-    }
-    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_t *rk;
+    if ((st = new_consumer(&rk, conf, err)) != SLR_OK)
+        return st;
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
     if ((st = check_topic(rk, cfg->topic, err)) == SLR_OK &&
         (e = rd_kafka_query_watermark_offsets(rk, cfg->topic, SYNC_PARTITION, &info->low,

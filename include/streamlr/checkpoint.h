@@ -20,6 +20,7 @@
 
 #include "streamlr/error.h"
 #include "streamlr/learner.h"
+#include "streamlr/sync_topic.h"
 #include "streamlr/metrics.h"
 #include "streamlr/names.h"
 #include "streamlr/position.h"
@@ -152,6 +153,20 @@ const slr_job_state *slr_follower_state(const slr_follower *f);
  * that fails to load is reported through warn once and the current model is
  * kept. */
 bool slr_follower_refresh(slr_follower *f);
+
+/* The same over a group's sync topic (`predict --follow-topic`,
+ * slr_sync_follower of sync_topic.h): open loads the newest snapshot and
+ * the rounds after it (within timeout_ms); refresh applies the rounds
+ * completed since, reading for at most ~100 ms (a broken topic is reported
+ * through warn, once per cause, and the model kept).  The path is
+ * "sync:<topic>@<round>/<offset>", the state's sequence the round, its
+ * examples the group's step. */
+slr_status slr_follower_open_topic(slr_follower **out, const slr_sync_topic_config *cfg,
+                                   int timeout_ms, slr_warn_fn warn, void *warn_ctx,
+                                   slr_error *err);
+/* What scored a message, for a header or a log line: the checkpoint's file
+ * name, or the sync topic position (the path). */
+const char *slr_follower_name(const slr_follower *f);
 
 SLR_END_DECLS
 #endif

@@ -45,7 +45,10 @@ typedef struct slr_predict_options {
                                       allowed; text: one record per line) */
     const char *model;             /* a model or checkpoint file ... */
     const char *follow_dir;        /* ... or the newest checkpoint of this directory, and each
-                                      newer one as it appears (exactly one of the two) */
+                                      newer one as it appears ... */
+    const char *follow_topic;      /* ... or a group's sync topic (on the input's brokers):
+                                      its newest snapshot and each round completed after it
+                                      (exactly one of the three) */
     double follow_interval_seconds; /* how often to look for a newer checkpoint; 0 = 1 */
     const char *output_topic;
     slr_output_partition output_partition;
@@ -68,7 +71,8 @@ typedef struct slr_predict_result {
     uint64_t delivered;      /* output messages acknowledged by the broker */
     uint64_t undelivered;    /* output messages that failed or were still unacknowledged at
                                 the end (their input offsets were not committed) */
-    uint64_t model_switches; /* --follow: newer checkpoints switched to */
+    uint64_t model_switches; /* --follow: newer checkpoints switched to; --follow-topic:
+                                refreshes that moved the model */
     char model_path[4096];   /* the model scoring at the end */
     slr_metrics metrics;     /* labelled examples: test log loss, calibration */
     double auc, auc_error_bound; /* labelled examples: cumulative (histogram) AUC; NaN if

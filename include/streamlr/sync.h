@@ -136,6 +136,17 @@ slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_de
                           size_t k, slr_sync_rule rule, uint32_t **changed, size_t *n_changed,
                           slr_error *err);
 
+/* theta_r -> theta_{r+1} for a reader that holds a model and its ledger (a
+ * scorer, a member): deltas whose ranges the ledger already holds are
+ * skipped as repeats (counted in *skipped if non-NULL), the rest merged
+ * (slr_sync_merge, whose *changed this passes on) and their ranges recorded.
+ * A delta that partly overlaps the ledger, or two claiming the same
+ * offsets, are refused (SLR_ERR_MISMATCH) with nothing changed. */
+slr_status slr_sync_apply_round(slr_learner *theta, slr_sync_ledger *ledger, uint64_t round,
+                                const slr_sync_delta *deltas, size_t k, slr_sync_rule rule,
+                                size_t *skipped, uint32_t **changed, size_t *n_changed,
+                                slr_error *err);
+
 /* ----------------------------------------------------------------- member */
 
 typedef struct slr_sync_member slr_sync_member;
@@ -144,6 +155,12 @@ typedef struct slr_sync_member slr_sync_member;
 slr_status slr_sync_member_create(slr_sync_member **out, const slr_learner_config *cfg,
                                   const char *member_id, uint64_t generation, slr_error *err);
 void slr_sync_member_destroy(slr_sync_member *m);
+
+/* Start over from theta_round (a snapshot's model and ledger, both taken
+ * over by the member on success): the member's round is `round`, open.
+ * SLR_ERR_MISMATCH if theta was learned with other settings. */
+slr_status slr_sync_member_load(slr_sync_member *m, slr_learner *theta, slr_sync_ledger *ledger,
+                                uint64_t round, slr_error *err);
 
 /* Learn one example into the member's own learner (as slr_learner_learn)
  * and count the coordinates it touched for the round's dense flags. */

@@ -30,6 +30,12 @@ SLR_BEGIN_DECLS
 #define SLR_SYNC_HEADER_VERSION "streamlr.sync.version"
 #define SLR_SYNC_HEADER_ROUND "streamlr.sync.round"
 #define SLR_SYNC_HEADER_SLICE "streamlr.sync.slice"
+/* on a snapshot's chunks only: "<id, 16 hex digits> <i>/<n>" */
+#define SLR_SYNC_HEADER_SNAPSHOT "streamlr.sync.snapshot"
+/* The default bound of a snapshot chunk's record (key, value, headers):
+ * well under Kafka's default message.max.bytes (1 MB). */
+#define SLR_SYNC_SNAPSHOT_CHUNK (512 * 1024)
+#define SLR_SYNC_SNAPSHOT_VERSION 1
 
 typedef struct slr_sync_topic_config {
     const char *brokers;
@@ -67,6 +73,60 @@ slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_
  * on with a model the group does not share). */
 slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err);
 
+/* -------------------------------------------------------------- snapshot */
+
+/* theta_r in full, so that a reader need not replay the sync topic from its
+ * start (and may start after records its retention dropped).  A snapshot
+ * is one body (msgpack: the learner's own checkpoint section, sparse, with
+ * its step; the ledger; the round; where round r's deltas start on the
+ * topic; the source topic, P and S; the learner's fingerprint) cut into
+ * chunks of at most max_record bytes each, the records of one snapshot
+ * sharing an id.  A reader loads a snapshot only when every chunk is there
+ * and the body's hash matches: a writer killed mid-snapshot leaves a torn
+ * one that every reader ignores. */
+typedef struct slr_sync_snapshot {
+    uint64_t round;   /* the model is theta_round: rounds < round are in it */
+    int64_t position; /* the sync topic offset where round `round`'s records may start
+                         (the writer's slr_sync_reader_position after round-1) */
+    int64_t offset;   /* read back: the offset of its first chunk */
+    uint64_t id;      /* read back: the chunks' id */
+    char source_topic[SLR_SYNC_MAX_MEMBER_ID + 1];
+    int32_t source_partitions;
+    int64_t slice;
+    slr_learner *learner;   /* theta_round (owned: slr_sync_snapshot_clear) */
+    slr_sync_ledger *ledger; /* the ranges in it (owned) */
+} slr_sync_snapshot;
+
+void slr_sync_snapshot_clear(slr_sync_snapshot *s);
+
+/* The body of snapshot s as msgpack, into *out (malloc'ed): s->learner's
+ * whole state as it is (owed penalties stay owed: paying them early would
+ * change the bits of later merges), s->ledger, round, position and the
+ * source fields. */
+slr_status slr_sync_snapshot_encode(const slr_sync_snapshot *s, unsigned char **out,
+                                    size_t *out_len, slr_error *err);
+/* Read and check a body: SLR_ERR_CORRUPT for anything malformed (never
+ * reads out of bounds).  On success *s owns a learner and a ledger. */
+slr_status slr_sync_snapshot_decode(const void *buf, size_t len, slr_sync_snapshot *s,
+                                    slr_error *err);
+
+/* Queue a snapshot of theta_round (the learner `theta`, the ledger of the
+ * ranges it holds, and `position`, the sync topic offset after the record
+ * that completed round-1: slr_sync_reader_position) as chunks of at most
+ * max_record bytes (0: SLR_SYNC_SNAPSHOT_CHUNK); flush with
+ * slr_sync_publisher_flush.  theta must be the group's model of that round,
+ * unchanged by anything but merges: a member's snapshot every N rounds. */
+slr_status slr_sync_publish_snapshot(slr_sync_publisher *p, const slr_learner *theta, uint64_t round,
+                                     const slr_sync_ledger *ledger, int64_t position,
+                                     size_t max_record, slr_error *err);
+
+/* The newest complete snapshot on the sync topic of cfg (brokers, topic and
+ * properties; the source fields are ignored: the snapshot names them) whose
+ * round's records are still retained (position >= the low watermark), read
+ * within timeout_ms.  *found false if there is none (*s untouched). */
+slr_status slr_sync_snapshot_find(const slr_sync_topic_config *cfg, int timeout_ms,
+                                  slr_sync_snapshot *s, bool *found, slr_error *err);
+
 /* ------------------------------------------------------------------- read */
 
 typedef struct slr_sync_reader slr_sync_reader;
@@ -77,6 +137,25 @@ typedef struct slr_sync_reader slr_sync_reader;
 slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_config *cfg,
                                   int64_t from, uint64_t round, slr_error *err);
 void slr_sync_reader_destroy(slr_sync_reader *r);
+
+/* A reader that goes on from snapshot s (its round, its position, the
+ * partitions its ledger says have ended); cfg's source fields must be the
+ * snapshot's.  Deltas of rounds before s->round are late. */
+slr_status slr_sync_reader_create_at(slr_sync_reader **out, const slr_sync_topic_config *cfg,
+                                     const slr_sync_snapshot *s, slr_error *err);
+
+/* Move the reader to the newest complete snapshot on the topic, if it is
+ * ahead of the reader's round, or whatever its round if the reader is lost
+ * (its position fell off the topic's retention: slr_sync_reader_lost).  On
+ * *loaded the reader hands back the rounds after it, records not yet handed
+ * back are dropped, and *s holds theta_round and its ledger: the caller's
+ * model must become s->learner.  Otherwise the reader is where it was; a
+ * lost reader with no snapshot to go on from is SLR_ERR_KAFKA. */
+slr_status slr_sync_reader_seek_snapshot(slr_sync_reader *r, int timeout_ms, slr_sync_snapshot *s,
+                                         bool *loaded, slr_error *err);
+/* Whether the reader's next record is no longer on the topic (retention
+ * dropped it; catch_up and next then fail): seek a snapshot. */
+bool slr_sync_reader_lost(const slr_sync_reader *r);
 
 /* Read what the sync topic holds now (up to its high watermark), waiting at
  * most timeout_ms, but stop as soon as the next round is complete: take it
@@ -110,6 +189,41 @@ int64_t slr_sync_reader_position(const slr_sync_reader *r);
 void slr_sync_reader_repeats(const slr_sync_reader *r, uint64_t *identical, uint64_t *different,
                              uint64_t *late);
 
+/* ----------------------------------------------------------------- follow */
+
+/* The group's model for a scorer (`predict --follow-topic`): the newest
+ * complete snapshot on the sync topic, then every complete round after it,
+ * applied only when the caller refreshes (between messages).  The model's
+ * settings and the group's source layout come from the snapshot: a
+ * follower needs brokers, the topic and client properties only. */
+typedef struct slr_sync_follower slr_sync_follower;
+
+/* Load the newest snapshot and apply the complete rounds after it (within
+ * timeout_ms).  SLR_ERR_ARG if the topic holds no complete snapshot. */
+slr_status slr_sync_follower_open(slr_sync_follower **out, const slr_sync_topic_config *cfg,
+                                  int timeout_ms, slr_error *err);
+void slr_sync_follower_close(slr_sync_follower *f);
+
+/* Apply the rounds completed on the topic since, reading for about
+ * budget_ms at most; *changed if the model moved (then the learner below is
+ * a new one).  A follower whose position retention dropped goes on from the
+ * newest snapshot.  On an error the model stays as it was. */
+slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *changed,
+                                     slr_error *err);
+
+/* The model to score with: theta_round with every owed penalty paid (valid
+ * until the next refresh that changes it). */
+slr_learner *slr_sync_follower_learner(const slr_sync_follower *f);
+/* The model is theta_round (rounds 0..round-1 merged); position: the sync
+ * topic offset after the record that completed round-1. */
+uint64_t slr_sync_follower_round(const slr_sync_follower *f);
+int64_t slr_sync_follower_position(const slr_sync_follower *f);
+/* "sync:<topic>@<round>/<position>", what a scored message is stamped with */
+const char *slr_sync_follower_name(const slr_sync_follower *f);
+/* Snapshots loaded: 1 at the start, one more each time the topic's
+ * retention dropped the follower's next round. */
+uint64_t slr_sync_follower_snapshots(const slr_sync_follower *f);
+
 /* ---------------------------------------------------------------- inspect */
 
 /* What a sync topic holds (streamlr inspect --sync-topic), read off its
@@ -128,6 +242,11 @@ typedef struct slr_sync_topic_info {
     int64_t *reach;   /* per source partition: the end of its furthest slice, -1 if none */
     uint64_t *deltas; /* per source partition: records */
     bool *part_ended; /* per source partition: its input ended */
+    uint64_t snapshot_records; /* records of snapshots, complete or torn */
+    bool snapshot;             /* a complete, usable snapshot is retained; the newest: */
+    uint64_t snapshot_round;
+    int64_t snapshot_offset;   /* its first chunk */
+    uint64_t snapshot_bytes;   /* its body */
 } slr_sync_topic_info;
 
 /* Read the whole sync topic of cfg (brokers, topic, properties; the source

@@ -37,6 +37,7 @@ int fuzz_checkpoint_body(const uint8_t *data, size_t size);
 int fuzz_train(const uint8_t *data, size_t size);
 int fuzz_sync(const uint8_t *data, size_t size);
 int fuzz_sync_ledger(const uint8_t *data, size_t size);
+int fuzz_sync_snapshot(const uint8_t *data, size_t size);
 
 /* A tiny deterministic generator, seeded from the input, for split points. */
 static inline uint32_t fuzz_rand(uint64_t *s)

@@ -18,6 +18,7 @@ static const struct {
     {"msgpack", fuzz_msgpack}, {"vw", fuzz_vw}, {"libsvm", fuzz_libsvm}, {"criteo", fuzz_criteo},
     {"checkpoint", fuzz_checkpoint}, {"checkpoint_body", fuzz_checkpoint_body},
     {"train", fuzz_train}, {"sync", fuzz_sync}, {"sync_ledger", fuzz_sync_ledger},
+    {"sync_snapshot", fuzz_sync_snapshot},
 };
 
 static int replay_file(const char *path, int (*fn)(const uint8_t *, size_t))
