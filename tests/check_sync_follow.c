@@ -467,9 +467,9 @@ static slr_learner *big_model(void)
     unsigned char *rec = malloc(n * SLR_STATE_RECORD), *p = rec;
     for (size_t j = 0; j < n; j++, p += SLR_STATE_RECORD) {
         slr_le_put_u32(p, (uint32_t)j);
-        slr_le_put_f64(p + 4, 1e-3 * (double)(j % 1000 + 1));
-        slr_le_put_f32(p + 12, 1.0f);
-        slr_le_put_u32(p + 16, 0);
+        slr_le_put_f64(p + SLR_STATE_W, 1e-3 * (double)(j % 1000 + 1));
+        slr_le_put_f64(p + SLR_STATE_G2, 1.0);
+        slr_le_put_u32(p + SLR_STATE_STAMP, 0);
     }
     ck_assert_int_eq(slr_learner_state_apply(l, rec, n * SLR_STATE_RECORD, SLR_STATE_STAMPS_KEEP,
                                              "test", &err),

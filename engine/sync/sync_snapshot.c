@@ -4,7 +4,7 @@
  * sync topic's message size.
  *
  * The body is one positional msgpack array:
- *   ["streamlr-snapshot", 1, fingerprint, round, position, source topic,
+ *   ["streamlr-snapshot", 2, fingerprint, round, position, source topic,
  *    partitions, slice, ledger (bin: slr_sync_ledger_encode), learner]
  * with the learner the map slr_learner_pack writes into a checkpoint: its
  * settings, step, epoch, bias and the records (weight, accumulators, the step
@@ -13,7 +13,7 @@
  * bit for bit, owed penalties included.
  *
  * A chunk is a record's value:
- *   ["streamlr-snapshot-chunk", 1, id, round, position, index, count, total, hash,
+ *   ["streamlr-snapshot-chunk", 2, id, round, position, index, count, total, hash,
  *    bytes]
  * (total: the body's length, hash: its XXH3-64); the chunks of one snapshot
  * share an id and come in order, from one producer. */
@@ -63,7 +63,7 @@ static slr_status check_head(const msgpack_object *a, const char *magic, uint32_
                              "keep the group on one version)",
                              SLR_SYNC_SNAPSHOT_VERSION);
     if (a->via.array.size != n_fields)
-        return bad(err, "wrong number of fields for version 1");
+        return bad(err, "wrong number of fields for this version");
     return SLR_OK;
 }
 

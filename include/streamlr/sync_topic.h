@@ -35,7 +35,9 @@ SLR_BEGIN_DECLS
 /* The default bound of a snapshot chunk's record (key, value, headers):
  * well under Kafka's default message.max.bytes (1 MB). */
 #define SLR_SYNC_SNAPSHOT_CHUNK (512 * 1024)
-#define SLR_SYNC_SNAPSHOT_VERSION 1
+/* 2: the learner section's records carry a double Sum g^2 (issue 12);
+ * snapshots of version 1 are ignored like any other foreign record */
+#define SLR_SYNC_SNAPSHOT_VERSION 2
 
 typedef struct slr_sync_topic_config {
     const char *brokers;
