@@ -12,7 +12,9 @@
  * loader thread (slr_follower_start) the directory is watched and the new
  * model read and synced on that thread; the scorer's refresh only swaps
  * pointers when one is ready, and hands the old model back to the thread
- * to free.  Without the thread, refresh loads in place (the scorer waits). */
+ * to free.  The thread reads nothing newer while a model waits to be
+ * swapped in, so at most two models are in memory, as when loading in
+ * place.  Without the thread, refresh loads in place (the scorer waits). */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -163,25 +165,22 @@ static void *loader(void *arg)
         }
         if (f->stop)
             break;
+        if (f->ready.learner) { /* no third model in memory: wait for the swap */
+            pthread_cond_wait(&f->wake, &f->mu);
+            continue;
+        }
         uint64_t newer_than = f->loaded;
         char in_use[PATH_MAX];
-        snprintf(in_use, sizeof in_use, "%s", f->ready.learner ? f->ready.path : f->cur.path);
+        snprintf(in_use, sizeof in_use, "%s", f->cur.path);
         pthread_mutex_unlock(&f->mu);
         model m;
         bool got = load_newer(f, newer_than, in_use, &m);
         pthread_mutex_lock(&f->mu);
         if (got) {
-            /* a newer one than a model still waiting to be swapped in replaces it */
-            model old = f->ready;
             f->ready = m;
             f->loaded = m.state.sequence;
             atomic_store_explicit(&f->has_ready, true, memory_order_release);
-            if (old.learner) {
-                pthread_mutex_unlock(&f->mu);
-                model_free(&old);
-                pthread_mutex_lock(&f->mu);
-            }
-            continue; /* perhaps newer still */
+            continue;
         }
         if (f->stop || f->n_retired)
             continue;
@@ -238,8 +237,8 @@ static bool swap_ready(slr_follower *f)
     if (keep) {
         f->retired[f->n_retired] = old.learner;
         f->retired_state[f->n_retired++] = old.state;
-        pthread_cond_signal(&f->wake);
     }
+    pthread_cond_signal(&f->wake); /* free it; look for the next one */
     pthread_mutex_unlock(&f->mu);
     if (!keep) /* the thread is behind on freeing: do it here rather than pile up models */
         model_free(&old);
