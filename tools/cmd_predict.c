@@ -6,7 +6,8 @@
  *
  * With --follow DIR it is a scoring job beside a training job: it scores
  * with the newest checkpoint in DIR and switches when a newer one appears
- * (looking every --follow-interval seconds, and whenever the input is idle),
+ * (looked for every --follow-interval seconds and read on a thread of its
+ * own, so scoring never waits for a load),
  * so `tail -F events | streamlr predict --follow ckpt -p - -` serves the
  * freshest model.  Predictions are flushed whenever the input runs dry.
  * The file job is slr_predict_files (predict.h); this file parses and
@@ -55,7 +56,8 @@ static void usage(FILE *out)
             "                           DIR (a train --checkpoint-dir) and switch to each\n"
             "                           newer one as training writes it\n"
             "      --follow-interval S  look for a newer checkpoint every S seconds (default\n"
-            "                           1; also whenever the input is idle)\n"
+            "                           1); it is read on a thread of its own, so scoring\n"
+            "                           does not wait for it\n"
             "  -d, --data FILE          input, - for stdin; repeatable (bare FILE too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           extension, else vw); --from F is the same\n"

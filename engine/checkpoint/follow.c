@@ -24,10 +24,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "streamlr/checkpoint.h"
 
 #define RETIRED_MAX 4 /* old models waiting for the thread to free them */
+#define LOADER_NICE 10
 
 /* A loaded model: the learner, the job state its checkpoint holds, its path. */
 typedef struct model {
@@ -151,6 +155,9 @@ static bool load_newer(slr_follower *f, uint64_t newer_than, const char *in_use,
 static void *loader(void *arg)
 {
     slr_follower *f = arg;
+    /* reading a model is background work: on a busy machine the scorer,
+     * not the loader, is to have the core (Linux: a thread's own nice) */
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), LOADER_NICE);
     pthread_mutex_lock(&f->mu);
     while (!f->stop) {
         /* free what the scorer has let go of */

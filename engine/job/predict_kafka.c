@@ -27,7 +27,19 @@
  * everything before it in its partition are on the broker: at-least-once.
  * A failed delivery stops the ring at that slot and the job with an error;
  * a restart re-scores from there.  A full ring (too many unacknowledged
- * outputs) waits for deliveries instead of consuming further. */
+ * outputs) waits for deliveries instead of consuming further.
+ *
+ * Scoring itself is file scoring's (predict_files.c): a consumed batch is
+ * taken a chunk of messages at a time; stage 1 decodes and hashes every
+ * record of the chunk into a pool of job items (slr_job_read, the same
+ * decoders and fast paths), stage 2 scores each message's items, looking a
+ * few items ahead to prefetch their weights, and produces its output.
+ * Nothing is allocated per message on our side once the pool has grown;
+ * the input's headers are handed over to the output, not copied.  The
+ * model changes only at model_switch_point, between chunks (so between
+ * messages) and when the input is idle: a --follow model read on the
+ * follower's thread is taken there by swapping a pointer, and any other
+ * source of a newer model belongs there too. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

@@ -46,7 +46,8 @@ typedef struct slr_predict_options {
     const char *model;             /* a model or checkpoint file ... */
     const char *follow_dir;        /* ... or the newest checkpoint of this directory, and each
                                       newer one as it appears (exactly one of the two) */
-    double follow_interval_seconds; /* how often to look for a newer checkpoint; 0 = 1 */
+    double follow_interval_seconds; /* how often to look for a newer checkpoint (read on
+                                       a thread of its own); 0 = 1 */
     const char *output_topic;
     slr_output_partition output_partition;
     const char *const *producer_config; /* librdkafka properties "key=value" for the producer */
@@ -98,9 +99,11 @@ typedef struct slr_predict_files_options {
                                   scoring owes no penalty */
     slr_follower *follow;      /* instead of model: score with its learner, switching to
                                   each newer checkpoint (slr_follower_refresh) between
-                                  records; on one thread */
-    double follow_interval_seconds; /* how often to look for a newer one (also whenever
-                                       the input is idle) */
+                                  records; on one thread.  Its loader thread is started
+                                  (slr_follower_start) */
+    double follow_interval_seconds; /* how often to look for a newer one; one that has
+                                       been read is switched to within this time, and at
+                                       once whenever the input is idle */
     FILE *predictions;         /* NULL: none (metrics only) */
     bool strict;               /* stop at the first bad record (SLR_ERR_BAD_INPUT) */
     uint32_t threads;          /* >= 2: decode on a thread of its own */
