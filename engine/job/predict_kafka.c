@@ -529,9 +529,10 @@ static void model_switch_point(predict_run *run)
         (unsigned long long)slr_follower_state(run->follower)->metrics.examples);
 }
 
-/* Records decoded ahead of scoring: enough to prefetch for, and to make
- * the decoder's loop tight, few enough for the items to stay in cache. */
-#define CHUNK_ITEMS 256
+/* Records decoded ahead of scoring: enough to prefetch for (a few items
+ * ahead), few enough for the items to stay in cache -- file scoring decodes
+ * 8 ahead (RING_INLINE). */
+#define CHUNK_ITEMS 16
 
 /* A consumed message, between the stages. */
 typedef struct batch_entry {
