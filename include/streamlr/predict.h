@@ -55,7 +55,10 @@ typedef struct slr_predict_options {
     double commit_interval_seconds; /* how often acknowledged offsets are committed; 0 = 1 */
     slr_dead_letter_sink *dead_letters; /* optional: bad records go here (the caller owns it) */
     slr_stop_flag *stop;           /* set (by another thread, a signal handler) to stop */
-    slr_log_fn log;                /* warnings, bad records, model switches; NULL = silent */
+    slr_log_fn log;                /* warnings, bad records, model switches; NULL = silent.
+                                      With follow_dir it is also called from the
+                                      follower's loader thread (a checkpoint that does
+                                      not load) */
     void *log_ctx;
 } slr_predict_options;
 
