@@ -192,7 +192,7 @@ static void *loader(void *arg)
         if (f->stop || f->n_retired)
             continue;
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         double s = (double)until.tv_sec + until.tv_nsec * 1e-9 + f->interval;
         until.tv_sec = (time_t)s;
         until.tv_nsec = (long)((s - (double)until.tv_sec) * 1e9);
@@ -209,7 +209,14 @@ slr_status slr_follower_start(slr_follower *f, double interval_seconds, slr_erro
     f->interval = interval_seconds > 0 ? interval_seconds : 1;
     if (pthread_mutex_init(&f->mu, NULL) != 0)
         return slr_error_set(err, SLR_ERR_NOMEM, "cannot start the model loader");
-    if (pthread_cond_init(&f->wake, NULL) != 0) {
+    pthread_condattr_t ca; /* timed waits on the monotonic clock: a clock step is no pause */
+    bool cond_ok = pthread_condattr_init(&ca) == 0;
+    if (cond_ok) {
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+        cond_ok = pthread_cond_init(&f->wake, &ca) == 0;
+        pthread_condattr_destroy(&ca);
+    }
+    if (!cond_ok) {
         pthread_mutex_destroy(&f->mu);
         return slr_error_set(err, SLR_ERR_NOMEM, "cannot start the model loader");
     }
