@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,6 +429,99 @@ static char *read_text(const char *path)
     return text;
 }
 
+static atomic_int thread_warnings; /* the follower's thread warns */
+
+static void count_warning(void *ctx, const char *msg)
+{
+    (void)ctx;
+    (void)msg;
+    atomic_fetch_add(&thread_warnings, 1);
+}
+
+static double score_of(slr_learner *l, test_rng *r)
+{
+    slr_example ex;
+    slr_example_init(&ex, &slr_learner_config_of(l)->hashing);
+    random_example(r, &ex, slr_learner_config_of(l)->hashing.bits);
+    double p = slr_learner_predict(l, &ex);
+    slr_example_free(&ex);
+    return p;
+}
+
+/* A follower with its loader thread (predict --follow): a newer checkpoint
+ * is read on the thread but never put in use behind the scorer's back --
+ * the model stays the same object until slr_follower_refresh, which then
+ * switches to exactly that checkpoint; a damaged newer one is reported
+ * (from the thread) and the model in use kept. */
+START_TEST(follower_switches_only_on_refresh)
+{
+    char *dir = test_mkdtemp("follow");
+    char sub[4200], written[4096], second[4096];
+    snprintf(sub, sizeof sub, "%s/ckpt", dir);
+    slr_learner *a = make_learner(SLR_SCHEDULE_ADAGRAD, 0, 0, 10);
+    test_rng r = {.s = 5};
+    slr_job_state st;
+    slr_job_state_init(&st);
+    st.format = strdup("vw");
+    train(a, &r, 300);
+    ck_assert_int_eq(slr_checkpoint_dir_save(sub, a, &st, 10, written, NULL), SLR_OK);
+    slr_follower *f;
+    slr_error err;
+    ck_assert_int_eq(slr_follower_open(&f, sub, count_warning, NULL, &err), SLR_OK);
+    slr_learner *first = slr_follower_learner(f);
+    ck_assert_int_eq(slr_follower_start(f, 0.01, &err), SLR_OK);
+    ck_assert_int_eq(slr_follower_start(f, 0.01, &err), SLR_OK); /* again: nothing */
+    ck_assert(!slr_follower_refresh(f));
+
+    train(a, &r, 300); /* checkpoint 2, scoring differently */
+    ck_assert_int_eq(slr_checkpoint_dir_save(sub, a, &st, 10, second, NULL), SLR_OK);
+    slr_learner *want;
+    slr_job_state wst;
+    slr_job_state_init(&wst);
+    ck_assert_int_eq(slr_checkpoint_read(second, &want, &wst, NULL), SLR_OK);
+    test_rng q = {.s = 9}, q2 = {.s = 9};
+    ck_assert(score_of(first, &q) != score_of(want, &q2));
+
+    bool switched = false;
+    for (int i = 0; i < 1000 && !switched; i++) { /* at most 10 s */
+        ck_assert_ptr_eq(slr_follower_learner(f), first);
+        ck_assert_uint_eq(slr_follower_state(f)->sequence, 1);
+        ck_assert_str_eq(slr_follower_path(f), written);
+        if (!(switched = slr_follower_refresh(f)))
+            usleep(10000);
+    }
+    ck_assert_msg(switched, "checkpoint 2 not taken within 10 s");
+    ck_assert_uint_eq(slr_follower_state(f)->sequence, 2);
+    ck_assert_str_eq(slr_follower_path(f), second);
+    for (int i = 0; i < 20; i++) { /* bit for bit checkpoint 2's scores */
+        test_rng x = {.s = 100 + (uint64_t)i}, y = x;
+        double got = score_of(slr_follower_learner(f), &x), expected = score_of(want, &y);
+        ck_assert(!memcmp(&got, &expected, sizeof got));
+    }
+    ck_assert(!slr_follower_refresh(f)); /* nothing newer */
+
+    /* a damaged checkpoint 3: warned about once, never switched to */
+    char third[4300];
+    snprintf(third, sizeof third, "%s/ckpt-%020d.slr", sub, 3);
+    write_all(third, "not a checkpoint", 16);
+    slr_learner *kept = slr_follower_learner(f);
+    for (int i = 0; i < 500 && atomic_load(&thread_warnings) == 0; i++)
+        usleep(10000);
+    ck_assert_int_eq(atomic_load(&thread_warnings), 1);
+    ck_assert(!slr_follower_refresh(f));
+    ck_assert_ptr_eq(slr_follower_learner(f), kept);
+    ck_assert_uint_eq(slr_follower_state(f)->sequence, 2);
+
+    slr_follower_close(f);
+    slr_learner_destroy(want);
+    slr_job_state_free(&wst);
+    slr_learner_destroy(a);
+    slr_job_state_free(&st);
+    test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* Checkpoints and their temporary files are private (0600, whatever the
  * umask), the directory 0700, and a symlink planted at the temporary name or
  * at the target is never written through. */
@@ -657,6 +751,7 @@ static Suite *checkpoint_suite(void)
     tcase_add_test(tc, damage_is_detected);
     tcase_add_test(tc, implausible_values_are_corrupt);
     tcase_add_test(tc, directory_rotates_and_falls_back);
+    tcase_add_test(tc, follower_switches_only_on_refresh);
     tcase_add_test(tc, failed_write_keeps_previous);
     tcase_add_test(tc, files_are_private_and_never_follow_symlinks);
     tcase_add_loop_test(tc, format_bytes_are_stable, 0, 3);

@@ -101,15 +101,23 @@ static void write_file(const char *path, const char *data, size_t len)
     ck_assert_int_eq(fclose(f), 0);
 }
 
-/* `streamlr predict -i model -d data -p out`, and what it wrote. */
-static char *file_predictions(const char *model, const char *data, const char *name)
+/* `streamlr predict -i model -d data --format F --threads T -p out`, and
+ * what it wrote. */
+static char *file_predictions_as(const char *model, const char *data, const char *format,
+                                 int threads, const char *name)
 {
     char out[4200], cmd[13000];
     snprintf(out, sizeof out, "%s/%s", tmp, name);
-    snprintf(cmd, sizeof cmd, "'%s' predict -i '%s' -d '%s' --format vw -p '%s' --quiet",
-             streamlr_bin(), model, data, out);
+    snprintf(cmd, sizeof cmd,
+             "'%s' predict -i '%s' -d '%s' --format %s --threads %d -p '%s' --quiet",
+             streamlr_bin(), model, data, format, threads, out);
     ck_assert_int_eq(system(cmd), 0);
     return slurp(out);
+}
+
+static char *file_predictions(const char *model, const char *data, const char *name)
+{
+    return file_predictions_as(model, data, "vw", 1, name);
 }
 
 /* One deterministic VW line (labelled), with a newline. */
@@ -397,6 +405,96 @@ START_TEST(test_predict_topic_matches_file)
 }
 END_TEST
 
+/* Every input format, through the CLI: a `streamlr synth` stream (libsvm
+ * lines written here) packed three records to a message by `streamlr
+ * produce --raw`, scored from the topic and from the file, the file with
+ * one thread and with two: the topic's messages, concatenated, are the
+ * file's predictions byte for byte. */
+static const struct {
+    const char *name, *format, *synth; /* synth NULL: libsvm, written here */
+} FORMATS[] = {
+    {"vw", "vw", "--format vw"},
+    {"criteo", "criteo", "--format criteo"},
+    {"msgpack", "msgpack", "--format msgpack"},
+    {"compact", "msgpack", "--format msgpack --hashed -b 18"},
+    {"libsvm", "libsvm", NULL},
+};
+#define FORMAT_RECORDS 400
+#define PER_MESSAGE 3
+
+START_TEST(test_predict_topic_matches_file_each_format)
+{
+    const char *name = FORMATS[_i].name, *format = FORMATS[_i].format;
+    char data[4200], model[4200], log[4200], cmd[13000];
+    names nm;
+    make_names(&nm, name, 1);
+    snprintf(data, sizeof data, "%s/data.%s", tmp, name);
+    snprintf(model, sizeof model, "%s/model-%s.slr", tmp, name);
+    snprintf(log, sizeof log, "%s/predict-%s.log", tmp, name);
+    if (FORMATS[_i].synth) {
+        snprintf(cmd, sizeof cmd, "'%s' synth -n %d --seed 5 %s -o '%s' 2>/dev/null",
+                 streamlr_bin(), FORMAT_RECORDS, FORMATS[_i].synth, data);
+        ck_assert_int_eq(system(cmd), 0);
+    } else {
+        FILE *f = fopen(data, "w");
+        ck_assert_ptr_nonnull(f);
+        test_rng r = {5};
+        for (int i = 0; i < FORMAT_RECORDS; i++) {
+            int a = 1 + (int)test_rng_below(&r, 50), b = 51 + (int)test_rng_below(&r, 50);
+            double v = test_rng_unif(&r);
+            int y = test_rng_unif(&r) < (a % 3 ? 0.7 : 0.2) ? 1 : -1;
+            fprintf(f, "%+d %d:1 %d:%.4f\n", y, a, b, v);
+        }
+        ck_assert_int_eq(fclose(f), 0);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' train -d '%s' --format %s -b 18 -f '%s' --quiet 2>/dev/null",
+             streamlr_bin(), data, format, model);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(cmd, sizeof cmd,
+             "'%s' produce --brokers %s --topic %s --partition 0 --raw --format %s "
+             "--per-message %d --quiet '%s'",
+             streamlr_bin(), cluster.bootstraps, nm.in, format, PER_MESSAGE, data);
+    ck_assert_int_eq(system(cmd), 0);
+
+    const char *argv[] = {streamlr_bin(), "predict", "-i", model, "--brokers", cluster.bootstraps,
+                          "--topic", nm.in, "--group", nm.group, "--output-topic", nm.out,
+                          "--format", format, "--partitions", "all", "--exit-at-end",
+                          "-X", "fetch.wait.max.ms=10", NULL};
+    int status = wait_exit(spawn(argv, log, -1), 60, log);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "predict failed: %s",
+                  slurp(log));
+
+    out_msg *msgs = calloc(MAX_MSGS, sizeof *msgs);
+    size_t n = read_topic(nm.out, 0, msgs, MAX_MSGS);
+    ck_assert_uint_eq(n, (FORMAT_RECORDS + PER_MESSAGE - 1) / PER_MESSAGE);
+    size_t cap = 1 << 20, len = 0;
+    char *got = malloc(cap);
+    for (size_t i = 0; i < n; i++) {
+        size_t vl = strlen(msgs[i].value), lines = 0;
+        for (size_t k = 0; k < vl; k++)
+            lines += msgs[i].value[k] == '\n';
+        ck_assert_uint_eq(lines, i + 1 < n ? PER_MESSAGE : FORMAT_RECORDS - PER_MESSAGE * i);
+        ck_assert_uint_lt(len + vl, cap);
+        memcpy(got + len, msgs[i].value, vl);
+        len += vl;
+    }
+    got[len] = '\0';
+    for (int threads = 1; threads <= 2; threads++) {
+        char out[64];
+        snprintf(out, sizeof out, "expected-%s-%d.txt", name, threads);
+        char *expected = file_predictions_as(model, data, format, threads, out);
+        ck_assert_msg(strstr(expected, "nan") == NULL, "%s: a bad record: %s", name, expected);
+        ck_assert_msg(!strcmp(got, expected), "%s: the topic's predictions differ from "
+                      "predict -p --threads %d's", name, threads);
+        free(expected);
+    }
+    ck_assert_int_eq(test_committed(&cluster, nm.group, nm.in, 0), (int64_t)n);
+    free(got);
+    free_msgs(msgs, n);
+    free(msgs);
+}
+END_TEST
+
 #define FIRST 60
 #define LATER 60
 
@@ -534,6 +632,128 @@ START_TEST(test_predict_follows_newer_checkpoint)
 }
 END_TEST
 
+
+#define SWITCH_PER_MESSAGE 3
+#define SWITCH_ROUND 5 /* messages produced at a time */
+#define SWITCH_MAX_MSGS 3000
+
+/* --follow switching to a checkpoint of another hashing (-b 16, then a
+ * fresh -b 18 run in the same directory) while messages of three examples
+ * keep coming: the model changes only between messages -- every output
+ * message's three lines are, bit for bit, the scores of the checkpoint its
+ * streamlr.model header names (an example hashed for the old model, or a
+ * message split between models, would not be) -- and once the newer
+ * checkpoint scores, the older never does again. */
+START_TEST(test_predict_follow_switches_between_messages)
+{
+    char dir[4100], log[4200], cmd[13000], a_path[4200], first[4200], second[4200];
+    names nm;
+    make_names(&nm, "switch", 1);
+    snprintf(dir, sizeof dir, "%s/swck", tmp);
+    snprintf(log, sizeof log, "%s/predict.log", tmp);
+    snprintf(first, sizeof first, "%s/ckpt-%020d.slr", dir, 1);
+    snprintf(second, sizeof second, "%s/ckpt-%020d.slr", dir, 2);
+    test_rng r = {21};
+    for (int k = 0; k < 2; k++) { /* a.vw trains checkpoint 1, b.vw checkpoint 2 */
+        char line[256];
+        snprintf(a_path, sizeof a_path, "%s/%c.vw", tmp, 'a' + k);
+        FILE *f = fopen(a_path, "w");
+        ck_assert_ptr_nonnull(f);
+        for (int i = 0; i < 600; i++) {
+            vw_line(line, sizeof line, &r);
+            fputs(line, f);
+        }
+        ck_assert_int_eq(fclose(f), 0);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' train -d '%s/a.vw' -b 16 --checkpoint-dir '%s' --quiet",
+             streamlr_bin(), tmp, dir);
+    ck_assert_int_eq(system(cmd), 0);
+
+    const char *argv[] = {streamlr_bin(), "predict", "--follow", dir, "--follow-interval", "0.02",
+                          "--brokers", cluster.bootstraps, "--topic", nm.in, "--group", nm.group,
+                          "--output-topic", nm.out, "--format", "vw", "--partitions", "all",
+                          "-X", "fetch.wait.max.ms=10", NULL};
+    pid_t pid = spawn(argv, log, -1);
+    size_t cap = 1 << 20, len = 0;
+    char *sent = malloc(cap);
+    int msgs = 0, after = -1;
+    while (msgs + SWITCH_ROUND <= SWITCH_MAX_MSGS && after < 5) {
+        for (int j = 0; j < SWITCH_ROUND; j++, msgs++) {
+            char value[1024], key[32];
+            size_t vlen = 0;
+            for (int e = 0; e < SWITCH_PER_MESSAGE; e++)
+                vlen += (size_t)vw_line(value + vlen, sizeof value - vlen, &r);
+            ck_assert_uint_lt(len + vlen, cap);
+            memcpy(sent + len, value, vlen);
+            len += vlen;
+            snprintf(key, sizeof key, "m%d", msgs);
+            produce(nm.in, 0, key, value, vlen, "-");
+        }
+        test_flush(&cluster);
+        if (msgs == 3 * SWITCH_ROUND) { /* checkpoint 1 has scored these: now checkpoint 2 */
+            wait_messages(nm.out, 0, msgs, pid, log);
+            snprintf(cmd, sizeof cmd,
+                     "'%s' train -d '%s/b.vw' -b 18 --checkpoint-dir '%s' --start-over --quiet",
+                     streamlr_bin(), tmp, dir);
+            ck_assert_int_eq(system(cmd), 0);
+        }
+        if (after >= 0 || log_has(log, "now scoring with"))
+            after++; /* rounds produced after the switch */
+        test_sleep_ms(20);
+    }
+    ck_assert_msg(after >= 5, "no switch to checkpoint 2: %s", slurp(log));
+    wait_messages(nm.out, 0, msgs, pid, log);
+    kill(pid, SIGTERM);
+    int status = wait_exit(pid, 30, log);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "predict: %s", slurp(log));
+
+    char data[4200];
+    snprintf(data, sizeof data, "%s/sent.vw", tmp);
+    write_file(data, sent, len);
+    free(sent);
+    char *by[2] = {file_predictions(first, data, "by-1.txt"),
+                   file_predictions(second, data, "by-2.txt")};
+    const char *model_name[2] = {strrchr(first, '/') + 1, strrchr(second, '/') + 1};
+    out_msg *out = calloc(SWITCH_MAX_MSGS, sizeof *out);
+    size_t n = read_topic(nm.out, 0, out, SWITCH_MAX_MSGS);
+    ck_assert_uint_eq(n, (size_t)msgs);
+    char *cur[2] = {by[0], by[1]};
+    int scored_by[2] = {0, 0}, differ = 0, last = 0;
+    for (size_t i = 0; i < n; i++) {
+        int k = !strcmp(out[i].model, model_name[1]);
+        ck_assert_msg(k || !strcmp(out[i].model, model_name[0]), "message %zu: model %s", i,
+                      out[i].model);
+        ck_assert_msg(k >= last, "message %zu: checkpoint 1 again after checkpoint 2", i);
+        last = k;
+        scored_by[k]++;
+        size_t lines_len[2];
+        for (int q = 0; q < 2; q++) { /* this message's three lines from each file */
+            char *e = cur[q];
+            for (int l = 0; l < SWITCH_PER_MESSAGE; l++) {
+                e = strchr(e, '\n');
+                ck_assert_ptr_nonnull(e);
+                e++;
+            }
+            lines_len[q] = (size_t)(e - cur[q]);
+        }
+        ck_assert_msg(strlen(out[i].value) == lines_len[k] &&
+                          !memcmp(out[i].value, cur[k], lines_len[k]),
+                      "message %zu (%s): %s is not its scores %.*s", i, out[i].model,
+                      out[i].value, (int)lines_len[k], cur[k]);
+        differ += lines_len[0] != lines_len[1] || memcmp(cur[0], cur[1], lines_len[0]) != 0;
+        cur[0] += lines_len[0];
+        cur[1] += lines_len[1];
+    }
+    ck_assert_int_ge(scored_by[0], 3 * SWITCH_ROUND);
+    ck_assert_int_ge(scored_by[1], 5 * SWITCH_ROUND);
+    ck_assert_msg(differ == (int)n, "only %d of %zu messages score differently under the two "
+                  "checkpoints: the test shows less than it should", differ, n);
+    free_msgs(out, n);
+    free(out);
+    free(by[0]);
+    free(by[1]);
+}
+END_TEST
 
 #define RETRIED 200
 
@@ -784,7 +1004,10 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_predict_topic_matches_file);
+    tcase_add_loop_test(tc, test_predict_topic_matches_file_each_format, 0,
+                        (int)(sizeof FORMATS / sizeof FORMATS[0]));
     tcase_add_test(tc, test_predict_follows_newer_checkpoint);
+    tcase_add_test(tc, test_predict_follow_switches_between_messages);
     tcase_add_test(tc, test_predict_failed_delivery_not_committed);
     tcase_add_test(tc, test_predict_group_rebalance);
     tcase_add_test(tc, test_predict_exit_at_end_without_partitions);

@@ -6,7 +6,8 @@
  *
  * With --follow DIR it is a scoring job beside a training job: it scores
  * with the newest checkpoint in DIR and switches when a newer one appears
- * (looking every --follow-interval seconds, and whenever the input is idle),
+ * (looked for every --follow-interval seconds and read on a thread of its
+ * own, so scoring never waits for a load),
  * so `tail -F events | streamlr predict --follow ckpt -p - -` serves the
  * freshest model.  Predictions are flushed whenever the input runs dry.
  * The file job is slr_predict_files (predict.h); this file parses and
@@ -69,8 +70,10 @@ static void usage(FILE *out)
             "                           completed after it, applied between messages;\n"
             "                           each output's streamlr.model header says which:\n"
             "                           sync:T@ROUND/OFFSET (docs/SYNC_PROTOCOL.md)\n"
-            "      --follow-interval S  look for a newer checkpoint (or rounds) every S\n"
-            "                           seconds (default 1; also whenever the input is idle)\n"
+            "      --follow-interval S  look for a newer checkpoint every S seconds (default\n"
+            "                           1); it is read on a thread of its own, so scoring\n"
+            "                           does not wait for it (--follow-topic: rounds are\n"
+            "                           looked for between messages and when idle)\n"
             "  -d, --data FILE          input, - for stdin; repeatable (bare FILE too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           extension, else vw); --from F is the same\n"

@@ -11,9 +11,10 @@
  * A threaded scorer waiting for items is woken per batch of them (ring.h,
  * slr_ring_set_wake_batch), not per item.
  *
- * With a follower (--follow) the newest checkpoint is looked for every
- * follow_interval_seconds (and whenever the input is idle) and switched to
- * between records, on one thread.
+ * With a follower (--follow) the newest checkpoint is looked for and loaded
+ * on the follower's own thread (slr_follower_start); the scorer switches to
+ * it between records, on one thread, checking every
+ * follow_interval_seconds and whenever the input is idle.
  *
  * Predictions are gathered into a buffer and written in large blocks, and
  * the buffer is handed out whenever the input runs dry (a pipe), so a
@@ -285,7 +286,10 @@ slr_status slr_predict_files(const slr_predict_files_options *opt, slr_predict_f
         s.follow_due = true; /* as soon as the first record is scored */
     }
     r.text = slr_format_is_text(opt->format);
-    if ((st = slr_job_reader_init(&r.rd, &topt, err)) != SLR_OK ||
+    /* new checkpoints are read on the follower's thread: a switch is a swap */
+    if ((opt->follow &&
+         (st = slr_follower_start(opt->follow, opt->follow_interval_seconds, err)) != SLR_OK) ||
+        (st = slr_job_reader_init(&r.rd, &topt, err)) != SLR_OK ||
         (st = slr_file_source_open(&r.src, opt->files, opt->n_files, r.text, err)) != SLR_OK ||
         (st = slr_buf_reserve(&s.out, OUT_BLOCK + 4096, err)) != SLR_OK)
         goto out;

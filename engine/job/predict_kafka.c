@@ -27,7 +27,19 @@
  * everything before it in its partition are on the broker: at-least-once.
  * A failed delivery stops the ring at that slot and the job with an error;
  * a restart re-scores from there.  A full ring (too many unacknowledged
- * outputs) waits for deliveries instead of consuming further. */
+ * outputs) waits for deliveries instead of consuming further.
+ *
+ * Scoring itself is file scoring's (predict_files.c): a consumed batch is
+ * taken a chunk of messages at a time; stage 1 decodes and hashes every
+ * record of the chunk into a pool of job items (slr_job_read, the same
+ * decoders and fast paths), stage 2 scores each message's items, looking a
+ * few items ahead to prefetch their weights, and produces its output.
+ * Nothing is allocated per message on our side once the pool has grown;
+ * the input's headers are handed over to the output, not copied.  The
+ * model changes only at model_switch_point, between chunks (so between
+ * messages) and when the input is idle: a --follow model read on the
+ * follower's thread is taken there by swapping a pointer, and any other
+ * source of a newer model belongs there too. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -35,6 +47,7 @@
 #include <string.h>
 
 #include "job.h"
+#include "ring.h"
 #include "source/kafka_source.h"
 #include "streamlr/checkpoint.h"
 #include "streamlr/example.h"
@@ -56,6 +69,11 @@ typedef struct slot {
     uint8_t state;
 } slot;
 
+/* An item's record within its message's payload. */
+typedef struct record_span {
+    size_t at, len;
+} record_span;
+
 typedef struct predict_run {
     const slr_predict_options *opt;
     const slr_kafka_options *in;
@@ -66,12 +84,14 @@ typedef struct predict_run {
     slr_learner *model;       /* -i */
     slr_follower *follower;   /* --follow, --follow-topic */
     slr_learner *scorer;      /* whichever of the two scores */
-    const char *model_name;   /* basename of its file (or sync topic position), for the
-                                 streamlr.model header */
-    slr_decoder *dec;
-    slr_raw_example raw;
-    slr_example ex;
-    bool ex_ready;
+    const char *model_name;   /* basename of its file (or the sync topic position), for
+                                 the streamlr.model header */
+    ssize_t model_name_len;
+    slr_job_reader reader;    /* stage 1: file scoring's decoders */
+    slr_job_item *items;      /* the records of the messages being scored, in order */
+    record_span *spans;       /* where each item's record lies in its message */
+    size_t n_items, items_cap;
+    struct batch_entry *entries; /* per consumed message: what to do with it */
     slr_buf out;              /* one output message's value */
     slr_auc_histogram *hist;
 
@@ -281,11 +301,6 @@ static bool release_hook(void *ctx)
 
 /* ------------------------------------------------------------ scoring */
 
-static slr_status append(predict_run *run, const char *s, size_t n, slr_error *err)
-{
-    return slr_buf_append(&run->out, s, n, err);
-}
-
 static void bad_record(predict_run *run, const slr_kafka_partition *p,
                        const rd_kafka_message_t *m, const char *data, size_t len,
                        slr_bad_reason why, bool truncated, const slr_error *reason)
@@ -309,85 +324,146 @@ static void bad_record(predict_run *run, const slr_kafka_partition *p,
             err.msg);
 }
 
-/* Every record of m into run->out: a prediction line per example, "nan\n"
- * per bad record (a run of bytes skipped to find the next msgpack object is
- * one). */
-static slr_status score_message(predict_run *run, const slr_kafka_partition *p,
-                                const rd_kafka_message_t *m, slr_error *err)
+/* The item pool holds at least n items, made on the scorer's hashing. */
+static slr_status reserve_items(predict_run *run, size_t n, slr_error *err)
 {
-    slr_predict_result *res = run->res;
-    const char *buf = m->payload ? (const char *)m->payload : "";
-    size_t len = m->len;
-    const char *junk = NULL; /* start of the current run of skipped bytes */
-    size_t junk_len = 0;
-    slr_error junk_reason;
-    slr_buf_reset(&run->out);
-    while (len > 0) {
-        size_t used = 0;
-        slr_error why;
-        run->raw.tag = NULL; /* the compact form has no tag and leaves raw as it was */
-        run->raw.tag_len = 0;
-        slr_decode_result r =
-            slr_decoder_next_example(run->dec, buf, len, true, &used, &run->raw, &run->ex, &why);
-        if (r == SLR_DECODE_NEED_MORE || used == 0 || used > len)
-            break; /* cannot happen with at_end; never loop on it */
-        bool resync = false, truncated = false;
-        slr_bad_reason reason = SLR_BAD_DECODE;
-        if (r == SLR_DECODE_BAD)
-            reason = slr_decoder_last_bad(run->dec, &resync, &truncated);
-        if (junk && !(r == SLR_DECODE_BAD && resync)) {
-            bad_record(run, p, m, junk, junk_len, SLR_BAD_JUNK, false, &junk_reason);
-            junk = NULL;
-        }
-        if (r == SLR_DECODE_BAD && resync) {
-            if (!junk) {
-                junk = buf;
-                junk_len = 0;
-                junk_reason = why;
-                if (append(run, "nan\n", 4, err) != SLR_OK)
-                    return err->code;
-            }
-            junk_len += used;
-        } else if (r == SLR_DECODE_BAD) {
-            bad_record(run, p, m, buf, used, reason, truncated, &why);
-            if (append(run, "nan\n", 4, err) != SLR_OK)
-                return err->code;
-        } else if (r == SLR_DECODE_EXAMPLE) {
-            double z = slr_learner_margin(run->scorer, &run->ex), pr = slr_sigmoid(z);
-            if (slr_prediction_line(&run->out, pr, run->raw.tag, run->raw.tag_len, err) != SLR_OK)
-                return err->code;
-            res->examples++;
-            if (run->ex.has_label) {
-                slr_metrics_add(&res->metrics, pr, slr_logloss_margin(z, run->ex.label),
-                                run->ex.label, run->ex.weight, run->ex.n_features);
-                slr_auc_histogram_add(run->hist, pr, run->ex.label, run->ex.weight);
-            } else {
-                res->metrics.unlabelled++;
-            }
-        }
-        buf += used;
-        len -= used;
-    }
-    if (junk)
-        bad_record(run, p, m, junk, junk_len, SLR_BAD_JUNK, false, &junk_reason);
+    if (n <= run->items_cap)
+        return SLR_OK;
+    size_t cap = run->items_cap ? run->items_cap * 2 : 64;
+    while (cap < n)
+        cap *= 2;
+    slr_job_item *items = realloc(run->items, cap * sizeof *items);
+    if (items)
+        run->items = items;
+    record_span *spans = items ? realloc(run->spans, cap * sizeof *spans) : NULL;
+    if (!spans)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a message's examples");
+    run->spans = spans;
+    for (size_t i = run->items_cap; i < cap; i++)
+        slr_job_item_init(&items[i], run->scorer, 0);
+    run->items_cap = cap;
     return SLR_OK;
 }
 
+/* Stage 1 for one message: every record of it decoded and hashed into the
+ * next items of the pool (the decoders and items file scoring uses). */
+static slr_status read_message(predict_run *run, const rd_kafka_message_t *m,
+                               const slr_kafka_partition *p, slr_error *err)
+{
+    const char *buf = m->payload;
+    size_t len = buf ? m->len : 0;
+    slr_where where = {p->name, 0, (uint64_t)m->offset, true};
+    while (len > 0) {
+        slr_status st = reserve_items(run, run->n_items + 1, err);
+        if (st != SLR_OK)
+            return st;
+        size_t used = 0;
+        slr_job_item *it = &run->items[run->n_items];
+        if (!slr_job_read(&run->reader, buf, len, true, &where, &used, it) || used == 0 ||
+            used > len)
+            break; /* cannot happen with at_end; never loop on it */
+        run->spans[run->n_items++] = (record_span){(size_t)(buf - (const char *)m->payload), used};
+        buf += used;
+        len -= used;
+    }
+    return SLR_OK;
+}
+
+static void score_item(predict_run *run, const slr_job_item *it, slr_error *err, slr_status *st)
+{
+    slr_predict_result *res = run->res;
+    const slr_example *ex = &it->ex;
+    double z = slr_learner_margin(run->scorer, ex), pr = slr_sigmoid(z);
+    *st = slr_prediction_line(&run->out, pr, it->tag.data, it->tag.len, err);
+    res->examples++;
+    if (ex->has_label) {
+        slr_metrics_add(&res->metrics, pr, slr_logloss_margin(z, ex->label), ex->label,
+                        ex->weight, ex->n_features);
+        slr_auc_histogram_add(run->hist, pr, ex->label, ex->weight);
+    } else {
+        res->metrics.unlabelled++;
+    }
+}
+
+/* Stage 2 for one message: its items [first, end) into run->out, a
+ * prediction line per example, "nan\n" per bad record (a run of bytes
+ * skipped to find the next msgpack object is one), prefetching the items
+ * after them. */
+static slr_status score_message(predict_run *run, const slr_kafka_partition *p,
+                                const rd_kafka_message_t *m, size_t first, size_t end,
+                                slr_error *err)
+{
+    const char *payload = m->payload;
+    const slr_job_item *junk = NULL; /* the first item of the current run of skipped bytes */
+    size_t junk_at = 0, junk_len = 0;
+    slr_status st = SLR_OK;
+    slr_buf_reset(&run->out);
+    for (size_t i = first; i < end && st == SLR_OK; i++) {
+        const slr_job_item *it = &run->items[i];
+        const record_span *at = &run->spans[i];
+        slr_job_prefetch(run->scorer,
+                         i + SLR_PREFETCH_FEATURES < run->n_items
+                             ? &run->items[i + SLR_PREFETCH_FEATURES] : NULL,
+                         i + SLR_PREFETCH_WEIGHTS < run->n_items
+                             ? &run->items[i + SLR_PREFETCH_WEIGHTS] : NULL);
+        bool skipped = it->kind == SLR_ITEM_BAD && it->resync;
+        if (junk && !skipped) {
+            bad_record(run, p, m, payload + junk_at, junk_len, SLR_BAD_JUNK, false,
+                       &junk->reason);
+            junk = NULL;
+        }
+        if (skipped) {
+            if (!junk) {
+                junk = it;
+                junk_at = at->at;
+                junk_len = 0;
+                st = slr_buf_append(&run->out, "nan\n", 4, err);
+            }
+            junk_len += at->len;
+        } else if (it->kind == SLR_ITEM_BAD) {
+            bad_record(run, p, m, payload + at->at, at->len, it->why, it->truncated, &it->reason);
+            st = slr_buf_append(&run->out, "nan\n", 4, err);
+        } else if (it->kind == SLR_ITEM_EXAMPLE) {
+            score_item(run, it, err, &st);
+        }
+    }
+    if (junk)
+        bad_record(run, p, m, payload + junk_at, junk_len, SLR_BAD_JUNK, false, &junk->reason);
+    return st;
+}
+
 /* Produce run->out for input message m of partition p, taking slot s. */
+/* "topic[partition]@offset" into buf (of at least 600 bytes), without
+ * printf's cost per message; returns its length. */
+static size_t source_of(char *buf, const slr_kafka_partition *p, int64_t offset)
+{
+    size_t n = strnlen(p->name, 512);
+    memcpy(buf, p->name, n);
+    buf[n++] = '@';
+    char digits[24];
+    size_t k = 0;
+    uint64_t v = offset < 0 ? 0 : (uint64_t)offset; /* a consumed message's offset is >= 0 */
+    do
+        digits[k++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (k)
+        buf[n++] = digits[--k];
+    return n;
+}
+
 static slr_status produce(predict_run *run, const slr_kafka_partition *p,
-                          const rd_kafka_message_t *m, slr_error *err)
+                          rd_kafka_message_t *m, slr_error *err)
 {
     slot *s = take_slot(run, p);
     if (!s)
         return slr_error_set(err, SLR_ERR_KAFKA, "%s", run->failure);
-    rd_kafka_headers_t *in_h = NULL, *h;
-    h = rd_kafka_message_headers(m, &in_h) == RD_KAFKA_RESP_ERR_NO_ERROR
-            ? rd_kafka_headers_copy(in_h)
-            : rd_kafka_headers_new(2);
-    char where[512];
-    snprintf(where, sizeof where, "%s@%lld", p->name, (long long)m->offset);
-    rd_kafka_header_add(h, "streamlr.source", -1, where, -1);
-    rd_kafka_header_add(h, "streamlr.model", -1, run->model_name, -1);
+    /* the input's headers are taken over, not copied: m is destroyed next */
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_detach_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR || !h)
+        h = rd_kafka_headers_new(2);
+    char where[600];
+    rd_kafka_header_add(h, "streamlr.source", 15, where, (ssize_t)source_of(where, p, m->offset));
+    rd_kafka_header_add(h, "streamlr.model", 14, run->model_name, run->model_name_len);
     int32_t part = run->opt->output_partition == SLR_OUTPUT_SAME ? p->partition
                                                                  : RD_KAFKA_PARTITION_UA;
     for (;;) {
@@ -429,18 +505,91 @@ static void moved(predict_run *run, const slr_kafka_partition *p)
     }
 }
 
-/* --follow: switch to a newer checkpoint if there is one. */
-static void follow(predict_run *run)
+static void set_model_name(predict_run *run, const char *name)
 {
-    if (!slr_follower_refresh(run->follower))
+    run->model_name = name;
+    run->model_name_len = (ssize_t)strlen(run->model_name);
+}
+
+/* The one place where the scoring model may change: between messages, with
+ * no item decoded (items hash with the model's hashing, which goes with
+ * it).  --follow: the follower's thread has read a newer checkpoint; taking
+ * it is a pointer swap, and the old model is freed on that thread. */
+static void model_switch_point(predict_run *run)
+{
+    if (!run->follower || !slr_follower_refresh(run->follower))
         return;
     run->scorer = slr_follower_learner(run->follower);
-    slr_example_free(&run->ex); /* rebuilt on the new model's hashing */
-    slr_example_init(&run->ex, &slr_learner_config_of(run->scorer)->hashing);
-    run->model_name = slr_follower_name(run->follower);
+    for (size_t i = 0; i < run->items_cap; i++) { /* remade on the new model's hashing */
+        slr_job_item_free(&run->items[i]);
+        slr_job_item_init(&run->items[i], run->scorer, 0);
+    }
+    set_model_name(run, slr_follower_name(run->follower));
     run->res->model_switches++;
     say(run, "now scoring with %s (%llu examples learned)", slr_follower_path(run->follower),
         (unsigned long long)slr_follower_state(run->follower)->metrics.examples);
+}
+
+/* Records decoded ahead of scoring: enough to prefetch for (a few items
+ * ahead), few enough for the items to stay in cache -- file scoring decodes
+ * 8 ahead (RING_INLINE). */
+#define CHUNK_ITEMS 16
+
+/* A consumed message, between the stages. */
+typedef struct batch_entry {
+    slr_kafka_take act;
+    slr_kafka_partition *p;
+    size_t first, end; /* APPLY: its items */
+} batch_entry;
+
+/* The consumed messages, in order, in chunks: stage 1 decodes the records
+ * of as many messages as make CHUNK_ITEMS into the item pool, stage 2
+ * scores each message's items and produces its output (or moves its
+ * partition's committable offset).  The model may change only at a chunk's
+ * start.  *stopped: the stop flag was seen; the messages from there on are
+ * neither scored nor committed. */
+static slr_status score_batch(predict_run *run, rd_kafka_message_t **msgs, size_t n,
+                              bool *stopped, slr_error *err)
+{
+    const slr_predict_options *opt = run->opt;
+    slr_status st = SLR_OK;
+    for (size_t i = 0; i < n && st == SLR_OK && !*stopped;) {
+        model_switch_point(run);
+        run->n_items = 0;
+        size_t j = i;
+        slr_status st1 = SLR_OK;
+        for (; j < n && run->n_items < CHUNK_ITEMS; j++) {
+            batch_entry *e = &run->entries[j];
+            rd_kafka_message_t *m = msgs[j];
+            if (opt->stop && *opt->stop) {
+                *stopped = true;
+                break;
+            }
+            e->act = slr_kafka_source_take(run->src, m, &e->p, err);
+            e->first = run->n_items;
+            if (e->act == SLR_KAFKA_FAILED)
+                st1 = SLR_ERR_KAFKA;
+            else if (e->act == SLR_KAFKA_APPLY && (st1 = read_message(run, m, e->p, err)) == SLR_OK)
+                slr_kafka_source_applied(e->p, m->offset);
+            if (st1 != SLR_OK)
+                break;
+            e->end = run->n_items;
+        }
+        for (size_t k = i; k < j && st == SLR_OK; k++) {
+            batch_entry *e = &run->entries[k];
+            if (e->act == SLR_KAFKA_APPLY) {
+                st = score_message(run, e->p, msgs[k], e->first, e->end, err);
+                if (st == SLR_OK)
+                    st = produce(run, e->p, msgs[k], err);
+            } else if (e->act == SLR_KAFKA_MOVED) {
+                moved(run, e->p);
+            }
+        }
+        if (st == SLR_OK)
+            st = st1;
+        i = j;
+    }
+    return st;
 }
 
 /* ------------------------------------------------------------ setup */
@@ -509,9 +658,13 @@ static slr_status open_model(predict_run *run, slr_error *err)
         if (st != SLR_OK)
             return st;
         run->scorer = slr_follower_learner(run->follower);
-        run->model_name = slr_follower_name(run->follower);
+        set_model_name(run, slr_follower_name(run->follower));
         say(run, "scoring with %s (%llu examples learned)", slr_follower_path(run->follower),
             (unsigned long long)slr_follower_state(run->follower)->metrics.examples);
+        /* newer checkpoints are read on the follower's thread, not between messages */
+        st = slr_follower_start(run->follower, opt->follow_interval_seconds, err);
+        if (st != SLR_OK)
+            return st;
     } else {
         slr_job_state st;
         slr_job_state_init(&st);
@@ -521,11 +674,14 @@ static slr_status open_model(predict_run *run, slr_error *err)
             return rc;
         slr_learner_sync(run->model); /* settle owed penalties once; scoring only reads */
         run->scorer = run->model;
-        run->model_name = base_name(opt->model);
+        set_model_name(run, base_name(opt->model));
     }
-    slr_example_init(&run->ex, &slr_learner_config_of(run->scorer)->hashing);
-    run->ex_ready = true;
-    return SLR_OK;
+    /* stage 1 is file scoring's: the reader takes train options (format, tags) */
+    slr_train_options topt;
+    slr_train_options_init(&topt);
+    topt.format = opt->format;
+    topt.predictions = stdout; /* keeps the tags; nothing is written to it */
+    return slr_job_reader_init(&run->reader, &topt, err);
 }
 
 static slr_status check_options(const slr_predict_options *opt, const slr_kafka_options *in,
@@ -556,11 +712,9 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
     memset(res, 0, sizeof *res);
     slr_metrics_init(&res->metrics);
     res->auc = res->auc_error_bound = NAN;
-    slr_raw_example_init(&run.raw);
     slr_buf_init(&run.out);
     slr_job_state_init(&run.acked);
     slr_job_state_init(&run.src_state);
-    double follow_every = opt->follow_interval_seconds > 0 ? opt->follow_interval_seconds : 1;
     double commit_every = opt->commit_interval_seconds > 0 ? opt->commit_interval_seconds : 1;
     double close_timeout = in->close_timeout_seconds > 0 ? in->close_timeout_seconds : 10;
     size_t batch = in->batch ? in->batch : 1000;
@@ -571,11 +725,10 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
     if (st == SLR_OK)
         st = open_model(&run, err);
     if (st == SLR_OK)
-        st = slr_decoder_create(&run.dec, opt->format, err);
-    if (st == SLR_OK)
         st = slr_auc_histogram_create(&run.hist, err);
     if (st == SLR_OK && (!(run.ring = calloc(RING_SIZE, sizeof *run.ring)) ||
-                         !(msgs = malloc(batch * sizeof *msgs))))
+                         !(msgs = malloc(batch * sizeof *msgs)) ||
+                         !(run.entries = malloc(batch * sizeof *run.entries))))
         st = slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     if (st == SLR_OK)
         st = open_producer(&run, err);
@@ -585,7 +738,6 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
     if (st != SLR_OK)
         goto out;
 
-    double next_follow = slr_monotonic_seconds() + follow_every;
     double next_commit = slr_monotonic_seconds() + commit_every;
     bool stopped = false;
     while (!stopped && st == SLR_OK) {
@@ -594,27 +746,11 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
              (slr_kafka_source_at_end(run.src) || slr_kafka_source_group_at_end(run.src))))
             break;
         size_t n = slr_kafka_source_consume(run.src, msgs, batch, POLL_MS);
-        for (size_t i = 0; i < n; i++) {
-            rd_kafka_message_t *m = msgs[i];
-            slr_kafka_partition *p;
-            if (!stopped && opt->stop && *opt->stop)
-                stopped = true; /* the rest of the batch is neither scored nor committed */
-            if (st == SLR_OK && !stopped) {
-                switch (slr_kafka_source_take(run.src, m, &p, err)) {
-                case SLR_KAFKA_APPLY:
-                    st = score_message(&run, p, m, err);
-                    if (st == SLR_OK) {
-                        slr_kafka_source_applied(p, m->offset);
-                        st = produce(&run, p, m, err);
-                    }
-                    break;
-                case SLR_KAFKA_MOVED: moved(&run, p); break;
-                case SLR_KAFKA_FAILED: st = SLR_ERR_KAFKA; break;
-                case SLR_KAFKA_SKIP: break;
-                }
-            }
-            rd_kafka_message_destroy(m);
-        }
+        if (n == 0)
+            model_switch_point(&run); /* idle: between messages too */
+        st = score_batch(&run, msgs, n, &stopped, err);
+        for (size_t i = 0; i < n; i++)
+            rd_kafka_message_destroy(msgs[i]);
         serve_producer(&run, 0);
         if (st == SLR_OK && run.delivery_failed)
             st = slr_error_set(err, SLR_ERR_KAFKA, "%s", run.failure);
@@ -624,10 +760,6 @@ slr_status slr_predict_kafka(const slr_predict_options *opt, const slr_kafka_opt
         if (now >= next_commit) {
             next_commit = now + commit_every;
             commit_acked(&run, 0);
-        }
-        if (run.follower && (n == 0 || now >= next_follow)) {
-            next_follow = now + follow_every;
-            follow(&run);
         }
     }
 
@@ -664,10 +796,12 @@ out:
     free(run.ring);
     slr_auc_histogram_destroy(run.hist);
     slr_buf_free(&run.out);
-    if (run.ex_ready)
-        slr_example_free(&run.ex);
-    slr_raw_example_free(&run.raw);
-    slr_decoder_destroy(run.dec);
+    for (size_t i = 0; i < run.items_cap; i++)
+        slr_job_item_free(&run.items[i]);
+    free(run.items);
+    free(run.spans);
+    free(run.entries);
+    slr_job_reader_free(&run.reader);
     slr_learner_destroy(run.model);
     slr_follower_close(run.follower);
     slr_job_state_free(&run.acked);

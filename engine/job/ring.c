@@ -254,19 +254,21 @@ void slr_ring_cancel(slr_ring *r)
 
 /* ------------------------------------------------------------ prefetching */
 
-#define PREFETCH_ITEM 4  /* items ahead whose feature lists are fetched */
-#define PREFETCH_SLOTS 2 /* items ahead whose weight slots are fetched */
-
-void slr_ring_prefetch_ahead(slr_ring *r, slr_learner *learner)
+void slr_job_prefetch(slr_learner *learner, const slr_job_item *features_of,
+                      const slr_job_item *weights_of)
 {
-    const slr_job_item *it = slr_ring_peek(r, PREFETCH_ITEM);
-    if (it && it->kind == SLR_ITEM_EXAMPLE) {
-        const char *f = (const char *)it->ex.features;
-        size_t bytes = (size_t)it->ex.n_features * sizeof *it->ex.features;
+    if (features_of && features_of->kind == SLR_ITEM_EXAMPLE) {
+        const char *f = (const char *)features_of->ex.features;
+        size_t bytes = (size_t)features_of->ex.n_features * sizeof *features_of->ex.features;
         for (size_t off = 0; off < bytes; off += SLR_CACHE_LINE)
             __builtin_prefetch(f + off, 0, 3);
     }
-    it = slr_ring_peek(r, PREFETCH_SLOTS);
-    if (it && it->kind == SLR_ITEM_EXAMPLE)
-        slr_learner_prefetch(learner, &it->ex);
+    if (weights_of && weights_of->kind == SLR_ITEM_EXAMPLE)
+        slr_learner_prefetch(learner, &weights_of->ex);
+}
+
+void slr_ring_prefetch_ahead(slr_ring *r, slr_learner *learner)
+{
+    slr_job_prefetch(learner, slr_ring_peek(r, SLR_PREFETCH_FEATURES),
+                     slr_ring_peek(r, SLR_PREFETCH_WEIGHTS));
 }

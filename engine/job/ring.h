@@ -86,6 +86,15 @@ void slr_ring_release(slr_ring *r);
 void slr_ring_set_wake_batch(slr_ring *r, uint32_t batch);
 /* Consumer: stop the producer (it sees NULL from slr_ring_claim). */
 void slr_ring_cancel(slr_ring *r);
+/* Items this many places ahead of the one being scored or learned have
+ * their feature lists, and their weight slots, fetched into the cache
+ * (slr_job_prefetch), so that the memory latency overlaps the work between. */
+#define SLR_PREFETCH_FEATURES 4
+#define SLR_PREFETCH_WEIGHTS 2
+/* Either may be NULL (nothing that far ahead). */
+void slr_job_prefetch(slr_learner *learner, const slr_job_item *features_of,
+                      const slr_job_item *weights_of);
+
 /* Consumer, before learning the oldest item: fetch the feature lists and
  * weight slots of the items a few places behind it, so that their memory
  * latency overlaps this item's learning. */

@@ -147,10 +147,14 @@ slr_learner *slr_follower_learner(const slr_follower *f);
 const char *slr_follower_path(const slr_follower *f);
 const slr_job_state *slr_follower_state(const slr_follower *f);
 
-/* If the directory holds a checkpoint newer than the one in use, load it and
- * switch: returns true, and the previous learner (and anything pointing
- * into it, such as an slr_example's hashing) is gone.  A newer checkpoint
- * that fails to load is reported through warn once and the current model is
+/* Switch to a newer model if there is one: returns true, and the previous
+ * learner (and anything pointing into it, such as an slr_example's hashing)
+ * is gone.  Without a loader thread it looks in the directory and loads a
+ * newer checkpoint in place, which takes as long as reading it (a tenth of
+ * a second or more for a -b 24 model).  With one (slr_follower_start) it
+ * never waits: it takes the model the thread has loaded, if any (a pointer
+ * swap), and the thread frees the previous one.  A newer checkpoint that
+ * fails to load is reported through warn once and the current model is
  * kept. */
 bool slr_follower_refresh(slr_follower *f);
 
@@ -167,6 +171,14 @@ slr_status slr_follower_open_topic(slr_follower **out, const slr_sync_topic_conf
 /* What scored a message, for a header or a log line: the checkpoint's file
  * name, or the sync topic position (the path). */
 const char *slr_follower_name(const slr_follower *f);
+
+/* Look for newer checkpoints every interval_seconds (0 = 1) on a thread of
+ * the follower's own, and load and sync them there, so that switching
+ * (slr_follower_refresh) never holds scoring up.  warn may then be called
+ * from that thread.  Calling it again does nothing; slr_follower_close
+ * stops the thread.  A sync topic's follower has no thread: its refresh
+ * merges the rounds completed since. */
+slr_status slr_follower_start(slr_follower *f, double interval_seconds, slr_error *err);
 
 SLR_END_DECLS
 #endif

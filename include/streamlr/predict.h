@@ -49,7 +49,8 @@ typedef struct slr_predict_options {
     const char *follow_topic;      /* ... or a group's sync topic (on the input's brokers):
                                       its newest snapshot and each round completed after it
                                       (exactly one of the three) */
-    double follow_interval_seconds; /* how often to look for a newer checkpoint; 0 = 1 */
+    double follow_interval_seconds; /* how often to look for a newer checkpoint (read on
+                                       a thread of its own); 0 = 1 */
     const char *output_topic;
     slr_output_partition output_partition;
     const char *const *producer_config; /* librdkafka properties "key=value" for the producer */
@@ -57,7 +58,10 @@ typedef struct slr_predict_options {
     double commit_interval_seconds; /* how often acknowledged offsets are committed; 0 = 1 */
     slr_dead_letter_sink *dead_letters; /* optional: bad records go here (the caller owns it) */
     slr_stop_flag *stop;           /* set (by another thread, a signal handler) to stop */
-    slr_log_fn log;                /* warnings, bad records, model switches; NULL = silent */
+    slr_log_fn log;                /* warnings, bad records, model switches; NULL = silent.
+                                      With follow_dir it is also called from the
+                                      follower's loader thread (a checkpoint that does
+                                      not load) */
     void *log_ctx;
 } slr_predict_options;
 
@@ -102,9 +106,11 @@ typedef struct slr_predict_files_options {
                                   scoring owes no penalty */
     slr_follower *follow;      /* instead of model: score with its learner, switching to
                                   each newer checkpoint (slr_follower_refresh) between
-                                  records; on one thread */
-    double follow_interval_seconds; /* how often to look for a newer one (also whenever
-                                       the input is idle) */
+                                  records; on one thread.  Its loader thread is started
+                                  (slr_follower_start) */
+    double follow_interval_seconds; /* how often to look for a newer one; one that has
+                                       been read is switched to within this time, and at
+                                       once whenever the input is idle */
     FILE *predictions;         /* NULL: none (metrics only) */
     bool strict;               /* stop at the first bad record (SLR_ERR_BAD_INPUT) */
     uint32_t threads;          /* >= 2: decode on a thread of its own */
