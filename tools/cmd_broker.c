@@ -37,15 +37,16 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: streamlr broker [--topic T]... [--partitions P] [--port PORT]\n"
+            "usage: streamlr broker [--topic T[:P]]... [--partitions P] [--port PORT]\n"
             "                       [--bootstrap-file FILE] [--broker-count N]\n"
             "\n"
             "Run an embedded Kafka broker on 127.0.0.1 until SIGINT/SIGTERM: librdkafka's\n"
             "mock cluster.  It prints its bootstrap address (HOST:PORT) on stdout.\n"
             "\n"
-            "  --topic T            create topic T (repeatable; other topics are created\n"
-            "                       on first use, with 4 partitions)\n"
-            "  --partitions P       partitions of each --topic (default 1)\n"
+            "  --topic T[:P]        create topic T, with P partitions if given (repeatable;\n"
+            "                       other topics are created on first use, with 4\n"
+            "                       partitions): --topic clicks:8 --topic ctr.model:1\n"
+            "  --partitions P       partitions of each --topic without :P (default 1)\n"
             "  --port PORT          serve the bootstrap address on this port (default: a\n"
             "                       random free port)\n"
             "  --bootstrap-file F   also write the bootstrap address to F once the broker is\n"
@@ -305,9 +306,23 @@ int slr_cmd_broker(int argc, char **argv)
         goto out;
     }
     for (int i = 0; i < n_topics; i++) {
-        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, topics[i], (int)partitions, 1);
+        /* T:P -- Kafka topic names cannot hold ':', so the suffix is unambiguous */
+        char name[256];
+        uint32_t parts = partitions;
+        const char *colon = strrchr(topics[i], ':');
+        size_t len = colon ? (size_t)(colon - topics[i]) : strlen(topics[i]);
+        if (len == 0 || len >= sizeof name ||
+            (colon && (!cli_u32("broker", "--topic T:P", colon + 1, &parts) || parts < 1 ||
+                       parts > 10000))) {
+            fprintf(stderr, "streamlr broker: --topic %s: give T or T:P (P 1..10000)\n",
+                    topics[i]);
+            goto out;
+        }
+        memcpy(name, topics[i], len);
+        name[len] = '\0';
+        rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, name, (int)parts, 1);
         if (e) {
-            fprintf(stderr, "streamlr broker: creating topic %s: %s\n", topics[i],
+            fprintf(stderr, "streamlr broker: creating topic %s: %s\n", name,
                     rd_kafka_err2str(e));
             goto out;
         }

@@ -63,6 +63,36 @@ static void print_names(const slr_names *names, uint32_t index)
 }
 
 /* A sync topic: the group's round and position, each partition's reach. */
+/* A group member's checkpoint: where it stands in the group's rounds and
+ * the source ranges its model holds (the ledger), per partition. */
+static void print_sync(const slr_job_state *st)
+{
+    const slr_sync_mark *y = &st->sync;
+    printf("sync             --sync-topic %s --sync-every %lld: model after %llu rounds, read on "
+           "at offset %lld\n",
+           y->topic, (long long)y->slice, (unsigned long long)y->round, (long long)y->position);
+    slr_sync_ledger *g;
+    slr_error err;
+    if (slr_sync_ledger_decode(y->ledger, y->ledger_len, &g, &err) != SLR_OK) {
+        printf("merged           ? (%s)\n", err.msg);
+        return;
+    }
+    printf("merged          ");
+    for (uint32_t i = 0; i < st->n_kafka; i++) {
+        int64_t r[4][2];
+        size_t n = slr_sync_ledger_ranges(g, st->kafka[i].topic, st->kafka[i].partition, r, 4);
+        printf("%s %s[%d]", i ? "," : "", st->kafka[i].topic, st->kafka[i].partition);
+        if (!n)
+            printf(" nothing");
+        for (size_t j = 0; j < n && j < 4; j++)
+            printf(" [%lld, %lld)", (long long)r[j][0], (long long)r[j][1]);
+        if (n > 4)
+            printf(" ... (%zu ranges)", n);
+    }
+    printf("\n");
+    slr_sync_ledger_destroy(g);
+}
+
 static int inspect_sync_topic(const char *brokers, const char *topic, const cli_kafka_conf *kc)
 {
     slr_sync_topic_config sc = {.brokers = brokers, .topic = topic,
@@ -246,7 +276,13 @@ int slr_cmd_inspect(int argc, char **argv)
     /* A run started from -i carries the model's updates but counts its
      * metrics afresh; say which number is which rather than mix them. */
     uint64_t steps = slr_learner_steps(l);
-    if (steps == m->examples)
+    if (st.sync.topic) /* a group's model: its metrics are what this member scored */
+        printf("examples learned %llu by the group's model (all its members)\n"
+               "metrics cover    %llu examples this member scored before learning "
+               "(weighted %.6g, positives %.6g)\n",
+               (unsigned long long)steps, (unsigned long long)m->examples, m->weight,
+               m->positives);
+    else if (steps == m->examples)
         printf("examples learned %llu (weighted %.6g, positives %.6g)\n",
                (unsigned long long)steps, m->weight, m->positives);
     else
@@ -290,6 +326,8 @@ int slr_cmd_inspect(int argc, char **argv)
         printf("%s %s[%d] next offset %lld", i ? "," : ", kafka", st.kafka[i].topic,
                st.kafka[i].partition, (long long)st.kafka[i].offset);
     printf("\n");
+    if (st.sync.topic)
+        print_sync(&st);
 
     top_weights t = {calloc(top ? top : 1, sizeof(uint64_t)), calloc(top ? top : 1, sizeof(double)),
                      0, top, 0};

@@ -34,6 +34,8 @@ enum {
     OPT_IGNORE_LINEAR,
     OPT_AUDIT,
     OPT_START_OVER,
+    OPT_SYNC_TOPIC,
+    OPT_SYNC_EVERY,
 };
 
 #define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
@@ -43,7 +45,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: streamlr train --data FILE|- [--data FILE]... [--format F] [options]\n"
             "       streamlr train --brokers HOST:PORT[,..] --topic T[,T2..] --group G\n"
-            "                      [-X key=value]... [--kafka-config FILE] [--exit-at-end] [options]\n"
+            "                      [-X key=value]... [--kafka-config FILE] [--exit-at-end]\n"
+            "                      [--sync-topic T [--sync-every N]] [options]\n"
             "\n"
             "Learn a logistic regression model online, one example at a time: each example is\n"
             "scored before it is learned from, so the average loss printed is an honest\n"
@@ -89,6 +92,16 @@ static void usage(FILE *out)
             "                           end (replays, tests, benchmarks); a member given no\n"
             "                           partition stops once the group has committed all\n"
             "                           of them to their end\n"
+            "      --sync-topic T       the group holds ONE model: members learn their\n"
+            "                           partitions in rounds and merge every partition's\n"
+            "                           change through topic T (one partition, created\n"
+            "                           beforehand); bit-for-bit the same model whoever\n"
+            "                           learned what, across crashes and rebalances\n"
+            "                           (docs/SYNC_PROTOCOL.md).  Needs one --topic,\n"
+            "                           --schedule adagrad, one thread\n"
+            "      --sync-every N       a round is N offsets of every partition (default\n"
+            "                           1000); a round waits for every partition's N\n"
+            "                           messages (--exit-at-end: or its end)\n"
             "  Payloads are msgpack examples (several may share one message) or, with\n"
             "  --format vw|libsvm|criteo, text lines.  The checkpoint holds each partition's\n"
             "  next offset and is what a restart trusts; offsets are committed to Kafka after\n"
@@ -283,6 +296,7 @@ typedef struct train_args {
     uint32_t n_files;
     bool from_kafka;
     bool format_given, quiet, every_given;
+    bool threads_given, sync_every_given;
     const char *pred_path, *metrics_path, *style;
     const char *dead_letter_path, *dead_letter_topic;
     /* VW's flags */
@@ -325,6 +339,8 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"checkpoint-mode", required_argument, 0, OPT_CHECKPOINT_MODE},
         {"resume", no_argument, 0, OPT_RESUME},
         {"start-over", no_argument, 0, OPT_START_OVER},
+        {"sync-topic", required_argument, 0, OPT_SYNC_TOPIC},
+        {"sync-every", required_argument, 0, OPT_SYNC_EVERY},
         {"strict", no_argument, 0, OPT_STRICT},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"dead-letter-topic", required_argument, 0, OPT_DEAD_LETTER_TOPIC},
@@ -416,6 +432,25 @@ static int parse_args(int argc, char **argv, train_args *a)
             break;
         case OPT_RESUME: a->opt.resume = true; break;
         case OPT_START_OVER: a->opt.start_over = true; break;
+        case OPT_SYNC_TOPIC: a->kin.k.sync_topic = optarg; break;
+        case OPT_SYNC_EVERY: {
+            uint64_t v;
+            size_t len = strlen(optarg);
+            if (len && optarg[len - 1] == 's') {
+                fprintf(stderr, "streamlr train: --sync-every counts offsets per partition, not "
+                                "seconds: rounds are defined by the data so that the group's "
+                                "model does not depend on timing; give N (a partition receiving "
+                                "R messages/s merges every N/R seconds)\n");
+                return 2;
+            }
+            if (!cli_u64("train", "--sync-every", optarg, &v) || v < 1 || v > INT32_MAX) {
+                fprintf(stderr, "streamlr train: --sync-every takes a number of offsets >= 1\n");
+                return 2;
+            }
+            a->kin.k.sync_every = (int64_t)v;
+            a->sync_every_given = true;
+            break;
+        }
         case OPT_STRICT: a->opt.strict = true; break;
         case OPT_DEAD_LETTER: a->dead_letter_path = optarg; break;
         case OPT_DEAD_LETTER_TOPIC: a->dead_letter_topic = optarg; break;
@@ -444,6 +479,7 @@ static int parse_args(int argc, char **argv, train_args *a)
                 fprintf(stderr, "streamlr train: --threads takes 1 or 2\n");
                 return 2;
             }
+            a->threads_given = true;
             break;
         case 'p': a->pred_path = optarg; break;
         case 't': a->opt.test_only = true; break;
@@ -578,6 +614,17 @@ static int check_args(train_args *a)
         return 2;
     }
     const slr_kafka_options *k = &a->kin.k;
+    if ((k->sync_topic || a->sync_every_given) && !a->from_kafka) {
+        fprintf(stderr, "streamlr train: --sync-topic and --sync-every share a model across a "
+                        "Kafka consumer group (--brokers, --topic, --group)\n");
+        return 2;
+    }
+    if (a->sync_every_given && !k->sync_topic) {
+        fprintf(stderr, "streamlr train: --sync-every needs --sync-topic\n");
+        return 2;
+    }
+    if (k->sync_topic && !a->threads_given)
+        a->opt.threads = 1; /* a group's member decodes on its learning thread */
     if (!a->from_kafka && a->kin.flag &&
         !(a->dead_letter_topic && !k->group && !k->assign && !k->exit_at_end)) {
         fprintf(stderr, "streamlr train: --group, -X, --kafka-config, --partitions and "

@@ -201,6 +201,28 @@ static slr_status read_dead_letter(reader *r, const msgpack_object *D, slr_dead_
     return SLR_OK;
 }
 
+/* Absent in checkpoints of jobs that share no model (and older ones). */
+static slr_status read_sync(reader *r, const msgpack_object *Y, slr_job_state *st)
+{
+    if (!Y || Y->type == MSGPACK_OBJECT_NIL)
+        return SLR_OK;
+    char *topic = slr_mp_strdup(slr_mp_field(Y, "topic"));
+    const msgpack_object *g = slr_mp_field(Y, "ledger"), *sl = slr_mp_field(Y, "slice"),
+                         *pos = slr_mp_field(Y, "position");
+    int64_t slice, position;
+    uint64_t round;
+    slr_status s = SLR_OK;
+    if (!topic || !g || g->type != MSGPACK_OBJECT_BIN || !sl || !slr_mp_int(sl, &slice) ||
+        slice < 1 || !pos || !slr_mp_int(pos, &position) || position < 0 ||
+        !slr_mp_get_uint(Y, "round", &round))
+        s = corrupt(r, "sync malformed");
+    else
+        s = slr_job_state_set_sync(st, topic, slice, round, position,
+                                   (const unsigned char *)g->via.bin.ptr, g->via.bin.size, r->err);
+    free(topic);
+    return s;
+}
+
 static slr_status read_file(const char *path, char **data, size_t *len, slr_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -304,7 +326,8 @@ slr_status slr_checkpoint_decode(const char *data, size_t len, const char *name,
     const msgpack_object *N = slr_mp_field(&body, "names");
     if ((rc = slr_learner_unpack_version(L, name, version == 1 ? 1 : SLR_LEARNER_SECTION_VERSION, &l, err)) != SLR_OK || (rc = read_metrics(&r, M, st)) != SLR_OK ||
         (rc = read_source(&r, S, st)) != SLR_OK || (N && (rc = read_names(&r, N, st)) != SLR_OK) ||
-        (rc = read_dead_letter(&r, slr_mp_field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK)
+        (rc = read_dead_letter(&r, slr_mp_field(&body, "dead_letters"), &st->dead_letter)) != SLR_OK ||
+        (rc = read_sync(&r, slr_mp_field(&body, "sync"), st)) != SLR_OK)
         goto done;
     *out = l;
     l = NULL;

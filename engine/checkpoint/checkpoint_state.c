@@ -1,6 +1,7 @@
 /* checkpoint_state.c - the job state a checkpoint carries besides the
- * learner (slr_job_state, checkpoint.h): its lifetime, copies, the file list
- * and the Kafka next offsets (kept in position.h's table). */
+ * learner (slr_job_state, checkpoint.h): its lifetime, copies, the file list,
+ * the Kafka next offsets (kept in position.h's table) and the sync mark of a
+ * member of a group sharing a model. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,8 @@ void slr_job_state_free(slr_job_state *st)
     slr_auc_window_destroy(st->window);
     slr_auc_histogram_destroy(st->histogram);
     slr_names_destroy(st->names);
+    free(st->sync.topic);
+    free(st->sync.ledger);
     slr_job_state_init(st);
 }
 
@@ -60,6 +63,14 @@ slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_
     dst->names = NULL;
     dst->dead_letter.kind = NULL;
     dst->dead_letter.name = NULL;
+    memset(&dst->sync, 0, sizeof dst->sync);
+    if (src->sync.topic) {
+        slr_status st = slr_job_state_set_sync(dst, src->sync.topic, src->sync.slice,
+                                               src->sync.round, src->sync.position,
+                                               src->sync.ledger, src->sync.ledger_len, err);
+        if (st != SLR_OK)
+            return st;
+    }
     if (src->format && !(dst->format = strdup(src->format)))
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     if (src->n_files) {
@@ -93,4 +104,23 @@ slr_status slr_job_state_set_kafka_offset(slr_job_state *st, const char *topic, 
 {
     st->source = SLR_SOURCE_KAFKA;
     return slr_kafka_offsets_set(&st->kafka, &st->n_kafka, topic, partition, offset, err);
+}
+
+slr_status slr_job_state_set_sync(slr_job_state *st, const char *topic, int64_t slice,
+                                  uint64_t round, int64_t position, const unsigned char *ledger,
+                                  size_t ledger_len, slr_error *err)
+{
+    char *t = strdup(topic);
+    unsigned char *g = malloc(ledger_len ? ledger_len : 1);
+    if (!t || !g) {
+        free(t);
+        free(g);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    }
+    if (ledger_len)
+        memcpy(g, ledger, ledger_len);
+    free(st->sync.topic);
+    free(st->sync.ledger);
+    st->sync = (slr_sync_mark){t, slice, round, position, g, ledger_len};
+    return SLR_OK;
 }

@@ -198,12 +198,29 @@ static void pack_source(msgpack_packer *pk, const slr_job_state *st)
     }
 }
 
+static void pack_sync(msgpack_packer *pk, const slr_sync_mark *s)
+{
+    msgpack_pack_map(pk, 5);
+    pack_key(pk, "topic");
+    slr_mp_pack_str(pk, s->topic);
+    pack_key(pk, "slice");
+    msgpack_pack_int64(pk, s->slice);
+    pack_key(pk, "round");
+    msgpack_pack_uint64(pk, s->round);
+    pack_key(pk, "position");
+    msgpack_pack_int64(pk, s->position);
+    pack_key(pk, "ledger");
+    msgpack_pack_bin(pk, s->ledger_len);
+    msgpack_pack_bin_body(pk, s->ledger, s->ledger_len);
+}
+
 void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr_job_state *st)
 {
     slr_atomic_file_write(f, SLR_CHECKPOINT_MAGIC, sizeof SLR_CHECKPOINT_MAGIC);
     msgpack_packer pk;
     msgpack_packer_init(&pk, f, write_cb);
-    msgpack_pack_map(&pk, 7 + (st->names != NULL) + (st->dead_letter.kind != NULL));
+    msgpack_pack_map(&pk, 7 + (st->names != NULL) + (st->dead_letter.kind != NULL) +
+                              (st->sync.topic != NULL));
     pack_key(&pk, "format_version");
     msgpack_pack_uint32(&pk, SLR_CHECKPOINT_FORMAT_VERSION);
     pack_key(&pk, "writer");
@@ -225,6 +242,10 @@ void slr_checkpoint_write_to(slr_atomic_file *f, const slr_learner *l, const slr
     if (st->dead_letter.kind) {
         pack_key(&pk, "dead_letters");
         pack_dead_letter(&pk, &st->dead_letter);
+    }
+    if (st->sync.topic) {
+        pack_key(&pk, "sync");
+        pack_sync(&pk, &st->sync);
     }
     unsigned char sum[8];
     uint64_t digest = slr_atomic_file_digest(f);

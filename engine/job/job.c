@@ -10,6 +10,7 @@
 #include "job.h"
 #include "learner/learner_impl.h"
 #include "streamlr/predict.h"
+#include "streamlr/sync.h"
 
 bool slr_job_start_thread(pthread_t *thread, void *(*fn)(void *), void *arg)
 {
@@ -277,7 +278,8 @@ slr_status slr_job_learn(slr_job *job, const slr_job_item *it, slr_apply_result 
         p = slr_sigmoid(z);
         loss = slr_logloss_margin(z, ex->label);
     } else {
-        p = slr_learner_learn(job->learner, ex, &loss);
+        p = job->sync ? slr_sync_member_learn(job->sync, ex, &loss)
+                      : slr_learner_learn(job->learner, ex, &loss);
     }
     slr_job_observe(job, ex, p, loss);
     if (job->opt->predictions)

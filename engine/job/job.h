@@ -87,9 +87,15 @@ typedef struct slr_job_item {
     size_t names_cap;
 } slr_job_item;
 
+struct slr_sync_member;
+
 typedef struct slr_job {
     const slr_train_options *opt;
     slr_learner *learner;
+    /* A group sharing a model (train_sync.c): while set, examples are
+     * learned through this member (which counts what they touch for its
+     * delta) and `learner` is its learner, not the job's model. */
+    struct slr_sync_member *sync;
     slr_job_state state; /* metrics, position, checkpoint sequence */
     slr_job_reader reader; /* stage 1 for slr_job_apply */
     slr_job_item item;
@@ -329,5 +335,16 @@ slr_status slr_kafka_source_open(struct slr_kafka_source **out, const struct slr
                                  const struct slr_kafka_hooks *hooks, slr_error *err);
 void slr_kafka_source_commit_state(struct slr_kafka_source *src, const slr_job_state *st,
                                    double wait_seconds);
+/* --format not given (opt->format_auto): the first of msgs[0..n) with data
+ * tell the format (opt->format stays when they do not), and the job reads
+ * in it; *chosen once messages with data were seen. */
+struct rd_kafka_message_s;
+slr_status slr_kafka_job_detect_format(slr_job *job, slr_train_options *opt,
+                                       struct rd_kafka_message_s **msgs, size_t n, bool *chosen,
+                                       slr_error *err);
+/* A Kafka training job whose options name a sync topic: one model shared
+ * by the group (train_sync.c); slr_train_kafka hands over to it. */
+slr_status slr_train_sync(const slr_train_options *opt, const struct slr_kafka_options *k,
+                          slr_train_result *res, slr_error *err);
 
 #endif

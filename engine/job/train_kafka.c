@@ -77,6 +77,7 @@ void slr_kafka_options_init(slr_kafka_options *k)
 {
     memset(k, 0, sizeof *k);
     k->batch = DEFAULT_BATCH;
+    k->sync_every = SLR_SYNC_EVERY_DEFAULT;
 }
 
 static void log_hook(void *ctx, const char *msg)
@@ -328,41 +329,13 @@ static slr_status apply_message(kafka_run *run, slr_kafka_partition *p,
     return SLR_OK;
 }
 
-#define DETECT_BYTES (64u << 10) /* what format detection looks at */
-
-/* --format not given: the first messages with data tell (opt->format when
- * they do not); before anything is decoded in the format assumed so far.
- * Messages are joined one per line, as text records seldom end in '\n'. */
+/* --format not given: the first messages with data tell (kafka_job.c); the
+ * decoder, idle (it has not been given a batch yet), reads in that format. */
 static slr_status detect_format(kafka_run *run, slr_train_options *opt, rd_kafka_message_t **msgs,
                                 size_t n, bool *chosen, slr_error *err)
 {
-    slr_buf sample = {0};
-    const char *from = NULL;
-    for (size_t i = 0; i < n && sample.len < DETECT_BYTES; i++) {
-        const rd_kafka_message_t *m = msgs[i];
-        if (!decoded(m) || !m->len)
-            continue;
-        if (!from)
-            from = rd_kafka_topic_name(m->rkt);
-        if ((sample.len && slr_buf_append(&sample, "\n", 1, err) != SLR_OK) ||
-            slr_buf_append(&sample, m->payload, m->len, err) != SLR_OK) {
-            slr_buf_free(&sample);
-            return SLR_ERR_NOMEM;
-        }
-    }
-    if (!from)
-        return SLR_OK; /* no data yet */
-    *chosen = true;
-    slr_format f;
-    bool told = slr_format_detect(sample.data, sample.len, &f);
-    slr_buf_free(&sample);
-    if (told)
-        opt->format = f;
-    if (!told || opt->progress) /* as for files: news to --quiet only when a guess */
-        slr_job_log(&run->job, "reading --format %s (%s the first messages of %s)",
-                    slr_format_name(opt->format), told ? "detected from" : "not told by", from);
-    slr_status st = slr_job_set_format(&run->job, err);
-    if (st == SLR_OK && run->dec) { /* idle: it has not been given a batch yet */
+    slr_status st = slr_kafka_job_detect_format(&run->job, opt, msgs, n, chosen, err);
+    if (st == SLR_OK && *chosen && run->dec) {
         slr_job_reader_free(&run->dec->reader);
         st = slr_job_reader_init(&run->dec->reader, opt, err);
     }
@@ -511,6 +484,8 @@ static void report(kafka_run *run, size_t n)
 slr_status slr_train_kafka(const slr_train_options *opt_in, const slr_kafka_options *k,
                            slr_train_result *res, slr_error *err)
 {
+    if (k->sync_topic)
+        return slr_train_sync(opt_in, k, res, err);
     kafka_run run = {.k = k};
     decoder dec;
     pthread_t prefaulter;

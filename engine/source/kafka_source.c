@@ -376,6 +376,40 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ------------------------------------------------------------ open */
 
+/* Every partition of topic into l, as the cluster's metadata lists them. */
+static slr_status list_partitions(slr_kafka_source *src, const char *topic,
+                                  rd_kafka_topic_partition_list_t *l, slr_error *err)
+{
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(src->rk, topic, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t re = rkt ? rd_kafka_metadata(src->rk, 0, rkt, &md, METADATA_TIMEOUT_MS)
+                                 : rd_kafka_last_error();
+    if (!re && (md->topic_cnt != 1 || md->topics[0].err))
+        re = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+    slr_status st = SLR_OK;
+    if (re)
+        st = slr_error_set(err, SLR_ERR_KAFKA, "listing the partitions of topic %s: %s", topic,
+                           rd_kafka_err2str(re));
+    else
+        for (int i = 0; i < md->topics[0].partition_cnt; i++)
+            rd_kafka_topic_partition_list_add(l, topic, md->topics[0].partitions[i].id);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    return st;
+}
+
+slr_status slr_kafka_source_partition_count(slr_kafka_source *src, const char *topic, int32_t *n,
+                                            slr_error *err)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    slr_status st = list_partitions(src, topic, l, err);
+    *n = l->cnt;
+    rd_kafka_topic_partition_list_destroy(l);
+    return st;
+}
+
 /* Static assignment: the given partitions (or all) of every topic. */
 static slr_status assign_static(slr_kafka_source *src, const slr_kafka_source_config *k, slr_error *err)
 {
@@ -388,22 +422,7 @@ static slr_status assign_static(slr_kafka_source *src, const slr_kafka_source_co
                 rd_kafka_topic_partition_list_add(l, topic, k->partitions[i]);
             continue;
         }
-        rd_kafka_topic_t *rkt = rd_kafka_topic_new(src->rk, topic, NULL);
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t re = rkt ? rd_kafka_metadata(src->rk, 0, rkt, &md, METADATA_TIMEOUT_MS)
-                                     : rd_kafka_last_error();
-        if (!re && (md->topic_cnt != 1 || md->topics[0].err))
-            re = md->topic_cnt == 1 ? md->topics[0].err : RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
-        if (re)
-            st = slr_error_set(err, SLR_ERR_KAFKA, "listing the partitions of topic %s: %s", topic,
-                               rd_kafka_err2str(re));
-        else
-            for (int i = 0; i < md->topics[0].partition_cnt; i++)
-                rd_kafka_topic_partition_list_add(l, topic, md->topics[0].partitions[i].id);
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        if (rkt)
-            rd_kafka_topic_destroy(rkt);
+        st = list_partitions(src, topic, l, err);
     }
     if (st == SLR_OK && !start_offsets(src, l, err))
         st = err ? err->code : SLR_ERR_KAFKA;
@@ -733,6 +752,53 @@ void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds)
     src->uncommitted = false;
     if (l->cnt > 0)
         commit_list(src, l, wait_seconds);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+size_t slr_kafka_source_assignment(slr_kafka_source *src, slr_kafka_partition *const **parts)
+{
+    *parts = src->parts;
+    return src->n_parts;
+}
+
+void slr_kafka_source_pause(slr_kafka_source *src, slr_kafka_partition *p, bool pause)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition);
+    rd_kafka_resp_err_t re = pause ? rd_kafka_pause_partitions(src->rk, l)
+                                   : rd_kafka_resume_partitions(src->rk, l);
+    if (re)
+        say(src, "kafka: %s: cannot %s fetching: %s", p->name, pause ? "pause" : "resume",
+            rd_kafka_err2str(re));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+void slr_kafka_source_rewind(slr_kafka_source *src)
+{
+    if (!src->n_parts)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)src->n_parts);
+    for (size_t i = 0; i < src->n_parts; i++) {
+        slr_kafka_partition *q = src->parts[i];
+        rd_kafka_topic_partition_list_add(l, q->topic, q->partition)->offset = assign_offset(src, q);
+        q->at_end = false;
+    }
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (cooperative(src)) { /* an eager assign() would be refused under this protocol */
+        e = rd_kafka_incremental_unassign(src->rk, l);
+        if (!e)
+            e = rd_kafka_incremental_assign(src->rk, l);
+    } else {
+        re = rd_kafka_assign(src->rk, l);
+    }
+    if (!e && !re)
+        re = rd_kafka_resume_partitions(src->rk, l);
+    if (e || re)
+        say(src, "kafka: cannot restart fetching: %s",
+            e ? rd_kafka_error_string(e) : rd_kafka_err2str(re));
+    if (e)
+        rd_kafka_error_destroy(e);
     rd_kafka_topic_partition_list_destroy(l);
 }
 

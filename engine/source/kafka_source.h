@@ -134,6 +134,18 @@ void slr_kafka_source_commit_offsets(slr_kafka_source *src, const slr_kafka_offs
  * next commit carries the positions again. */
 void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds);
 
+/* For a loop that reads its partitions in slices (train_sync.c): */
+/* the partitions of the topic (from the cluster's metadata); */
+slr_status slr_kafka_source_partition_count(slr_kafka_source *src, const char *topic, int32_t *n,
+                                            slr_error *err);
+/* the current assignment (valid until the next consume call); */
+size_t slr_kafka_source_assignment(slr_kafka_source *src, slr_kafka_partition *const **parts);
+/* stop (or restart) fetching p, e.g. once it was read past its slice; */
+void slr_kafka_source_pause(slr_kafka_source *src, slr_kafka_partition *p, bool pause);
+/* restart fetching every assigned partition at its position p->next (set
+ * by the caller), resumed: what was fetched beyond it is dropped. */
+void slr_kafka_source_rewind(slr_kafka_source *src);
+
 /* Every assigned partition (at least one) has reached its end. */
 bool slr_kafka_source_at_end(const slr_kafka_source *src);
 /* A group member with no partition (more members than partitions): has the

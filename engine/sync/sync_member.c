@@ -3,6 +3,10 @@
  * A member holds two learners: `shared`, theta_r exactly as every reader of
  * the group holds it, and `local`, which starts each round equal to it and
  * learns the member's own examples (and is what the member predicts with).
+ * `shared` is the member's own (slr_sync_member_create: it merges the
+ * rounds itself), or borrowed (slr_sync_member_create_on: a process that
+ * learns several partitions keeps one theta_r and merges once, then lets
+ * each partition's member follow it).
  * At the round's end the member's delta is read off `local` with nothing
  * done per example but the learner's change tracking (a bit per coordinate)
  * and a sampled touch count (for the dense flag): the coordinates it changed, their
@@ -22,6 +26,7 @@ struct slr_sync_member {
     char id[SLR_SYNC_MAX_MEMBER_ID + 1];
     uint64_t generation, round, examples, fingerprint;
     bool ended;
+    bool borrowed; /* shared belongs to the caller, who merges the rounds */
     uint32_t *idx; /* scratch for the round's coordinates */
     unsigned char *rec;
     size_t cap;
@@ -31,7 +36,8 @@ void slr_sync_member_destroy(slr_sync_member *m)
 {
     if (!m)
         return;
-    slr_learner_destroy(m->shared);
+    if (!m->borrowed)
+        slr_learner_destroy(m->shared);
     slr_learner_destroy(m->local);
     slr_sync_ledger_destroy(m->ledger);
     free(m->counts);
@@ -40,10 +46,9 @@ void slr_sync_member_destroy(slr_sync_member *m)
     free(m);
 }
 
-slr_status slr_sync_member_create(slr_sync_member **out, const slr_learner_config *cfg,
-                                  const char *member_id, uint64_t generation, slr_error *err)
+static slr_status check_config(const slr_learner_config *cfg, const char *member_id,
+                               slr_error *err)
 {
-    *out = NULL;
     if (cfg->optimizer == SLR_OPTIMIZER_FTRL || cfg->decay < 1.0)
         return slr_error_set(err, SLR_ERR_ARG,
                              "a shared model (--sync-topic) does not support --optimizer ftrl or "
@@ -56,25 +61,74 @@ slr_status slr_sync_member_create(slr_sync_member **out, const slr_learner_confi
     if (idlen == 0 || idlen > SLR_SYNC_MAX_MEMBER_ID)
         return slr_error_set(err, SLR_ERR_ARG, "a member id must have 1..%d bytes",
                              SLR_SYNC_MAX_MEMBER_ID);
+    return SLR_OK;
+}
+
+/* A member with no learner yet, after the checks every member passes. */
+static slr_status member_new(slr_sync_member **out, const slr_learner_config *cfg,
+                             const char *member_id, uint64_t generation, slr_error *err)
+{
+    *out = NULL;
+    slr_status st = check_config(cfg, member_id, err);
+    if (st != SLR_OK)
+        return st;
     slr_sync_member *m = calloc(1, sizeof *m);
     if (!m)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-    memcpy(m->id, member_id, idlen + 1);
+    memcpy(m->id, member_id, strlen(member_id) + 1);
     m->generation = generation;
     m->fingerprint = slr_sync_fingerprint(cfg);
-    slr_status st;
+    *out = m;
+    return SLR_OK;
+}
+
+static slr_status alloc_counts(slr_sync_member *m, slr_error *err)
+{
+    m->counts = calloc(slr_learner_bias_index(m->shared), sizeof *m->counts);
+    if (!m->counts)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the touch counts; lower -b");
+    return SLR_OK;
+}
+
+slr_status slr_sync_member_create(slr_sync_member **out, const slr_learner_config *cfg,
+                                  const char *member_id, uint64_t generation, slr_error *err)
+{
+    *out = NULL;
+    slr_sync_member *m;
+    slr_status st = member_new(&m, cfg, member_id, generation, err);
+    if (st != SLR_OK)
+        return st;
     if ((st = slr_learner_create(&m->shared, cfg, err)) != SLR_OK ||
         (st = slr_learner_create(&m->local, cfg, err)) != SLR_OK ||
         (st = slr_learner_track_changes(m->local, true, err)) != SLR_OK ||
-        (st = slr_sync_ledger_create(&m->ledger, err)) != SLR_OK) {
+        (st = slr_sync_ledger_create(&m->ledger, err)) != SLR_OK ||
+        (st = alloc_counts(m, err)) != SLR_OK) {
         slr_sync_member_destroy(m);
         return st;
     }
-    m->counts = calloc(slr_learner_bias_index(m->local), sizeof *m->counts);
-    if (!m->counts) {
+    *out = m;
+    return SLR_OK;
+}
+
+static slr_status reset_local(slr_sync_member *m, slr_error *err);
+
+slr_status slr_sync_member_create_on(slr_sync_member **out, const slr_learner *shared,
+                                     const char *member_id, uint64_t generation, uint64_t round,
+                                     slr_error *err)
+{
+    *out = NULL;
+    slr_sync_member *m;
+    slr_status st = member_new(&m, slr_learner_config_of(shared), member_id, generation, err);
+    if (st != SLR_OK)
+        return st;
+    m->shared = (slr_learner *)shared; /* never written: the caller merges */
+    m->borrowed = true;
+    m->round = round;
+    if ((st = alloc_counts(m, err)) != SLR_OK || (st = reset_local(m, err)) != SLR_OK) {
         slr_sync_member_destroy(m);
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the touch counts; lower -b");
+        return st;
     }
+    slr_learner_mark(m->local);
     *out = m;
     return SLR_OK;
 }
@@ -274,6 +328,35 @@ static slr_status follow_shared(slr_sync_member *m, const uint32_t *idx, size_t 
     return slr_learner_bias_set(m->local, bw, bg, "shared model", err);
 }
 
+/* The round is merged and local follows it: the next round begins. */
+static void next_round(slr_sync_member *m)
+{
+    m->round++;
+    m->examples = 0;
+    m->ended = false;
+    slr_learner_mark(m->local);
+}
+
+slr_status slr_sync_member_follow(slr_sync_member *m, const uint32_t *changed, size_t n_changed,
+                                  bool own_merged, slr_error *err)
+{
+    if (!m->borrowed)
+        return slr_error_set(err, SLR_ERR_ARG, "member \"%s\" merges its rounds itself "
+                                               "(slr_sync_member_apply)", m->id);
+    slr_status st;
+    if (!m->ended && m->examples > 0) {
+        /* learned part of a slice and never ended it (a partition taken
+         * away mid-round): its touch counts go with it */
+        memset(m->counts, 0, slr_learner_bias_index(m->shared) * sizeof *m->counts);
+        st = reset_local(m, err);
+    } else {
+        st = follow_shared(m, changed, n_changed, own_merged, err);
+    }
+    if (st == SLR_OK)
+        next_round(m);
+    return st;
+}
+
 slr_status slr_sync_apply_round(slr_learner *theta, slr_sync_ledger *ledger, uint64_t round,
                                 const slr_sync_delta *deltas, size_t k, slr_sync_rule rule,
                                 size_t *skipped, uint32_t **changed, size_t *n_changed,
@@ -329,6 +412,9 @@ slr_status slr_sync_member_apply(slr_sync_member *m, const slr_sync_delta *delta
 {
     if (skipped)
         *skipped = 0;
+    if (m->borrowed)
+        return slr_error_set(err, SLR_ERR_ARG, "member \"%s\" learns from a model its owner "
+                                               "merges (slr_sync_member_follow)", m->id);
     if (!m->ended)
         return slr_error_set(err, SLR_ERR_ARG, "round %llu is still open: end it first",
                              (unsigned long long)m->round);
@@ -344,12 +430,8 @@ slr_status slr_sync_member_apply(slr_sync_member *m, const slr_sync_delta *delta
                                          &changed, &n_changed, err);
     if (st == SLR_OK)
         st = follow_shared(m, changed, n_changed, own_kept, err);
-    if (st == SLR_OK) {
-        m->round++;
-        m->examples = 0;
-        m->ended = false;
-        slr_learner_mark(m->local);
-    }
+    if (st == SLR_OK)
+        next_round(m);
     free(changed);
     return st;
 }
@@ -361,6 +443,9 @@ slr_status slr_sync_member_load(slr_sync_member *m, slr_learner *theta, slr_sync
         return slr_error_set(err, SLR_ERR_MISMATCH,
                              "the snapshot's model was learned with other settings (-b, -q, rates, "
                              "penalties) than this member's");
+    if (m->borrowed)
+        return slr_error_set(err, SLR_ERR_ARG, "member \"%s\" learns from a model its owner "
+                                               "loads and merges", m->id);
     slr_learner *old_shared = m->shared;
     m->shared = theta;
     slr_status st = reset_local(m, err);

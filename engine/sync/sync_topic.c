@@ -505,6 +505,16 @@ slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_co
     return SLR_OK;
 }
 
+slr_status slr_sync_reader_set_ended(slr_sync_reader *r, int32_t partition, uint64_t round,
+                                     slr_error *err)
+{
+    if (partition < 0 || partition >= r->cfg.source_partitions)
+        return slr_error_set(err, SLR_ERR_ARG, "partition %d is not one of the source's %d",
+                             (int)partition, (int)r->cfg.source_partitions);
+    r->ended[partition] = round;
+    return SLR_OK;
+}
+
 /* Take one record of the sync topic in. */
 static slr_status ingest(slr_sync_reader *r, const rd_kafka_message_t *m, slr_error *err)
 {

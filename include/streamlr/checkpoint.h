@@ -38,6 +38,19 @@ typedef struct slr_dead_letter_mark {
     uint64_t position;
 } slr_dead_letter_mark;
 
+/* Where a member of a group sharing a model (--sync-topic) stood: the
+ * learner is theta_round, the group's model after rounds 0..round-1, and
+ * the member reads the sync topic on from `position`.  The positions table
+ * holds round*S per source partition (the start of the next round). */
+typedef struct slr_sync_mark {
+    char *topic;      /* the sync topic; NULL when the job shares no model */
+    int64_t slice;    /* S (--sync-every): offsets per partition and round */
+    uint64_t round;   /* the next round to learn */
+    int64_t position; /* the sync topic offset after the last round merged */
+    unsigned char *ledger; /* the source ranges in the model (slr_sync_ledger_encode) */
+    size_t ledger_len;
+} slr_sync_mark;
+
 /* Everything in a checkpoint besides the learner.  Strings and the window,
  * histogram and names objects are owned (slr_job_state_free frees them). */
 typedef struct slr_job_state {
@@ -55,6 +68,7 @@ typedef struct slr_job_state {
     slr_names *names;             /* --keep-names; NULL = none kept */
     uint64_t sequence; /* checkpoint number within its directory */
     double created;    /* unix time of writing */
+    slr_sync_mark sync; /* absent (topic NULL) in checkpoints of jobs sharing no model */
 } slr_job_state;
 
 void slr_job_state_init(slr_job_state *st);
@@ -65,6 +79,10 @@ void slr_job_state_free(slr_job_state *st);
 slr_status slr_job_state_copy(slr_job_state *dst, const slr_job_state *src, slr_error *err);
 slr_status slr_job_state_set_files(slr_job_state *st, const char *const *files, uint32_t n,
                                    slr_error *err);
+/* Set the sync mark (copies topic and ledger). */
+slr_status slr_job_state_set_sync(slr_job_state *st, const char *topic, int64_t slice,
+                                  uint64_t round, int64_t position, const unsigned char *ledger,
+                                  size_t ledger_len, slr_error *err);
 /* Set (or add) the next offset of one topic-partition. */
 slr_status slr_job_state_set_kafka_offset(slr_job_state *st, const char *topic, int32_t partition,
                                           int64_t offset, slr_error *err);

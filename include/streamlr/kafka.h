@@ -15,7 +15,8 @@
  * counted (slr_metrics.lost) and reported, never skipped silently.
  *
  * Each consumer in a group trains its own model on the partitions it is
- * assigned.  docs/KAFKA.md has the whole story. */
+ * assigned, unless the options name a sync topic: then the group holds one
+ * model (docs/SYNC_PROTOCOL.md).  docs/KAFKA.md has the whole story. */
 #ifndef STREAMLR_KAFKA_H
 #define STREAMLR_KAFKA_H
 
@@ -53,7 +54,18 @@ typedef struct slr_kafka_options {
 
     slr_kafka_applied_fn applied; /* optional */
     void *applied_ctx;
+
+    /* One model shared by the group (docs/SYNC_PROTOCOL.md): members learn
+     * their partitions in rounds of sync_every offsets per partition and
+     * merge every partition's delta through this topic (one partition).
+     * NULL: each member trains its own model.  (Added last; the struct
+     * carries no size, so a program built against an older kafka.h must be
+     * rebuilt, as for any field added here.) */
+    const char *sync_topic;
+    int64_t sync_every; /* S; 0 = default (SLR_SYNC_EVERY_DEFAULT) */
 } slr_kafka_options;
+
+#define SLR_SYNC_EVERY_DEFAULT 1000
 
 void slr_kafka_options_init(slr_kafka_options *k);
 

@@ -162,6 +162,26 @@ void slr_sync_member_destroy(slr_sync_member *m);
 slr_status slr_sync_member_load(slr_sync_member *m, slr_learner *theta, slr_sync_ledger *ledger,
                                 uint64_t round, slr_error *err);
 
+/* A member that learns from a shared model theta_r it does not own:
+ * `shared` (at round `round`) belongs to the caller, who merges the rounds
+ * into it (slr_sync_merge) and must keep it alive as long as the member;
+ * the member keeps only its own learner (a copy of theta_r) and touch
+ * counts.  A process learning several partitions so keeps one theta_r.
+ * It has no ledger (the caller's) and slr_sync_member_apply refuses it. */
+slr_status slr_sync_member_create_on(slr_sync_member **out, const slr_learner *shared,
+                                     const char *member_id, uint64_t generation, uint64_t round,
+                                     slr_error *err);
+
+/* After the caller merged the round into the shared model: the member's
+ * learner becomes theta_{r+1} and the next round begins.  changed[0..n) are
+ * the coordinates the merge changed (slr_sync_merge's list); own_merged
+ * says whether the member's own delta of the round (its slice, learned in
+ * full and ended) was among the merged ones -- if not, what it learned is
+ * thrown away (a full copy of the shared model).  A round the member did
+ * not end is a slice given up (a partition taken away mid-round). */
+slr_status slr_sync_member_follow(slr_sync_member *m, const uint32_t *changed, size_t n_changed,
+                                  bool own_merged, slr_error *err);
+
 /* Learn one example into the member's own learner (as slr_learner_learn)
  * and count the coordinates it touched for the round's dense flags. */
 double slr_sync_member_learn(slr_sync_member *m, const slr_example *ex, double *loss);

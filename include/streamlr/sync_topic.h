@@ -159,6 +159,13 @@ slr_status slr_sync_reader_seek_snapshot(slr_sync_reader *r, int timeout_ms, slr
  * dropped it; catch_up and next then fail): seek a snapshot. */
 bool slr_sync_reader_lost(const slr_sync_reader *r);
 
+/* Partition p's input ended in round `round` (its last slice was short):
+ * rounds after it do not wait for it.  A reader created at a later round
+ * (a member restarted from its checkpoint) learns it from the ledger:
+ * the reader only knows of ends it read. */
+slr_status slr_sync_reader_set_ended(slr_sync_reader *r, int32_t partition, uint64_t round,
+                                     slr_error *err);
+
 /* Read what the sync topic holds now (up to its high watermark), waiting at
  * most timeout_ms, but stop as soon as the next round is complete: take it
  * (slr_sync_reader_next with timeout 0) and call again, so that replaying a
