@@ -712,11 +712,13 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
     if (st == SLR_OK) {
         uint64_t identical, different, late;
         slr_sync_reader_repeats(run.rd, &identical, &different, &late);
-        slr_job_log(&run.job, "sync: %llu rounds merged, %llu deltas published, repeats dropped: "
-                              "%llu identical, %llu different, %llu late",
+        uint64_t n_deltas, bytes;
+        slr_sync_publisher_counts(run.pub, &n_deltas, &bytes);
+        slr_job_log(&run.job, "sync: %llu rounds merged, %llu deltas published (%llu bytes), "
+                              "repeats dropped: %llu identical, %llu different, %llu late",
                     (unsigned long long)run.rounds_merged, (unsigned long long)run.published,
-                    (unsigned long long)identical, (unsigned long long)different,
-                    (unsigned long long)late);
+                    (unsigned long long)bytes, (unsigned long long)identical,
+                    (unsigned long long)different, (unsigned long long)late);
         /* final checkpoint (theta_r, round r), then commit what it holds */
         st = slr_job_finish(&run.job, stopped && opt.stop && *opt.stop, res, err);
         if (st == SLR_OK)

@@ -114,6 +114,7 @@ struct slr_sync_publisher {
     rd_kafka_t *rk;
     unsigned long long failed;
     char last_error[256];
+    uint64_t deltas, bytes; /* queued: records, and their keys' and values' bytes */
 };
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -194,8 +195,11 @@ slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_
             RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_ROUND, round, -1),
             RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_SLICE, slice, -1),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            p->deltas++;
+            p->bytes += len + strlen(d->member);
             return SLR_OK;
+        }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             free(buf);
             return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", p->cfg.topic,
@@ -203,6 +207,12 @@ slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_
         }
         rd_kafka_poll(p->rk, 50);
     }
+}
+
+void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, uint64_t *bytes)
+{
+    *deltas = p->deltas;
+    *bytes = p->bytes;
 }
 
 slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err)

@@ -73,6 +73,10 @@ slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_
  * SLR_ERR_KAFKA, naming the cause, if a record failed or is still pending:
  * the caller must not start another round (learning pauses; it never goes
  * on with a model the group does not share). */
+/* Deltas queued so far (snapshots not included), and the bytes of their
+ * keys and values: the sync traffic a member adds, before compression. */
+void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, uint64_t *bytes);
+
 slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err);
 
 /* -------------------------------------------------------------- snapshot */
