@@ -45,6 +45,7 @@
 #define FLUSH_MS 60000     /* a delta not acknowledged by then stops the job */
 #define CATCH_UP_MS 60000  /* no progress reading the sync topic for that long: an error */
 #define COMMIT_WAIT_SECONDS 5.0
+#define COMMIT_RETRY_SECONDS 15.0 /* a refused final commit is made again this long */
 
 /* One held source partition. */
 typedef struct slot {
@@ -169,7 +170,7 @@ static slr_status refuse(const slr_train_options *opt, const slr_kafka_options *
         why = "--sync-topic needs exactly one source --topic (rounds slice its partitions)";
     else if (k->topics[0][0] == '^')
         why = "--sync-topic needs a named source --topic, not a pattern";
-    else if (k->sync_every < 1)
+    else if (k->sync_every < 0)
         why = "--sync-every must be a number of offsets per partition >= 1";
     else if (opt->threads >= 2)
         why = "--sync-topic decodes on the learning thread (each message is learned by its "
@@ -657,6 +658,22 @@ static void destroy_batch(rd_kafka_message_t **msgs, size_t n)
         rd_kafka_message_destroy(msgs[i]);
 }
 
+/* Commit what the final checkpoint holds.  Members reaching the end
+ * together leave the group together, and the rebalance each departure sets
+ * off refuses the others' commits: serve the group (consuming nothing more)
+ * and commit again, for a bounded time. */
+static void final_commit(sync_run *run, rd_kafka_message_t **msgs, size_t batch)
+{
+    double until = slr_monotonic_seconds() + COMMIT_RETRY_SECONDS;
+    slr_kafka_source_commit_state(run->src, &run->job.state, COMMIT_WAIT_SECONDS);
+    while (slr_kafka_source_commit_refused(run->src) && slr_monotonic_seconds() < until) {
+        size_t n = slr_kafka_source_consume(run->src, msgs, batch, POLL_MS);
+        destroy_batch(msgs, n);
+        round_positions(run); /* partitions assigned meanwhile */
+        slr_kafka_source_commit_state(run->src, &run->job.state, COMMIT_WAIT_SECONDS);
+    }
+}
+
 /* ------------------------------------------------------------ the loop */
 
 static slr_status open_run(sync_run *run, slr_train_options *opt, bool *format_chosen,
@@ -720,7 +737,8 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
     if (!config)
         return SLR_ERR_NOMEM;
     const slr_kafka_options *k = &kk;
-    sync_run run = {.k = k, .user = k_in, .S = k->sync_every};
+    sync_run run = {.k = k, .user = k_in,
+                    .S = k->sync_every ? k->sync_every : SLR_SYNC_EVERY_DEFAULT};
     slr_train_options opt;
     rd_kafka_message_t **msgs = NULL;
     slr_status st = slr_train_options_resolve(opt_in, &opt, err);
@@ -788,7 +806,7 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
         if (st == SLR_OK) {
             round_positions(&run); /* a stop mid-round: back to its start */
             run.finished = true;
-            slr_kafka_source_commit_state(run.src, &run.job.state, COMMIT_WAIT_SECONDS);
+            final_commit(&run, msgs, batch);
         }
     }
     slr_kafka_source_close(run.src, k->close_timeout_seconds > 0 ? k->close_timeout_seconds : 10.0);

@@ -755,6 +755,11 @@ void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+bool slr_kafka_source_commit_refused(const slr_kafka_source *src)
+{
+    return src->commits_failing > 0;
+}
+
 size_t slr_kafka_source_assignment(slr_kafka_source *src, slr_kafka_partition *const **parts)
 {
     *parts = src->parts;

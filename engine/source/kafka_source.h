@@ -146,6 +146,9 @@ void slr_kafka_source_pause(slr_kafka_source *src, slr_kafka_partition *p, bool 
  * what was fetched beyond it is dropped. */
 void slr_kafka_source_seek(slr_kafka_source *src, slr_kafka_partition *p);
 
+/* The last commit was refused (e.g. during a rebalance) or failed. */
+bool slr_kafka_source_commit_refused(const slr_kafka_source *src);
+
 /* Every assigned partition (at least one) has reached its end. */
 bool slr_kafka_source_at_end(const slr_kafka_source *src);
 /* A group member with no partition (more members than partitions): has the
