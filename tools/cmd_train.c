@@ -432,7 +432,13 @@ static int parse_args(int argc, char **argv, train_args *a)
             break;
         case OPT_RESUME: a->opt.resume = true; break;
         case OPT_START_OVER: a->opt.start_over = true; break;
-        case OPT_SYNC_TOPIC: a->kin.k.sync_topic = optarg; break;
+        case OPT_SYNC_TOPIC:
+            if (!*optarg) {
+                fprintf(stderr, "streamlr train: --sync-topic needs a topic name\n");
+                return 2;
+            }
+            a->kin.k.sync_topic = optarg;
+            break;
         case OPT_SYNC_EVERY: {
             uint64_t v;
             size_t len = strlen(optarg);

@@ -45,6 +45,7 @@
 #define FLUSH_MS 60000     /* a delta not acknowledged by then stops the job */
 #define CATCH_UP_MS 60000  /* no progress reading the sync topic for that long: an error */
 #define COMMIT_WAIT_SECONDS 5.0
+#define COMMIT_RETRY_SECONDS 15.0 /* a refused final commit is made again this long */
 
 /* One held source partition. */
 typedef struct slot {
@@ -60,7 +61,8 @@ typedef struct slot {
 
 typedef struct sync_run {
     slr_job job;
-    const slr_kafka_options *k;
+    const slr_kafka_options *k; /* the group's consumer: the user's, eager protocol first */
+    const slr_kafka_options *user; /* as given: the sync topic's clients take its -X */
     slr_kafka_source *src;
     const char *topic;  /* the source topic */
     int32_t P;          /* its partitions */
@@ -71,9 +73,9 @@ typedef struct sync_run {
     slr_sync_reader *rd;
     slot **slots;       /* [P]: the held partitions' slots, NULL for the others */
     int64_t *reach;     /* [P]: the end of the partition's ranges in the model */
-    bool rewind;        /* a partition was fetched past its slice */
     bool unflushed;     /* deltas published and not yet acknowledged */
     bool all_ended;     /* every partition's input has ended (--exit-at-end) */
+    bool finished;      /* the final checkpoint and model are written */
     uint64_t rounds_merged, published, repeats;
     slr_status fatal;   /* a checkpoint could not be taken safely */
     slr_error fatal_err;
@@ -89,13 +91,29 @@ static void log_hook(void *ctx, const char *msg)
     slr_job_log(&run->job, "%s", msg);
 }
 
-/* Partitions go away: nothing to make durable (a checkpoint is taken only
- * between rounds and the positions follow from the round); the slots of
- * partitions no longer held are dropped at the next turn. */
+static int64_t round_position(const struct sync_run *run, int32_t p);
+static bool checkpoint_now(struct sync_run *run);
+
+/* The source's positions are the round's start (what the model holds): a
+ * partial slice is not in it. */
+static void round_positions(sync_run *run)
+{
+    slr_kafka_partition *const *parts;
+    size_t n = slr_kafka_source_assignment(run->src, &parts);
+    for (size_t i = 0; i < n; i++)
+        parts[i]->next = round_position(run, parts[i]->partition);
+}
+
+/* Partitions go away (the slots of those no longer held are dropped at the
+ * next turn): their round's start is committed once a checkpoint holding
+ * it is durable -- the model is theta_r whenever the loop consumes, so one
+ * can be taken mid-round.  (The rebalance that members leaving at the end
+ * set off refuses commits made outside it: this one it takes.) */
 static bool release_hook(void *ctx)
 {
-    (void)ctx;
-    return false;
+    sync_run *run = ctx;
+    round_positions(run);
+    return run->finished || checkpoint_now(run);
 }
 
 /* A checkpoint is durable: the round's positions may be committed. */
@@ -152,7 +170,7 @@ static slr_status refuse(const slr_train_options *opt, const slr_kafka_options *
         why = "--sync-topic needs exactly one source --topic (rounds slice its partitions)";
     else if (k->topics[0][0] == '^')
         why = "--sync-topic needs a named source --topic, not a pattern";
-    else if (k->sync_every < 1)
+    else if (k->sync_every < 0)
         why = "--sync-every must be a number of offsets per partition >= 1";
     else if (opt->threads >= 2)
         why = "--sync-topic decodes on the learning thread (each message is learned by its "
@@ -231,8 +249,8 @@ static slr_status open_sync_topic(sync_run *run, slr_error *err)
     slr_sync_topic_config c = {
         .brokers = run->k->brokers,
         .topic = run->k->sync_topic,
-        .properties = run->k->config,
-        .n_properties = run->k->n_config,
+        .properties = run->user->config,
+        .n_properties = run->user->n_config,
         .source_topic = run->topic,
         .source_partitions = run->P,
         .slice = run->S,
@@ -369,7 +387,6 @@ static void overran(sync_run *run, slot *s, slr_kafka_partition *q)
         slr_kafka_source_pause(run->src, q, true);
         s->paused = true;
     }
-    run->rewind = true;
 }
 
 /* One message (or event) as the source says, then as the round says. */
@@ -465,8 +482,9 @@ static bool own_merged(const slot *s, const slr_sync_delta *kept, size_t nk)
     return false;
 }
 
-/* The next round starts: every slot learns from theta_r at r*S; the
- * partitions fetched past their slice are fetched again from there. */
+/* The next round starts: every slot learns from theta_r at r*S; a
+ * partition fetched past its slice is fetched again from there, an ended
+ * one fetches nothing. */
 static void start_round(sync_run *run)
 {
     slr_kafka_partition *const *parts;
@@ -479,17 +497,13 @@ static void start_round(sync_run *run)
             continue;
         s->next = slice_from(run);
         s->published = false;
-        if (run->rewind)
-            s->paused = false; /* the rewind resumes every partition */
-    }
-    if (run->rewind)
-        slr_kafka_source_rewind(run->src);
-    run->rewind = false;
-    for (size_t i = 0; i < n; i++) { /* an ended partition fetches nothing */
-        slot *s = run->slots[parts[i]->partition];
-        if (s && !s->paused && ended(run, parts[i]->partition)) {
-            slr_kafka_source_pause(run->src, parts[i], true);
+        if (ended(run, q->partition)) {
+            if (!s->paused)
+                slr_kafka_source_pause(run->src, q, true);
             s->paused = true;
+        } else if (s->paused) {
+            slr_kafka_source_seek(run->src, q);
+            s->paused = false;
         }
     }
 }
@@ -570,6 +584,28 @@ static slr_status catch_up(sync_run *run, slr_error *err)
 
 /* ------------------------------------------------------------ the turn's other steps */
 
+/* A checkpoint of theta_r now, waited for: true once one holding the
+ * current round is durable (or there is no --checkpoint-dir: nothing
+ * durable to wait for). */
+static bool checkpoint_now(sync_run *run)
+{
+    slr_job *job = &run->job;
+    if (!job->opt->checkpoint_dir)
+        return true;
+    if (slr_job_checkpoint_held(job))
+        return false; /* a wrong format is still likely */
+    if (job->records_this_run == job->records_at_checkpoint &&
+        job->moves == job->moves_at_checkpoint && job->last_checkpoint[0] && !job->writer)
+        return true; /* the last one holds this round */
+    uint64_t written = job->checkpoints_written;
+    slr_status st = slr_job_checkpoint(job, &run->fatal_err);
+    if (st != SLR_OK && run->fatal == SLR_OK)
+        run->fatal = st;
+    if (job->writer)
+        slr_job_checkpoint_poll(job, true, NULL);
+    return job->checkpoints_written > written;
+}
+
 static slr_status checkpoint_if_due(sync_run *run, slr_error *err)
 {
     slr_job *job = &run->job;
@@ -622,6 +658,22 @@ static void destroy_batch(rd_kafka_message_t **msgs, size_t n)
         rd_kafka_message_destroy(msgs[i]);
 }
 
+/* Commit what the final checkpoint holds.  Members reaching the end
+ * together leave the group together, and the rebalance each departure sets
+ * off refuses the others' commits: serve the group (consuming nothing more)
+ * and commit again, for a bounded time. */
+static void final_commit(sync_run *run, rd_kafka_message_t **msgs, size_t batch)
+{
+    double until = slr_monotonic_seconds() + COMMIT_RETRY_SECONDS;
+    slr_kafka_source_commit_state(run->src, &run->job.state, COMMIT_WAIT_SECONDS);
+    while (slr_kafka_source_commit_refused(run->src) && slr_monotonic_seconds() < until) {
+        size_t n = slr_kafka_source_consume(run->src, msgs, batch, POLL_MS);
+        destroy_batch(msgs, n);
+        round_positions(run); /* partitions assigned meanwhile */
+        slr_kafka_source_commit_state(run->src, &run->job.state, COMMIT_WAIT_SECONDS);
+    }
+}
+
 /* ------------------------------------------------------------ the loop */
 
 static slr_status open_run(sync_run *run, slr_train_options *opt, bool *format_chosen,
@@ -654,15 +706,46 @@ static slr_status open_run(sync_run *run, slr_train_options *opt, bool *format_c
     return slr_job_start(&run->job, err);
 }
 
-slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_options *k,
+/* The eager protocol for the group, unless the user's -X says otherwise:
+ * the sticky assignor's point (a partition stays with the member whose
+ * model learned it) is moot when the members share the model, a round
+ * waits for every partition whatever the protocol, and librdkafka before
+ * 2.3 aborts when a cooperative-sticky member is closed before its first
+ * assignment (librdkafka issue 4312), as a member stopped early would be. */
+static const char **group_config(const slr_kafka_options *k, slr_kafka_options *out,
+                                 slr_error *err)
+{
+    const char **c = malloc((k->n_config + 1) * sizeof *c);
+    if (!c) {
+        slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    c[0] = "partition.assignment.strategy=roundrobin"; /* first: -X overrides it */
+    for (uint32_t i = 0; i < k->n_config; i++)
+        c[i + 1] = k->config[i];
+    *out = *k;
+    out->config = c;
+    out->n_config = k->n_config + 1;
+    return c;
+}
+
+slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_options *k_in,
                           slr_train_result *res, slr_error *err)
 {
-    sync_run run = {.k = k, .S = k->sync_every};
+    slr_kafka_options kk;
+    const char **config = group_config(k_in, &kk, err);
+    if (!config)
+        return SLR_ERR_NOMEM;
+    const slr_kafka_options *k = &kk;
+    sync_run run = {.k = k, .user = k_in,
+                    .S = k->sync_every ? k->sync_every : SLR_SYNC_EVERY_DEFAULT};
     slr_train_options opt;
     rd_kafka_message_t **msgs = NULL;
     slr_status st = slr_train_options_resolve(opt_in, &opt, err);
-    if (st != SLR_OK || (st = refuse(&opt, k, err)) != SLR_OK)
+    if (st != SLR_OK || (st = refuse(&opt, k, err)) != SLR_OK) {
+        free(config);
         return st;
+    }
     run.topic = k->topics[0];
     bool format_chosen = !opt.format_auto;
     opt.resume = opt.checkpoint_dir != NULL; /* a member restarted must continue */
@@ -719,10 +802,14 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
                     (unsigned long long)run.rounds_merged, (unsigned long long)run.published,
                     (unsigned long long)bytes, (unsigned long long)identical,
                     (unsigned long long)different, (unsigned long long)late);
-        /* final checkpoint (theta_r, round r), then commit what it holds */
+        /* final checkpoint (theta_r, round r), then commit what it holds:
+         * now, and when the partitions are released at the close */
         st = slr_job_finish(&run.job, stopped && opt.stop && *opt.stop, res, err);
-        if (st == SLR_OK)
-            slr_kafka_source_commit_state(run.src, &run.job.state, COMMIT_WAIT_SECONDS);
+        if (st == SLR_OK) {
+            round_positions(&run); /* a stop mid-round: back to its start */
+            run.finished = true;
+            final_commit(&run, msgs, batch);
+        }
     }
     slr_kafka_source_close(run.src, k->close_timeout_seconds > 0 ? k->close_timeout_seconds : 10.0);
     slr_sync_reader_destroy(run.rd);
@@ -734,5 +821,6 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
     slr_sync_ledger_destroy(run.ledger);
     free(msgs);
     slr_job_close(&run.job);
+    free(config);
     return st;
 }

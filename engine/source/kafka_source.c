@@ -755,6 +755,11 @@ void slr_kafka_source_commit(slr_kafka_source *src, double wait_seconds)
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+bool slr_kafka_source_commit_refused(const slr_kafka_source *src)
+{
+    return src->commits_failing > 0;
+}
+
 size_t slr_kafka_source_assignment(slr_kafka_source *src, slr_kafka_partition *const **parts)
 {
     *parts = src->parts;
@@ -773,32 +778,25 @@ void slr_kafka_source_pause(slr_kafka_source *src, slr_kafka_partition *p, bool 
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-void slr_kafka_source_rewind(slr_kafka_source *src)
+#define SEEK_TIMEOUT_MS 10000
+
+void slr_kafka_source_seek(slr_kafka_source *src, slr_kafka_partition *p)
 {
-    if (!src->n_parts)
-        return;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)src->n_parts);
-    for (size_t i = 0; i < src->n_parts; i++) {
-        slr_kafka_partition *q = src->parts[i];
-        rd_kafka_topic_partition_list_add(l, q->topic, q->partition)->offset = assign_offset(src, q);
-        q->at_end = false;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = assign_offset(src, p);
+    p->at_end = false;
+    /* a seek drops what was fetched from the old position (librdkafka's
+     * version barrier); a partition whose fetching has not started yet
+     * cannot be sought: it is assigned anew at the position */
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(src->rk, l, SEEK_TIMEOUT_MS);
+    if (e || l->elems[0].err) {
+        if (e)
+            rd_kafka_error_destroy(e);
+        reposition(src, p, assign_offset(src, p));
     }
-    rd_kafka_error_t *e = NULL;
-    rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (cooperative(src)) { /* an eager assign() would be refused under this protocol */
-        e = rd_kafka_incremental_unassign(src->rk, l);
-        if (!e)
-            e = rd_kafka_incremental_assign(src->rk, l);
-    } else {
-        re = rd_kafka_assign(src->rk, l);
-    }
-    if (!e && !re)
-        re = rd_kafka_resume_partitions(src->rk, l);
-    if (e || re)
-        say(src, "kafka: cannot restart fetching: %s",
-            e ? rd_kafka_error_string(e) : rd_kafka_err2str(re));
-    if (e)
-        rd_kafka_error_destroy(e);
+    rd_kafka_resp_err_t re = rd_kafka_resume_partitions(src->rk, l);
+    if (re)
+        say(src, "kafka: %s: cannot resume fetching: %s", p->name, rd_kafka_err2str(re));
     rd_kafka_topic_partition_list_destroy(l);
 }
 

@@ -142,9 +142,12 @@ slr_status slr_kafka_source_partition_count(slr_kafka_source *src, const char *t
 size_t slr_kafka_source_assignment(slr_kafka_source *src, slr_kafka_partition *const **parts);
 /* stop (or restart) fetching p, e.g. once it was read past its slice; */
 void slr_kafka_source_pause(slr_kafka_source *src, slr_kafka_partition *p, bool pause);
-/* restart fetching every assigned partition at its position p->next (set
- * by the caller), resumed: what was fetched beyond it is dropped. */
-void slr_kafka_source_rewind(slr_kafka_source *src);
+/* fetch p again from its position p->next (set by the caller), resumed:
+ * what was fetched beyond it is dropped. */
+void slr_kafka_source_seek(slr_kafka_source *src, slr_kafka_partition *p);
+
+/* The last commit was refused (e.g. during a rebalance) or failed. */
+bool slr_kafka_source_commit_refused(const slr_kafka_source *src);
 
 /* Every assigned partition (at least one) has reached its end. */
 bool slr_kafka_source_at_end(const slr_kafka_source *src);
