@@ -771,8 +771,10 @@ static int warnings_seen(warnings *w)
  *    into it, shows), and it changes only at a refresh;
  *  - what a refresh swaps in is, bit for bit, what a follower opened afresh
  *    at that round scores with, and its name and sequence say that round;
- *  - a record that breaks the topic is said once (on the thread) and the
- *    model kept: refresh swaps nothing in, the held bytes stay. */
+ *  - a record that breaks the topic is said (on the thread) and the model
+ *    kept: refresh swaps nothing in, the held bytes stay.  (The reader
+ *    fails on such a record once, so this does not show that a lasting
+ *    error is said only once.) */
 START_TEST(follower_thread_swaps_between)
 {
     make_theta();
