@@ -739,6 +739,123 @@ static char **round_predictions(group *g, const char *dir, const char *requests,
     return lines;
 }
 
+/* Warnings through slr_follower's warn: counted, the last kept. */
+typedef struct warnings {
+    pthread_mutex_t mu;
+    int n;
+    char last[SLR_ERROR_MSG_MAX + 512];
+} warnings;
+
+static void count_warning(void *ctx, const char *msg)
+{
+    warnings *w = ctx;
+    pthread_mutex_lock(&w->mu);
+    w->n++;
+    snprintf(w->last, sizeof w->last, "%s", msg);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int warnings_seen(warnings *w)
+{
+    pthread_mutex_lock(&w->mu);
+    int n = w->n;
+    pthread_mutex_unlock(&w->mu);
+    return n;
+}
+
+/* The follower's thread (slr_follower_start over a sync topic, as predict
+ * --follow-topic runs it) reads and merges rounds and copies the scoring
+ * model while the scorer goes on with the one it holds:
+ *  - the model held is never written to while rounds arrive (its bytes stay
+ *    those of the round it was stamped with: a merge into it, or a copy
+ *    into it, shows), and it changes only at a refresh;
+ *  - what a refresh swaps in is, bit for bit, what a follower opened afresh
+ *    at that round scores with, and its name and sequence say that round;
+ *  - a record that breaks the topic is said (on the thread) and the model
+ *    kept: refresh swaps nothing in, the held bytes stay.  (The reader
+ *    fails on such a record once, so this does not show that a lasting
+ *    error is said only once.) */
+START_TEST(follower_thread_swaps_between)
+{
+    make_theta();
+    test_cluster c;
+    test_cluster_start(&c, 1);
+    char sync[128];
+    slr_sync_topic_config sc = fresh_sync_topic(&c, sync, sizeof sync);
+    group g;
+    group_open(&g, &sc);
+    group_snapshot(&g, 0, true);
+    group_round(&g);
+    group_round(&g);
+
+    warnings w = {.n = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    slr_error err;
+    slr_follower *fo;
+    slr_sync_topic_config fc = {.brokers = c.bootstraps, .topic = sync};
+    ck_assert_msg(slr_follower_open_topic(&fo, &fc, WAIT_MS, count_warning, &w, &err) == SLR_OK,
+                  "%s", err.msg);
+    ck_assert_msg(slr_follower_start(fo, 0.02, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_uint_eq(slr_follower_state(fo)->sequence, 2);
+    size_t held_len;
+    unsigned char *held = model_bytes(slr_follower_learner(fo), &held_len);
+    uint64_t at = 2;
+    for (uint64_t want = 3; want <= 5; want++) {
+        group_round(&g); /* theta_want on the topic */
+        double until = test_now() + 60;
+        while (at < want) {
+            ck_assert_msg(test_now() < until, "round %llu never swapped in",
+                          (unsigned long long)want);
+            /* the thread works while the scorer holds its model */
+            assert_same_model(slr_follower_learner(fo), held, held_len, "the model held");
+            if (!slr_follower_refresh(fo)) {
+                test_sleep_ms(5);
+                continue;
+            }
+            at = slr_follower_state(fo)->sequence;
+            ck_assert_uint_le(at, want);
+            char name[256];
+            snprintf(name, sizeof name, "sync:%s@%llu/", sync, (unsigned long long)at);
+            ck_assert_msg(strncmp(slr_follower_name(fo), name, strlen(name)) == 0, "%s",
+                          slr_follower_name(fo));
+            free(held);
+            held = model_bytes(slr_follower_learner(fo), &held_len);
+        }
+        /* a follower opened now, on the calling thread, scores with the same bits */
+        slr_sync_follower *ref;
+        ck_assert_msg(slr_sync_follower_open(&ref, &fc, WAIT_MS, &err) == SLR_OK, "%s", err.msg);
+        ck_assert_uint_eq(slr_sync_follower_round(ref), want);
+        ck_assert_str_eq(slr_sync_follower_name(ref), slr_follower_name(fo));
+        assert_same_model(slr_sync_follower_learner(ref), held, held_len, "the model swapped in");
+        slr_sync_follower_close(ref);
+    }
+    ck_assert_int_eq(warnings_seen(&w), 0);
+
+    /* a record that is no delta: said once, the model kept */
+    test_produce(&c, sync, 0, "not a delta", 11);
+    test_flush(&c);
+    double until = test_now() + 60;
+    while (warnings_seen(&w) == 0) {
+        ck_assert_msg(test_now() < until, "the broken topic was never reported");
+        ck_assert(!slr_follower_refresh(fo));
+        test_sleep_ms(10);
+    }
+    for (int k = 0; k < 20; k++) { /* the thread looks again and again */
+        ck_assert(!slr_follower_refresh(fo));
+        test_sleep_ms(10);
+    }
+    assert_same_model(slr_follower_learner(fo), held, held_len, "the model kept");
+    ck_assert_uint_eq(slr_follower_state(fo)->sequence, 5);
+    ck_assert_int_eq(warnings_seen(&w), 1);
+    ck_assert_msg(strstr(w.last, "still scoring with sync:") != NULL, "%s", w.last);
+    slr_follower_close(fo);
+    free(held);
+    pthread_mutex_destroy(&w.mu);
+    group_close(&g);
+    test_cluster_stop(&c);
+}
+END_TEST
+
 /* A scorer follows the sync topic while the group learns: it starts with
  * theta_2 (a snapshot of theta_0, then rounds 0 and 1 applied before the
  * first message), and rounds 2 and 3 complete while it runs.  Every output
@@ -920,6 +1037,7 @@ int main(void)
     tcase_add_test(tc, member_loads_snapshot);
     tcase_add_test(tc, retention_restarts_from_snapshot);
     tcase_add_test(tc, scorer_follows_topic);
+    tcase_add_test(tc, follower_thread_swaps_between);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -317,8 +317,8 @@ def configs():
     yield ("adagrad", 18, SHORT,
            "--schedule adagrad -l 20 --adagrad-delta 1e-4 --l2 0.05 --l1 1e-4".split(),
            dict(schedule="adagrad", eta=20.0, delta=1e-4, l2=0.05, l1=1e-4))
-    # FTRL-Proximal: VW's defaults and a faster alpha, with no penalty, L2,
-    # an L1 that zeroes most rare weights, and both
+    # FTRL-Proximal: VW's defaults before 9.9.0 and since (streamlr's), with
+    # no penalty, L2, an L1 that zeroes most rare weights, and both
     for alpha, beta in ((0.005, 0.1), (0.5, 1.0)):
         for l1, l2 in ((0.0, 0.0), (0.0, 0.5), (1.0, 0.0), (1.0, 0.5), (0.05, 0.0)):
             args = ["--optimizer", "ftrl", "--ftrl-alpha", repr(alpha), "--ftrl-beta", repr(beta)]

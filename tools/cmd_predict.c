@@ -15,8 +15,8 @@
  *
  * With --follow-topic T (and --brokers) it scores with the model a group
  * shares through its sync topic T (docs/SYNC_PROTOCOL.md): the newest
- * snapshot and every round completed after it, applied between records or
- * messages.
+ * snapshot and every round completed after it, merged on the follower's
+ * thread and switched to between records or messages.
  *
  * With --brokers/--topic it is a stream job (slr_predict_kafka, predict.h):
  * messages in, one message of predictions out per message, offsets
@@ -73,7 +73,7 @@ static void usage(FILE *out)
             "      --follow-interval S  look for a newer checkpoint every S seconds (default\n"
             "                           1); it is read on a thread of its own, so scoring\n"
             "                           does not wait for it (--follow-topic: rounds are\n"
-            "                           looked for between messages and when idle)\n"
+            "                           looked for, merged and copied there too)\n"
             "  -d, --data FILE          input, - for stdin; repeatable (bare FILE too)\n"
             "      --format F           msgpack | vw | libsvm | criteo (default: from the\n"
             "                           extension, else vw); --from F is the same\n"

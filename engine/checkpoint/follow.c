@@ -17,8 +17,13 @@
  * place.  Without the thread, refresh loads in place (the scorer waits).
  *
  * Over a sync topic (slr_follower_open_topic) the same interface wraps an
- * slr_sync_follower: the group's model, a round at a time, merged on the
- * scorer's thread at refresh (no loader thread). */
+ * slr_sync_follower: the group's model, a round at a time.  With the
+ * thread, reading the topic, merging rounds into theta and copying theta
+ * into a scoring model (with its penalties paid) all happen on it, and the
+ * scorer swaps pointers as for a directory; the thread merges nothing
+ * while a model waits to be swapped in, so at most three models are in
+ * memory: theta, the scorer's, and the one ready (or being copied).
+ * Without the thread, refresh merges and copies in place. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -36,6 +41,11 @@
 
 #define RETIRED_MAX 4 /* old models waiting for the thread to free them */
 #define LOADER_NICE 10
+/* How long one look at a sync topic reads and merges before a model is
+ * made of what it has: on the thread, several rounds that arrive together
+ * are merged into one copy; in place, the scorer waits at most about this. */
+#define TOPIC_THREAD_BUDGET_MS 500
+#define TOPIC_INPLACE_BUDGET_MS 100
 
 /* A loaded model: the learner, the job state its checkpoint holds, its path. */
 typedef struct model {
@@ -50,7 +60,7 @@ struct slr_follower {
     uint64_t rejected; /* newest sequence that failed to load (not retried) */
     slr_warn_fn warn;
     void *warn_ctx;
-    slr_sync_follower *topic; /* instead of dir: cur.learner is the topic follower's */
+    slr_sync_follower *topic; /* instead of dir (with the thread, the thread's alone) */
     char warned[SLR_ERROR_MSG_MAX]; /* the last refresh error reported (topic) */
 
     /* the loader thread (slr_follower_start) */
@@ -101,13 +111,15 @@ slr_status slr_follower_open(slr_follower **out, const char *dir, slr_warn_fn wa
     return SLR_OK;
 }
 
-/* The job state a sync topic's model stands for: its round and step. */
-static void topic_state(slr_follower *f)
+/* The sync topic follower's scoring model, taken over into m, with the
+ * job state it stands for: its round and step. */
+static void topic_model(slr_follower *f, model *m)
 {
-    f->cur.learner = slr_sync_follower_learner(f->topic);
-    f->cur.state.sequence = slr_sync_follower_round(f->topic);
-    f->cur.state.metrics.examples = slr_learner_steps(f->cur.learner);
-    snprintf(f->cur.path, sizeof f->cur.path, "%s", slr_sync_follower_name(f->topic));
+    slr_job_state_init(&m->state);
+    m->learner = slr_sync_follower_take_learner(f->topic);
+    m->state.sequence = slr_sync_follower_round(f->topic);
+    m->state.metrics.examples = slr_learner_steps(m->learner);
+    snprintf(m->path, sizeof m->path, "%s", slr_sync_follower_name(f->topic));
 }
 
 slr_status slr_follower_open_topic(slr_follower **out, const slr_sync_topic_config *cfg,
@@ -127,7 +139,8 @@ slr_status slr_follower_open_topic(slr_follower **out, const slr_sync_topic_conf
         slr_follower_close(f);
         return st;
     }
-    topic_state(f);
+    topic_model(f, &f->cur);
+    f->loaded = f->cur.state.sequence;
     *out = f;
     return SLR_OK;
 }
@@ -140,35 +153,35 @@ const char *slr_follower_name(const slr_follower *f)
     return s ? s + 1 : f->cur.path;
 }
 
-/* Rounds completed since the last look; an error (the topic unreachable,
- * a malformed record) is said once and the model kept: scoring goes on. */
-static bool refresh_topic(slr_follower *f)
+/* The rounds completed since the last look, merged and made a scoring
+ * model, into m: true if m holds one.  An error (the topic unreachable, a
+ * malformed record) is said once and the model in use kept: scoring goes
+ * on. */
+static bool load_topic(slr_follower *f, int budget_ms, const char *in_use, model *m)
 {
     bool changed = false;
     slr_error err;
-    if (slr_sync_follower_refresh(f->topic, 100, &changed, &err) != SLR_OK) {
+    if (slr_sync_follower_refresh(f->topic, budget_ms, &changed, &err) != SLR_OK) {
         if (f->warn && strcmp(err.msg, f->warned) != 0) {
             char msg[SLR_ERROR_MSG_MAX + PATH_MAX + 64];
-            snprintf(msg, sizeof msg, "%s; still scoring with %s", err.msg, f->cur.path);
+            snprintf(msg, sizeof msg, "%s; still scoring with %s", err.msg,
+                     changed ? slr_sync_follower_name(f->topic) : in_use);
             f->warn(f->warn_ctx, msg);
         }
         snprintf(f->warned, sizeof f->warned, "%s", err.msg);
     } else {
         f->warned[0] = '\0';
     }
-    if (changed)
-        topic_state(f);
-    return changed;
+    if (!changed)
+        return false;
+    topic_model(f, m);
+    return true;
 }
 
 void slr_follower_close(slr_follower *f)
 {
     if (!f)
         return;
-    if (f->topic) {
-        slr_sync_follower_close(f->topic);
-        f->cur.learner = NULL; /* was the topic follower's */
-    }
     if (f->started) {
         pthread_mutex_lock(&f->mu);
         f->stop = true;
@@ -178,6 +191,7 @@ void slr_follower_close(slr_follower *f)
         pthread_cond_destroy(&f->wake);
         pthread_mutex_destroy(&f->mu);
     }
+    slr_sync_follower_close(f->topic); /* after the thread, its user */
     for (unsigned i = 0; i < f->n_retired; i++) {
         slr_learner_destroy(f->retired[i]);
         slr_job_state_free(&f->retired_state[i]);
@@ -251,7 +265,8 @@ static void *loader(void *arg)
         snprintf(in_use, sizeof in_use, "%s", f->cur.path);
         pthread_mutex_unlock(&f->mu);
         model m;
-        bool got = load_newer(f, newer_than, in_use, &m);
+        bool got = f->topic ? load_topic(f, TOPIC_THREAD_BUDGET_MS, in_use, &m)
+                            : load_newer(f, newer_than, in_use, &m);
         pthread_mutex_lock(&f->mu);
         if (got) {
             f->ready = m;
@@ -274,7 +289,7 @@ static void *loader(void *arg)
 
 slr_status slr_follower_start(slr_follower *f, double interval_seconds, slr_error *err)
 {
-    if (f->started || f->topic) /* a topic's rounds are merged at refresh */
+    if (f->started)
         return SLR_OK;
     f->interval = interval_seconds > 0 ? interval_seconds : 1;
     if (pthread_mutex_init(&f->mu, NULL) != 0)
@@ -331,12 +346,11 @@ static bool swap_ready(slr_follower *f)
 
 bool slr_follower_refresh(slr_follower *f)
 {
-    if (f->topic)
-        return refresh_topic(f);
     if (f->started)
         return swap_ready(f);
     model m;
-    if (!load_newer(f, f->cur.state.sequence, f->cur.path, &m))
+    if (f->topic ? !load_topic(f, TOPIC_INPLACE_BUDGET_MS, f->cur.path, &m)
+                 : !load_newer(f, f->cur.state.sequence, f->cur.path, &m))
         return false;
     model_free(&f->cur);
     f->cur = m;

@@ -6,7 +6,19 @@
  * Two learners: theta, the group's model exactly as every reader merges it
  * (lazy penalties owed and all, since later merges depend on those bits),
  * and the scorer, a copy of theta with every owed penalty paid (scoring
- * reads weights as they are), rebuilt when a refresh moved theta. */
+ * reads weights as they are), rebuilt when a refresh moved theta.  A
+ * caller that scores on another thread than it refreshes on takes each
+ * scorer over (slr_sync_follower_take_learner): the next one is a new
+ * copy, so the one being scored with is never written to.
+ *
+ * Why a whole copy rather than a scoring table patched on the coordinates
+ * a round changed: with L1 or L2 every nonzero coordinate owes a penalty
+ * that grows with the global step, so after any round every nonzero
+ * weight scores differently, touched or not; a patched table would sweep
+ * them all anyway (and, being swapped while scored with, would need a
+ * second one kept two rounds behind).  Only an unregularised model would
+ * gain.  The copy's cost (a -b 24 table: a few hundred ms) is paid on the
+ * follower's thread (slr_follower_start), not the scorer's. */
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +36,7 @@ struct slr_sync_follower {
     slr_sync_ledger *ledger;
     double next_seek; /* a lost reader found no snapshot: when to read the topic again */
     uint64_t snapshots; /* loaded: at the start, and each time retention lost the reader */
+    bool dirty;         /* theta moved since the scorer was built (or the build failed) */
     char name[SLR_SYNC_MAX_MEMBER_ID + 64];
 };
 
@@ -74,6 +87,7 @@ static slr_status rebuild_scorer(slr_sync_follower *f, slr_error *err)
     slr_learner_sync(copy);
     slr_learner_destroy(f->scorer);
     f->scorer = copy;
+    f->dirty = false;
     snprintf(f->name, sizeof f->name, "sync:%s@%llu/%lld", f->topic,
              (unsigned long long)slr_sync_reader_round(f->rd),
              (long long)slr_sync_reader_position(f->rd));
@@ -155,7 +169,7 @@ slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *
                                                &loaded, err);
             if (st == SLR_OK && loaded) {
                 take_snapshot(f, &s);
-                *changed = true;
+                f->dirty = true;
                 continue;
             }
             f->next_seek = now_s() + SEEK_RETRY_SECONDS;
@@ -168,19 +182,28 @@ slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *
             slr_error_prefix(err, "sync topic %s round %llu: ", f->topic, (unsigned long long)r);
             break;
         }
-        *changed = true;
+        f->dirty = true;
         if (now_s() >= until)
             break;
     }
-    if (*changed) {
-        slr_status st2 = rebuild_scorer(f, err);
-        if (st == SLR_OK)
-            st = st2;
+    /* theta stands at a complete round even after an error: score with it */
+    if (f->dirty) {
+        slr_error e2;
+        if (rebuild_scorer(f, st == SLR_OK ? err : &e2) == SLR_OK)
+            *changed = true;
+        else if (st == SLR_OK)
+            st = SLR_ERR_NOMEM; /* err says why; the next refresh tries again */
     }
     return st;
 }
 
 slr_learner *slr_sync_follower_learner(const slr_sync_follower *f) { return f->scorer; }
+slr_learner *slr_sync_follower_take_learner(slr_sync_follower *f)
+{
+    slr_learner *l = f->scorer;
+    f->scorer = NULL;
+    return l;
+}
 uint64_t slr_sync_follower_round(const slr_sync_follower *f) { return slr_sync_reader_round(f->rd); }
 int64_t slr_sync_follower_position(const slr_sync_follower *f)
 {

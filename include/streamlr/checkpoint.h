@@ -179,8 +179,10 @@ bool slr_follower_refresh(slr_follower *f);
 /* The same over a group's sync topic (`predict --follow-topic`,
  * slr_sync_follower of sync_topic.h): open loads the newest snapshot and
  * the rounds after it (within timeout_ms); refresh applies the rounds
- * completed since, reading for at most ~100 ms (a broken topic is reported
- * through warn, once per cause, and the model kept).  The path is
+ * completed since (with the thread: swaps in the model the thread has
+ * merged and copied; without: merges and copies in place, reading for
+ * ~100 ms and then copying the whole model).  A broken topic is reported
+ * through warn, once per cause, and the model kept.  The path is
  * "sync:<topic>@<round>/<offset>", the state's sequence the round, its
  * examples the group's step. */
 slr_status slr_follower_open_topic(slr_follower **out, const slr_sync_topic_config *cfg,
@@ -190,12 +192,11 @@ slr_status slr_follower_open_topic(slr_follower **out, const slr_sync_topic_conf
  * name, or the sync topic position (the path). */
 const char *slr_follower_name(const slr_follower *f);
 
-/* Look for newer checkpoints every interval_seconds (0 = 1) on a thread of
- * the follower's own, and load and sync them there, so that switching
- * (slr_follower_refresh) never holds scoring up.  warn may then be called
- * from that thread.  Calling it again does nothing; slr_follower_close
- * stops the thread.  A sync topic's follower has no thread: its refresh
- * merges the rounds completed since. */
+/* Look for newer checkpoints (or a sync topic's rounds) every
+ * interval_seconds (0 = 1) on a thread of the follower's own, and load
+ * (merge) and sync them there, so that switching (slr_follower_refresh)
+ * never holds scoring up.  warn may then be called from that thread.
+ * Calling it again does nothing; slr_follower_close stops the thread. */
 slr_status slr_follower_start(slr_follower *f, double interval_seconds, slr_error *err);
 
 SLR_END_DECLS

@@ -55,9 +55,11 @@ typedef enum slr_optimizer {
 const char *slr_optimizer_name(slr_optimizer o);
 slr_status slr_optimizer_parse(const char *name, slr_optimizer *out, slr_error *err);
 
-/* FTRL-Proximal's defaults, VW's (--ftrl_alpha, --ftrl_beta) */
-#define SLR_FTRL_ALPHA_DEFAULT 0.005
-#define SLR_FTRL_BETA_DEFAULT 0.1
+/* FTRL-Proximal's defaults, VW's (--ftrl_alpha, --ftrl_beta) since VW 9.9.0
+ * (its PR #4607, 2023; 0.005 and 0.1 before), so that --ftrl learns what
+ * VW 9.11's --ftrl learns (docs/VW.md) */
+#define SLR_FTRL_ALPHA_DEFAULT 0.5
+#define SLR_FTRL_BETA_DEFAULT 1.0
 
 typedef struct slr_learner_config {
     slr_hashing hashing;  /* bits (table size) and -q pairs */

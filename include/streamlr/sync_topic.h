@@ -219,14 +219,22 @@ void slr_sync_follower_close(slr_sync_follower *f);
 
 /* Apply the rounds completed on the topic since, reading for about
  * budget_ms at most; *changed if the model moved (then the learner below is
- * a new one).  A follower whose position retention dropped goes on from the
- * newest snapshot.  On an error the model stays as it was. */
+ * a new one: a whole copy of the group's model, which for -b 24 takes a few
+ * hundred ms; slr_follower_start does this on a thread of its own).  A
+ * follower whose position retention dropped goes on from the newest
+ * snapshot.  On an error the rounds merged before it stay (*changed says
+ * whether the learner moved to them); a scoring model that could not be
+ * built is tried again at the next refresh. */
 slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *changed,
                                      slr_error *err);
 
 /* The model to score with: theta_round with every owed penalty paid (valid
- * until the next refresh that changes it). */
+ * until the next refresh that changes it), NULL once taken. */
 slr_learner *slr_sync_follower_learner(const slr_sync_follower *f);
+/* The same, now the caller's (slr_learner_destroy): the follower never
+ * writes to it again, so it may be scored with on another thread while
+ * the follower refreshes.  NULL until a refresh changes the model. */
+slr_learner *slr_sync_follower_take_learner(slr_sync_follower *f);
 /* The model is theta_round (rounds 0..round-1 merged); position: the sync
  * topic offset after the record that completed round-1. */
 uint64_t slr_sync_follower_round(const slr_sync_follower *f);
