@@ -36,6 +36,7 @@ enum {
     OPT_START_OVER,
     OPT_SYNC_TOPIC,
     OPT_SYNC_EVERY,
+    OPT_SYNC_SNAPSHOT_EVERY,
 };
 
 #define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
@@ -102,6 +103,11 @@ static void usage(FILE *out)
             "      --sync-every N       a round is N offsets of every partition (default\n"
             "                           1000); a round waits for every partition's N\n"
             "                           messages (--exit-at-end: or its end)\n"
+            "      --sync-snapshot-every R  the holder of partition 0 writes the whole\n"
+            "                           model to the sync topic every R rounds (default\n"
+            "                           100, 0: never) and at round 0; new members and\n"
+            "                           predict --follow-topic start from the newest, so\n"
+            "                           the topic may be given a retention\n"
             "  Payloads are msgpack examples (several may share one message) or, with\n"
             "  --format vw|libsvm|criteo, text lines.  The checkpoint holds each partition's\n"
             "  next offset and is what a restart trusts; offsets are committed to Kafka after\n"
@@ -341,6 +347,7 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"start-over", no_argument, 0, OPT_START_OVER},
         {"sync-topic", required_argument, 0, OPT_SYNC_TOPIC},
         {"sync-every", required_argument, 0, OPT_SYNC_EVERY},
+        {"sync-snapshot-every", required_argument, 0, OPT_SYNC_SNAPSHOT_EVERY},
         {"strict", no_argument, 0, OPT_STRICT},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"dead-letter-topic", required_argument, 0, OPT_DEAD_LETTER_TOPIC},
@@ -457,6 +464,11 @@ static int parse_args(int argc, char **argv, train_args *a)
             a->sync_every_given = true;
             break;
         }
+        case OPT_SYNC_SNAPSHOT_EVERY:
+            if (!cli_u64("train", "--sync-snapshot-every", optarg, &a->kin.k.sync_snapshot_every))
+                return 2;
+            a->sync_every_given = true; /* needs --sync-topic too */
+            break;
         case OPT_STRICT: a->opt.strict = true; break;
         case OPT_DEAD_LETTER: a->dead_letter_path = optarg; break;
         case OPT_DEAD_LETTER_TOPIC: a->dead_letter_topic = optarg; break;
@@ -626,7 +638,8 @@ static int check_args(train_args *a)
         return 2;
     }
     if (a->sync_every_given && !k->sync_topic) {
-        fprintf(stderr, "streamlr train: --sync-every needs --sync-topic\n");
+        fprintf(stderr, "streamlr train: --sync-every and --sync-snapshot-every need "
+                        "--sync-topic\n");
         return 2;
     }
     if (k->sync_topic && !a->threads_given)

@@ -78,6 +78,7 @@ void slr_kafka_options_init(slr_kafka_options *k)
     memset(k, 0, sizeof *k);
     k->batch = DEFAULT_BATCH;
     k->sync_every = SLR_SYNC_EVERY_DEFAULT;
+    k->sync_snapshot_every = SLR_SYNC_SNAPSHOT_EVERY_DEFAULT;
 }
 
 static void log_hook(void *ctx, const char *msg)

@@ -24,8 +24,11 @@
  * A checkpoint holds theta_r, the sync topic position after round r-1 and
  * the ledger; the positions table holds r*S per partition, committed to
  * the group once the checkpoint is durable (lag tools see the group's
- * progress).  A process without a checkpoint replays the sync topic from
- * its start.
+ * progress).  A process without a checkpoint starts from the newest
+ * snapshot on the sync topic (else replays it from its start); the holder
+ * of partition 0 writes one every --sync-snapshot-every rounds, and theta_0
+ * when the group starts, so that scorers and new members never need the
+ * topic's whole history.
  *
  * Decoding runs on this thread (--threads 2 is refused): the examples of a
  * message must be learned by the member of the message's partition. */
@@ -77,6 +80,9 @@ typedef struct sync_run {
     bool all_ended;     /* every partition's input has ended (--exit-at-end) */
     bool finished;      /* the final checkpoint and model are written */
     uint64_t rounds_merged, published, repeats;
+    uint64_t snapshots;     /* written by this process */
+    uint64_t snapshot_round; /* the round of the last one it wrote (UINT64_MAX: none) */
+    bool live;              /* caught up: merges are the group's news, not a replay */
     slr_status fatal;   /* a checkpoint could not be taken safely */
     slr_error fatal_err;
     void (*user_done)(void *ctx, const char *path, const slr_job_state *st);
@@ -213,6 +219,26 @@ static slr_status check_resumed(sync_run *run, slr_error *err)
 
 /* The ledger and round from the checkpoint (or empty, round 0), each
  * partition's reach from the ledger. */
+/* Where each partition's ranges in the model end, from the ledger of a
+ * model at run->round (a checkpoint's or a snapshot's: `whose`). */
+static slr_status reach_from_ledger(sync_run *run, const char *whose, slr_error *err)
+{
+    for (int32_t p = 0; p < run->P; p++) {
+        int64_t r[1][2];
+        size_t n = slr_sync_ledger_ranges(run->ledger, run->topic, p, r, 1);
+        if (n > 1 || (n == 1 && r[0][0] != 0))
+            return slr_error_set(err, SLR_ERR_CORRUPT,
+                                 "%s's ledger holds %s[%d] as %zu ranges not starting at 0: not "
+                                 "a group member's",
+                                 whose, run->topic, (int)p, n);
+        run->reach[p] = n ? r[0][1] : 0;
+        if (run->reach[p] > slice_from(run))
+            return slr_error_set(err, SLR_ERR_CORRUPT, "%s's ledger reaches past round %llu in %s[%d]",
+                                 whose, (unsigned long long)run->round, run->topic, (int)p);
+    }
+    return SLR_OK;
+}
+
 static slr_status load_sync_state(sync_run *run, slr_error *err)
 {
     const slr_sync_mark *mk = &run->job.state.sync;
@@ -225,20 +251,64 @@ static slr_status load_sync_state(sync_run *run, slr_error *err)
     run->reach = calloc((size_t)run->P, sizeof *run->reach);
     if (!run->slots || !run->reach)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
-    for (int32_t p = 0; p < run->P; p++) {
-        int64_t r[1][2];
-        size_t n = slr_sync_ledger_ranges(run->ledger, run->topic, p, r, 1);
-        if (n > 1 || (n == 1 && r[0][0] != 0))
-            return slr_error_set(err, SLR_ERR_CORRUPT,
-                                 "the checkpoint's ledger holds %s[%d] as %zu ranges not starting "
-                                 "at 0: not a group member's",
-                                 run->topic, (int)p, n);
-        run->reach[p] = n ? r[0][1] : 0;
-        if (run->reach[p] > slice_from(run))
-            return slr_error_set(err, SLR_ERR_CORRUPT,
-                                 "the checkpoint's ledger reaches past round %llu in %s[%d]",
-                                 (unsigned long long)run->round, run->topic, (int)p);
+    return reach_from_ledger(run, "the checkpoint", err);
+}
+
+/* The model becomes snapshot s's theta_round (before anything learned or
+ * started: the job's decoding follows the new learner's hashing, which a
+ * matching fingerprint says is the same). */
+static slr_status start_from_snapshot(sync_run *run, slr_sync_snapshot *s, slr_error *err)
+{
+    if (strcmp(s->source_topic, run->topic) != 0 || s->source_partitions != run->P ||
+        s->slice != run->S)
+        return slr_error_set(err, SLR_ERR_MISMATCH,
+                             "sync topic %s: its snapshot of round %llu is of %s[0..%d) in rounds "
+                             "of %lld, this member reads %s[0..%d) in rounds of %lld",
+                             run->k->sync_topic, (unsigned long long)s->round, s->source_topic,
+                             (int)s->source_partitions, (long long)s->slice, run->topic,
+                             (int)run->P, (long long)run->S);
+    if (slr_sync_fingerprint(slr_learner_config_of(s->learner)) !=
+        slr_sync_fingerprint(slr_learner_config_of(run->job.learner)))
+        return slr_error_set(err, SLR_ERR_MISMATCH,
+                             "sync topic %s: the group's model was learned with other settings "
+                             "(-b, -q, rates, penalties) than this member's",
+                             run->k->sync_topic);
+    slr_job_item_free(&run->job.item);
+    slr_learner_destroy(run->job.learner);
+    run->job.learner = s->learner;
+    s->learner = NULL;
+    slr_job_item_init(&run->job.item, run->job.learner, run->job.opt->max_features);
+    slr_sync_ledger_destroy(run->ledger);
+    run->ledger = s->ledger;
+    s->ledger = NULL;
+    run->round = s->round;
+    slr_job_log(&run->job, "sync: starting from the snapshot of round %llu at %s offset %lld",
+                (unsigned long long)s->round, run->k->sync_topic, (long long)s->offset);
+    return reach_from_ledger(run, "the snapshot", err);
+}
+
+/* The holder of partition 0 writes a snapshot of theta_r every
+ * --sync-snapshot-every rounds, and of theta_0 (so that a scorer, which
+ * takes the group's settings from a snapshot, can follow from the start).
+ * Once per round and process; only when caught up (a replay's rounds are
+ * old news).  A snapshot lost to a crash mid-write is torn: readers ignore
+ * it, and the next one comes N rounds later. */
+static slr_status snapshot_if_due(sync_run *run, slr_error *err)
+{
+    uint64_t every = run->user->sync_snapshot_every;
+    if (!every || !run->live || !run->slots || !run->slots[0] || run->round % every != 0 ||
+        run->snapshot_round == run->round)
+        return SLR_OK;
+    slr_status st = slr_sync_publish_snapshot(run->pub, run->job.learner, run->round, run->ledger,
+                                              slr_sync_reader_position(run->rd), 0, err);
+    if (st == SLR_OK)
+        st = slr_sync_publisher_flush(run->pub, FLUSH_MS, err);
+    if (st != SLR_OK) {
+        slr_error_prefix(err, "snapshot of round %llu: ", (unsigned long long)run->round);
+        return st;
     }
+    run->snapshot_round = run->round;
+    run->snapshots++;
     return SLR_OK;
 }
 
@@ -256,8 +326,22 @@ static slr_status open_sync_topic(sync_run *run, slr_error *err)
         .slice = run->S,
     };
     const slr_sync_mark *mk = &run->job.state.sync;
-    slr_status st = slr_sync_reader_create(&run->rd, &c, mk->topic ? mk->position : 0, run->round,
-                                           err);
+    slr_status st = SLR_OK;
+    if (!mk->topic) { /* no checkpoint: the newest snapshot, if any */
+        bool found = false;
+        slr_sync_snapshot snap = {0};
+        st = slr_sync_snapshot_find(&c, CATCH_UP_MS, &snap, &found, err);
+        /* the reader first: it reads the snapshot's ledger, which the model then takes */
+        if (st == SLR_OK && found && snap.round > 0)
+            st = slr_sync_reader_create_at(&run->rd, &c, &snap, err);
+        if (st == SLR_OK && found && snap.round > 0)
+            st = start_from_snapshot(run, &snap, err);
+        slr_sync_snapshot_clear(&snap);
+        if (st != SLR_OK)
+            return st;
+    }
+    if (!run->rd)
+        st = slr_sync_reader_create(&run->rd, &c, mk->topic ? mk->position : 0, run->round, err);
     for (int32_t p = 0; p < run->P && st == SLR_OK; p++)
         if (ended(run, p))
             st = slr_sync_reader_set_ended(run->rd, p, (uint64_t)(run->reach[p] / run->S), err);
@@ -737,7 +821,7 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
     if (!config)
         return SLR_ERR_NOMEM;
     const slr_kafka_options *k = &kk;
-    sync_run run = {.k = k, .user = k_in,
+    sync_run run = {.k = k, .user = k_in, .snapshot_round = UINT64_MAX,
                     .S = k->sync_every ? k->sync_every : SLR_SYNC_EVERY_DEFAULT};
     slr_train_options opt;
     rd_kafka_message_t **msgs = NULL;
@@ -762,6 +846,7 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
     uint64_t start_round = run.round;
     if (st == SLR_OK)
         st = catch_up(&run, err);
+    run.live = true;
     if (st == SLR_OK)
         slr_job_log(&run.job, "sync: %s[0..%d) in rounds of %lld offsets per partition via %s; "
                               "the model is at round %llu (%llu caught up)",
@@ -777,6 +862,8 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
             st = slr_kafka_job_detect_format(&run.job, &opt, msgs, n, &format_chosen, err);
         if (st == SLR_OK)
             st = follow_assignment(&run, err);
+        if (st == SLR_OK)
+            st = snapshot_if_due(&run, err);
         for (size_t i = 0; i < n && st == SLR_OK; i++)
             if (!(stopped = slr_job_should_stop(&run.job)))
                 st = apply_one(&run, msgs[i], err);
@@ -798,10 +885,12 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
         uint64_t n_deltas, bytes;
         slr_sync_publisher_counts(run.pub, &n_deltas, &bytes);
         slr_job_log(&run.job, "sync: %llu rounds merged, %llu deltas published (%llu bytes), "
-                              "repeats dropped: %llu identical, %llu different, %llu late",
+                              "%llu snapshots written, repeats dropped: %llu identical, %llu "
+                              "different, %llu late",
                     (unsigned long long)run.rounds_merged, (unsigned long long)run.published,
-                    (unsigned long long)bytes, (unsigned long long)identical,
-                    (unsigned long long)different, (unsigned long long)late);
+                    (unsigned long long)bytes, (unsigned long long)run.snapshots,
+                    (unsigned long long)identical, (unsigned long long)different,
+                    (unsigned long long)late);
         /* final checkpoint (theta_r, round r), then commit what it holds:
          * now, and when the partitions are released at the close */
         st = slr_job_finish(&run.job, stopped && opt.stop && *opt.stop, res, err);

@@ -63,9 +63,15 @@ typedef struct slr_kafka_options {
      * rebuilt, as for any field added here.) */
     const char *sync_topic;
     int64_t sync_every; /* S; 0 = default (SLR_SYNC_EVERY_DEFAULT) */
+    /* A snapshot of the model (sync_topic.h) every this many rounds, written
+     * by the member holding partition 0 (and theta_0 by whoever starts on
+     * an empty topic): what a new member or a scorer starts from, so the
+     * topic can be given a retention.  0: none. */
+    uint64_t sync_snapshot_every;
 } slr_kafka_options;
 
 #define SLR_SYNC_EVERY_DEFAULT 1000
+#define SLR_SYNC_SNAPSHOT_EVERY_DEFAULT 100
 
 void slr_kafka_options_init(slr_kafka_options *k);
 
