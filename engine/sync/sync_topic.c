@@ -589,8 +589,10 @@ static slr_status ingest(slr_sync_reader *r, const rd_kafka_message_t *m, slr_er
 static slr_status lost_error(const slr_sync_reader *r, slr_error *err)
 {
     return slr_error_set(err, SLR_ERR_KAFKA,
-                         "sync topic %s: offset %lld is no longer on the topic (its retention "
-                         "dropped it): go on from a newer snapshot (slr_sync_reader_seek_snapshot)",
+                         "sync topic %s: offset %lld is no longer on the topic: its retention "
+                         "dropped records this reader had not read (give the topic a longer "
+                         "retention; a member restarted without its checkpoint starts from the "
+                         "newest snapshot)",
                          r->topic, (long long)r->read_to);
 }
 
