@@ -80,6 +80,11 @@ typedef struct sync_run {
     bool all_ended;     /* every partition's input has ended (--exit-at-end) */
     bool finished;      /* the final checkpoint and model are written */
     uint64_t rounds_merged, published, repeats;
+    /* where the time went once learning started (seconds): consuming,
+     * learning the slices, publishing (until acknowledged), waiting for
+     * and merging the rounds -- the last line says it, so that a slow
+     * group shows whether it waits on the barrier or on itself */
+    double t_consume, t_learn, t_publish, t_round;
     uint64_t snapshots;     /* written by this process */
     uint64_t snapshot_round; /* the round of the last one it wrote (UINT64_MAX: none) */
     bool live;              /* caught up: merges are the group's news, not a replay */
@@ -857,7 +862,9 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
      * (merge, checkpoint if due), report: one batch a turn */
     bool stopped = false;
     while (st == SLR_OK && !run.all_ended && !(stopped = slr_job_should_stop(&run.job))) {
+        double t0 = slr_monotonic_seconds();
         size_t n = slr_kafka_source_consume(run.src, msgs, batch, all_done(&run) ? 0 : POLL_MS);
+        double t1 = slr_monotonic_seconds();
         if (!format_chosen && n)
             st = slr_kafka_job_detect_format(&run.job, &opt, msgs, n, &format_chosen, err);
         if (st == SLR_OK)
@@ -872,10 +879,18 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
             break; /* the round's slices are dropped: the checkpoint holds theta_r */
         if (st == SLR_OK && slr_kafka_source_failed(run.src, err))
             st = SLR_ERR_KAFKA;
+        double t2 = slr_monotonic_seconds();
         if (st == SLR_OK)
             st = publish(&run, err);
+        double t3 = slr_monotonic_seconds();
         if (st == SLR_OK)
             st = wait_round(&run, err);
+        if (run.job.records_this_run) { /* not the group join's wait */
+            run.t_consume += t1 - t0;
+            run.t_learn += t2 - t1;
+            run.t_publish += t3 - t2;
+            run.t_round += slr_monotonic_seconds() - t3;
+        }
         if (st == SLR_OK)
             report(&run, n);
     }
@@ -891,6 +906,10 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
                     (unsigned long long)bytes, (unsigned long long)run.snapshots,
                     (unsigned long long)identical, (unsigned long long)different,
                     (unsigned long long)late);
+        slr_job_log(&run.job, "sync: time since the first record: %.3f s consuming, %.3f s "
+                              "learning slices, %.3f s publishing deltas, %.3f s waiting for "
+                              "and merging rounds",
+                    run.t_consume, run.t_learn, run.t_publish, run.t_round);
         /* final checkpoint (theta_r, round r), then commit what it holds:
          * now, and when the partitions are released at the close */
         st = slr_job_finish(&run.job, stopped && opt.stop && *opt.stop, res, err);
