@@ -21,6 +21,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "util/clock.h"
 #include "streamlr/checkpoint.h"
 #include "streamlr/decode.h"
 #include "streamlr/metrics_server.h"
@@ -314,7 +315,6 @@ void slr_job_progress_row(slr_job *job, const slr_example *ex, double p);
 
 /* The last report: final JSON line, publish, clear the progress line. */
 void slr_job_report_finish(slr_job *job, slr_metrics_report *final_report);
-double slr_monotonic_seconds(void);
 
 /* Start a helper thread with every signal blocked, so that SIGINT and
  * SIGTERM reach the learning thread, which checks opt->stop. */

@@ -22,13 +22,6 @@
 #define WINDOW_BUDGET 0.05 /* share of the time window sorts may take */
 #define PUBLISH_SECONDS 1.0 /* how stale a Prometheus scrape may be (or the metrics interval) */
 
-double slr_monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 void slr_job_log(slr_job *job, const char *fmt, ...)
 {
     if (!job->opt->log)

@@ -25,6 +25,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "util/clock.h"
 #include "kafka_source_impl.h"
 #include "kafka_stats.h"
 
@@ -34,13 +35,6 @@
 #define COMMIT_RETRY_SECONDS 1.0 /* a refused commit is made again this much later */
 
 /* ------------------------------------------------------------ helpers */
-
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void forget_refused(slr_kafka_source *src)
 {
@@ -357,7 +351,7 @@ static void on_commit(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             src->refused = rd_kafka_topic_partition_list_copy(offsets);
             for (int i = 0; src->refused && i < src->refused->cnt; i++)
                 src->refused->elems[i].err = RD_KAFKA_RESP_ERR_NO_ERROR;
-            src->retry_at = now_seconds() + COMMIT_RETRY_SECONDS;
+            src->retry_at = slr_monotonic_seconds() + COMMIT_RETRY_SECONDS;
         }
         if (src->commits_failing++ == 0) /* once per run of failures */
             say(src, "kafka: committing offsets failed: %s (the checkpoint holds the "
@@ -520,7 +514,7 @@ static void commit_list(slr_kafka_source *src, rd_kafka_topic_partition_list_t *
 /* Make the refused commit again, for the partitions still ours. */
 static void retry_refused(slr_kafka_source *src)
 {
-    if (src->outage || now_seconds() < src->retry_at)
+    if (src->outage || slr_monotonic_seconds() < src->retry_at)
         return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(src->refused->cnt);
     for (int i = 0; i < src->refused->cnt; i++) {
@@ -846,7 +840,7 @@ bool slr_kafka_source_group_at_end(slr_kafka_source *src)
 {
     if (src->n_parts > 0 || src->assign_mode || !src->joined)
         return false; /* still joining: the assignment will say */
-    double now = now_seconds();
+    double now = slr_monotonic_seconds();
     if (now < src->group_check_at)
         return false;
     src->group_check_at = now + GROUP_CHECK_SECONDS;
@@ -933,7 +927,7 @@ void slr_kafka_source_close(slr_kafka_source *src, double timeout_seconds)
     if (!src)
         return;
     if (src->rk) {
-        double deadline = now_seconds() + timeout_seconds;
+        double deadline = slr_monotonic_seconds() + timeout_seconds;
         /* closing serves the revocation (release hook) on this thread, through
          * the consumer queue, within the time bound */
         rd_kafka_error_t *e = rd_kafka_consumer_close_queue(src->rk, src->queue);
@@ -947,7 +941,7 @@ void slr_kafka_source_close(slr_kafka_source *src, double timeout_seconds)
                 closed = true;
                 break;
             }
-            if (now_seconds() >= deadline)
+            if (slr_monotonic_seconds() >= deadline)
                 break;
             rd_kafka_message_t *msgs[64];
             size_t n = slr_kafka_source_consume(src, msgs, 64, 100);

@@ -84,13 +84,7 @@ slr_status slr_sync_delta_encode(const slr_sync_delta *d, unsigned char **out, s
     msgpack_pack_double(&pk, d->bias_g2);
     msgpack_pack_bin(&pk, d->n_entries * SLR_SYNC_ENTRY);
     msgpack_pack_bin_body(&pk, d->entries, d->n_entries * SLR_SYNC_ENTRY);
-    if (!sb.data) {
-        msgpack_sbuffer_destroy(&sb);
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory encoding a delta");
-    }
-    *out = (unsigned char *)sb.data; /* sbuffer's data is malloc'ed: the caller free()s it */
-    *out_len = sb.size;
-    return SLR_OK;
+    return slr_sync_take(&sb, out, out_len, "a delta", err);
 }
 
 static slr_status bad(slr_error *err, const char *what)
@@ -213,6 +207,18 @@ static slr_status decode_fields(const msgpack_object *a, slr_sync_delta *d, slr_
     if (d->examples == 0 && (d->n_entries || d->bias_g2 != 0.0))
         return bad(err, "entries without examples");
     return check_entries(d->entries, d->n_entries, err);
+}
+
+slr_status slr_sync_take(msgpack_sbuffer *sb, unsigned char **out, size_t *out_len,
+                         const char *what, slr_error *err)
+{
+    if (!sb->data) {
+        msgpack_sbuffer_destroy(sb);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory encoding %s", what);
+    }
+    *out = (unsigned char *)sb->data;
+    *out_len = sb->size;
+    return SLR_OK;
 }
 
 slr_status slr_sync_unpack(const void *buf, size_t len, msgpack_zone *zone, msgpack_object *obj,

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "util/clock.h"
 #include "learner/learner_io.h"
 #include "streamlr/sync_topic.h"
 #include "sync_impl.h"
@@ -43,13 +44,6 @@ struct slr_sync_follower {
 /* A lost reader with no snapshot to go on from reads the whole topic for
  * one at most this often, not at every refresh. */
 #define SEEK_RETRY_SECONDS 10.0
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 void slr_sync_follower_close(slr_sync_follower *f)
 {
@@ -152,17 +146,17 @@ slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *
                                      slr_error *err)
 {
     *changed = false;
-    const double until = now_s() + budget_ms / 1000.0;
+    const double until = slr_monotonic_seconds() + budget_ms / 1000.0;
     slr_status st = SLR_OK;
     for (;;) {
-        double left = until - now_s();
+        double left = until - slr_monotonic_seconds();
         bool caught_up, complete = false, ended = false, loaded;
         const slr_sync_delta *ds;
         size_t k;
         st = slr_sync_reader_catch_up(f->rd, left > 0 ? (int)(left * 1000) + 1 : 1, &caught_up, err);
         if (st == SLR_OK)
             st = slr_sync_reader_next(f->rd, 0, &complete, &ds, &k, &ended, err);
-        if (st != SLR_OK && slr_sync_reader_lost(f->rd) && now_s() >= f->next_seek) {
+        if (st != SLR_OK && slr_sync_reader_lost(f->rd) && slr_monotonic_seconds() >= f->next_seek) {
             /* retention dropped the next round: the newest snapshot replaces theta */
             slr_sync_snapshot s;
             st = slr_sync_reader_seek_snapshot(f->rd, budget_ms > 1000 ? budget_ms : 1000, &s,
@@ -172,7 +166,7 @@ slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *
                 f->dirty = true;
                 continue;
             }
-            f->next_seek = now_s() + SEEK_RETRY_SECONDS;
+            f->next_seek = slr_monotonic_seconds() + SEEK_RETRY_SECONDS;
         }
         if (st != SLR_OK || !complete || ended)
             break;
@@ -183,7 +177,7 @@ slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *
             break;
         }
         f->dirty = true;
-        if (now_s() >= until)
+        if (slr_monotonic_seconds() >= until)
             break;
     }
     /* theta stands at a complete round even after an error: score with it */

@@ -221,13 +221,7 @@ slr_status slr_sync_ledger_encode(const slr_sync_ledger *g, unsigned char **out,
             msgpack_pack_int64(&pk, p->spans[k].to);
         }
     }
-    if (!sb.data) {
-        msgpack_sbuffer_destroy(&sb);
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory encoding the sync ledger");
-    }
-    *out = (unsigned char *)sb.data;
-    *out_len = sb.size;
-    return SLR_OK;
+    return slr_sync_take(&sb, out, out_len, "the sync ledger", err);
 }
 
 static slr_status decode_parts(const msgpack_object *a, slr_sync_ledger *g, slr_error *err)

@@ -99,13 +99,7 @@ slr_status slr_sync_snapshot_encode(const slr_sync_snapshot *s, unsigned char **
     msgpack_pack_bin_body(&pk, ledger, ledger_len);
     free(ledger);
     slr_learner_pack(&pk, s->learner);
-    if (!sb.data) {
-        msgpack_sbuffer_destroy(&sb);
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory encoding a snapshot");
-    }
-    *out = (unsigned char *)sb.data;
-    *out_len = sb.size;
-    return SLR_OK;
+    return slr_sync_take(&sb, out, out_len, "a snapshot", err);
 }
 
 /* The ledger agrees with the round: no range reaches past round*S, and every
@@ -191,13 +185,7 @@ slr_status slr_sync_chunk_encode(const slr_sync_chunk *c, unsigned char **out, s
     msgpack_pack_uint64(&pk, c->hash);
     msgpack_pack_bin(&pk, c->len);
     msgpack_pack_bin_body(&pk, c->data, c->len);
-    if (!sb.data) {
-        msgpack_sbuffer_destroy(&sb);
-        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory encoding a snapshot");
-    }
-    *out = (unsigned char *)sb.data;
-    *out_len = sb.size;
-    return SLR_OK;
+    return slr_sync_take(&sb, out, out_len, "a snapshot", err);
 }
 
 /* c->data is a copy (free() it). */

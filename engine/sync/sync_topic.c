@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include "util/clock.h"
 #include "source/kafka_source.h"
 #include "streamlr/sync_topic.h"
 #include "sync_impl.h"
@@ -325,13 +326,6 @@ static bool is_snapshot(const rd_kafka_message_t *m)
 }
 
 /* ------------------------------------------------------------------- read */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct pending {
     slr_sync_delta d;
@@ -645,7 +639,7 @@ slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *ca
     *caught_up = false;
     if (r->lost)
         return lost_error(r, err);
-    double until = now_s() + timeout_ms / 1000.0;
+    double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
     if (r->read_to >= r->high) { /* the mark passed: where is the topic now? */
         int64_t lo;
         rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(r->rk, r->topic, SYNC_PARTITION,
@@ -657,7 +651,7 @@ slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *ca
     bool ended;
     /* stop at a complete round: the caller takes it before more is read, so
      * that replaying a long topic holds about one round at a time */
-    while (r->read_to < r->high && !round_ready(r, &ended) && now_s() < until) {
+    while (r->read_to < r->high && !round_ready(r, &ended) && slr_monotonic_seconds() < until) {
         slr_status st = poll_once(r, 50, err);
         if (st != SLR_OK)
             return st;
@@ -709,7 +703,7 @@ slr_status slr_sync_reader_next(slr_sync_reader *r, int timeout_ms, bool *comple
     *k = 0;
     if (r->lost)
         return lost_error(r, err);
-    double until = now_s() + timeout_ms / 1000.0;
+    double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
     for (;;) {
         if (take_round(r, ended)) {
             *complete = true;
@@ -719,7 +713,7 @@ slr_status slr_sync_reader_next(slr_sync_reader *r, int timeout_ms, bool *comple
                 r->round--; /* nothing more will come: stay at the end */
             return SLR_OK;
         }
-        double left = until - now_s();
+        double left = until - slr_monotonic_seconds();
         if (left <= 0)
             return SLR_OK;
         slr_status st = poll_once(r, left > 0.1 ? 100 : (int)(left * 1000) + 1, err);
@@ -848,7 +842,7 @@ static slr_status scan_snapshots(rd_kafka_t *rk, const char *topic, int64_t lo, 
     sc->low = lo;
     int64_t next = lo;
     while (next < hi) {
-        if (now_s() > until)
+        if (slr_monotonic_seconds() > until)
             return slr_error_set(err, SLR_ERR_KAFKA,
                                  "sync topic %s: read up to offset %lld of %lld in the time given",
                                  topic, (long long)next, (long long)hi);
@@ -880,7 +874,7 @@ static slr_status newest_snapshot(rd_kafka_t *rk, const char *topic, int timeout
                                   slr_sync_snapshot *s, bool *found, slr_error *err)
 {
     *found = false;
-    double until = now_s() + timeout_ms / 1000.0;
+    double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
     int64_t lo, hi;
     rd_kafka_resp_err_t e =
         rd_kafka_query_watermark_offsets(rk, topic, SYNC_PARTITION, &lo, &hi, timeout_ms);
@@ -1054,7 +1048,7 @@ static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
     memset(&sc, 0, sizeof sc);
     sc.low = info->low;
     while (read_to < info->high && st == SLR_OK) {
-        if (now_s() > until)
+        if (slr_monotonic_seconds() > until)
             return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: read up to offset %lld of %lld "
                                  "in the time given", topic, (long long)read_to, (long long)info->high);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
@@ -1120,7 +1114,7 @@ slr_status slr_sync_topic_inspect(const slr_sync_topic_config *cfg, int timeout_
     memset(info, 0, sizeof *info);
     if (!cfg->brokers || !*cfg->brokers || !cfg->topic || !*cfg->topic)
         return slr_error_set(err, SLR_ERR_ARG, "inspecting a sync topic needs --brokers and --sync-topic");
-    double until = now_s() + timeout_ms / 1000.0;
+    double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
     static const char *const ours[] = {"group.id=streamlr-sync-inspect", "enable.auto.commit=false",
                                        "allow.auto.create.topics=false", "fetch.wait.max.ms=50", NULL};
     rd_kafka_conf_t *conf;
@@ -1179,7 +1173,7 @@ slr_status slr_sync_topic_inspect(const slr_sync_topic_config *cfg, int timeout_
     const slr_sync_delta *ds;
     size_t k;
     while (st == SLR_OK && !ended) {
-        int left = (int)((until - now_s()) * 1000);
+        int left = (int)((until - slr_monotonic_seconds()) * 1000);
         if ((st = slr_sync_reader_catch_up(r, left > 0 ? left : 0, &caught_up, err)) != SLR_OK ||
             (st = slr_sync_reader_next(r, 0, &complete, &ds, &k, &ended, err)) != SLR_OK)
             break;
