@@ -37,6 +37,7 @@ enum {
     OPT_SYNC_TOPIC,
     OPT_SYNC_EVERY,
     OPT_SYNC_SNAPSHOT_EVERY,
+    OPT_SYNC_TRANSACTIONS,
 };
 
 #define HOLDOUT_PERIOD_DEFAULT 10 /* VW's */
@@ -108,6 +109,11 @@ static void usage(FILE *out)
             "                           100, 0: never) and at round 0; new members and\n"
             "                           predict --follow-topic start from the newest, so\n"
             "                           the topic may be given a retention\n"
+            "      --sync-transactions on|off  publish each round's deltas in a Kafka\n"
+            "                           transaction with the offsets they consumed, so a\n"
+            "                           real cluster hides aborted ones and fences zombie\n"
+            "                           members (default off: exactly-once does not need\n"
+            "                           it; the cluster must support transactions)\n"
             "  Payloads are msgpack examples (several may share one message) or, with\n"
             "  --format vw|libsvm|criteo, text lines.  The checkpoint holds each partition's\n"
             "  next offset and is what a restart trusts; offsets are committed to Kafka after\n"
@@ -348,6 +354,7 @@ static int parse_args(int argc, char **argv, train_args *a)
         {"sync-topic", required_argument, 0, OPT_SYNC_TOPIC},
         {"sync-every", required_argument, 0, OPT_SYNC_EVERY},
         {"sync-snapshot-every", required_argument, 0, OPT_SYNC_SNAPSHOT_EVERY},
+        {"sync-transactions", required_argument, 0, OPT_SYNC_TRANSACTIONS},
         {"strict", no_argument, 0, OPT_STRICT},
         {"dead-letter", required_argument, 0, OPT_DEAD_LETTER},
         {"dead-letter-topic", required_argument, 0, OPT_DEAD_LETTER_TOPIC},
@@ -467,6 +474,14 @@ static int parse_args(int argc, char **argv, train_args *a)
         case OPT_SYNC_SNAPSHOT_EVERY:
             if (!cli_u64("train", "--sync-snapshot-every", optarg, &a->kin.k.sync_snapshot_every))
                 return 2;
+            a->sync_every_given = true; /* needs --sync-topic too */
+            break;
+        case OPT_SYNC_TRANSACTIONS:
+            if (strcmp(optarg, "on") && strcmp(optarg, "off")) {
+                fprintf(stderr, "streamlr train: --sync-transactions takes on or off\n");
+                return 2;
+            }
+            a->kin.k.sync_transactions = !strcmp(optarg, "on");
             a->sync_every_given = true; /* needs --sync-topic too */
             break;
         case OPT_STRICT: a->opt.strict = true; break;
@@ -638,8 +653,8 @@ static int check_args(train_args *a)
         return 2;
     }
     if (a->sync_every_given && !k->sync_topic) {
-        fprintf(stderr, "streamlr train: --sync-every and --sync-snapshot-every need "
-                        "--sync-topic\n");
+        fprintf(stderr, "streamlr train: --sync-every, --sync-snapshot-every and "
+                        "--sync-transactions need --sync-topic\n");
         return 2;
     }
     if (k->sync_topic && !a->threads_given)

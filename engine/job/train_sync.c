@@ -33,8 +33,10 @@
  * Decoding runs on this thread (--threads 2 is refused): the examples of a
  * message must be learned by the member of the message's partition. */
 #include <librdkafka/rdkafka.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "job.h"
 #include "source/kafka_source.h"
@@ -49,6 +51,11 @@
 #define CATCH_UP_MS 60000  /* no progress reading the sync topic for that long: an error */
 #define COMMIT_WAIT_SECONDS 5.0
 #define COMMIT_RETRY_SECONDS 15.0 /* a refused final commit is made again this long */
+/* With transactions, a round's deltas wait for its last slice in one open
+ * transaction -- at most this long: readers cannot read past an open
+ * transaction, and the coordinator aborts one older than
+ * transaction.timeout.ms (60 s by default) */
+#define TXN_OPEN_SECONDS 5.0
 
 /* One held source partition. */
 typedef struct slot {
@@ -77,6 +84,7 @@ typedef struct sync_run {
     slot **slots;       /* [P]: the held partitions' slots, NULL for the others */
     int64_t *reach;     /* [P]: the end of the partition's ranges in the model */
     bool unflushed;     /* deltas published and not yet acknowledged */
+    double unflushed_since; /* when the first of them was published */
     bool all_ended;     /* every partition's input has ended (--exit-at-end) */
     bool finished;      /* the final checkpoint and model are written */
     uint64_t rounds_merged, published, repeats;
@@ -292,6 +300,23 @@ static slr_status start_from_snapshot(sync_run *run, slr_sync_snapshot *s, slr_e
     return reach_from_ledger(run, "the snapshot", err);
 }
 
+/* Wait until what was published is on the sync topic; with transactions
+ * commit it, with the source offsets for the group as the consumer knows
+ * it now (its generation fences a zombie's offsets). */
+static slr_status sync_flush(sync_run *run, slr_error *err)
+{
+    void *group = NULL;
+    size_t len = 0;
+    slr_status st = SLR_OK;
+    if (run->k->sync_transactions)
+        st = slr_kafka_source_group_metadata(run->src, &group, &len, err);
+    if (st == SLR_OK)
+        st = slr_sync_publisher_commit(run->pub, group, len, FLUSH_MS, err);
+    if (group)
+        rd_kafka_mem_free(NULL, group);
+    return st;
+}
+
 /* The holder of partition 0 writes a snapshot of theta_r every
  * --sync-snapshot-every rounds, and of theta_0 (so that a scorer, which
  * takes the group's settings from a snapshot, can follow from the start).
@@ -307,13 +332,46 @@ static slr_status snapshot_if_due(sync_run *run, slr_error *err)
     slr_status st = slr_sync_publish_snapshot(run->pub, run->job.learner, run->round, run->ledger,
                                               slr_sync_reader_position(run->rd), 0, err);
     if (st == SLR_OK)
-        st = slr_sync_publisher_flush(run->pub, FLUSH_MS, err);
+        st = sync_flush(run, err);
     if (st != SLR_OK) {
         slr_error_prefix(err, "snapshot of round %llu: ", (unsigned long long)run->round);
         return st;
     }
     run->snapshot_round = run->round;
     run->snapshots++;
+    return SLR_OK;
+}
+
+/* This member's transactional.id (--sync-transactions on): the group, the
+ * sync topic, and what stays the same when the member restarts -- its
+ * static group.instance.id (-X), else its checkpoint directory on this
+ * host -- so that the restarted process fences the old one, should it
+ * still live (a zombie), and aborts the transaction it left open, which
+ * readers would otherwise wait behind until transaction.timeout.ms.
+ * Without either, the process id: nothing stable to fence by. */
+static slr_status transactional_id(const sync_run *run, char *buf, size_t n, slr_error *err)
+{
+    const char *instance = NULL;
+    for (uint32_t i = 0; i < run->user->n_config; i++)
+        if (!strncmp(run->user->config[i], "group.instance.id=", 18))
+            instance = run->user->config[i] + 18;
+    char host[256] = "localhost", dir[PATH_MAX];
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    const char *cd = run->job.opt->checkpoint_dir;
+    int len;
+    if (instance)
+        len = snprintf(buf, n, "streamlr.%s.%s.instance.%s", run->k->group, run->k->sync_topic,
+                       instance);
+    else if (cd && realpath(cd, dir))
+        len = snprintf(buf, n, "streamlr.%s.%s.dir.%s:%s", run->k->group, run->k->sync_topic,
+                       host, dir);
+    else
+        len = snprintf(buf, n, "streamlr.%s.%s.pid.%s:%ld", run->k->group, run->k->sync_topic,
+                       host, (long)getpid());
+    if (len < 0 || (size_t)len >= n)
+        return slr_error_set(err, SLR_ERR_ARG, "a transactional.id of %d bytes or more; set a "
+                             "shorter one with -X transactional.id=...", len);
     return SLR_OK;
 }
 
@@ -350,6 +408,10 @@ static slr_status open_sync_topic(sync_run *run, slr_error *err)
     for (int32_t p = 0; p < run->P && st == SLR_OK; p++)
         if (ended(run, p))
             st = slr_sync_reader_set_ended(run->rd, p, (uint64_t)(run->reach[p] / run->S), err);
+    char txn_id[1024];
+    if (st == SLR_OK && run->k->sync_transactions &&
+        (st = transactional_id(run, txn_id, sizeof txn_id, err)) == SLR_OK)
+        c.transactional_id = txn_id;
     if (st == SLR_OK)
         st = slr_sync_publisher_create(&run->pub, &c, err);
     return st;
@@ -546,12 +608,16 @@ static slr_status publish(sync_run *run, slr_error *err)
             s->examples = d.examples;
             s->to = to;
             run->published++;
+            if (!run->unflushed)
+                run->unflushed_since = slr_monotonic_seconds();
             run->unflushed = true;
         }
         slr_sync_delta_clear(&d);
     }
-    if (st == SLR_OK && run->unflushed && all_done(run)) {
-        st = slr_sync_publisher_flush(run->pub, FLUSH_MS, err);
+    if (st == SLR_OK && run->unflushed &&
+        (all_done(run) || (run->k->sync_transactions &&
+                           slr_monotonic_seconds() - run->unflushed_since > TXN_OPEN_SECONDS))) {
+        st = sync_flush(run, err);
         run->unflushed = st != SLR_OK;
     }
     return st;
@@ -726,7 +792,7 @@ static slr_status wait_round(sync_run *run, slr_error *err)
         return SLR_OK;
     }
     if (run->unflushed) /* complete without them: someone else's copies won */
-        if ((st = slr_sync_publisher_flush(run->pub, FLUSH_MS, err)) != SLR_OK)
+        if ((st = sync_flush(run, err)) != SLR_OK)
             return st;
     run->unflushed = false;
     if ((st = merge_round(run, ds, k, err)) != SLR_OK)
@@ -897,8 +963,13 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
     if (st == SLR_OK) {
         uint64_t identical, different, late;
         slr_sync_reader_repeats(run.rd, &identical, &different, &late);
-        uint64_t n_deltas, bytes;
+        uint64_t n_deltas, bytes, committed, aborted;
         slr_sync_publisher_counts(run.pub, &n_deltas, &bytes);
+        slr_sync_publisher_transactions(run.pub, &committed, &aborted);
+        if (k->sync_transactions)
+            slr_job_log(&run.job, "sync: %llu transactions committed, %llu aborted and published "
+                                  "again",
+                        (unsigned long long)committed, (unsigned long long)aborted);
         slr_job_log(&run.job, "sync: %llu rounds merged, %llu deltas published (%llu bytes), "
                               "%llu snapshots written, repeats dropped: %llu identical, %llu "
                               "different, %llu late",

@@ -754,6 +754,24 @@ bool slr_kafka_source_commit_refused(const slr_kafka_source *src)
     return src->commits_failing > 0;
 }
 
+slr_status slr_kafka_source_group_metadata(slr_kafka_source *src, void **buf, size_t *len,
+                                           slr_error *err)
+{
+    *buf = NULL;
+    *len = 0;
+    rd_kafka_consumer_group_metadata_t *gm = rd_kafka_consumer_group_metadata(src->rk);
+    if (!gm)
+        return slr_error_set(err, SLR_ERR_ARG, "the consumer has no group");
+    rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_write(gm, buf, len);
+    rd_kafka_consumer_group_metadata_destroy(gm);
+    if (!e)
+        return SLR_OK;
+    slr_status st = slr_error_set(err, SLR_ERR_KAFKA, "the consumer group's metadata: %s",
+                                  rd_kafka_error_string(e));
+    rd_kafka_error_destroy(e);
+    return st;
+}
+
 size_t slr_kafka_source_assignment(slr_kafka_source *src, slr_kafka_partition *const **parts)
 {
     *parts = src->parts;

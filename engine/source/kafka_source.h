@@ -146,6 +146,13 @@ void slr_kafka_source_pause(slr_kafka_source *src, slr_kafka_partition *p, bool 
  * what was fetched beyond it is dropped. */
 void slr_kafka_source_seek(slr_kafka_source *src, slr_kafka_partition *p);
 
+/* The group's metadata as the consumer knows it now (group, generation,
+ * member id), serialised (rd_kafka_consumer_group_metadata_write; release
+ * *buf with rd_kafka_mem_free(NULL, *buf)), for offsets sent to a
+ * producer's transaction. */
+slr_status slr_kafka_source_group_metadata(slr_kafka_source *src, void **buf, size_t *len,
+                                           slr_error *err);
+
 /* The last commit was refused (e.g. during a rebalance) or failed. */
 bool slr_kafka_source_commit_refused(const slr_kafka_source *src);
 

@@ -1,7 +1,9 @@
 /* sync_topic.c - the Kafka transport of a group's shared model
  * (sync_topic.h, docs/SYNC_PROTOCOL.md): publishing per-slice deltas with an
- * idempotent producer, and reading the sync topic's partition 0 back as
- * complete rounds in order.
+ * idempotent producer (or, as defence in depth, a transactional one that
+ * sends the slices' source offsets with them), and reading the sync
+ * topic's partition 0 back, committed records only, as complete rounds in
+ * order.
  *
  * The reader keeps the records of rounds not yet handed back (normally the
  * current round and, from members already past it, none: a member learns
@@ -110,22 +112,76 @@ static slr_status check_slice(const slr_sync_topic_config *c, const slr_sync_del
 
 /* ---------------------------------------------------------------- publish */
 
+/* One record as published: kept while its transaction is open, so that an
+ * aborted transaction can be published again as it was. */
+typedef struct record {
+    char key[SLR_SYNC_MAX_MEMBER_ID + 16];
+    unsigned char *value;
+    size_t len;
+    char version[8], round[24];
+    const char *mark_name; /* the third header: the slice, or a snapshot's chunk mark */
+    char mark[64];
+} record;
+
+/* Aborts in a row before a commit gives up: an abortable error is
+ * transient (a broker lost the producer's state, the group moved on while
+ * the offsets were sent); one that keeps coming is not. */
+#define TXN_ATTEMPTS 5
+#define TXN_INIT_MS 60000
+
 struct slr_sync_publisher {
     slr_sync_topic_config cfg;
+    char *txn_id; /* transactional.id (owned); NULL: idempotent only */
     rd_kafka_t *rk;
     unsigned long long failed;
     char last_error[256];
     uint64_t deltas, bytes; /* queued: records, and their keys' and values' bytes */
+    /* transactions: the open one's records and source offsets (the end of
+     * each delta's slice per source partition, -1: none) */
+    bool in_txn;
+    record *held;
+    size_t n_held, cap_held;
+    int64_t *offsets;
+    uint64_t committed, aborted;
+    slr_status dead; /* a fatal transactional error: nothing more is published */
+    char dead_msg[SLR_ERROR_MSG_MAX];
 };
 
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
     slr_sync_publisher *p = opaque;
-    if (m->err) {
+    /* a transaction's failed records fail its commit (and an abort purges
+     * records on purpose): counted there, not here */
+    if (m->err && !p->txn_id) {
         p->failed++;
         snprintf(p->last_error, sizeof p->last_error, "%s", rd_kafka_err2str(m->err));
     }
+}
+
+/* A transactional error that ends the publisher: the message every later
+ * call repeats.  A fenced producer means another process took this one's
+ * transactional.id over: this process is a zombie. */
+static slr_status txn_fatal(slr_sync_publisher *p, const char *step, const rd_kafka_error_t *e,
+                            slr_error *err)
+{
+    rd_kafka_resp_err_t code = rd_kafka_error_code(e);
+    if (code == RD_KAFKA_RESP_ERR__FENCED || code == RD_KAFKA_RESP_ERR_PRODUCER_FENCED ||
+        code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
+        snprintf(p->dead_msg, sizeof p->dead_msg,
+                 "sync topic %s: this member's transactional producer (transactional.id \"%s\") "
+                 "was fenced while %s: another process started with the same transactional.id "
+                 "(this member restarted elsewhere?), so this one is a zombie: it stops learning and "
+                 "writes no final checkpoint or model; the process that fenced it carries on",
+                 p->cfg.topic, p->txn_id, step);
+    else
+        snprintf(p->dead_msg, sizeof p->dead_msg,
+                 "sync topic %s: transactions failed for good while %s (transactional.id "
+                 "\"%s\"): %s; learning stops rather than going on with a model the group does "
+                 "not share",
+                 p->cfg.topic, step, p->txn_id, rd_kafka_error_string(e));
+    p->dead = SLR_ERR_KAFKA;
+    return slr_error_set(err, SLR_ERR_KAFKA, "%s", p->dead_msg);
 }
 
 slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_topic_config *cfg,
@@ -139,6 +195,29 @@ slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_to
     if (!p)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
     p->cfg = *cfg;
+    p->cfg.properties = NULL; /* only used here, at creation */
+    p->cfg.n_properties = 0;
+    p->cfg.transactional_id = NULL;
+    /* the user's -X transactional.id names the producer, given transactions */
+    const char *txn_id = cfg->transactional_id;
+    for (size_t i = 0; i < cfg->n_properties; i++)
+        if (!strncmp(cfg->properties[i], "transactional.id=", 17)) {
+            if (!txn_id) {
+                free(p);
+                return slr_error_set(err, SLR_ERR_ARG,
+                                     "sync topic %s: transactional.id is set (-X) but "
+                                     "transactions are off (--sync-transactions on)",
+                                     cfg->topic);
+            }
+            txn_id = cfg->properties[i] + 17;
+        }
+    if (txn_id && (!(p->txn_id = strdup(txn_id)) ||
+         !(p->offsets = malloc((size_t)cfg->source_partitions * sizeof *p->offsets)))) {
+        slr_sync_publisher_destroy(p);
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    }
+    for (int32_t i = 0; p->offsets && i < cfg->source_partitions; i++)
+        p->offsets[i] = -1;
     /* idempotence: a retried send is written once, in order, so the topic's
      * order (which decides which of two deltas of a slice wins) is the
      * order the member published in */
@@ -146,7 +225,12 @@ slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_to
                                        NULL};
     rd_kafka_conf_t *conf;
     if ((st = make_conf(&conf, cfg, ours, err)) != SLR_OK) {
-        free(p);
+        slr_sync_publisher_destroy(p);
+        return st;
+    }
+    if (p->txn_id && (st = slr_kafka_conf_set(conf, "transactional.id", p->txn_id, err)) != SLR_OK) {
+        rd_kafka_conf_destroy(conf);
+        slr_sync_publisher_destroy(p);
         return st;
     }
     rd_kafka_conf_set_opaque(conf, p);
@@ -154,20 +238,116 @@ slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_to
     char errstr[512];
     if (!(p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof errstr))) {
         rd_kafka_conf_destroy(conf);
-        free(p);
+        slr_sync_publisher_destroy(p);
         return slr_error_set(err, SLR_ERR_KAFKA, "sync topic producer: %s", errstr);
+    }
+    if (p->txn_id) {
+        /* fences any earlier producer of this transactional.id and aborts
+         * the transaction it left open (readers wait behind it) */
+        rd_kafka_error_t *e = rd_kafka_init_transactions(p->rk, TXN_INIT_MS);
+        if (e) {
+            st = slr_error_set(err, SLR_ERR_KAFKA,
+                               "sync topic %s: starting transactions (transactional.id \"%s\"): "
+                               "%s (the cluster needs a transaction coordinator -- on a single "
+                               "broker transaction.state.log.replication.factor=1 and "
+                               "transaction.state.log.min.isr=1 -- and Write on the "
+                               "transactional id; or --sync-transactions off)",
+                               cfg->topic, p->txn_id, rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            slr_sync_publisher_destroy(p);
+            return st;
+        }
     }
     *out = p;
     return SLR_OK;
+}
+
+static void held_clear(slr_sync_publisher *p)
+{
+    for (size_t i = 0; i < p->n_held; i++)
+        free(p->held[i].value);
+    p->n_held = 0;
+    for (int32_t i = 0; p->offsets && i < p->cfg.source_partitions; i++)
+        p->offsets[i] = -1;
 }
 
 void slr_sync_publisher_destroy(slr_sync_publisher *p)
 {
     if (!p)
         return;
-    rd_kafka_flush(p->rk, 5000);
-    rd_kafka_destroy(p->rk);
+    if (p->rk) {
+        if (p->in_txn && !p->dead) { /* never committed: readers must not wait for it */
+            rd_kafka_error_t *e = rd_kafka_abort_transaction(p->rk, 5000);
+            if (e)
+                rd_kafka_error_destroy(e);
+        }
+        rd_kafka_flush(p->rk, 5000);
+        rd_kafka_destroy(p->rk);
+    }
+    held_clear(p);
+    free(p->held);
+    free(p->offsets);
+    free(p->txn_id);
     free(p);
+}
+
+/* Queue r's record.  Without transactions its value goes to librdkafka
+ * (freed there, also on failure); with them it is copied, the publisher
+ * keeping r for a transaction published again. */
+static slr_status produce(slr_sync_publisher *p, record *r, slr_error *err)
+{
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(p->cfg.topic), RD_KAFKA_V_PARTITION(SYNC_PARTITION),
+            RD_KAFKA_V_KEY(r->key, strlen(r->key)), RD_KAFKA_V_VALUE(r->value, r->len),
+            RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_VERSION, r->version, -1),
+            RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_ROUND, r->round, -1),
+            RD_KAFKA_V_HEADER(r->mark_name, r->mark, -1),
+            RD_KAFKA_V_MSGFLAGS(p->txn_id ? RD_KAFKA_MSG_F_COPY : RD_KAFKA_MSG_F_FREE),
+            RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return SLR_OK;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+            if (!p->txn_id)
+                free(r->value);
+            return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", p->cfg.topic,
+                                 rd_kafka_err2str(e));
+        }
+        rd_kafka_poll(p->rk, 50);
+    }
+}
+
+/* Publish r: as it is, or inside the open transaction (begun if none is),
+ * keeping it.  r's value is taken over. */
+static slr_status publish_record(slr_sync_publisher *p, record *r, slr_error *err)
+{
+    if (!p->txn_id)
+        return produce(p, r, err);
+    if (p->dead) {
+        free(r->value);
+        return slr_error_set(err, p->dead, "%s", p->dead_msg);
+    }
+    if (p->n_held == p->cap_held) {
+        size_t cap = p->cap_held ? 2 * p->cap_held : 16;
+        record *h = realloc(p->held, cap * sizeof *h);
+        if (!h) {
+            free(r->value);
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+        }
+        p->held = h;
+        p->cap_held = cap;
+    }
+    p->held[p->n_held++] = *r;
+    if (!p->in_txn) {
+        rd_kafka_error_t *e = rd_kafka_begin_transaction(p->rk);
+        if (e) {
+            slr_status st = txn_fatal(p, "beginning a transaction", e, err);
+            rd_kafka_error_destroy(e);
+            return st;
+        }
+        p->in_txn = true;
+    }
+    return produce(p, &p->held[p->n_held - 1], err);
 }
 
 slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_error *err)
@@ -179,35 +359,22 @@ slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_
             err->code = SLR_ERR_ARG;
         return SLR_ERR_ARG;
     }
-    unsigned char *buf;
-    size_t len;
-    if ((st = slr_sync_delta_encode(d, &buf, &len, err)) != SLR_OK)
+    record r = {.mark_name = SLR_SYNC_HEADER_SLICE};
+    if ((st = slr_sync_delta_encode(d, &r.value, &r.len, err)) != SLR_OK)
         return st;
-    char version[8], round[24], slice[64];
-    snprintf(version, sizeof version, "%d", SLR_SYNC_FORMAT_VERSION);
-    snprintf(round, sizeof round, "%llu", (unsigned long long)d->round);
-    snprintf(slice, sizeof slice, "%lld-%lld", (long long)d->ranges[0].from,
+    snprintf(r.key, sizeof r.key, "%s", d->member);
+    snprintf(r.version, sizeof r.version, "%d", SLR_SYNC_FORMAT_VERSION);
+    snprintf(r.round, sizeof r.round, "%llu", (unsigned long long)d->round);
+    snprintf(r.mark, sizeof r.mark, "%lld-%lld", (long long)d->ranges[0].from,
              (long long)d->ranges[0].to);
-    for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(
-            p->rk, RD_KAFKA_V_TOPIC(p->cfg.topic), RD_KAFKA_V_PARTITION(SYNC_PARTITION),
-            RD_KAFKA_V_KEY(d->member, strlen(d->member)), RD_KAFKA_V_VALUE(buf, len),
-            RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_VERSION, version, -1),
-            RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_ROUND, round, -1),
-            RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_SLICE, slice, -1),
-            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
-        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            p->deltas++;
-            p->bytes += len + strlen(d->member);
-            return SLR_OK;
-        }
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            free(buf);
-            return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", p->cfg.topic,
-                                 rd_kafka_err2str(e));
-        }
-        rd_kafka_poll(p->rk, 50);
-    }
+    size_t len = r.len;
+    if ((st = publish_record(p, &r, err)) != SLR_OK)
+        return st;
+    p->deltas++;
+    p->bytes += len + strlen(d->member);
+    if (p->offsets) /* its slice is consumed once the transaction commits */
+        p->offsets[d->ranges[0].partition] = d->ranges[0].to;
+    return SLR_OK;
 }
 
 void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, uint64_t *bytes)
@@ -216,7 +383,14 @@ void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, ui
     *bytes = p->bytes;
 }
 
-slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err)
+void slr_sync_publisher_transactions(const slr_sync_publisher *p, uint64_t *committed,
+                                     uint64_t *aborted)
+{
+    *committed = p->committed;
+    *aborted = p->aborted;
+}
+
+static slr_status flush_plain(slr_sync_publisher *p, int timeout_ms, slr_error *err)
 {
     rd_kafka_flush(p->rk, timeout_ms);
     if (p->failed)
@@ -231,6 +405,140 @@ slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_e
                              "cluster reachable?)",
                              p->cfg.topic, left, timeout_ms);
     return SLR_OK;
+}
+
+/* The open transaction's source offsets for gm's group. */
+static rd_kafka_error_t *send_offsets(slr_sync_publisher *p,
+                                      const rd_kafka_consumer_group_metadata_t *gm, int ms)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    for (int32_t i = 0; i < p->cfg.source_partitions; i++)
+        if (p->offsets[i] >= 0)
+            rd_kafka_topic_partition_list_add(l, p->cfg.source_topic, i)->offset = p->offsets[i];
+    rd_kafka_error_t *e = l->cnt ? rd_kafka_send_offsets_to_transaction(p->rk, l, gm, ms) : NULL;
+    rd_kafka_topic_partition_list_destroy(l);
+    return e;
+}
+
+/* The group refused the offsets: its generation moved past the one they
+ * were sent with (a rebalance, or this member is a zombie). */
+static bool group_refused(rd_kafka_resp_err_t code)
+{
+    return code == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION ||
+           code == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+           code == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+           code == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID;
+}
+
+/* Commit the open transaction: its records (published again after an
+ * abort), then its offsets (if gm), then EndTxn. */
+static slr_status txn_commit(slr_sync_publisher *p, const rd_kafka_consumer_group_metadata_t *gm,
+                             int timeout_ms, slr_error *err)
+{
+    double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
+    unsigned aborts = 0;
+    char last[256] = "";
+    for (;;) {
+        int left = (int)((until - slr_monotonic_seconds()) * 1000);
+        if (left <= 0)
+            return slr_error_set(err, SLR_ERR_KAFKA,
+                                 "sync topic %s: a transaction not committed within %d ms%s%s "
+                                 "(is the cluster reachable?)",
+                                 p->cfg.topic, timeout_ms, *last ? ": " : "", last);
+        const char *step = "publishing a transaction again";
+        rd_kafka_error_t *e = NULL;
+        if (!p->in_txn) { /* after an abort: the same records in a new one */
+            if (!(e = rd_kafka_begin_transaction(p->rk))) {
+                p->in_txn = true;
+                for (size_t i = 0; i < p->n_held; i++) {
+                    slr_status st = produce(p, &p->held[i], err);
+                    if (st != SLR_OK)
+                        return st;
+                }
+            }
+        }
+        if (!e && gm) {
+            step = "sending the source offsets to a transaction";
+            e = send_offsets(p, gm, left);
+        }
+        if (!e) {
+            step = "committing a transaction";
+            e = rd_kafka_commit_transaction(p->rk, left);
+        }
+        if (!e) {
+            p->in_txn = false;
+            p->committed++;
+            held_clear(p);
+            return SLR_OK;
+        }
+        slr_status st = SLR_OK;
+        snprintf(last, sizeof last, "%s: %s", step, rd_kafka_error_string(e));
+        if (rd_kafka_error_is_fatal(e)) {
+            st = txn_fatal(p, step, e, err);
+        } else if (rd_kafka_error_txn_requires_abort(e)) {
+            /* the group's generation moved on while the offsets were
+             * sent: the deltas go again without them (they are safe by
+             * construction); the member's next durable checkpoint commits
+             * its offsets, as without transactions */
+            if (group_refused(rd_kafka_error_code(e)))
+                gm = NULL;
+            rd_kafka_error_t *a = rd_kafka_abort_transaction(p->rk, left);
+            if (a && rd_kafka_error_is_fatal(a))
+                st = txn_fatal(p, "aborting a transaction", a, err);
+            else if (a)
+                st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: aborting a transaction "
+                                   "after %s: %s", p->cfg.topic, last, rd_kafka_error_string(a));
+            else {
+                p->in_txn = false;
+                p->aborted++;
+                if (++aborts >= TXN_ATTEMPTS)
+                    st = slr_error_set(err, SLR_ERR_KAFKA,
+                                       "sync topic %s: a transaction aborted %u times in a row "
+                                       "(last %s); learning stops rather than going on with a "
+                                       "model the group does not share",
+                                       p->cfg.topic, aborts, last);
+            }
+            if (a)
+                rd_kafka_error_destroy(a);
+        } else if (!rd_kafka_error_is_retriable(e)) {
+            st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", p->cfg.topic, last);
+        } else { /* retriable: the same call again, in the same transaction */
+            rd_kafka_poll(p->rk, 100);
+        }
+        rd_kafka_error_destroy(e);
+        if (st != SLR_OK)
+            return st;
+    }
+}
+
+slr_status slr_sync_publisher_commit(slr_sync_publisher *p, const void *group, size_t group_len,
+                                     int timeout_ms, slr_error *err)
+{
+    if (!p->txn_id)
+        return flush_plain(p, timeout_ms, err);
+    if (p->dead)
+        return slr_error_set(err, p->dead, "%s", p->dead_msg);
+    if (!p->in_txn && !p->n_held)
+        return SLR_OK;
+    rd_kafka_consumer_group_metadata_t *gm = NULL;
+    if (group) {
+        rd_kafka_error_t *e = rd_kafka_consumer_group_metadata_read(&gm, group, group_len);
+        if (e) {
+            slr_status st = slr_error_set(err, SLR_ERR_ARG, "a consumer group's metadata: %s",
+                                          rd_kafka_error_string(e));
+            rd_kafka_error_destroy(e);
+            return st;
+        }
+    }
+    slr_status st = txn_commit(p, gm, timeout_ms, err);
+    if (gm)
+        rd_kafka_consumer_group_metadata_destroy(gm);
+    return st;
+}
+
+slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err)
+{
+    return slr_sync_publisher_commit(p, NULL, 0, timeout_ms, err);
 }
 
 /* An id no other snapshot shares (two writers of one round, one restarted,
@@ -277,38 +585,19 @@ slr_status slr_sync_publish_snapshot(slr_sync_publisher *p, const slr_learner *t
     slr_sync_chunk c = {.id = snapshot_id(p), .round = round, .position = position,
                         .count = (uint32_t)count, .total = len,
                         .hash = slr_sync_body_hash(body, len)};
-    char key[SLR_SYNC_MAX_MEMBER_ID + 16], version[8], rnd[24];
-    snprintf(key, sizeof key, "%s/snapshot", p->cfg.source_topic);
-    snprintf(version, sizeof version, "%d", SLR_SYNC_SNAPSHOT_VERSION);
-    snprintf(rnd, sizeof rnd, "%llu", (unsigned long long)round);
     for (uint32_t i = 0; i < count && st == SLR_OK; i++) {
         c.index = i;
         c.data = body + (size_t)i * per;
         c.len = i + 1 < count ? per : len - (size_t)i * per;
-        unsigned char *buf;
-        size_t blen;
-        if ((st = slr_sync_chunk_encode(&c, &buf, &blen, err)) != SLR_OK)
+        record r = {.mark_name = SLR_SYNC_HEADER_SNAPSHOT};
+        if ((st = slr_sync_chunk_encode(&c, &r.value, &r.len, err)) != SLR_OK)
             break;
-        char mark[64];
-        snprintf(mark, sizeof mark, "%016llx %u/%u", (unsigned long long)c.id, i, c.count);
-        for (;;) {
-            rd_kafka_resp_err_t e = rd_kafka_producev(
-                p->rk, RD_KAFKA_V_TOPIC(p->cfg.topic), RD_KAFKA_V_PARTITION(SYNC_PARTITION),
-                RD_KAFKA_V_KEY(key, strlen(key)), RD_KAFKA_V_VALUE(buf, blen),
-                RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_VERSION, version, -1),
-                RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_ROUND, rnd, -1),
-                RD_KAFKA_V_HEADER(SLR_SYNC_HEADER_SNAPSHOT, mark, -1),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE), RD_KAFKA_V_END);
-            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
-                break;
-            if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-                free(buf);
-                st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: snapshot chunk %u/%u: %s",
-                                   p->cfg.topic, i, c.count, rd_kafka_err2str(e));
-                break;
-            }
-            rd_kafka_poll(p->rk, 50);
-        }
+        snprintf(r.key, sizeof r.key, "%s/snapshot", p->cfg.source_topic);
+        snprintf(r.version, sizeof r.version, "%d", SLR_SYNC_SNAPSHOT_VERSION);
+        snprintf(r.round, sizeof r.round, "%llu", (unsigned long long)round);
+        snprintf(r.mark, sizeof r.mark, "%016llx %u/%u", (unsigned long long)c.id, i, c.count);
+        if ((st = publish_record(p, &r, err)) != SLR_OK)
+            slr_error_prefix(err, "snapshot chunk %u/%u: ", i, c.count);
     }
     free(body);
     return st;
@@ -413,6 +702,31 @@ static slr_status check_topic(rd_kafka_t *rk, const char *topic, slr_error *err)
     return st;
 }
 
+/* Readers see committed records only, whatever the caller's -X says:
+ * deltas of a transaction a member aborted (docs/SYNC_PROTOCOL.md,
+ * "Transactions") stay out of view on a real cluster.  Without
+ * transactions every record is committed as soon as it is written. */
+static slr_status read_committed(rd_kafka_conf_t *conf, slr_error *err)
+{
+    return slr_kafka_conf_set(conf, "isolation.level", "read_committed", err);
+}
+
+/* How far rk has read partition 0 of topic, read_to being after the last
+ * record it returned: its position can be further, past transaction
+ * markers and aborted records, which take offsets but are never
+ * returned -- a reader that waited for read_to alone to reach the high
+ * watermark would wait forever behind a commit marker. */
+static int64_t read_up_to(rd_kafka_t *rk, const char *topic, int64_t read_to)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_t *t = rd_kafka_topic_partition_list_add(l, topic, SYNC_PARTITION);
+    int64_t at = read_to;
+    if (rd_kafka_position(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR && !t->err && t->offset > at)
+        at = t->offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    return at;
+}
+
 /* A consumer of the sync topic without a group: positions are the caller's
  * (its checkpoint's), never committed; a position retention dropped is an
  * error (auto.offset.reset=error, whatever the caller's properties say),
@@ -427,7 +741,9 @@ static slr_status reader_conf(rd_kafka_conf_t **conf, const slr_sync_topic_confi
     slr_status st = make_conf(conf, cfg, ours, err);
     /* after the caller's properties: a consumer's auto.offset.reset shared
      * through -X must not make a lost reader jump silently */
-    if (st == SLR_OK && (st = slr_kafka_conf_set(*conf, "auto.offset.reset", "error", err)) != SLR_OK)
+    if (st == SLR_OK && (st = slr_kafka_conf_set(*conf, "auto.offset.reset", "error", err)) == SLR_OK)
+        st = read_committed(*conf, err);
+    if (st != SLR_OK)
         rd_kafka_conf_destroy(*conf);
     return st;
 }
@@ -633,6 +949,15 @@ static bool round_ready(const slr_sync_reader *r, bool *ended)
     return have >= need;
 }
 
+/* The reader has read up to the high watermark it last asked for (its
+ * consumer's position counts: transaction markers take offsets no record
+ * is returned for).  read_to itself only moves with records: a position
+ * read just after a reassignment may still be the old one's. */
+static bool reached(const slr_sync_reader *r)
+{
+    return r->read_to >= r->high || read_up_to(r->rk, r->topic, r->read_to) >= r->high;
+}
+
 slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *caught_up,
                                     slr_error *err)
 {
@@ -640,7 +965,7 @@ slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *ca
     if (r->lost)
         return lost_error(r, err);
     double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
-    if (r->read_to >= r->high) { /* the mark passed: where is the topic now? */
+    if (reached(r)) { /* the mark passed: where is the topic now? */
         int64_t lo;
         rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(r->rk, r->topic, SYNC_PARTITION,
                                                                  &lo, &r->high, timeout_ms);
@@ -651,12 +976,12 @@ slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *ca
     bool ended;
     /* stop at a complete round: the caller takes it before more is read, so
      * that replaying a long topic holds about one round at a time */
-    while (r->read_to < r->high && !round_ready(r, &ended) && slr_monotonic_seconds() < until) {
+    while (!reached(r) && !round_ready(r, &ended) && slr_monotonic_seconds() < until) {
         slr_status st = poll_once(r, 50, err);
         if (st != SLR_OK)
             return st;
     }
-    *caught_up = r->read_to >= r->high;
+    *caught_up = reached(r);
     return SLR_OK;
 }
 
@@ -847,8 +1172,10 @@ static slr_status scan_snapshots(rd_kafka_t *rk, const char *topic, int64_t lo, 
                                  "sync topic %s: read up to offset %lld of %lld in the time given",
                                  topic, (long long)next, (long long)hi);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (!m)
+        if (!m) {
+            next = read_up_to(rk, topic, next);
             continue;
+        }
         slr_status st = SLR_OK;
         if (m->err == RD_KAFKA_RESP_ERR_OFFSET_OUT_OF_RANGE ||
             m->err == RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET)
@@ -1052,8 +1379,10 @@ static slr_status scan_records(rd_kafka_t *rk, const char *topic, double until,
             return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: read up to offset %lld of %lld "
                                  "in the time given", topic, (long long)read_to, (long long)info->high);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
-        if (!m)
+        if (!m) {
+            read_to = read_up_to(rk, topic, read_to);
             continue;
+        }
         if (m->err) {
             rd_kafka_message_destroy(m);
             continue;
@@ -1119,6 +1448,8 @@ slr_status slr_sync_topic_inspect(const slr_sync_topic_config *cfg, int timeout_
                                        "allow.auto.create.topics=false", "fetch.wait.max.ms=50", NULL};
     rd_kafka_conf_t *conf;
     slr_status st = make_conf(&conf, cfg, ours, err);
+    if (st == SLR_OK && (st = read_committed(conf, err)) != SLR_OK)
+        rd_kafka_conf_destroy(conf);
     if (st != SLR_OK)
         return st;
     rd_kafka_t *rk;

@@ -68,6 +68,10 @@ typedef struct slr_kafka_options {
      * an empty topic): what a new member or a scorer starts from, so the
      * topic can be given a retention.  0: none. */
     uint64_t sync_snapshot_every;
+    /* Publish each round's deltas in a Kafka transaction with the source
+     * offsets they consumed (docs/SYNC_PROTOCOL.md, "Transactions"):
+     * defence in depth on a real cluster, not needed for exactly-once. */
+    bool sync_transactions;
 } slr_kafka_options;
 
 #define SLR_SYNC_EVERY_DEFAULT 1000

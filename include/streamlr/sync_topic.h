@@ -47,6 +47,13 @@ typedef struct slr_sync_topic_config {
     const char *source_topic; /* the data topic whose partitions are sliced */
     int32_t source_partitions; /* P: partitions 0..P-1 of source_topic */
     int64_t slice;             /* S: offsets per partition and round (>= 1) */
+    /* Transactions, as defence in depth (docs/SYNC_PROTOCOL.md,
+     * "Transactions"): non-NULL makes the publisher a transactional
+     * producer with this transactional.id (a -X transactional.id in
+     * properties overrides it); NULL: an idempotent producer, and a
+     * transactional.id among the properties is refused.  Readers read
+     * committed records only, either way. */
+    const char *transactional_id;
 } slr_sync_topic_config;
 
 /* The member name of partition p's deltas: "<source topic>/<p, 6 digits>",
@@ -59,7 +66,11 @@ slr_status slr_sync_slice_name(char *buf, size_t n, const char *source_topic, in
 
 typedef struct slr_sync_publisher slr_sync_publisher;
 
-/* An idempotent producer (enable.idempotence, acks=all) of the sync topic. */
+/* An idempotent producer (enable.idempotence, acks=all) of the sync topic;
+ * with cfg->transactional_id a transactional one, its transactions begun
+ * by the first record published after a commit (init_transactions here
+ * fences an earlier producer of the same id and aborts what it left open;
+ * SLR_ERR_KAFKA, saying what the cluster needs, if it cannot). */
 slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_topic_config *cfg,
                                      slr_error *err);
 void slr_sync_publisher_destroy(slr_sync_publisher *p);
@@ -69,15 +80,35 @@ void slr_sync_publisher_destroy(slr_sync_publisher *p);
  * the topic).  Key: the member field; value: slr_sync_delta_encode. */
 slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_error *err);
 
-/* Wait up to timeout_ms until everything queued is acknowledged.
- * SLR_ERR_KAFKA, naming the cause, if a record failed or is still pending:
- * the caller must not start another round (learning pauses; it never goes
- * on with a model the group does not share). */
 /* Deltas queued so far (snapshots not included), and the bytes of their
  * keys and values: the sync traffic a member adds, before compression. */
 void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, uint64_t *bytes);
 
+/* Wait up to timeout_ms until everything queued is acknowledged -- with
+ * transactions: the open transaction is committed.  SLR_ERR_KAFKA, naming
+ * the cause, if a record failed or is still pending: the caller must not
+ * start another round (learning pauses; it never goes on with a model the
+ * group does not share). */
 slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err);
+
+/* slr_sync_publisher_flush, and with transactions: the source offsets of
+ * the transaction's deltas (the end of each one's slice) are sent to it
+ * for the consumer group whose metadata `group` holds (group_len bytes of
+ * rd_kafka_consumer_group_metadata_write(); NULL: none), so that the group
+ * coordinator refuses them from a member of an older generation
+ * (KIP-447).  An abortable error (the broker lost the producer's state,
+ * the group refused the offsets) aborts the transaction and publishes its
+ * records again, up to a few times in a row (offsets the group refused are
+ * left to the member's checkpoint commits); a fatal one -- above all a
+ * fenced producer: another process took the transactional.id over, this
+ * one is a zombie -- ends the publisher, every later call failing with the
+ * same message. */
+slr_status slr_sync_publisher_commit(slr_sync_publisher *p, const void *group, size_t group_len,
+                                     int timeout_ms, slr_error *err);
+
+/* Transactions committed and aborted so far (0 without transactions). */
+void slr_sync_publisher_transactions(const slr_sync_publisher *p, uint64_t *committed,
+                                     uint64_t *aborted);
 
 /* -------------------------------------------------------------- snapshot */
 
