@@ -5,10 +5,11 @@
  * tests/0105-transactions_mock.c does):
  *  - a member publishing in transactions ends with the model, bit for bit,
  *    of the same member without them, and says how many it committed;
- *  - an abortable error on a commit (the broker lost the producer's state),
- *    or the group refusing the offsets sent to the transaction (a stale
- *    generation), makes it abort and publish the transaction again: the
- *    model is still exact (the mock shows the aborted copies to every
+ *  - an abortable error on a commit (the broker lost the producer's state)
+ *    makes it abort and publish the transaction again; the group refusing
+ *    the offsets sent to the transaction (a stale generation), however
+ *    often, makes it publish the deltas again without them: the model is
+ *    still exact (the mock shows the aborted copies to every
  *    reader, which drops them as repeats: what a real cluster hides);
  *  - a fenced producer (another process took the member's transactional.id)
  *    stops the member, saying it is a zombie, without a final model.
@@ -212,14 +213,21 @@ START_TEST(transactions_same_model)
     ck_assert_uint_gt(identical + late, 0);
     ck_assert_uint_eq(different, 0);
 
-    /* the group refuses the offsets: a generation the coordinator has left */
-    rd_kafka_mock_push_request_errors(c.mc, API_TXN_OFFSET_COMMIT, 1,
+    /* the group refuses the offsets, a generation the coordinator has left,
+     * as often as a commit may abort in a row: the deltas go again without
+     * them, and each later commit that meets one of these does the same */
+    rd_kafka_mock_push_request_errors(c.mc, API_TXN_OFFSET_COMMIT, 5,
+                                      RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
+                                      RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
+                                      RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
+                                      RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION,
                                       RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION);
     run_member(&c, data, dir, "generation", true, m);
     assert_ok(m);
     assert_same_model(off, m);
     transactions(m, &committed, &aborted);
-    ck_assert_uint_eq(aborted, 1);
+    ck_assert_uint_ge(aborted, 1);
+    ck_assert_uint_le(aborted, 5);
 
     free(off);
     free(on);

@@ -59,7 +59,8 @@ static void usage(FILE *out)
             "dropped (a consumer that falls that far behind loses them: streamlr reports\n"
             "it); consumer group joins take about 3 s and rejoins about 5 s (clients should\n"
             "use session.timeout.ms=6000); idle fetches wait the full fetch.wait.max.ms\n"
-            "(clients should use -X fetch.wait.max.ms=10); no transactions, no compaction.\n"
+            "(clients should use -X fetch.wait.max.ms=10); transactions are accepted but\n"
+            "write no markers (aborted records stay visible); no compaction.\n"
             "It is for the quickstart, tests and benchmarks, not a production broker.\n");
 }
 

@@ -876,11 +876,13 @@ static const char **group_config(const slr_kafka_options *k, slr_kafka_options *
         return NULL;
     }
     c[0] = "partition.assignment.strategy=roundrobin"; /* first: -X overrides it */
-    for (uint32_t i = 0; i < k->n_config; i++)
-        c[i + 1] = k->config[i];
+    uint32_t n = 1;
+    for (uint32_t i = 0; i < k->n_config; i++) /* the sync topic's producer's, not ours */
+        if (strncmp(k->config[i], "transactional.id=", 17))
+            c[n++] = k->config[i];
     *out = *k;
     out->config = c;
-    out->n_config = k->n_config + 1;
+    out->n_config = n;
     return c;
 }
 

@@ -206,7 +206,8 @@ slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_to
                 free(p);
                 return slr_error_set(err, SLR_ERR_ARG,
                                      "sync topic %s: transactional.id is set (-X) but "
-                                     "transactions are off (--sync-transactions on)",
+                                     "transactions are off: add --sync-transactions on, or "
+                                     "drop it",
                                      cfg->topic);
             }
             txn_id = cfg->properties[i] + 17;
