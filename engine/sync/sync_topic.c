@@ -170,9 +170,10 @@ static slr_status txn_fatal(slr_sync_publisher *p, const char *step, const rd_ka
         code == RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH)
         snprintf(p->dead_msg, sizeof p->dead_msg,
                  "sync topic %s: this member's transactional producer (transactional.id \"%s\") "
-                 "was fenced while %s: another process started with the same transactional.id "
-                 "(this member restarted elsewhere?), so this one is a zombie: it stops learning and "
-                 "writes no final checkpoint or model; the process that fenced it carries on",
+                 "was fenced while %s: another process started with the same "
+                 "transactional.id (this member restarted elsewhere?), so this one is a zombie: "
+                 "it stops learning and writes no final checkpoint or model; the process that "
+                 "fenced it carries on",
                  p->cfg.topic, p->txn_id, step);
     else
         snprintf(p->dead_msg, sizeof p->dead_msg,
@@ -229,7 +230,8 @@ slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_to
         slr_sync_publisher_destroy(p);
         return st;
     }
-    if (p->txn_id && (st = slr_kafka_conf_set(conf, "transactional.id", p->txn_id, err)) != SLR_OK) {
+    if (p->txn_id &&
+        (st = slr_kafka_conf_set(conf, "transactional.id", p->txn_id, err)) != SLR_OK) {
         rd_kafka_conf_destroy(conf);
         slr_sync_publisher_destroy(p);
         return st;
@@ -308,6 +310,17 @@ static slr_status produce(slr_sync_publisher *p, record *r, slr_error *err)
             RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return SLR_OK;
+        if (p->txn_id && e == RD_KAFKA_RESP_ERR__STATE)
+            return SLR_OK; /* the transaction failed (abortable): its commit fails, aborts it
+                              and publishes r again with the others it holds */
+        if (p->txn_id && e == RD_KAFKA_RESP_ERR__FATAL) { /* fenced, above all */
+            char why[256];
+            rd_kafka_error_t *f = rd_kafka_error_new(rd_kafka_fatal_error(p->rk, why, sizeof why),
+                                                     "%s", why);
+            slr_status st = txn_fatal(p, "publishing a record", f, err);
+            rd_kafka_error_destroy(f);
+            return st;
+        }
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             if (!p->txn_id)
                 free(r->value);
@@ -742,7 +755,9 @@ static slr_status reader_conf(rd_kafka_conf_t **conf, const slr_sync_topic_confi
     slr_status st = make_conf(conf, cfg, ours, err);
     /* after the caller's properties: a consumer's auto.offset.reset shared
      * through -X must not make a lost reader jump silently */
-    if (st == SLR_OK && (st = slr_kafka_conf_set(*conf, "auto.offset.reset", "error", err)) == SLR_OK)
+    if (st == SLR_OK)
+        st = slr_kafka_conf_set(*conf, "auto.offset.reset", "error", err);
+    if (st == SLR_OK)
         st = read_committed(*conf, err);
     if (st != SLR_OK)
         rd_kafka_conf_destroy(*conf);
