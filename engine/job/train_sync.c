@@ -348,19 +348,24 @@ static slr_status snapshot_if_due(sync_run *run, slr_error *err)
  * host -- so that the restarted process fences the old one, should it
  * still live (a zombie), and aborts the transaction it left open, which
  * readers would otherwise wait behind until transaction.timeout.ms.
- * Without either, the process id: nothing stable to fence by. */
+ * Without either, the process id: nothing stable to fence by.  -X
+ * transactional.id=ID says it outright. */
 static slr_status transactional_id(const sync_run *run, char *buf, size_t n, slr_error *err)
 {
-    const char *instance = NULL;
+    const char *instance = NULL, *given = NULL;
     for (uint32_t i = 0; i < run->user->n_config; i++)
         if (!strncmp(run->user->config[i], "group.instance.id=", 18))
             instance = run->user->config[i] + 18;
+        else if (!strncmp(run->user->config[i], "transactional.id=", 17))
+            given = run->user->config[i] + 17;
     char host[256] = "localhost", dir[PATH_MAX];
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
     const char *cd = run->job.opt->checkpoint_dir;
     int len;
-    if (instance)
+    if (given)
+        len = snprintf(buf, n, "%s", given);
+    else if (instance)
         len = snprintf(buf, n, "streamlr.%s.%s.instance.%s", run->k->group, run->k->sync_topic,
                        instance);
     else if (cd && realpath(cd, dir))
@@ -414,6 +419,10 @@ static slr_status open_sync_topic(sync_run *run, slr_error *err)
         c.transactional_id = txn_id;
     if (st == SLR_OK)
         st = slr_sync_publisher_create(&run->pub, &c, err);
+    if (st == SLR_OK && c.transactional_id) /* what an ACL on the cluster must allow */
+        slr_job_log(&run->job, "sync: deltas published in transactions as transactional.id "
+                               "\"%s\"",
+                    c.transactional_id);
     return st;
 }
 
