@@ -29,7 +29,7 @@ struct slr_sync_member {
     bool ended;
     bool borrowed; /* shared belongs to the caller, who merges the rounds */
     uint32_t *idx; /* scratch for the round's coordinates */
-    unsigned char *rec;
+    unsigned char *rec, *start; /* their records in local, and in shared */
     size_t cap;
 };
 
@@ -44,6 +44,7 @@ void slr_sync_member_destroy(slr_sync_member *m)
     free(m->counts);
     free(m->idx);
     free(m->rec);
+    free(m->start);
     free(m);
 }
 
@@ -170,7 +171,10 @@ static slr_status reserve(slr_sync_member *m, size_t n, slr_error *err)
     unsigned char *rec = realloc(m->rec, cap * SLR_STATE_RECORD);
     if (rec)
         m->rec = rec;
-    if (!idx || !rec)
+    unsigned char *start = realloc(m->start, cap * SLR_STATE_RECORD);
+    if (start)
+        m->start = start;
+    if (!idx || !rec || !start)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a round's coordinates");
     m->cap = cap;
     return SLR_OK;
@@ -216,6 +220,7 @@ slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *r
     /* the weights as of the member's last step: what its own learning made of them */
     slr_learner_catch_up(m->local, m->idx, k);
     slr_learner_state_export(m->local, m->idx, k, m->rec);
+    slr_learner_state_export(m->shared, m->idx, k, m->start);
     if (k && !(d->entries = malloc(k * SLR_SYNC_ENTRY)))
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a delta");
     const uint64_t sampled = (m->examples + COUNT_STRIDE - 1) / COUNT_STRIDE;
@@ -225,8 +230,7 @@ slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *r
         /* the increments against theta_r, which the merge reads back as
          * start + dw with the start it computes the same way */
         const unsigned char *r = m->rec + i * SLR_STATE_RECORD;
-        unsigned char s[SLR_STATE_RECORD];
-        slr_learner_state_export(m->shared, &m->idx[i], 1, s);
+        const unsigned char *s = m->start + i * SLR_STATE_RECORD;
         double g0 = slr_le_get_f64(s + SLR_STATE_G2);
         double start = slr_sync_start(m->shared, slr_le_get_f64(s + SLR_STATE_W), g0,
                                       epoch + slr_le_get_u32(s + SLR_STATE_STAMP), m->examples);

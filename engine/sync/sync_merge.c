@@ -43,6 +43,9 @@ typedef struct contrib {
 
 double slr_sync_start(const slr_learner *theta, double w, double g2, uint64_t paid, uint64_t n)
 {
+    const slr_learner_config *cfg = slr_learner_config_of(theta);
+    if (!(cfg->l1 > 0.0) && !(cfg->l2 > 0.0))
+        return w; /* no penalty: what slr_learner_penalized returns, without its rate */
     const uint64_t T = slr_learner_steps(theta);
     if (w != 0.0 && paid < T) /* what slr_learner_catch_up makes of it */
         w = slr_learner_penalized(theta, w, g2, paid, T);
