@@ -74,7 +74,8 @@ slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_
  * the caller must not start another round (learning pauses; it never goes
  * on with a model the group does not share). */
 /* Deltas queued so far (snapshots not included), and the bytes of their
- * keys and values: the sync traffic a member adds, before compression. */
+ * keys and values: the sync traffic a member adds (records compress their
+ * entries themselves; a producer compression.type would come on top). */
 void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, uint64_t *bytes);
 
 slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err);
