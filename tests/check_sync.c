@@ -7,10 +7,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zstd.h>
 
 #include "learner/learner_io.h"
 #include "streamlr/learner.h"
 #include "streamlr/sync.h"
+#include "sync/sync_impl.h" /* the entries' bfloat16 */
 #define BITS 12
 #include "sync_testutil.h"
 #include "testutil.h"
@@ -73,8 +75,9 @@ static void fill_delta(slr_sync_delta *d, size_t n_entries)
     for (size_t i = 0; i < n_entries; i++) {
         unsigned char *e = d->entries + i * SLR_SYNC_ENTRY;
         slr_le_put_u32(e, (uint32_t)(3 * i + 1));
-        slr_le_put_f64(e + 4, 0.001 * (double)i - 0.1);
-        slr_le_put_f64(e + 12, i % 3 == 0 ? -(double)i : (double)i); /* -0.0 for i = 0: dense, no evidence */
+        slr_le_put_u16(e + 4, slr_sync_bf16(0.001 * (double)i - 0.1));
+        /* dense every third; i = 0: dense with no evidence */
+        slr_le_put_u16(e + 6, (uint16_t)(slr_sync_bf16((double)i) | (i % 3 == 0 ? 0x8000u : 0)));
     }
 }
 
@@ -86,9 +89,8 @@ START_TEST(codec_round_trip)
     size_t len;
     slr_error err = {0};
     ck_assert_int_eq(slr_sync_delta_encode(&d, &buf, &len, &err), SLR_OK);
-    /* header ~ 80 bytes + 16 per entry */
-    ck_assert_uint_ge(len, 50 * SLR_SYNC_ENTRY);
-    ck_assert_uint_le(len, 50 * SLR_SYNC_ENTRY + 120);
+    /* header ~ 80 bytes, five planes' framing, at most 6 bytes an entry */
+    ck_assert_uint_le(len, 50 * 6 + 140);
     ck_assert_int_eq(slr_sync_delta_decode(buf, len, &back, &err), SLR_OK);
     ck_assert_str_eq(back.member, "member-a");
     ck_assert_uint_eq(back.generation, 7);
@@ -102,8 +104,9 @@ START_TEST(codec_round_trip)
     ck_assert_int_eq(back.ranges[0].to, 600);
     ck_assert(back.bias_w == -0.25 && back.bias_g2 == 12.5);
     ck_assert_uint_eq(back.n_entries, 50);
+    /* what every reader merges is what the member holds, bit for bit */
     ck_assert(memcmp(back.entries, d.entries, 50 * SLR_SYNC_ENTRY) == 0);
-    ck_assert(signbit(slr_le_get_f64(back.entries + 12))); /* the dense flag of a zero g2 survives */
+    ck_assert_uint_eq(slr_le_get_u16(back.entries + 6), 0x8000); /* dense with a zero gain survives */
 
     /* every strict prefix is refused, with a message, never a crash */
     for (size_t cut = 0; cut < len; cut++) {
@@ -144,26 +147,29 @@ START_TEST(codec_rejects)
     slr_error err = {0};
     slr_sync_delta d;
 
+    /* entries a reader would refuse are never written: gaps cannot say them */
+    unsigned char *nothing;
+    size_t none;
     fill_delta(&d, 4); /* entries out of order */
     slr_le_put_u32(d.entries + 2 * SLR_SYNC_ENTRY, 1);
-    ck_assert_int_eq(encode_then_decode(&d, &err), SLR_ERR_CORRUPT);
+    ck_assert_int_eq(slr_sync_delta_encode(&d, &nothing, &none, &err), SLR_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "not after"), "%s", err.msg);
     slr_sync_delta_clear(&d);
 
     fill_delta(&d, 4); /* a repeated index */
     slr_le_put_u32(d.entries + SLR_SYNC_ENTRY, 1);
-    ck_assert_int_eq(encode_then_decode(&d, &err), SLR_ERR_CORRUPT);
+    ck_assert_int_eq(slr_sync_delta_encode(&d, &nothing, &none, &err), SLR_ERR_ARG);
     slr_sync_delta_clear(&d);
 
     fill_delta(&d, 4); /* NaN weight */
-    slr_le_put_f64(d.entries + 4, NAN);
-    ck_assert_int_eq(encode_then_decode(&d, &err), SLR_ERR_CORRUPT);
+    slr_le_put_u16(d.entries + 4, 0x7fc0);
+    ck_assert_int_eq(slr_sync_delta_encode(&d, &nothing, &none, &err), SLR_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "non-finite"), "%s", err.msg);
     slr_sync_delta_clear(&d);
 
     fill_delta(&d, 4); /* infinite g2 */
-    slr_le_put_f64(d.entries + 12, INFINITY);
-    ck_assert_int_eq(encode_then_decode(&d, &err), SLR_ERR_CORRUPT);
+    slr_le_put_u16(d.entries + 6, 0x7f80);
+    ck_assert_int_eq(slr_sync_delta_encode(&d, &nothing, &none, &err), SLR_ERR_ARG);
     slr_sync_delta_clear(&d);
 
     fill_delta(&d, 4); /* a range that ends before it starts */
@@ -202,12 +208,12 @@ START_TEST(codec_rejects)
     free(longer);
     /* the version is the byte after the 15-byte tag and the array header */
     ck_assert_uint_eq(buf[16], SLR_SYNC_FORMAT_VERSION);
-    buf[16] = 1; /* version 1's entries held a float Sum g^2 */
+    buf[16] = 2; /* version 2's entries were 20-byte end states */
     ck_assert_int_eq(slr_sync_delta_decode(buf, len, &back, &err), SLR_ERR_CORRUPT);
-    ck_assert_msg(strstr(err.msg, "version 1"), "%s", err.msg);
-    buf[16] = 3;
+    ck_assert_msg(strstr(err.msg, "version 2"), "%s", err.msg);
+    buf[16] = 4;
     ck_assert_int_eq(slr_sync_delta_decode(buf, len, &back, &err), SLR_ERR_CORRUPT);
-    ck_assert_msg(strstr(err.msg, "version 3"), "%s", err.msg);
+    ck_assert_msg(strstr(err.msg, "version 4"), "%s", err.msg);
     free(buf);
     slr_sync_delta_clear(&d);
 
@@ -219,6 +225,153 @@ START_TEST(codec_rejects)
     ck_assert_int_eq(slr_sync_delta_decode(sb.data, sb.size, &back, &err), SLR_ERR_CORRUPT);
     ck_assert_msg(strstr(err.msg, "not a streamlr delta"), "%s", err.msg);
     msgpack_sbuffer_destroy(&sb);
+}
+END_TEST
+
+/* fill_delta(n) encoded, with the entry count set to `count` (if >= 0) and
+ * plane `plane` (if >= 0) given raw length `raw` (if >= 0) and the bytes
+ * bin[0..blen) (if bin), then decoded: the wire's own mistakes, which no
+ * writer makes. */
+static slr_status decode_mangled(size_t n, int64_t count, int plane, int64_t raw, const void *bin,
+                                 size_t blen, slr_error *err)
+{
+    slr_sync_delta d, back;
+    fill_delta(&d, n);
+    unsigned char *buf;
+    size_t len;
+    ck_assert_int_eq(slr_sync_delta_encode(&d, &buf, &len, err), SLR_OK);
+    msgpack_zone zone;
+    msgpack_zone_init(&zone, 4096);
+    msgpack_object obj;
+    size_t off = 0;
+    ck_assert_int_eq(msgpack_unpack((const char *)buf, len, &off, &zone, &obj), MSGPACK_UNPACK_SUCCESS);
+    msgpack_object *f = obj.via.array.ptr;
+    ck_assert_uint_eq(obj.via.array.size, 11);
+    if (count >= 0)
+        f[9].via.u64 = (uint64_t)count;
+    if (plane >= 0) {
+        msgpack_object *pl = f[10].via.array.ptr[plane].via.array.ptr;
+        if (raw >= 0)
+            pl[0].via.u64 = (uint64_t)raw;
+        if (bin) {
+            pl[1].via.bin.ptr = bin;
+            pl[1].via.bin.size = (uint32_t)blen;
+        }
+    }
+    msgpack_sbuffer sb;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_object(&pk, obj);
+    err->msg[0] = '\0';
+    slr_status st = slr_sync_delta_decode(sb.data, sb.size, &back, err);
+    if (st == SLR_OK)
+        slr_sync_delta_clear(&back);
+    msgpack_sbuffer_destroy(&sb);
+    msgpack_zone_destroy(&zone);
+    free(buf);
+    slr_sync_delta_clear(&d);
+    return st;
+}
+
+#define REFUSED(call, what)                                                                        \
+    do {                                                                                           \
+        ck_assert_int_eq((call), SLR_ERR_CORRUPT);                                                 \
+        ck_assert_msg(strstr(err.msg, what), "%s: %s", #call, err.msg);                            \
+    } while (0)
+
+/* Format 3's planes (sync_delta.c): varint gaps, byte planes, zstd frames
+ * that must say what they hold; counts that lie are refused, never
+ * believed (no allocation beyond what the record's size allows). */
+START_TEST(codec_planes_refused)
+{
+    slr_error err = {0};
+    /* fill_delta(4): indices 1, 4, 7, 10: gaps 1, 2, 2, 2 */
+    ck_assert_int_eq(decode_mangled(4, -1, -1, -1, NULL, 0, &err), SLR_OK);
+    const unsigned char same[] = {1, 2, 2, 2}, longer[] = {0x81, 0x00, 2, 2, 2};
+    ck_assert_msg(decode_mangled(4, -1, 0, 4, same, 4, &err) == SLR_OK, "%s", err.msg);
+    REFUSED(decode_mangled(4, -1, 0, 5, longer, 5, &err), "not minimal");
+    const unsigned char six[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 2, 2};
+    REFUSED(decode_mangled(4, -1, 0, 8, six, 8, &err), "too long");
+    const unsigned char cut[] = {1, 2, 2, 0x82};
+    REFUSED(decode_mangled(4, -1, 0, 4, cut, 4, &err), "cut short");
+    const unsigned char more[] = {1, 2, 2, 2, 2};
+    REFUSED(decode_mangled(4, -1, 0, 5, more, 5, &err), "go on past");
+    const unsigned char wide[] = {0xfe, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0};
+    REFUSED(decode_mangled(4, -1, 0, 8, wide, 8, &err), "beyond 2^32");
+    /* counts that lie: the planes hold 4 entries */
+    REFUSED(decode_mangled(4, 5, -1, -1, NULL, 0, &err), "holds");
+    REFUSED(decode_mangled(4, 3, -1, -1, NULL, 0, &err), "holds");
+    REFUSED(decode_mangled(4, INT64_C(1) << 40, -1, -1, NULL, 0, &err), "count and five planes");
+    REFUSED(decode_mangled(4, -1, 2, 5, NULL, 0, &err), "holds"); /* a plane's length */
+    /* a truncated plane (raw, so it would have to be a zstd frame) */
+    REFUSED(decode_mangled(4, -1, 3, -1, same, 3, &err), "zstd frame");
+    /* a NaN weight increment (high byte 0xff with the low bytes of -0.1) */
+    const unsigned char nan_hi[] = {0xff, 0xff, 0xff, 0xff};
+    REFUSED(decode_mangled(4, -1, 2, -1, nan_hi, 4, &err), "non-finite");
+
+    /* zstd planes: a frame of the plane decodes, whoever wrote it ... */
+    enum { N = 2000 };
+    unsigned char raw[N], z[N + 600];
+    test_rng r = {.s = 5};
+    for (int i = 0; i < N; i++)
+        raw[i] = (unsigned char)(test_rng_next(&r) % 4);
+    size_t zl = ZSTD_compress(z, sizeof z, raw, N, 3);
+    ck_assert(!ZSTD_isError(zl) && zl < N / 2 && zl * 64 > N);
+    ck_assert_msg(decode_mangled(N, -1, 1, N, z, zl, &err) == SLR_OK, "%s", err.msg);
+    /* ... but not one cut short, nor one that holds other than its length */
+    REFUSED(decode_mangled(N, -1, 1, N, z, zl - 1, &err), "zstd frame");
+    size_t zs = ZSTD_compress(z, sizeof z, raw, N - 1, 3);
+    REFUSED(decode_mangled(N, -1, 1, N, z, zs, &err), "zstd frame");
+    /* nor one that would make a reader allocate over 64 times its size */
+    memset(raw, 7, N);
+    size_t zz = ZSTD_compress(z, sizeof z, raw, N, 3);
+    ck_assert(!ZSTD_isError(zz) && zz * 64 < N);
+    REFUSED(decode_mangled(N, -1, 1, N, z, zz, &err), "zstd frame");
+}
+END_TEST
+
+/* A member's real round: format 3 takes a few bytes an entry, where
+ * format 2 took 20, and the entries every reader decodes are the member's
+ * own, bit for bit. */
+/* A new member `id` that learned offsets [0, n) of partition 0 of `topic`
+ * and ended its round with delta *d. */
+static slr_sync_member *member_after(slr_learner_config cfg, const char *id, const char *topic,
+                                     int64_t n, slr_sync_delta *d)
+{
+    slr_error err = {0};
+    slr_sync_member *m;
+    ck_assert_int_eq(slr_sync_member_create(&m, &cfg, id, 1, &err), SLR_OK);
+    slr_example ex;
+    slr_example_init(&ex, &cfg.hashing);
+    for (int64_t o = 0; o < n; o++) {
+        stream_example(&ex, 0, o);
+        slr_sync_member_learn(m, &ex, NULL);
+    }
+    slr_example_free(&ex);
+    slr_sync_range rg = {(char *)topic, 0, 0, n};
+    ck_assert_int_eq(slr_sync_member_end_round(m, &rg, 1, d, &err), SLR_OK);
+    return m;
+}
+
+START_TEST(codec_is_compact)
+{
+    slr_error err = {0};
+    slr_sync_delta d, back;
+    slr_sync_member *m = member_after(test_config(1e-5, 1e-4), "solo", "clicks", 400, &d);
+    unsigned char *buf;
+    size_t len;
+    ck_assert_int_eq(slr_sync_delta_encode(&d, &buf, &len, &err), SLR_OK);
+    fprintf(stderr, "a round of 400 examples: %zu entries in %zu bytes\n", d.n_entries, len);
+    ck_assert_uint_gt(d.n_entries, 500);
+    ck_assert_msg(len < 5 * d.n_entries + 150, "%zu bytes for %zu entries", len, d.n_entries);
+    ck_assert_int_eq(slr_sync_delta_decode(buf, len, &back, &err), SLR_OK);
+    ck_assert_uint_eq(back.n_entries, d.n_entries);
+    ck_assert(memcmp(back.entries, d.entries, d.n_entries * SLR_SYNC_ENTRY) == 0);
+    free(buf);
+    slr_sync_delta_clear(&back);
+    slr_sync_delta_clear(&d);
+    slr_sync_member_destroy(m);
 }
 END_TEST
 
@@ -395,34 +548,75 @@ static group_result run_single(int per, int rounds, const slr_learner_config *cf
     return res;
 }
 
-/* K = 1: the merge of a member's own round is its own learning, bit for bit. */
+/* The state (w, g2) of every coordinate with any, the bias last. */
+static double *all_state(const slr_learner *l, size_t *n)
+{
+    const uint64_t bias = slr_learner_bias_index(l);
+    double *s = malloc((bias + 1) * 2 * sizeof *s);
+    for (uint32_t j = 0; j < bias; j++) {
+        unsigned char r[SLR_STATE_RECORD];
+        slr_learner_state_export(l, &j, 1, r);
+        s[2 * j] = slr_le_get_f64(r + SLR_STATE_W);
+        s[2 * j + 1] = slr_le_get_f64(r + SLR_STATE_G2);
+    }
+    slr_learner_bias_get(l, &s[2 * bias], &s[2 * bias + 1]);
+    *n = bias + 1;
+    return s;
+}
+
+/* K = 1: the merge of a member's own round is its own learning, up to the
+ * rounding of the round's increments to bfloat16 (2^-9 of each, relative):
+ * the coordinates it touched are within that of its learner's end state,
+ * the rest bit for bit as they were, and its learner then follows the
+ * shared model bit for bit. */
 static void check_one_member(slr_learner_config cfg)
 {
     make_theta();
     slr_sync_member *m;
-    slr_learner *plain;
     slr_error err = {0};
     ck_assert_int_eq(slr_sync_member_create(&m, &cfg, "solo", 1, &err), SLR_OK);
-    ck_assert_int_eq(slr_learner_create(&plain, &cfg, &err), SLR_OK);
     slr_example ex;
     slr_example_init(&ex, &cfg.hashing);
+    size_t rounded = 0;
     for (int r = 0; r < 12; r++) {
         for (int i = 0; i < 250; i++) {
             stream_example(&ex, 0, (int64_t)r * 250 + i);
-            double a = slr_sync_member_learn(m, &ex, NULL);
-            double b = slr_learner_learn(plain, &ex, NULL);
-            ck_assert_msg(a == b, "round %d example %d: %.17g vs %.17g", r, i, a, b);
+            slr_sync_member_learn(m, &ex, NULL);
         }
         slr_sync_range rg = {(char *)"clicks", 0, (int64_t)r * 250, (int64_t)(r + 1) * 250};
         slr_sync_delta d;
         ck_assert_int_eq(slr_sync_member_end_round(m, &rg, 1, &d, &err), SLR_OK);
+        size_t n;
+        double *own = all_state(slr_sync_member_learner(m), &n);
         ck_assert_int_eq(slr_sync_member_apply(m, &d, 1, SLR_SYNC_RELAXD, NULL, &err), SLR_OK);
+        double *merged = all_state(slr_sync_member_shared(m), &n);
+        size_t e = 0;
+        for (size_t j = 0; j + 1 < n; j++) {
+            double w = merged[2 * j], g2 = merged[2 * j + 1];
+            double ow = own[2 * j], og2 = own[2 * j + 1];
+            if (e < d.n_entries && slr_le_get_u32(d.entries + e * SLR_SYNC_ENTRY) == j) {
+                const unsigned char *p = d.entries + e++ * SLR_SYNC_ENTRY;
+                double dw = slr_sync_from_bf16(slr_le_get_u16(p + 4));
+                double dg = slr_sync_from_bf16(slr_le_get_u16(p + 6) & 0x7fff);
+                ck_assert_msg(fabs(w - ow) <= 0x1p-8 * fabs(dw) + 0x1p-50 * fabs(ow) &&
+                                  fabs(g2 - og2) <= 0x1p-8 * dg + 0x1p-50 * og2,
+                              "round %d coordinate %zu: merged %.17g/%.17g, learned %.17g/%.17g",
+                              r, j, w, g2, ow, og2);
+                rounded += w != ow;
+            } else {
+                ck_assert_msg(w == ow && g2 == og2, "round %d: untouched coordinate %zu moved", r, j);
+            }
+        }
+        ck_assert_uint_eq(e, d.n_entries);
+        ck_assert(fabs(merged[2 * n - 2] - own[2 * n - 2]) <= 1e-12 && merged[2 * n - 1] == own[2 * n - 1]);
+        free(own);
+        free(merged);
         slr_sync_delta_clear(&d);
-        assert_same_model((slr_learner *)slr_sync_member_shared(m), plain, "shared vs plain");
-        assert_same_model(slr_sync_member_learner(m), plain, "member's learner vs plain");
+        assert_same_model(slr_sync_member_learner(m), (slr_learner *)slr_sync_member_shared(m),
+                          "member's learner vs shared");
     }
+    ck_assert_uint_gt(rounded, 0); /* the rounding is there, and bounded */
     slr_example_free(&ex);
-    slr_learner_destroy(plain);
     slr_sync_member_destroy(m);
 }
 
@@ -571,7 +765,9 @@ START_TEST(l2_paid_once)
     slr_learner_sync(s);
     slr_learner_sync(plain);
     double got = slr_learner_weight(s, c), want = slr_learner_weight(plain, c);
-    ck_assert_msg(want != 0.0 && got == want, "decayed weight %.17g, one learner %.17g", got, want);
+    /* as one learner, but for the rounding of member a's increment */
+    ck_assert_msg(want != 0.0 && fabs(got - want) <= 0x1p-8 * fabs(want),
+                  "decayed weight %.17g, one learner %.17g", got, want);
     /* what paying it per member (3 N) or on member 0's clock alone would give */
     uint32_t cc = c;
     unsigned char rec[SLR_STATE_RECORD];
@@ -587,14 +783,15 @@ START_TEST(l2_paid_once)
         slr_example_finish(&ex, NULL);
         ex.label = 0;
         slr_learner_learn(solo, &ex, NULL);
-        w1 = slr_learner_weight(solo, c);
+        /* as member a's record carries it: an increment from theta_0's 0 */
+        w1 = slr_sync_from_bf16(slr_sync_bf16(slr_learner_weight(solo, c)));
         slr_learner_destroy(solo);
     }
     double per_member = slr_learner_penalized(s, w1, g2, 1, 3 * N);
     double own_clock = slr_learner_penalized(s, w1, g2, 1, 1 + n_round1);
-    ck_assert_msg(fabs(per_member - want) > 1e-3 * fabs(want) && fabs(own_clock - want) > 1e-3 * fabs(want),
+    ck_assert_msg(fabs(per_member - got) > 1e-2 * fabs(got) && fabs(own_clock - got) > 1e-2 * fabs(got),
                   "the test cannot tell paying once from paying per member: %.17g %.17g %.17g",
-                  want, per_member, own_clock);
+                  got, per_member, own_clock);
     ck_assert(got == slr_learner_penalized(s, w1, g2, 1, N));
     slr_example_free(&ex);
     slr_learner_destroy(plain);
@@ -683,22 +880,12 @@ END_TEST
 START_TEST(empty_round_decodes)
 {
     make_theta();
-    slr_learner_config cfg = test_config(0, 0);
     slr_error err = {0};
-    slr_sync_member *m;
-    ck_assert_int_eq(slr_sync_member_create(&m, &cfg, "t/000000", 1, &err), SLR_OK);
-    slr_example ex;
-    slr_example_init(&ex, &cfg.hashing);
-    for (int64_t o = 0; o < 50; o++) {
-        stream_example(&ex, 0, o);
-        slr_sync_member_learn(m, &ex, NULL);
-    }
-    slr_sync_range rg = {(char *)"t", 0, 0, 50};
     slr_sync_delta d, back;
-    ck_assert_int_eq(slr_sync_member_end_round(m, &rg, 1, &d, &err), SLR_OK);
+    slr_sync_member *m = member_after(test_config(0, 0), "t/000000", "t", 50, &d);
     ck_assert_int_eq(slr_sync_member_apply(m, &d, 1, SLR_SYNC_RELAXD, NULL, &err), SLR_OK);
     slr_sync_delta_clear(&d);
-    rg = (slr_sync_range){(char *)"t", 0, 50, 50};
+    slr_sync_range rg = {(char *)"t", 0, 50, 50};
     ck_assert_int_eq(slr_sync_member_end_round(m, &rg, 1, &d, &err), SLR_OK);
     ck_assert_uint_eq(d.examples, 0);
     unsigned char *buf;
@@ -711,7 +898,6 @@ START_TEST(empty_round_decodes)
     free(buf);
     slr_sync_delta_clear(&d);
     slr_sync_delta_clear(&back);
-    slr_example_free(&ex);
     slr_sync_member_destroy(m);
 }
 END_TEST
@@ -865,6 +1051,8 @@ static Suite *sync_suite(void)
     TCase *tc = tcase_create("codec");
     tcase_add_test(tc, codec_round_trip);
     tcase_add_test(tc, codec_rejects);
+    tcase_add_test(tc, codec_planes_refused);
+    tcase_add_test(tc, codec_is_compact);
     tcase_add_test(tc, ledger_overlaps_repeats_gaps);
     suite_add_tcase(s, tc);
     tc = tcase_create("merge");

@@ -9,14 +9,15 @@
  * each partition's member follow it).
  * At the round's end the member's delta is read off `local` with nothing
  * done per example but the learner's change tracking (a bit per coordinate)
- * and a sampled touch count (for the dense flag): the coordinates it changed, their
- * end state.  The start state the merge needs is `shared`, which learning
- * never writes.  The price is memory: a second weight table. */
+ * and a sampled touch count (for the dense flag): the coordinates it
+ * changed, their end state against the start state in `shared`, which
+ * learning never writes.  The price is memory: a second weight table. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "learner/learner_io.h"
 #include "streamlr/sync.h"
+#include "sync_impl.h"
 #include "util/le.h"
 
 struct slr_sync_member {
@@ -28,7 +29,7 @@ struct slr_sync_member {
     bool ended;
     bool borrowed; /* shared belongs to the caller, who merges the rounds */
     uint32_t *idx; /* scratch for the round's coordinates */
-    unsigned char *rec;
+    unsigned char *rec, *start; /* their records in local, and in shared */
     size_t cap;
 };
 
@@ -43,6 +44,7 @@ void slr_sync_member_destroy(slr_sync_member *m)
     free(m->counts);
     free(m->idx);
     free(m->rec);
+    free(m->start);
     free(m);
 }
 
@@ -169,7 +171,10 @@ static slr_status reserve(slr_sync_member *m, size_t n, slr_error *err)
     unsigned char *rec = realloc(m->rec, cap * SLR_STATE_RECORD);
     if (rec)
         m->rec = rec;
-    if (!idx || !rec)
+    unsigned char *start = realloc(m->start, cap * SLR_STATE_RECORD);
+    if (start)
+        m->start = start;
+    if (!idx || !rec || !start)
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a round's coordinates");
     m->cap = cap;
     return SLR_OK;
@@ -215,16 +220,26 @@ slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *r
     /* the weights as of the member's last step: what its own learning made of them */
     slr_learner_catch_up(m->local, m->idx, k);
     slr_learner_state_export(m->local, m->idx, k, m->rec);
+    slr_learner_state_export(m->shared, m->idx, k, m->start);
     if (k && !(d->entries = malloc(k * SLR_SYNC_ENTRY)))
         return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for a delta");
     const uint64_t sampled = (m->examples + COUNT_STRIDE - 1) / COUNT_STRIDE;
     const double dense_min = SLR_SYNC_DENSE * (double)sampled;
+    const uint64_t epoch = slr_learner_epoch(m->shared);
     for (size_t i = 0; i < k; i++) {
+        /* the increments against theta_r, which the merge reads back as
+         * start + dw with the start it computes the same way */
         const unsigned char *r = m->rec + i * SLR_STATE_RECORD;
+        const unsigned char *s = m->start + i * SLR_STATE_RECORD;
+        double g0 = slr_le_get_f64(s + SLR_STATE_G2);
+        double start = slr_sync_start(m->shared, slr_le_get_f64(s + SLR_STATE_W), g0,
+                                      epoch + slr_le_get_u32(s + SLR_STATE_STAMP), m->examples);
+        double gain = slr_le_get_f64(r + SLR_STATE_G2) - g0; /* >= 0: local started at g0 */
+        uint16_t dg = slr_sync_bf16(gain > 0.0 ? gain : 0.0);
         unsigned char *e = d->entries + i * SLR_SYNC_ENTRY;
-        double g2 = slr_le_get_f64(r + SLR_STATE_G2);
-        memcpy(e, r, 12); /* u32 j, f64 w */
-        slr_le_put_f64(e + 12, (double)m->counts[m->idx[i]] >= dense_min ? -g2 : g2);
+        slr_le_put_u32(e, m->idx[i]);
+        slr_le_put_u16(e + 4, slr_sync_bf16(slr_le_get_f64(r + SLR_STATE_W) - start));
+        slr_le_put_u16(e + 6, (double)m->counts[m->idx[i]] >= dense_min ? dg | 0x8000u : dg);
         m->counts[m->idx[i]] = 0;
     }
     d->n_entries = k;

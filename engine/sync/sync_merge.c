@@ -7,6 +7,9 @@
  *   dw_k = w_k - base decayed over the member's own n_k steps (what its
  *          gradient steps added: the member paid that decay itself locally),
  *   dG_k = g2_k - G0;
+ *          both as the member's record carries them (bfloat16, sync.h):
+ *          the member measured them against the same start (slr_sync_start),
+ *          so w_k = start + dw_k is what it learned up to that rounding;
  *   one member:       theta = its w_k, penalty paid up to T_r + n_k (its own
  *                     learning, as one learner would have done it);
  *   all dense:        theta = base + sum n_k dw_k / sum n_k;
@@ -27,15 +30,27 @@
 
 #include "learner/learner_io.h"
 #include "streamlr/sync.h"
+#include "sync_impl.h"
 #include "util/le.h"
 
 /* One member's view of coordinate j in the round. */
 typedef struct contrib {
-    double w;     /* its end weight */
-    double g2;    /* its end Sum g^2 */
+    double dw;    /* its end weight - its start (slr_sync_start) */
+    double dG;    /* its end Sum g^2 - G0 (>= 0) */
     bool dense;
     uint64_t n;   /* its examples */
 } contrib;
+
+double slr_sync_start(const slr_learner *theta, double w, double g2, uint64_t paid, uint64_t n)
+{
+    const slr_learner_config *cfg = slr_learner_config_of(theta);
+    if (!(cfg->l1 > 0.0) && !(cfg->l2 > 0.0))
+        return w; /* no penalty: what slr_learner_penalized returns, without its rate */
+    const uint64_t T = slr_learner_steps(theta);
+    if (w != 0.0 && paid < T) /* what slr_learner_catch_up makes of it */
+        w = slr_learner_penalized(theta, w, g2, paid, T);
+    return slr_learner_penalized(theta, w, g2, T, T + n);
+}
 
 static double progress(double eta, double delta, double G0, double dG)
 {
@@ -63,15 +78,18 @@ static merged merge_one(const slr_learner *shared, bool is_bias, double base, do
                         const contrib *c, size_t m, size_t k_round, uint64_t T, slr_sync_rule rule)
 {
     const slr_learner_config *cfg = slr_learner_config_of(shared);
-    if (m == 1 && rule == SLR_SYNC_RELAXD)
-        return (merged){c[0].w, c[0].g2, T + c[0].n};
+    if (m == 1 && rule == SLR_SYNC_RELAXD) {
+        /* the member started from base and paid its decay on its own clock */
+        double start = is_bias ? base : slr_sync_start(shared, base, G0, T, c[0].n);
+        return (merged){clamp_w(start + c[0].dw), to_g2(G0 + c[0].dG), T + c[0].n};
+    }
     double dw[m], dG[m], sG = 0.0;
     bool all_dense = true;
     for (size_t i = 0; i < m; i++) {
-        /* the member started from base and paid its decay on its own clock */
-        double start = is_bias ? base : slr_learner_penalized(shared, base, G0, T, T + c[i].n);
-        dw[i] = c[i].w - start;
-        dG[i] = c[i].g2 - (double)G0;
+        /* the start is folded into the record's dw (slr_sync_start): the
+         * merge's rules need only the increments */
+        dw[i] = c[i].dw;
+        dG[i] = c[i].dG;
         sG += dG[i];
         all_dense = all_dense && c[i].dense;
     }
@@ -186,8 +204,9 @@ static slr_status union_of(const slr_sync_delta *d, size_t k, uint32_t **out, si
 
 static contrib entry_contrib(const unsigned char *p, uint64_t n)
 {
-    double g = slr_le_get_f64(p + 12);
-    return (contrib){slr_le_get_f64(p + 4), fabs(g), signbit(g) != 0, n};
+    uint16_t g = slr_le_get_u16(p + 6);
+    return (contrib){slr_sync_from_bf16(slr_le_get_u16(p + 4)),
+                     slr_sync_from_bf16(g & 0x7fffu), (g & 0x8000u) != 0, n};
 }
 
 slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_delta *d, size_t k,
@@ -227,15 +246,7 @@ slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_de
         for (size_t i = 0; i < k; i++) {
             const unsigned char *p = d[i].entries + cur[i] * SLR_SYNC_ENTRY;
             if (cur[i] < d[i].n_entries && slr_le_get_u32(p) == u[x]) {
-                c[m] = entry_contrib(p, d[i].examples);
-                if (c[m].g2 < (double)G0) {
-                    st = slr_error_set(err, SLR_ERR_MISMATCH,
-                                       "member \"%s\": coordinate %u has less evidence than round "
-                                       "%llu's model: its delta did not start from it",
-                                       d[i].member, u[x], (unsigned long long)round);
-                    goto done;
-                }
-                m++;
+                c[m++] = entry_contrib(p, d[i].examples);
                 cur[i]++;
             }
         }
@@ -248,8 +259,8 @@ slr_status slr_sync_merge(slr_learner *shared, uint64_t round, const slr_sync_de
     size_t m = 0;
     for (size_t i = 0; i < k; i++)
         if (d[i].examples > 0) {
-            c[m] = (contrib){d[i].bias_w, d[i].bias_g2, true, d[i].examples};
-            if (c[m].g2 < (double)bg) {
+            c[m] = (contrib){d[i].bias_w - bw, d[i].bias_g2 - bg, true, d[i].examples};
+            if (c[m].dG < 0.0) {
                 st = slr_error_set(err, SLR_ERR_MISMATCH,
                                    "member \"%s\": its bias has less evidence than round %llu's "
                                    "model: its delta did not start from it",

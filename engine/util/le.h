@@ -7,6 +7,17 @@
 #include <stdint.h>
 #include <string.h>
 
+static inline void slr_le_put_u16(unsigned char *p, uint16_t v)
+{
+    v = htole16(v);
+    memcpy(p, &v, 2);
+}
+static inline uint16_t slr_le_get_u16(const unsigned char *p)
+{
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return le16toh(v);
+}
 static inline void slr_le_put_u32(unsigned char *p, uint32_t v)
 {
     v = htole32(v);

@@ -31,9 +31,11 @@
 
 SLR_BEGIN_DECLS
 
-#define SLR_SYNC_FORMAT_VERSION 2
-/* bytes of one entry of a delta: u32 j, f64 w, f64 g2 (sign bit: dense) */
-#define SLR_SYNC_ENTRY 20
+/* 3: entries are bfloat16 increments, sent as compressed planes (2: end
+ * states as f64, 20 bytes an entry); a reader refuses any other version */
+#define SLR_SYNC_FORMAT_VERSION 3
+/* bytes of one entry of a delta in memory: u32 j, u16 dw, u16 dg (below) */
+#define SLR_SYNC_ENTRY 8
 /* A coordinate counts as dense in a member's round when it was touched by at
  * least this fraction of the member's examples (the simulation's phi;
  * counted on one example in 16). */
@@ -47,12 +49,16 @@ typedef struct slr_sync_range {
     int64_t from, to;
 } slr_sync_range;
 
-/* One member's round.  Each entry is the end state of a coordinate the
- * member's own examples touched: little-endian u32 j (< 2^bits), f64 w (its
- * weight, penalty paid up to the member's last step of the round), f64 g2
- * (its Sum g^2) whose sign bit says "dense".  Entries are in increasing j.
- * Readers derive the member's change from theta_r, which every reader of
- * round r holds bit for bit (BSP). */
+/* One member's round.  Each entry is what the member's own examples did to
+ * a coordinate they touched, relative to theta_r, which every reader of
+ * round r holds bit for bit (BSP): little-endian u32 j (< 2^bits), then two
+ * bfloat16s (the top half of an IEEE f32, rounded to nearest even) as
+ * little-endian u16: dw, the member's end weight minus theta_r's weight
+ * decayed over the member's own steps (its penalty paid up to its last
+ * step of the round), and dg, the Sum g^2 it added, whose sign bit says
+ * "dense".  Every reader decodes w_k = start + dw and g2_k = G0 + dg in
+ * double; only the round's increments are rounded, never the model's Sum
+ * g^2 (docs/SYNC_PROTOCOL.md).  Entries are in increasing j. */
 typedef struct slr_sync_delta {
     char member[SLR_SYNC_MAX_MEMBER_ID + 1];
     uint64_t generation;  /* the consumer group's generation the member learned in (fencing) */
@@ -79,7 +85,7 @@ uint64_t slr_sync_fingerprint(const slr_learner_config *cfg);
 slr_status slr_sync_delta_encode(const slr_sync_delta *d, unsigned char **out, size_t *out_len,
                                  slr_error *err);
 /* Read and check a record: SLR_ERR_CORRUPT with what is wrong for anything
- * that is not a well-formed version-1 delta (never reads out of bounds).  On
+ * that is not a well-formed delta of SLR_SYNC_FORMAT_VERSION (never reads out of bounds).  On
  * success *d owns its parts (slr_sync_delta_clear). */
 slr_status slr_sync_delta_decode(const void *buf, size_t len, slr_sync_delta *d, slr_error *err);
 

@@ -81,7 +81,8 @@ void slr_sync_publisher_destroy(slr_sync_publisher *p);
 slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_error *err);
 
 /* Deltas queued so far (snapshots not included), and the bytes of their
- * keys and values: the sync traffic a member adds, before compression. */
+ * keys and values: the sync traffic a member adds (records compress their
+ * entries themselves; a producer compression.type would come on top). */
 void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, uint64_t *bytes);
 
 /* Wait up to timeout_ms until everything queued is acknowledged -- with
