@@ -564,6 +564,27 @@ START_TEST(many_deltas_hold)
 }
 END_TEST
 
+/* Up to 8 deltas a round the merge is relaxd as simulated and measured
+ * first, bit for bit: the correction past 8 changes nothing below it. */
+START_TEST(eight_deltas_unchanged)
+{
+    make_theta();
+    slr_learner_config cfg = test_config(1e-5, 1e-4);
+    slr_sync_member *a[8], *b[8];
+    run_group_over(8, 8, 100, 10, SLR_SYNC_RELAXD, &cfg, a);
+    run_group_over(8, 8, 100, 10, SLR_SYNC_RELAXD_FLAT, &cfg, b);
+    size_t la, lb;
+    unsigned char *x = shared_bytes(a[0], &la), *y = shared_bytes(b[0], &lb);
+    ck_assert_msg(la == lb && memcmp(x, y, la) == 0, "8 deltas a round: the merge changed");
+    free(x);
+    free(y);
+    for (int k = 0; k < 8; k++) {
+        slr_sync_member_destroy(a[k]);
+        slr_sync_member_destroy(b[k]);
+    }
+}
+END_TEST
+
 /* L2 is paid once per group step: a coordinate only member 0 touched, once,
  * decays over the group's N examples as in one learner that saw them all,
  * not over K N nor over member 0's own count alone. */
@@ -914,6 +935,7 @@ static Suite *sync_suite(void)
     tcase_add_test(tc, three_members_with_penalties);
     tcase_add_test(tc, broken_merges_break_the_bound);
     tcase_add_test(tc, many_deltas_hold);
+    tcase_add_test(tc, eight_deltas_unchanged);
     tcase_add_test(tc, l2_paid_once);
     tcase_add_test(tc, repeat_not_applied_twice);
     tcase_add_test(tc, empty_round_decodes);
