@@ -442,8 +442,9 @@ END_TEST
 
 /* ---------------------------------------------------------- the members */
 
-#define MAX_MEMBERS 8
-#define PARTITIONS 6
+#define MAX_MEMBERS 32
+#define PARTITIONS 6 /* unless a test says otherwise */
+#define MAX_PARTITIONS 32
 
 typedef struct group_result {
     double progressive; /* mean progressive log loss over every example */
@@ -465,16 +466,16 @@ static double test_loss(slr_learner *l)
     return s / 4000;
 }
 
-/* K members over PARTITIONS partitions (member k owns p = k, k + K, ...),
+/* K members over `parts` partitions (member k owns p = k, k + K, ...),
  * `per` examples of each of its partitions per round, `rounds` rounds. */
-static group_result run_group(int K, int per, int rounds, slr_sync_rule rule,
-                              const slr_learner_config *cfg, slr_sync_member **keep)
+static group_result run_group_over(int K, int parts, int per, int rounds, slr_sync_rule rule,
+                                   const slr_learner_config *cfg, slr_sync_member **keep)
 {
     slr_sync_member *m[MAX_MEMBERS];
     slr_error err = {0};
     for (int k = 0; k < K; k++) {
         char id[16];
-        snprintf(id, sizeof id, "m%d", k);
+        snprintf(id, sizeof id, "m%02d", k); /* ids sort as numbers */
         ck_assert_msg(slr_sync_member_create(&m[k], cfg, id, 1, &err) == SLR_OK, "%s", err.msg);
     }
     slr_example ex;
@@ -484,9 +485,9 @@ static group_result run_group(int K, int per, int rounds, slr_sync_rule rule,
     for (int r = 0; r < rounds; r++) {
         slr_sync_delta d[MAX_MEMBERS];
         for (int k = 0; k < K; k++) {
-            slr_sync_range ranges[PARTITIONS];
+            slr_sync_range ranges[MAX_PARTITIONS];
             size_t nr = 0;
-            for (int p = k; p < PARTITIONS; p += K)
+            for (int p = k; p < parts; p += K)
                 ranges[nr++] = (slr_sync_range){(char *)"clicks", p, (int64_t)r * per,
                                                 (int64_t)(r + 1) * per};
             for (int i = 0; i < per; i++) /* the member's partitions interleaved */
@@ -520,8 +521,15 @@ static group_result run_group(int K, int per, int rounds, slr_sync_rule rule,
     return res;
 }
 
+static group_result run_group(int K, int per, int rounds, slr_sync_rule rule,
+                              const slr_learner_config *cfg, slr_sync_member **keep)
+{
+    return run_group_over(K, PARTITIONS, per, rounds, rule, cfg, keep);
+}
+
 /* One learner over the same examples, round by round, partitions interleaved. */
-static group_result run_single(int per, int rounds, const slr_learner_config *cfg, slr_learner **keep)
+static group_result run_single_over(int parts, int per, int rounds, const slr_learner_config *cfg,
+                                    slr_learner **keep)
 {
     slr_learner *l;
     ck_assert_int_eq(slr_learner_create(&l, cfg, NULL), SLR_OK);
@@ -531,7 +539,7 @@ static group_result run_single(int per, int rounds, const slr_learner_config *cf
     double loss_sum = 0;
     for (int r = 0; r < rounds; r++)
         for (int i = 0; i < per; i++)
-            for (int p = 0; p < PARTITIONS; p++) {
+            for (int p = 0; p < parts; p++) {
                 stream_example(&ex, p, (int64_t)r * per + i);
                 double loss;
                 slr_learner_learn(l, &ex, &loss);
@@ -546,6 +554,11 @@ static group_result run_single(int per, int rounds, const slr_learner_config *cf
     else
         slr_learner_destroy(l);
     return res;
+}
+
+static group_result run_single(int per, int rounds, const slr_learner_config *cfg, slr_learner **keep)
+{
+    return run_single_over(PARTITIONS, per, rounds, cfg, keep);
 }
 
 /* The state (w, g2) of every coordinate with any, the bias last. */
@@ -716,6 +729,53 @@ START_TEST(broken_merges_break_the_bound)
     ck_assert_msg(sum4.progressive > 1.02 * one.progressive || sum4.test > 1.02 * one.test,
                   "a plain sum with 4 members stays within the bound: the bound is too loose");
     ck_assert(relaxd4.progressive <= 1.02 * one.progressive && relaxd4.test <= 1.02 * one.test);
+}
+END_TEST
+
+/* Past 8 deltas a round, every delta's share of the round's common error
+ * counts once (docs/SCALING.md, "More than 8 deltas a round"): 16 and 32
+ * partitions, one delta each, stay within the bound of one learner, where
+ * relaxd without that correction overshoots. */
+START_TEST(many_deltas_hold)
+{
+    make_theta();
+    slr_learner_config cfg = test_config(0, 0);
+    const int per = 1000, rounds = 20; /* S = 1000, as the engine's benchmark */
+    for (int parts = 16; parts <= 32; parts *= 2) {
+        group_result one = run_single_over(parts, per, rounds, &cfg, NULL);
+        group_result flat = run_group_over(parts, parts, per, rounds, SLR_SYNC_RELAXD_FLAT, &cfg, NULL);
+        group_result g = run_group_over(parts, parts, per, rounds, SLR_SYNC_RELAXD, &cfg, NULL);
+        fprintf(stderr, "%d deltas a round: relaxd %.5f/%.5f, without the common error %.5f/%.5f; "
+                        "one %.5f/%.5f\n",
+                parts, g.progressive, g.test, flat.progressive, flat.test, one.progressive, one.test);
+        ck_assert_msg(flat.progressive > 1.02 * one.progressive || flat.test > 1.02 * one.test,
+                      "%d deltas: relaxd without the common error stays within the bound: the bound "
+                      "is too loose", parts);
+        ck_assert_msg(g.progressive <= 1.02 * one.progressive && g.test <= 1.02 * one.test,
+                      "%d deltas: progressive %.5f, held-out %.5f vs one learner %.5f, %.5f", parts,
+                      g.progressive, g.test, one.progressive, one.test);
+    }
+}
+END_TEST
+
+/* Up to 8 deltas a round the merge is relaxd as simulated and measured
+ * first, bit for bit: the correction past 8 changes nothing below it. */
+START_TEST(eight_deltas_unchanged)
+{
+    make_theta();
+    slr_learner_config cfg = test_config(1e-5, 1e-4);
+    slr_sync_member *a[8], *b[8];
+    run_group_over(8, 8, 100, 10, SLR_SYNC_RELAXD, &cfg, a);
+    run_group_over(8, 8, 100, 10, SLR_SYNC_RELAXD_FLAT, &cfg, b);
+    size_t la, lb;
+    unsigned char *x = shared_bytes(a[0], &la), *y = shared_bytes(b[0], &lb);
+    ck_assert_msg(la == lb && memcmp(x, y, la) == 0, "8 deltas a round: the merge changed");
+    free(x);
+    free(y);
+    for (int k = 0; k < 8; k++) {
+        slr_sync_member_destroy(a[k]);
+        slr_sync_member_destroy(b[k]);
+    }
 }
 END_TEST
 
@@ -1062,6 +1122,8 @@ static Suite *sync_suite(void)
     tcase_add_test(tc, three_members_one_model);
     tcase_add_test(tc, three_members_with_penalties);
     tcase_add_test(tc, broken_merges_break_the_bound);
+    tcase_add_test(tc, many_deltas_hold);
+    tcase_add_test(tc, eight_deltas_unchanged);
     tcase_add_test(tc, l2_paid_once);
     tcase_add_test(tc, repeat_not_applied_twice);
     tcase_add_test(tc, empty_round_decodes);

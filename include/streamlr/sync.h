@@ -126,6 +126,8 @@ typedef enum slr_sync_rule {
     SLR_SYNC_RELAXD = 0, /* the rule (docs/SCALING.md) */
     SLR_SYNC_SUM = 1,    /* plain sum of the changes: for comparison (diverges with many members) */
     SLR_SYNC_MEAN = 2,   /* plain mean: for comparison (iterative parameter mixing) */
+    SLR_SYNC_RELAXD_FLAT = 3, /* relaxd without the common error's correction at any size:
+                                 for comparison (overshoots past ~8 deltas a round) */
 } slr_sync_rule;
 
 /* theta_{r+1} from theta_r (the learner `shared`, whose step is T_r) and the
