@@ -192,7 +192,8 @@ static slr_status flush_published(sync_run *run, bool *done, slr_error *err)
         if (slr_job_should_stop(&run->job))
             return SLR_OK;
         if (slr_monotonic_seconds() - started >= 2.0)
-            paused(run, "its deltas are not acknowledged");
+            paused(run, "its deltas are not acknowledged: brokers down, or its partition "
+                        "without a leader?");
     }
 }
 

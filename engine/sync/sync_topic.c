@@ -423,7 +423,9 @@ static slr_status check_topic(rd_kafka_t *rk, const char *topic, slr_error *err)
     else if (md->topics[0].partition_cnt != 1)
         st = slr_error_set(err, SLR_ERR_ARG,
                            "sync topic %s has %d partitions; it needs exactly one, whose order "
-                           "every member reads alike",
+                           "every member reads alike (was it created by first use, with the "
+                           "broker's default? create it with --partitions 1 before the group "
+                           "starts)",
                            topic, md->topics[0].partition_cnt);
     rd_kafka_metadata_destroy(md);
     return st;

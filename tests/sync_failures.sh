@@ -1,7 +1,9 @@
 #!/bin/sh
-# sync_failures.test - a group sharing one model (train --sync-topic,
+# sync_failures.sh - a group sharing one model (train --sync-topic,
 # docs/SYNC_PROTOCOL.md "Failures") through the failures issue 13 names,
-# against `streamlr broker` (its SIGUSR1/SIGUSR2 outages):
+# against `streamlr broker` (its SIGUSR1/SIGUSR2 outages).  One part per
+# test, so that each stays short: SYNC_FAILURES_PARTS=z (sync_zombie.test),
+# o (sync_outage.test), u (sync_unavailable.test); zou runs all three.
 #   reference: one process learns the 8 partitions (no failure);
 #   z. a zombie: 3 members; partition 7 is held back so that the group waits
 #      at a round whose other deltas are all on the sync topic; one member is
@@ -14,8 +16,9 @@
 #      and goes on; a scorer (predict --follow-topic, rows on a pipe) keeps
 #      scoring through the outage with the model it has and says the sync
 #      topic is unreachable;
-#   u. the sync topic's partition without a leader (--outage-topic): the
-#      group pauses, says so, and goes on when the leader is back.
+#   u. the sync topic missing at the start (refused, saying what to do), then
+#      its partition without a leader (--outage-topic): the group pauses,
+#      says so, and goes on when the leader is back.
 # After each, every member's model must be the reference's bit for bit
 # (export, %.17g), its step count the examples produced, its ledger every
 # offset once, and the group's committed offsets the partitions' ends.
@@ -30,9 +33,9 @@ cleanup() { # every process this test started, by its id
 trap cleanup EXIT
 trap "exit 1" INT TERM
 fail() { echo "FAIL: $*"; exit 1; }
-parts=${SYNC_FAILURES_PARTS:-zou}
+parts=${SYNC_FAILURES_PARTS:?give SYNC_FAILURES_PARTS: z, o, u or several}
 
-S=10
+S=20
 start_broker() { # name [options]
     name=$1
     shift
@@ -53,7 +56,7 @@ stop_broker() {
     broker=
 }
 
-# 8 partitions filled unevenly (66 to 533 examples: 7 to 54 rounds), as in
+# 8 partitions filled unevenly (66 to 533 examples: 4 to 27 rounds), as in
 # sync_group.test
 "$bin" synth -n 2400 --format vw --seed 11 -o "$work/all.vw" 2> /dev/null
 awk -v dir="$work" '{ k = NR % 36; p = 0; c = 1; while (k >= c) { p++; c += p + 1 }
@@ -124,7 +127,19 @@ wait_round() { # seconds round group members...: until one holds the round
     shift 2
     for s in $(seq "$((t * 5))"); do
         [ "$(group_round "$@")" -ge "$want" ] && return 0
+        dead "$@" && return 1
         sleep 0.2
+    done
+    return 1
+}
+dead() { # group members...: one of them ended (a failure: say which, with its log)
+    g=$1
+    shift
+    for i in "$@"; do
+        alive "$(pid_of "$g$i")" && continue
+        echo "member $g$i ended:"
+        tail -n 5 "$work/$g$i.log"
+        return 0
     done
     return 1
 }
@@ -151,6 +166,22 @@ check_committed() { # group
     done
 }
 
+# the members end by themselves (--exit-at-end) with the reference's model,
+# and the group's offsets are committed at the ends
+finish_group() { # group members...
+    g=$1
+    shift
+    pids=
+    for i in "$@"; do pids="$pids $(pid_of "$g$i")"; done
+    # shellcheck disable=SC2086
+    wait_ended 120 $pids || fail "$g: members still running after 120 s"
+    for i in "$@"; do
+        wait "$(pid_of "$g$i")" || { cat "$work/$g$i.log"; fail "$g: member $i failed"; }
+        check_model "$work/$g$i.model" "$g: member $i"
+    done
+    check_committed "$g"
+}
+
 # the reference: one process, no failure (its broker is the first part's)
 start_broker ref
 produce_all
@@ -175,7 +206,7 @@ stop_broker
 # restarted from their checkpoints with --exit-at-end to finish.
 if case $parts in *z*) true ;; *) false ;; esac; then
     start_broker z
-    r0=3
+    r0=2
     for p in 0 1 2 3 4 5 6; do produce "$p" "$work/p$p.vw"; done
     head -n $((r0 * S)) "$work/p7.vw" > "$work/p7.head"
     tail -n +$((r0 * S + 1)) "$work/p7.vw" > "$work/p7.tail"
@@ -202,6 +233,7 @@ if case $parts in *z*) true ;; *) false ;; esac; then
             n=$((n + $(grep "assigned" "$work/z$i.log" | tail -n 1 | grep -o "clicks\[[0-9]\]" | wc -l)))
         done
         [ "$n" -eq 8 ] && break
+        dead z $others && break
         sleep 0.2
     done
     [ "$n" -eq 8 ] || fail "z: the other members did not take the zombie's partitions in 30 s"
@@ -236,13 +268,7 @@ if case $parts in *z*) true ;; *) false ;; esac; then
         echo "--- restarted with --exit-at-end" >> "$work/z$i.log"
         start_member z "$i" --exit-at-end
     done
-    wait_ended 120 "$(pid_of z1)" "$(pid_of z2)" "$(pid_of z3)" ||
-        fail "z: members still running 120 s after their restart"
-    for i in 1 2 3; do
-        wait "$(pid_of z$i)" || { cat "$work/z$i.log"; fail "z: member $i failed"; }
-        check_model "$work/z$i.model" "z: member $i"
-    done
-    check_committed z
+    finish_group z 1 2 3
     echo "z: a zombie past session.timeout.ms: the reference's weights bit for bit, every offset once, offsets committed"
     stop_broker
 fi
@@ -261,11 +287,11 @@ if case $parts in *o*) true ;; *) false ;; esac; then
     echo "$scorer" >> "$work/pids"
     exec 3> "$work/rows"
     head -n 100 "$work/all.vw" >&3
-    wait_round 60 5 o 1 2 3 || fail "o: the group did not reach round 5 in 60 s"
+    wait_round 60 3 o 1 2 3 || fail "o: the group did not reach round 3 in 60 s"
     kill -USR1 "$broker"
     sleep 1
     at=$(group_round o 1 2 3)
-    [ "$at" -lt 45 ] || fail "o: the group had nearly ended when the brokers went down (round $at)"
+    [ "$at" -lt 22 ] || fail "o: the group had nearly ended when the brokers went down (round $at)"
     echo "o: brokers down at round $at"
     head -n 200 "$work/all.vw" | tail -n 100 >&3
     sleep 9
@@ -278,13 +304,7 @@ if case $parts in *o*) true ;; *) false ;; esac; then
     echo "o: brokers up again after 10 s"
     head -n 300 "$work/all.vw" | tail -n 100 >&3
     exec 3>&-
-    wait_ended 120 "$(pid_of o1)" "$(pid_of o2)" "$(pid_of o3)" ||
-        fail "o: members still running 120 s after the outage"
-    for i in 1 2 3; do
-        wait "$(pid_of o$i)" || { cat "$work/o$i.log"; fail "o: member $i failed"; }
-        check_model "$work/o$i.model" "o: member $i"
-    done
-    check_committed o
+    finish_group o 1 2 3
     for i in 1 2 3; do
         grep -q "sync topic o.model unreachable (.*); learning is paused with the model at round" \
             "$work/o$i.log" || { cat "$work/o$i.log"; fail "o: member $i did not say the sync topic was unreachable"; }
@@ -297,5 +317,45 @@ if case $parts in *o*) true ;; *) false ;; esac; then
     grep -q "sync topic o.model unreachable.*; still scoring with sync:o.model@" "$work/o.scorer.log" ||
         { cat "$work/o.scorer.log"; fail "o: the scorer did not say the sync topic was unreachable"; }
     echo "o: the scorer scored every row through the outage and said: $(grep -o "sync topic o.model unreachable.*" "$work/o.scorer.log" | head -n 1)"
+    stop_broker
+fi
+
+# u. the sync topic unavailable: missing at the start (refused, saying what
+# to do), then its partition without a leader mid-run (the group pauses,
+# says so, and goes on when the leader is back)
+if case $parts in *u*) true ;; *) false ;; esac; then
+    start_broker u --outage-topic u.model
+    produce_all
+    status=0
+    "$bin" train --brokers "$bs" --topic clicks --group u --sync-topic no.such.model \
+        -X session.timeout.ms=6000 --exit-at-end -b 18 --quiet > "$work/u.missing" 2>&1 || status=$?
+    # (the mock creates a topic on first use, with 4 partitions, whatever the
+    # client asks; a real cluster answers "unknown topic" to the reader,
+    # which asks for no creation: "create it with one partition ...")
+    [ "$status" -ne 0 ] && grep -q "sync topic no.such.model has 4 partitions; it needs exactly one.*create it with --partitions 1 before the group starts" "$work/u.missing" ||
+        { cat "$work/u.missing"; fail "u: a missing sync topic was not refused with what to do ($status)"; }
+    echo "u: a missing sync topic: $(grep -o "sync topic no.such.model.*" "$work/u.missing" | head -n 1)"
+    for i in 1 2; do start_member u "$i" --exit-at-end; done
+    wait_round 60 3 u 1 2 || fail "u: the group did not reach round 3 in 60 s"
+    kill -USR1 "$broker"
+    sleep 1
+    at=$(group_round u 1 2)
+    [ "$at" -lt 22 ] || fail "u: the group had nearly ended when the sync topic lost its leader (round $at)"
+    echo "u: the sync topic without a leader at round $at"
+    sleep 8
+    now=$(group_round u 1 2)
+    [ "$now" -le "$((at + 1))" ] || fail "u: the group went on from round $at to $now without the sync topic"
+    for i in 1 2; do
+        alive "$(pid_of u$i)" || { cat "$work/u$i.log"; fail "u: member $i ended while the sync topic had no leader"; }
+        grep -q "sync topic u.model unreachable (.*); learning is paused" "$work/u$i.log" ||
+            { cat "$work/u$i.log"; fail "u: member $i did not say the sync topic was unreachable"; }
+    done
+    kill -USR2 "$broker"
+    finish_group u 1 2
+    for i in 1 2; do
+        grep -q "sync topic u.model reachable again after" "$work/u$i.log" ||
+            { cat "$work/u$i.log"; fail "u: member $i did not say the sync topic was back"; }
+    done
+    echo "u: paused $(grep -ho "unreachable ([^)]*)" "$work/u1.log" | head -n 1) and went on: the reference's weights bit for bit, every offset once, offsets committed"
     stop_broker
 fi
