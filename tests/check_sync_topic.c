@@ -620,7 +620,9 @@ END_TEST
 
 /* The broker down mid-round: the publisher says the delta is not written
  * (the member pauses instead of learning on from a model the group does not
- * share), and once the broker is back the same delta arrives, once. */
+ * share), a reader waiting for the next round says the topic is unreachable
+ * (and that it is not, once it is back), and once the broker is back the
+ * same delta arrives, once. */
 START_TEST(broker_down_pauses)
 {
     make_theta();
@@ -635,14 +637,44 @@ START_TEST(broker_down_pauses)
     /* a first record, so the producer's connection and idempotence are set up */
     ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_OK);
     ck_assert_int_eq(slr_sync_publisher_flush(pub, WAIT_MS, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_publisher_pending(pub), 0);
+    /* a reader that has round 0 and waits for round 1 */
+    slr_sync_reader *waiting;
+    bool complete, ended;
+    const slr_sync_delta *ds;
+    size_t k;
+    ck_assert_int_eq(slr_sync_reader_create(&waiting, &sc, 0, 0, &err), SLR_OK);
+    ck_assert_int_eq(slr_sync_reader_next(waiting, WAIT_MS, &complete, &ds, &k, &ended, &err),
+                     SLR_OK);
+    ck_assert(complete);
+    ck_assert_ptr_null(slr_sync_reader_unreachable(waiting, NULL));
 
     ck_assert_int_eq(rd_kafka_mock_broker_set_down(c.mc, 1), 0);
     ck_assert_int_eq(slr_sync_publish(pub, &d, &err), SLR_OK);
     ck_assert_int_eq(slr_sync_publisher_flush(pub, 1500, &err), SLR_ERR_KAFKA);
     ck_assert_msg(strstr(err.msg, "not acknowledged"), "%s", err.msg);
+    ck_assert_int_eq(slr_sync_publisher_pending(pub), 1); /* waiting, not failed */
+    /* quiet for 2 s, the reader asks the cluster, which does not answer */
+    double until = test_now() + 10;
+    while (!slr_sync_reader_unreachable(waiting, NULL) && test_now() < until)
+        ck_assert_int_eq(slr_sync_reader_next(waiting, 200, &complete, &ds, &k, &ended, &err),
+                         SLR_OK);
+    ck_assert(!complete);
+    double secs = -1;
+    const char *why = slr_sync_reader_unreachable(waiting, &secs);
+    ck_assert_msg(why != NULL, "a reader waiting 10 s with the broker down does not say so");
+    ck_assert(secs >= 0 && secs < 10);
     ck_assert_int_eq(rd_kafka_mock_broker_set_up(c.mc, 1), 0);
     ck_assert_msg(slr_sync_publisher_flush(pub, WAIT_MS, &err) == SLR_OK, "%s", err.msg);
+    ck_assert_int_eq(slr_sync_publisher_pending(pub), 0);
     slr_sync_publisher_destroy(pub);
+    until = test_now() + 10;
+    while (slr_sync_reader_unreachable(waiting, NULL) && test_now() < until)
+        ck_assert_int_eq(slr_sync_reader_next(waiting, 200, &complete, &ds, &k, &ended, &err),
+                         SLR_OK);
+    ck_assert_msg(!slr_sync_reader_unreachable(waiting, NULL),
+                  "the broker is back and the reader still says the topic is unreachable");
+    slr_sync_reader_destroy(waiting);
 
     /* two records (two publishes): the retry after the outage added none */
     int64_t lo, hi;
@@ -650,9 +682,6 @@ START_TEST(broker_down_pauses)
     ck_assert_int_eq(hi - lo, 2);
     slr_sync_reader *rd;
     ck_assert_int_eq(slr_sync_reader_create(&rd, &sc, 0, 0, &err), SLR_OK);
-    bool complete, ended;
-    const slr_sync_delta *ds;
-    size_t k;
     ck_assert_int_eq(slr_sync_reader_next(rd, WAIT_MS, &complete, &ds, &k, &ended, &err), SLR_OK);
     ck_assert(complete && !ended);
     ck_assert_uint_eq(k, 1);

@@ -55,15 +55,17 @@ static void on_stop_signal(int sig)
     cli_stop_requested = 1;
 }
 
-void cli_catch_stop_signals(void)
+void cli_catch_signals(int a, int b, void (*handler)(int))
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
+    sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    sigaction(a, &sa, NULL);
+    sigaction(b, &sa, NULL);
 }
+
+void cli_catch_stop_signals(void) { cli_catch_signals(SIGINT, SIGTERM, on_stop_signal); }
 
 void cli_log(void *ctx, const char *msg)
 {

@@ -32,6 +32,8 @@ void cli_see_help(const char *cmd);
  * nothing else); long-running commands check it between units of work. */
 extern slr_stop_flag cli_stop_requested;
 void cli_catch_stop_signals(void);
+/* handler for signals a and b (sigaction, no SA_RESTART) */
+void cli_catch_signals(int a, int b, void (*handler)(int));
 
 /* stderr logger for slr_train_options.log: "streamlr: <msg>" */
 void cli_log(void *ctx, const char *msg);

@@ -10,7 +10,14 @@
  * librdkafka 2.0 gives the mock brokers random ports.  --port therefore
  * opens a fixed bootstrap port that forwards connections to broker 1; after
  * the first metadata request clients connect to the advertised brokers
- * directly, so the forwarder only ever carries a few small requests. */
+ * directly, so the forwarder only ever carries a few small requests.
+ *
+ * SIGUSR1 starts an outage and SIGUSR2 ends it (rdkafka_mock's
+ * broker_set_down/up, or with --outage-topic a topic's partitions left
+ * without a leader): how the tests take the cluster away from a running
+ * group and give it back.  Signals, not a schedule, so that a test starts an
+ * outage when the group is where it wants it and ends it when it has seen
+ * the stall. */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -39,6 +46,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: streamlr broker [--topic T[:P]]... [--partitions P] [--port PORT]\n"
             "                       [--bootstrap-file FILE] [--broker-count N]\n"
+            "                       [--outage-topic T]\n"
             "\n"
             "Run an embedded Kafka broker on 127.0.0.1 until SIGINT/SIGTERM: librdkafka's\n"
             "mock cluster.  It prints its bootstrap address (HOST:PORT) on stdout.\n"
@@ -52,7 +60,14 @@ static void usage(FILE *out)
             "  --bootstrap-file F   also write the bootstrap address to F once the broker is\n"
             "                       up (removed again on exit): scripts wait for it\n"
             "  --broker-count N     brokers in the cluster (default 1)\n"
+            "  --outage-topic T     SIGUSR1 leaves topic T's partitions without a leader\n"
+            "                       instead of taking every broker down\n"
             "  -h, --help           this text\n"
+            "\n"
+            "Outages, for testing clients: SIGUSR1 takes every broker down (connections\n"
+            "closed, new ones refused; with --outage-topic T only T's partitions lose their\n"
+            "leader), SIGUSR2 brings them back (T's partitions led by broker 1).  Each is\n"
+            "said on stderr.\n"
             "\n"
             "Limits (of the mock, not of Kafka): data lives in memory only and is gone when\n"
             "the broker stops; about 5 MiB is kept per partition and older messages are\n"
@@ -201,6 +216,32 @@ static void forwarder_stop(forwarder *f)
     close(f->wake[1]);
 }
 
+/* ------------------------------------------------------------ outages */
+
+static volatile sig_atomic_t outage_wanted = -1; /* 1: SIGUSR1 came last, 0: SIGUSR2 */
+
+static void on_outage_signal(int sig) { outage_wanted = sig == SIGUSR1; }
+
+/* Start (down) or end an outage: every broker, or one topic's leaders. */
+static void set_outage(rd_kafka_mock_cluster_t *mc, bool down, const char *topic,
+                       int partitions)
+{
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!topic)
+        e = down ? rd_kafka_mock_broker_set_down(mc, -1) : rd_kafka_mock_broker_set_up(mc, -1);
+    for (int p = 0; topic && p < partitions && !e; p++)
+        e = rd_kafka_mock_partition_set_leader(mc, topic, p, down ? -1 : 1);
+    if (e)
+        fprintf(stderr, "streamlr broker: %s the outage: %s\n", down ? "starting" : "ending",
+                rd_kafka_err2str(e));
+    else if (topic)
+        fprintf(stderr, "streamlr broker: topic %s %s\n", topic,
+                down ? "has no leader (SIGUSR2 gives it back)" : "is led by broker 1 again");
+    else
+        fprintf(stderr, "streamlr broker: brokers %s\n",
+                down ? "down (SIGUSR2 brings them back)" : "up again");
+}
+
 /* ------------------------------------------------------------ main */
 
 static bool write_bootstrap_file(const char *path, const char *addr)
@@ -229,20 +270,29 @@ static void log_line(const rd_kafka_t *rk, int level, const char *fac, const cha
 
 int slr_cmd_broker(int argc, char **argv)
 {
-    enum { OPT_TOPIC = 1000, OPT_PARTITIONS, OPT_PORT, OPT_BOOTSTRAP_FILE, OPT_BROKER_COUNT };
+    enum {
+        OPT_TOPIC = 1000,
+        OPT_PARTITIONS,
+        OPT_PORT,
+        OPT_BOOTSTRAP_FILE,
+        OPT_BROKER_COUNT,
+        OPT_OUTAGE_TOPIC
+    };
     static const struct option longopts[] = {
         {"topic", required_argument, 0, OPT_TOPIC},
         {"partitions", required_argument, 0, OPT_PARTITIONS},
         {"port", required_argument, 0, OPT_PORT},
         {"bootstrap-file", required_argument, 0, OPT_BOOTSTRAP_FILE},
         {"broker-count", required_argument, 0, OPT_BROKER_COUNT},
+        {"outage-topic", required_argument, 0, OPT_OUTAGE_TOPIC},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *topics[MAX_TOPICS];
     int n_topics = 0;
     uint32_t partitions = 1, port = 0, brokers = 1;
-    const char *bootstrap_file = NULL;
+    const char *bootstrap_file = NULL, *outage_topic = NULL;
+    int outage_partitions = 0;
     optind = 1;
     int c;
     while ((c = cli_getopt(argc, argv, "h", longopts)) != -1) {
@@ -268,6 +318,7 @@ int slr_cmd_broker(int argc, char **argv)
             }
             break;
         case OPT_BOOTSTRAP_FILE: bootstrap_file = optarg; break;
+        case OPT_OUTAGE_TOPIC: outage_topic = optarg; break;
         case OPT_BROKER_COUNT:
             if (!cli_u32("broker", "--broker-count", optarg, &brokers) || brokers < 1 ||
                 brokers > 16) {
@@ -285,6 +336,7 @@ int slr_cmd_broker(int argc, char **argv)
     }
 
     cli_catch_stop_signals();
+    cli_catch_signals(SIGUSR1, SIGUSR2, on_outage_signal);
     signal(SIGPIPE, SIG_IGN); /* the forwarder writes to sockets that may close */
 
     char errstr[512];
@@ -321,12 +373,19 @@ int slr_cmd_broker(int argc, char **argv)
         }
         memcpy(name, topics[i], len);
         name[len] = '\0';
+        if (outage_topic && !strcmp(outage_topic, name))
+            outage_partitions = (int)parts;
         rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mc, name, (int)parts, 1);
         if (e) {
             fprintf(stderr, "streamlr broker: creating topic %s: %s\n", name,
                     rd_kafka_err2str(e));
             goto out;
         }
+    }
+    if (outage_topic && !outage_partitions) {
+        fprintf(stderr, "streamlr broker: --outage-topic %s: not one of the --topic given\n",
+                outage_topic);
+        goto out;
     }
     const char *real = rd_kafka_mock_cluster_bootstraps(mc);
     char first[256], addr[256];
@@ -348,8 +407,14 @@ int slr_cmd_broker(int argc, char **argv)
             "partition; not a production broker); SIGINT or SIGTERM stops it\n",
             addr, brokers, brokers == 1 ? "" : "s");
 
-    while (!cli_stop_requested)
+    bool down = false;
+    while (!cli_stop_requested) {
         rd_kafka_poll(rk, 200);
+        if (outage_wanted >= 0 && (outage_wanted == 1) != down) {
+            down = !down;
+            set_outage(mc, down, outage_topic, outage_partitions);
+        }
+    }
     rc = 0;
     fprintf(stderr, "streamlr broker: stopping; its data is gone\n");
 out:

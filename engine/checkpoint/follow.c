@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "streamlr/checkpoint.h"
+#include "util/clock.h"
 
 #define RETIRED_MAX 4 /* old models waiting for the thread to free them */
 #define LOADER_NICE 10
@@ -46,6 +47,7 @@
  * are merged into one copy; in place, the scorer waits at most about this. */
 #define TOPIC_THREAD_BUDGET_MS 500
 #define TOPIC_INPLACE_BUDGET_MS 100
+#define WARN_AGAIN_SECONDS 30.0 /* a refresh error that lasts is said again this often */
 
 /* A loaded model: the learner, the job state its checkpoint holds, its path. */
 typedef struct model {
@@ -61,7 +63,8 @@ struct slr_follower {
     slr_warn_fn warn;
     void *warn_ctx;
     slr_sync_follower *topic; /* instead of dir (with the thread, the thread's alone) */
-    char warned[SLR_ERROR_MSG_MAX]; /* the last refresh error reported (topic) */
+    char warned[SLR_ERROR_MSG_MAX]; /* the last refresh error (topic); "": none */
+    double warned_at;               /* when one was last said */
 
     /* the loader thread (slr_follower_start) */
     bool started;
@@ -155,21 +158,28 @@ const char *slr_follower_name(const slr_follower *f)
 
 /* The rounds completed since the last look, merged and made a scoring
  * model, into m: true if m holds one.  An error (the topic unreachable, a
- * malformed record) is said once and the model in use kept: scoring goes
- * on. */
+ * malformed record) is said when it starts, again every
+ * WARN_AGAIN_SECONDS while it lasts, and its end too; the model in use is
+ * kept: scoring goes on. */
 static bool load_topic(slr_follower *f, int budget_ms, const char *in_use, model *m)
 {
     bool changed = false;
     slr_error err;
+    char msg[2 * SLR_ERROR_MSG_MAX + PATH_MAX + 64];
+    double now = slr_monotonic_seconds();
     if (slr_sync_follower_refresh(f->topic, budget_ms, &changed, &err) != SLR_OK) {
-        if (f->warn && strcmp(err.msg, f->warned) != 0) {
-            char msg[SLR_ERROR_MSG_MAX + PATH_MAX + 64];
-            snprintf(msg, sizeof msg, "%s; still scoring with %s", err.msg,
-                     changed ? slr_sync_follower_name(f->topic) : in_use);
+        const char *using = changed ? slr_sync_follower_name(f->topic) : in_use;
+        if (f->warn && (!f->warned[0] || now - f->warned_at >= WARN_AGAIN_SECONDS)) {
+            snprintf(msg, sizeof msg, "%s; still scoring with %s", err.msg, using);
             f->warn(f->warn_ctx, msg);
+            f->warned_at = now;
         }
         snprintf(f->warned, sizeof f->warned, "%s", err.msg);
-    } else {
+    } else if (f->warned[0]) {
+        if (f->warn) {
+            snprintf(msg, sizeof msg, "sync topic read again (the last error was: %s)", f->warned);
+            f->warn(f->warn_ctx, msg);
+        }
         f->warned[0] = '\0';
     }
     if (!changed)

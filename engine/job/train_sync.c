@@ -47,7 +47,9 @@
 #define BATCH_MAX 100000
 #define POLL_MS 100        /* a consume call's wait while slices are being learned */
 #define ROUND_WAIT_MS 100  /* a wait for the round's deltas, between two consumer polls */
-#define FLUSH_MS 60000     /* a delta not acknowledged by then stops the job */
+#define FLUSH_STEP_MS 1000 /* a wait for the sync topic's acks, between stop checks */
+#define FLUSH_MS 60000     /* with transactions: a commit not done by then stops the job */
+#define PAUSE_LOG_SECONDS 30.0 /* an outage is said again this often */
 #define CATCH_UP_MS 60000  /* no progress reading the sync topic for that long: an error */
 #define COMMIT_WAIT_SECONDS 5.0
 #define COMMIT_RETRY_SECONDS 15.0 /* a refused final commit is made again this long */
@@ -96,6 +98,8 @@ typedef struct sync_run {
     uint64_t snapshots;     /* written by this process */
     uint64_t snapshot_round; /* the round of the last one it wrote (UINT64_MAX: none) */
     bool live;              /* caught up: merges are the group's news, not a replay */
+    double paused_since;    /* the sync topic unreachable since (0: it is not) */
+    double pause_said;      /* when that was last said */
     slr_status fatal;   /* a checkpoint could not be taken safely */
     slr_error fatal_err;
     void (*user_done)(void *ctx, const char *path, const slr_job_state *st);
@@ -143,6 +147,72 @@ static void on_durable(void *ctx, const char *path, const slr_job_state *st)
         slr_kafka_source_commit_state(run->src, st, 0);
     if (run->user_done)
         run->user_done(run->user_done_ctx, path, st);
+}
+
+/* ------------------------------------------------------------ outages */
+
+/* The sync topic cannot be reached (why: the last error): learning is
+ * paused, since a round merged without it, or a slice learned from a model
+ * the group does not share, would diverge in silence.  Said when it starts
+ * and every PAUSE_LOG_SECONDS; back() says when it ends. */
+static void paused(sync_run *run, const char *why)
+{
+    double now = slr_monotonic_seconds();
+    if (!run->paused_since)
+        run->paused_since = now;
+    if (run->pause_said && now - run->pause_said < PAUSE_LOG_SECONDS)
+        return;
+    char since[48] = "";
+    if (run->pause_said)
+        snprintf(since, sizeof since, " for %.0f s", now - run->paused_since);
+    run->pause_said = now;
+    slr_job_log(&run->job, "sync: sync topic %s unreachable%s (%s); learning is paused with the "
+                           "model at round %llu and goes on when the topic is back (-X "
+                           "message.timeout.ms bounds the wait for a delta's ack)",
+                run->k->sync_topic, since, why, (unsigned long long)run->round);
+}
+
+static void back(sync_run *run)
+{
+    if (run->pause_said)
+        slr_job_log(&run->job, "sync: sync topic %s reachable again after %.0f s; round %llu goes on",
+                    run->k->sync_topic, slr_monotonic_seconds() - run->paused_since,
+                    (unsigned long long)run->round);
+    run->paused_since = run->pause_said = 0;
+}
+
+/* Wait until every record published is acknowledged, however long the
+ * topic is away (librdkafka's message.timeout.ms is the bound: a delta it
+ * gives up on stops the job); *done false if a stop came first. */
+static slr_status sync_flush(sync_run *run, slr_error *err);
+
+static slr_status flush_published(sync_run *run, bool *done, slr_error *err)
+{
+    double started = slr_monotonic_seconds();
+    *done = false;
+    if (run->k->sync_transactions) {
+        /* a commit is not resumed step by step: one wait, FLUSH_MS, which
+         * an outage longer than that ends with its error */
+        slr_status st = sync_flush(run, err);
+        *done = st == SLR_OK;
+        return st;
+    }
+    for (;;) {
+        slr_status st = slr_sync_publisher_flush(run->pub, FLUSH_STEP_MS, err);
+        if (st == SLR_OK) {
+            if (!slr_sync_reader_unreachable(run->rd, NULL))
+                back(run);
+            *done = true;
+            return SLR_OK;
+        }
+        if (slr_sync_publisher_pending(run->pub) < 0)
+            return st; /* a delta failed: err says which and why */
+        if (slr_job_should_stop(&run->job))
+            return SLR_OK;
+        if (slr_monotonic_seconds() - started >= 2.0)
+            paused(run, "its deltas are not acknowledged: brokers down, or its partition "
+                        "without a leader?");
+    }
 }
 
 /* ------------------------------------------------------------ rounds and positions */
@@ -329,10 +399,13 @@ static slr_status snapshot_if_due(sync_run *run, slr_error *err)
     if (!every || !run->live || !run->slots || !run->slots[0] || run->round % every != 0 ||
         run->snapshot_round == run->round)
         return SLR_OK;
+    bool done = true;
     slr_status st = slr_sync_publish_snapshot(run->pub, run->job.learner, run->round, run->ledger,
                                               slr_sync_reader_position(run->rd), 0, err);
     if (st == SLR_OK)
-        st = sync_flush(run, err);
+        st = flush_published(run, &done, err);
+    if (st == SLR_OK && !done)
+        return SLR_OK; /* stopped: the loop ends */
     if (st != SLR_OK) {
         slr_error_prefix(err, "snapshot of round %llu: ", (unsigned long long)run->round);
         return st;
@@ -626,8 +699,9 @@ static slr_status publish(sync_run *run, slr_error *err)
     if (st == SLR_OK && run->unflushed &&
         (all_done(run) || (run->k->sync_transactions &&
                            slr_monotonic_seconds() - run->unflushed_since > TXN_OPEN_SECONDS))) {
-        st = sync_flush(run, err);
-        run->unflushed = st != SLR_OK;
+        bool done;
+        st = flush_published(run, &done, err);
+        run->unflushed = !done;
     }
     return st;
 }
@@ -741,6 +815,13 @@ static slr_status catch_up(sync_run *run, slr_error *err)
         }
         if (caught_up)
             return SLR_OK;
+        const char *why = slr_sync_reader_unreachable(run->rd, NULL);
+        if (why) { /* wait for it: nothing is learned before the model is the group's */
+            paused(run, why);
+            if (slr_job_should_stop(&run->job))
+                return SLR_OK;
+            continue;
+        }
         return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: no round read in %d s",
                              run->k->sync_topic, CATCH_UP_MS / 1000);
     }
@@ -794,15 +875,22 @@ static slr_status wait_round(sync_run *run, slr_error *err)
     size_t k;
     slr_status st = slr_sync_reader_next(run->rd, all_done(run) ? ROUND_WAIT_MS : 1, &complete,
                                          &ds, &k, &ended_all, err);
+    const char *why = slr_sync_reader_unreachable(run->rd, NULL);
+    if (st == SLR_OK && !complete && why)
+        paused(run, why);
+    else if (st == SLR_OK && !why && !run->unflushed)
+        back(run);
     if (st != SLR_OK || !complete)
         return st;
     if (ended_all) {
         run->all_ended = true;
         return SLR_OK;
     }
-    if (run->unflushed) /* complete without them: someone else's copies won */
-        if ((st = sync_flush(run, err)) != SLR_OK)
-            return st;
+    if (run->unflushed) { /* complete without them: someone else's copies won */
+        bool done;
+        if ((st = flush_published(run, &done, err)) != SLR_OK || !done)
+            return st; /* (not done: stopped, and the round is dropped) */
+    }
     run->unflushed = false;
     if ((st = merge_round(run, ds, k, err)) != SLR_OK)
         return st;

@@ -180,6 +180,15 @@ slr_status slr_sync_follower_refresh(slr_sync_follower *f, int budget_ms, bool *
         if (slr_monotonic_seconds() >= until)
             break;
     }
+    /* a reader that cannot reach the topic only waits: say so, so that a
+     * scorer says it scores with an older model, and why */
+    double secs = 0;
+    const char *why = st == SLR_OK ? slr_sync_reader_unreachable(f->rd, &secs) : NULL;
+    if (why && secs >= 1)
+        st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s unreachable for %.0f s (%s)",
+                           f->topic, secs, why);
+    else if (why)
+        st = slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s unreachable (%s)", f->topic, why);
     /* theta stands at a complete round even after an error: score with it */
     if (f->dirty) {
         slr_error e2;

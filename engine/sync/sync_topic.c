@@ -391,6 +391,11 @@ slr_status slr_sync_publish(slr_sync_publisher *p, const slr_sync_delta *d, slr_
     return SLR_OK;
 }
 
+int slr_sync_publisher_pending(const slr_sync_publisher *p)
+{
+    return p->failed ? -1 : rd_kafka_outq_len(p->rk);
+}
+
 void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, uint64_t *bytes)
 {
     *deltas = p->deltas;
@@ -652,7 +657,18 @@ struct slr_sync_reader {
     size_t n_out;
     uint64_t identical, different, late;
     bool lost; /* the next record fell off the topic's retention */
+    /* reachability: a reader waiting for a round cannot tell a quiet topic
+     * from one it cannot reach (librdkafka retries in silence, and a
+     * partition without a leader raises no error at all), so after
+     * PROBE_QUIET_SECONDS without a record it asks for the watermarks */
+    double heard;          /* when a record or a probe last got through */
+    double probe_at;       /* when to probe next */
+    double unreachable_since; /* 0: reachable */
+    char unreachable[256]; /* why not: the last error */
 };
+
+#define PROBE_QUIET_SECONDS 2.0 /* no record for that long: ask the broker */
+#define PROBE_MS 500            /* how long a probe may wait for the answer */
 
 static void pending_free(pending *e)
 {
@@ -710,7 +726,9 @@ static slr_status check_topic(rd_kafka_t *rk, const char *topic, slr_error *err)
     else if (md->topics[0].partition_cnt != 1)
         st = slr_error_set(err, SLR_ERR_ARG,
                            "sync topic %s has %d partitions; it needs exactly one, whose order "
-                           "every member reads alike",
+                           "every member reads alike (was it created by first use, with the "
+                           "broker's default? create it with --partitions 1 before the group "
+                           "starts)",
                            topic, md->topics[0].partition_cnt);
     rd_kafka_metadata_destroy(md);
     return st;
@@ -816,6 +834,7 @@ slr_status slr_sync_reader_create(slr_sync_reader **out, const slr_sync_topic_co
         r->ended[p] = UINT64_MAX;
     r->round = round;
     r->position = r->read_to = from;
+    r->heard = r->probe_at = slr_monotonic_seconds();
     /* no group: the position is the caller's (its checkpoint's), never committed */
     rd_kafka_conf_t *conf;
     if ((st = reader_conf(&conf, cfg, err)) != SLR_OK) {
@@ -922,14 +941,72 @@ static slr_status lost_error(const slr_sync_reader *r, slr_error *err)
                          r->topic, (long long)r->read_to);
 }
 
+static void heard(slr_sync_reader *r, double now)
+{
+    r->heard = now;
+    r->unreachable_since = 0;
+    r->unreachable[0] = '\0';
+}
+
+static void not_heard(slr_sync_reader *r, double now, const char *why)
+{
+    if (!r->unreachable_since)
+        r->unreachable_since = now;
+    snprintf(r->unreachable, sizeof r->unreachable, "%s", why);
+}
+
+/* Quiet for a while: does the cluster still say who leads the topic?
+ * (At most once per PROBE_QUIET_SECONDS, and only while no record comes:
+ * a group that waits on the barrier pays a metadata request every two
+ * seconds.  Metadata, not the watermarks: librdkafka 2.0's watermark query
+ * waits for the leader past its timeout, so it would hang the caller for
+ * the whole outage.) */
+static void probe_now(slr_sync_reader *r)
+{
+    double now;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(r->rk, r->topic, NULL);
+    rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(r->rk, 0, rkt, &md, PROBE_MS)
+                                : rd_kafka_last_error();
+    if (rkt)
+        rd_kafka_topic_destroy(rkt);
+    if (!e && (md->topic_cnt != 1 || md->topics[0].err))
+        e = md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART;
+    else if (!e && (md->topics[0].partition_cnt < 1 || md->topics[0].partitions[0].err ||
+                    md->topics[0].partitions[0].leader < 0))
+        e = md->topics[0].partition_cnt && md->topics[0].partitions[0].err
+                ? md->topics[0].partitions[0].err
+                : RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    now = slr_monotonic_seconds();
+    r->probe_at = now + PROBE_QUIET_SECONDS;
+    if (e)
+        not_heard(r, now, rd_kafka_err2str(e));
+    else
+        heard(r, now);
+}
+
+static void probe(slr_sync_reader *r)
+{
+    double now = slr_monotonic_seconds();
+    if (now >= r->probe_at && now - r->heard >= PROBE_QUIET_SECONDS)
+        probe_now(r);
+}
+
 /* Poll once for up to ms; a record is taken in, a transient error (broker
  * down, a leader moving) only waits: the caller's timeout decides. */
 static slr_status poll_once(slr_sync_reader *r, int ms, slr_error *err)
 {
+    probe(r);
     rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, ms);
     if (!m)
         return SLR_OK;
     slr_status st = SLR_OK;
+    if (!m->err)
+        heard(r, slr_monotonic_seconds());
+    else if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        not_heard(r, slr_monotonic_seconds(), rd_kafka_message_errstr(m));
     if (!m->err)
         st = ingest(r, m, err);
     else if (m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
@@ -982,6 +1059,12 @@ slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *ca
         return lost_error(r, err);
     double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
     if (reached(r)) { /* the mark passed: where is the topic now? */
+        /* not if its leader is away: the query would wait for it past its
+         * timeout; the caller sees *caught_up false and the reason
+         * (slr_sync_reader_unreachable) */
+        probe_now(r);
+        if (r->unreachable_since)
+            return SLR_OK;
         int64_t lo;
         rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(r->rk, r->topic, SYNC_PARTITION,
                                                                  &lo, &r->high, timeout_ms);
@@ -1344,6 +1427,15 @@ slr_status slr_sync_reader_seek_snapshot(slr_sync_reader *r, int timeout_ms, slr
 }
 
 bool slr_sync_reader_lost(const slr_sync_reader *r) { return r->lost; }
+
+const char *slr_sync_reader_unreachable(const slr_sync_reader *r, double *seconds)
+{
+    if (!r->unreachable_since)
+        return NULL;
+    if (seconds)
+        *seconds = slr_monotonic_seconds() - r->unreachable_since;
+    return r->unreachable;
+}
 
 /* ---------------------------------------------------------------- inspect */
 

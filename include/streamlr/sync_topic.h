@@ -91,6 +91,10 @@ void slr_sync_publisher_counts(const slr_sync_publisher *p, uint64_t *deltas, ui
  * start another round (learning pauses; it never goes on with a model the
  * group does not share). */
 slr_status slr_sync_publisher_flush(slr_sync_publisher *p, int timeout_ms, slr_error *err);
+/* Records queued and not yet acknowledged; -1 once one has failed (after
+ * librdkafka's message.timeout.ms): a caller that waits for the topic
+ * through an outage waits while this is > 0 and stops at -1. */
+int slr_sync_publisher_pending(const slr_sync_publisher *p);
 
 /* slr_sync_publisher_flush, and with transactions: the source offsets of
  * the transaction's deltas (the end of each one's slice) are sent to it
@@ -194,6 +198,13 @@ slr_status slr_sync_reader_seek_snapshot(slr_sync_reader *r, int timeout_ms, slr
 /* Whether the reader's next record is no longer on the topic (retention
  * dropped it; catch_up and next then fail): seek a snapshot. */
 bool slr_sync_reader_lost(const slr_sync_reader *r);
+/* Why the sync topic cannot be read now (the last error: broker down, no
+ * leader, a timeout), and for how long (*seconds, if not NULL); NULL while
+ * it can.  A reader waiting for a round asks the broker for the topic's
+ * watermarks after two seconds without a record, so a topic that is
+ * merely quiet reads as reachable and an outage is seen within seconds,
+ * also one that raises no error (a partition without a leader). */
+const char *slr_sync_reader_unreachable(const slr_sync_reader *r, double *seconds);
 
 /* Partition p's input ended in round `round` (its last slice was short):
  * rounds after it do not wait for it.  A reader created at a later round
