@@ -657,6 +657,11 @@ struct slr_sync_reader {
     size_t n_out;
     uint64_t identical, different, late;
     bool lost; /* the next record fell off the topic's retention */
+    /* a record that is no delta of this group: the reader stops at it and
+     * says so again on every call (the consumer has moved past it, and its
+     * position must not count it as read: that would skip it in silence) */
+    bool bad;
+    char bad_msg[SLR_ERROR_MSG_MAX];
     /* reachability: a reader waiting for a round cannot tell a quiet topic
      * from one it cannot reach (librdkafka retries in silence, and a
      * partition without a leader raises no error at all), so after
@@ -891,6 +896,8 @@ static slr_status ingest(slr_sync_reader *r, const rd_kafka_message_t *m, slr_er
     if (st != SLR_OK) {
         slr_sync_delta_clear(&e.d);
         slr_error_prefix(err, "sync topic %s offset %lld: ", r->topic, (long long)m->offset);
+        r->bad = true;
+        snprintf(r->bad_msg, sizeof r->bad_msg, "%s", err->msg);
         return SLR_ERR_CORRUPT;
     }
     r->read_to = m->offset + 1;
@@ -1048,6 +1055,8 @@ static bool round_ready(const slr_sync_reader *r, bool *ended)
  * read just after a reassignment may still be the old one's. */
 static bool reached(const slr_sync_reader *r)
 {
+    if (r->bad)
+        return false;
     return r->read_to >= r->high || read_up_to(r->rk, r->topic, r->read_to) >= r->high;
 }
 
@@ -1057,6 +1066,8 @@ slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *ca
     *caught_up = false;
     if (r->lost)
         return lost_error(r, err);
+    if (r->bad)
+        return slr_error_set(err, SLR_ERR_CORRUPT, "%s", r->bad_msg);
     double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
     if (reached(r)) { /* the mark passed: where is the topic now? */
         /* not if its leader is away: the query would wait for it past its
@@ -1127,6 +1138,8 @@ slr_status slr_sync_reader_next(slr_sync_reader *r, int timeout_ms, bool *comple
     *k = 0;
     if (r->lost)
         return lost_error(r, err);
+    if (r->bad)
+        return slr_error_set(err, SLR_ERR_CORRUPT, "%s", r->bad_msg);
     double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
     for (;;) {
         if (take_round(r, ended)) {
@@ -1383,6 +1396,7 @@ static slr_status reader_restart(slr_sync_reader *r, const slr_sync_snapshot *s,
     r->position = r->read_to = s->position;
     r->high = 0;
     r->lost = false;
+    r->bad = false;
     return SLR_OK;
 }
 
