@@ -29,6 +29,16 @@ void slr_learner_state_export(const slr_learner *l, const uint32_t *idx, size_t 
     }
 }
 
+void slr_learner_copy_coords(slr_learner *dst, const slr_learner *src, const uint32_t *idx,
+                             size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst->slots[idx[i]] = src->slots[idx[i]];
+    if (dst->stamps)
+        for (size_t i = 0; i < n; i++)
+            dst->stamps[idx[i]] = src->stamps ? src->stamps[idx[i]] : 0;
+}
+
 uint64_t slr_learner_state_next(const slr_learner *l, uint64_t from)
 {
     for (uint64_t j = from; j <= l->n_slots; j++)

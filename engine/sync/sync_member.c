@@ -317,11 +317,8 @@ static slr_status follow_shared(slr_sync_member *m, const uint32_t *idx, size_t 
         return st;
     if (slr_learner_epoch(m->local) != slr_learner_epoch(m->shared))
         return reset_local(m, err); /* one of them rebased: untouched stamps count from elsewhere */
-    if ((st = reserve(m, n, err)) != SLR_OK)
-        return st;
-    slr_learner_state_export(m->shared, idx, n, m->rec);
-    if ((st = apply_shared_records(m->local, m->shared, m->rec, n, err)) != SLR_OK)
-        return st;
+    /* shared's own state at the same epoch: copied as it is, no records */
+    slr_learner_copy_coords(m->local, m->shared, idx, n);
     double bw;
     double bg;
     slr_learner_bias_get(m->shared, &bw, &bg);
