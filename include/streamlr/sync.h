@@ -7,7 +7,8 @@
  *
  * Four pieces:
  *  - slr_sync_member: a member's two learners (the shared theta_r, and the
- *    one it learns and predicts with) and its round's touch counts;
+ *    one it learns and predicts with) and its round's touch counts; members
+ *    on one theta_r may share work tables (slr_sync_pool);
  *  - slr_sync_delta: the record a member publishes, with its msgpack codec;
  *  - slr_sync_merge: theta_r + the round's deltas -> theta_{r+1};
  *  - slr_sync_ledger: the source offset ranges already in a model, so that a
