@@ -183,7 +183,8 @@ slr_status slr_sync_member_create_on(slr_sync_member **out, const slr_learner *s
  * (slr_sync_member_release) or their slice is given up: the pool reverts
  * the coordinates the slice changed to theta_r, so the next member starts
  * from theta_r as a fresh copy would, bit for bit.  A process whose
- * partitions' slices come one after another so keeps one or two tables.
+ * partitions' slices mostly come one after another so keeps a few tables
+ * (3 for 8 partitions in tools/bench sync-member).
  * After merging a round into `shared`, the caller calls
  * slr_sync_member_follow for every member, then slr_sync_pool_follow. */
 typedef struct slr_sync_pool slr_sync_pool;
