@@ -931,6 +931,67 @@ START_TEST(reconfigure_penalty_off_and_on)
 }
 END_TEST
 
+/* slr_learner_copy_coords, the members' follow step: B, at A's step and
+ * epoch with a lazy penalty (stamps), takes the coordinates A changed since
+ * its mark and then holds A's records, stamps included, everywhere: the
+ * same as exporting and applying them with SLR_STATE_STAMPS_KEEP. */
+START_TEST(copy_coords_is_export_and_apply)
+{
+    slr_learner_config cfg;
+    slr_learner_config_defaults(&cfg);
+    slr_hashing_init(&cfg.hashing, 10);
+    cfg.l1 = 1e-3;
+    cfg.l2 = 1e-3;
+    slr_learner *a, *b, *c;
+    slr_error err;
+    ck_assert_int_eq(slr_learner_create(&a, &cfg, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_create(&b, &cfg, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_create(&c, &cfg, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_track_changes(a, true, &err), SLR_OK);
+    test_rng r = {.s = 7};
+    slr_feature f[4];
+    slr_example ex = {.features = f, .n_features = 4, .weight = 1.0, .has_label = true};
+    for (int i = 0; i < 400; i++) {
+        for (int k = 0; k < 4; k++)
+            f[k] = (slr_feature){(uint32_t)test_rng_below(&r, 1024), (float)test_rng_unif(&r)};
+        ex.label = (double)test_rng_below(&r, 2);
+        slr_learner_learn(a, &ex, NULL);
+        if (i < 250) {
+            slr_learner_learn(b, &ex, NULL);
+            slr_learner_learn(c, &ex, NULL);
+        }
+        if (i == 249)
+            slr_learner_mark(a);
+    }
+    ck_assert_int_eq(slr_learner_advance(b, 150, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_advance(c, 150, &err), SLR_OK);
+    uint32_t idx[1024];
+    size_t n = 0;
+    const uint64_t bias = slr_learner_bias_index(a);
+    for (uint64_t j = slr_learner_changed_next(a, 0); j < bias; j = slr_learner_changed_next(a, j + 1))
+        idx[n++] = (uint32_t)j;
+    ck_assert_uint_gt(n, 50);
+    slr_learner_copy_coords(b, a, idx, n);
+    static unsigned char buf[1024 * SLR_STATE_RECORD], rb[SLR_STATE_RECORD], rc[SLR_STATE_RECORD];
+    slr_learner_state_export(a, idx, n, buf);
+    ck_assert_int_eq(slr_learner_state_apply(c, buf, n * SLR_STATE_RECORD, SLR_STATE_STAMPS_KEEP,
+                                             "copy", &err), SLR_OK);
+    int differ = 0, from_a = 0;
+    for (uint32_t j = 0; j < bias; j++) {
+        slr_learner_state_export(b, &j, 1, rb);
+        slr_learner_state_export(c, &j, 1, rc);
+        differ += memcmp(rb, rc, sizeof rb) != 0;
+        slr_learner_state_export(a, &j, 1, rc);
+        from_a += memcmp(rb, rc, sizeof rb) == 0;
+    }
+    ck_assert_int_eq(differ, 0);
+    ck_assert_int_gt(from_a, (int)n); /* the copied ones and the untouched zeros */
+    slr_learner_destroy(a);
+    slr_learner_destroy(b);
+    slr_learner_destroy(c);
+}
+END_TEST
+
 /* The sparse state API of learner_io.h, as a member of a group would use
  * it: A and B learn the same stream, A learns on alone; the records of the
  * coordinates A changed since its mark, applied to B, make B's model A's.
@@ -1046,6 +1107,7 @@ static Suite *learner_suite(void)
     tcase_add_test(tc, config_rejects_nonsense);
     tcase_add_test(tc, reconfigure_penalty_off_and_on);
     tcase_add_test(tc, state_delta_moves_a_model);
+    tcase_add_test(tc, copy_coords_is_export_and_apply);
     suite_add_tcase(s, tc);
     return s;
 }

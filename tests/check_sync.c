@@ -1105,6 +1105,164 @@ START_TEST(merge_refuses_mismatches)
 }
 END_TEST
 
+/* ------------------------------------------------------- pooled members */
+
+/* a and b hold the same state, stamps (penalties owed) included: compared
+ * without paying them, which would change the bits of later rounds */
+static void assert_same_state(const slr_learner *a, const slr_learner *b, const char *what)
+{
+    ck_assert_uint_eq(slr_learner_steps(a), slr_learner_steps(b));
+    const uint32_t n = (uint32_t)slr_learner_bias_index(a);
+    for (uint32_t j = 0; j < n; j++) {
+        unsigned char x[SLR_STATE_RECORD], y[SLR_STATE_RECORD];
+        slr_learner_state_export(a, &j, 1, x);
+        slr_learner_state_export(b, &j, 1, y);
+        ck_assert_msg(memcmp(x, y, sizeof x) == 0, "%s: coordinate %u differs", what, j);
+    }
+    double aw, ag, bw, bg;
+    slr_learner_bias_get(a, &aw, &ag);
+    slr_learner_bias_get(b, &bw, &bg);
+    ck_assert_msg(memcmp(&aw, &bw, sizeof aw) == 0 && memcmp(&ag, &bg, sizeof ag) == 0,
+                  "%s: the bias differs", what);
+}
+
+/* Learn examples [from, to) of partition p's slice of round r into m (its
+ * table taken first, as train_sync does before a message). */
+static void learn_part(slr_sync_member *m, int p, int r, int per, int from, int to)
+{
+    slr_error err = {0};
+    slr_example ex;
+    slr_example_init(&ex, &slr_learner_config_of(slr_sync_member_shared(m))->hashing);
+    for (int i = from; i < to; i++) {
+        ck_assert_int_eq(slr_sync_member_begin(m, &err), SLR_OK);
+        stream_example(&ex, p, (int64_t)r * per + i);
+        slr_sync_member_learn(m, &ex, NULL);
+    }
+    slr_example_free(&ex);
+}
+
+static unsigned char *delta_bytes(const slr_sync_delta *d, size_t *len)
+{
+    unsigned char *b;
+    slr_error err = {0};
+    ck_assert_msg(slr_sync_delta_encode(d, &b, len, &err) == SLR_OK, "%s", err.msg);
+    return b;
+}
+
+/* Members sharing work tables (slr_sync_pool) learn what members with a
+ * table each (slr_sync_member_create_on) learn, bit for bit: every delta's
+ * bytes and theta after every round, with slices learned interleaved (two
+ * tables held at once), one given up mid-slice (its member destroyed, as
+ * when a partition is taken away, and made again), one given up and won by
+ * another process's delta (the member holds its table at the merge), and a
+ * partition's empty last slice.  Four partitions need two tables here. */
+static void check_pooled(slr_learner_config cfg)
+{
+    make_theta();
+    enum { P = 4, PER = 60, ROUNDS = 6 };
+    slr_error err = {0};
+    slr_learner *ta, *tb;
+    ck_assert_int_eq(slr_learner_create(&ta, &cfg, &err), SLR_OK);
+    ck_assert_int_eq(slr_learner_create(&tb, &cfg, &err), SLR_OK);
+    slr_sync_pool *pool;
+    ck_assert_int_eq(slr_sync_pool_create(&pool, tb, &err), SLR_OK);
+    slr_sync_member *a[P], *b[P];
+    char name[P][16];
+    for (int p = 0; p < P; p++) {
+        snprintf(name[p], sizeof name[p], "clicks/%06d", p);
+        ck_assert_int_eq(slr_sync_member_create_on(&a[p], ta, name[p], 0, 0, &err), SLR_OK);
+        ck_assert_int_eq(slr_sync_member_create_pooled(&b[p], pool, name[p], 0, 0, &err), SLR_OK);
+        ck_assert_ptr_null(slr_sync_member_learner(b[p])); /* no table until it learns */
+    }
+    for (int r = 0; r < ROUNDS; r++) {
+        bool last = r == ROUNDS - 1;
+        if (r == 2) { /* partition 3 taken away mid-slice, then given back */
+            learn_part(a[3], 3, r, PER, 0, PER / 2);
+            learn_part(b[3], 3, r, PER, 0, PER / 2);
+            slr_sync_member_destroy(a[3]);
+            slr_sync_member_destroy(b[3]);
+            ck_assert_int_eq(slr_sync_member_create_on(&a[3], ta, name[3], 0, r, &err), SLR_OK);
+            ck_assert_int_eq(slr_sync_member_create_pooled(&b[3], pool, name[3], 0, r, &err), SLR_OK);
+        }
+        slr_sync_delta da[P], db[P];
+        for (int p = 0; p < P; p += 2) { /* p and p + 1 interleaved: two tables at once */
+            for (int h = 0; h < 2; h++)
+                for (int q = p; q < p + 2; q++) {
+                    bool lost = r == 3 && q == 1; /* learns half, another process wins */
+                    bool empty = last && q == 2;  /* the partition's last slice is empty */
+                    if (empty || (lost && h == 1))
+                        continue;
+                    learn_part(a[q], q, r, PER, h * PER / 2, (h + 1) * PER / 2);
+                    learn_part(b[q], q, r, PER, h * PER / 2, (h + 1) * PER / 2);
+                }
+            for (int q = p; q < p + 2; q++) {
+                bool empty = last && q == 2;
+                slr_sync_range g = {(char *)"clicks", q, (int64_t)r * PER,
+                                    (int64_t)r * PER + (empty ? 0 : PER)};
+                if (r == 3 && q == 1) { /* the winner: a whole slice from theta_r */
+                    slr_sync_member *w;
+                    ck_assert_int_eq(slr_sync_member_create_on(&w, ta, name[q], 0, r, &err), SLR_OK);
+                    learn_part(w, q, r, PER, 0, PER);
+                    ck_assert_int_eq(slr_sync_member_end_round(w, &g, 1, &da[q], &err), SLR_OK);
+                    slr_sync_member_destroy(w);
+                    ck_assert_int_eq(slr_sync_member_create_on(&w, ta, name[q], 0, r, &err), SLR_OK);
+                    learn_part(w, q, r, PER, 0, PER);
+                    ck_assert_int_eq(slr_sync_member_end_round(w, &g, 1, &db[q], &err), SLR_OK);
+                    slr_sync_member_destroy(w);
+                    continue;
+                }
+                ck_assert_int_eq(slr_sync_member_end_round(a[q], &g, 1, &da[q], &err), SLR_OK);
+                ck_assert_int_eq(slr_sync_member_end_round(b[q], &g, 1, &db[q], &err), SLR_OK);
+                ck_assert_int_eq(slr_sync_member_release(b[q], &err), SLR_OK);
+                ck_assert_ptr_null(slr_sync_member_learner(b[q]));
+            }
+        }
+        for (int p = 0; p < P; p++) {
+            size_t la, lb;
+            unsigned char *x = delta_bytes(&da[p], &la), *y = delta_bytes(&db[p], &lb);
+            ck_assert_msg(la == lb && memcmp(x, y, la) == 0,
+                          "round %d partition %d: the pooled member's delta differs", r, p);
+            free(x);
+            free(y);
+        }
+        uint32_t *ca, *cb;
+        size_t na, nb;
+        ck_assert_int_eq(slr_sync_merge(ta, (uint64_t)r, da, P, SLR_SYNC_RELAXD, &ca, &na, &err), SLR_OK);
+        ck_assert_int_eq(slr_sync_merge(tb, (uint64_t)r, db, P, SLR_SYNC_RELAXD, &cb, &nb, &err), SLR_OK);
+        for (int p = 0; p < P; p++) {
+            bool own = !(r == 3 && p == 1);
+            ck_assert_int_eq(slr_sync_member_follow(a[p], ca, na, own, &err), SLR_OK);
+            ck_assert_int_eq(slr_sync_member_follow(b[p], cb, nb, own, &err), SLR_OK);
+            slr_sync_delta_clear(&da[p]);
+            slr_sync_delta_clear(&db[p]);
+        }
+        ck_assert_int_eq(slr_sync_pool_follow(pool, cb, nb, &err), SLR_OK);
+        free(ca);
+        free(cb);
+        assert_same_state(ta, tb, "theta with pooled members vs with a table each");
+    }
+    ck_assert_uint_eq(slr_sync_pool_tables(pool), 3);
+    for (int p = 0; p < P; p++) {
+        slr_sync_member_destroy(a[p]);
+        slr_sync_member_destroy(b[p]);
+    }
+    slr_sync_pool_destroy(pool);
+    slr_learner_destroy(ta);
+    slr_learner_destroy(tb);
+}
+
+START_TEST(pooled_members_learn_as_members_with_tables)
+{
+    check_pooled(test_config(0, 0));
+}
+END_TEST
+
+START_TEST(pooled_members_learn_as_members_with_tables_with_penalties)
+{
+    check_pooled(test_config(1e-4, 1e-3));
+}
+END_TEST
+
 static Suite *sync_suite(void)
 {
     Suite *s = suite_create("sync");
@@ -1130,6 +1288,8 @@ static Suite *sync_suite(void)
     tcase_add_test(tc, merge_refuses_mismatches);
     tcase_add_test(tc, group_step_past_stamp_range);
     tcase_add_test(tc, reader_follows_the_group);
+    tcase_add_test(tc, pooled_members_learn_as_members_with_tables);
+    tcase_add_test(tc, pooled_members_learn_as_members_with_tables_with_penalties);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -83,6 +83,7 @@ typedef struct sync_run {
     slr_sync_ledger *ledger;
     slr_sync_publisher *pub;
     slr_sync_reader *rd;
+    slr_sync_pool *pool; /* the slots' work tables: taken for a slice, given back after */
     slot **slots;       /* [P]: the held partitions' slots, NULL for the others */
     int64_t *reach;     /* [P]: the end of the partition's ranges in the model */
     bool unflushed;     /* deltas published and not yet acknowledged */
@@ -517,7 +518,7 @@ static slr_status slot_new(sync_run *run, slr_kafka_partition *q, slr_error *err
     slr_status st = slr_sync_slice_name(s->name, sizeof s->name, run->topic, q->partition, err);
     /* generation 0: a slice's delta is the same bytes whoever learns it */
     if (st == SLR_OK)
-        st = slr_sync_member_create_on(&s->m, run->job.learner, s->name, 0, run->round, err);
+        st = slr_sync_member_create_pooled(&s->m, run->pool, s->name, 0, run->round, err);
     if (st != SLR_OK) {
         slot_free(s);
         return st;
@@ -582,13 +583,15 @@ static slr_status learn_message(sync_run *run, slot *s, slr_kafka_partition *q,
                                 const rd_kafka_message_t *m, slr_error *err)
 {
     slr_job *job = &run->job;
+    slr_status st = slr_sync_member_begin(s->m, err);
+    if (st != SLR_OK)
+        return st;
     slr_learner *theta = job->learner;
     job->learner = slr_sync_member_learner(s->m);
     job->sync = s->m;
     const char *buf = m->payload ? (const char *)m->payload : "";
     size_t len = m->len;
     slr_where where = {q->name, 0, (uint64_t)m->offset, true};
-    slr_status st = SLR_OK;
     while (len > 0) {
         size_t used = 0;
         slr_apply_result r = SLR_APPLY_LEARNED;
@@ -683,6 +686,8 @@ static slr_status publish(sync_run *run, slr_error *err)
         slr_sync_range g = {(char *)run->topic, p, slice_from(run), to};
         slr_sync_delta d;
         st = slr_sync_member_end_round(s->m, &g, 1, &d, err);
+        if (st == SLR_OK) /* its table serves the next slice */
+            st = slr_sync_member_release(s->m, err);
         if (st == SLR_OK)
             st = slr_sync_publish(run->pub, &d, err);
         if (st == SLR_OK) {
@@ -778,6 +783,8 @@ static slr_status merge_round(sync_run *run, const slr_sync_delta *ds, size_t k,
         if (run->slots[p])
             st = slr_sync_member_follow(run->slots[p]->m, changed, n_changed,
                                         own_merged(run->slots[p], kept, nk), err);
+    if (st == SLR_OK) /* after the slots: the tables they gave back follow too */
+        st = slr_sync_pool_follow(run->pool, changed, n_changed, err);
     free(changed);
     free(kept);
     if (st != SLR_OK) {
@@ -952,6 +959,7 @@ static slr_status open_run(sync_run *run, slr_train_options *opt, bool *format_c
                                     err)) != SLR_OK ||
         (st = slr_kafka_source_partition_count(run->src, run->topic, &run->P, err)) != SLR_OK ||
         (st = load_sync_state(run, err)) != SLR_OK || (st = open_sync_topic(run, err)) != SLR_OK ||
+        (st = slr_sync_pool_create(&run->pool, run->job.learner, err)) != SLR_OK ||
         (st = note_round(run, err)) != SLR_OK)
         return st;
     /* before the first consume: partitions are assigned at the round's start */
@@ -1070,10 +1078,11 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
                                   "again",
                         (unsigned long long)committed, (unsigned long long)aborted);
         slr_job_log(&run.job, "sync: %llu rounds merged, %llu deltas published (%llu bytes), "
-                              "%llu snapshots written, repeats dropped: %llu identical, %llu "
-                              "different, %llu late",
+                              "%llu snapshots written, %zu work tables, repeats dropped: %llu "
+                              "identical, %llu different, %llu late",
                     (unsigned long long)run.rounds_merged, (unsigned long long)run.published,
                     (unsigned long long)bytes, (unsigned long long)run.snapshots,
+                    slr_sync_pool_tables(run.pool),
                     (unsigned long long)identical, (unsigned long long)different,
                     (unsigned long long)late);
         slr_job_log(&run.job, "sync: time since the first record: %.3f s consuming, %.3f s "
@@ -1094,6 +1103,7 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
     slr_sync_publisher_destroy(run.pub);
     for (int32_t p = 0; run.slots && p < run.P; p++)
         slot_free(run.slots[p]);
+    slr_sync_pool_destroy(run.pool);
     free(run.slots);
     free(run.reach);
     slr_sync_ledger_destroy(run.ledger);

@@ -29,6 +29,27 @@ void slr_learner_state_export(const slr_learner *l, const uint32_t *idx, size_t 
     }
 }
 
+void slr_learner_copy_coords(slr_learner *dst, const slr_learner *src, const uint32_t *idx,
+                             size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst->slots[idx[i]] = src->slots[idx[i]];
+    if (dst->stamps)
+        for (size_t i = 0; i < n; i++)
+            dst->stamps[idx[i]] = src->stamps ? src->stamps[idx[i]] : 0;
+}
+
+bool slr_learner_revert(slr_learner *l, const slr_learner *src, const uint32_t *idx, size_t n)
+{
+    if (l->epoch != src->epoch || l->use_history || src->use_history || l->cfg.eager ||
+        l->n_slots != src->n_slots || !l->stamps != !src->stamps)
+        return false;
+    slr_learner_copy_coords(l, src, idx, n);
+    l->slots[l->n_slots] = src->slots[src->n_slots];
+    l->step = src->step;
+    return true;
+}
+
 uint64_t slr_learner_state_next(const slr_learner *l, uint64_t from)
 {
     for (uint64_t j = from; j <= l->n_slots; j++)

@@ -68,6 +68,21 @@ void slr_learner_state_export(const slr_learner *l, const uint32_t *idx, size_t 
 slr_status slr_learner_state_apply(slr_learner *l, const unsigned char *buf, size_t len,
                                    slr_state_stamps stamps, const char *what, slr_error *err);
 
+/* dst's coordinates idx[0..n) (each <= the bias index) become src's, stamps
+ * included: what exporting them from src and applying the records to dst
+ * with SLR_STATE_STAMPS_KEEP does, without the records or their checks,
+ * which src's own state needs no more than dst's does.  For two learners
+ * of one configuration at the same epoch, dst's step not behind src's. */
+void slr_learner_copy_coords(slr_learner *dst, const slr_learner *src, const uint32_t *idx,
+                             size_t n);
+
+/* l, a copy of src that has since learned only coordinates idx[0..n) (the
+ * bias aside), becomes src again: those coordinates, the bias and the step
+ * counter are src's.  False, with l unchanged, when that cannot be exact
+ * (the two count stamps from different epochs, or l's rates depend on a
+ * per-step history): l must then be copied in full. */
+bool slr_learner_revert(slr_learner *l, const slr_learner *src, const uint32_t *idx, size_t n);
+
 /* Bring coordinates idx[0..n) up to the current step (pay their owed
  * penalty), so that their records hold their current weights. */
 void slr_learner_catch_up(slr_learner *l, const uint32_t *idx, size_t n);

@@ -28,10 +28,13 @@ struct slr_sync_member {
     uint64_t generation, round, examples, fingerprint;
     bool ended;
     bool borrowed; /* shared belongs to the caller, who merges the rounds */
+    slr_sync_pool *pool; /* local and counts are the pool's, held for a slice (else NULL) */
     uint32_t *idx; /* scratch for the round's coordinates */
     unsigned char *rec, *start; /* their records in local, and in shared */
     size_t cap;
 };
+
+static void give_back(slr_sync_member *m);
 
 void slr_sync_member_destroy(slr_sync_member *m)
 {
@@ -39,9 +42,13 @@ void slr_sync_member_destroy(slr_sync_member *m)
         return;
     if (!m->borrowed)
         slr_learner_destroy(m->shared);
-    slr_learner_destroy(m->local);
+    if (m->pool) {
+        give_back(m); /* a slice given up: its table serves the next */
+    } else {
+        slr_learner_destroy(m->local);
+        free(m->counts);
+    }
     slr_sync_ledger_destroy(m->ledger);
-    free(m->counts);
     free(m->idx);
     free(m->rec);
     free(m->start);
@@ -208,6 +215,9 @@ slr_status slr_sync_member_end_round(slr_sync_member *m, const slr_sync_range *r
     if (m->ended)
         return slr_error_set(err, SLR_ERR_ARG, "round %llu has ended already: apply it first",
                              (unsigned long long)m->round);
+    slr_status began = slr_sync_member_begin(m, err); /* a pooled member's empty slice */
+    if (began != SLR_OK)
+        return began;
     const uint64_t bias = slr_learner_bias_index(m->local);
     size_t k = 0;
     slr_status st;
@@ -284,37 +294,48 @@ static slr_status apply_shared_records(slr_learner *l, const slr_learner *shared
                                    "shared model", err);
 }
 
-/* local <- shared in full: when local learned what the group did not take
- * (its own delta was a repeat) or counted past the group's step. */
-static slr_status reset_local(slr_sync_member *m, slr_error *err)
+/* A learner that is shared in full, at its step, tracking its changes. */
+static slr_status copy_of(const slr_learner *shared, slr_learner **out, slr_error *err)
 {
     slr_learner *l;
-    slr_status st = slr_learner_create(&l, slr_learner_config_of(m->shared), err);
+    slr_status st = slr_learner_create(&l, slr_learner_config_of(shared), err);
     if (st != SLR_OK)
         return st;
-    if ((st = slr_learner_advance(l, slr_learner_steps(m->shared), err)) != SLR_OK ||
+    if ((st = slr_learner_advance(l, slr_learner_steps(shared), err)) != SLR_OK ||
         (st = slr_learner_track_changes(l, true, err)) != SLR_OK) {
         slr_learner_destroy(l);
         return st;
     }
-    const uint64_t bias = slr_learner_bias_index(m->shared);
-    for (uint64_t j = slr_learner_state_next(m->shared, 0); j < bias;
-         j = slr_learner_state_next(m->shared, j + 1)) {
+    const uint64_t bias = slr_learner_bias_index(shared);
+    for (uint64_t j = slr_learner_state_next(shared, 0); j < bias;
+         j = slr_learner_state_next(shared, j + 1)) {
         uint32_t jj = (uint32_t)j;
         unsigned char r[SLR_STATE_RECORD];
-        slr_learner_state_export(m->shared, &jj, 1, r);
-        if ((st = apply_shared_records(l, m->shared, r, 1, err)) != SLR_OK) {
+        slr_learner_state_export(shared, &jj, 1, r);
+        if ((st = apply_shared_records(l, shared, r, 1, err)) != SLR_OK) {
             slr_learner_destroy(l);
             return st;
         }
     }
     double bw;
     double bg;
-    slr_learner_bias_get(m->shared, &bw, &bg);
+    slr_learner_bias_get(shared, &bw, &bg);
     if ((st = slr_learner_bias_set(l, bw, bg, "shared model", err)) != SLR_OK) {
         slr_learner_destroy(l);
         return st;
     }
+    *out = l;
+    return SLR_OK;
+}
+
+/* local <- shared in full: when local learned what the group did not take
+ * (its own delta was a repeat) or counted past the group's step. */
+static slr_status reset_local(slr_sync_member *m, slr_error *err)
+{
+    slr_learner *l;
+    slr_status st = copy_of(m->shared, &l, err);
+    if (st != SLR_OK)
+        return st;
     slr_learner_destroy(m->local);
     m->local = l;
     return SLR_OK;
@@ -332,11 +353,8 @@ static slr_status follow_shared(slr_sync_member *m, const uint32_t *idx, size_t 
         return st;
     if (slr_learner_epoch(m->local) != slr_learner_epoch(m->shared))
         return reset_local(m, err); /* one of them rebased: untouched stamps count from elsewhere */
-    if ((st = reserve(m, n, err)) != SLR_OK)
-        return st;
-    slr_learner_state_export(m->shared, idx, n, m->rec);
-    if ((st = apply_shared_records(m->local, m->shared, m->rec, n, err)) != SLR_OK)
-        return st;
+    /* shared's own state at the same epoch: copied as it is, no records */
+    slr_learner_copy_coords(m->local, m->shared, idx, n);
     double bw;
     double bg;
     slr_learner_bias_get(m->shared, &bw, &bg);
@@ -349,7 +367,8 @@ static void next_round(slr_sync_member *m)
     m->round++;
     m->examples = 0;
     m->ended = false;
-    slr_learner_mark(m->local);
+    if (m->local)
+        slr_learner_mark(m->local);
 }
 
 slr_status slr_sync_member_follow(slr_sync_member *m, const uint32_t *changed, size_t n_changed,
@@ -359,6 +378,11 @@ slr_status slr_sync_member_follow(slr_sync_member *m, const uint32_t *changed, s
         return slr_error_set(err, SLR_ERR_ARG, "member \"%s\" merges its rounds itself "
                                                "(slr_sync_member_apply)", m->id);
     slr_status st;
+    if (m->pool) { /* a table still held is a slice given up or not yet given back */
+        give_back(m);
+        next_round(m);
+        return SLR_OK;
+    }
     if (!m->ended && m->examples > 0) {
         /* learned part of a slice and never ended it (a partition taken
          * away mid-round): its touch counts go with it */
@@ -476,5 +500,174 @@ slr_status slr_sync_member_load(slr_sync_member *m, slr_learner *theta, slr_sync
     m->ended = false;
     memset(m->counts, 0, sizeof *m->counts * (size_t)slr_learner_bias_index(theta));
     slr_learner_mark(m->local);
+    return SLR_OK;
+}
+
+/* ------------------------------------------------------------ pooled members */
+
+typedef struct table {
+    slr_learner *l;
+    uint32_t *counts;
+} table;
+
+struct slr_sync_pool {
+    const slr_learner *shared;
+    table *idle; /* each equal to shared, at its step, marked, counts all zero */
+    size_t n_idle, cap_idle, made;
+    uint32_t *idx; /* scratch: a returned table's changed coordinates */
+    size_t cap;
+};
+
+slr_status slr_sync_pool_create(slr_sync_pool **out, const slr_learner *shared, slr_error *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return slr_error_set(err, SLR_ERR_NOMEM, "out of memory");
+    (*out)->shared = shared;
+    return SLR_OK;
+}
+
+static void table_free(table *t)
+{
+    slr_learner_destroy(t->l);
+    free(t->counts);
+}
+
+void slr_sync_pool_destroy(slr_sync_pool *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n_idle; i++)
+        table_free(&p->idle[i]);
+    free(p->idle);
+    free(p->idx);
+    free(p);
+}
+
+size_t slr_sync_pool_tables(const slr_sync_pool *p) { return p->made; }
+
+/* Keep t idle (it is shared's copy), or free it if there is no room. */
+static void keep_idle(slr_sync_pool *p, table t)
+{
+    if (p->n_idle == p->cap_idle) {
+        size_t cap = p->cap_idle ? 2 * p->cap_idle : 4;
+        table *n = realloc(p->idle, cap * sizeof *n);
+        if (!n) {
+            table_free(&t); /* the next member makes a new one */
+            return;
+        }
+        p->idle = n;
+        p->cap_idle = cap;
+    }
+    p->idle[p->n_idle++] = t;
+}
+
+slr_status slr_sync_pool_follow(slr_sync_pool *p, const uint32_t *changed, size_t n,
+                                slr_error *err)
+{
+    const uint64_t gs = slr_learner_steps(p->shared);
+    for (size_t i = 0; i < p->n_idle;) {
+        table *t = &p->idle[i];
+        uint64_t ls = slr_learner_steps(t->l);
+        slr_status st = ls <= gs ? slr_learner_advance(t->l, gs - ls, err) : SLR_ERR_ARG;
+        if (st != SLR_OK || slr_learner_epoch(t->l) != slr_learner_epoch(p->shared)) {
+            /* rebased (or ahead): cheaper made again when needed than mended */
+            table_free(t);
+            p->idle[i] = p->idle[--p->n_idle];
+            continue;
+        }
+        slr_learner_copy_coords(t->l, p->shared, changed, n);
+        double bw;
+        double bg;
+        slr_learner_bias_get(p->shared, &bw, &bg);
+        if ((st = slr_learner_bias_set(t->l, bw, bg, "shared model", err)) != SLR_OK)
+            return st;
+        i++;
+    }
+    return SLR_OK;
+}
+
+slr_status slr_sync_member_create_pooled(slr_sync_member **out, slr_sync_pool *pool,
+                                         const char *member_id, uint64_t generation,
+                                         uint64_t round, slr_error *err)
+{
+    *out = NULL;
+    slr_sync_member *m;
+    slr_status st = member_new(&m, slr_learner_config_of(pool->shared), member_id, generation, err);
+    if (st != SLR_OK)
+        return st;
+    m->shared = (slr_learner *)pool->shared; /* never written: the caller merges */
+    m->borrowed = true;
+    m->pool = pool;
+    m->round = round;
+    *out = m;
+    return SLR_OK;
+}
+
+slr_status slr_sync_member_begin(slr_sync_member *m, slr_error *err)
+{
+    if (!m->pool || m->local)
+        return SLR_OK;
+    slr_sync_pool *p = m->pool;
+    table t = {0};
+    if (p->n_idle) {
+        t = p->idle[--p->n_idle];
+    } else {
+        slr_status st = copy_of(p->shared, &t.l, err);
+        if (st != SLR_OK)
+            return st;
+        if (!(t.counts = calloc(slr_learner_bias_index(p->shared), sizeof *t.counts))) {
+            slr_learner_destroy(t.l);
+            return slr_error_set(err, SLR_ERR_NOMEM, "out of memory for the touch counts; lower -b");
+        }
+        p->made++;
+    }
+    m->local = t.l;
+    m->counts = t.counts;
+    slr_learner_mark(m->local);
+    return SLR_OK;
+}
+
+/* The member's table back to the pool as shared's copy: the coordinates
+ * its slice changed (all it learned touched) reverted, their counts
+ * zeroed; freed instead if reverting cannot be exact. */
+static void give_back(slr_sync_member *m)
+{
+    slr_sync_pool *p = m->pool;
+    table t = {m->local, m->counts};
+    m->local = NULL;
+    m->counts = NULL;
+    if (!t.l)
+        return;
+    const uint64_t bias = slr_learner_bias_index(t.l);
+    size_t k = 0;
+    for (uint64_t j = slr_learner_changed_next(t.l, 0); j < bias;
+         j = slr_learner_changed_next(t.l, j + 1)) {
+        if (k == p->cap) {
+            size_t cap = p->cap ? 2 * p->cap : 4096;
+            uint32_t *n = realloc(p->idx, cap * sizeof *n);
+            if (!n) {
+                table_free(&t); /* the next member copies shared afresh */
+                return;
+            }
+            p->idx = n;
+            p->cap = cap;
+        }
+        p->idx[k++] = (uint32_t)j;
+        t.counts[j] = 0;
+    }
+    if (!slr_learner_revert(t.l, p->shared, p->idx, k)) {
+        table_free(&t);
+        return;
+    }
+    slr_learner_mark(t.l);
+    keep_idle(p, t);
+}
+
+slr_status slr_sync_member_release(slr_sync_member *m, slr_error *err)
+{
+    (void)err;
+    if (m->pool && m->ended)
+        give_back(m);
     return SLR_OK;
 }

@@ -22,6 +22,7 @@
 #include "sync_impl.h"
 
 #define SYNC_PARTITION 0
+#define WARM_MS 5000 /* the publisher's first look at its topic */
 
 slr_status slr_sync_slice_name(char *buf, size_t n, const char *source_topic, int32_t partition,
                                slr_error *err)
@@ -133,6 +134,7 @@ struct slr_sync_publisher {
     slr_sync_topic_config cfg;
     char *txn_id; /* transactional.id (owned); NULL: idempotent only */
     rd_kafka_t *rk;
+    rd_kafka_topic_t *rkt; /* held so that the topic's metadata, fetched at the start, stays */
     unsigned long long failed;
     char last_error[256];
     uint64_t deltas, bytes; /* queued: records, and their keys' and values' bytes */
@@ -261,6 +263,15 @@ slr_status slr_sync_publisher_create(slr_sync_publisher **out, const slr_sync_to
             return st;
         }
     }
+    /* The topic's partition now, not at the first delta: a producer looks up
+     * a topic it has not produced to at its next metadata scan, up to a
+     * second later, and the group's first round waited for it (BENCHMARKS.md,
+     * tools/bench sync-member).  Best effort: a cluster that cannot answer
+     * yet leaves the first delta to wait as before. */
+    const struct rd_kafka_metadata *md;
+    if ((p->rkt = rd_kafka_topic_new(p->rk, cfg->topic, NULL)) &&
+        rd_kafka_metadata(p->rk, 0, p->rkt, &md, WARM_MS) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
     *out = p;
     return SLR_OK;
 }
@@ -285,6 +296,8 @@ void slr_sync_publisher_destroy(slr_sync_publisher *p)
                 rd_kafka_error_destroy(e);
         }
         rd_kafka_flush(p->rk, 5000);
+        if (p->rkt)
+            rd_kafka_topic_destroy(p->rkt);
         rd_kafka_destroy(p->rk);
     }
     held_clear(p);

@@ -7,7 +7,8 @@
  *
  * Four pieces:
  *  - slr_sync_member: a member's two learners (the shared theta_r, and the
- *    one it learns and predicts with) and its round's touch counts;
+ *    one it learns and predicts with) and its round's touch counts; members
+ *    on one theta_r may share work tables (slr_sync_pool);
  *  - slr_sync_delta: the record a member publishes, with its msgpack codec;
  *  - slr_sync_merge: theta_r + the round's deltas -> theta_{r+1};
  *  - slr_sync_ledger: the source offset ranges already in a model, so that a
@@ -180,6 +181,45 @@ slr_status slr_sync_member_create_on(slr_sync_member **out, const slr_learner *s
                                      const char *member_id, uint64_t generation, uint64_t round,
                                      slr_error *err);
 
+/* Work tables for members on one shared model, fewer than the members.  A
+ * member made by slr_sync_member_create_on keeps a whole learner (a weight
+ * table) for its slice, and every merged round must be copied into each of
+ * them; a process holding P partitions then pays P tables and P copies of
+ * every round.  Pooled members (slr_sync_member_create_pooled) take a
+ * table from the pool when their slice's learning begins
+ * (slr_sync_member_begin) and give it back once their delta is taken
+ * (slr_sync_member_release) or their slice is given up: the pool reverts
+ * the coordinates the slice changed to theta_r, so the next member starts
+ * from theta_r as a fresh copy would, bit for bit.  A process whose
+ * partitions' slices mostly come one after another so keeps a few tables
+ * (3 for 8 partitions in tools/bench sync-member).
+ * After merging a round into `shared`, the caller calls
+ * slr_sync_member_follow for every member, then slr_sync_pool_follow. */
+typedef struct slr_sync_pool slr_sync_pool;
+
+slr_status slr_sync_pool_create(slr_sync_pool **out, const slr_learner *shared, slr_error *err);
+/* After the pool's members (none may hold a table any more). */
+void slr_sync_pool_destroy(slr_sync_pool *p);
+/* The idle tables become the shared model again after a merge that changed
+ * coordinates changed[0..n) (slr_sync_merge's list). */
+slr_status slr_sync_pool_follow(slr_sync_pool *p, const uint32_t *changed, size_t n,
+                                slr_error *err);
+/* Tables made so far (what the pool costs in memory: one learner and a
+ * touch count per coordinate each). */
+size_t slr_sync_pool_tables(const slr_sync_pool *p);
+
+/* A member on the pool's shared model (as slr_sync_member_create_on) that
+ * holds a table only while it learns its slice. */
+slr_status slr_sync_member_create_pooled(slr_sync_member **out, slr_sync_pool *pool,
+                                         const char *member_id, uint64_t generation,
+                                         uint64_t round, slr_error *err);
+/* Before a pooled member's learner is used in a round: takes a table (a
+ * no-op for a member that holds one, or is not pooled). */
+slr_status slr_sync_member_begin(slr_sync_member *m, slr_error *err);
+/* After slr_sync_member_end_round: a pooled member's table goes back to
+ * the pool (a no-op for others). */
+slr_status slr_sync_member_release(slr_sync_member *m, slr_error *err);
+
 /* After the caller merged the round into the shared model: the member's
  * learner becomes theta_{r+1} and the next round begins.  changed[0..n) are
  * the coordinates the merge changed (slr_sync_merge's list); own_merged
@@ -194,8 +234,9 @@ slr_status slr_sync_member_follow(slr_sync_member *m, const uint32_t *changed, s
  * and count the coordinates it touched for the round's dense flags. */
 double slr_sync_member_learn(slr_sync_member *m, const slr_example *ex, double *loss);
 
-/* The learner the member predicts with (theta_r plus its own round so far),
- * and the shared model theta_r. */
+/* The learner the member predicts with (theta_r plus its own round so far;
+ * NULL for a pooled member that holds no table), and the shared model
+ * theta_r. */
 slr_learner *slr_sync_member_learner(slr_sync_member *m);
 const slr_learner *slr_sync_member_shared(const slr_sync_member *m);
 uint64_t slr_sync_member_round(const slr_sync_member *m);
