@@ -454,13 +454,14 @@ static double score_of(slr_learner *l, test_rng *r)
  * the model stays the same object until slr_follower_refresh, which then
  * switches to exactly that checkpoint; a damaged newer one is reported
  * (from the thread) and the model in use kept. */
-/* The highest nice of this process's threads other than the caller, once
- * one has one above 0 (within 5 s), or 0: the follower's loader runs at the
- * lowest priority. */
+/* The highest nice of this process's threads other than the caller: 19
+ * as soon as one has it (the loader sets its own as it starts; until then
+ * it has the caller's, e.g. 10 under `nice`), else the highest seen within
+ * 5 s. */
 static int loader_nice(void)
 {
     int best = 0;
-    for (int tries = 0; tries < 500 && best <= 0; tries++) {
+    for (int tries = 0; tries < 500 && best < 19; tries++) {
         DIR *d = opendir("/proc/self/task");
         if (!d)
             return 0;
@@ -488,7 +489,7 @@ static int loader_nice(void)
                 best = nice;
         }
         closedir(d);
-        if (best <= 0)
+        if (best < 19)
             usleep(10000);
     }
     return best;
