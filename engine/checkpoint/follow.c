@@ -41,7 +41,13 @@
 #include "util/clock.h"
 
 #define RETIRED_MAX 4 /* old models waiting for the thread to free them */
-#define LOADER_NICE 10
+/* The lowest priority.  A thread's nice orders it only among the threads
+ * of its own scheduling group (the session's autogroup, a container's
+ * cgroup), which the scorer is in too, and a loader busy on one core makes
+ * the scorer wait longer for the other on a busy machine: at nice 10 some
+ * loads held scoring up by 57-78 ms, at 19 none over 50 ms (BENCHMARKS.md,
+ * "Where the long gaps come from"). */
+#define LOADER_NICE 19
 /* How long one look at a sync topic reads and merges before a model is
  * made of what it has: on the thread, several rounds that arrive together
  * are merged into one copy; in place, the scorer waits at most about this. */
