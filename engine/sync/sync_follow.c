@@ -130,8 +130,19 @@ slr_status slr_sync_follower_open(slr_sync_follower **out, const slr_sync_topic_
     st = slr_sync_reader_create_at(&f->rd, &rc, &s, err);
     take_snapshot(f, &s);
     bool changed;
-    if (st == SLR_OK)
-        st = slr_sync_follower_refresh(f, timeout_ms, &changed, err);
+    /* a topic that does not answer (a probe timed out on a loaded machine,
+     * a leader moving) is waited for, up to timeout_ms, as the snapshot was:
+     * only what is still wrong then ends the open */
+    const double until = slr_monotonic_seconds() + timeout_ms / 1000.0;
+    while (st == SLR_OK) {
+        double left = until - slr_monotonic_seconds();
+        st = slr_sync_follower_refresh(f, left > 0 ? (int)(left * 1000) + 1 : 1, &changed, err);
+        if (st == SLR_OK || !slr_sync_reader_unreachable(f->rd, NULL) ||
+            slr_monotonic_seconds() >= until)
+            break;
+        st = SLR_OK;
+        nanosleep(&(struct timespec){0, 100 * 1000 * 1000}, NULL);
+    }
     if (st == SLR_OK && !f->scorer)
         st = rebuild_scorer(f, err);
     if (st != SLR_OK) {
