@@ -1089,22 +1089,12 @@ slr_status slr_sync_reader_catch_up(slr_sync_reader *r, int timeout_ms, bool *ca
         probe_now(r);
         if (r->unreachable_since)
             return SLR_OK;
-        /* the mark the last fetch response carried, if there was one: a
-         * query of the broker's would do no better than the next fetch, and
-         * librdkafka 2.0 lets it wait past its timeout when the broker goes
-         * down after the probe above (a reader silent for a whole outage) */
-        int64_t lo, hi;
-        if (rd_kafka_get_watermark_offsets(r->rk, r->topic, SYNC_PARTITION, &lo, &hi) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0 && hi >= r->high)
-            r->high = hi;
-        else {
-            rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(r->rk, r->topic,
-                                                                     SYNC_PARTITION, &lo, &r->high,
-                                                                     timeout_ms);
-            if (e)
-                return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", r->topic,
-                                     rd_kafka_err2str(e));
-        }
+        int64_t lo;
+        rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(r->rk, r->topic, SYNC_PARTITION,
+                                                                 &lo, &r->high, timeout_ms);
+        if (e)
+            return slr_error_set(err, SLR_ERR_KAFKA, "sync topic %s: %s", r->topic,
+                                 rd_kafka_err2str(e));
     }
     bool ended;
     /* stop at a complete round: the caller takes it before more is read, so
