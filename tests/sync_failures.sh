@@ -3,8 +3,7 @@
 # docs/SYNC_PROTOCOL.md "Failures") through the failures issue 13 names,
 # against `streamlr broker` (its SIGUSR1/SIGUSR2 outages).  One part per
 # test, so that each stays short: SYNC_FAILURES_PARTS=z (sync_zombie.test),
-# o (sync_outage.test), u (sync_unavailable.test), m (sync_metrics.test);
-# zoum runs all four.
+# o (sync_outage.test), u (sync_unavailable.test); zou runs all three.
 #   reference: one process learns the 8 partitions (no failure);
 #   z. a zombie: 3 members; partition 7 is held back so that the group waits
 #      at a round whose other deltas are all on the sync topic; one member is
@@ -372,59 +371,5 @@ if case $parts in *u*) true ;; *) false ;; esac; then
             { cat "$work/u$i.log"; fail "u: member $i did not say the sync topic was back"; }
     done
     echo "u: paused $(grep -ho "unreachable ([^)]*)" "$work/u1.log" | head -n 1) and went on: the reference's weights bit for bit, every offset once, offsets committed"
-    stop_broker
-fi
-
-# m. a rebalance mid-slice: the metrics count each example once.  Every
-# partition gets half a slice; member 1 learns all of it (8 partial slices,
-# no delta out), then member 2 joins and takes partitions from it, which
-# learns their half slices again from theta_0.  Then the rest is produced;
-# once the group is at round 3, both are stopped (SIGTERM) and restarted from their
-# checkpoints with --exit-at-end.  The examples their metrics cover must add
-# up to the examples produced, as the model's step count does.
-if case $parts in *m*) true ;; *) false ;; esac; then
-    start_broker m
-    half=$((S / 2))
-    for p in 0 1 2 3 4 5 6 7; do
-        head -n "$half" "$work/p$p.vw" > "$work/m.head$p.vw"
-        tail -n "+$((half + 1))" "$work/p$p.vw" > "$work/m.rest$p.vw"
-        produce "$p" "$work/m.head$p.vw"
-    done
-    learned() { # metrics file: the examples of its last line
-        tail -n 1 "$1" 2> /dev/null | sed -n 's/.*"examples":\([0-9]*\).*/\1/p'
-    }
-    wait_learned() { # seconds file n
-        for s in $(seq "$(($1 * 5))"); do
-            [ "$(learned "$2")" = "$3" ] && return 0
-            sleep 0.2
-        done
-        return 1
-    }
-    start_member m 1 --metrics "$work/m1.jsonl" --metrics-interval 0.1
-    wait_learned 60 "$work/m1.jsonl" $((8 * half)) || fail "m: member 1 did not learn the 8 half slices"
-    start_member m 2 --metrics "$work/m2.jsonl" --metrics-interval 0.1
-    for s in $(seq 300); do
-        [ "$(learned "$work/m2.jsonl")" -gt 0 ] 2> /dev/null && break
-        sleep 0.2
-    done
-    [ "$(learned "$work/m2.jsonl")" -gt 0 ] 2> /dev/null || fail "m: member 2 learned nothing in 60 s"
-    echo "m: member 2 joined after member 1 had learned 8 half slices; member 2 learned $(learned "$work/m2.jsonl") of them again"
-    for p in 0 1 2 3 4 5 6 7; do produce "$p" "$work/m.rest$p.vw"; done
-    # (partition 0's 66 rows end in round 3: without --exit-at-end the group
-    # waits there for more, as a live stream would)
-    wait_round 60 3 m 1 2 || fail "m: the group did not reach round 3 in 60 s"
-    for i in 1 2; do kill -TERM "$(pid_of m$i)"; done
-    wait_ended 60 "$(pid_of m1)" "$(pid_of m2)" || fail "m: members still running 60 s after SIGTERM"
-    for i in 1 2; do start_member m "$i" --exit-at-end; done
-    finish_group m 1 2
-    covered=0
-    for i in 1 2; do
-        n=$(sed -n 's/^metrics cover *\([0-9]*\) examples.*/\1/p' "$work/m$i.model.inspect")
-        [ -n "$n" ] || { cat "$work/m$i.model.inspect"; fail "m: member $i's model says no metrics"; }
-        covered=$((covered + n))
-    done
-    [ "$covered" -eq "$total" ] ||
-        fail "m: the members' metrics cover $covered examples, the model $total (a slice counted twice)"
-    echo "m: the members' metrics cover the $total examples once; the reference's weights bit for bit"
     stop_broker
 fi

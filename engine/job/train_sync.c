@@ -59,34 +59,6 @@
  * transaction.timeout.ms (60 s by default) */
 #define TXN_OPEN_SECONDS 5.0
 
-/* The learning totals of slr_metrics (not the records' counts: a record
- * read twice was read twice). */
-typedef struct slice_totals {
-    uint64_t examples, features;
-    double weight, loss, positives, predicted;
-} slice_totals;
-
-static void totals_note(slice_totals *t, const slr_metrics *now, const slr_metrics *before)
-{
-    t->examples += now->examples - before->examples;
-    t->features += now->features - before->features;
-    t->weight += now->weight - before->weight;
-    t->loss += now->loss - before->loss;
-    t->positives += now->positives - before->positives;
-    t->predicted += now->predicted - before->predicted;
-}
-
-static void totals_take_back(slr_metrics *m, slice_totals *t)
-{
-    m->examples -= t->examples;
-    m->features -= t->features;
-    m->weight -= t->weight;
-    m->loss -= t->loss;
-    m->positives -= t->positives;
-    m->predicted -= t->predicted;
-    memset(t, 0, sizeof *t);
-}
-
 /* One held source partition. */
 typedef struct slot {
     slr_sync_member *m; /* its learner: theta_r plus its slice so far */
@@ -97,11 +69,6 @@ typedef struct slot {
     uint64_t examples;  /* what it published: examples ... */
     int64_t to;         /* ... and the end of its range */
     bool paused;        /* fetched past its slice: not fetched until the next round */
-    /* what its slice so far added to the job's progressive metrics: taken
-     * back when the slice is dropped before its delta is out (the partition
-     * given away mid-round: its new owner learns the slice) and at a stop
-     * mid-round (the checkpoint is theta_r: the round is learned again) */
-    slice_totals counted;
 } slot;
 
 typedef struct sync_run {
@@ -589,8 +556,6 @@ static slr_status follow_assignment(sync_run *run, slr_error *err)
     }
     for (int32_t p = 0; p < run->P; p++)
         if (!held[p] && run->slots[p]) {
-            if (!run->slots[p]->published) /* the new owner learns the slice */
-                totals_take_back(&run->job.state.metrics, &run->slots[p]->counted);
             slot_free(run->slots[p]);
             run->slots[p] = NULL;
         }
@@ -627,7 +592,6 @@ static slr_status learn_message(sync_run *run, slot *s, slr_kafka_partition *q,
     const char *buf = m->payload ? (const char *)m->payload : "";
     size_t len = m->len;
     slr_where where = {q->name, 0, (uint64_t)m->offset, true};
-    const slr_metrics before = job->state.metrics;
     while (len > 0) {
         size_t used = 0;
         slr_apply_result r = SLR_APPLY_LEARNED;
@@ -639,7 +603,6 @@ static slr_status learn_message(sync_run *run, slot *s, slr_kafka_partition *q,
     }
     job->learner = theta;
     job->sync = NULL;
-    totals_note(&s->counted, &job->state.metrics, &before);
     if (st != SLR_OK)
         return st;
     s->next = m->offset + 1;
@@ -817,14 +780,9 @@ static slr_status merge_round(sync_run *run, const slr_sync_delta *ds, size_t k,
         run->reach[kept[i].ranges[0].partition] = kept[i].ranges[0].to;
     }
     for (int32_t p = 0; p < run->P && st == SLR_OK; p++)
-        if (run->slots[p]) {
+        if (run->slots[p])
             st = slr_sync_member_follow(run->slots[p]->m, changed, n_changed,
                                         own_merged(run->slots[p], kept, nk), err);
-            /* settled; a slice whose delta lost to an identical copy stays
-             * counted: that copy may be this member's own from before a crash,
-             * whose counts died with it (SYNC_PROTOCOL.md, "Metrics") */
-            memset(&run->slots[p]->counted, 0, sizeof run->slots[p]->counted);
-        }
     if (st == SLR_OK) /* after the slots: the tables they gave back follow too */
         st = slr_sync_pool_follow(run->pool, changed, n_changed, err);
     free(changed);
@@ -1131,10 +1089,6 @@ slr_status slr_train_sync(const slr_train_options *opt_in, const slr_kafka_optio
                               "learning slices, %.3f s publishing deltas, %.3f s waiting for "
                               "and merging rounds",
                     run.t_consume, run.t_learn, run.t_publish, run.t_round);
-        /* a stop mid-round: the model is theta_r, without the round's slices */
-        for (int32_t p = 0; p < run.P; p++)
-            if (run.slots[p])
-                totals_take_back(&run.job.state.metrics, &run.slots[p]->counted);
         /* final checkpoint (theta_r, round r), then commit what it holds:
          * now, and when the partitions are released at the close */
         st = slr_job_finish(&run.job, stopped && opt.stop && *opt.stop, res, err);
